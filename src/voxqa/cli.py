@@ -1,0 +1,112 @@
+"""The `voxqa` command line (typer + rich)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from voxqa import __version__
+
+app = typer.Typer(help="voxqa: spatially grounded QA over medical volumes.", no_args_is_help=True)
+build_app = typer.Typer(help="Build a QA dataset folder from a source.", no_args_is_help=True)
+app.add_typer(build_app, name="build")
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        print(__version__)
+        raise typer.Exit()
+
+
+@build_app.command("fastmri-plus")
+def build_fastmri_plus(
+    annotations: Annotated[list[Path], typer.Option("--annotations", help="fastMRI+ box CSV (repeatable).")],
+    file_list: Annotated[list[Path], typer.Option("--file-list", help="Reviewed-volume list, one per --annotations.")],
+    out: Annotated[Path, typer.Option("--out", help="Output dataset folder.")],
+    volumes: Annotated[Optional[Path], typer.Option("--volumes", help="Folder of <file>.h5 fastMRI volumes.")] = None,
+    anatomy: Annotated[Optional[str], typer.Option("--anatomy", help="knee|brain (default: from file names).")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    split_fractions: Annotated[str, typer.Option("--split-fractions")] = "0.8,0.1,0.1",
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first dropped row or unreadable volume.")] = False,
+) -> None:
+    """fastMRI+ radiologist boxes -> grounded detection/localization/counting/classification/captioning items."""
+    from voxqa.build import build_fastmri_plus as build
+    from voxqa.errors import BuildError
+    from voxqa.splits import parse_fractions
+
+    if len(annotations) != len(file_list):
+        _fail(f"give one --file-list per --annotations (got {len(annotations)} and {len(file_list)})")
+    if anatomy not in (None, "knee", "brain"):
+        _fail(f"--anatomy must be knee or brain, got {anatomy!r}")
+    if volumes is not None and not volumes.is_dir():
+        _fail(f"--volumes {volumes}: not a folder")
+    try:
+        fractions = parse_fractions(split_fractions)
+        manifest = build(
+            list(zip(annotations, file_list)), out, volumes=volumes, anatomy=anatomy,
+            seed=seed, fractions=fractions, strict=strict,
+        )
+    except (BuildError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    c = manifest["counts"]
+    console.print(
+        f"[green]built[/] {out}: {c['studies']} studies, {c['items']} items "
+        f"({', '.join(f'{k} {v}' for k, v in c['items_by_task'].items())})"
+    )
+
+
+@app.command()
+def inspect(folder: Annotated[Path, typer.Argument(help="A voxqa dataset folder.")]) -> None:
+    """Counts by task/template/level/label/split, answer balance, and build repairs."""
+    from voxqa.inspection import show
+
+    try:
+        show(folder, Console())
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def phantom(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of volumes.")] = 12,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Write synthetic fastMRI-style volumes with a fastMRI+-style CSV and file list."""
+    from voxqa.phantom import write_phantom
+
+    paths = write_phantom(out, n=n, seed=seed)
+    console.print(f"[green]phantom[/] {n} volumes in {paths['volumes']}, boxes in {paths['annotations']}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Demo output folder.")] = Path("voxqa-demo"),
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Phantom -> build -> inspect, all on built-in synthetic data."""
+    from voxqa.build import build_fastmri_plus as build
+    from voxqa.inspection import show
+    from voxqa.phantom import write_phantom
+
+    paths = write_phantom(out / "phantom", n=24, seed=seed)
+    dataset = out / "dataset"
+    build(
+        [(paths["annotations"], paths["file_list"])], dataset, volumes=paths["volumes"],
+        seed=seed, fractions=(0.6, 0.2, 0.2),
+    )
+    show(dataset, Console())
+    console.print(f"[green]demo dataset:[/] {dataset} (items.jsonl, manifest.json, build_report.json)")

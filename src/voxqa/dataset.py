@@ -1,0 +1,86 @@
+"""The on-disk dataset folder: manifest.json, studies.jsonl, items.jsonl, build_report.json.
+
+Files are written with sorted-key JSON objects in a fixed item order, without timestamps or
+output paths, so two builds with the same inputs and seed are byte-identical. Items and
+studies are validated by the pydantic models when read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from voxqa.schema import Item, Study
+
+MANIFEST = "manifest.json"
+STUDIES = "studies.jsonl"
+ITEMS = "items.jsonl"
+REPORT = "build_report.json"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("wb") as fh:
+        for row in rows:
+            fh.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS))
+            fh.write(b"\n")
+    tmp.replace(path)
+
+
+def write_dataset(
+    out: Path,
+    manifest: dict[str, Any],
+    studies: list[Study],
+    items: list[Item],
+    report: dict[str, Any],
+) -> None:
+    """Write the four files; each is written to a temp name and renamed into place."""
+    out.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(out / STUDIES, (s.model_dump(mode="json") for s in studies))
+    _write_jsonl(out / ITEMS, (it.model_dump(mode="json") for it in items))
+    for name, obj in ((REPORT, report), (MANIFEST, manifest)):
+        tmp = out / (name + ".tmp")
+        tmp.write_bytes(dumps(obj))
+        tmp.replace(out / name)
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (is {path.parent} a voxqa dataset folder?)")
+    with path.open("rb") as fh:
+        for n, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    yield n, orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{n}: invalid JSON ({exc})") from None
+
+
+def read_items(folder: Path) -> list[Item]:
+    return [Item.model_validate(row) for _, row in _read_jsonl(folder / ITEMS)]
+
+
+def read_studies(folder: Path) -> list[Study]:
+    return [Study.model_validate(row) for _, row in _read_jsonl(folder / STUDIES)]
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    return orjson.loads(path.read_bytes())

@@ -1,0 +1,116 @@
+"""`voxqa inspect`: what a dataset folder holds and whether its answers are balanced.
+
+``answer_balance`` is the check behind the promise that a blind guesser cannot beat chance:
+per (split, template) it reports the share of "yes", the share of each option position, and
+the best accuracy a constant answer would reach (``blind_best``) next to ``chance``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from voxqa.dataset import REPORT, read_items, read_json
+from voxqa.schema import Item
+
+
+def _answer_key(it: Item) -> str | None:
+    a = it.answer
+    if a.type in ("yes_no", "choice"):
+        return str(a.value)
+    if a.type == "multi_choice":
+        return ",".join(map(str, a.value))
+    if a.type == "number":
+        return str(a.value)
+    return None
+
+
+def answer_balance(items: list[Item]) -> list[dict[str, Any]]:
+    """One row per (split, template) with discrete answers."""
+    groups: dict[tuple[str, str], list[Item]] = defaultdict(list)
+    for it in items:
+        if _answer_key(it) is not None:
+            groups[(it.split, it.template)].append(it)
+    rows = []
+    for (split, template), group in sorted(groups.items()):
+        values = Counter(_answer_key(it) for it in group)
+        top, top_n = values.most_common(1)[0]
+        chances = [it.chance for it in group if it.chance is not None]
+        row: dict[str, Any] = {
+            "split": split,
+            "template": template,
+            "n": len(group),
+            "blind_best": top_n / len(group),
+            "blind_best_answer": top,
+            "chance": sum(chances) / len(chances) if chances else None,
+            "distribution": dict(sorted(values.items())),
+        }
+        if group[0].answer.type == "choice":
+            positions = Counter(it.answer.value for it in group)
+            row["positions"] = {str(p): positions.get(p, 0) for p in range(max(positions) + 1)}
+        rows.append(row)
+    return rows
+
+
+def beats_chance(row: dict[str, Any]) -> bool:
+    """True when a constant answer beats chance by more than 3 binomial standard errors."""
+    c = row["chance"]
+    if c is None:
+        return False
+    return row["blind_best"] - c > 3 * (c * (1 - c) / row["n"]) ** 0.5
+
+
+def counts_table(items: list[Item], key: str, title: str) -> Table:
+    table = Table(title=title)
+    splits = sorted({it.split for it in items})
+    table.add_column(key)
+    for s in splits:
+        table.add_column(s, justify="right")
+    table.add_column("all", justify="right")
+    c: Counter[tuple[str, str]] = Counter((str(getattr(it, key)), it.split) for it in items)
+    for value in sorted({k for k, _ in c}):
+        per = [c[(value, s)] for s in splits]
+        table.add_row(value, *map(str, per), str(sum(per)))
+    return table
+
+
+def show(folder: Path, console: Console | None = None) -> None:
+    console = console or Console()
+    items = read_items(folder)
+    console.print(f"[bold]{folder}[/]: {len(items)} items")
+    for key, title in (("task", "Items by task"), ("template", "Items by template"),
+                       ("level", "Items by level")):
+        console.print(counts_table(items, key, title))
+    labels = Table(title="Items by label (top 30)")
+    labels.add_column("label")
+    labels.add_column("items", justify="right")
+    for label, n in Counter(it.label or "(none)" for it in items).most_common(30):
+        labels.add_row(label, str(n))
+    console.print(labels)
+
+    balance = Table(title="Answer balance (blind_best = accuracy of the best constant answer)")
+    for col in ("split", "template", "n", "chance", "blind_best", "answers / positions"):
+        balance.add_column(col)
+    for row in answer_balance(items):
+        chance = f"{row['chance']:.3f}" if row["chance"] is not None else "-"
+        dist = row.get("positions") or row["distribution"]
+        shown = ", ".join(f"{k}:{v}" for k, v in list(dist.items())[:8])
+        flag = " [red]!" if beats_chance(row) else ""
+        balance.add_row(row["split"], row["template"], str(row["n"]), chance,
+                        f"{row['blind_best']:.3f}{flag}", shown)
+    console.print(balance)
+
+    if (folder / REPORT).is_file():
+        report = read_json(folder / REPORT)
+        rep = Table(title="Build report: repairs, drops and skips")
+        for col in ("kind", "reason", "count", "example"):
+            rep.add_column(col)
+        for kind in ("repaired", "dropped", "skipped", "info"):
+            for reason, entry in report.get(kind, {}).items():
+                ex = entry["examples"][0] if entry["examples"] else {}
+                rep.add_row(kind, reason, str(entry["count"]), str(ex)[:80])
+        console.print(rep)

@@ -1,0 +1,40 @@
+"""fastMRI HDF5 reconstructions (no patient geometry)."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+
+from .volume import PathLike, Volume, VolumeError, check_array, reading, require_exists, voxel_dtype
+
+DEFAULT_DATASET = "reconstruction_rss"
+
+
+def _dataset_names(f: h5py.File) -> list[str]:
+    names: list[str] = []
+
+    def collect(name: str, obj: h5py.HLObject) -> None:  # returning non-None would stop the visit
+        if isinstance(obj, h5py.Dataset):
+            names.append(name)
+
+    f.visititems(collect)
+    return names
+
+
+def read_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> Volume:
+    """Read a (slices, height, width) reconstruction, flipped up/down.
+
+    fastMRI+ boxes were drawn on images flipped up/down during DICOM conversion,
+    so the flip makes box (x, y) index the returned array as ``data[slice, y, x]``.
+    The affine is the identity in nominal pixel units and ``world_known`` is False.
+    """
+    p = require_exists(path)
+    with reading(p), h5py.File(p, "r") as f:
+        if not isinstance(f.get(dataset), h5py.Dataset):
+            present = ", ".join(_dataset_names(f)) or "none"
+            raise VolumeError(p, f"no dataset {dataset!r} (datasets present: {present})")
+        arr = f[dataset][()]
+    arr = check_array(np.asarray(arr), p)
+    data = np.ascontiguousarray(voxel_dtype(arr)[:, ::-1, :])
+    return Volume(data=data, affine=np.eye(4), path=str(p), format="fastmri_h5",
+                  frame_axis=0, world_known=False)

@@ -1,0 +1,63 @@
+"""NRRD volumes via pynrrd.
+
+Geometry comes from ``space directions`` (one world vector per array axis,
+'none' for non-spatial axes) and ``space origin``, in the frame named by
+``space``. LPS/LAS/RAS are converted to RAS+ by flipping signs. A file with
+space directions but ``scanner-xyz``/``3D-right-handed``/no ``space`` field is
+*assumed* to be RAS+: NRRD gives no patient frame there, and RAS+ is what
+nibabel/Slicer would show, so we take it silently rather than warn on every read.
+A file without any space directions has only nominal geometry (``spacings``).
+"""
+
+from __future__ import annotations
+
+import nrrd
+import numpy as np
+
+from .volume import PathLike, Volume, VolumeError, check_array, reading, require_exists, voxel_dtype
+
+_RAS_SIGNS: dict[str, tuple[float, float, float]] = {
+    "right-anterior-superior": (1.0, 1.0, 1.0),
+    "ras": (1.0, 1.0, 1.0),
+    "left-anterior-superior": (-1.0, 1.0, 1.0),
+    "las": (-1.0, 1.0, 1.0),
+    "left-posterior-superior": (-1.0, -1.0, 1.0),
+    "lps": (-1.0, -1.0, 1.0),
+    "scanner-xyz": (1.0, 1.0, 1.0),
+    "3d-right-handed": (1.0, 1.0, 1.0),
+}
+
+
+def _space_signs(header: dict, path: PathLike) -> np.ndarray:
+    space = str(header.get("space", "scanner-xyz")).strip().lower()
+    if space not in _RAS_SIGNS:
+        raise VolumeError(path, f"unsupported NRRD space {header['space']!r}")
+    return np.array([*_RAS_SIGNS[space], 1.0])
+
+
+def _affine(header: dict, path: PathLike) -> tuple[np.ndarray, bool]:
+    """Return (RAS+ affine, world_known) for the first three (spatial) array axes."""
+    affine = np.eye(4)
+    if "space directions" not in header:
+        spacings = np.asarray(header.get("spacings", [1.0, 1.0, 1.0]), dtype=float)[:3]
+        affine[:3, :3] = np.diag(np.where(np.isfinite(spacings), spacings, 1.0))
+        return affine, False
+    directions = np.asarray(header["space directions"], dtype=float)
+    if directions.shape[0] < 3 or directions.shape[1] != 3:
+        raise VolumeError(path, f"space directions of shape {directions.shape}, expected 3 spatial axes")
+    if not np.all(np.isfinite(directions[:3])):
+        raise VolumeError(path, "4D data not supported: a leading axis has space direction 'none'")
+    affine[:3, :3] = directions[:3].T
+    affine[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=float)
+    return np.diag(_space_signs(header, path)) @ affine, True
+
+
+def read_nrrd(path: PathLike) -> Volume:
+    """Read a NRRD/NHDR file in pynrrd's default (i, j, k) index order ('F')."""
+    p = require_exists(path)
+    with reading(p):
+        arr, header = nrrd.read(str(p))
+    data = voxel_dtype(check_array(arr, p))
+    affine, world_known = _affine(header, p)
+    return Volume(data=data, affine=affine, path=str(p), format="nrrd", frame_axis=2,
+                  world_known=world_known)

@@ -1,0 +1,140 @@
+"""The in-memory volume every reader returns, plus shared validation.
+
+World convention: nibabel's RAS+ ("scanner RAS"). nibabel's coordinate-systems
+guide defines the axes as, in terms of the subject, "left to Right; posterior to
+Anterior; and inferior to Superior", with "right" always meaning the *subject's*
+right. So world x grows towards the patient's right (the patient's right side
+has the larger x), y towards the front, z towards the head. DICOM and NRRD
+files in LPS are converted by negating the first two world axes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+PathLike = str | os.PathLike[str]
+
+#: Negating x and y turns an LPS affine into an RAS one (and back).
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+class VolumeError(ValueError):
+    """A volume could not be read or is unusable; the message names file and problem."""
+
+    def __init__(self, path: PathLike, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D scalar volume with its voxel-index -> RAS+ mm affine.
+
+    ``eq=False`` keeps identity equality/hashing: comparing arrays field-wise
+    would be ambiguous.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    spacing: tuple[float, float, float] = field(init=False)
+    path: str
+    format: str
+    frame_axis: int
+    #: False when the file has no patient geometry (the affine is nominal pixel units).
+    world_known: bool = True
+
+    def __post_init__(self) -> None:
+        affine = np.asarray(self.affine, dtype=np.float64)
+        if self.data.ndim != 3:
+            raise VolumeError(self.path, f"expected 3D data, got shape {self.data.shape}")
+        if affine.shape != (4, 4):
+            raise VolumeError(self.path, f"expected a 4x4 affine, got shape {affine.shape}")
+        spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
+        if not all(np.isfinite(s) and s > 0 for s in spacing):
+            raise VolumeError(self.path, f"degenerate voxel spacing {spacing}")
+        object.__setattr__(self, "affine", affine)
+        object.__setattr__(self, "spacing", spacing)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.data.shape  # type: ignore[return-value]
+
+    @property
+    def axcodes(self) -> tuple[str, str, str]:
+        """Direction each array axis increases towards, e.g. ('R','A','S'); nominal if not world_known."""
+        return nib.aff2axcodes(self.affine)
+
+
+def canonicalize(vol: Volume) -> Volume:
+    """Reorder/flip axes to the closest RAS+ order without moving any voxel in world space.
+
+    Afterwards axis 0 increases to the patient's Right, 1 to Anterior, 2 to
+    Superior, so frames along axis 2 are axial. Uses the same recipe as
+    nibabel's ``as_closest_canonical``.
+    """
+    if not vol.world_known:
+        raise VolumeError(vol.path, "cannot canonicalise: the file carries no patient geometry")
+    ornt = io_orientation(vol.affine)
+    data = np.ascontiguousarray(apply_orientation(vol.data, ornt))
+    affine = vol.affine @ inv_ornt_aff(ornt, vol.shape)
+    return replace(vol, data=data, affine=affine, frame_axis=2)
+
+
+def check_array(data: np.ndarray, path: PathLike) -> np.ndarray:
+    """Return ``data`` as a validated 3D real array; trailing singleton dims are squeezed.
+
+    Downstream code assumes one scalar per voxel and finite values, so anything
+    else is rejected here rather than failing obscurely later.
+    """
+    shape = data.shape
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise VolumeError(path, f"{data.ndim}D data not supported, expected 3D (got shape {shape})")
+    if data.size == 0:
+        raise VolumeError(path, f"empty volume (shape {shape})")
+    if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_) or np.iscomplexobj(data):
+        raise VolumeError(path, f"unsupported voxel type {data.dtype}")
+    if np.issubdtype(data.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        if bad:
+            raise VolumeError(path, f"{bad} non-finite voxel(s) (NaN/inf)")
+    return data
+
+
+def voxel_dtype(data: np.ndarray) -> np.ndarray:
+    """Keep integer (label) arrays integer, make everything else float32, in native byte order."""
+    if data.dtype == np.bool_:
+        return data.astype(np.uint8)
+    if np.issubdtype(data.dtype, np.integer):
+        return data.astype(data.dtype.newbyteorder("="), copy=False)
+    return data.astype(np.float32, copy=False)
+
+
+def require_exists(path: PathLike) -> Path:
+    """Fail early with a clear message instead of a library-specific one."""
+    p = Path(path)
+    if not p.exists():
+        raise VolumeError(p, "no such file or directory")
+    return p
+
+
+@contextmanager
+def reading(path: PathLike) -> Iterator[None]:
+    """Turn any library exception raised while reading ``path`` into a VolumeError."""
+    try:
+        yield
+    except VolumeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - readers promise VolumeError for bad files
+        cause = str(exc).strip() or "no details"
+        raise VolumeError(path, f"cannot read ({type(exc).__name__}: {cause})") from exc

@@ -1,0 +1,50 @@
+"""Build report: every repair, drop and skip is counted, with a few examples each.
+
+A build never silently loses data: each reason has a counter and up to
+``MAX_EXAMPLES`` examples (file, row, detail) so a user can find the offending input.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from voxqa.errors import BuildError
+
+MAX_EXAMPLES = 5
+FATAL_UNDER_STRICT = ("dropped", "skipped")
+
+
+class BuildReport:
+    """Counters grouped by kind ("repaired", "dropped", "skipped", "info")."""
+
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
+        self._counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._examples: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        self.totals: dict[str, Any] = {}
+
+    def add(self, kind: str, reason: str, n: int = 1, **example: Any) -> None:
+        """Count ``n`` events; under --strict a drop or skip stops the build instead."""
+        if self.strict and kind in FATAL_UNDER_STRICT:
+            raise BuildError(f"--strict: {kind} ({reason}): {example}")
+        self._counts[kind][reason] += n
+        if example and len(self._examples[kind][reason]) < MAX_EXAMPLES:
+            self._examples[kind][reason].append(example)
+
+    def count(self, kind: str, reason: str) -> int:
+        return self._counts.get(kind, {}).get(reason, 0)
+
+    def total(self, kind: str) -> int:
+        return sum(self._counts.get(kind, {}).values())
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"totals": self.totals}
+        for kind in sorted(self._counts):
+            out[kind] = {
+                reason: {"count": n, "examples": self._examples[kind].get(reason, [])}
+                for reason, n in sorted(self._counts[kind].items())
+            }
+        return out

@@ -1,0 +1,14 @@
+"""Task families: each turns studies into QA items. Register new families in FAMILIES."""
+
+from voxqa.tasks.base import Context, StudyView, TaskFamily
+from voxqa.tasks.captioning import Captioning
+from voxqa.tasks.classification import Classification
+from voxqa.tasks.counting import Counting
+from voxqa.tasks.detection import Detection
+from voxqa.tasks.localization import Localization
+
+FAMILIES: dict[str, TaskFamily] = {
+    f.name: f for f in (Detection(), Localization(), Counting(), Classification(), Captioning())
+}
+
+__all__ = ["FAMILIES", "Context", "StudyView", "TaskFamily"]

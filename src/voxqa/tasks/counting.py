@@ -1,0 +1,91 @@
+"""Counting: distinct lesion instances of a finding, and distinct finding types.
+
+Counts are of 3D instances (boxes linked across adjacent frames, see voxqa.instances), never
+of boxes. Zero answers come from reviewed volumes without the finding; per (split, label)
+there are as many zeros as the most frequent non-zero count, so "0" is never the best blind
+guess and never absent.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from voxqa.schema import Item
+from voxqa.tasks.base import Context, StudyView, cite, frames_text, group_by, make_item, rng
+
+TASK = "counting"
+
+
+def _number(n: int) -> dict:
+    return {"type": "number", "value": n}
+
+
+class Counting:
+    name = TASK
+
+    def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
+        out: list[Item] = []
+        for (split, anatomy), views in group_by(
+            studies, lambda s: (s.split, s.study.anatomy)
+        ).items():
+            for label in ctx.boxed_vocab.get(str(anatomy), []):
+                out += self._instances(views, ctx, label, split)
+            out += [self._types(v, ctx) for v in views]
+        return out
+
+    def _instances(
+        self, views: list[StudyView], ctx: Context, label: str, split: object
+    ) -> list[Item]:
+        with_label = [v for v in views if label in v.boxed_labels]
+        without = [v for v in views if label not in v.labels]
+        if not with_label:
+            return []
+        mode = Counter(len(v.instances_of(label)) for v in with_label).most_common(1)[0][1]
+        zeros = rng(ctx.seed, "count_zeros", split, label).sample(without, min(mode, len(without)))
+        out = []
+        for v in sorted(with_label + zeros, key=lambda v: v.id):
+            inst = v.instances_of(label)
+            ev = v.evidence_for(label=label)
+            if inst:
+                parts = [
+                    f"instance {f.instance_id + 1} on frames {frames_text(f.frames)} "
+                    f"({cite(e for e in ev if e.instance == f.instance_id)})"
+                    for f in inst
+                ]
+                why = (
+                    f"{len(ev)} box(es) of {label} link across adjacent frames into "
+                    f"{len(inst)} separate lesion(s): " + "; ".join(parts) + f". Answer: {len(inst)}."
+                )
+            else:
+                why = f"No {label} is annotated in this reviewed volume. Answer: 0."
+            out.append(make_item(
+                v, task=TASK, subtask="instances", frame=None, label=label,
+                frames=sorted({e.frame for e in ev}),
+                question=f"How many separate {label} lesions are in this volume?",
+                answer=_number(len(inst)), answer_text=str(len(inst)), evidence=ev,
+                reasoning=why, chance=None,
+            ))
+        return out
+
+    def _types(self, v: StudyView, ctx: Context) -> Item:
+        labels = v.pathology
+        ev = [e for e in v.evidence if ctx.is_pathology(e.label)]
+        if labels:
+            per = []
+            for lab in labels:
+                boxes = [e for e in ev if e.label == lab]
+                per.append(f"{lab} ({cite(boxes)})" if boxes else f"{lab} (study-level)")
+            why = (
+                f"{len(labels)} distinct abnormal finding type(s): "
+                + "; ".join(per)
+                + f". Answer: {len(labels)}."
+            )
+        else:
+            why = "No abnormal finding is annotated in this reviewed volume. Answer: 0."
+        return make_item(
+            v, task=TASK, subtask="finding_types", frame=None, label=None,
+            question="How many different types of abnormal findings are in this volume?",
+            answer=_number(len(labels)), answer_text=str(len(labels)), evidence=ev,
+            reasoning=why, chance=None,
+        )
