@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .dicom import read_dicom_series
-from .fastmri import read_fastmri_h5
+from .fastmri import probe_fastmri_h5, read_fastmri_h5
 from .nifti import read_nifti
 from .nrrd import read_nrrd
 from .volume import PathLike, Volume, VolumeError, canonicalize, check_array, require_exists
@@ -19,6 +19,7 @@ __all__ = [
     "detect_format",
     "open_volume",
     "read_dicom_series",
+    "probe_fastmri_h5",
     "read_fastmri_h5",
     "read_nifti",
     "read_nrrd",

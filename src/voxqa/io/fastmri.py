@@ -38,3 +38,16 @@ def read_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> Volume
     data = np.ascontiguousarray(voxel_dtype(arr)[:, ::-1, :])
     return Volume(data=data, affine=np.eye(4), path=str(p), format="fastmri_h5",
                   frame_axis=0, world_known=False)
+
+
+def probe_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> tuple[int, int, int]:
+    """(slices, height, width) of the reconstruction without reading its pixels."""
+    p = require_exists(path)
+    with reading(p), h5py.File(p, "r") as f:
+        if not isinstance(f.get(dataset), h5py.Dataset):
+            present = ", ".join(_dataset_names(f)) or "none"
+            raise VolumeError(p, f"no dataset {dataset!r} (datasets present: {present})")
+        shape = f[dataset].shape
+    if len(shape) != 3 or min(shape) <= 0:
+        raise VolumeError(p, f"{dataset!r} has shape {shape}, expected (slices, height, width)")
+    return int(shape[0]), int(shape[1]), int(shape[2])

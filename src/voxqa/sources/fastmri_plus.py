@@ -22,17 +22,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
-
 from voxqa.errors import BuildError
 from voxqa.geometry import clip
 from voxqa.instances import link_instances
+from voxqa.io import VolumeError, probe_fastmri_h5
 from voxqa.report import BuildReport
 from voxqa.schema import Box, Box3D, Finding, Study, VolumeRef
 
 NAME = "fastmri_plus"
 MODALITY = "MR"
-DATASET = "reconstruction_rss"
 COLUMNS = ("file", "slice", "study_level", "x", "y", "width", "height", "label")
 # fastMRI reconstruction_rss frames are 320 x 320 for knee and brain; used when no HDF5 is given.
 DEFAULT_FRAME_SIZE = {"knee": (320, 320), "brain": (320, 320)}
@@ -186,17 +184,6 @@ def canonical_labels(rows: list[Row], report: BuildReport) -> dict[str, str]:
     return mapping
 
 
-def probe_volume(path: Path) -> tuple[int, int, int]:
-    """(slices, height, width) of ``reconstruction_rss`` without reading the pixels."""
-    with h5py.File(path, "r") as f:
-        if DATASET not in f:
-            raise ValueError(f"no '{DATASET}' dataset (has: {sorted(f.keys())})")
-        shape = f[DATASET].shape
-    if len(shape) != 3 or min(shape) <= 0:
-        raise ValueError(f"'{DATASET}' has shape {shape}, expected (slices, height, width)")
-    return int(shape[0]), int(shape[1]), int(shape[2])
-
-
 def _findings(rows: list[Row], labels: dict[str, str], report: BuildReport) -> list[Finding]:
     """Study-level findings (one per label) and box instances linked across frames."""
     findings: list[Finding] = []
@@ -297,10 +284,10 @@ def load_studies(
         h5 = volumes / f"{name}.h5" if volumes else None
         if h5 is not None and h5.is_file():
             try:
-                n_frames, height, width = probe_volume(h5)
+                n_frames, height, width = probe_fastmri_h5(h5)
                 frame_size, size_src = (width, height), "volume"
                 ref = VolumeRef(path=str(h5), loader="fastmri_h5")
-            except (OSError, ValueError) as exc:
+            except VolumeError as exc:
                 report.add("skipped", "volume_unreadable_built_box_only", file=str(h5), error=str(exc))
         elif volumes is not None:
             report.add("info", "volume_file_missing_built_box_only", file=f"{name}.h5")

@@ -1,0 +1,5 @@
+"""`python -m voxqa` runs the command line."""
+
+from voxqa.cli import app
+
+app(prog_name="voxqa")

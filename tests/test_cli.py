@@ -1,0 +1,67 @@
+"""The command line end to end: phantom -> build -> inspect, and its error messages."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from voxqa.cli import app
+
+runner = CliRunner()
+
+
+def test_phantom_build_inspect(tmp_path):
+    res = runner.invoke(app, ["phantom", "--out", str(tmp_path / "ph"), "--n", "8", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    ph = tmp_path / "ph"
+    args = [
+        "build", "fastmri-plus", "--annotations", str(ph / "annotations.csv"),
+        "--file-list", str(ph / "file_list.csv"), "--volumes", str(ph / "volumes"),
+        "--out", str(tmp_path / "ds"), "--seed", "5", "--split-fractions", "0.5,0.25,0.25",
+    ]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert manifest["seed"] == 5 and manifest["options"]["split_fractions"] == [0.5, 0.25, 0.25]
+    assert manifest["box_convention"]["format"] == "pixel_xyxy"
+    assert {f["role"] for f in manifest["source_files"]} == {"annotations", "file_list"}
+    assert all(len(f["sha256"]) == 64 for f in manifest["source_files"])
+    assert manifest["frame_sizes"][0]["source"] == "volume"
+    n_items = sum(1 for _ in (tmp_path / "ds" / "items.jsonl").open())
+    assert manifest["counts"]["items"] == n_items > 0
+
+    res = runner.invoke(app, ["inspect", str(tmp_path / "ds")])
+    assert res.exit_code == 0, res.output
+    for text in ("Items by task", "Answer balance", "detection", "box_clipped", "duplicate_row"):
+        assert text in res.output
+
+
+def test_build_errors_name_the_problem(tmp_path):
+    csv = tmp_path / "a.csv"
+    csv.write_text("file,slice,label\n")
+    lst = tmp_path / "l.csv"
+    lst.write_text("file1\n")
+    base = ["build", "fastmri-plus", "--out", str(tmp_path / "o")]
+    res = runner.invoke(app, base + ["--annotations", str(csv), "--file-list", str(lst)])
+    assert res.exit_code == 2 and "missing columns" in res.output and "a.csv" in res.output
+    res = runner.invoke(app, base + ["--annotations", str(csv)] * 2 + ["--file-list", str(lst)])
+    assert res.exit_code == 2 and "one --file-list per --annotations" in res.output
+    res = runner.invoke(
+        app, base + ["--annotations", str(csv), "--file-list", str(lst), "--split-fractions", "0.9,0.2,0"]
+    )
+    assert res.exit_code == 2 and "sum" in res.output
+    res = runner.invoke(app, ["inspect", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "items.jsonl" in res.output
+
+
+def test_console_script_demo(tmp_path):
+    """The README's first command, as a real process."""
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "voxqa", "demo", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "dataset" / "items.jsonl").stat().st_size > 0
+    assert "demo dataset" in proc.stderr
