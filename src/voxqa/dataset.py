@@ -37,9 +37,13 @@ def dumps(obj: Any) -> bytes:
 def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("wb") as fh:
+        batch: list[bytes] = []
         for row in rows:
-            fh.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS))
-            fh.write(b"\n")
+            batch.append(orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
+            if len(batch) == 1024:
+                fh.write(b"".join(batch))
+                batch.clear()
+        fh.write(b"".join(batch))
     tmp.replace(path)
 
 

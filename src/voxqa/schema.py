@@ -199,7 +199,9 @@ class Item(Model):
     task: Task
     subtask: str
     level: Level
-    frames: list[int] = Field(description="0-based frames the question is about")
+    frames: list[int] = Field(
+        description="0-based frames the question is about; [] for volume-level items (whole volume)"
+    )
     question: str
     options: list[str] | None = None
     answer: Answer

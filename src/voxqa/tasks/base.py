@@ -62,13 +62,13 @@ def item_id(
 
 
 def fmt_box(box: Sequence[int]) -> str:
-    return "[" + ", ".join(str(int(v)) for v in box) + "]"
+    return f"[{box[0]}, {box[1]}, {box[2]}, {box[3]}]"
 
 
 def cite(evidence: Iterable[Evidence]) -> str:
-    """'Frame 14: [108, 168, 123, 178] Meniscus Tear' lines, one per box, frame order."""
-    ev = sorted(evidence, key=lambda e: (e.frame, e.box, e.label))
-    return "; ".join(f"Frame {e.frame}: {fmt_box(e.box)} {e.label}" for e in ev)
+    """'Frame 14: [108, 168, 123, 178] Meniscus Tear', one per box, in the given order
+    (StudyView hands out evidence sorted by frame)."""
+    return "; ".join(f"Frame {e.frame}: {fmt_box(e.box)} {e.label}" for e in evidence)
 
 
 def frames_text(frames: Sequence[int]) -> str:
@@ -133,12 +133,19 @@ class StudyView:
         ]
         return sorted(ev, key=lambda e: (e.frame, e.box, e.label))
 
+    @cached_property
+    def _evidence_index(self) -> dict[tuple[str | None, int | None], list[Evidence]]:
+        index: dict[tuple[str | None, int | None], list[Evidence]] = defaultdict(list)
+        for e in self.evidence:
+            for key in ((e.label, None), (None, e.frame), (e.label, e.frame)):
+                index[key].append(e)
+        return index
+
     def evidence_for(self, label: str | None = None, frame: int | None = None) -> list[Evidence]:
-        return [
-            e
-            for e in self.evidence
-            if (label is None or e.label == label) and (frame is None or e.frame == frame)
-        ]
+        """Boxes of a label and/or on a frame, sorted by frame (a new list each call)."""
+        if label is None and frame is None:
+            return list(self.evidence)
+        return list(self._evidence_index.get((label, frame), ()))
 
     @cached_property
     def frames_with_boxes(self) -> set[int]:
@@ -222,10 +229,13 @@ def make_item(
     reasoning: str,
     chance: float | None,
     options: list[str] | None = None,
-    frames: list[int] | None = None,
     instance: int | None = None,
 ) -> Item:
-    """One item; ``frame`` set means a frame-level question about that frame."""
+    """One item; ``frame`` set means a frame-level question about that frame.
+
+    Volume-level items have ``frames == []``: the question is about the whole volume, and
+    listing the evidence frames there would hand the answer to whoever picks the images.
+    """
     level = "volume" if frame is None else "frame"
     return Item(
         id=item_id(view.id, subtask, frame, label, instance),
@@ -235,7 +245,7 @@ def make_item(
         task=task,  # type: ignore[arg-type]
         subtask=subtask,
         level=level,
-        frames=frames if frames is not None else ([frame] if frame is not None else []),
+        frames=[frame] if frame is not None else [],
         question=question,
         options=options,
         answer=answer,  # type: ignore[arg-type]

@@ -34,7 +34,6 @@ class Captioning:
         caption = " ".join(sentences) if sentences else "No findings annotated."
         return make_item(
             v, task=TASK, subtask="grounded_summary", frame=None, label=None,
-            frames=sorted(v.frames_with_boxes),
             question="Describe all findings in this volume, giving the frames and bounding "
             "boxes of each.",
             answer={"type": "text", "value": caption}, answer_text=caption,

@@ -180,7 +180,6 @@ class Classification:
         letters = ", ".join(f"({LETTERS[i]})" for i in answer)
         return make_item(
             v, task=TASK, subtask="findings_present", frame=None, label=None,
-            frames=sorted({e.frame for e in ev}),
             question="Which of the following findings are present in this volume? "
             "Select all that apply.",
             options=options, answer={"type": "multi_choice", "value": answer},

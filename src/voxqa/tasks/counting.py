@@ -61,7 +61,6 @@ class Counting:
                 why = f"No {label} is annotated in this reviewed volume. Answer: 0."
             out.append(make_item(
                 v, task=TASK, subtask="instances", frame=None, label=label,
-                frames=sorted({e.frame for e in ev}),
                 question=f"How many separate {label} lesions are in this volume?",
                 answer=_number(len(inst)), answer_text=str(len(inst)), evidence=ev,
                 reasoning=why, chance=None,

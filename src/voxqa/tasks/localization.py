@@ -29,14 +29,14 @@ class Localization:
                 ev = v.evidence_for(label=label)
                 frames = sorted({e.frame for e in ev})
                 out.append(make_item(
-                    v, task=TASK, subtask="where", frame=None, label=label, frames=frames,
+                    v, task=TASK, subtask="where", frame=None, label=label,
                     question=f"Where is {label} in this volume? Give each box with its frame.",
                     answer=_boxes(ev), answer_text=cite(ev), evidence=ev,
                     reasoning=f"{label} is annotated with {len(ev)} box(es): {cite(ev)}.",
                     chance=None,
                 ))
                 out.append(make_item(
-                    v, task=TASK, subtask="which_frames", frame=None, label=label, frames=frames,
+                    v, task=TASK, subtask="which_frames", frame=None, label=label,
                     question=f"On which frames is {label} visible?",
                     answer={"type": "frames", "value": frames},
                     answer_text=f"frames {frames_text(frames)}", evidence=ev,

@@ -1,0 +1,52 @@
+"""Shared fixtures: a built phantom dataset, and the shared real-data root (or a skip)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+PHANTOM_N = 24
+PHANTOM_SEED = 11
+BUILD_SEED = 5
+FRACTIONS = (0.6, 0.2, 0.2)
+
+
+@pytest.fixture(scope="session")
+def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """write_phantom(n=24) built with build_fastmri_plus(volumes=..., fractions=(0.6, 0.2, 0.2)).
+
+    Attributes: ``src`` (the dict write_phantom returns), ``out`` (dataset folder),
+    ``manifest``, ``n``, ``phantom_seed``, ``seed`` (build seed), ``fractions``.
+    """
+    from voxqa.build import build_fastmri_plus
+    from voxqa.phantom import write_phantom
+
+    root = tmp_path_factory.mktemp("phantom")
+    src = write_phantom(root / "src", n=PHANTOM_N, seed=PHANTOM_SEED)
+    out = root / "dataset"
+    manifest = build_fastmri_plus(
+        [(src["annotations"], src["file_list"])],
+        out,
+        volumes=src["volumes"],
+        seed=BUILD_SEED,
+        fractions=FRACTIONS,
+    )
+    return SimpleNamespace(
+        src=src, out=out, manifest=manifest, n=PHANTOM_N, phantom_seed=PHANTOM_SEED,
+        seed=BUILD_SEED, fractions=FRACTIONS,
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data root from VOXQA_TEST_DATA; skips when it is not available."""
+    root = os.environ.get("VOXQA_TEST_DATA")
+    if not root:
+        pytest.skip("VOXQA_TEST_DATA is not set (export VOXQA_TEST_DATA=/work/shared/data)")
+    path = Path(root)
+    if not path.is_dir():
+        pytest.skip(f"VOXQA_TEST_DATA={root} is not a directory")
+    return path
