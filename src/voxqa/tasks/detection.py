@@ -7,9 +7,9 @@ Answers are balanced 50/50 per (split, template, label) by subsampling the large
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from voxqa.schema import Item
+from voxqa.schema import Evidence, Item
 from voxqa.tasks.base import (
     Context,
     StudyView,
@@ -24,6 +24,24 @@ from voxqa.tasks.base import (
 )
 
 TASK = "detection"
+Target = tuple[StudyView, int | None]  # (study, frame) or (study, None) for the whole volume
+Explain = Callable[[StudyView, int | None, bool], tuple[list[Evidence], str]]
+
+
+def _emit(
+    pos: list[Target], neg: list[Target], subtask: str, label: str | None,
+    question: Callable[[int | None], str], explain: Explain,
+) -> list[Item]:
+    out = []
+    for (v, k), yes in [(p, True) for p in pos] + [(n, False) for n in neg]:
+        evidence, why = explain(v, k, yes)
+        answer, text = yes_no(yes)
+        out.append(make_item(
+            v, task=TASK, subtask=subtask, frame=k, label=label, question=question(k),
+            answer=answer, answer_text=text, evidence=evidence,
+            reasoning=f"{why} Answer: {text}.", chance=0.5,
+        ))
+    return out
 
 
 class Detection:
@@ -42,28 +60,23 @@ class Detection:
 
     def _any_volume(self, views: list[StudyView], ctx: Context, split: object) -> list[Item]:
         pos, neg = balance(
-            [v for v in views if v.pathology],
-            [v for v in views if not v.pathology],
+            [(v, None) for v in views if v.pathology],
+            [(v, None) for v in views if not v.pathology],
             ctx.seed, "any_volume", split,
         )
-        out = []
-        for v, yes in [(v, True) for v in pos] + [(v, False) for v in neg]:
+
+        def explain(v: StudyView, k: int | None, yes: bool) -> tuple[list[Evidence], str]:
             ev = [e for e in v.evidence if ctx.is_pathology(e.label)]
-            if yes:
-                parts = [cite(ev)] if ev else []
-                if v.study_level_pathology:
-                    parts.append("study-level: " + ", ".join(v.study_level_pathology))
-                why = "Annotated abnormalities: " + "; ".join(parts) + ". Answer: yes."
-            else:
+            if not yes:
                 other = f" (non-pathological labels only: {', '.join(v.labels)})" if v.labels else ""
-                why = f"This reviewed volume has no annotated abnormality{other}. Answer: no."
-            answer, text = yes_no(yes)
-            out.append(make_item(
-                v, task=TASK, subtask="any_abnormality", frame=None, label=None,
-                question="Is there any abnormality in this volume?",
-                answer=answer, answer_text=text, evidence=ev, reasoning=why, chance=0.5,
-            ))
-        return out
+                return ev, f"This reviewed volume has no annotated abnormality{other}."
+            parts = [cite(ev)] if ev else []
+            if v.study_level_pathology:
+                parts.append("study-level: " + ", ".join(v.study_level_pathology))
+            return ev, "Annotated abnormalities: " + "; ".join(parts) + "."
+
+        return _emit(pos, neg, "any_abnormality", None,
+                     lambda k: "Is there any abnormality in this volume?", explain)
 
     def _any_frame(self, views: list[StudyView], ctx: Context, split: object) -> list[Item]:
         r = rng(ctx.seed, "any_frame", split)
@@ -79,52 +92,41 @@ class Detection:
             per,
         )
         pos, neg = balance(positives, negatives, ctx.seed, "any_frame_balance", split)
-        out = []
-        for (v, k), yes in [(p, True) for p in pos] + [(n, False) for n in neg]:
+
+        def explain(v: StudyView, k: int | None, yes: bool) -> tuple[list[Evidence], str]:
             ev = [e for e in v.evidence_for(frame=k) if ctx.is_pathology(e.label)]
-            why = (
-                f"Abnormal boxes on frame {k}: {cite(ev)}. Answer: yes."
-                if yes
-                else f"No box is annotated on frame {k} and the volume has no study-level "
-                "abnormality. Answer: no."
-            )
-            answer, text = yes_no(yes)
-            out.append(make_item(
-                v, task=TASK, subtask="any_abnormality", frame=k, label=None,
-                question=f"Is there any abnormality on frame {k}?",
-                answer=answer, answer_text=text, evidence=ev, reasoning=why, chance=0.5,
-            ))
-        return out
+            if yes:
+                return ev, f"Abnormal boxes on frame {k}: {cite(ev)}."
+            return ev, (f"No box is annotated on frame {k} and the volume has no study-level "
+                        "abnormality.")
+
+        return _emit(pos, neg, "any_abnormality", None,
+                     lambda k: f"Is there any abnormality on frame {k}?", explain)
 
     def _finding_volume(
         self, views: list[StudyView], ctx: Context, split: object, label: str
     ) -> list[Item]:
         pos, neg = balance(
-            [v for v in views if label in v.labels],
-            [v for v in views if label not in v.labels],
+            [(v, None) for v in views if label in v.labels],
+            [(v, None) for v in views if label not in v.labels],
             ctx.seed, "finding_volume", split, label,
         )
-        out = []
-        for v, yes in [(v, True) for v in pos] + [(v, False) for v in neg]:
+
+        def explain(v: StudyView, k: int | None, yes: bool) -> tuple[list[Evidence], str]:
             ev = v.evidence_for(label=label)
             if not yes:
-                why = f"No {label} is annotated anywhere in this reviewed volume. Answer: no."
-            elif ev:
-                why = f"{label} is annotated: {cite(ev)}. Answer: yes."
-            else:
-                why = f"{label} is a study-level label of this volume. Answer: yes."
-            answer, text = yes_no(yes)
-            out.append(make_item(
-                v, task=TASK, subtask="finding_presence", frame=None, label=label,
-                question=f"Is there {label} in this volume?",
-                answer=answer, answer_text=text, evidence=ev, reasoning=why, chance=0.5,
-            ))
-        return out
+                return ev, f"No {label} is annotated anywhere in this reviewed volume."
+            if ev:
+                return ev, f"{label} is annotated: {cite(ev)}."
+            return ev, f"{label} is a study-level label of this volume."
+
+        return _emit(pos, neg, "finding_presence", label,
+                     lambda k: f"Is there {label} in this volume?", explain)
 
     def _finding_frame(
         self, views: list[StudyView], ctx: Context, split: object, label: str
     ) -> list[Item]:
-        positives = sorted(
+        positives: list[Target] = sorted(
             {(v, key_frame(f)) for v in views for f in v.instances_of(label)},
             key=lambda p: (p[0].id, p[1]),
         )
@@ -137,19 +139,13 @@ class Detection:
             ctx.max_frame_items_per_study,
         )
         pos, neg = balance(positives, negatives, ctx.seed, "finding_frame_balance", split, label)
-        out = []
-        for (v, k), yes in [(p, True) for p in pos] + [(n, False) for n in neg]:
+
+        def explain(v: StudyView, k: int | None, yes: bool) -> tuple[list[Evidence], str]:
             ev = v.evidence_for(label=label, frame=k)
-            why = (
-                f"{label} on frame {k}: {cite(ev)}. Answer: yes."
-                if yes
-                else f"{label} is not annotated anywhere in this reviewed volume, so frame {k} "
-                "shows none. Answer: no."
-            )
-            answer, text = yes_no(yes)
-            out.append(make_item(
-                v, task=TASK, subtask="finding_presence", frame=k, label=label,
-                question=f"Is there {label} on frame {k}?",
-                answer=answer, answer_text=text, evidence=ev, reasoning=why, chance=0.5,
-            ))
-        return out
+            if yes:
+                return ev, f"{label} on frame {k}: {cite(ev)}."
+            return ev, (f"{label} is not annotated anywhere in this reviewed volume, so frame {k} "
+                        "shows none.")
+
+        return _emit(pos, neg, "finding_presence", label,
+                     lambda k: f"Is there {label} on frame {k}?", explain)
