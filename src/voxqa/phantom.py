@@ -30,6 +30,8 @@ LESIONS = {
     "Periarticular cysts": 2.2,
     "Cartilage - Partial Thickness loss/defect": 0.4,
     "Bone - Lesion": 0.1,
+    "Soft Tissue Lesion": 1.8,
+    "Joint Bodies": 0.15,
 }
 TISSUE = 100.0
 

@@ -215,6 +215,46 @@ def sample_frames(
     return picked
 
 
+class FrameIndex:
+    """Which studies certainly have frame k, for drawing frame-matched negatives."""
+
+    def __init__(self, studies: Sequence[StudyView]):
+        self._by_frame: dict[int, list[StudyView]] = defaultdict(list)
+        for v in studies:
+            for f in v.known_frames():
+                self._by_frame[f].append(v)
+
+    def matched_negatives(
+        self,
+        positives: Sequence[tuple[StudyView, int]],
+        eligible: Callable[[StudyView, int], bool],
+        r: random.Random,
+        per_study: int,
+    ) -> tuple[list[tuple[StudyView, int]], list[tuple[StudyView, int]]]:
+        """Pair each positive (study, k) with a negative (other study, same k).
+
+        The frame index is in the question text, so negatives drawn from other frames than
+        the positives would let a blind guesser answer from the index alone. Positives
+        without an eligible partner are dropped; a study gives at most ``per_study``
+        negatives.
+        """
+        used: dict[str, int] = defaultdict(int)
+        taken: set[tuple[str, int]] = set()
+        pos_out, neg_out = [], []
+        for v, k in positives:
+            candidates = self._by_frame.get(k, [])
+            start = r.randrange(len(candidates)) if candidates else 0
+            for j in range(len(candidates)):
+                c = candidates[(start + j) % len(candidates)]
+                if used[c.id] < per_study and (c.id, k) not in taken and eligible(c, k):
+                    used[c.id] += 1
+                    taken.add((c.id, k))
+                    pos_out.append((v, k))
+                    neg_out.append((c, k))
+                    break
+        return pos_out, neg_out
+
+
 def make_item(
     view: StudyView,
     *,

@@ -1,14 +1,22 @@
 """Classification: which finding is in a box / on a frame (single choice) and which findings
 are present in the volume (select all).
 
-Distractors are labels of the same anatomy's vocabulary that are absent from the whole
-study, so exactly the intended options are right. Single-choice answers are placed
-round-robin over option positions per (split, template), so each position is correct
-equally often; multi-choice options are shuffled with a seeded stream.
+Distractors are labels of the same anatomy's vocabulary that cannot be right: for frame
+questions, labels without a box on the frame or its two neighbours (and not study-level);
+for the volume question, labels absent from the whole study. Two blind tells are removed:
+
+* position: single-choice answers are placed round-robin over option positions per
+  (split, template); multi-choice answer subsets are spread evenly (see ``_multi_split``);
+* label frequency: answers follow how common each finding is, so distractors are chosen by
+  ``ExposureBalancer`` to show every label as a wrong option ``ratio`` times as often as it
+  is right; single-choice items whose label stays over-exposed are then dropped. "Pick the
+  most common finding" is then no better than chance.
 """
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,9 +52,49 @@ class _Single:
         return f"{self.view.id}:{self.subtask}:{self.frame}:{self.label}:{self.instance}"
 
 
-def _distractors(v: StudyView, ctx: Context, r, n: int) -> list[str]:
-    pool = [lab for lab in ctx.boxed_vocab.get(v.study.anatomy, []) if lab not in v.labels]
-    return r.sample(pool, n) if len(pool) >= n else []
+# Single choice: a label may be right at most this much more often than 1 / n_options
+# when it is shown (plus one item's worth, 1 / times shown); items beyond that are dropped.
+MAX_EXCESS = 0.01
+
+
+def _near_labels(spec: _Single) -> set[str]:
+    """Labels that could be right for a frame question: boxed on frames k-1..k+1, or
+    study-level (those apply to every frame). Distractors come from outside this set."""
+    v, k = spec.view, spec.frame
+    near = {e.label for f in (k - 1, k, k + 1) for e in v.evidence_for(frame=f)}
+    return near | set(v.study_labels)
+
+
+class ExposureBalancer:
+    """Chooses distractors so that how often a label is shown says nothing about the answer.
+
+    A text-only guesser can learn how often each label is the right answer. If every label
+    is shown as a wrong option ``ratio`` times as often as it is right, then
+    P(right | shown) is the same for all labels. Distractors are taken greedily by largest
+    remaining deficit ``ratio * right[L] - wrong[L]`` (seeded tie-break).
+    """
+
+    def __init__(self, ratio: float, r: random.Random, right: Counter[str] | None = None):
+        self.ratio = ratio
+        self.r = r
+        self.right: Counter[str] = right if right is not None else Counter()
+        self.wrong: Counter[str] = Counter()
+
+    def pick(self, eligible: Sequence[str], n: int) -> list[str]:
+        ranked = sorted(
+            eligible,
+            key=lambda lab: (self.wrong[lab] - self.ratio * self.right[lab], self.r.random()),
+        )
+        chosen = ranked[:n]
+        self.wrong.update(chosen)
+        return chosen
+
+    def excess(self, label: str) -> float:
+        """P(right | shown) above the balanced 1 / (1 + ratio), less one item's worth."""
+        shown = self.right[label] + self.wrong[label]
+        if not shown:
+            return 0.0
+        return (self.right[label] - 1) / shown - 1 / (1 + self.ratio)
 
 
 def _nonempty_subsets(n: int) -> list[tuple[int, ...]]:
@@ -60,19 +108,8 @@ class Classification:
         singles = [s for v in studies for s in self._box_specs(v)]
         singles += [s for v in studies for s in self._frame_specs(v)]
         out: list[Item] = []
-        for (split, subtask), specs in group_by(
-            singles, lambda s: (s.view.split, s.subtask)
-        ).items():
-            r = rng(ctx.seed, "choice_positions", split, subtask)
-            ready = []
-            for spec in sorted(specs, key=lambda s: s.id):
-                pick = rng(ctx.seed, "distractors", spec.id)
-                distractors = _distractors(spec.view, ctx, pick, ctx.n_options - 1)
-                if distractors:  # too small a vocabulary: no item rather than a 2-option one
-                    ready.append((spec, distractors))
-            r.shuffle(ready)
-            for i, (spec, distractors) in enumerate(ready):
-                out.append(self._single(spec, distractors, i % ctx.n_options))
+        for subtask, specs in group_by(singles, lambda s: s.subtask).items():
+            out += self._singles(specs, ctx, str(subtask))
         for split, views in group_by(studies, lambda s: s.split).items():
             out += self._multi_split(views, ctx, split)
         return out
@@ -104,6 +141,33 @@ class Classification:
                 ))
         return specs
 
+    def _singles(self, specs: list[_Single], ctx: Context, subtask: str) -> list[Item]:
+        """Exposure-balanced distractors with over-exposed labels trimmed (over all splits,
+        as the splits are samples of one population), then positions round-robin per split."""
+        n = ctx.n_options
+        r = rng(ctx.seed, "choice", subtask)
+        ready = []
+        for spec in sorted(specs, key=lambda s: s.id):
+            vocab = ctx.boxed_vocab.get(spec.view.study.anatomy, [])
+            eligible = [lab for lab in vocab if lab not in _near_labels(spec)]
+            if len(eligible) >= n - 1:  # too small a vocabulary: no item, not a 2-option one
+                ready.append((spec, eligible))
+        r.shuffle(ready)
+        balancer = ExposureBalancer(n - 1, r, Counter(spec.label for spec, _ in ready))
+        picked = [(spec, balancer.pick(eligible, n - 1)) for spec, eligible in ready]
+        while True:  # drop the last items of labels that are still right too often
+            worst = max(balancer.right, key=lambda lab: (balancer.excess(lab), lab), default=None)
+            if worst is None or balancer.excess(worst) <= MAX_EXCESS:
+                break
+            i = max(i for i, (spec, _) in enumerate(picked) if spec.label == worst)
+            spec, distractors = picked.pop(i)
+            balancer.right[spec.label] -= 1
+            balancer.wrong.subtract(distractors)
+        out = []
+        for group in group_by(picked, lambda p: p[0].view.split).values():
+            out += [self._single(spec, d, i % n) for i, (spec, d) in enumerate(group)]
+        return out
+
     def _single(self, spec: _Single, distractors: list[str], position: int) -> Item:
         options = distractors[:position] + [spec.label] + distractors[position:]
         letter = LETTERS[position]
@@ -112,31 +176,31 @@ class Classification:
             question=spec.question, options=options,
             answer={"type": "choice", "value": position},
             answer_text=f"({letter}) {spec.label}", evidence=spec.evidence,
-            reasoning=f"{spec.why} The other options are not annotated in this volume. "
-            f"Answer: ({letter}) {spec.label}.",
+            reasoning=f"{spec.why} The other options have no box on frames "
+            f"{max(spec.frame - 1, 0)}-{spec.frame + 1}. Answer: ({letter}) {spec.label}.",
             chance=1 / len(options), instance=spec.instance,
         )
 
     def _multi_split(self, views: list[StudyView], ctx: Context, split: object) -> list[Item]:
-        """Answer subsets spread as evenly as the studies allow.
+        """Answer subsets spread as evenly as the studies allow; exposure-balanced options.
 
-        Most constrained studies first (a study with one label can only have a one-option
+        Options are abnormal findings only (labels like "Normal for age" are not findings).
+        Most constrained studies first (a study with one finding can only have a one-option
         answer); each takes the feasible subset used least so far, so no subset (and no
         position) becomes a good blind guess. Subsets that only constrained studies can fill
-        (one-label answers) are then capped at the median subset count.
+        (one-option answers) are then capped at the median subset count.
         """
         n = ctx.n_options
         subsets = _nonempty_subsets(n)
         plans = []
         for v in views:
-            if not v.labels:
-                continue
             absent = [
-                lab for lab in sorted(set(ctx.boxed_vocab.get(v.study.anatomy, []))
-                                      | set(ctx.pathology_vocab.get(v.study.anatomy, [])))
+                lab for lab in ctx.pathology_vocab.get(v.study.anatomy, [])
                 if lab not in v.labels
             ]
-            feasible = [s for s in subsets if len(s) <= len(v.labels) and n - len(s) <= len(absent)]
+            feasible = [
+                s for s in subsets if len(s) <= len(v.pathology) and n - len(s) <= len(absent)
+            ]
             if feasible:
                 plans.append((v, absent, feasible))
         order = rng(ctx.seed, "multi_choice_order", split)
@@ -151,20 +215,29 @@ class Classification:
             chosen.append((v, absent, positions))
         cap = max(1, sorted(used.values())[len(used) // 2])
         kept = {s: 0 for s in subsets}
-        out = []
+        final = []
         for v, absent, positions in chosen:
             if kept[positions] < cap:
                 kept[positions] += 1
-                out.append(self._multi(v, positions, absent, ctx))
-        return out
+                final.append((v, absent, positions))
+        n_true = sum(len(p) for _, _, p in final)
+        balancer = ExposureBalancer((n * len(final) - n_true) / max(n_true, 1), order)
+        return [self._multi(v, p, absent, balancer, ctx) for v, absent, p in final]
 
     def _multi(
-        self, v: StudyView, positions: tuple[int, ...], absent: list[str], ctx: Context
+        self,
+        v: StudyView,
+        positions: tuple[int, ...],
+        absent: list[str],
+        balancer: ExposureBalancer,
+        ctx: Context,
     ) -> Item:
         r = rng(ctx.seed, "multi_choice", v.id)
         n = ctx.n_options
-        true_labels = r.sample(v.labels, len(positions))
-        false_labels = r.sample(absent, n - len(positions))
+        true_labels = r.sample(v.pathology, len(positions))
+        balancer.right.update(true_labels)
+        false_labels = balancer.pick(absent, n - len(positions))
+        r.shuffle(false_labels)
         options = []
         for i in range(n):
             options.append(true_labels.pop() if i in positions else false_labels.pop())
@@ -180,7 +253,7 @@ class Classification:
         letters = ", ".join(f"({LETTERS[i]})" for i in answer)
         return make_item(
             v, task=TASK, subtask="findings_present", frame=None, label=None,
-            question="Which of the following findings are present in this volume? "
+            question="Which of the following abnormal findings are present in this volume? "
             "Select all that apply.",
             options=options, answer={"type": "multi_choice", "value": answer},
             answer_text=letters, evidence=ev,

@@ -2,8 +2,8 @@
 
 Counts are of 3D instances (boxes linked across adjacent frames, see voxqa.instances), never
 of boxes. Zero answers come from reviewed volumes without the finding; per (split, label)
-there are as many zeros as the most frequent non-zero count, so "0" is never the best blind
-guess and never absent.
+there are as many zeros as the most frequent non-zero count, so "0" is never absent and at
+best ties the most common count as a blind guess.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Positives come from annotated boxes (and study-level labels for volume questions);
 negatives from reviewed volumes without the finding, so "no" is as grounded as "yes".
-Answers are balanced 50/50 per (split, template, label) by subsampling the larger side.
+Answers are balanced 50/50 per (split, template, label); frame-level negatives are taken on
+the same frame index as their positive (FrameIndex), so the index in the question says
+nothing about the answer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Sequence
 from voxqa.schema import Evidence, Item
 from voxqa.tasks.base import (
     Context,
+    FrameIndex,
     StudyView,
     balance,
     cite,
@@ -51,11 +54,12 @@ class Detection:
         items: list[Item] = []
         for split, group in group_by(studies, lambda s: s.split).items():
             items += self._any_volume(group, ctx, split)
-            items += self._any_frame(group, ctx, split)
             for anatomy, views in group_by(group, lambda s: s.study.anatomy).items():
+                index = FrameIndex(views)
+                items += self._any_frame(views, index, ctx, (split, anatomy))
                 for label in ctx.pathology_vocab.get(str(anatomy), []):
                     items += self._finding_volume(views, ctx, split, label)
-                    items += self._finding_frame(views, ctx, split, label)
+                    items += self._finding_frame(views, index, ctx, split, label)
         return items
 
     def _any_volume(self, views: list[StudyView], ctx: Context, split: object) -> list[Item]:
@@ -78,20 +82,20 @@ class Detection:
         return _emit(pos, neg, "any_abnormality", None,
                      lambda k: "Is there any abnormality in this volume?", explain)
 
-    def _any_frame(self, views: list[StudyView], ctx: Context, split: object) -> list[Item]:
-        r = rng(ctx.seed, "any_frame", split)
+    def _any_frame(
+        self, views: list[StudyView], index: FrameIndex, ctx: Context, group: object
+    ) -> list[Item]:
+        r = rng(ctx.seed, "any_frame", group)
         per = ctx.max_frame_items_per_study
         positives = sample_frames(
             views, len(views) * per, lambda v: sorted(v.pathology_frames), r, per
         )
-        negatives = sample_frames(
-            [v for v in views if not v.study_level_pathology],
-            len(positives),
-            lambda v: [f for f in v.known_frames() if f not in v.frames_with_boxes],
+        pos, neg = index.matched_negatives(
+            positives,
+            lambda c, k: not c.study_level_pathology and k not in c.frames_with_boxes,
             r,
             per,
         )
-        pos, neg = balance(positives, negatives, ctx.seed, "any_frame_balance", split)
 
         def explain(v: StudyView, k: int | None, yes: bool) -> tuple[list[Evidence], str]:
             ev = [e for e in v.evidence_for(frame=k) if ctx.is_pathology(e.label)]
@@ -124,21 +128,17 @@ class Detection:
                      lambda k: f"Is there {label} in this volume?", explain)
 
     def _finding_frame(
-        self, views: list[StudyView], ctx: Context, split: object, label: str
+        self, views: list[StudyView], index: FrameIndex, ctx: Context, split: object, label: str
     ) -> list[Item]:
-        positives: list[Target] = sorted(
+        positives = sorted(
             {(v, key_frame(f)) for v in views for f in v.instances_of(label)},
             key=lambda p: (p[0].id, p[1]),
         )
         r = rng(ctx.seed, "finding_frame", split, label)
-        negatives = sample_frames(
-            [v for v in views if label not in v.labels],
-            len(positives),
-            lambda v: v.known_frames(),
-            r,
-            ctx.max_frame_items_per_study,
+        r.shuffle(positives)
+        pos, neg = index.matched_negatives(
+            positives, lambda c, k: label not in c.labels, r, ctx.max_frame_items_per_study
         )
-        pos, neg = balance(positives, negatives, ctx.seed, "finding_frame_balance", split, label)
 
         def explain(v: StudyView, k: int | None, yes: bool) -> tuple[list[Evidence], str]:
             ev = v.evidence_for(label=label, frame=k)
