@@ -87,11 +87,8 @@ class StudyView:
 
     def __init__(self, study: Study, is_pathology: Callable[[str], bool]):
         self.study = study
+        self.id = study.id
         self._is_pathology = is_pathology
-
-    @property
-    def id(self) -> str:
-        return self.study.id
 
     @property
     def split(self) -> str:

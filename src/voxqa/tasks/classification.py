@@ -149,20 +149,26 @@ class Classification:
         ready = []
         for spec in sorted(specs, key=lambda s: s.id):
             vocab = ctx.boxed_vocab.get(spec.view.study.anatomy, [])
-            eligible = [lab for lab in vocab if lab not in _near_labels(spec)]
+            near = _near_labels(spec)
+            eligible = [lab for lab in vocab if lab not in near]
             if len(eligible) >= n - 1:  # too small a vocabulary: no item, not a 2-option one
                 ready.append((spec, eligible))
         r.shuffle(ready)
         balancer = ExposureBalancer(n - 1, r, Counter(spec.label for spec, _ in ready))
         picked = [(spec, balancer.pick(eligible, n - 1)) for spec, eligible in ready]
+        by_label: dict[str, list[int]] = {}
+        for i, (spec, _) in enumerate(picked):
+            by_label.setdefault(spec.label, []).append(i)
+        dropped: set[int] = set()
         while True:  # drop the last items of labels that are still right too often
             worst = max(balancer.right, key=lambda lab: (balancer.excess(lab), lab), default=None)
             if worst is None or balancer.excess(worst) <= MAX_EXCESS:
                 break
-            i = max(i for i, (spec, _) in enumerate(picked) if spec.label == worst)
-            spec, distractors = picked.pop(i)
-            balancer.right[spec.label] -= 1
-            balancer.wrong.subtract(distractors)
+            i = by_label[worst].pop()
+            dropped.add(i)
+            balancer.right[worst] -= 1
+            balancer.wrong.subtract(picked[i][1])
+        picked = [p for i, p in enumerate(picked) if i not in dropped]
         out = []
         for group in group_by(picked, lambda p: p[0].view.split).values():
             out += [self._single(spec, d, i % n) for i, (spec, d) in enumerate(group)]
