@@ -15,6 +15,7 @@ import nrrd
 import numpy as np
 import pydicom
 import pytest
+from conftest import data_unavailable
 from nibabel.affines import apply_affine
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
@@ -352,19 +353,14 @@ def test_truncated_nrrd_is_a_volume_error(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- real data
 
 @pytest.fixture(scope="module")
-def data_root() -> Path:
-    root = os.environ.get("VOXQA_TEST_DATA")
-    if not root:
-        pytest.skip("VOXQA_TEST_DATA is not set (export VOXQA_TEST_DATA=/work/shared/data)")
-    if not Path(root).is_dir():
-        pytest.skip(f"VOXQA_TEST_DATA={root} is not a directory")
-    return Path(root)
+def data_root(shared_data: Path) -> Path:
+    return shared_data
 
 
 def _need(root: Path, rel: str) -> Path:
     path = root / rel
     if not path.exists():
-        pytest.skip(f"{path} is missing from the test data")
+        data_unavailable(f"{path} is missing from the test data")
     return path
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import data_unavailable
 
 from voxqa.build import build_fastmri_plus
 from voxqa.dataset import read_items, read_json, read_studies
@@ -133,7 +134,7 @@ def fmp(shared_data: Path) -> Path:
     need = [root / f"{a}{s}" for a in ANATOMIES for s in (".csv", "_file_list.csv")]
     missing = [p.name for p in need if not p.is_file()]
     if missing:
-        pytest.skip(f"{root} lacks {missing} (fastMRI+ annotations not in VOXQA_TEST_DATA)")
+        data_unavailable(f"{root} lacks {missing} (fastMRI+ annotations not in VOXQA_TEST_DATA)")
     return root
 
 
