@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import Progress
 
 from voxqa import __version__
@@ -48,7 +49,7 @@ def generate_items(
     views = [StudyView(s, ctx.is_pathology) for s in studies]
     items: list[Item] = []
     names = list(families or FAMILIES)
-    with Progress(transient=True) as progress:
+    with Progress(transient=True, disable=not Console(stderr=True).is_terminal) as progress:
         task = progress.add_task("generating items", total=len(names))
         for name in names:
             items += FAMILIES[name].generate(views, ctx)

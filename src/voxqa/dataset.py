@@ -1,8 +1,8 @@
 """The on-disk dataset folder: manifest.json, studies.jsonl, items.jsonl, build_report.json.
 
-Files are written with sorted-key JSON objects in a fixed item order, without timestamps or
-output paths, so two builds with the same inputs and seed are byte-identical. Items and
-studies are validated by the pydantic models when read back.
+JSONL lines are the pydantic models' own JSON (fields in schema order), items in a fixed
+order, and nothing carries timestamps or output paths, so two builds with the same inputs
+and seed are byte-identical. Items and studies are validated again when read back.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from voxqa.schema import Item, Study
 
@@ -34,12 +35,12 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+def _write_jsonl(path: Path, rows: Iterable[BaseModel]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("wb") as fh:
         batch: list[bytes] = []
         for row in rows:
-            batch.append(orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
+            batch.append(row.__pydantic_serializer__.to_json(row) + b"\n")
             if len(batch) == 1024:
                 fh.write(b"".join(batch))
                 batch.clear()
@@ -56,8 +57,8 @@ def write_dataset(
 ) -> None:
     """Write the four files; each is written to a temp name and renamed into place."""
     out.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(out / STUDIES, (s.model_dump(mode="json") for s in studies))
-    _write_jsonl(out / ITEMS, (it.model_dump(mode="json") for it in items))
+    _write_jsonl(out / STUDIES, studies)
+    _write_jsonl(out / ITEMS, items)
     for name, obj in ((REPORT, report), (MANIFEST, manifest)):
         tmp = out / (name + ".tmp")
         tmp.write_bytes(dumps(obj))
