@@ -6,7 +6,6 @@ towards the *patient's* right, y anterior, z superior.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py

@@ -8,7 +8,6 @@ from a previous run. Builds are box-only (no HDF5), so every frame is 320 x 320.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from reference import NON_PATHOLOGY, link, norm_label, parse_csv
 from conftest import data_unavailable
 
 from voxqa.build import build_fastmri_plus
@@ -32,97 +32,14 @@ FRAME = (320, 320)  # fastMRI reconstruction_rss width, height (SOURCE.md / DEFA
 SEED = 0
 FRACTIONS = (0.8, 0.1, 0.1)
 COLUMNS = ("file", "slice", "study_level", "x", "y", "width", "height", "label")
-NON_PATHOLOGY = {"artifact", "possible artifact", "motion artifact", "normal for age", "normal variant"}
 FILES = ("items.jsonl", "studies.jsonl", "manifest.json", "build_report.json")
 
 
-def norm_label(raw: str) -> str:
-    return " ".join(raw.split())
-
-
-# --------------------------------------------------------------------------- independent reference
-
-
-def _area(b) -> int:
-    return max(0, b[2] - b[0]) * max(0, b[3] - b[1])
-
-
-def _inter(a, b) -> int:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return w * h if w > 0 and h > 0 else 0
-
-
-def _linked(a, b) -> bool:
-    """Documented rule: IoU >= 0.1 or intersection / smaller area >= 0.5."""
-    inter = _inter(a, b)
-    union = _area(a) + _area(b) - inter
-    small = min(_area(a), _area(b))
-    return (union > 0 and inter / union >= 0.1) or (small > 0 and inter / small >= 0.5)
-
-
-def link(boxes) -> list[frozenset]:
-    """Connected components of (frame, box) where edges join overlapping boxes on adjacent frames."""
-    boxes = sorted(set(boxes))
-    by_frame: dict[int, list[int]] = defaultdict(list)
-    for i, (f, _) in enumerate(boxes):
-        by_frame[f].append(i)
-    seen: set[int] = set()
-    comps = []
-    for start in range(len(boxes)):
-        if start in seen:
-            continue
-        seen.add(start)
-        stack, comp = [start], set()
-        while stack:
-            i = stack.pop()
-            f, b = boxes[i]
-            comp.add(boxes[i])
-            for j in by_frame.get(f - 1, []) + by_frame.get(f + 1, []):
-                if j not in seen and _linked(b, boxes[j][1]):
-                    seen.add(j)
-                    stack.append(j)
-        comps.append(frozenset(comp))
-    return comps
-
-
 def parse(csv_path: Path, list_path: Path) -> SimpleNamespace:
-    """One fastMRI+ CSV and its file list, classified row by row (line numbers kept)."""
-    with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-        records = list(csv.DictReader(fh))
-    seen: set[tuple] = set()
-    dup_lines, zero_lines, clipped = [], [], {}
-    boxes: dict[str, set] = defaultdict(set)  # file -> {(label, frame, box)}
-    study_level: dict[str, set] = defaultdict(set)
-    raw_labels: dict[str, set] = defaultdict(set)
-    files_with_rows = set()
-    for line, rec in enumerate(records, start=2):  # line 1 is the header
-        files_with_rows.add(rec["file"])
-        key = tuple(rec[c] for c in COLUMNS)
-        if key in seen:
-            dup_lines.append(line)
-            continue
-        seen.add(key)
-        label = norm_label(rec["label"])
-        raw_labels[label].add(rec["label"])
-        if rec["study_level"].strip().lower() == "yes":
-            study_level[rec["file"]].add(label)
-            continue
-        x, y, w, h = (int(rec[k]) for k in ("x", "y", "width", "height"))
-        if w <= 0 or h <= 0:
-            zero_lines.append(line)
-            continue
-        raw = (x, y, x + w, y + h)
-        box = (max(x, 0), max(y, 0), min(x + w, FRAME[0]), min(y + h, FRAME[1]))
-        if x < 0 or y < 0 or x + w > FRAME[0] or y + h > FRAME[1]:
-            clipped[line] = (raw, box)
-        boxes[rec["file"]].add((label, int(rec["slice"]), box))
-    listed = [ln.strip() for ln in list_path.read_text().splitlines() if ln.strip()]
-    return SimpleNamespace(
-        n_read=len(records), dup_lines=dup_lines, zero_lines=zero_lines, clipped=clipped,
-        boxes=boxes, study_level=study_level, raw_labels=raw_labels,
-        files_with_rows=files_with_rows, listed=listed,
-    )
+    """One fastMRI+ CSV (box-only build: every frame 320 x 320) and its file list."""
+    ref = parse_csv(csv_path, lambda _: FRAME)
+    ref.listed = [ln.strip() for ln in list_path.read_text().splitlines() if ln.strip()]
+    return ref
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -7,7 +7,6 @@ HDF5 pixels, and a small independent implementation of the linking rule document
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
+from reference import is_pathology, link, norm_label, parse_csv
 
 from voxqa.build import build_fastmri_plus
 from voxqa.dataset import read_items, read_json, read_studies
@@ -27,94 +27,7 @@ from voxqa.io import open_volume
 from voxqa.phantom import TISSUE, write_phantom
 from voxqa.schema import Item, Study
 
-# Labels that are not abnormalities (voxqa.sources.fastmri_plus docs); everything else is.
-NON_PATHOLOGY = {"artifact", "possible artifact", "motion artifact", "normal for age", "normal variant"}
 CITE = "Frame {frame}: [{0}, {1}, {2}, {3}]"
-
-
-def is_pathology(label: str) -> bool:
-    return label.lower() not in NON_PATHOLOGY
-
-
-def norm_label(raw: str) -> str:
-    return " ".join(raw.split())
-
-
-# --------------------------------------------------------------------------- independent reference
-
-
-def _area(b) -> int:
-    return max(0, b[2] - b[0]) * max(0, b[3] - b[1])
-
-
-def _inter(a, b) -> int:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return w * h if w > 0 and h > 0 else 0
-
-
-def _linked(a, b) -> bool:
-    """Documented rule: IoU >= 0.1 or intersection / smaller area >= 0.5."""
-    inter = _inter(a, b)
-    union = _area(a) + _area(b) - inter
-    small = min(_area(a), _area(b))
-    return (union > 0 and inter / union >= 0.1) or (small > 0 and inter / small >= 0.5)
-
-
-def link(boxes: list[tuple[int, tuple[int, int, int, int]]]) -> list[frozenset]:
-    """Connected components of (frame, box): edges only between adjacent frames."""
-    boxes = sorted(set(boxes))
-    seen: set[int] = set()
-    comps = []
-    for start in range(len(boxes)):
-        if start in seen:
-            continue
-        stack, comp = [start], set()
-        seen.add(start)
-        while stack:
-            i = stack.pop()
-            comp.add(boxes[i])
-            for j, (fj, bj) in enumerate(boxes):
-                if j not in seen and abs(fj - boxes[i][0]) == 1 and _linked(boxes[i][1], bj):
-                    seen.add(j)
-                    stack.append(j)
-        comps.append(frozenset(comp))
-    return comps
-
-
-def parse_csv(path: Path, sizes: dict[str, tuple[int, int]]) -> SimpleNamespace:
-    """Rows read, exact duplicates, zero-area and clipped boxes, kept boxes per file."""
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        records = list(csv.DictReader(fh))
-    seen: set[tuple] = set()
-    duplicates, zero_area, clipped = [], [], []
-    boxes: dict[str, set] = defaultdict(set)  # file -> {(label, frame, box)}
-    study_level: dict[str, set] = defaultdict(set)  # file -> {label}
-    raw_labels: dict[str, set] = defaultdict(set)  # label -> raw spellings
-    for rec in records:
-        key = tuple(rec[c] for c in ("file", "slice", "study_level", "x", "y", "width", "height", "label"))
-        if key in seen:
-            duplicates.append(rec)
-            continue
-        seen.add(key)
-        label = norm_label(rec["label"])
-        raw_labels[label].add(rec["label"])
-        if rec["study_level"].strip().lower() == "yes":
-            study_level[rec["file"]].add(label)
-            continue
-        x, y, w, h = (int(rec[k]) for k in ("x", "y", "width", "height"))
-        if w <= 0 or h <= 0:
-            zero_area.append(rec)
-            continue
-        width, height = sizes[rec["file"]]
-        box = (max(x, 0), max(y, 0), min(x + w, width), min(y + h, height))
-        if box != (x, y, x + w, y + h):
-            clipped.append((rec, box))
-        boxes[rec["file"]].add((label, int(rec["slice"]), box))
-    return SimpleNamespace(
-        n_read=len(records), duplicates=duplicates, zero_area=zero_area, clipped=clipped,
-        boxes=boxes, study_level=study_level, raw_labels=raw_labels,
-    )
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -131,7 +44,7 @@ def ds(phantom_dataset) -> SimpleNamespace:
         with h5py.File(phantom_dataset.src["volumes"] / f"{name}.h5", "r") as f:
             _, h, w = f["reconstruction_rss"].shape
         sizes[name] = (w, h)
-    ref = parse_csv(phantom_dataset.src["annotations"], sizes)
+    ref = parse_csv(phantom_dataset.src["annotations"], sizes.__getitem__)
     return SimpleNamespace(
         items=items, studies=studies, ref=ref, names=names, sizes=sizes,
         report=read_json(out / "build_report.json"), p=phantom_dataset,
@@ -242,15 +155,15 @@ def test_build_report_accounts_for_every_row(ds) -> None:
     assert list(t["rows_read"].values()) == [ds.ref.n_read]
     dropped = sum(t["rows_dropped_by_reason"].values())
     assert ds.ref.n_read == t["rows_kept_boxes"] + t["rows_kept_study_level"] + dropped
-    assert t["rows_dropped_by_reason"]["duplicate_row"] == len(ds.ref.duplicates) == 1
+    assert t["rows_dropped_by_reason"]["duplicate_row"] == len(ds.ref.dup_lines) == 1
     assert t["rows_kept_boxes"] == sum(len(v) for v in ds.ref.boxes.values())
     assert t["rows_kept_study_level"] == sum(len(v) for v in ds.ref.study_level.values())
     assert len(ds.ref.clipped) == 1  # the planted y = -1 box
     clip = ds.report["repaired"]["box_clipped"]
     assert clip["count"] == len(ds.ref.clipped)
-    (rec, box), = ds.ref.clipped
+    ((raw, box),) = ds.ref.clipped.values()
     ex = clip["examples"][0]
-    assert ex["to"] == list(box) and ex["box"][1] == int(rec["y"]) == -1
+    assert ex["to"] == list(box) and ex["box"][1] == raw[1] == -1
     assert t["volumes_reviewed_without_rows"] == sum(
         1 for n in ds.names if n not in ds.ref.boxes and n not in ds.ref.study_level
     )
@@ -494,7 +407,7 @@ def _contrast(img: np.ndarray, box, tissue: float, ring: int = 3) -> tuple[float
 
 
 def test_phantom_localization_boxes_sit_on_the_lesions(ds) -> None:
-    clipped = {(rec["file"], int(rec["slice"]), box) for rec, box in ds.ref.clipped}
+    clipped = ds.ref.clipped_at
     boxes = {
         (it.study_id, e.frame, tuple(e.box))
         for it in of(ds.items, "localization") for e in it.evidence

@@ -263,9 +263,9 @@ def load_studies(
     """Build one Study per reviewed (or annotated) volume of the given CSV / file-list pairs."""
     rows: list[Row] = []
     reviewed: list[str] = []
-    for annotations, file_list in pairs:
-        reviewed.extend(read_file_list(file_list, report))
-        rows.extend(read_annotations(annotations, report))
+    for csv_path, list_path in pairs:
+        reviewed.extend(read_file_list(list_path, report))
+        rows.extend(read_annotations(csv_path, report))
     labels = canonical_labels(rows, report)
     by_file: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
