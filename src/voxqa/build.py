@@ -15,13 +15,38 @@ from rich.progress import Progress
 from voxqa import __version__
 from voxqa.dataset import sha256_file, write_dataset
 from voxqa.errors import BuildError
+from voxqa.frames import FRAME_CONVENTION, frame_size
+from voxqa.geometry import union_box
 from voxqa.instances import LINK_RULE
+from voxqa.io import VolumeError
+from voxqa.labelnames import midline
+from voxqa.relations import (
+    TOUCH_TOLERANCE_MM,
+    SegGeometry,
+    contacts,
+    estimate_midline,
+    interior_point,
+    label_masks,
+    mask_folder,
+)
 from voxqa.report import BuildReport
-from voxqa.schema import Item, Study
+from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
 from voxqa.sources import fastmri_plus
+from voxqa.sources.segmentation import SegSpec, load_segmentation
 from voxqa.splits import assign_splits
+from voxqa.structures import Structure
 from voxqa.tasks import FAMILIES, Context, StudyView
+from voxqa.tasks.spatial import (
+    MAX_OVERLAP_MM,
+    MIN_CENTROID_MM,
+    MIN_PAIRED_RATIO,
+    MIN_SIZE_RATIO,
+    VOLUME_TOLERANCE,
+    is_lesion,
+)
 
+FASTMRI_FAMILIES = ("detection", "localization", "counting", "classification", "captioning")
+SEGMENTATION_FAMILIES = ("spatial",)
 BOX_CONVENTION = {
     "format": "pixel_xyxy",
     "max_exclusive": True,
@@ -42,13 +67,10 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def generate_items(
-    studies: Sequence[Study], ctx: Context, families: Sequence[str] | None = None
-) -> list[Item]:
-    """Run the task families in registry order; ids must come out unique."""
-    views = [StudyView(s, ctx.is_pathology) for s in studies]
+def generate_items(views: Sequence[StudyView], ctx: Context, families: Sequence[str]) -> list[Item]:
+    """Run the named task families; ids must come out unique."""
     items: list[Item] = []
-    names = list(families or FAMILIES)
+    names = list(families)
     with Progress(transient=True, disable=not Console(stderr=True).is_terminal) as progress:
         task = progress.add_task("generating items", total=len(names))
         for name in names:
@@ -128,7 +150,8 @@ def _build_fastmri_plus(
         pathology_vocab=pathology_vocab,
         boxed_vocab=boxed_vocab,
     )
-    items = generate_items(studies, ctx)
+    views = [StudyView(s, ctx.is_pathology) for s in studies]
+    items = generate_items(views, ctx, FASTMRI_FAMILIES)
     sizes = Counter((s.anatomy, s.frame_size, s.frame_size_source) for s in studies)
     manifest = {
         "name": name,
@@ -170,3 +193,128 @@ def _build_fastmri_plus(
     }
     write_dataset(out, manifest, studies, items, report.to_dict())
     return manifest
+
+
+def _structure_finding(s: Structure, raw_name: str) -> Finding:
+    """A segmented structure as a Finding: its axial frame boxes and 3D box, plus geometry."""
+    boxes = [Box(frame=k, box=b) for k, b in sorted(s.frame_boxes.items())]
+    union = union_box([b.box for b in boxes])
+    return Finding(
+        label=s.name,
+        raw_label=raw_name,
+        boxes=boxes,
+        box3d=Box3D(frame_start=boxes[0].frame, frame_end=boxes[-1].frame, box=union),
+        attributes={
+            "label_id": s.label_id,
+            "voxels": s.voxels,
+            "volume_ml": round(s.volume_ml, 3),
+            "centroid_x_mm": round(s.centroid_ras[0], 2),
+            "centroid_y_mm": round(s.centroid_ras[1], 2),
+            "centroid_z_mm": round(s.centroid_ras[2], 2),
+            "components": -1 if s.components is None else len(s.components),
+        },
+    )
+
+
+def load_segmentation_study(spec: SegSpec) -> tuple[Study, SegGeometry]:
+    """Read, measure and relate one study's structures (world coordinates, RAS+)."""
+    seg = load_segmentation(spec.image, spec.labels, spec.label_names)
+    shape = seg.image.shape
+    structures = seg.measure(components_for=[n for n in seg.names.values() if is_lesion(n)])
+    mask_in = label_masks(seg.labels) if seg.labels is not None else mask_folder(seg.masks or {})
+    present = {s.name for s in structures}
+    absent = sorted(set(seg.names.values()) - present)
+    structures = [s for s in structures if s.frame_boxes]
+    midline_x, midline_src = estimate_midline(structures, midline, shape, seg.affine)
+    touching, near = contacts(mask_in, shape, structures, seg.spacing)
+    geometry = SegGeometry(
+        structures=structures, affine=seg.affine, shape=shape, midline_x=midline_x,
+        midline_source=midline_src, touching=touching, near_not_touching=near,
+        interior_points={s.name: interior_point(mask_in, s, seg.affine) for s in structures},
+        absent=absent,
+    )
+    study = Study(
+        id=spec.study_id,
+        patient_id=spec.patient_id or spec.study_id,
+        source="segmentation",
+        modality=spec.modality or seg.modality_hint or "unknown",
+        anatomy=spec.anatomy or "unknown",
+        volume=VolumeRef(path=str(spec.image), loader=seg.image.format),
+        shape=tuple(int(n) for n in shape),
+        spacing=tuple(float(x) for x in seg.spacing),
+        affine=[[float(v) for v in row] for row in seg.affine],
+        view_axis=2,
+        frame_count=int(shape[2]),
+        frame_count_source="volume",
+        frame_size=frame_size(shape),
+        frame_size_source="volume",
+        findings=[_structure_finding(s, seg.raw_names.get(s.label_id, s.name)) for s in structures],
+    )
+    return study, geometry
+
+
+def build_segmentation(
+    specs: Sequence[SegSpec],
+    out: Path,
+    *,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    strict: bool = False,
+    name: str = "segmentation",
+) -> dict[str, Any]:
+    """Build a spatial-QA dataset folder from image + segmentation pairs."""
+    with no_gc():
+        report = BuildReport(strict=strict)
+        studies: list[Study] = []
+        geometry: dict[str, SegGeometry] = {}
+        with Progress(transient=True, disable=not Console(stderr=True).is_terminal) as progress:
+            task = progress.add_task("measuring structures", total=len(specs))
+            for spec in specs:
+                try:
+                    study, geometry[spec.study_id] = load_segmentation_study(spec)
+                    studies.append(study)
+                except (BuildError, VolumeError) as exc:
+                    report.add("skipped", "study_unreadable", study=spec.study_id, error=str(exc))
+                progress.advance(task)
+        if not studies:
+            raise BuildError("no study could be read: " + str(report.to_dict().get("skipped")))
+        assign_splits(studies, seed, fractions)
+        ctx = Context(seed=seed, is_pathology=lambda label: True)
+        views = [StudyView(s, ctx.is_pathology, geometry[s.id]) for s in studies]
+        items = generate_items(views, ctx, SEGMENTATION_FAMILIES)
+        for reason, n in sorted(ctx.skipped.items()):
+            report.add("info", "question_not_asked: " + reason, n)
+        report.totals["studies"] = len(studies)
+        report.totals["structures"] = sum(len(s.findings) for s in studies)
+        manifest = {
+            "name": name,
+            "voxqa_version": __version__,
+            "command": "voxqa build segmentation",
+            "options": {"seed": seed, "split_fractions": list(fractions), "strict": strict},
+            "seed": seed,
+            "source": "segmentation",
+            "source_files": [
+                {"study_id": sp.study_id, "path": str(p), "role": role}
+                for sp in specs
+                for p, role in ((sp.image, "image"), (sp.labels, "labels"), (sp.label_names, "label_names"))
+                if p is not None
+            ],
+            "box_convention": BOX_CONVENTION | {"frame_orientation": FRAME_CONVENTION},
+            "world_convention": "RAS+ mm: +x patient's right, +y anterior, +z superior",
+            "spatial_margins": {
+                "min_centroid_separation_mm": MIN_CENTROID_MM,
+                "max_extent_overlap_mm": MAX_OVERLAP_MM,
+                "touch_tolerance_mm": TOUCH_TOLERANCE_MM,
+                "min_size_ratio": MIN_SIZE_RATIO,
+                "min_paired_size_ratio": MIN_PAIRED_RATIO,
+                "volume_relative_tolerance": VOLUME_TOLERANCE,
+            },
+            "splits": {
+                "unit": "patient_id",
+                "fractions": dict(zip(("train", "val", "test"), fractions)),
+                "rule": "sha256('split', seed, patient_id) -> [0,1) against cumulative fractions",
+            },
+            "counts": counts(studies, items),
+        }
+        write_dataset(out, manifest, studies, items, report.to_dict())
+        return manifest

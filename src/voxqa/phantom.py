@@ -124,3 +124,84 @@ def write_phantom(out: Path, n: int = 12, seed: int = 0, shape=(12, 128, 128)) -
     file_list = out / "file_list.csv"
     file_list.write_text("".join(f"{name}\n" for name in names))
     return {"annotations": ann, "file_list": file_list, "volumes": vol_dir, "names": names}
+
+
+# --- segmentation phantom: an abdomen-like CT with a multi-label map -------------------------
+
+# name: (centre x, y, z in RAS+ mm; radii mm; HU). +x is the patient's right.
+ORGANS = {
+    "liver": ((60, 10, 30), (45, 40, 35), 60),
+    "spleen": ((-70, -20, 35), (18, 25, 25), 45),
+    "stomach": ((-35, 35, 45), (25, 20, 20), 10),
+    "kidney_right": ((45, -40, -15), (15, 18, 28), 150),
+    "kidney_left": ((-45, -40, -10), (17, 21, 32), 150),
+    "aorta": ((0, -10, 0), (9, 9, 90), 200),
+    "spinal_cord": ((0, -75, 0), (6, 6, 95), 30),
+    "vertebrae_L1": ((0, -58, 20), (20, 14, 11), 700),
+    "vertebrae_L2": ((0, -58, -8), (20, 14, 11), 700),
+    "liver_lesion": ((75, 25, 40), (9, 9, 9), -10),
+}
+LESION_2 = ((45, -5, 15), (7, 7, 7))  # a second, separate liver lesion
+SEG_SPACING = (4.0, 4.0, 5.0)
+SEG_SHAPE = (60, 50, 40)
+
+
+def segmentation_phantom() -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
+    """(image HU, label map, RAS affine, id -> name), stored RAS (i -> patient's right)."""
+    affine = np.diag([*SEG_SPACING, 1.0])
+    affine[:3, 3] = [-(n - 1) * s / 2 for n, s in zip(SEG_SHAPE, SEG_SPACING)]
+    ii, jj, kk = np.indices(SEG_SHAPE)
+    world = [affine[d, d] * idx + affine[d, 3] for d, idx in enumerate((ii, jj, kk))]
+
+    def ellipsoid(centre, radii) -> np.ndarray:
+        return sum(((w - c) / r) ** 2 for w, c, r in zip(world, centre, radii)) <= 1
+
+    body = ((world[0] / 115) ** 2 + (world[1] / 95) ** 2) <= 1
+    image = np.where(body, -100.0, -1000.0)
+    labels = np.zeros(SEG_SHAPE, np.uint8)
+    names = {}
+    for label_id, (name, (centre, radii, hu)) in enumerate(ORGANS.items(), start=1):
+        m = ellipsoid(centre, radii)
+        if name == "liver_lesion":
+            m |= ellipsoid(*LESION_2)
+        labels[m] = label_id
+        image[m] = hu
+        names[label_id] = name
+    names[len(names) + 1] = "gallbladder"  # named in the table, absent from the volume
+    image += np.random.default_rng(0).normal(0, 5, SEG_SHAPE)
+    return image.astype(np.float32), labels, affine, names
+
+
+def write_segmentation_phantom(
+    out: Path, *, axes: tuple[int, int, int] = (0, 1, 2), flips: tuple[bool, bool, bool] = (
+        False, False, False), mirror: bool = False
+) -> dict[str, Path]:
+    """Write image.nii.gz, labels.nii.gz and label_names.json.
+
+    ``axes``/``flips`` store the same physical scan with permuted/flipped array axes and a
+    matching affine (answers must not change); ``mirror`` flips the patient left-right
+    while keeping the affine (every laterality answer must flip).
+    """
+    import json
+
+    import nibabel as nib
+
+    image, labels, affine, names = segmentation_phantom()
+    if mirror:
+        image, labels = image[::-1], labels[::-1]
+    for d, flip in enumerate(flips):
+        if flip:
+            image, labels = np.flip(image, d), np.flip(labels, d)
+            shift = np.eye(4)
+            shift[d, d], shift[d, 3] = -1, image.shape[d] - 1
+            affine = affine @ shift
+    image, labels = image.transpose(axes), labels.transpose(axes)
+    perm = np.eye(4)[list(axes) + [3]].T
+    affine = affine @ perm
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"image": out / "image.nii.gz", "labels": out / "labels.nii.gz",
+             "label_names": out / "label_names.json"}
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(image), affine), paths["image"])
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(labels), affine), paths["labels"])
+    paths["label_names"].write_text(json.dumps({str(k): v for k, v in names.items()}, indent=1))
+    return paths

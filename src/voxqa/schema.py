@@ -211,3 +211,6 @@ class Item(Model):
     chance: float | None = Field(default=None, description="P(uniform random answer is right)")
     label: str | None = Field(default=None, description="the finding asked about, if any")
     template: str = Field(description="question template id, for answer-balance checks")
+    category: str | None = Field(
+        default=None, description="CT-SpatialVQA category name, for spatial items"
+    )

@@ -5,10 +5,20 @@ from voxqa.tasks.captioning import Captioning
 from voxqa.tasks.classification import Classification
 from voxqa.tasks.counting import Counting
 from voxqa.tasks.detection import Detection
+from voxqa.labelnames import midline, pair_of
 from voxqa.tasks.localization import Localization
+from voxqa.tasks.spatial import Spatial
 
 FAMILIES: dict[str, TaskFamily] = {
-    f.name: f for f in (Detection(), Localization(), Counting(), Classification(), Captioning())
+    f.name: f
+    for f in (
+        Detection(),
+        Localization(),
+        Counting(),
+        Classification(),
+        Captioning(),
+        Spatial(midline=midline, pair_of=pair_of),
+    )
 }
 
 __all__ = ["FAMILIES", "Context", "StudyView", "TaskFamily"]

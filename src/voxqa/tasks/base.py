@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from voxqa.schema import Evidence, Finding, Item, Study
 from voxqa.splits import unit_interval
@@ -41,6 +41,7 @@ class Context:
     boxed_vocab: dict[str, list[str]] = field(default_factory=dict)  # anatomy -> boxed labels
     n_options: int = 4
     max_frame_items_per_study: int = 2
+    skipped: Counter[str] = field(default_factory=Counter)  # questions not asked, and why
 
 
 def rng(seed: int, *key: object) -> random.Random:
@@ -85,10 +86,11 @@ def frames_text(frames: Sequence[int]) -> str:
 class StudyView:
     """Read-only indexes over one study's findings, shared by all families."""
 
-    def __init__(self, study: Study, is_pathology: Callable[[str], bool]):
+    def __init__(self, study: Study, is_pathology: Callable[[str], bool], geometry: Any = None):
         self.study = study
         self.id = study.id
         self._is_pathology = is_pathology
+        self.geometry = geometry  # relations.SegGeometry for segmentation studies
 
     @property
     def split(self) -> str:
@@ -267,6 +269,8 @@ def make_item(
     chance: float | None,
     options: list[str] | None = None,
     instance: int | None = None,
+    category: str | None = None,
+    variant: str | None = None,
 ) -> Item:
     """One item; ``frame`` set means a frame-level question about that frame.
 
@@ -275,7 +279,8 @@ def make_item(
     """
     level = "volume" if frame is None else "frame"
     return Item(
-        id=item_id(view.id, subtask, frame, label, instance),
+        id=item_id(view.id, subtask, frame, label, instance)
+        + (f":{slug(variant)}" if variant else ""),
         study_id=view.id,
         split=view.split,  # type: ignore[arg-type]
         source=view.study.source,
@@ -292,6 +297,7 @@ def make_item(
         chance=chance,
         label=label,
         template=f"{task}/{subtask}/{level}",
+        category=category,
     )
 
 

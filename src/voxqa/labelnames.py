@@ -1,0 +1,163 @@
+"""Label id -> structure name, and one canonical spelling per structure.
+
+Names come from a JSON table, else the label table TotalSegmentator embeds in its NIfTI
+header, else ``fallback_name`` ("label_<id>"). Questions compare names across datasets, so
+every spelling is mapped to TotalSegmentator's vocabulary (the most widely used public
+one): lower snake_case, side as the last token (``kidney_right``, ``lung_upper_lobe_left``),
+except TotalSegmentator's own exceptions (``rib_left_7``, ``vertebrae_L1``,
+``left_coronary_cusp``), which are kept verbatim. Unknown names become lower snake_case.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import nibabel as nib
+
+from voxqa.errors import BuildError
+
+#: Other spellings of a structure (side removed; it is re-attached after the lookup).
+ALIASES = {
+    "hepar": "liver",
+    "lien": "spleen",
+    "gall_bladder": "gallbladder",
+    "bladder": "urinary_bladder",
+    "oesophagus": "esophagus",
+    "ivc": "inferior_vena_cava",
+    "svc": "superior_vena_cava",
+    "small_intestine": "small_bowel",
+    "large_intestine": "colon",
+    "large_bowel": "colon",
+    "adrenal": "adrenal_gland",
+    "suprarenal_gland": "adrenal_gland",
+    "thyroid": "thyroid_gland",
+    "clavicle": "clavicula",
+    "upper_lobe": "lung_upper_lobe",
+    "middle_lobe": "lung_middle_lobe",
+    "lower_lobe": "lung_lower_lobe",
+}
+#: TotalSegmentator names that put the side first; all others put it last.
+SIDE_FIRST = frozenset({
+    "left_coronary_cusp", "right_coronary_cusp", "left_ventricular_outflow_tract",
+    "left_maxillary_sinus", "right_maxillary_sinus", "left_inferior_alveolar_canal",
+    "right_inferior_alveolar_canal", "left_mandibular_incisive_canal_fdi103",
+    "right_mandibular_incisive_canal_fdi104",
+})
+#: Unpaired structures on or straddling the sagittal midplane: "is it on the patient's left
+#: or right?" has no clean answer (aorta and IVC run within ~2 cm of the midline; colon,
+#: small bowel and pancreas cross it). Relative questions between structures stay valid.
+#: Names starting with "vertebrae" are midline too.
+MIDLINE = frozenset({
+    "aorta", "inferior_vena_cava", "esophagus", "trachea", "spinal_cord", "intervertebral_discs",
+    "sacrum", "sternum", "costal_cartilages", "spine", "cervical_spine", "thoracic_spine",
+    "lumbar_spine", "urinary_bladder", "prostate", "thyroid_gland", "pancreas", "colon",
+    "small_bowel", "portal_vein_and_splenic_vein", "brain", "brainstem", "skull",
+})
+_SIDES = {"left": "left", "l": "left", "lt": "left", "right": "right", "r": "right", "rt": "right"}
+_SWAP = {"left": "right", "right": "left"}
+_VERTEBRA = re.compile(r"vertebrae?_([clts])_?(\d{1,2})|([clts])_?(\d{1,2})_vertebrae?")
+_RIB = re.compile(r"rib_(\d{1,2})_(left|right)")
+
+
+def fallback_name(label_id: int) -> str:
+    """Name of a label no table names."""
+    return f"label_{label_id}"
+
+
+def canonical_name(name: str) -> str:
+    """One spelling per structure: "Kidney R", "right kidney" -> "kidney_right"."""
+    s = re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+    if m := _VERTEBRA.fullmatch(s):
+        level, number = (m[1], m[2]) if m[1] else (m[3], m[4])
+        return f"vertebrae_{level.upper()}{number}"
+    if s in SIDE_FIRST or not s:
+        return s
+    tokens = s.split("_")
+    side = None
+    if len(tokens) > 1 and tokens[-1] in _SIDES:
+        side = _SIDES[tokens.pop()]
+    elif len(tokens) > 1 and tokens[0] in _SIDES:
+        side = _SIDES[tokens.pop(0)]
+    base = "_".join(tokens)
+    base = ALIASES.get(base, base)
+    s = f"{base}_{side}" if side else base
+    if m := _RIB.fullmatch(s):
+        return f"rib_{m[2]}_{m[1]}"
+    return s
+
+
+def side_of(name: str) -> str | None:
+    """"left"/"right" for a lateral structure's name, None for unpaired ones."""
+    tokens = set(canonical_name(name).split("_"))
+    sides = tokens & {"left", "right"}
+    return sides.pop() if len(sides) == 1 else None
+
+
+def pair_of(name: str) -> str | None:
+    """The name of the other side's counterpart (left <-> right), None if not lateral.
+
+    The counterpart need not exist in a given label map; callers check.
+    """
+    if side_of(name) is None:
+        return None
+    return "_".join(_SWAP.get(t, t) for t in canonical_name(name).split("_"))
+
+
+def midline(name: str) -> bool:
+    """True if asking the structure's side of the body is ill-posed (see ``MIDLINE``)."""
+    c = canonical_name(name)
+    return side_of(c) is None and (c in MIDLINE or c.startswith("vertebrae"))
+
+
+def read_json_names(path: Path) -> dict[int, str]:
+    """Label table from JSON: ``{"1": "liver", ...}`` or dcmqi's segmentation metadata.
+
+    dcmqi metadata (``segmentAttributes``: lists of ``{"labelID", "SegmentLabel"}``) is
+    accepted because it is how dcmqi/Slicer name the ids of a label map.
+    """
+    try:
+        table = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BuildError(f"{path}: cannot read label names ({exc})") from exc
+    if isinstance(table, dict) and "segmentAttributes" in table:
+        try:
+            table = {s["labelID"]: s["SegmentLabel"] for group in table["segmentAttributes"] for s in group}
+        except (TypeError, KeyError) as exc:
+            raise BuildError(f"{path}: malformed dcmqi segmentAttributes ({exc!r})") from exc
+    if not isinstance(table, dict):
+        raise BuildError(f"{path}: expected a JSON object {{label id: name}}, got {type(table).__name__}")
+    names: dict[int, str] = {}
+    for key, name in table.items():
+        label_id = _label_id(key)
+        if label_id is None or not isinstance(name, str) or not name.strip():
+            raise BuildError(f"{path}: bad entry {key!r}: {name!r} (need a non-negative integer id "
+                             "and a non-empty name)")
+        names[label_id] = name.strip()
+    return names
+
+
+def _label_id(key: object) -> int | None:
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, int):
+        return key if key >= 0 else None
+    if isinstance(key, str) and key.strip().isdigit():
+        return int(key)
+    return None
+
+
+def header_label_names(path: Path) -> dict[int, str]:
+    """The Caret XML ``<LabelTable>`` in a NIfTI header extension (TotalSegmentator), or {}."""
+    for ext in nib.load(path).header.extensions:
+        content = ext.get_content()
+        if not isinstance(content, bytes) or b"<LabelTable" not in content:
+            continue
+        try:
+            root = ET.fromstring(content.strip(b"\x00 \t\r\n"))
+            return {int(lab.attrib["Key"]): (lab.text or "").strip() for lab in root.iter("Label")}
+        except (ET.ParseError, KeyError, ValueError) as exc:
+            raise BuildError(f"{path}: malformed label table in the NIfTI header extension ({exc!r})") from exc
+    return {}

@@ -1,0 +1,130 @@
+"""Pairwise facts between structures that need the voxels: contact, midline, interior points.
+
+``Structure`` (voxqa.structures) has each structure's own geometry; questions about two
+structures or about a point also need the label map. Everything here is computed on crops
+around bounding boxes, never on one full-volume mask per label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from voxqa.structures import Structure, Vec3
+
+TOUCH_TOLERANCE_MM = 3.0  # two structures "touch" when their voxels come this close
+
+
+@dataclass
+class SegGeometry:
+    """What the spatial questions of one study are computed from."""
+
+    structures: list[Structure]
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    midline_x: float
+    midline_source: str
+    touching: set[frozenset[str]] = field(default_factory=set)
+    near_not_touching: set[frozenset[str]] = field(default_factory=set)
+    interior_points: dict[str, Vec3] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)  # named in the label table, no voxels
+
+    def by_name(self) -> dict[str, Structure]:
+        return {s.name: s for s in self.structures}
+
+
+def estimate_midline(structures: Sequence[Structure], is_midline: Callable[[str], bool],
+                     shape: tuple[int, int, int], affine: np.ndarray) -> tuple[float, str]:
+    """World x of the patient's midline: median x of midline structures (spinal cord,
+    vertebrae, ...) when present, else the centre of the field of view (stated)."""
+    xs = [s.centroid_ras[0] for s in structures if is_midline(s.name)]
+    if xs:
+        names = sorted(s.name for s in structures if is_midline(s.name))
+        return float(np.median(xs)), "median x of " + ", ".join(names[:4])
+    centre = affine @ np.array([(shape[0] - 1) / 2, (shape[1] - 1) / 2, (shape[2] - 1) / 2, 1.0])
+    return float(centre[0]), "centre of the field of view (no midline structure segmented)"
+
+
+MaskIn = Callable[[Structure, tuple[slice, ...]], np.ndarray]
+
+
+def label_masks(labels: np.ndarray) -> MaskIn:
+    """Masks from a multi-label map: structure s inside a crop."""
+    return lambda s, crop: labels[crop] == s.label_id
+
+
+def mask_folder(masks: Mapping[str, np.ndarray]) -> MaskIn:
+    """Masks from a folder of (possibly overlapping) binary masks, by structure name."""
+    return lambda s, crop: masks[s.name][crop].astype(bool)
+
+
+def _crop(box_a, box_b, pad: tuple[int, int, int], shape) -> tuple[slice, ...] | None:
+    """Intersection of box_a grown by ``pad`` voxels with box_b, or None when empty."""
+    sl = []
+    for d in range(3):
+        lo = max(box_a[d] - pad[d], box_b[d], 0)
+        hi = min(box_a[d + 3] + pad[d], box_b[d + 3], shape[d])
+        if hi <= lo:
+            return None
+        sl.append(slice(lo, hi))
+    return tuple(sl)
+
+
+def contacts(
+    mask_in: MaskIn,
+    shape: tuple[int, int, int],
+    structures: Sequence[Structure],
+    spacing: Sequence[float],
+    tol_mm: float = TOUCH_TOLERANCE_MM,
+    near_mm: float = 20.0,
+) -> tuple[set[frozenset[str]], set[frozenset[str]]]:
+    """(pairs that touch within ``tol_mm``, pairs within ``near_mm`` that do not touch).
+
+    For a pair whose grown bounding boxes meet, A is dilated by the tolerance inside the
+    overlap crop and tested against B; the gap between two voxels is measured between
+    their faces (in mm, from the spacing), so face-adjacent voxels touch. "Near" pairs are the informative negatives: close enough that
+    the question is not trivial.
+    """
+    touch: set[frozenset[str]] = set()
+    near: set[frozenset[str]] = set()
+    # Gaps are measured between voxel faces: face-adjacent voxels are 0 mm apart.
+    tol_vox = tuple(int(np.floor(tol_mm / s)) + 1 for s in spacing)
+    near_vox = tuple(int(np.ceil(near_mm / s)) + 1 for s in spacing)
+    grid = np.ogrid[tuple(slice(-r, r + 1) for r in tol_vox)]
+    ball = sum((np.maximum(np.abs(g) - 1, 0) * s) ** 2 for g, s in zip(grid, spacing)) <= tol_mm**2
+    for a_i, a in enumerate(structures):
+        for b in structures[a_i + 1:]:
+            if _crop(a.bbox_vox, b.bbox_vox, near_vox, shape) is None:
+                continue
+            region = _crop(a.bbox_vox, b.bbox_vox, tol_vox, shape)
+            pair = frozenset((a.name, b.name))
+            if region is not None:
+                # A's voxels that matter lie within tol of the region: grow it back by tol.
+                grown = tuple(
+                    slice(max(sl.start - t, 0), min(sl.stop + t, n))
+                    for sl, t, n in zip(region, tol_vox, shape)
+                )
+                mask_a = ndimage.binary_dilation(mask_in(a, grown), structure=ball)
+                if np.any(mask_a & mask_in(b, grown)):
+                    touch.add(pair)
+                    continue
+            near.add(pair)
+    return touch, near
+
+
+def interior_point(mask_in: MaskIn, s: Structure, affine: np.ndarray) -> Vec3:
+    """World position of the voxel deepest inside the structure (largest distance to its
+    boundary): a point that lies unambiguously in it, unlike a centroid of a curved organ."""
+    i0, j0, k0, i1, j1, k1 = s.bbox_vox
+    # A strided crop (at most ~64 voxels a side) keeps large organs cheap; the argmax is
+    # still a voxel of the structure.
+    step = max(1, -(-max(i1 - i0, j1 - j0, k1 - k0) // 64))
+    sub = mask_in(s, (slice(i0, i1, step), slice(j0, j1, step), slice(k0, k1, step)))
+    spacing = np.linalg.norm(affine[:3, :3], axis=0) * step
+    dist = ndimage.distance_transform_edt(np.pad(sub, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    i, j, k = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    world = affine @ np.array([i0 + i * step, j0 + j * step, k0 + k * step, 1.0])
+    return (float(world[0]), float(world[1]), float(world[2]))

@@ -1,0 +1,188 @@
+"""Image + segmentation inputs for segmentation-grounded questions (loading only).
+
+Both are reoriented to RAS+ (``voxqa.io.open_volume``) and must share one voxel grid: a
+question's box is drawn on the image's frames, so labels on another grid would point at the
+wrong anatomy. Labels are a multi-label map (NIfTI/NRRD) or a folder of binary masks, one
+file per structure named after it (TotalSegmentator's output without ``--ml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from voxqa.errors import BuildError
+from voxqa.io import Volume, open_volume
+from voxqa.io.dicom import NON_IMAGE_MODALITIES
+from voxqa.labelnames import canonical_name, header_label_names, read_json_names
+from voxqa.structures import Structure, measure, measure_masks
+
+MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr")
+#: Largest image/labels affine difference (mm) still taken as one grid: above the rounding of
+#: float32 headers and decimal DICOM strings, far below any voxel size.
+GRID_ATOL_MM = 1e-2
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegSpec:
+    """One study to build: its files plus metadata the files may not carry."""
+
+    study_id: str
+    image: Path
+    labels: Path  # a label map file or a folder of mask files
+    label_names: Path | None = None  # JSON table; default: the NIfTI header's label table
+    patient_id: str | None = None  # default: study_id
+    modality: str | None = None  # default: the DICOM Modality, if any
+    anatomy: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationInput:
+    """A RAS+ image with its structures, either as one label map or as named masks.
+
+    ``names`` are canonical (``voxqa.labelnames.canonical_name``) and ``raw_names`` as
+    written in the input; for masks the ids are 1-based positions in sorted name order,
+    matching ``measure_masks``.
+    """
+
+    image: Volume
+    labels: np.ndarray | None
+    masks: dict[str, np.ndarray] | None
+    affine: np.ndarray
+    names: dict[int, str]
+    raw_names: dict[int, str]
+    spacing: tuple[float, float, float]
+    modality_hint: str | None
+    labels_path: str
+
+    def measure(self, components_for: Collection[str] = ()) -> list[Structure]:
+        """Geometry of every structure; ``components_for`` holds canonical names."""
+        if self.masks is not None:
+            return measure_masks(self.masks, self.affine, components_for)
+        assert self.labels is not None
+        wanted = set(components_for)
+        return measure(self.labels, self.affine, self.names, [i for i, n in self.names.items() if n in wanted])
+
+
+def load_segmentation(image: Path, labels: Path, label_names: Path | None = None) -> SegmentationInput:
+    """Read image (NIfTI, NRRD, DICOM folder) and labels (label map file or mask folder).
+
+    Label names come from ``label_names`` (JSON), else the NIfTI header's label table.
+    Raises BuildError if the two are not on one grid, VolumeError for unreadable files.
+    """
+    image, labels = Path(image), Path(labels)
+    img = _open(image)
+    if labels.is_dir():
+        if label_names is not None:
+            raise BuildError(f"{label_names}: label names need a label map, but {labels} is a mask "
+                             "folder (masks are named by their file names)")
+        masks, raw = _read_masks(labels, img)
+        label_map = None
+    else:
+        vol = _open(labels)
+        _check_grid(img, vol)
+        label_map = _integer_labels(vol.data, vol.path)
+        masks = None
+        if label_names is not None:
+            raw = read_json_names(Path(label_names))
+        else:
+            raw = header_label_names(labels) if vol.format == "nifti" else {}
+    return SegmentationInput(
+        image=img,
+        labels=label_map,
+        masks=masks,
+        affine=img.affine,
+        names={i: canonical_name(n) for i, n in raw.items()},
+        raw_names=raw,
+        spacing=img.spacing,
+        modality_hint=_dicom_modality(image) if img.format == "dicom" else None,
+        labels_path=str(labels),
+    )
+
+
+def _open(path: Path) -> Volume:
+    vol = open_volume(path)
+    if not vol.world_known:
+        raise BuildError(f"{path}: the file carries no patient geometry, so structures cannot be placed")
+    return vol
+
+
+def _check_grid(image: Volume, other: Volume) -> None:
+    """Same shape and affine after reorientation to RAS+ (so axis order may differ on disk)."""
+    if image.shape != other.shape or not np.allclose(image.affine, other.affine, rtol=0, atol=GRID_ATOL_MM):
+        raise BuildError(
+            f"{other.path} is not on the voxel grid of {image.path}: shape {other.shape} vs {image.shape}, "
+            f"RAS+ affine {np.round(other.affine[:3], 4).tolist()} vs {np.round(image.affine[:3], 4).tolist()}"
+        )
+
+
+def _integer_labels(data: np.ndarray, path: str | Path) -> np.ndarray:
+    """Non-negative integer labels; float maps (common after resampling) must hold whole numbers."""
+    if not np.issubdtype(data.dtype, np.integer):
+        fractional = data != np.round(data)
+        if fractional.any():
+            raise BuildError(f"{path}: not a label map (non-integer value {data[fractional][0]!r})")
+        data = data.astype(np.min_scalar_type(max(int(data.max()), 0)))
+    low = int(data.min())
+    if low < 0:
+        raise BuildError(f"{path}: not a label map (negative value {low})")
+    return data
+
+
+def _read_masks(folder: Path, image: Volume) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """Binary masks keyed by canonical name, and the raw file-name stems by label id."""
+    stems: dict[str, str] = {}
+    masks: dict[str, np.ndarray] = {}
+    for f in sorted(folder.iterdir()):
+        stem = _mask_stem(f)
+        if stem is None:
+            continue
+        name = canonical_name(stem)
+        if name in masks:
+            raise BuildError(f"{f}: structure {name!r} also given by {folder / stems[name]}.*")
+        vol = _open(f)
+        _check_grid(image, vol)
+        masks[name] = _binary(_integer_labels(vol.data, f), f)
+        stems[name] = stem
+    if not masks:
+        raise BuildError(f"{folder}: no mask files ({', '.join('*' + s for s in MASK_SUFFIXES)})")
+    order = sorted(masks)
+    return {n: masks[n] for n in order}, {i: stems[n] for i, n in enumerate(order, 1)}
+
+
+def _mask_stem(path: Path) -> str | None:
+    """Structure name of a mask file (its name without the suffix); None for other files."""
+    if not path.is_file():
+        return None
+    suffix = next((s for s in MASK_SUFFIXES if path.name.lower().endswith(s)), None)
+    return path.name[: -len(suffix)] if suffix else None
+
+
+def _binary(labels: np.ndarray, path: Path) -> np.ndarray:
+    """Inside = non-zero; several non-zero values mean a label map was given as a mask."""
+    inside = labels != 0
+    if int(labels.max()) > 1:
+        values = labels[inside]
+        if values.min() != values.max():
+            raise BuildError(f"{path}: a mask must hold one non-zero value, found {values.min()}..{values.max()} "
+                             "(a multi-label map goes in as the labels file)")
+    return inside
+
+
+def _dicom_modality(path: Path) -> str | None:
+    """Modality (e.g. "CT", "MR") of the first image object of a DICOM file or folder."""
+    files = sorted(f for f in path.iterdir() if f.is_file()) if path.is_dir() else [path]
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["Modality"])
+        except (InvalidDicomError, OSError):
+            continue
+        modality = str(ds.get("Modality", "")).strip()
+        if modality and modality not in NON_IMAGE_MODALITIES:
+            return modality
+    return None
