@@ -38,6 +38,7 @@ from voxqa.structures import Structure
 from voxqa.tasks import FAMILIES, Context, StudyView
 from voxqa.tasks.spatial import (
     MAX_OVERLAP_MM,
+    MIN_STRUCTURE_VOXELS,
     MIN_CENTROID_MM,
     MIN_PAIRED_RATIO,
     MIN_SIZE_RATIO,
@@ -220,11 +221,11 @@ def load_segmentation_study(spec: SegSpec) -> tuple[Study, SegGeometry]:
     """Read, measure and relate one study's structures (world coordinates, RAS+)."""
     seg = load_segmentation(spec.image, spec.labels, spec.label_names)
     shape = seg.image.shape
-    structures = seg.measure(components_for=[n for n in seg.names.values() if is_lesion(n)])
+    measured = seg.measure(components_for=[n for n in seg.names.values() if is_lesion(n)])
     mask_in = label_masks(seg.labels) if seg.labels is not None else mask_folder(seg.masks or {})
-    present = {s.name for s in structures}
-    absent = sorted(set(seg.names.values()) - present)
-    structures = [s for s in structures if s.frame_boxes]
+    absent = sorted(set(seg.names.values()) - {s.name for s in measured})
+    tiny = [s.name for s in measured if s.voxels < MIN_STRUCTURE_VOXELS]
+    structures = [s for s in measured if s.voxels >= MIN_STRUCTURE_VOXELS]
     midline_x, midline_src = estimate_midline(structures, midline, shape, seg.affine)
     touching, near = contacts(mask_in, shape, structures, seg.spacing)
     geometry = SegGeometry(
@@ -232,6 +233,7 @@ def load_segmentation_study(spec: SegSpec) -> tuple[Study, SegGeometry]:
         midline_source=midline_src, touching=touching, near_not_touching=near,
         interior_points={s.name: interior_point(mask_in, s, seg.affine) for s in structures},
         absent=absent,
+        tiny=tiny,
     )
     study = Study(
         id=spec.study_id,
@@ -248,7 +250,7 @@ def load_segmentation_study(spec: SegSpec) -> tuple[Study, SegGeometry]:
         frame_count_source="volume",
         frame_size=frame_size(shape),
         frame_size_source="volume",
-        findings=[_structure_finding(s, seg.raw_names.get(s.label_id, s.name)) for s in structures],
+        findings=[_structure_finding(s, seg.raw_names.get(s.label_id, s.name)) for s in measured],
     )
     return study, geometry
 
@@ -282,6 +284,9 @@ def build_segmentation(
         ctx = Context(seed=seed, is_pathology=lambda label: True)
         views = [StudyView(s, ctx.is_pathology, geometry[s.id]) for s in studies]
         items = generate_items(views, ctx, SEGMENTATION_FAMILIES)
+        for study in studies:
+            for name in geometry[study.id].tiny:
+                report.add("info", "structure_too_small_not_asked", study=study.id, structure=name)
         for reason, n in sorted(ctx.skipped.items()):
             report.add("info", "question_not_asked: " + reason, n)
         report.totals["studies"] = len(studies)
@@ -308,6 +313,7 @@ def build_segmentation(
                 "min_size_ratio": MIN_SIZE_RATIO,
                 "min_paired_size_ratio": MIN_PAIRED_RATIO,
                 "volume_relative_tolerance": VOLUME_TOLERANCE,
+                "min_structure_voxels": MIN_STRUCTURE_VOXELS,
             },
             "splits": {
                 "unit": "patient_id",

@@ -69,6 +69,49 @@ def build_fastmri_plus(
     )
 
 
+@build_app.command("segmentation")
+def build_segmentation(
+    out: Annotated[Path, typer.Option("--out", help="Output dataset folder.")],
+    image: Annotated[Optional[Path], typer.Option("--image", help="NIfTI, NRRD or DICOM series folder.")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Label map file or folder of binary masks.")] = None,
+    label_names: Annotated[Optional[Path], typer.Option("--label-names", help="JSON {id: name}.")] = None,
+    study_id: Annotated[Optional[str], typer.Option("--study-id")] = None,
+    studies: Annotated[Optional[Path], typer.Option("--studies", help="CSV: study_id,image,labels[,label_names,patient_id,modality,anatomy].")] = None,
+    modality: Annotated[Optional[str], typer.Option("--modality", help="CT, MR, ... (single study).")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    split_fractions: Annotated[str, typer.Option("--split-fractions")] = "0.8,0.1,0.1",
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first unreadable study.")] = False,
+) -> None:
+    """Image + segmentation -> spatial questions (laterality, vertical, depth, centricity,
+    adjacency, extent, size, counting, presence) answered from world geometry."""
+    from voxqa.build import build_segmentation as build
+    from voxqa.errors import BuildError
+    from voxqa.io import VolumeError
+    from voxqa.sources.segmentation import SegSpec, read_studies_csv
+    from voxqa.splits import parse_fractions
+
+    if (studies is None) == (image is None or labels is None):
+        _fail("give either --studies CSV, or --image and --labels for one study")
+    try:
+        fractions = parse_fractions(split_fractions)
+        if studies is not None:
+            specs = read_studies_csv(studies)
+        else:
+            assert image is not None and labels is not None
+            name = study_id or image.name.split(".")[0]
+            specs = [SegSpec(study_id=name, image=image, labels=labels,
+                             label_names=label_names, modality=modality)]
+        manifest = build(specs, out, seed=seed, fractions=fractions, strict=strict)
+    except (BuildError, VolumeError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    c = manifest["counts"]
+    console.print(
+        f"[green]built[/] {out}: {c['studies']} studies, {c['items']} items "
+        f"({', '.join(f'{k} {v}' for k, v in c['items_by_task'].items())})"
+    )
+
+
 @app.command()
 def inspect(folder: Annotated[Path, typer.Argument(help="A voxqa dataset folder.")]) -> None:
     """Counts by task/template/level/label/split, answer balance, and build repairs."""

@@ -31,6 +31,7 @@ class SegGeometry:
     near_not_touching: set[frozenset[str]] = field(default_factory=set)
     interior_points: dict[str, Vec3] = field(default_factory=dict)
     absent: list[str] = field(default_factory=list)  # named in the label table, no voxels
+    tiny: list[str] = field(default_factory=list)  # too few voxels to ask about
 
     def by_name(self) -> dict[str, Structure]:
         return {s.name: s for s in self.structures}

@@ -186,3 +186,44 @@ def _dicom_modality(path: Path) -> str | None:
         if modality and modality not in NON_IMAGE_MODALITIES:
             return modality
     return None
+
+
+STUDIES_COLUMNS = ("study_id", "image", "labels")
+STUDIES_OPTIONAL = ("label_names", "patient_id", "modality", "anatomy")
+
+
+def read_studies_csv(path: Path) -> list[SegSpec]:
+    """studies.csv (study_id, image, labels[, label_names, patient_id, modality, anatomy]);
+    relative paths are taken relative to the CSV's folder."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise BuildError(f"{path}: studies CSV not found")
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in STUDIES_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise BuildError(f"{path}: missing columns {missing} (need {', '.join(STUDIES_COLUMNS)})")
+        specs, seen = [], set()
+        for rec in reader:
+            where = f"{path}:{reader.line_num}"
+            study_id = (rec["study_id"] or "").strip()
+            if not study_id or study_id in seen:
+                raise BuildError(f"{where}: study_id {study_id!r} is empty or repeated")
+            seen.add(study_id)
+
+            def resolve(value: str | None) -> Path | None:
+                value = (value or "").strip()
+                return None if not value else (Path(value) if Path(value).is_absolute()
+                                               else path.parent / value)
+
+            image, labels = resolve(rec["image"]), resolve(rec["labels"])
+            if image is None or labels is None:
+                raise BuildError(f"{where}: image and labels are required")
+            specs.append(SegSpec(
+                study_id=study_id, image=image, labels=labels,
+                label_names=resolve(rec.get("label_names")),
+                **{k: (rec.get(k) or "").strip() or None for k in ("patient_id", "modality", "anatomy")},
+            ))
+    return specs

@@ -31,6 +31,7 @@ CATEGORIES = {
     "count": "Spatial Extent & Boundaries",
     "presence": "Spatial Extent & Boundaries",
 }
+MIN_STRUCTURE_VOXELS = 8  # smaller structures (often segmentation specks) are not asked about
 MIN_CENTROID_MM = 10.0  # centroids at least this far apart along the asked axis
 MAX_OVERLAP_MM = 5.0  # extents along the asked axis may overlap by at most this much
 MIN_SIZE_RATIO = 1.2  # "which is larger": the larger at least 20% larger
@@ -53,6 +54,10 @@ def _area(b: Sequence[int]) -> int:
 def _ev(s: Structure, frames: Sequence[int] | None = None) -> list[Evidence]:
     ks = [_key_frame(s)] if frames is None else frames
     return [Evidence(label=s.name, frame=k, box=s.frame_boxes[k]) for k in ks]
+
+
+def _cite(e: Evidence) -> str:
+    return f"Frame {e.frame}: [{e.box[0]}, {e.box[1]}, {e.box[2]}, {e.box[3]}]"
 
 
 def _xyz(v: Sequence[float]) -> str:
@@ -125,6 +130,9 @@ class Spatial:
               answer_text: str, evidence: list[Evidence], why: str, chance: float | None,
               options: list[str] | None = None, variant: str | None = None,
               task: str = TASK, frame: int | None = None) -> Item:
+        uncited = [e for e in evidence if _cite(e) not in why]
+        if uncited:  # every evidence box is cited in the trace
+            why += " Boxes: " + "; ".join(f"{_cite(e)} {e.label}" for e in uncited) + "."
         return make_item(
             v, task=task, subtask=subtask, frame=frame, label=label, question=question,
             answer=answer, answer_text=answer_text, evidence=evidence,

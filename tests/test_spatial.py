@@ -1,0 +1,255 @@
+"""Spatial questions from segmentations: answers checked against independent facts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from voxqa.build import build_segmentation
+from voxqa.cli import app
+from voxqa.dataset import read_items, read_json, read_studies
+from voxqa.frames import axial_frame
+from voxqa.io import open_volume
+from voxqa.phantom import ORGANS, write_segmentation_phantom
+from voxqa.sources.segmentation import SegSpec
+
+ALL_TRAIN = (1.0, 0.0, 0.0)
+
+
+def _build(tmp: Path, name: str, **phantom_kw) -> list:
+    paths = write_segmentation_phantom(tmp / f"{name}_src", **phantom_kw)
+    spec = SegSpec(study_id="phantom", image=paths["image"], labels=paths["labels"],
+                   label_names=paths["label_names"])
+    build_segmentation([spec], tmp / name, fractions=ALL_TRAIN)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("spatial")
+    out = {}
+    for name, kw in {
+        "ref": {},
+        "reoriented": {"axes": (2, 0, 1), "flips": (True, False, True)},
+        "mirrored": {"mirror": True},
+    }.items():
+        paths = _build(tmp, name, **kw)
+        out[name] = {"dir": tmp / name, "items": read_items(tmp / name), "paths": paths}
+    return out
+
+
+def _answers(items, subtask: str) -> dict[str, str]:
+    out = {}
+    for it in items:
+        if it.subtask == subtask and it.answer.type == "choice":
+            out[it.question] = it.options[it.answer.value]
+    return out
+
+
+def test_laterality_matches_the_phantom_anatomy(built) -> None:
+    # independent fact: ORGANS places each structure at a world x (+x = patient's right)
+    lat = {it.label: it.options[it.answer.value] for it in built["ref"]["items"]
+           if it.subtask == "laterality" and "variant" not in it.id and it.options == ["left", "right"]
+           and "larger" not in it.question}
+    assert lat, "no laterality items"
+    for name, side in lat.items():
+        expected = "right" if ORGANS[name][0][0] > 0 else "left"
+        assert side == expected, name
+    assert {"kidney_left", "kidney_right", "spleen"} <= set(lat)
+    assert "aorta" not in lat and "spinal_cord" not in lat  # midline structures are not asked
+
+
+def test_reorientation_does_not_change_any_answer(built) -> None:
+    ref = (built["ref"]["dir"] / "items.jsonl").read_bytes()
+    assert (built["reoriented"]["dir"] / "items.jsonl").read_bytes() == ref
+
+
+def test_mirror_flips_every_laterality_answer_and_nothing_vertical(built) -> None:
+    ref, mir = built["ref"]["items"], built["mirrored"]["items"]
+    flip = {"left": "right", "right": "left"}
+    a, b = _answers(ref, "laterality"), _answers(mir, "laterality")
+    assert a and set(a) == set(b)
+    for q in a:
+        assert b[q] == flip[a[q]], q
+    assert _answers(ref, "vertical") == _answers(mir, "vertical")
+    assert _answers(ref, "anterior_posterior") == _answers(mir, "anterior_posterior")
+
+
+def test_point_containment_answers_match_the_label_map(built) -> None:
+    labels = nib.load(built["ref"]["paths"]["labels"])
+    names = {int(k): v for k, v in json.loads(built["ref"]["paths"]["label_names"].read_text()).items()}
+    inv = np.linalg.inv(labels.affine)
+    data = np.asarray(labels.dataobj)
+    n = 0
+    for it in built["ref"]["items"]:
+        if it.subtask == "adjacency" and it.id.endswith(":point"):
+            xyz = [float(v) for v in it.question.split("point (")[1].split(")")[0].split(",")]
+            ijk = np.round(inv @ np.array([*xyz, 1.0]))[:3].astype(int)
+            assert names[int(data[tuple(ijk)])] == it.options[it.answer.value], it.id
+            n += 1
+    assert n >= 8
+
+
+def test_relations_sizes_counts_and_touching(built) -> None:
+    items = built["ref"]["items"]
+    vertical = _answers(items, "vertical")
+    for q, ans in vertical.items():  # check against the phantom's centres (z = superior)
+        first = q.split("Is the ")[1].split(" superior")[0]
+        second = q.split("to the ")[1].rstrip("?")
+        z1, z2 = ORGANS[first][0][2], ORGANS[second][0][2]
+        assert ans == ("superior" if z1 > z2 else "inferior"), q
+    by_id = {it.id: it for it in items}
+    touch = by_id["phantom:adjacency:v:liver:liver-lesion"]
+    assert touch.answer.value == "yes"
+    lesions = next(it for it in items if it.subtask == "count" and it.label == "liver_lesion")
+    assert lesions.answer.value == 2  # two separate spheres carry the lesion label
+    vertebrae = next(it for it in items if it.subtask == "count" and it.label == "vertebrae")
+    assert vertebrae.answer.value == 2
+    labels = np.asarray(nib.load(built["ref"]["paths"]["labels"]).dataobj)
+    for it in items:
+        if it.subtask == "size" and it.answer.type == "number":
+            label_id = 1 + list(ORGANS).index(it.label)
+            ml = (labels == label_id).sum() * 4 * 4 * 5 / 1000
+            assert abs(it.answer.value - ml) <= 0.05 + 1e-9, it.id
+            assert it.answer.tolerance == pytest.approx(0.1 * it.answer.value, abs=1e-3)
+
+
+def test_balance_and_reasoning(built) -> None:
+    items = built["ref"]["items"]
+    per = defaultdict(Counter)
+    for it in items:
+        assert it.category is not None and it.reasoning.endswith(f"Answer: {it.answer_text}.")
+        if it.answer.type == "yes_no":
+            per[it.template][it.answer.value] += 1
+        for e in it.evidence:
+            assert f"Frame {e.frame}: [{e.box[0]}, {e.box[1]}, {e.box[2]}, {e.box[3]}]" in it.reasoning, it.id
+    for template, c in per.items():
+        assert c["yes"] == c["no"], (template, c)
+
+
+def test_evidence_boxes_sit_on_their_structure(built) -> None:
+    """Boxes drawn on the radiological axial frame enclose the structure's pixels exactly."""
+    labels = open_volume(built["ref"]["paths"]["labels"]).data
+    names = {v: int(k) for k, v in json.loads(built["ref"]["paths"]["label_names"].read_text()).items()}
+    n = 0
+    for it in built["ref"]["items"]:
+        if it.task == "localization":
+            for e in it.evidence:
+                frame = axial_frame(labels, e.frame) == names[e.label]
+                ys, xs = np.nonzero(frame)
+                assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == list(e.box), it.id
+                n += 1
+    assert n > 20
+
+
+def test_tiny_and_empty_labels(tmp_path) -> None:
+    data = np.zeros((20, 20, 10), np.uint8)
+    data[2:8, 2:8, 2:6] = 1
+    data[15:19, 3:9, 2:7] = 2
+    data[10, 10, 5] = 3  # one voxel
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).normal(size=data.shape).astype(np.float32),
+                             affine), tmp_path / "img.nii.gz")
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "seg.nii.gz")
+    (tmp_path / "names.json").write_text(json.dumps(
+        {"1": "kidney_left", "2": "kidney_right", "3": "speck", "4": "spleen"}))
+    spec = SegSpec(study_id="s", image=tmp_path / "img.nii.gz", labels=tmp_path / "seg.nii.gz",
+                   label_names=tmp_path / "names.json")
+    build_segmentation([spec], tmp_path / "ds", fractions=ALL_TRAIN)
+    items = read_items(tmp_path / "ds")
+    assert not [it for it in items if it.label == "speck"]
+    absent = [it for it in items if it.label == "spleen"]
+    assert absent and all(it.answer.value == "no" for it in absent)
+    (study,) = read_studies(tmp_path / "ds")
+    assert "speck" in {f.label for f in study.findings}  # measured and kept, just not asked
+    report = read_json(tmp_path / "ds" / "build_report.json")
+    assert report["info"]["structure_too_small_not_asked"]["count"] == 1
+
+
+def test_cli_studies_csv_and_errors(tmp_path, built) -> None:
+    src = built["ref"]["paths"]
+    with (tmp_path / "studies.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["study_id", "image", "labels", "label_names", "patient_id", "modality"])
+        w.writerow(["a", src["image"], src["labels"], src["label_names"], "p1", "CT"])
+        w.writerow(["b", src["image"], src["labels"], src["label_names"], "p2", "CT"])
+    res = CliRunner().invoke(app, ["build", "segmentation", "--studies", str(tmp_path / "studies.csv"),
+                                   "--out", str(tmp_path / "ds")])
+    assert res.exit_code == 0, res.output
+    studies = read_studies(tmp_path / "ds")
+    assert [s.id for s in studies] == ["a", "b"] and studies[0].modality == "CT"
+    res = CliRunner().invoke(app, ["build", "segmentation", "--image", str(src["image"]),
+                                   "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--studies" in res.output
+
+
+# --------------------------------------------------------------------------- real data
+
+
+def _real_build(shared: Path, tmp: Path, image: str, labels: str, **kw) -> list:
+    spec = SegSpec(study_id=tmp.name, image=shared / image, labels=shared / labels, **kw)
+    build_segmentation([spec], tmp, fractions=ALL_TRAIN)
+    return read_items(tmp)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("image,labels", [
+    ("totalsegmentator/example_ct_sm.nii.gz", "totalsegmentator/example_seg.nii.gz"),  # RAS
+    ("totalsegmentator/example_mr_sm.nii.gz", "totalsegmentator/example_seg_mr.nii.gz"),  # LPS
+])
+def test_totalsegmentator_sides(shared_data, tmp_path, image, labels) -> None:
+    items = _real_build(shared_data, tmp_path / "ts", image, labels)
+    lat = {it.label: it.options[it.answer.value] for it in items
+           if it.subtask == "laterality" and "larger" not in it.question}
+    # anatomy: spleen, left kidney and left autochthon on the patient's left; right ones right
+    assert lat["spleen"] == "left" and lat["kidney_left"] == "left"
+    assert lat["kidney_right"] == "right" and lat["autochthon_right"] == "right"
+    assert lat.get("gallbladder", "right") == "right"
+    for name, side in lat.items():
+        if name.endswith(("_left", "_right")) or "_left_" in name or "_right_" in name:
+            assert side in name, name
+    vertical = _answers(items, "vertical")
+    assert vertical, "no vertical questions"
+
+
+@pytest.mark.realdata
+def test_dcmqi_dicom_liver_boxes_are_on_soft_tissue(shared_data, tmp_path) -> None:
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"1": "Liver"}))
+    items = _real_build(shared_data, tmp_path / "dcm", "dcmqi_ct3slice/ct",
+                        "dcmqi_ct3slice/liver_seg.nrrd", label_names=names)
+    ct = open_volume(shared_data / "dcmqi_ct3slice" / "ct").data
+    boxes = [e for it in items if it.task == "localization" for e in it.evidence]
+    assert boxes and all(e.label == "liver" for e in boxes)
+    for e in boxes:
+        frame = axial_frame(ct, e.frame)
+        x0, y0, x1, y1 = e.box
+        inside = frame[y0:y1, x0:x1]
+        assert 0 < np.median(inside) < 100  # liver parenchyma HU
+        assert np.median(inside) - np.median(frame) > 500  # the frame is mostly air
+
+
+@pytest.mark.realdata
+def test_pyradiomics_lesion_box_is_on_the_enhancing_lesion(shared_data, tmp_path) -> None:
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"1": "brain_lesion"}))
+    items = _real_build(shared_data, tmp_path / "pr", "pyradiomics/brain1_image.nrrd",
+                        "pyradiomics/brain1_label.nrrd", label_names=names)
+    img = open_volume(shared_data / "pyradiomics" / "brain1_image.nrrd").data
+    ev = [e for it in items if it.task == "localization" for e in it.evidence]
+    assert ev
+    for e in ev:
+        frame = axial_frame(img, e.frame).astype(float)
+        x0, y0, x1, y1 = e.box
+        ring = frame[max(y0 - 6, 0):y1 + 6, max(x0 - 6, 0):x1 + 6].sum() - frame[y0:y1, x0:x1].sum()
+        ring_n = (min(y1 + 6, frame.shape[0]) - max(y0 - 6, 0)) * (min(x1 + 6, frame.shape[1]) - max(x0 - 6, 0)) - (y1 - y0) * (x1 - x0)
+        assert frame[y0:y1, x0:x1].mean() > 1.1 * ring / ring_n
+    count = [it for it in items if it.subtask == "count"]
+    assert count and count[0].answer.value >= 1
