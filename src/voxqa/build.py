@@ -32,7 +32,7 @@ from voxqa.relations import (
 from voxqa.report import BuildReport
 from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
 from voxqa.sources import fastmri_plus
-from voxqa.sources.segmentation import SegSpec, load_segmentation
+from voxqa.sources.segmentation import SegmentationInput, SegSpec, load_segmentation
 from voxqa.splits import assign_splits
 from voxqa.structures import Structure
 from voxqa.tasks import FAMILIES, Context, StudyView
@@ -217,9 +217,8 @@ def _structure_finding(s: Structure, raw_name: str) -> Finding:
     )
 
 
-def load_segmentation_study(spec: SegSpec) -> tuple[Study, SegGeometry]:
-    """Read, measure and relate one study's structures (world coordinates, RAS+)."""
-    seg = load_segmentation(spec.image, spec.labels, spec.label_names)
+def relate(seg: SegmentationInput) -> tuple[list[Structure], SegGeometry]:
+    """All structures measured, and the geometry questions are asked from (tiny ones out)."""
     shape = seg.image.shape
     measured = seg.measure(components_for=[n for n in seg.names.values() if is_lesion(n)])
     mask_in = label_masks(seg.labels) if seg.labels is not None else mask_folder(seg.masks or {})
@@ -235,6 +234,14 @@ def load_segmentation_study(spec: SegSpec) -> tuple[Study, SegGeometry]:
         absent=absent,
         tiny=tiny,
     )
+    return measured, geometry
+
+
+def load_segmentation_study(spec: SegSpec) -> tuple[Study, SegGeometry]:
+    """Read, measure and relate one study's structures (world coordinates, RAS+)."""
+    seg = load_segmentation(spec.image, spec.labels, spec.label_names)
+    shape = seg.image.shape
+    measured, geometry = relate(seg)
     study = Study(
         id=spec.study_id,
         patient_id=spec.patient_id or spec.study_id,

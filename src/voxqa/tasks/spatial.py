@@ -283,7 +283,8 @@ class Spatial:
             why = (
                 f"{_where(a)}; {_where(b)}. "
                 + ("Voxels of the two structures lie within 3 mm of each other."
-                   if yes else "They come within 20 mm of each other but no voxels are within 3 mm.")
+                   if yes else "Their bounding boxes come within 20 mm of each other, but no "
+                   "voxels of the two are within 3 mm.")
             )
             text = "yes" if yes else "no"
             out.append(("adjacency", yes, self._item(
