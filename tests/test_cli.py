@@ -64,4 +64,5 @@ def test_console_script_demo(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert (out / "dataset" / "items.jsonl").stat().st_size > 0
-    assert "demo dataset" in proc.stderr
+    assert "demo datasets" in proc.stderr
+    assert (out / "spatial_dataset" / "items.jsonl").stat().st_size > 0

@@ -253,3 +253,32 @@ def test_pyradiomics_lesion_box_is_on_the_enhancing_lesion(shared_data, tmp_path
         assert frame[y0:y1, x0:x1].mean() > 1.1 * ring / ring_n
     count = [it for it in items if it.subtask == "count"]
     assert count and count[0].answer.value >= 1
+
+
+def test_lesion_container(built) -> None:
+    (it,) = [it for it in built["ref"]["items"] if it.id.endswith(":container")]
+    assert it.question == "Which structure contains the liver_lesion?"
+    assert it.options[it.answer.value] == "liver" and len(set(it.options)) == 4
+
+
+@pytest.mark.realdata
+def test_jpeg2000_dicom_series_gives_the_same_items(shared_data, tmp_path) -> None:
+    import pydicom
+    from pydicom.uid import JPEG2000Lossless
+
+    src = shared_data / "dcmqi_ct3slice"
+    j2k = tmp_path / "ct_j2k"
+    j2k.mkdir()
+    for f in sorted((src / "ct").iterdir()):
+        ds = pydicom.dcmread(f)
+        ds.compress(JPEG2000Lossless)
+        ds.save_as(j2k / f.name)
+    assert pydicom.dcmread(next(j2k.iterdir())).file_meta.TransferSyntaxUID == JPEG2000Lossless
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"1": "liver"}))
+    for folder, out in ((src / "ct", "plain"), (j2k, "j2k")):
+        spec = SegSpec(study_id="ct", image=folder, labels=src / "liver_seg.nrrd", label_names=names)
+        build_segmentation([spec], tmp_path / out, fractions=ALL_TRAIN)
+    assert (tmp_path / "plain" / "items.jsonl").read_bytes() == (tmp_path / "j2k" / "items.jsonl").read_bytes()
+    (study,) = read_studies(tmp_path / "j2k")
+    assert study.modality == "CT" and study.volume.loader == "dicom"

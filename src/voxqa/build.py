@@ -23,6 +23,7 @@ from voxqa.labelnames import midline
 from voxqa.relations import (
     TOUCH_TOLERANCE_MM,
     SegGeometry,
+    containers,
     contacts,
     estimate_midline,
     interior_point,
@@ -231,6 +232,7 @@ def relate(seg: SegmentationInput) -> tuple[list[Structure], SegGeometry]:
         structures=structures, affine=seg.affine, shape=shape, midline_x=midline_x,
         midline_source=midline_src, touching=touching, near_not_touching=near,
         interior_points={s.name: interior_point(mask_in, s, seg.affine) for s in structures},
+        containers=containers(mask_in, shape, structures, [s.name for s in structures if is_lesion(s.name)]),
         absent=absent,
         tiny=tiny,
     )

@@ -141,10 +141,13 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Demo output folder.")] = Path("voxqa-demo"),
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
-    """Phantom -> build -> inspect, all on built-in synthetic data."""
+    """Phantoms -> builds (fastMRI+-style boxes, and a segmentation) -> inspect, on built-in
+    synthetic data."""
     from voxqa.build import build_fastmri_plus as build
+    from voxqa.build import build_segmentation
     from voxqa.inspection import show
-    from voxqa.phantom import write_phantom
+    from voxqa.phantom import write_phantom, write_segmentation_phantom
+    from voxqa.sources.segmentation import SegSpec
 
     paths = write_phantom(out / "phantom", n=24, seed=seed)
     dataset = out / "dataset"
@@ -153,4 +156,13 @@ def demo(
         seed=seed, fractions=(0.6, 0.2, 0.2),
     )
     show(dataset, Console())
-    console.print(f"[green]demo dataset:[/] {dataset} (items.jsonl, manifest.json, build_report.json)")
+    seg = write_segmentation_phantom(out / "segmentation_phantom")
+    spatial = out / "spatial_dataset"
+    build_segmentation(
+        [SegSpec(study_id="abdomen_phantom", image=seg["image"], labels=seg["labels"],
+                 label_names=seg["label_names"], modality="CT", anatomy="abdomen")],
+        spatial, seed=seed, fractions=(1.0, 0.0, 0.0),
+    )
+    show(spatial, Console())
+    console.print(f"[green]demo datasets:[/] {dataset} (fastMRI+-style boxes) and {spatial} "
+                  "(segmentation spatial QA); each has items.jsonl, manifest.json, build_report.json")

@@ -82,9 +82,11 @@ def show(folder: Path, console: Console | None = None) -> None:
     console = console or Console()
     items = read_items(folder)
     console.print(f"[bold]{folder}[/]: {len(items)} items")
-    for key, title in (("task", "Items by task"), ("template", "Items by template"),
-                       ("level", "Items by level")):
-        console.print(counts_table(items, key, title))
+    keys = [("task", "Items by task"), ("template", "Items by template"), ("level", "Items by level")]
+    if any(it.category for it in items):
+        keys.append(("category", "Spatial items by CT-SpatialVQA category"))
+    for key, title in keys:
+        console.print(counts_table([it for it in items if getattr(it, key)], key, title))
     labels = Table(title="Items by label (top 30)")
     labels.add_column("label")
     labels.add_column("items", justify="right")
@@ -94,7 +96,7 @@ def show(folder: Path, console: Console | None = None) -> None:
 
     balance = Table(title="Answer balance (blind_best = accuracy of the best constant answer)")
     for col in ("split", "template", "n", "chance", "blind_best", "answers / positions"):
-        balance.add_column(col)
+        balance.add_column(col, overflow="fold")
     for row in answer_balance(items):
         chance = f"{row['chance']:.3f}" if row["chance"] is not None else "-"
         dist = row.get("positions") or row["distribution"]

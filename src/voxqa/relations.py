@@ -31,6 +31,7 @@ class SegGeometry:
     touching: set[frozenset[str]] = field(default_factory=set)
     near_not_touching: set[frozenset[str]] = field(default_factory=set)
     interior_points: dict[str, Vec3] = field(default_factory=dict)
+    containers: dict[str, tuple[str, float]] = field(default_factory=dict)  # lesion -> organ
     absent: list[str] = field(default_factory=list)  # named in the label table, no voxels
     tiny: list[str] = field(default_factory=list)  # too few voxels to ask about
 
@@ -123,6 +124,35 @@ def _grown_overlap(box_a, box_b, pad: tuple[int, int, int], shape) -> tuple[slic
             return None
         sl.append(slice(lo, hi))
     return tuple(sl)
+
+
+MIN_CONTAINED = 0.5  # share of a lesion's voxels or border inside the organ that contains it
+
+
+def containers(
+    mask_in: MaskIn, shape: tuple[int, int, int], structures: Sequence[Structure],
+    lesions: Sequence[str],
+) -> dict[str, tuple[str, float]]:
+    """lesion name -> (containing structure, share), when one structure holds at least
+    MIN_CONTAINED of the lesion: of its voxels (overlapping masks) or of the one-voxel shell
+    around it (a label map, where the lesion's voxels replace the organ's)."""
+    out: dict[str, tuple[str, float]] = {}
+    for lesion in (s for s in structures if s.name in set(lesions)):
+        region = _grown_overlap(lesion.bbox_vox, lesion.bbox_vox, (1, 1, 1), shape)
+        assert region is not None
+        inside = mask_in(lesion, region)
+        shell = ndimage.binary_dilation(inside) & ~inside
+        best: tuple[str, float] | None = None
+        for other in structures:
+            if other is lesion or _crop(other.bbox_vox, lesion.bbox_vox, (1, 1, 1), shape) is None:
+                continue
+            m = mask_in(other, region)
+            share = max(float(m[inside].mean()), float(m[shell].mean()) if shell.any() else 0.0)
+            if share >= MIN_CONTAINED and (best is None or share > best[1]):
+                best = (other.name, share)
+        if best is not None:
+            out[lesion.name] = best
+    return out
 
 
 def interior_point(mask_in: MaskIn, s: Structure, affine: np.ndarray) -> Vec3:

@@ -271,9 +271,11 @@ def make_item(
     instance: int | None = None,
     category: str | None = None,
     variant: str | None = None,
+    kind: str | None = None,
 ) -> Item:
     """One item; ``frame`` set means a frame-level question about that frame.
 
+    ``kind`` splits a subtask's template when it asks several kinds of question.
     Volume-level items have ``frames == []``: the question is about the whole volume, and
     listing the evidence frames there would hand the answer to whoever picks the images.
     """
@@ -296,7 +298,7 @@ def make_item(
         reasoning=reasoning,
         chance=chance,
         label=label,
-        template=f"{task}/{subtask}/{level}",
+        template=f"{task}/{subtask}/{level}" + (f"/{kind}" if kind and kind != subtask else ""),
         category=category,
     )
 

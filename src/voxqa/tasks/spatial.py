@@ -94,12 +94,12 @@ class Spatial:
 
     def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
         views = [v for v in studies if v.geometry is not None]
-        candidates: list[tuple[str, bool | None, Item]] = []  # (balance key, answer, item)
+        candidates: list[tuple[str, bool | None, Item]] = []  # (kind, balanced answer, item)
         for v in views:
             candidates += self._study(v, ctx)
         out: list[Item] = []
         for (split, template), group in group_by(
-            candidates, lambda c: (c[2].split, c[0])
+            candidates, lambda c: (c[2].split, c[2].template)
         ).items():
             yes = [c[2] for c in group if c[1] is True]
             no = [c[2] for c in group if c[1] is False]
@@ -126,7 +126,7 @@ class Spatial:
         found += self._counts(v, g)
         return found
 
-    def _item(self, v: StudyView, subtask: str, label: str, question: str, answer: dict,
+    def _item(self, kind: str, v: StudyView, subtask: str, label: str, question: str, answer: dict,
               answer_text: str, evidence: list[Evidence], why: str, chance: float | None,
               options: list[str] | None = None, variant: str | None = None,
               task: str = TASK, frame: int | None = None) -> Item:
@@ -137,7 +137,7 @@ class Spatial:
             v, task=task, subtask=subtask, frame=frame, label=label, question=question,
             answer=answer, answer_text=answer_text, evidence=evidence,
             reasoning=f"{why} Answer: {answer_text}.", chance=chance, options=options,
-            category=CATEGORIES[subtask], variant=variant,
+            category=CATEGORIES[subtask], variant=variant, kind=kind,
         )
 
     def _laterality(self, v: StudyView, g: SegGeometry, ctx: Context):
@@ -161,7 +161,7 @@ class Spatial:
                 f"lies on the patient's {side}."
             )
             out.append(("laterality", right, self._item(
-                v, "laterality", s.name, f"Is the {s.name} on the patient's left or right side?",
+                "laterality", v, "laterality", s.name, f"Is the {s.name} on the patient's left or right side?",
                 answer, text, _ev(s), why, 0.5, options)))
         for s in g.structures:
             partner = self.pair_of(s.name)
@@ -181,7 +181,7 @@ class Spatial:
                 f"{big.volume_ml / small.volume_ml:.2f}x larger."
             )
             out.append(("paired_larger", side == "right", self._item(
-                v, "laterality", base, f"Which is larger, the left or the right {base}?",
+                "paired_larger", v, "laterality", base, f"Which is larger, the left or the right {base}?",
                 answer, text, _ev(s) + _ev(other), why, 0.5, options, variant="paired")))
         return out
 
@@ -222,7 +222,7 @@ class Spatial:
                 f"{first.name} is {word} to {second.name}."
             )
             out.append((subtask, word == hi_word, self._item(
-                v, subtask, first.name,
+                subtask, v, subtask, first.name,
                 f"Is the {first.name} {hi_word} or {lo_word} to the {second.name}?",
                 answer, text, _ev(first) + _ev(second), why, 0.5, options,
                 variant=second.name)))
@@ -263,7 +263,7 @@ class Spatial:
                 f"no closer than {span(far)[0]:.1f} mm."
             )
             out.append(("medial_lateral", n % 2 == 0, self._item(
-                v, "medial_lateral", first.name,
+                "medial_lateral", v, "medial_lateral", first.name,
                 f"Which is closer to the patient's midline: the {first.name} or the "
                 f"{second.name}?", answer, text, _ev(near) + _ev(far), why, 0.5, options,
                 variant=second.name)))
@@ -288,17 +288,28 @@ class Spatial:
             )
             text = "yes" if yes else "no"
             out.append(("adjacency", yes, self._item(
-                v, "adjacency", a.name,
+                "adjacency", v, "adjacency", a.name,
                 f"Do the {a.name} and the {b.name} touch (within 3 mm)?",
                 {"type": "yes_no", "value": text}, text, _ev(a) + _ev(b), why, 0.5,
                 variant=b.name)))
+        for n, (lesion_name, (organ, share)) in enumerate(sorted(g.containers.items())):
+            lesion, host = by[lesion_name], by[organ]
+            others = [o.name for o in self._nearest(g, host, exclude={lesion_name, organ})]
+            if len(others) < ctx.n_options - 1:
+                continue
+            pos = n % ctx.n_options
+            options = others[: ctx.n_options - 1]
+            options.insert(pos, organ)
+            why = (f"{_where(lesion)} lies within {_where(host)}: {share:.0%} of the lesion's "
+                   f"voxels or of its one-voxel border belong to the {organ}.")
+            out.append(("container", None, self._item(
+                "container", v, "adjacency", lesion_name, f"Which structure contains the {lesion_name}?",
+                {"type": "choice", "value": pos}, organ, _ev(lesion) + _ev(host), why,
+                1 / len(options), options, variant="container")))
         names = sorted(g.interior_points)
         for n, name in enumerate(names):
             s = by[name]
-            others = sorted(
-                (o for o in g.structures if o.name != name),
-                key=lambda o: sum((p - q) ** 2 for p, q in zip(o.centroid_ras, s.centroid_ras)),
-            )[: ctx.n_options - 1]
+            others = self._nearest(g, s, exclude={name})[: ctx.n_options - 1]
             if len(others) < ctx.n_options - 1:
                 continue
             options = [o.name for o in others]
@@ -306,13 +317,21 @@ class Spatial:
             options.insert(pos, name)
             point = g.interior_points[name]
             why = f"The point {_xyz(point)} is a voxel deep inside {_where(s)}."
-            out.append((f"contains:{pos}", None, self._item(
-                v, "adjacency", name,
+            out.append(("point", None, self._item(
+                "point", v, "adjacency", name,
                 f"Which structure contains the point {_xyz(point)} (RAS+: x to the patient's "
                 "right, y anterior, z superior)?",
                 {"type": "choice", "value": pos}, name, _ev(s), why, 1 / len(options),
                 options, variant="point")))
         return out
+
+    @staticmethod
+    def _nearest(g: SegGeometry, s: Structure, exclude: set[str]) -> list[Structure]:
+        """Other structures by centroid distance: the hardest distractors."""
+        return sorted(
+            (o for o in g.structures if o.name not in exclude),
+            key=lambda o: (sum((p - q) ** 2 for p, q in zip(o.centroid_ras, s.centroid_ras)), o.name),
+        )
 
     def _size(self, v: StudyView, g: SegGeometry, ctx: Context, r):
         def clear(a: Structure, b: Structure) -> bool:
@@ -332,7 +351,7 @@ class Spatial:
                 f"{small.volume_ml:.1f} mL ({big.volume_ml / small.volume_ml:.2f}x)."
             )
             out.append(("size_compare", n % 2 == 0, self._item(
-                v, "size", first.name, f"Which is larger: the {first.name} or the {second.name}?",
+                "size_compare", v, "size", first.name, f"Which is larger: the {first.name} or the {second.name}?",
                 answer, text, _ev(big) + _ev(small), why, 0.5, options, variant=second.name)))
         for s in g.structures:
             if not s.frame_boxes:
@@ -340,7 +359,7 @@ class Spatial:
             ml = round(s.volume_ml, 1)
             why = f"{_where(s)}; {s.voxels} voxels of {s.volume_ml / s.voxels * 1000:.2f} mm^3."
             out.append(("volume_ml", None, self._item(
-                v, "size", s.name, f"What is the volume of the {s.name} in mL?",
+                "volume_ml", v, "size", s.name, f"What is the volume of the {s.name} in mL?",
                 {"type": "number", "value": ml, "tolerance": round(VOLUME_TOLERANCE * ml, 3)},
                 f"{ml} mL", _ev(s), why, None, variant="ml")))
         return out
@@ -355,7 +374,7 @@ class Spatial:
             span_text = f"frames {frames[0]}-{frames[-1]}" if frames == list(
                 range(frames[0], frames[-1] + 1)) else "frames " + ", ".join(map(str, frames))
             out.append(("frames", None, self._item(
-                v, "extent", s.name, f"On which frames is the {s.name} visible?",
+                "frames", v, "extent", s.name, f"On which frames is the {s.name} visible?",
                 {"type": "frames", "value": frames}, span_text, ev,
                 f"{s.name} has voxels on {len(frames)} frame(s): {_where(s)}.", None)))
             x0 = min(b[0] for b in s.frame_boxes.values())
@@ -364,7 +383,7 @@ class Spatial:
             y1 = max(b[3] for b in s.frame_boxes.values())
             box3d = {"frame_start": frames[0], "frame_end": frames[-1], "box": [x0, y0, x1, y1]}
             out.append(("box3d", None, self._item(
-                v, "extent", s.name,
+                "box3d", v, "extent", s.name,
                 f"What is the 3D bounding box of the {s.name} (first and last frame, and the "
                 "pixel box enclosing it on every frame)?",
                 {"type": "box3d", "value": box3d},
@@ -374,7 +393,7 @@ class Spatial:
                 f"{_xyz(s.bbox_ras_max)}.", None, variant="box3d")))
             cites = "; ".join(f"Frame {e.frame}: [{', '.join(map(str, e.box))}]" for e in ev)
             out.append(("boxes", None, self._item(
-                v, "extent", s.name, f"Give the bounding box of the {s.name} on every frame "
+                "boxes", v, "extent", s.name, f"Give the bounding box of the {s.name} on every frame "
                 "where it is visible.",
                 {"type": "boxes", "value": [{"frame": e.frame, "box": list(e.box)} for e in ev]},
                 cites, ev, f"{s.name}: {cites}.", None, variant="boxes", task="localization")))
@@ -386,28 +405,28 @@ class Spatial:
         for s in g.structures:
             if not s.frame_boxes:
                 continue
-            out.append(("presence_volume", True, self._item(
-                v, "presence", s.name, f"Is the {s.name} visible in this volume?",
+            out.append(("presence", True, self._item(
+                "presence", v, "presence", s.name, f"Is the {s.name} visible in this volume?",
                 {"type": "yes_no", "value": "yes"}, "yes", _ev(s), f"{_where(s)}.", 0.5,
                 task="detection")))
             k = _key_frame(s)
-            out.append(("presence_frame", True, self._item(
-                v, "presence", s.name, f"Is the {s.name} visible on frame {k}?",
+            out.append(("presence", True, self._item(
+                "presence", v, "presence", s.name, f"Is the {s.name} visible on frame {k}?",
                 {"type": "yes_no", "value": "yes"}, "yes", _ev(s), f"{_where(s)}.", 0.5,
                 task="detection", frame=k)))
             away = [f for f in range(n_frames)
                     if f < s.frames[0] - FRAME_MARGIN or f > s.frames[-1] + FRAME_MARGIN]
             if away:
                 k = r.choice(away)
-                out.append(("presence_frame", False, self._item(
-                    v, "presence", s.name, f"Is the {s.name} visible on frame {k}?",
+                out.append(("presence", False, self._item(
+                    "presence", v, "presence", s.name, f"Is the {s.name} visible on frame {k}?",
                     {"type": "yes_no", "value": "no"}, "no", [],
                     f"{s.name} lies on frames {s.frames[0]}-{s.frames[-1]} only, at least "
                     f"{FRAME_MARGIN} frames away from frame {k}.", 0.5, task="detection",
                     frame=k)))
         for name in g.absent:
-            out.append(("presence_volume", False, self._item(
-                v, "presence", name, f"Is the {name} visible in this volume?",
+            out.append(("presence", False, self._item(
+                "presence", v, "presence", name, f"Is the {name} visible in this volume?",
                 {"type": "yes_no", "value": "no"}, "no", [],
                 f"The label map names {name} but has no voxel of it.", 0.5, task="detection")))
         return out
@@ -420,15 +439,15 @@ class Spatial:
             n = len(s.components)
             parts = "; ".join(f"{c.voxels} voxels at {_xyz(c.centroid_ras)}" for c in s.components)
             out.append(("lesion_count", None, self._item(
-                v, "count", s.name, f"How many separate {s.name} lesions are there?",
+                "lesion_count", v, "count", s.name, f"How many separate {s.name} lesions are there?",
                 {"type": "number", "value": n}, str(n), _ev(s),
                 f"{s.name} has {n} connected component(s): {parts}.", None, task="counting")))
         for group, word in (("vertebrae_", "vertebrae"), ("rib_", "ribs")):
             members = [s for s in g.structures if s.name.startswith(group) and s.frame_boxes]
             if len(members) >= 2:
                 names = ", ".join(s.name for s in members)
-                out.append((f"count_{word}", None, self._item(
-                    v, "count", word, f"How many distinct {word} are visible in this volume?",
+                out.append((word, None, self._item(
+                    word, v, "count", word, f"How many distinct {word} are visible in this volume?",
                     {"type": "number", "value": len(members)}, str(len(members)),
                     [e for s in members for e in _ev(s)],
                     f"Segmented {word}: {names}.", None, task="counting")))
