@@ -282,3 +282,36 @@ def test_jpeg2000_dicom_series_gives_the_same_items(shared_data, tmp_path) -> No
     assert (tmp_path / "plain" / "items.jsonl").read_bytes() == (tmp_path / "j2k" / "items.jsonl").read_bytes()
     (study,) = read_studies(tmp_path / "j2k")
     assert study.modality == "CT" and study.volume.loader == "dicom"
+
+
+def test_mask_folder_with_overlapping_masks(tmp_path) -> None:
+    """TotalSegmentator-style output without --ml: one binary mask per structure; the liver
+    mask includes its lesion (overlap), as a vessel mask would include its lumen."""
+    from voxqa.phantom import segmentation_phantom
+
+    image, labels, affine, names = segmentation_phantom()
+    ids = {v: k for k, v in names.items()}
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    wanted = {
+        "liver": np.isin(labels, [ids["liver"], ids["liver_lesion"]]),
+        "liver_lesion": labels == ids["liver_lesion"],
+        "spleen": labels == ids["spleen"],
+        "kidney_left": labels == ids["kidney_left"],
+        "kidney_right": labels == ids["kidney_right"],
+    }
+    for name, m in wanted.items():
+        nib.save(nib.Nifti1Image(m.astype(np.uint8), affine), masks / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "ct.nii.gz")
+    build_segmentation([SegSpec(study_id="m", image=tmp_path / "ct.nii.gz", labels=masks)],
+                       tmp_path / "ds", fractions=ALL_TRAIN)
+    items = read_items(tmp_path / "ds")
+    (container,) = [it for it in items if it.id.endswith(":container")]
+    assert container.options[container.answer.value] == "liver"
+    touch = [it for it in items if it.id == "m:adjacency:v:liver:liver-lesion"]
+    assert touch and touch[0].answer.value == "yes"
+    volume = {it.label: it.answer.value for it in items if it.id.endswith(":ml")}
+    assert volume["liver"] == pytest.approx(wanted["liver"].sum() * 0.08, abs=0.05)
+    lat = {it.label: it.options[it.answer.value] for it in items
+           if it.subtask == "laterality" and "larger" not in it.question}
+    assert lat.get("spleen", "left") == "left" and lat.get("kidney_right", "right") == "right"
