@@ -85,6 +85,14 @@ def generate_items(views: Sequence[StudyView], ctx: Context, families: Sequence[
     return items
 
 
+def split_manifest(fractions: Sequence[float], unit: str) -> dict[str, Any]:
+    return {
+        "unit": unit,
+        "fractions": dict(zip(("train", "val", "test"), fractions)),
+        "rule": "sha256('split', seed, patient_id) -> [0,1) against cumulative fractions",
+    }
+
+
 def vocabularies(studies: Sequence[Study], is_pathology) -> tuple[dict, dict]:
     """Per anatomy: labels that are abnormalities, and labels that have boxes."""
     pathology: dict[str, set[str]] = {}
@@ -183,11 +191,7 @@ def _build_fastmri_plus(
         ],
         "default_frame_size": {a: list(s) for a, s in fastmri_plus.DEFAULT_FRAME_SIZE.items()},
         "instance_linking": LINK_RULE,
-        "splits": {
-            "unit": "patient_id (fastMRI+: the volume)",
-            "fractions": dict(zip(("train", "val", "test"), fractions)),
-            "rule": "sha256('split', seed, patient_id) -> [0,1) against cumulative fractions",
-        },
+        "splits": split_manifest(fractions, "patient_id (fastMRI+: the volume)"),
         "vocabulary": {"pathology": pathology_vocab, "boxed": boxed_vocab},
         "non_pathology_labels": sorted(fastmri_plus.NON_PATHOLOGY),
         "counts": counts(studies, items),
@@ -324,11 +328,7 @@ def build_segmentation(
                 "volume_relative_tolerance": VOLUME_TOLERANCE,
                 "min_structure_voxels": MIN_STRUCTURE_VOXELS,
             },
-            "splits": {
-                "unit": "patient_id",
-                "fractions": dict(zip(("train", "val", "test"), fractions)),
-                "rule": "sha256('split', seed, patient_id) -> [0,1) against cumulative fractions",
-            },
+            "splits": split_manifest(fractions, "patient_id"),
             "counts": counts(studies, items),
         }
         write_dataset(out, manifest, studies, items, report.to_dict())

@@ -22,6 +22,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _built(out: Path, manifest: dict) -> None:
+    c = manifest["counts"]
+    console.print(
+        f"[green]built[/] {out}: {c['studies']} studies, {c['items']} items "
+        f"({', '.join(f'{k} {v}' for k, v in c['items_by_task'].items())})"
+    )
+
+
 @app.callback()
 def _main(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
@@ -62,11 +70,7 @@ def build_fastmri_plus(
     except (BuildError, ValueError) as exc:
         _fail(str(exc))
         return
-    c = manifest["counts"]
-    console.print(
-        f"[green]built[/] {out}: {c['studies']} studies, {c['items']} items "
-        f"({', '.join(f'{k} {v}' for k, v in c['items_by_task'].items())})"
-    )
+    _built(out, manifest)
 
 
 @build_app.command("segmentation")
@@ -105,11 +109,7 @@ def build_segmentation(
     except (BuildError, VolumeError, ValueError) as exc:
         _fail(str(exc))
         return
-    c = manifest["counts"]
-    console.print(
-        f"[green]built[/] {out}: {c['studies']} studies, {c['items']} items "
-        f"({', '.join(f'{k} {v}' for k, v in c['items_by_task'].items())})"
-    )
+    _built(out, manifest)
 
 
 @app.command()
