@@ -113,6 +113,33 @@ def build_segmentation(
 
 
 @app.command()
+def render(
+    folder: Annotated[Path, typer.Argument(help="A voxqa dataset folder (built with volumes).")],
+    size: Annotated[Optional[int], typer.Option("--size", min=16, help="Longer image side in pixels (default: native).")] = None,
+    window: Annotated[Optional[str], typer.Option("--window", help="CT window: abdomen|lung|bone|brain|mediastinum or 'level,width' (default: abdomen for CT, percentiles otherwise).")] = None,
+    frames: Annotated[str, typer.Option("--frames", help="Context frames per study for volume-level items: a number K, or 'all'.")] = "16",
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes rendering studies in parallel.")] = 1,
+) -> None:
+    """Write 8-bit PNG frames and add `images` / evidence `image_box` to items.jsonl."""
+    from voxqa.render import RenderSettings, parse_window, render_dataset
+
+    try:
+        if window is not None:
+            parse_window(window)
+        context = None if frames == "all" else int(frames)
+        summary = render_dataset(folder, RenderSettings(size=size, window=window, context=context), workers)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    c, skipped = summary["counts"], summary["not_rendered"]
+    console.print(
+        f"[green]rendered[/] {folder}: {c['frames']} frames of {c['studies_rendered']} studies "
+        f"({c['frames_written']} written, the rest kept), {c['items_with_images']} items with images; "
+        f"not rendered: {len(skipped['no_volume'])} box-only studies, {len(skipped['unreadable'])} unreadable"
+    )
+
+
+@app.command()
 def inspect(folder: Annotated[Path, typer.Argument(help="A voxqa dataset folder.")]) -> None:
     """Counts by task/template/level/label/split, answer balance, and build repairs."""
     from voxqa.inspection import show

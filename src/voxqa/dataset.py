@@ -35,7 +35,7 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
 
 
-def _write_jsonl(path: Path, rows: Iterable[BaseModel]) -> None:
+def write_jsonl(path: Path, rows: Iterable[BaseModel]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("wb") as fh:
         batch: list[bytes] = []
@@ -57,8 +57,8 @@ def write_dataset(
 ) -> None:
     """Write the four files; each is written to a temp name and renamed into place."""
     out.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(out / STUDIES, studies)
-    _write_jsonl(out / ITEMS, items)
+    write_jsonl(out / STUDIES, studies)
+    write_jsonl(out / ITEMS, items)
     for name, obj in ((REPORT, report), (MANIFEST, manifest)):
         tmp = out / (name + ".tmp")
         tmp.write_bytes(dumps(obj))

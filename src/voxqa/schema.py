@@ -187,6 +187,18 @@ class Evidence(Model):
     frame: int = Field(ge=0)
     box: tuple[int, int, int, int]
     instance: int | None = Field(default=None, description="instance id the box belongs to")
+    image_box: tuple[int, int, int, int] | None = Field(
+        default=None, description="the box in pixels of its rendered image (after `voxqa render`)"
+    )
+
+
+class ImageRef(Model):
+    """A rendered frame an item shows (after `voxqa render`)."""
+
+    path: str = Field(description="PNG path relative to the dataset folder")
+    frame: int = Field(ge=0, description="original 0-based frame index")
+    width: int
+    height: int
 
 
 class Item(Model):
@@ -213,4 +225,7 @@ class Item(Model):
     template: str = Field(description="question template id, for answer-balance checks")
     category: str | None = Field(
         default=None, description="CT-SpatialVQA category name, for spatial items"
+    )
+    images: list[ImageRef] | None = Field(
+        default=None, description="rendered frames shown with the question, in frame order"
     )

@@ -1,0 +1,229 @@
+"""`voxqa render`: model-ready 8-bit PNG frames, with every box mapped to its image.
+
+Frames are drawn exactly as the boxes were stored (voxqa.frames): axial, radiological (patient
+right on the image left, anterior up) for volumes with patient geometry; the up/down flipped
+``reconstruction_rss`` slice for fastMRI, as fastMRI+ annotated it. The only transform after
+that is an optional resize (longer side = ``size``), applied identically to pixels and boxes:
+a box maps to the smallest pixel box of the resized image that covers it.
+
+Which frames an item shows: a frame-level item its own frame; a volume-level item the study's
+frame set, i.e. every frame that is evidence of a volume-level item of the study plus
+``context`` evenly spaced frames (or all frames). One set per study, so the frames shown never
+tell a "yes" from a "no".
+
+Rendering is parallel over studies, resumable (a PNG that exists, opens and has the expected
+size under the same settings is kept) and deterministic. Settings and the intensity window of
+every volume are recorded in ``render.json``; items.jsonl gains ``images`` and each evidence
+entry ``image_box``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from PIL import Image
+from rich.progress import Progress
+
+from voxqa.dataset import ITEMS, dumps, read_items, read_studies, write_jsonl
+from voxqa.frames import axial_frame
+from voxqa.io import VolumeError, open_volume
+from voxqa.schema import ImageRef, Item, Study
+
+RENDER = "render.json"
+FRAMES_DIR = "frames"
+# CT windows (level, width) in HU, by the names radiologists use.
+WINDOWS = {
+    "abdomen": (40.0, 400.0),
+    "lung": (-600.0, 1500.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+    "mediastinum": (50.0, 350.0),
+}
+DEFAULT_CT_WINDOW = "abdomen"
+MR_PERCENTILES = (0.5, 99.5)  # robust per-volume scaling for MR and anything not CT
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    size: int | None = None  # longer side of the PNG in pixels; None keeps the native size
+    window: str | None = None  # window name or "level,width"; None: by modality
+    context: int | None = 16  # evenly spaced context frames per study; None: all frames
+
+    def key(self) -> str:
+        return hashlib.sha256(orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """A window name or "level,width" -> (level, width)."""
+    if text in WINDOWS:
+        return WINDOWS[text]
+    try:
+        level, width = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"window must be one of {', '.join(WINDOWS)} or 'level,width', got {text!r}"
+        ) from None
+    if width <= 0:
+        raise ValueError(f"window width must be positive, got {width}")
+    return level, width
+
+
+def intensity_range(data: np.ndarray, modality: str, window: str | None) -> tuple[float, float, str]:
+    """(low, high, how) mapped to 0..255: a CT window, or MR robust percentiles."""
+    if window is None and modality.upper() == "CT":
+        window = DEFAULT_CT_WINDOW
+    if window is not None:
+        level, width = parse_window(window)
+        return level - width / 2, level + width / 2, f"window {window} (L {level:g}, W {width:g})"
+    lo, hi = (float(v) for v in np.percentile(data, MR_PERCENTILES))
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi, f"percentiles {MR_PERCENTILES[0]:g}-{MR_PERCENTILES[1]:g} of the volume"
+
+
+def to_uint8(frame: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    scaled = (frame.astype(np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def output_size(width: int, height: int, size: int | None) -> tuple[int, int]:
+    """Resized (width, height) with the longer side = size, aspect kept."""
+    if size is None:
+        return width, height
+    scale = size / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def map_box(box: Sequence[int], src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Smallest pixel box of the resized image covering ``box`` (all max exclusive)."""
+    sx, sy = dst[0] / src[0], dst[1] / src[1]
+    return (
+        max(0, math.floor(box[0] * sx + 1e-9)),
+        max(0, math.floor(box[1] * sy + 1e-9)),
+        min(dst[0], math.ceil(box[2] * sx - 1e-9)),
+        min(dst[1], math.ceil(box[3] * sy - 1e-9)),
+    )
+
+
+def frame_set(study: Study, evidence_frames: set[int], context: int | None) -> list[int]:
+    """The frames every volume-level item of a study shows."""
+    n = study.frame_count or 0
+    if context is None or context >= n:
+        return list(range(n))
+    spaced = {round(i * (n - 1) / max(context - 1, 1)) for i in range(context)}
+    return sorted(spaced | {f for f in evidence_frames if f < n})
+
+
+def _frame_image(volume_data: np.ndarray, study: Study, k: int) -> np.ndarray:
+    return axial_frame(volume_data, k) if study.volume and study.volume.loader != "fastmri_h5" else volume_data[k]
+
+
+def _valid_png(path: Path, size: tuple[int, int]) -> bool:
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            return im.size == size and im.mode == "L"
+    except (OSError, SyntaxError):
+        return False
+
+
+def render_study(job: tuple[Study, list[int], Path, RenderSettings, bool]) -> dict[str, Any]:
+    """Write the PNGs of one study (in a worker process); returns its render record."""
+    study, frames, folder, settings, resume = job
+    assert study.volume is not None
+    vol = open_volume(study.volume.path)
+    lo, hi, how = intensity_range(vol.data, study.modality, settings.window)
+    width, height = study.frame_size
+    out_size = output_size(width, height, settings.size)
+    record: dict[str, Any] = {"window": [lo, hi], "intensity": how, "frame_size": [width, height],
+                              "image_size": list(out_size), "frames": {}, "written": 0}
+    study_dir = folder / FRAMES_DIR / study.id
+    study_dir.mkdir(parents=True, exist_ok=True)
+    for k in frames:
+        rel = f"{FRAMES_DIR}/{study.id}/{k:04d}.png"
+        path = folder / rel
+        if not (resume and _valid_png(path, out_size)):
+            img = Image.fromarray(to_uint8(_frame_image(vol.data, study, k), lo, hi), mode="L")
+            if out_size != (width, height):
+                img = img.resize(out_size, Image.Resampling.BILINEAR)
+            tmp = path.with_suffix(".tmp.png")
+            img.save(tmp, format="PNG")
+            tmp.replace(path)
+            record["written"] += 1
+        record["frames"][str(k)] = rel
+    return record
+
+
+def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> dict[str, Any]:
+    """Render every frame the items need; rewrite items.jsonl with images and image boxes."""
+    studies = {s.id: s for s in read_studies(folder)}
+    items = read_items(folder)
+    previous = orjson.loads((folder / RENDER).read_bytes()) if (folder / RENDER).is_file() else {}
+    resume = previous.get("settings_key") == settings.key()
+
+    evidence: dict[str, set[int]] = defaultdict(set)
+    needed: dict[str, set[int]] = defaultdict(set)
+    for it in items:
+        if it.level == "volume":
+            evidence[it.study_id] |= {e.frame for e in it.evidence}
+        needed[it.study_id] |= set(it.frames)
+    renderable = {sid: s for sid, s in studies.items() if s.volume is not None and sid in needed}
+    sets = {sid: frame_set(s, evidence[sid], settings.context) for sid, s in renderable.items()}
+    jobs = [(s, sorted(needed[sid] | set(sets[sid])), folder, settings, resume)
+            for sid, s in sorted(renderable.items())]
+
+    records: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    with Progress(transient=True) as progress, ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        task = progress.add_task("rendering studies", total=len(jobs))
+        futures = {pool.submit(render_study, job): job[0].id for job in jobs}
+        for fut, sid in futures.items():
+            try:
+                records[sid] = fut.result()
+            except (VolumeError, OSError, ValueError) as exc:
+                errors[sid] = str(exc)
+            progress.advance(task)
+
+    rendered = [_with_images(it, records.get(it.study_id), sets.get(it.study_id, [])) for it in items]
+    write_jsonl(folder / ITEMS, rendered)
+    summary = {
+        "settings": asdict(settings),
+        "settings_key": settings.key(),
+        "frame_convention": "as stored: axial radiological (voxqa.frames) or fastMRI+ flipped",
+        "box_mapping": "smallest covering pixel box of the resized image, max exclusive",
+        "studies": {sid: {k: v for k, v in r.items() if k != "written"} for sid, r in sorted(records.items())},
+        "not_rendered": {
+            "no_volume": sorted(sid for sid in needed if studies[sid].volume is None),
+            "unreadable": dict(sorted(errors.items())),
+        },
+        "counts": {
+            "studies_rendered": len(records),
+            "frames": sum(len(r["frames"]) for r in records.values()),
+            "frames_written": sum(r["written"] for r in records.values()),
+            "items_with_images": sum(1 for it in rendered if it.images),
+        },
+    }
+    (folder / RENDER).write_bytes(dumps(summary))
+    return summary
+
+
+def _with_images(item: Item, record: dict[str, Any] | None, volume_frames: list[int]) -> Item:
+    """The item with its images and evidence image boxes (unchanged if not rendered)."""
+    if record is None:
+        return item
+    src = tuple(record["frame_size"])
+    dst = tuple(record["image_size"])
+    shown = item.frames if item.level == "frame" else volume_frames
+    images = [ImageRef(path=record["frames"][str(k)], frame=k, width=dst[0], height=dst[1]) for k in shown]
+    evidence = [e.model_copy(update={"image_box": map_box(e.box, src, dst)}) for e in item.evidence]
+    return item.model_copy(update={"images": images, "evidence": evidence})
