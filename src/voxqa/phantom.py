@@ -107,7 +107,7 @@ def write_phantom(out: Path, n: int = 12, seed: int = 0, shape=(12, 128, 128)) -
         img, boxes = make_volume(r, shape, lesions)
         with h5py.File(vol_dir / f"{name}.h5", "w") as f:
             # fastMRI stores the image up/down flipped relative to what fastMRI+ annotated.
-            f.create_dataset("reconstruction_rss", data=img[:, ::-1, :], compression="gzip")
+            f.create_dataset("reconstruction_rss", data=img[:, ::-1, :])  # uncompressed, as fastMRI
         for k, (x, y, bw, bh), label in boxes:
             rows.append([name, k, "No", x, y, bw, bh, label])
     if rows:  # planted quirks: a duplicate row and a box reaching above the frame (y = -1)

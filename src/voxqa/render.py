@@ -23,7 +23,7 @@ import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ WINDOWS = {
 }
 DEFAULT_CT_WINDOW = "abdomen"
 MR_PERCENTILES = (0.5, 99.5)  # robust per-volume scaling for MR and anything not CT
+PERCENTILE_SAMPLE = 2**18  # voxels the percentiles are estimated from (regular grid)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def intensity_range(data: np.ndarray, modality: str, window: str | None) -> tupl
     if window is not None:
         level, width = parse_window(window)
         return level - width / 2, level + width / 2, f"window {window} (L {level:g}, W {width:g})"
-    lo, hi = (float(v) for v in np.percentile(data, MR_PERCENTILES))
+    step = max(1, round((data.size / PERCENTILE_SAMPLE) ** (1 / 3)))  # a regular subsample
+    lo, hi = (float(v) for v in np.percentile(data[::step, ::step, ::step], MR_PERCENTILES))
     if hi <= lo:
         hi = lo + 1.0
     return lo, hi, f"percentiles {MR_PERCENTILES[0]:g}-{MR_PERCENTILES[1]:g} of the volume"
@@ -156,9 +158,7 @@ def render_study(job: tuple[Study, list[int], Path, RenderSettings, bool]) -> di
             img = Image.fromarray(to_uint8(_frame_image(vol.data, study, k), lo, hi), mode="L")
             if out_size != (width, height):
                 img = img.resize(out_size, Image.Resampling.BILINEAR)
-            tmp = path.with_suffix(".tmp.png")
-            img.save(tmp, format="PNG")
-            tmp.replace(path)
+            img.save(path, format="PNG")  # a torn file fails _valid_png and is redone on resume
             record["written"] += 1
         record["frames"][str(k)] = rel
     return record
@@ -184,7 +184,7 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
 
     records: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
-    with Progress(transient=True) as progress, ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    with Progress(transient=True) as progress, _executor(workers) as pool:
         task = progress.add_task("rendering studies", total=len(jobs))
         futures = {pool.submit(render_study, job): job[0].id for job in jobs}
         for fut, sid in futures.items():
@@ -215,6 +215,28 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
     }
     (folder / RENDER).write_bytes(dumps(summary))
     return summary
+
+
+class _Inline:
+    """A one-worker stand-in for a process pool: no process start-up or pickling."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn, job):  # noqa: ANN001 - mirrors Executor.submit
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(job))
+        except Exception as exc:  # noqa: BLE001 - re-raised by fut.result(), like a pool
+            fut.set_exception(exc)
+        return fut
+
+
+def _executor(workers: int) -> ProcessPoolExecutor | _Inline:
+    return _Inline() if workers <= 1 else ProcessPoolExecutor(max_workers=workers)
 
 
 def _with_images(item: Item, record: dict[str, Any] | None, volume_frames: list[int]) -> Item:
