@@ -165,3 +165,23 @@ def test_real_boxes_on_rendered_frames(shared_data, tmp_path, image, labels, nam
             assert inside >= 0.95 * scaled.sum() and inside > 0, (e.label, e.frame)
             checked += 1
     assert checked > 0
+
+
+def test_mp4_per_volume(tmp_path) -> None:
+    import imageio_ffmpeg
+
+    p = write_phantom(tmp_path / "src", n=2, seed=1, shape=(10, 63, 64))  # odd height: padded
+    build_fastmri_plus([(p["annotations"], p["file_list"])], tmp_path / "ds", volumes=p["volumes"],
+                       fractions=(1.0, 0.0, 0.0))
+    summary = render_dataset(tmp_path / "ds", RenderSettings(context=None, video_fps=4), workers=1)
+    for sid, rec in summary["studies"].items():
+        video = rec["video"]
+        assert video["fps"] == 4 and video["frames"] == 10 and (video["width"], video["height"]) == (64, 64)
+        reader = imageio_ffmpeg.read_frames(str(tmp_path / "ds" / video["path"]), pix_fmt="gray", bpp=1)
+        meta = next(reader)
+        assert tuple(meta["size"]) == (64, 64)
+        frames = [np.frombuffer(f, np.uint8).reshape(64, 64) for f in reader]
+        assert len(frames) == 10
+        for k, frame in enumerate(frames):  # lossy, but the same picture as the PNG
+            png = _png(tmp_path / "ds", rec["frames"][str(k)])
+            assert np.abs(frame[:63].astype(float) - png).mean() < 12

@@ -119,6 +119,7 @@ def render(
     window: Annotated[Optional[str], typer.Option("--window", help="CT window: abdomen|lung|bone|brain|mediastinum or 'level,width' (default: abdomen for CT, percentiles otherwise).")] = None,
     frames: Annotated[str, typer.Option("--frames", help="Context frames per study for volume-level items: a number K, or 'all'.")] = "16",
     workers: Annotated[int, typer.Option("--workers", min=1, help="Processes rendering studies in parallel.")] = 1,
+    mp4: Annotated[Optional[float], typer.Option("--mp4", min=0.1, help="Also write one MP4 per study at this frame rate (needs the 'video' extra).")] = None,
 ) -> None:
     """Write 8-bit PNG frames and add `images` / evidence `image_box` to items.jsonl."""
     from voxqa.render import RenderSettings, parse_window, render_dataset
@@ -127,7 +128,14 @@ def render(
         if window is not None:
             parse_window(window)
         context = None if frames == "all" else int(frames)
-        summary = render_dataset(folder, RenderSettings(size=size, window=window, context=context), workers)
+        if mp4 is not None:
+            import imageio_ffmpeg  # noqa: F401 - fail early with a clear message
+
+        settings = RenderSettings(size=size, window=window, context=context, video_fps=mp4)
+        summary = render_dataset(folder, settings, workers)
+    except ImportError:
+        _fail("--mp4 needs imageio-ffmpeg: pip install 'voxqa[video]'")
+        return
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return

@@ -58,6 +58,7 @@ class RenderSettings:
     size: int | None = None  # longer side of the PNG in pixels; None keeps the native size
     window: str | None = None  # window name or "level,width"; None: by modality
     context: int | None = 16  # evenly spaced context frames per study; None: all frames
+    video_fps: float | None = None  # also write one MP4 of all frames per study at this rate
 
     def key(self) -> str:
         return hashlib.sha256(orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
@@ -161,7 +162,35 @@ def render_study(job: tuple[Study, list[int], Path, RenderSettings, bool]) -> di
             img.save(path, format="PNG")  # a torn file fails _valid_png and is redone on resume
             record["written"] += 1
         record["frames"][str(k)] = rel
+    if settings.video_fps:
+        record["video"] = _write_video(vol.data, study, folder, out_size, lo, hi, settings.video_fps)
     return record
+
+
+def _write_video(data: np.ndarray, study: Study, folder: Path, size: tuple[int, int],
+                 lo: float, hi: float, fps: float) -> dict[str, Any]:
+    """All frames in order as H.264 MP4 (imageio-ffmpeg). Odd sizes are padded at the right
+    and bottom, which leaves every pixel coordinate (and so every image_box) unchanged."""
+    import imageio_ffmpeg
+
+    n = study.frame_count or 0
+    padded = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+    rel = f"{FRAMES_DIR}/{study.id}.mp4"
+    writer = imageio_ffmpeg.write_frames(
+        str(folder / rel), padded, pix_fmt_in="gray", fps=fps, macro_block_size=1,
+        output_params=["-threads", "1"],
+    )
+    writer.send(None)
+    for k in range(n):
+        img = Image.fromarray(to_uint8(_frame_image(data, study, k), lo, hi), mode="L")
+        if img.size != size:
+            img = img.resize(size, Image.Resampling.BILINEAR)
+        canvas = np.zeros((padded[1], padded[0]), np.uint8)
+        canvas[: size[1], : size[0]] = np.asarray(img)
+        writer.send(canvas.tobytes())
+    writer.close()
+    return {"path": rel, "fps": fps, "frames": n, "width": padded[0], "height": padded[1],
+            "frame_index": "video frame i = volume frame i"}
 
 
 def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> dict[str, Any]:
