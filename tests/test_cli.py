@@ -66,3 +66,28 @@ def test_console_script_demo(tmp_path):
     assert (out / "dataset" / "items.jsonl").stat().st_size > 0
     assert "demo datasets" in proc.stderr
     assert (out / "spatial_dataset" / "items.jsonl").stat().st_size > 0
+
+
+def test_render_export_profiles(tmp_path):
+    ph = tmp_path / "ph"
+    assert runner.invoke(app, ["phantom", "--out", str(ph), "--n", "6", "--seed", "2"]).exit_code == 0
+    ds = tmp_path / "ds"
+    res = runner.invoke(app, ["build", "fastmri-plus", "--annotations", str(ph / "annotations.csv"),
+                              "--file-list", str(ph / "file_list.csv"), "--volumes", str(ph / "volumes"),
+                              "--out", str(ds), "--split-fractions", "0.5,0.25,0.25"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["render", str(ds), "--size", "160", "--frames", "4", "--window", "nope"])
+    assert res.exit_code == 2 and "abdomen" in res.output
+    res = runner.invoke(app, ["render", str(ds), "--size", "160", "--frames", "4"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((ds / "render.json").read_text())["settings"]["size"] == 160
+    res = runner.invoke(app, ["export", str(ds), "--format", "trl", "--out", str(tmp_path / "trl"),
+                              "--convention", "qwen2-vl"])
+    assert res.exit_code == 0, res.output
+    lines = (tmp_path / "trl").rglob("*.jsonl")
+    assert sum(1 for f in lines for _ in f.open()) > 0
+    res = runner.invoke(app, ["export", str(ds), "--format", "trl", "--out", str(tmp_path / "x"),
+                              "--convention", "qwen9"])
+    assert res.exit_code == 2 and "qwen2.5-vl" in res.output
+    res = runner.invoke(app, ["profiles"])
+    assert res.exit_code == 0 and "qwen2.5-vl" in res.output and "[x_min," in res.output

@@ -148,6 +148,48 @@ def render(
 
 
 @app.command()
+def export(
+    folder: Annotated[Path, typer.Argument(help="A rendered voxqa dataset folder.")],
+    fmt: Annotated[str, typer.Option("--format", help="hf | llamafactory | swift | trl.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    convention: Annotated[str, typer.Option("--convention", help="Box profile (see `voxqa profiles`).")] = "pixel",
+    split: Annotated[Optional[str], typer.Option("--split", help="train | val | test (default: all).")] = None,
+) -> None:
+    """Training files for fine-tuning tools; the target is JSON {reasoning, answer, bboxes}."""
+    try:
+        from voxqa.export import export_dataset
+
+        summary = export_dataset(folder, fmt, out, convention=convention, split=split)
+    except ImportError as exc:
+        _fail(f"{exc}: pip install 'voxqa[export]'")
+        return
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+        return
+    console.print(
+        f"[green]exported[/] {summary['exported']} items of {folder} as {fmt} "
+        f"({escape(convention)} boxes, {summary['convention']}) to {out}: "
+        f"{', '.join(summary['files'])}; {summary['skipped_no_images']} items without images skipped",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def profiles() -> None:
+    """Model box-convention profiles: what each one sends and expects."""
+    from rich.table import Table
+
+    from voxqa.boxconv import PROFILES
+
+    table = Table(title="Box profiles (nothing is ever inferred from the numbers)")
+    for col in ("profile", "convention", "description", "prompt hint"):
+        table.add_column(col, overflow="fold")
+    for p in PROFILES.values():
+        table.add_row(*(escape(v) for v in (p.name, p.convention, p.description, p.prompt_hint)))
+    Console().print(table)
+
+
+@app.command()
 def inspect(folder: Annotated[Path, typer.Argument(help="A voxqa dataset folder.")]) -> None:
     """Counts by task/template/level/label/split, answer balance, and build repairs."""
     from voxqa.inspection import show

@@ -1,0 +1,77 @@
+"""Export a rendered voxqa dataset for training: one module per format, one shared target.
+
+``FORMATS`` maps a name to an ``ExportFormat`` (``export/base.py``); ``export_dataset``
+picks the items that have rendered images, builds each item's prompt and JSON target once
+(``base.build_sample``) with boxes in the chosen profile's convention (``voxqa.boxconv``),
+and hands them to the format grouped by split. Items without images are skipped and counted.
+Every export also writes ``voxqa_export.json``, the summary this function returns.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from voxqa.boxconv import get_profile
+from voxqa.dataset import read_items, read_studies
+from voxqa.export.base import ExportFormat, Sample, build_sample, write_json
+from voxqa.export.hf import HfFormat
+from voxqa.export.llamafactory import LlamaFactoryFormat
+from voxqa.export.swift import SwiftFormat
+from voxqa.export.trl import TrlFormat
+
+FORMATS: dict[str, ExportFormat] = {
+    "hf": HfFormat(),
+    "llamafactory": LlamaFactoryFormat(),
+    "swift": SwiftFormat(),
+    "trl": TrlFormat(),
+}
+SUMMARY = "voxqa_export.json"
+
+
+def export_dataset(
+    folder: Path, fmt: str, out: Path, convention: str = "pixel", split: str | None = None
+) -> dict[str, Any]:
+    """Export ``folder`` (after `voxqa render`) as ``fmt`` into ``out``; returns the summary.
+
+    ``convention`` names a box profile (``voxqa.boxconv.PROFILES``: pixel, norm1, qwen2-vl,
+    qwen3-vl, qwen2.5-vl); ``split`` keeps one split (train/val/test), None keeps all.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
+    if split not in (None, "train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, got {split!r}")
+    exporter, profile = FORMATS[fmt], get_profile(convention)
+    folder, out = Path(folder).resolve(), Path(out)
+    frame_sizes = {s.id: s.frame_size for s in read_studies(folder)}
+
+    samples: dict[str, list[Sample]] = {}
+    skipped = 0
+    for item in read_items(folder):
+        if split is not None and item.split != split:
+            continue
+        if not item.images:
+            skipped += 1
+            continue
+        sample = build_sample(item, folder, frame_sizes[item.study_id], profile, exporter.box_style(profile))
+        samples.setdefault(item.split, []).append(sample)
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = exporter.write(samples, out)
+    summary = {
+        "format": fmt,
+        "profile": profile.name,
+        "convention": profile.convention,
+        "prompt_hint": profile.prompt_hint,
+        "split": split,
+        "exported": sum(len(rows) for rows in samples.values()),
+        "skipped_no_images": skipped,
+        "by_split": {k: len(v) for k, v in sorted(samples.items())},
+        "by_answer_type": dict(sorted(Counter(
+            s.item.answer.type for rows in samples.values() for s in rows).items())),
+        "image_paths": "absolute",
+        "files": files,
+    }
+    write_json(out / SUMMARY, summary)
+    return summary

@@ -1,0 +1,57 @@
+"""LLaMA-Factory: a ShareGPT/OpenAI-style JSON list per split plus its dataset_info.json entry.
+
+Schema (LLaMA-Factory ``data/README.md``, "OpenAI Format" and multimodal datasets): each
+record is ``{"messages": [{"role": "user", "content": "...<image>..."}, {"role":
+"assistant", "content": "..."}], "images": [paths]}``, one ``<image>`` token per image in
+order, plus the item ``id`` (not a mapped column, so LLaMA-Factory ignores it).
+``dataset_info.json`` registers each file with ``formatting: sharegpt``, columns
+``messages``/``images`` and tags ``role``/``content``/``user``/``assistant``. Entries are
+named ``voxqa_<split>`` and merged into an existing ``dataset_info.json``, so ``out`` can be
+LLaMA-Factory's own data folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from voxqa.boxconv import Profile
+from voxqa.export.base import IMAGE_TOKEN, BoxStyle, InlineBoxes, Sample, write_json
+
+DATASET_INFO = "dataset_info.json"
+
+
+def dataset_info_entry(file_name: str) -> dict[str, Any]:
+    return {
+        "file_name": file_name,
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "images": "images"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                 "assistant_tag": "assistant"},
+    }
+
+
+class LlamaFactoryFormat:
+    name = "llamafactory"
+
+    def box_style(self, profile: Profile) -> BoxStyle:
+        return InlineBoxes(profile)
+
+    def write(self, samples: dict[str, list[Sample]], out: Path) -> list[str]:
+        info_path = out / DATASET_INFO
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+        written = []
+        for split, rows in samples.items():
+            file_name = f"voxqa_{split}.json"
+            write_json(out / file_name, [
+                {"id": s.item.id,
+                 "messages": [{"role": "user", "content": s.user_text(IMAGE_TOKEN)},
+                              {"role": "assistant", "content": s.target}],
+                 "images": s.images}
+                for s in rows
+            ])
+            info[f"voxqa_{split}"] = dataset_info_entry(file_name)
+            written.append(file_name)
+        write_json(info_path, info)
+        return written + [DATASET_INFO]

@@ -1,0 +1,79 @@
+"""ms-swift: standard-format JSONL per split with grounding ``objects``.
+
+Schema (ms-swift ``docs/source_en/Customization/Custom-dataset.md``, "Multimodal" and
+"Grounding"; the template's ``normalize_bbox`` / ``_pre_tokenize``): ``{"messages": [...],
+"images": [absolute paths], "objects": {"ref": [...], "bbox": [[...]], "bbox_type": ...,
+"image_id": [...]}}``. One ``<image>`` per image in the user content; every ``<ref-object>``
+is filled with the next ``ref`` and every ``<bbox>`` with the next ``bbox`` (two separate
+counters, in text order over the whole conversation); ``image_id[i]`` is the index of the
+image ``bbox[i]`` lies on. ``id`` names the item (ms-swift drops unknown columns).
+
+ms-swift's ``bbox_type`` takes ``real`` (pixels of the image file) or ``norm1``; it then
+converts boxes itself to the trained model's convention (0-1000 for Qwen2-VL, pixels of the
+resized input for Qwen2.5-VL). So boxes are written ``real`` (canonical pixels of the PNG),
+or ``norm1`` for the norm1 profile, and never pre-converted: a ``norm1000`` type would be
+read as pixels. The profile still picks the prompt hint. Labels of ``bboxes`` entries go in
+``ref`` JSON-escaped, so the filled target stays valid JSON for templates that write a box
+as ``[x1, y1, x2, y2]`` (ms-swift's default; Qwen's legacy ``<|box_start|>`` format is not JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from voxqa.boxconv import Profile, to_convention
+from voxqa.export.base import IMAGE_TOKEN, BoxRef, Sample, write_jsonl
+
+BBOX = "<bbox>"
+REF = "<ref-object>"
+
+
+class SwiftObjects:
+    """Collects one item's boxes and labels in text order behind ms-swift's placeholders."""
+
+    def __init__(self, profile: Profile):
+        self.bbox_type = "norm1" if profile.convention == "norm1" else "real"
+        self.ref: list[str] = []
+        self.bbox: list[list[int | float]] = []
+        self.image_id: list[int] = []
+
+    def box(self, ref: BoxRef) -> str:
+        convention = "norm1" if self.bbox_type == "norm1" else "pixel"
+        self.bbox.append(to_convention(ref.image_box, convention, ref.width, ref.height))
+        self.image_id.append(ref.image_index)
+        return BBOX
+
+    def label(self, label: str) -> str:
+        self.ref.append(json.dumps(label, ensure_ascii=False)[1:-1])
+        return REF
+
+    def objects(self) -> dict[str, Any]:
+        return {"ref": self.ref, "bbox": self.bbox, "bbox_type": self.bbox_type, "image_id": self.image_id}
+
+
+def _objects(sample: Sample) -> dict[str, Any]:
+    assert isinstance(sample.boxes, SwiftObjects), "swift samples are built with SwiftObjects"
+    return sample.boxes.objects()
+
+
+class SwiftFormat:
+    name = "swift"
+
+    def box_style(self, profile: Profile) -> SwiftObjects:
+        return SwiftObjects(profile)
+
+    def write(self, samples: dict[str, list[Sample]], out: Path) -> list[str]:
+        written = []
+        for split, rows in samples.items():
+            write_jsonl(out / f"{split}.jsonl", [
+                {"id": s.item.id,
+                 "messages": [{"role": "user", "content": s.user_text(IMAGE_TOKEN)},
+                              {"role": "assistant", "content": s.target}],
+                 "images": s.images,
+                 "objects": _objects(s)}
+                for s in rows
+            ])
+            written.append(f"{split}.jsonl")
+        return written

@@ -1,0 +1,191 @@
+"""Box conventions: hand-computed values, qwen-vl-utils' smart_resize, round trips, profiles."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+
+from voxqa.boxconv import (
+    CONVENTIONS,
+    PROFILES,
+    from_convention,
+    get_profile,
+    max_roundtrip_error,
+    smart_resize,
+    to_convention,
+)
+
+SCALED = ("norm1", "norm1000", "qwen25_abs")
+
+
+@pytest.mark.parametrize("hw,expected", [
+    ((200, 200), (196, 196)),  # 200/28 = 7.14 -> 7 * 28
+    ((128, 128), (140, 140)),  # 4.57 -> 5 * 28
+    ((60, 90), (56, 84)),  # non-square, both rounded down
+    ((10, 10), (56, 56)),  # 28 x 28 < min_pixels: scaled up by sqrt(3136 / 100) = 5.6
+    ((2000, 3000), (812, 1204)),  # > max_pixels: beta = sqrt(6e6 / 1003520) = 2.445 -> floor
+    ((10, 2000), (28, 1988)),  # ratio exactly 200 is allowed; short side clamps to one factor
+])
+def test_smart_resize_hand_values(hw, expected) -> None:
+    assert smart_resize(*hw) == expected
+
+
+def test_smart_resize_rejects_extreme_aspect_ratio() -> None:
+    with pytest.raises(ValueError, match="absolute aspect ratio must be smaller than 200, got 200.1"):
+        smart_resize(10, 2001)
+
+
+def test_smart_resize_properties() -> None:
+    r = random.Random(0)
+    for _ in range(500):
+        h, w = r.randint(1, 4000), r.randint(1, 4000)
+        if max(h, w) / min(h, w) > 200:
+            continue
+        rh, rw = smart_resize(h, w)
+        assert rh % 28 == 0 and rw % 28 == 0 and rh >= 28 and rw >= 28
+        assert rh * rw <= 14 * 14 * 4 * 1280 and rh * rw >= 56 * 56
+
+
+def test_hand_computed_conversions() -> None:
+    box = (10, 20, 30, 40)
+    assert to_convention(box, "pixel", 200, 100) == [10, 20, 30, 40]
+    assert to_convention(box, "pixel_xywh", 200, 100) == [10, 20, 20, 20]
+    assert to_convention(box, "norm1", 200, 100) == [0.05, 0.2, 0.15, 0.4]
+    assert to_convention(box, "norm1000", 200, 100) == [50, 200, 150, 400]
+    # 200 x 100 -> smart_resize (112, 196): x * 196 / 200, y * 112 / 100, half up
+    assert to_convention(box, "qwen25_abs", 200, 100) == [10, 22, 29, 45]
+    assert to_convention((3, 7, 10, 20, 30, 40), "box3d", 200, 100) == [3, 7, 10, 30, 20, 40]
+    # ties round half up on exact fractions: 1 * 1000 / 16 = 62.5 -> 63, 3 * 1000 / 16 = 187.5 -> 188
+    assert to_convention((1, 0, 3, 1), "norm1000", 16, 1) == [63, 0, 188, 1000]
+    assert from_convention([63, 0, 188, 1000], "norm1000", 16, 1) == (1, 0, 3, 1)
+    assert from_convention([10, 20, 20, 20], "pixel_xywh", 200, 100) == box
+    assert from_convention([3, 7, 10, 30, 20, 40], "box3d", 200, 100) == (3, 7, 10, 20, 30, 40)
+
+
+def test_numbers_mean_what_the_convention_says() -> None:
+    """Nothing is inferred: the same numbers are different boxes in different conventions."""
+    assert from_convention([0, 0, 1, 1], "pixel", 500, 400) == (0, 0, 1, 1)
+    assert from_convention([0, 0, 1, 1], "norm1", 500, 400) == (0, 0, 500, 400)
+    assert from_convention([0, 0, 1, 1], "norm1000", 500, 400) == (0, 0, 1, 0)
+
+
+def _random_box(r: random.Random, w: int, h: int) -> tuple[int, int, int, int]:
+    x0, x1 = sorted(r.sample(range(w + 1), 2))
+    y0, y1 = sorted(r.sample(range(h + 1), 2))
+    return x0, y0, x1, y1
+
+
+def _sizes(r: random.Random, n: int) -> list[tuple[int, int]]:
+    fixed = [(1, 1), (1, 7), (7, 1), (2, 3), (60, 50), (96, 80), (200, 200), (320, 640),
+             (999, 1000), (1000, 1000), (1001, 999), (2999, 1500), (4000, 3000)]
+    rand = [(r.randint(1, 3000), r.randint(1, 3000)) for _ in range(n)]
+    return fixed + [(w, h) for w, h in rand if max(w, h) / min(w, h) <= 200]
+
+
+@pytest.mark.parametrize("convention", [c for c in CONVENTIONS if c != "box3d"])
+def test_random_round_trips_within_stated_rounding(convention) -> None:
+    r = random.Random(CONVENTIONS.index(convention))
+    for w, h in _sizes(r, 150):
+        bound = max_roundtrip_error(convention, w, h)
+        for _ in range(40):
+            box = _random_box(r, w, h)
+            values = to_convention(box, convention, w, h)
+            back = from_convention(values, convention, w, h)
+            assert max(abs(a - b) for a, b in zip(back, box)) <= bound, (convention, w, h, box, values)
+            if convention in ("pixel", "pixel_xywh"):
+                assert back == box
+            if convention == "norm1":
+                assert all(0 <= v <= 1 for v in values)
+            if convention == "norm1000":
+                assert all(isinstance(v, int) and 0 <= v <= 1000 for v in values)
+                assert bound == 0 if max(w, h) <= 1000 else bound <= 1 or max(w, h) > 2999
+            if convention == "qwen25_abs":
+                rh, rw = smart_resize(h, w)
+                assert 0 <= values[0] <= values[2] <= rw and 0 <= values[1] <= values[3] <= rh
+                if rw >= w and rh >= h:
+                    assert back == box  # an enlarging resize is exactly invertible
+
+
+@pytest.mark.parametrize("convention", SCALED)
+def test_every_coordinate_round_trips_on_small_images(convention) -> None:
+    """Exhaustive per coordinate for every side up to 300 px (coordinates convert independently).
+
+    Exact except where qwen25_abs shrinks the image (e.g. 200 -> 196 px): there +-1 px.
+    """
+    for side in range(1, 301):
+        bound = max_roundtrip_error(convention, side, side)
+        shrinks = convention == "qwen25_abs" and smart_resize(side, side)[0] < side
+        assert bound == (1 if shrinks else 0)
+        for v in range(side):
+            for box in ((v, v, v + 1, v + 1), (0, 0, v + 1, v + 1)):
+                back = from_convention(to_convention(box, convention, side, side), convention, side, side)
+                assert max(abs(a - b) for a, b in zip(back, box)) <= bound
+
+
+def test_stated_bounds() -> None:
+    assert max_roundtrip_error("pixel", 5000, 5000) == 0
+    assert max_roundtrip_error("norm1000", 1000, 1000) == 0
+    assert max_roundtrip_error("norm1000", 2999, 10) == 1
+    assert max_roundtrip_error("norm1000", 3000, 10) == 2
+    assert max_roundtrip_error("norm1", 9999, 9999) == 0
+    assert max_roundtrip_error("qwen25_abs", 200, 200) == 1  # 200 -> 196: slightly shrunk
+    assert max_roundtrip_error("qwen25_abs", 128, 128) == 0  # 128 -> 140: enlarged
+
+
+def test_box3d_round_trip() -> None:
+    r = random.Random(3)
+    for _ in range(300):
+        w, h = r.randint(1, 600), r.randint(1, 600)
+        f0 = r.randint(0, 50)
+        box = (f0, f0 + r.randint(0, 30), *_random_box(r, w, h))
+        assert from_convention(to_convention(box, "box3d", w, h), "box3d", w, h) == box
+
+
+@pytest.mark.parametrize("box,message", [
+    ((0, 0, 0, 5), "not a canonical box"),  # no area
+    ((5, 0, 2, 5), "not a canonical box"),  # reversed
+    ((0, 0, 11, 5), "not a canonical box"),  # past the right edge
+    ((-1, 0, 2, 5), "not a canonical box"),
+    ((0, 0, 2), "4 ints"),
+    ((0.5, 0, 2, 5), "4 ints"),
+])
+def test_invalid_canonical_boxes(box, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        to_convention(box, "pixel", 10, 10)
+
+
+def test_invalid_arguments() -> None:
+    for fn in (to_convention, from_convention):
+        with pytest.raises(ValueError, match="known: pixel, pixel_xywh, norm1, norm1000, qwen25_abs, box3d"):
+            fn((0, 0, 1, 1), "xyxy", 10, 10)
+    with pytest.raises(ValueError, match="unknown box convention"):
+        max_roundtrip_error("xyxy", 10, 10)
+    with pytest.raises(ValueError, match="image size must be positive"):
+        to_convention((0, 0, 1, 1), "pixel", 0, 10)
+    with pytest.raises(ValueError, match="integers"):
+        from_convention([0.5, 0, 1, 1], "norm1000", 10, 10)
+    with pytest.raises(ValueError, match="needs 6 numbers"):
+        from_convention([0, 0, 1, 1], "box3d", 10, 10)
+    with pytest.raises(ValueError, match="start <= end"):
+        to_convention((5, 4, 0, 0, 1, 1), "box3d", 10, 10)
+    # integral floats (as JSON may give) are accepted; nothing is clipped or reordered
+    assert from_convention([2.0, 1.0, 0.0, 3.0], "pixel", 10, 10) == (2, 1, 0, 3)
+    assert from_convention([-5, 0, 20, 3], "pixel", 10, 10) == (-5, 0, 20, 3)
+    # numpy-style integers count as ints
+    assert to_convention(tuple(np.array([1, 2, 3, 4])), "norm1000", 10, 10) == [100, 200, 300, 400]
+
+
+def test_profiles() -> None:
+    assert set(PROFILES) == {"pixel", "norm1", "qwen2-vl", "qwen3-vl", "qwen2.5-vl"}
+    expected = {"pixel": "pixel", "norm1": "norm1", "qwen2-vl": "norm1000", "qwen3-vl": "norm1000",
+                "qwen2.5-vl": "qwen25_abs"}
+    for name, p in PROFILES.items():
+        assert get_profile(name) is p and p.name == name and p.convention == expected[name]
+        assert p.prompt_hint.startswith("Give boxes as [x_min, y_min, x_max, y_max]") and p.description
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PROFILES["pixel"].convention = "norm1"  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"unknown box profile 'qwen'; known: pixel, norm1, qwen2-vl, qwen3-vl, qwen2\.5-vl"):
+        get_profile("qwen")
