@@ -174,6 +174,43 @@ def export(
     )
 
 
+@app.command("eval")
+def eval_(
+    folder: Annotated[Path, typer.Argument(help="A rendered voxqa dataset folder.")],
+    model: Annotated[str, typer.Option("--model", help="random | prior | oracle | openai:MODEL")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (resumable).")],
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")] = None,
+    split: Annotated[str, typer.Option("--split", help="train | val | test | all")] = "test",
+    mode: Annotated[str, typer.Option("--mode", help="minimal | structured | oracle_region")] = "minimal",
+    control: Annotated[str, typer.Option("--control", help="none | blank | shuffled")] = "none",
+    profile: Annotated[str, typer.Option("--profile", help="Box convention of the model (see `voxqa profiles`).")] = "pixel",
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1)] = None,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks, e.g. detection,localization")] = None,
+    api_key_env: Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 120.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", min=0)] = 5,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Run a model (or a baseline) on a dataset; predictions are appended and resumable."""
+    import asyncio
+
+    from voxqa.eval.models import make_model
+    from voxqa.eval.run import RunConfig, RunMismatch, run_eval
+
+    try:
+        adapter = make_model(model, folder, profile=profile, base_url=base_url, seed=seed,
+                             api_key_env=api_key_env, timeout=timeout, max_retries=max_retries)
+        cfg = RunConfig(dataset=folder, out=out, split=None if split == "all" else split, mode=mode,
+                        control=control, profile=profile, limit=limit, concurrency=concurrency,
+                        tasks=tuple(t.strip() for t in tasks.split(",")) if tasks else None, seed=seed)
+        counts = asyncio.run(run_eval(cfg, adapter))
+    except (RunMismatch, FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"[green]eval[/] {model} -> {out}: {counts}", soft_wrap=True)
+
+
 @app.command()
 def profiles() -> None:
     """Model box-convention profiles: what each one sends and expects."""

@@ -1,0 +1,1 @@
+"""Evaluation: prompts, model adapters, parsing, metrics, runs."""

@@ -1,0 +1,225 @@
+"""`voxqa eval`: run a model over a rendered dataset, with results that survive crashes.
+
+Design (the run folder is the unit of truth):
+
+* ``run.json`` holds the run's identity: dataset hash (items.jsonl sha256), model identity,
+  prompt mode, control, box profile, split, task filter, limit, seed. A run folder whose
+  identity differs is refused, so two configurations never mix in one file.
+* ``predictions.jsonl`` gets one line per answered item, written as one ``write`` of a whole
+  line and flushed to the OS at once, fsynced in batches. A kill -9 can lose only in-flight
+  requests and at most a torn last line, which the next start cuts off. The last line of an item wins; a re-run
+  skips items whose last line is ``ok`` and retries ``failed`` ones, so nothing is duplicated.
+* Every answer, baselines included, is parsed by ``voxqa.eval.parse`` into the item's answer
+  type (boxes in pixels of the rendered image) and stored next to the raw text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from PIL import Image
+from rich.progress import Progress
+
+from voxqa import __version__
+from voxqa.boxconv import get_profile
+from voxqa.dataset import ITEMS, read_items, read_studies
+from voxqa.eval.models.base import ModelAdapter, PermanentError
+from voxqa.eval.parse import parse_answer
+from voxqa.eval.prompts import MODES, Prompt, build_prompt
+from voxqa.schema import Item
+
+RUN = "run.json"
+PREDICTIONS = "predictions.jsonl"
+CONTROLS = ("none", "blank", "shuffled")
+FLUSH_EVERY = 16  # lines between fsyncs
+FLUSH_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: Path
+    out: Path
+    split: str | None = "test"
+    mode: str = "minimal"
+    control: str = "none"
+    profile: str = "pixel"
+    tasks: tuple[str, ...] | None = None
+    limit: int | None = None
+    concurrency: int = 4
+    seed: int = 0
+
+
+class RunMismatch(ValueError):
+    """The run folder belongs to another configuration."""
+
+
+def dataset_hash(folder: Path) -> str:
+    return hashlib.sha256((folder / ITEMS).read_bytes()).hexdigest()
+
+
+def select(items: Sequence[Item], cfg: RunConfig) -> list[Item]:
+    """Items of the split and tasks asked for, rendered, in file order, up to ``limit``."""
+    chosen = [
+        it for it in items
+        if (cfg.split is None or it.split == cfg.split)
+        and (cfg.tasks is None or it.task in cfg.tasks)
+        and it.images
+    ]
+    return chosen[: cfg.limit] if cfg.limit is not None else chosen
+
+
+def identity(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
+    return {
+        "dataset": str(cfg.dataset.resolve()),
+        "dataset_sha256": dataset_hash(cfg.dataset),
+        "model": model.identity(),
+        "mode": cfg.mode,
+        "control": cfg.control,
+        "profile": cfg.profile,
+        "split": cfg.split,
+        "tasks": list(cfg.tasks) if cfg.tasks else None,
+        "limit": cfg.limit,
+        "seed": cfg.seed,
+    }
+
+
+def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
+    """item_id -> last record; a torn last line (killed mid-write) is cut off the file."""
+    if not path.is_file():
+        return {}
+    raw = path.read_bytes()
+    end = raw.rfind(b"\n") + 1
+    if end < len(raw):
+        with path.open("r+b") as fh:
+            fh.truncate(end)
+    records: dict[str, dict[str, Any]] = {}
+    for line in raw[:end].splitlines():
+        if line.strip():
+            rec = orjson.loads(line)
+            records[rec["item_id"]] = rec
+    return records
+
+
+class _Appender:
+    """Whole-line appends handed to the OS at once (a killed process loses nothing written),
+    fsynced to disk every FLUSH_EVERY lines or FLUSH_SECONDS (a power cut loses little)."""
+
+    def __init__(self, path: Path):
+        self.fh = path.open("ab")
+        self.pending = 0
+        self.last = time.monotonic()
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.fh.write(orjson.dumps(record) + b"\n")
+        self.fh.flush()
+        self.pending += 1
+        if self.pending >= FLUSH_EVERY or time.monotonic() - self.last > FLUSH_SECONDS:
+            self.sync()
+
+    def sync(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.pending, self.last = 0, time.monotonic()
+
+    def close(self) -> None:
+        self.sync()
+        self.fh.close()
+
+
+def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], folder: Path) -> list[str] | None:
+    """PNG paths replacing the item's images under a control, or None for the real ones."""
+    assert item.images
+    if cfg.control == "none":
+        return None
+    if cfg.control == "blank":
+        blank_dir = cfg.out / "controls"
+        blank_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for im in item.images:
+            p = blank_dir / f"blank_{im.width}x{im.height}.png"
+            if not p.is_file():
+                Image.fromarray(np.zeros((im.height, im.width), np.uint8), mode="L").save(p)
+            paths.append(str(p))
+        return paths
+    # shuffled: the same number of frames from the next study (in sorted order)
+    studies = sorted(by_study)
+    other = studies[(studies.index(item.study_id) + 1) % len(studies)]
+    pool = by_study[other]
+    return [str(folder / pool[i % len(pool)]) for i in range(len(item.images))]
+
+
+async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
+    """Answer every selected item not yet answered ``ok``; returns counts."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"unknown mode {cfg.mode!r}; known: {', '.join(MODES)}")
+    if cfg.control not in CONTROLS:
+        raise ValueError(f"unknown control {cfg.control!r}; known: {', '.join(CONTROLS)}")
+    profile = get_profile(cfg.profile)
+    folder = cfg.dataset.resolve()
+    every = read_items(folder)
+    items = select(every, cfg)
+    frame_sizes = {s.id: s.frame_size for s in read_studies(folder)}
+    by_study: dict[str, list[str]] = {}  # a study's frame set, for the shuffled control
+    for it in sorted(every, key=lambda it: it.level != "volume"):
+        if it.images:
+            by_study.setdefault(it.study_id, [im.path for im in it.images])
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    ident = identity(cfg, model)
+    run_file = cfg.out / RUN
+    if run_file.is_file():
+        old = orjson.loads(run_file.read_bytes())
+        if old.get("identity") != ident:
+            raise RunMismatch(f"{cfg.out} holds a different run ({RUN} identity differs); use a new --out")
+    else:
+        run_file.write_bytes(orjson.dumps({"identity": ident, "voxqa_version": __version__,
+                                           "config": {k: str(v) for k, v in asdict(cfg).items()}},
+                                          option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    done = read_predictions(cfg.out / PREDICTIONS)
+    todo = [it for it in items if done.get(it.id, {}).get("status") != "ok"]
+    writer = _Appender(cfg.out / PREDICTIONS)
+    gate = asyncio.Semaphore(max(1, cfg.concurrency))
+    counts = {"items": len(items), "already_done": len(items) - len(todo), "ok": 0, "failed": 0}
+
+    async def one(item: Item) -> None:
+        prompt: Prompt = build_prompt(item, folder, frame_sizes[item.study_id], profile, cfg.mode,
+                                      _control_images(cfg, item, by_study, folder))
+        t0 = time.monotonic()
+        async with gate:
+            try:
+                raw, error = await model.answer(prompt, item), None
+            except (PermanentError, RuntimeError, OSError) as exc:
+                raw, error = None, f"{type(exc).__name__}: {exc}"
+        record: dict[str, Any] = {"item_id": item.id, "status": "failed" if error else "ok",
+                                  "raw": raw, "parsed": None, "parse_ok": False, "parse_error": None,
+                                  "error": error, "seconds": round(time.monotonic() - t0, 3)}
+        if raw is not None:
+            parsed = parse_answer(raw, item, cfg.profile, frame_size=frame_sizes[item.study_id])
+            record.update(parsed=parsed.value, parse_ok=parsed.ok, parse_error=parsed.error)
+        writer.write(record)
+        counts[record["status"]] += 1
+
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"{model.spec} on {len(todo)} items", total=len(todo))
+
+            async def tracked(item: Item) -> None:
+                await one(item)
+                progress.advance(task)
+
+            await asyncio.gather(*(tracked(it) for it in todo))
+    finally:
+        writer.close()
+        close = getattr(model, "close", None)
+        if close is not None:
+            await close()
+    return counts

@@ -1,0 +1,71 @@
+"""A real OpenAI-compatible chat server on loopback, scripted by the test.
+
+``answer(content)`` maps the user message's content parts to the reply; ``faults`` is a list consumed one
+per request: "429" (with Retry-After: 0), "500", "slow" (sleeps past the client timeout),
+"truncated" (a cut JSON body), "400" (permanent), or None for a normal answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class StubServer:
+    def __init__(self, answer: Callable[[list], str], faults: list[str | None] | None = None,
+                 delay: float = 0.0, slow: float = 3.0):
+        self.answer, self.faults, self.delay, self.slow = answer, list(faults or []), delay, slow
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):  # noqa: N802 - http.server API
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with stub.lock:
+                    stub.requests.append(body)
+                    stub.headers.append(dict(self.headers))
+                    fault = stub.faults.pop(0) if stub.faults else None
+                if self.path != "/v1/chat/completions":
+                    return self._send(404, b'{"error": "not found"}')
+                if fault == "429":
+                    return self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0"})
+                if fault in ("500", "400"):
+                    return self._send(int(fault), b'{"error": "scripted"}')
+                if fault == "slow":
+                    time.sleep(stub.slow)
+                time.sleep(stub.delay)
+                content = body["messages"][0]["content"]
+                reply = {"id": "x", "object": "chat.completion", "model": body["model"],
+                         "choices": [{"index": 0, "finish_reason": "stop",
+                                      "message": {"role": "assistant", "content": stub.answer(content)}}]}
+                data = json.dumps(reply).encode()
+                return self._send(200, data[: len(data) // 2] if fault == "truncated" else data)
+
+            def _send(self, code: int, data: bytes, headers: dict | None = None) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> StubServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

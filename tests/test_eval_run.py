@@ -1,0 +1,208 @@
+"""`voxqa eval`: baselines, a real OpenAI-compatible server on loopback, faults, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from openai_stub import StubServer
+from PIL import Image
+
+from voxqa.boxconv import get_profile
+from voxqa.build import build_fastmri_plus
+from voxqa.dataset import read_items, read_studies
+from voxqa.eval.models import make_model
+from voxqa.eval.prompts import build_prompt
+from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, RunMismatch, read_predictions, run_eval
+from voxqa.phantom import write_phantom
+from voxqa.render import RenderSettings, map_box, render_dataset
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("eval")
+    p = write_phantom(tmp / "src", n=8, seed=4)
+    out = tmp / "ds"
+    build_fastmri_plus([(p["annotations"], p["file_list"])], out, volumes=p["volumes"],
+                       fractions=(0.5, 0.25, 0.25))
+    render_dataset(out, RenderSettings(size=160, context=4))
+    return out
+
+
+def _gold(item, frame_size):
+    """The item's answer value in pixels of its rendered images (what parsing returns)."""
+    a = item.answer
+    size = (item.images[0].width, item.images[0].height)
+    if a.type == "boxes":
+        return sorted((b.frame, map_box(b.box, frame_size, size)) for b in a.value)
+    return a.value if a.type != "box3d" else None
+
+
+def _key(texts: list[str], images: list[bytes]) -> str:
+    """A prompt's identity: its text (without the answer-format line) and its images."""
+    digest = hashlib.sha256(b"".join(images)).hexdigest()
+    return "".join(texts).rsplit("\n", 1)[0] + "|" + digest
+
+
+def _targets(folder: Path, profile: str = "pixel") -> dict[str, str]:
+    """Prompt identity -> the oracle's structured answer, for the stub server."""
+    sizes = {s.id: s.frame_size for s in read_studies(folder)}
+    out = {}
+    for it in read_items(folder):
+        if it.images:
+            p = build_prompt(it, folder, sizes[it.study_id], get_profile(profile))
+            texts = [v for k, v in p.parts if k == "text"]
+            images = [Path(v).read_bytes() for k, v in p.parts if k == "image"]
+            out[_key(texts, images)] = p.target
+    return out
+
+
+def _answerer(targets: dict[str, str]):
+    def answer(content: list) -> str:
+        texts = [p["text"] for p in content if p["type"] == "text"]
+        images = [base64.b64decode(p["image_url"]["url"].split(",", 1)[1])
+                  for p in content if p["type"] == "image_url"]
+        return targets[_key(texts, images)]
+    return answer
+
+
+def _run(folder, out, model, **kw):
+    cfg = RunConfig(dataset=folder, out=out, **kw)
+    return asyncio.run(run_eval(cfg, model))
+
+
+def _check_oracle_like(folder: Path, run: Path) -> int:
+    sizes = {s.id: s.frame_size for s in read_studies(folder)}
+    preds = read_predictions(run / PREDICTIONS)
+    n = 0
+    for it in read_items(folder):
+        if it.id not in preds:
+            continue
+        rec = preds[it.id]
+        assert rec["status"] == "ok" and rec["parse_ok"], (it.id, rec)
+        if it.answer.type == "boxes":
+            got = sorted((b["frame"], tuple(b["box"])) for b in rec["parsed"])
+            assert got == _gold(it, sizes[it.study_id]), it.id
+        elif it.answer.type in ("yes_no", "choice", "multi_choice", "number", "frames"):
+            assert rec["parsed"] == it.answer.value, (it.id, rec["parsed"], it.answer.value)
+        n += 1
+    return n
+
+
+def test_oracle_round_trips_every_item(rendered, tmp_path) -> None:
+    counts = _run(rendered, tmp_path / "run", make_model("oracle", rendered), split=None)
+    assert counts["ok"] == counts["items"] > 50
+    assert _check_oracle_like(rendered, tmp_path / "run") == counts["items"]
+
+
+@pytest.mark.parametrize("spec", ["random", "prior"])
+def test_baselines_answer_every_item(rendered, tmp_path, spec) -> None:
+    counts = _run(rendered, tmp_path / spec, make_model(spec, rendered), split="test")
+    assert counts["ok"] == counts["items"] > 0 and counts["failed"] == 0
+    preds = read_predictions(tmp_path / spec / PREDICTIONS)
+    kinds = {it.id: it.answer.type for it in read_items(rendered)}
+    closed = [r for i, r in preds.items() if kinds[i] in ("yes_no", "choice", "multi_choice")]
+    assert closed and all(r["parse_ok"] for r in closed)
+
+
+def test_openai_server_with_faults(rendered, tmp_path, monkeypatch) -> None:
+    targets = _targets(rendered)
+    monkeypatch.setenv("VOXQA_TEST_KEY", "sk-secret-123")
+    faults = ["429", "500", "truncated", "slow", None, "429"]
+    with StubServer(_answerer(targets), faults=faults, slow=2.0) as srv:
+        model = make_model("openai:stub-vlm", rendered, base_url=srv.url, api_key_env="VOXQA_TEST_KEY",
+                           timeout=1.0, max_retries=4)
+        model.backoff = 0.01
+        counts = _run(rendered, tmp_path / "run", model, split="test", concurrency=2)
+        assert counts["ok"] == counts["items"] and counts["failed"] == 0
+        assert len(srv.requests) == counts["items"] + 5  # five faults retried, one normal slot used
+        assert all(h.get("Authorization") == "Bearer sk-secret-123" for h in srv.headers)
+        first = srv.requests[0]["messages"][0]["content"]
+        assert first[0] == {"type": "text", "text": first[0]["text"]} and first[0]["text"].startswith("Frame ")
+        img = next(p for p in first if p["type"] == "image_url")["image_url"]["url"]
+        assert img.startswith("data:image/png;base64,")
+    _check_oracle_like(rendered, tmp_path / "run")
+    for f in (RUN, PREDICTIONS):
+        assert "sk-secret-123" not in (tmp_path / "run" / f).read_text()
+
+
+def test_permanent_failure_is_recorded_then_retried_on_resume(rendered, tmp_path) -> None:
+    targets = _targets(rendered)
+    with StubServer(_answerer(targets), faults=["400"]) as srv:
+        model = make_model("openai:stub-vlm", rendered, base_url=srv.url, max_retries=2)
+        counts = _run(rendered, tmp_path / "run", model, split="val", concurrency=1)
+        assert counts["failed"] == 1 and counts["ok"] == counts["items"] - 1
+        failed = [r for r in read_predictions(tmp_path / "run" / PREDICTIONS).values() if r["status"] == "failed"]
+        assert "HTTP 400" in failed[0]["error"]
+        again = _run(rendered, tmp_path / "run", model, split="val", concurrency=1)
+        assert again["already_done"] == counts["items"] - 1 and again["ok"] == 1
+    preds = read_predictions(tmp_path / "run" / PREDICTIONS)
+    assert all(r["status"] == "ok" for r in preds.values())
+
+
+def test_a_different_configuration_is_refused(rendered, tmp_path) -> None:
+    _run(rendered, tmp_path / "run", make_model("oracle", rendered), split="val")
+    with pytest.raises(RunMismatch):
+        _run(rendered, tmp_path / "run", make_model("oracle", rendered), split="val", mode="structured")
+
+
+def test_controls(rendered, tmp_path) -> None:
+    with StubServer(lambda content: "yes") as srv:
+        model = make_model("openai:stub-vlm", rendered, base_url=srv.url)
+        _run(rendered, tmp_path / "blank", model, split="val", control="blank", limit=3)
+        for req in srv.requests:
+            for part in req["messages"][0]["content"]:
+                if part["type"] == "image_url":
+                    data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+                    assert np.asarray(Image.open(io.BytesIO(data))).max() == 0
+        srv.requests.clear()
+        _run(rendered, tmp_path / "shuffled", model, split="val", control="shuffled", limit=3,
+             concurrency=1)
+        preds = read_predictions(tmp_path / "shuffled" / PREDICTIONS)
+        assert len(preds) == 3 and all(r["status"] == "ok" for r in preds.values())
+        chosen = [it for it in read_items(rendered) if it.split == "val" and it.images][:3]
+        for req, item in zip(srv.requests, chosen):  # one worker: requests in item order
+            sent = [p["image_url"]["url"].split(",", 1)[1] for p in req["messages"][0]["content"]
+                    if p["type"] == "image_url"]
+            own = {base64.b64encode((rendered / im.path).read_bytes()).decode() for im in item.images}
+            assert len(sent) == len(item.images) and not set(sent) & own, item.id
+
+
+def test_resume_after_kill_9(rendered, tmp_path) -> None:
+    targets = _targets(rendered)
+    run = tmp_path / "run"
+    with StubServer(_answerer(targets), delay=0.05) as srv:
+        cmd = [sys.executable, "-m", "voxqa", "eval", str(rendered), "--model", "openai:stub-vlm",
+               "--base-url", srv.url, "--out", str(run), "--split", "val", "--concurrency", "1"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            pred = run / PREDICTIONS
+            if pred.is_file() and pred.read_bytes().count(b"\n") >= 8:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with (run / PREDICTIONS).open("ab") as fh:  # a torn last line, as a kill mid-write leaves
+            fh.write(b'{"item_id": "torn')
+        before = len(read_predictions(run / PREDICTIONS))
+        assert 8 <= before
+        srv.delay = 0.0
+        subprocess.run(cmd[:-1] + ["8"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=300)
+    lines = [json.loads(x) for x in (run / PREDICTIONS).read_text().splitlines()]
+    ids = [r["item_id"] for r in lines]
+    assert len(ids) == len(set(ids)), "an item was answered twice"
+    n_items = sum(1 for it in read_items(rendered) if it.images and it.split == "val")
+    assert len(ids) == n_items > before and all(r["status"] == "ok" for r in lines)
