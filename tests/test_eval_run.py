@@ -206,3 +206,26 @@ def test_resume_after_kill_9(rendered, tmp_path) -> None:
     assert len(ids) == len(set(ids)), "an item was answered twice"
     n_items = sum(1 for it in read_items(rendered) if it.images and it.split == "val")
     assert len(ids) == n_items > before and all(r["status"] == "ok" for r in lines)
+
+
+def test_scores_oracle_perfect_random_near_chance(rendered, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from voxqa.cli import app
+
+    runner = CliRunner()
+    for spec in ("oracle", "random"):
+        res = runner.invoke(app, ["eval", str(rendered), "--model", spec, "--out", str(tmp_path / spec),
+                                  "--split", "all", "--profile", "qwen2.5-vl"])
+        assert res.exit_code == 0, res.output
+    oracle = json.loads((tmp_path / "oracle" / "results.json").read_text())
+    metrics = oracle["overall"]["metrics"]
+    for name in ("accuracy", "set_f1", "frame_f1", "miou", "bleu"):
+        assert metrics[name]["mean"] == pytest.approx(1.0), name
+    assert oracle["overall"]["parse_failures"]["count"] == 0
+    assert set(oracle["by"]) >= {"task", "task/subtask", "level", "label"}
+    rnd = json.loads((tmp_path / "random" / "results.json").read_text())["overall"]
+    lo, hi = rnd["accuracy_minus_chance"]["ci"]
+    assert lo - 0.05 <= 0 <= hi + 0.05  # a random guesser scores chance
+    res = runner.invoke(app, ["score", str(tmp_path / "random")])  # re-score without re-running
+    assert res.exit_code == 0 and "scored" in res.output

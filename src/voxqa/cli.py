@@ -209,6 +209,27 @@ def eval_(
         _fail(str(exc))
         return
     console.print(f"[green]eval[/] {model} -> {out}: {counts}", soft_wrap=True)
+    _print_score(out)
+
+
+def _print_score(run: Path) -> None:
+    from voxqa.eval.score import RESULTS, score_run
+
+    results = score_run(run)
+    overall = results["overall"]
+    shown = {k: round(v["mean"], 4) for k, v in overall["metrics"].items()
+             if v["mean"] is not None and k in ("accuracy", "set_f1", "frame_f1", "miou", "iou3d", "bleu")}
+    console.print(f"[green]scored[/] {run / RESULTS}: n={overall['n']}, {shown}, chance="
+                  f"{overall['chance']}, parse failures {overall['parse_failures']}", soft_wrap=True)
+
+
+@app.command()
+def score(run: Annotated[Path, typer.Argument(help="A run folder of `voxqa eval`.")]) -> None:
+    """Re-score a run without re-running it (writes RUN/results.json)."""
+    try:
+        _print_score(run)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
 
 
 @app.command()

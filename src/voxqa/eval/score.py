@@ -1,0 +1,80 @@
+"""Scoring a run folder: predictions + the dataset's gold answers -> results.json.
+
+Gold boxes are stored in pixels of the stored frame; predictions are parsed into pixels of
+the rendered image, so gold boxes are mapped through the same transform render used
+(``voxqa.render.map_box``) before they are compared. Items of the run's selection without a
+prediction count as unanswered (wrong, and in the parse-failure count).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from voxqa.boxconv import get_profile
+from voxqa.dataset import read_items, read_studies
+from voxqa.eval.metrics import aggregate, score_item
+from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
+from voxqa.export.base import InlineBoxes, build_sample
+from voxqa.render import map_box
+from voxqa.schema import Item
+
+RESULTS = "results.json"
+
+
+def gold_value(item: Item, frame_size: tuple[int, int], folder: Path, profile: str) -> Any:
+    """The item's answer value with boxes in pixels of its rendered images; a text answer
+    with the boxes it quotes in the profile's convention, as the model was asked to write."""
+    value = item.answer.model_dump(mode="json")["value"]
+    if item.answer.type == "text" and item.images:
+        p = get_profile(profile)
+        return json.loads(build_sample(item, folder, frame_size, p, InlineBoxes(p)).target)["answer"]
+    if item.answer.type not in ("boxes", "box3d") or not item.images:
+        return value
+    size = (item.images[0].width, item.images[0].height)
+    if item.answer.type == "boxes":
+        return [{"frame": b["frame"], "box": list(map_box(b["box"], frame_size, size))} for b in value]
+    return {**value, "box": list(map_box(value["box"], frame_size, size))}
+
+
+def score_run(run: Path) -> dict[str, Any]:
+    """Score (or re-score) a run folder and write its results.json."""
+    run = Path(run)
+    if not (run / RUN).is_file():
+        raise FileNotFoundError(f"{run / RUN}: not found (is {run} a voxqa run folder?)")
+    ident = orjson.loads((run / RUN).read_bytes())["identity"]
+    folder = Path(ident["dataset"])
+    cfg = RunConfig(dataset=folder, out=run, split=ident["split"],
+                    tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"])
+    studies = {s.id: s for s in read_studies(folder)}
+    items = select(read_items(folder), cfg)
+    vocabulary = sorted({it.label for it in items if it.label})
+    preds = read_predictions(run / PREDICTIONS)
+    records = []
+    for it in items:
+        pred = preds.get(it.id)
+        ok = bool(pred and pred["status"] == "ok" and pred["parse_ok"])
+        scores = score_item(
+            it.answer.type, gold_value(it, studies[it.study_id].frame_size, folder, ident["profile"]),
+            pred["parsed"] if ok else None,
+            tolerance=getattr(it.answer, "tolerance", 0.0), scale=getattr(it.answer, "scale", ()),
+            vocabulary=vocabulary,
+        )
+        records.append({
+            "task": it.task, "subtask": it.subtask, "level": it.level, "label": it.label,
+            "category": it.category, "anatomy": studies[it.study_id].anatomy,
+            "template": it.template, "answer_type": it.answer.type, "chance": it.chance,
+            "parse_ok": ok, "scores": scores,
+        })
+    if not records:
+        raise ValueError(f"{run}: the run selects no items")
+    results = aggregate(records)
+    results["run"] = ident
+    results["answered"] = sum(1 for it in items if preds.get(it.id, {}).get("status") == "ok")
+    results["failed"] = sum(1 for it in items if preds.get(it.id, {}).get("status") == "failed")
+    results["missing"] = sum(1 for it in items if it.id not in preds)
+    (run / RESULTS).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return results
