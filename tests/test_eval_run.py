@@ -229,3 +229,22 @@ def test_scores_oracle_perfect_random_near_chance(rendered, tmp_path) -> None:
     assert lo - 0.05 <= 0 <= hi + 0.05  # a random guesser scores chance
     res = runner.invoke(app, ["score", str(tmp_path / "random")])  # re-score without re-running
     assert res.exit_code == 0 and "scored" in res.output
+
+
+def test_compare_leaderboard(rendered, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from voxqa.cli import app
+
+    runner = CliRunner()
+    for spec in ("oracle", "prior"):
+        assert runner.invoke(app, ["eval", str(rendered), "--model", spec, "--out",
+                                   str(tmp_path / spec), "--split", "val"]).exit_code == 0
+    res = runner.invoke(app, ["compare", str(tmp_path / "oracle"), str(tmp_path / "prior"),
+                              "--out", str(tmp_path / "board.csv")])
+    assert res.exit_code == 0, res.output
+    import csv as _csv
+    rows = list(_csv.reader((tmp_path / "board.csv").open()))
+    assert rows[0][:2] == ["run", "model"] and rows[1][0] == "chance"
+    assert [r[1] for r in rows[2:]] == ["oracle", "prior"]
+    assert rows[2][5].startswith("1.000")

@@ -233,6 +233,28 @@ def score(run: Annotated[Path, typer.Argument(help="A run folder of `voxqa eval`
 
 
 @app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders of `voxqa eval`.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="leaderboard.md or leaderboard.csv (default: print).")] = None,
+) -> None:
+    """Leaderboard: one row per run, headline metric per task with CIs, chance row first."""
+    from voxqa.eval.compare import leaderboard, render_table
+
+    try:
+        header, rows = leaderboard(runs)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+        return
+    fmt = "csv" if out is not None and out.suffix == ".csv" else "md"
+    text = render_table(header, rows, fmt)
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text)
+        console.print(f"[green]leaderboard[/] {out} ({len(rows) - 1} runs)")
+
+
+@app.command()
 def profiles() -> None:
     """Model box-convention profiles: what each one sends and expects."""
     from rich.table import Table
