@@ -451,6 +451,10 @@ def _excess_over_chance(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
 
 
 
+BOOT_BUDGET = 20_000_000  # resampled item draws per group
+MIN_BOOT = 200
+
+
 def _resampled_sums(cols: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """Column sums of ``n_boot`` resamples with replacement, as item-count weights @ cols;
     in chunks so a large group never needs an n_boot x items matrix at once."""
@@ -476,6 +480,8 @@ def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarra
     cols = [m.cols[rows] for m in metrics]
     # a fresh generator per group: a group's CIs do not depend on which other groups exist
     rng = np.random.default_rng(seed)
+    # very large groups get fewer resamples (never under MIN_BOOT): cost stays ~BOOT_BUDGET draws
+    n_boot = max(min(n_boot, MIN_BOOT), min(n_boot, BOOT_BUDGET // max(len(rows), 1)))
     sums = _resampled_sums(np.hstack(cols), n_boot, rng) if cols else None
     tail = 50.0 * (1.0 - confidence)
     out: dict[str, dict[str, Any]] = {}

@@ -13,10 +13,12 @@ import asyncio
 import base64
 import os
 import random
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from voxqa.eval.models.base import PermanentError
 from voxqa.eval.prompts import Prompt
@@ -46,22 +48,24 @@ class OpenAIChat:
             if kind == "text":
                 content.append({"type": "text", "text": value})
             else:
-                data = base64.b64encode(Path(value).read_bytes()).decode()
-                content.append({"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}})
+                content.append({"type": "image_url", "image_url": {"url": _data_url(value)}})
         return [{"role": "user", "content": content}]
 
     async def answer(self, prompt: Prompt, item: Item) -> str:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout)
         key = os.environ.get(self.api_key_env)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        body = {"model": self.model, "messages": self._messages(prompt), "temperature": 0.0,
-                "max_tokens": self.max_tokens}
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        payload = orjson.dumps({"model": self.model, "messages": self._messages(prompt),
+                                "temperature": 0.0, "max_tokens": self.max_tokens})
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
             wait: float | None = None
             try:
-                resp = await self._client.post(f"{self.base_url}/chat/completions", json=body, headers=headers)
+                resp = await self._client.post(f"{self.base_url}/chat/completions", content=payload,
+                                               headers=headers)
                 if resp.status_code == 200:
                     return resp.json()["choices"][0]["message"]["content"] or ""
                 last = f"HTTP {resp.status_code}: {resp.text[:200]}"
@@ -81,6 +85,12 @@ class OpenAIChat:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+@lru_cache(maxsize=4096)
+def _data_url(path: str) -> str:
+    """A PNG as a data URL; cached, as the items of a study share their frames."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
