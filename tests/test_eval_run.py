@@ -16,28 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import rendered_phantom
 from openai_stub import StubServer
 from PIL import Image
 
 from voxqa.boxconv import get_profile
-from voxqa.build import build_fastmri_plus
 from voxqa.dataset import read_items, read_studies
 from voxqa.eval.models import make_model
 from voxqa.eval.prompts import build_prompt
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, RunMismatch, read_predictions, run_eval
-from voxqa.phantom import write_phantom
-from voxqa.render import RenderSettings, map_box, render_dataset
+from voxqa.render import map_box
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("eval")
-    p = write_phantom(tmp / "src", n=8, seed=4)
-    out = tmp / "ds"
-    build_fastmri_plus([(p["annotations"], p["file_list"])], out, volumes=p["volumes"],
-                       fractions=(0.5, 0.25, 0.25))
-    render_dataset(out, RenderSettings(size=160, context=4))
-    return out
+    return rendered_phantom(tmp_path_factory.mktemp("eval"), n=8, seed=4, size=160, context=4)
 
 
 def _gold(item, frame_size):

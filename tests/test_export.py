@@ -10,15 +10,13 @@ from pathlib import Path
 
 import datasets
 import pytest
+from conftest import rendered_phantom, rendered_segmentation
 
 from voxqa.boxconv import PROFILES, from_convention, max_roundtrip_error
-from voxqa.build import build_fastmri_plus, build_segmentation
 from voxqa.dataset import ITEMS, read_items, read_studies, write_jsonl
 from voxqa.export import FORMATS, SUMMARY, export_dataset
-from voxqa.phantom import write_phantom, write_segmentation_phantom
-from voxqa.render import RenderSettings, map_box, render_dataset
+from voxqa.render import map_box
 from voxqa.schema import Item
-from voxqa.sources.segmentation import SegSpec
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +24,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A fastMRI+ phantom (128 px frames rendered at 200 px) and a segmentation phantom
     (60 x 50 frames rendered at 96 x 80: non-square, with box3d answers)."""
     root = tmp_path_factory.mktemp("export")
-    p = write_phantom(root / "knee_src", n=12, seed=0)
-    knee = root / "knee"
-    build_fastmri_plus([(p["annotations"], p["file_list"])], knee, volumes=p["volumes"], seed=0,
-                       fractions=(0.6, 0.2, 0.2))
-    render_dataset(knee, RenderSettings(size=200, context=8), workers=1)
-    s = write_segmentation_phantom(root / "seg_src")
-    seg = root / "seg"
-    build_segmentation([SegSpec(study_id="s", image=s["image"], labels=s["labels"],
-                                label_names=s["label_names"], modality="CT")], seg, fractions=(1.0, 0.0, 0.0))
-    render_dataset(seg, RenderSettings(size=96, context=4), workers=1)
+    knee = rendered_phantom(root, n=12, seed=0, size=200, context=8, fractions=(0.6, 0.2, 0.2))
+    seg = rendered_segmentation(root, size=96, context=4)
     return {"knee": knee, "seg": seg}
 
 

@@ -9,16 +9,14 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from conftest import rendered_phantom, rendered_segmentation
 
 from voxqa.boxconv import PROFILES, get_profile, max_roundtrip_error, to_convention
-from voxqa.build import build_fastmri_plus, build_segmentation
 from voxqa.dataset import read_items, read_studies
 from voxqa.eval.parse import PARSERS, ParseResult, clean_reply, parse_answer
 from voxqa.export.base import InlineBoxes, build_sample
-from voxqa.phantom import write_phantom, write_segmentation_phantom
-from voxqa.render import RenderSettings, map_box, render_dataset
+from voxqa.render import map_box
 from voxqa.schema import Answer, Item
-from voxqa.sources.segmentation import SegSpec
 
 OPTIONS = ["Meniscus Tear", "Joint Bodies", "Grade C lesion", "Soft Tissue Lesion"]
 
@@ -68,16 +66,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Item,
     """(folder, item, study frame size) of every item of two rendered phantoms: fastMRI+
     (128 px frames at 160 px) and a segmentation phantom (60 x 50 at 96 x 80, box3d answers)."""
     root = tmp_path_factory.mktemp("parse")
-    p = write_phantom(root / "knee_src", n=6, seed=0)
-    knee = root / "knee"
-    build_fastmri_plus([(p["annotations"], p["file_list"])], knee, volumes=p["volumes"],
-                       fractions=(0.5, 0.25, 0.25))
-    render_dataset(knee, RenderSettings(size=160, context=4), workers=1)
-    s = write_segmentation_phantom(root / "seg_src")
-    seg = root / "seg"
-    build_segmentation([SegSpec(study_id="s", image=s["image"], labels=s["labels"],
-                                label_names=s["label_names"], modality="CT")], seg, fractions=(1.0, 0.0, 0.0))
-    render_dataset(seg, RenderSettings(size=96, context=4), workers=1)
+    knee = rendered_phantom(root, n=6, seed=0, size=160, context=4)
+    seg = rendered_segmentation(root, size=96, context=4)
     rows = []
     for folder in (knee, seg):
         sizes = {st.id: st.frame_size for st in read_studies(folder)}

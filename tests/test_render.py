@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import rendered_phantom
 from PIL import Image
 
 from voxqa.build import build_fastmri_plus, build_segmentation
@@ -21,13 +22,8 @@ from voxqa.sources.segmentation import SegSpec
 
 @pytest.fixture(scope="module")
 def fastmri(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("render")
-    p = write_phantom(tmp / "src", n=8, seed=3)
-    out = tmp / "ds"
-    build_fastmri_plus([(p["annotations"], p["file_list"])], out, volumes=p["volumes"],
-                       fractions=(0.5, 0.25, 0.25))
-    render_dataset(out, RenderSettings(size=200, context=6), workers=2)
-    return out
+    return rendered_phantom(tmp_path_factory.mktemp("render"), n=8, seed=3, size=200, context=6,
+                            workers=2)
 
 
 def _png(folder: Path, rel: str) -> np.ndarray:
