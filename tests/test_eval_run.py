@@ -241,3 +241,45 @@ def test_compare_leaderboard(rendered, tmp_path) -> None:
     assert rows[0][:2] == ["run", "model"] and rows[1][0] == "chance"
     assert [r[1] for r in rows[2:]] == ["oracle", "prior"]
     assert rows[2][5].startswith("1.000")
+
+
+def test_mirrored_control_flips_images_sides_and_boxes(tmp_path) -> None:
+    from conftest import rendered_segmentation
+
+    from voxqa.eval.score import score_run
+
+    ds = rendered_segmentation(tmp_path, size=96, context=4)
+    sent = []
+
+    def answer(content: list) -> str:
+        sent.append([base64.b64decode(p["image_url"]["url"].split(",", 1)[1])
+                     for p in content if p["type"] == "image_url"])
+        return "right"
+
+    with StubServer(answer) as srv:
+        model = make_model("openai:stub-vlm", ds, base_url=srv.url)
+        _run(ds, tmp_path / "mir", model, split=None, control="mirrored", tasks=("spatial",),
+             concurrency=1, limit=40)
+    items = [it for it in read_items(ds) if it.task == "spatial" and not it.id.endswith(":point")][:40]
+    for shown, it in zip(sent, items):  # one worker: requests in item order
+        own = np.asarray(Image.open(ds / it.images[0].path))
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(shown[0]))), own[:, ::-1])
+    # "right" is right exactly for the structures on the patient's left (mirrored)
+    score_run(tmp_path / "mir")
+    preds = read_predictions(tmp_path / "mir" / PREDICTIONS)
+    lateral = [it for it in items if it.options == ["left", "right"] and "larger" not in it.question]
+    assert lateral
+    from voxqa.eval.controls import mirror_item
+    from voxqa.eval.metrics import score_item
+    from voxqa.eval.score import gold_value
+
+    for it in lateral:
+        assert preds[it.id]["parsed"] == 1
+        gold = gold_value(it, (60, 50), ds, "pixel", mirrored=True)
+        assert gold == 1 - it.answer.value == mirror_item(it).answer.value
+        assert score_item("choice", gold, 1)["correct"] == (it.options[it.answer.value] == "left")
+    oracle = asyncio.run(run_eval(RunConfig(dataset=ds, out=tmp_path / "o", split=None,
+                                            control="mirrored"), make_model("oracle", ds)))
+    assert oracle["ok"] == oracle["items"]
+    res = score_run(tmp_path / "o")["overall"]["metrics"]
+    assert res["accuracy"]["mean"] == 1.0 and res["miou"]["mean"] == 1.0

@@ -23,8 +23,8 @@ from voxqa.labelnames import midline
 from voxqa.relations import (
     TOUCH_TOLERANCE_MM,
     SegGeometry,
-    containers,
     contacts,
+    containers,
     estimate_midline,
     interior_point,
     label_masks,
@@ -39,10 +39,10 @@ from voxqa.structures import Structure
 from voxqa.tasks import FAMILIES, Context, StudyView
 from voxqa.tasks.spatial import (
     MAX_OVERLAP_MM,
-    MIN_STRUCTURE_VOXELS,
     MIN_CENTROID_MM,
     MIN_PAIRED_RATIO,
     MIN_SIZE_RATIO,
+    MIN_STRUCTURE_VOXELS,
     VOLUME_TOLERANCE,
     is_lesion,
 )

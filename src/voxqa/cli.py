@@ -182,7 +182,7 @@ def eval_(
     base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")] = None,
     split: Annotated[str, typer.Option("--split", help="train | val | test | all")] = "test",
     mode: Annotated[str, typer.Option("--mode", help="minimal | structured | oracle_region")] = "minimal",
-    control: Annotated[str, typer.Option("--control", help="none | blank | shuffled")] = "none",
+    control: Annotated[str, typer.Option("--control", help="none | blank | shuffled | mirrored")] = "none",
     profile: Annotated[str, typer.Option("--profile", help="Box convention of the model (see `voxqa profiles`).")] = "pixel",
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1)] = None,

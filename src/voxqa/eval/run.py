@@ -32,6 +32,7 @@ from rich.progress import Progress
 from voxqa import __version__
 from voxqa.boxconv import get_profile
 from voxqa.dataset import ITEMS, read_items, read_studies
+from voxqa.eval.controls import CONTROLS, mirror_item, mirrorable, mirrored_png
 from voxqa.eval.models.base import ModelAdapter, PermanentError
 from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, build_prompt
@@ -39,7 +40,6 @@ from voxqa.schema import Item
 
 RUN = "run.json"
 PREDICTIONS = "predictions.jsonl"
-CONTROLS = ("none", "blank", "shuffled")
 FLUSH_EVERY = 16  # lines between fsyncs
 FLUSH_SECONDS = 2.0
 
@@ -73,6 +73,7 @@ def select(items: Sequence[Item], cfg: RunConfig) -> list[Item]:
         if (cfg.split is None or it.split == cfg.split)
         and (cfg.tasks is None or it.task in cfg.tasks)
         and it.images
+        and (cfg.control != "mirrored" or mirrorable(it))
     ]
     return chosen[: cfg.limit] if cfg.limit is not None else chosen
 
@@ -140,6 +141,8 @@ def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], 
     assert item.images
     if cfg.control == "none":
         return None
+    if cfg.control == "mirrored":
+        return [str(mirrored_png(folder / im.path, cfg.out / "controls")) for im in item.images]
     if cfg.control == "blank":
         blank_dir = cfg.out / "controls"
         blank_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +194,8 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
     counts = {"items": len(items), "already_done": len(items) - len(todo), "ok": 0, "failed": 0}
 
     async def one(item: Item) -> None:
-        prompt: Prompt = build_prompt(item, folder, frame_sizes[item.study_id], profile, cfg.mode,
+        shown = mirror_item(item) if cfg.control == "mirrored" else item
+        prompt: Prompt = build_prompt(shown, folder, frame_sizes[item.study_id], profile, cfg.mode,
                                       _control_images(cfg, item, by_study, folder))
         t0 = time.monotonic()
         async with gate:

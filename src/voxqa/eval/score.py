@@ -16,6 +16,7 @@ import orjson
 
 from voxqa.boxconv import get_profile
 from voxqa.dataset import read_items, read_studies
+from voxqa.eval.controls import mirror_box, mirror_item
 from voxqa.eval.metrics import aggregate, score_item
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
 from voxqa.export.base import InlineBoxes, build_sample
@@ -25,9 +26,12 @@ from voxqa.schema import Item
 RESULTS = "results.json"
 
 
-def gold_value(item: Item, frame_size: tuple[int, int], folder: Path, profile: str) -> Any:
+def gold_value(item: Item, frame_size: tuple[int, int], folder: Path, profile: str,
+               mirrored: bool = False) -> Any:
     """The item's answer value with boxes in pixels of its rendered images; a text answer
     with the boxes it quotes in the profile's convention, as the model was asked to write."""
+    if mirrored:
+        item = mirror_item(item)
     value = item.answer.model_dump(mode="json")["value"]
     if item.answer.type == "text" and item.images:
         p = get_profile(profile)
@@ -35,9 +39,14 @@ def gold_value(item: Item, frame_size: tuple[int, int], folder: Path, profile: s
     if item.answer.type not in ("boxes", "box3d") or not item.images:
         return value
     size = (item.images[0].width, item.images[0].height)
+
+    def to_image(box: Any) -> list[int]:
+        mapped = map_box(box, frame_size, size)
+        return list(mirror_box(mapped, size[0]) if mirrored else mapped)
+
     if item.answer.type == "boxes":
-        return [{"frame": b["frame"], "box": list(map_box(b["box"], frame_size, size))} for b in value]
-    return {**value, "box": list(map_box(value["box"], frame_size, size))}
+        return [{"frame": b["frame"], "box": to_image(b["box"])} for b in value]
+    return {**value, "box": to_image(value["box"])}
 
 
 def score_run(run: Path) -> dict[str, Any]:
@@ -47,7 +56,7 @@ def score_run(run: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{run / RUN}: not found (is {run} a voxqa run folder?)")
     ident = orjson.loads((run / RUN).read_bytes())["identity"]
     folder = Path(ident["dataset"])
-    cfg = RunConfig(dataset=folder, out=run, split=ident["split"],
+    cfg = RunConfig(dataset=folder, out=run, split=ident["split"], control=ident["control"],
                     tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"])
     studies = {s.id: s for s in read_studies(folder)}
     items = select(read_items(folder), cfg)
@@ -58,7 +67,8 @@ def score_run(run: Path) -> dict[str, Any]:
         pred = preds.get(it.id)
         ok = bool(pred and pred["status"] == "ok" and pred["parse_ok"])
         scores = score_item(
-            it.answer.type, gold_value(it, studies[it.study_id].frame_size, folder, ident["profile"]),
+            it.answer.type, gold_value(it, studies[it.study_id].frame_size, folder, ident["profile"],
+                                       mirrored=ident["control"] == "mirrored"),
             pred["parsed"] if ok else None,
             tolerance=getattr(it.answer, "tolerance", 0.0), scale=getattr(it.answer, "scale", ()),
             vocabulary=vocabulary,

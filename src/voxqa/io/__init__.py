@@ -8,7 +8,14 @@ from .dicom import read_dicom_series
 from .fastmri import probe_fastmri_h5, read_fastmri_h5
 from .nifti import read_nifti
 from .nrrd import read_nrrd
-from .volume import PathLike, Volume, VolumeError, canonicalize, check_array, require_exists
+from .volume import (
+    PathLike,
+    Volume,
+    VolumeError,
+    canonicalize,
+    check_array,
+    require_exists,
+)
 
 __all__ = [
     "FORMATS",

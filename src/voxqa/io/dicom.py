@@ -18,7 +18,15 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from .volume import LPS_TO_RAS, PathLike, Volume, VolumeError, check_array, reading, require_exists
+from .volume import (
+    LPS_TO_RAS,
+    PathLike,
+    Volume,
+    VolumeError,
+    check_array,
+    reading,
+    require_exists,
+)
 
 log = logging.getLogger(__name__)
 

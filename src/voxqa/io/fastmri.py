@@ -5,7 +5,15 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from .volume import PathLike, Volume, VolumeError, check_array, reading, require_exists, voxel_dtype
+from .volume import (
+    PathLike,
+    Volume,
+    VolumeError,
+    check_array,
+    reading,
+    require_exists,
+    voxel_dtype,
+)
 
 DEFAULT_DATASET = "reconstruction_rss"
 

@@ -14,7 +14,15 @@ from __future__ import annotations
 import nrrd
 import numpy as np
 
-from .volume import PathLike, Volume, VolumeError, check_array, reading, require_exists, voxel_dtype
+from .volume import (
+    PathLike,
+    Volume,
+    VolumeError,
+    check_array,
+    reading,
+    require_exists,
+    voxel_dtype,
+)
 
 _RAS_SIGNS: dict[str, tuple[float, float, float]] = {
     "right-anterior-superior": (1.0, 1.0, 1.0),

@@ -1,11 +1,11 @@
 """Task families: each turns studies into QA items. Register new families in FAMILIES."""
 
+from voxqa.labelnames import midline, pair_of
 from voxqa.tasks.base import Context, StudyView, TaskFamily
 from voxqa.tasks.captioning import Captioning
 from voxqa.tasks.classification import Classification
 from voxqa.tasks.counting import Counting
 from voxqa.tasks.detection import Detection
-from voxqa.labelnames import midline, pair_of
 from voxqa.tasks.localization import Localization
 from voxqa.tasks.spatial import Spatial
 

@@ -12,7 +12,15 @@ from collections import Counter
 from collections.abc import Sequence
 
 from voxqa.schema import Item
-from voxqa.tasks.base import Context, StudyView, cite, frames_text, group_by, make_item, rng
+from voxqa.tasks.base import (
+    Context,
+    StudyView,
+    cite,
+    frames_text,
+    group_by,
+    make_item,
+    rng,
+)
 
 TASK = "counting"
 

@@ -1,0 +1,144 @@
+"""A local Hugging Face vision-language model (`hf:PATH`), run in-process with transformers.
+
+The folder must hold what ``AutoProcessor`` and ``AutoModelForImageTextToText`` load (a
+``save_pretrained`` output); nothing is downloaded (``local_files_only=True``). The prompt's
+parts become one user message of {"type": "image"} / {"type": "text"} content parts, rendered
+by the processor's chat template; the PNGs are fed as RGB PIL images in prompt order.
+Decoding is greedy (``do_sample=False``) and only the new tokens are decoded.
+
+Batching: ``answer`` is async. Concurrent calls (the runner's ``concurrency``) are queued;
+a drain task takes up to ``batch_size`` pending prompts at a time and generates them as one
+left-padded batch in a worker thread (``asyncio.to_thread``), so the event loop stays free
+and one generation runs at a time. The batch size is the smaller of ``batch_size`` and the
+runner's concurrency. A failed batch fails each of its items (as ``RuntimeError``, which the
+runner records and retries on the next run).
+
+``identity()`` hashes config.json only (not the weights): re-saving different weights under
+the same config in the same folder is not detected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from voxqa.eval.models.base import PermanentError
+from voxqa.eval.prompts import Prompt
+from voxqa.schema import Item
+
+
+def messages_for(prompt: Prompt) -> list[dict[str, Any]]:
+    """The chat messages of a prompt: one user turn of image / text content parts."""
+    content: list[dict[str, Any]] = []
+    for kind, value in prompt.parts:
+        if kind == "image":
+            content.append({"type": "image"})
+        else:
+            content.append({"type": "text", "text": value})
+    return [{"role": "user", "content": content}]
+
+
+class HFLocal:
+    def __init__(self, path: str, *, max_new_tokens: int = 64, batch_size: int = 4,
+                 device: str = "cpu", dtype: str | None = None):
+        folder = Path(path)
+        if not (folder / "config.json").is_file():
+            raise PermanentError(f"hf:{path}: no config.json in {folder} (need a save_pretrained folder)")
+        try:
+            import torch
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise PermanentError("hf:PATH needs the 'hf' extra and torch: pip install 'voxqa[hf]'") from exc
+        self.path, self.spec = str(path), f"hf:{path}"
+        self.max_new_tokens, self.batch_size, self.device = max_new_tokens, max(1, batch_size), device
+        self._torch = torch
+        self.config_sha256 = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+        self.processor = AutoProcessor.from_pretrained(self.path, local_files_only=True)
+        tok = getattr(self.processor, "tokenizer", None)
+        if tok is not None:
+            tok.padding_side = "left"  # decoder-only batched generation
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+        self._tokenizer = tok
+        if dtype is None:
+            dtype = "float32" if device == "cpu" else "auto"
+        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+        # transformers >= 4.56 calls it `dtype` (the old `torch_dtype` is deprecated)
+        self.model = AutoModelForImageTextToText.from_pretrained(self.path, local_files_only=True,
+                                                                 dtype=torch_dtype)
+        self.model.to(device).eval()
+        self.image_token_id = getattr(self.processor, "image_token_id", None)
+        # what each generate() call fed the model (prompts, images, image placeholder tokens)
+        self.stats: list[dict[str, int]] = []
+        self._pending: list[tuple[Prompt, asyncio.Future[str]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"spec": self.spec, "path": str(Path(self.path).resolve()),
+                "config_sha256": self.config_sha256, "max_new_tokens": self.max_new_tokens,
+                "greedy": True}
+
+    async def answer(self, prompt: Prompt, item: Item) -> str:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+        self._pending.append((prompt, fut))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        while self._pending:
+            await asyncio.sleep(0)  # let the callers started together enqueue
+            self._pending = [(p, f) for p, f in self._pending if not f.done()]  # cancelled callers
+            batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size:]
+            if not batch:
+                break
+            try:
+                outs = await asyncio.to_thread(self.generate, [p for p, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every item of the batch fails the same way
+                err = exc if isinstance(exc, (RuntimeError, OSError)) else RuntimeError(f"{type(exc).__name__}: {exc}")
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for (_, fut), out in zip(batch, outs):
+                if not fut.done():
+                    fut.set_result(out)
+
+    def inputs(self, prompts: list[Prompt]) -> Any:
+        """The processor's tensors for a batch of prompts (images in prompt order)."""
+        from PIL import Image
+
+        texts, images = [], []
+        for p in prompts:
+            texts.append(self.processor.apply_chat_template(messages_for(p), add_generation_prompt=True,
+                                                            tokenize=False))
+            for kind, value in p.parts:
+                if kind == "image":
+                    with Image.open(value) as im:
+                        images.append(im.convert("RGB"))
+        kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
+        if images:
+            kwargs["images"] = images
+        return self.processor(**kwargs), len(images)
+
+    def generate(self, prompts: list[Prompt]) -> list[str]:
+        """Greedy answers for a batch of prompts (blocking; called in a worker thread)."""
+        torch = self._torch
+        enc, n_images = self.inputs(prompts)
+        enc = enc.to(self.device)
+        ids = enc["input_ids"]
+        n_image_tokens = int((ids == self.image_token_id).sum()) if self.image_token_id is not None else -1
+        self.stats.append({"prompts": len(prompts), "images": n_images, "image_tokens": n_image_tokens})
+        pad = self._tokenizer.pad_token_id if self._tokenizer is not None else None
+        with torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      pad_token_id=pad)
+        new = out[:, ids.shape[1]:]
+        decode = self._tokenizer.batch_decode if self._tokenizer is not None else self.processor.batch_decode
+        return [t.strip() for t in decode(new, skip_special_tokens=True)]
+
+    async def close(self) -> None:
+        """Nothing to release between runs (the weights stay loaded for the next run)."""
