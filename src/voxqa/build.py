@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from voxqa import __version__
-from voxqa.dataset import sha256_file, write_dataset
+from voxqa.dataset import no_gc, sha256_file, write_dataset
 from voxqa.errors import BuildError
 from voxqa.frames import FRAME_CONVENTION, frame_size
 from voxqa.geometry import union_box
@@ -55,18 +53,6 @@ BOX_CONVENTION = {
     "origin": "top-left pixel corner of the stored frame",
     "frames": "0-based indices along the study's view_axis",
 }
-
-
-@contextmanager
-def no_gc() -> Iterator[None]:
-    """Builds allocate many small acyclic objects; cyclic GC passes only cost time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def generate_items(views: Sequence[StudyView], ctx: Context, families: Sequence[str]) -> list[Item]:

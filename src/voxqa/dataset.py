@@ -7,8 +7,10 @@ and seed are byte-identical. Items and studies are validated again when read bac
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,18 @@ MANIFEST = "manifest.json"
 STUDIES = "studies.jsonl"
 ITEMS = "items.jsonl"
 REPORT = "build_report.json"
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Builds and reads allocate many small acyclic objects; cyclic GC passes only cost time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def sha256_file(path: Path) -> str:
@@ -78,7 +92,19 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def read_items(folder: Path) -> list[Item]:
-    return [Item.model_validate(row) for _, row in _read_jsonl(folder / ITEMS)]
+    """Items validated straight from their JSON text (pydantic's parser: fastest)."""
+    path = folder / ITEMS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (is {folder} a voxqa dataset folder?)")
+    items = []
+    with no_gc(), path.open("rb") as fh:
+        for n, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    items.append(Item.model_validate_json(line))
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{n}: not a valid item ({exc})") from None
+    return items
 
 
 def read_studies(folder: Path) -> list[Study]:

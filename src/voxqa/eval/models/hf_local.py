@@ -134,7 +134,7 @@ class HFLocal:
         self.stats.append({"prompts": len(prompts), "images": n_images, "image_tokens": n_image_tokens})
         pad = self._tokenizer.pad_token_id if self._tokenizer is not None else None
         with torch.inference_mode():
-            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
                                       pad_token_id=pad)
         new = out[:, ids.shape[1]:]
         decode = self._tokenizer.batch_decode if self._tokenizer is not None else self.processor.batch_decode

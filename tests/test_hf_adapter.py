@@ -1,0 +1,143 @@
+"""`hf:PATH`: a tiny randomly initialised LLaVA built here, loaded back through HFLocal (CPU, offline)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from conftest import rendered_phantom
+
+from voxqa.boxconv import get_profile
+from voxqa.dataset import read_items, read_studies
+from voxqa.eval.models.hf_local import HFLocal
+from voxqa.eval.prompts import build_prompt
+from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, run_eval
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<image>{% else %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+SIZE, PATCH = 30, 15
+TOKENS_PER_IMAGE = (SIZE // PATCH) ** 2  # "default" strategy drops CLS
+
+
+def _write_tiny_llava(folder: Path, corpus: list[str]) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>", pad_token="<pad>",
+                                  extra_special_tokens={"image_token": "<image>"})
+    tok.chat_template = CHAT_TEMPLATE
+    image_processor = CLIPImageProcessor(size={"shortest_edge": SIZE},
+                                         crop_size={"height": SIZE, "width": SIZE})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH,
+                               vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
+                               image_token="<image>", num_additional_image_tokens=1)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                              num_attention_heads=4, image_size=SIZE, patch_size=PATCH, projection_dim=32)
+    text = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=4, vocab_size=len(tok), max_position_embeddings=4096,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                       pad_token_id=tok.pad_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text,
+                         image_token_index=tok.convert_tokens_to_ids("<image>"),
+                         vision_feature_select_strategy="default", vision_feature_layer=-1,
+                         image_seq_length=TOKENS_PER_IMAGE)
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    ds = rendered_phantom(root, n=4, seed=0, size=32, context=2)
+    items = [it for it in read_items(ds) if it.images]
+    frame_sizes = {s.id: s.frame_size for s in read_studies(ds)}
+    prompts = [build_prompt(it, ds, frame_sizes[it.study_id], get_profile("pixel")) for it in items]
+    corpus = [t for p in prompts for k, t in p.parts if k == "text"] * 3
+    model_dir = root / "tiny-llava"
+    _write_tiny_llava(model_dir, corpus)
+    return ds, items, prompts, model_dir
+
+
+def test_hf_local_answers_deterministically(setup):
+    _, items, prompts, model_dir = setup
+    adapter = HFLocal(str(model_dir), max_new_tokens=8, batch_size=2)
+    assert adapter.spec == f"hf:{model_dir}"
+    ident = adapter.identity()
+    assert ident["greedy"] is True and ident["max_new_tokens"] == 8 and len(ident["config_sha256"]) == 64
+
+    chosen = list(zip(prompts, items))[:3]
+
+    async def all_at_once():
+        return await asyncio.gather(*(adapter.answer(p, it) for p, it in chosen))
+
+    first = asyncio.run(all_at_once())
+    assert all(isinstance(a, str) for a in first)
+    # concurrent calls were batched (batch_size 2: 3 prompts -> 2 generate calls)
+    assert [s["prompts"] for s in adapter.stats] == [2, 1]
+    n_images = sum(1 for p, _ in chosen for k, _ in p.parts if k == "image")
+    assert n_images > 0
+    assert sum(s["images"] for s in adapter.stats) == n_images
+    # each image is one <image> in the template, expanded to its feature tokens by the processor
+    assert sum(s["image_tokens"] for s in adapter.stats) == n_images * TOKENS_PER_IMAGE
+    for p, _ in chosen:
+        text = adapter.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"} if k == "image" else {"type": "text", "text": v}
+                                          for k, v in p.parts]}], add_generation_prompt=True, tokenize=False)
+        assert text.count("<image>") == sum(1 for k, _ in p.parts if k == "image")
+
+    # deterministic: again, one at a time (no batching, so no padding), same answers
+    second = [asyncio.run(adapter.answer(p, it)) for p, it in chosen]
+    assert second == first
+    assert adapter.generate([chosen[0][0]]) == [first[0]]
+
+
+def test_hf_local_through_run_eval(setup, tmp_path):
+    ds, _, _, model_dir = setup
+    adapter = HFLocal(str(model_dir), max_new_tokens=8, batch_size=4)
+    out = tmp_path / "run"
+    counts = asyncio.run(run_eval(RunConfig(dataset=ds, out=out, split=None, limit=3), adapter))
+    assert counts["ok"] == 3 and counts["failed"] == 0
+    records = read_predictions(out / PREDICTIONS)
+    assert len(records) == 3 and all(r["status"] == "ok" and isinstance(r["raw"], str)
+                                     for r in records.values())
+    assert (out / RUN).is_file()
+    # a second run finds everything done and generates nothing
+    before = len(adapter.stats)
+    again = asyncio.run(run_eval(RunConfig(dataset=ds, out=out, split=None, limit=3), adapter))
+    assert again["already_done"] == 3 and len(adapter.stats) == before
+
+
+def test_hf_local_missing_folder_is_permanent(tmp_path):
+    from voxqa.eval.models.base import PermanentError
+
+    with pytest.raises(PermanentError):
+        HFLocal(str(tmp_path / "nope"))
