@@ -141,3 +141,17 @@ def test_hf_local_missing_folder_is_permanent(tmp_path):
 
     with pytest.raises(PermanentError):
         HFLocal(str(tmp_path / "nope"))
+
+
+def test_cli_eval_with_hf_spec(setup, tmp_path):
+    from typer.testing import CliRunner
+
+    from voxqa.cli import app
+
+    ds, _, _, model_dir = setup
+    res = CliRunner().invoke(app, ["eval", str(ds), "--model", f"hf:{model_dir}", "--out",
+                                   str(tmp_path / "run"), "--split", "all", "--limit", "2"])
+    assert res.exit_code == 0, res.output
+    lines = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all('"status":"ok"' in line for line in lines)
+    assert (tmp_path / "run" / "results.json").is_file()

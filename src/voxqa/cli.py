@@ -177,7 +177,7 @@ def export(
 @app.command("eval")
 def eval_(
     folder: Annotated[Path, typer.Argument(help="A rendered voxqa dataset folder.")],
-    model: Annotated[str, typer.Option("--model", help="random | prior | oracle | openai:MODEL")],
+    model: Annotated[str, typer.Option("--model", help="random | prior | oracle | openai:MODEL | hf:PATH")],
     out: Annotated[Path, typer.Option("--out", help="Run folder (resumable).")],
     base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")] = None,
     split: Annotated[str, typer.Option("--split", help="train | val | test | all")] = "test",

@@ -1,4 +1,5 @@
-"""Model adapters by spec: `random`, `prior`, `oracle`, `openai:MODEL` (needs --base-url)."""
+"""Model adapters by spec: `random`, `prior`, `oracle`, `openai:MODEL` (needs --base-url),
+`hf:PATH` (a local transformers image-text-to-text model; needs torch and the `hf` extra)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from voxqa.eval.models.base import ModelAdapter, PermanentError
 from voxqa.eval.models.baselines import Oracle, Prior, Random
 from voxqa.eval.models.openai_chat import OpenAIChat
 
-SPECS = ("random", "prior", "oracle", "openai:MODEL")
+SPECS = ("random", "prior", "oracle", "openai:MODEL", "hf:PATH")
 
 
 def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: str | None = None,
@@ -34,6 +35,10 @@ def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: st
             raise ValueError("openai:MODEL needs --base-url (e.g. http://localhost:8000/v1)")
         return OpenAIChat(spec.split(":", 1)[1], base_url, api_key_env=api_key_env,
                           timeout=timeout, max_retries=max_retries, seed=seed)
+    if spec.startswith("hf:"):
+        from voxqa.eval.models.hf_local import HFLocal  # transformers is an optional extra
+
+        return HFLocal(spec.split(":", 1)[1])
     raise ValueError(f"unknown model spec {spec!r}; known: {', '.join(SPECS)}")
 
 
