@@ -12,12 +12,14 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel
 
 from voxqa.schema import Item, Study
+
+M = TypeVar("M", bound=BaseModel)
 
 MANIFEST = "manifest.json"
 STUDIES = "studies.jsonl"
@@ -79,36 +81,27 @@ def write_dataset(
         tmp.replace(out / name)
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def _read_models(path: Path, model: type[M]) -> list[M]:
+    """Models validated straight from their JSON lines (pydantic's parser: fastest)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (is {path.parent} a voxqa dataset folder?)")
-    with path.open("rb") as fh:
-        for n, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    yield n, orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: invalid JSON ({exc})") from None
-
-
-def read_items(folder: Path) -> list[Item]:
-    """Items validated straight from their JSON text (pydantic's parser: fastest)."""
-    path = folder / ITEMS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (is {folder} a voxqa dataset folder?)")
-    items = []
+    rows: list[M] = []
     with no_gc(), path.open("rb") as fh:
         for n, line in enumerate(fh, start=1):
             if line.strip():
                 try:
-                    items.append(Item.model_validate_json(line))
+                    rows.append(model.model_validate_json(line))
                 except ValueError as exc:
-                    raise ValueError(f"{path}:{n}: not a valid item ({exc})") from None
-    return items
+                    raise ValueError(f"{path}:{n}: not a valid {model.__name__} ({exc})") from None
+    return rows
+
+
+def read_items(folder: Path) -> list[Item]:
+    return _read_models(folder / ITEMS, Item)
 
 
 def read_studies(folder: Path) -> list[Study]:
-    return [Study.model_validate(row) for _, row in _read_jsonl(folder / STUDIES)]
+    return _read_models(folder / STUDIES, Study)
 
 
 def read_json(path: Path) -> dict[str, Any]:
