@@ -283,3 +283,35 @@ def test_mirrored_control_flips_images_sides_and_boxes(tmp_path) -> None:
     assert oracle["ok"] == oracle["items"]
     res = score_run(tmp_path / "o")["overall"]["metrics"]
     assert res["accuracy"]["mean"] == 1.0 and res["miou"]["mean"] == 1.0
+
+
+def test_llm_jury_majority_cache_and_ar_score(rendered, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from voxqa.cli import app
+
+    def judge(content: list) -> str:  # a judge that says yes when the candidate is the reference
+        text = content[0]["text"]
+        ref = text.split("Reference answer: ")[1].split("\nCandidate answer: ")[0]
+        cand = text.split("Candidate answer: ")[1].split("\nIs the candidate")[0]
+        return "Yes." if ref == cand else "No."
+
+    runner = CliRunner()
+    with StubServer(judge) as srv:
+        for spec in ("oracle", "random"):
+            assert runner.invoke(app, ["eval", str(rendered), "--model", spec, "--out",
+                                       str(tmp_path / spec), "--split", "all", "--tasks", "captioning"]).exit_code == 0
+            args = ["score", str(tmp_path / spec), "--judge-base-url", srv.url,
+                    "--judge", "openai:j1", "--judge", "openai:j2", "--judge", "openai:j3"]
+            res = runner.invoke(app, args)
+            assert res.exit_code == 0, res.output
+        n_requests = len(srv.requests)
+        assert n_requests > 0
+        assert runner.invoke(app, args).exit_code == 0  # re-scoring asks nobody again
+        assert len(srv.requests) == n_requests
+    oracle = json.loads((tmp_path / "oracle" / "results.json").read_text())["overall"]["metrics"]
+    assert oracle["judge"]["mean"] == 1.0 and oracle["ar_score"]["mean"] == pytest.approx(1.0)
+    rnd = json.loads((tmp_path / "random" / "results.json").read_text())["overall"]["metrics"]
+    assert rnd["judge"]["mean"] < 0.5 and rnd["ar_score"]["mean"] < 0.5
+    res = runner.invoke(app, ["score", str(tmp_path / "oracle"), "--judge", "gpt"])
+    assert res.exit_code == 2 and "--judge-base-url" in res.output

@@ -212,10 +212,10 @@ def eval_(
     _print_score(out)
 
 
-def _print_score(run: Path) -> None:
+def _print_score(run: Path, jury=None) -> None:  # noqa: ANN001 - a voxqa.eval.jury.Jury
     from voxqa.eval.score import RESULTS, score_run
 
-    results = score_run(run)
+    results = score_run(run, jury)
     overall = results["overall"]
     shown = {k: round(v["mean"], 4) for k, v in overall["metrics"].items()
              if v["mean"] is not None and k in ("accuracy", "set_f1", "frame_f1", "miou", "iou3d", "bleu")}
@@ -224,10 +224,24 @@ def _print_score(run: Path) -> None:
 
 
 @app.command()
-def score(run: Annotated[Path, typer.Argument(help="A run folder of `voxqa eval`.")]) -> None:
-    """Re-score a run without re-running it (writes RUN/results.json)."""
+def score(
+    run: Annotated[Path, typer.Argument(help="A run folder of `voxqa eval`.")],
+    judge: Annotated[Optional[list[str]], typer.Option("--judge", help="openai:MODEL judging free-text answers (1-3, majority vote).")] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option("--judge-base-url", help="OpenAI-compatible server of the judges.")] = None,
+    judge_api_key_env: Annotated[str, typer.Option("--judge-api-key-env")] = "OPENAI_API_KEY",
+) -> None:
+    """Re-score a run without re-running it (writes RUN/results.json); optionally with an LLM jury."""
+    jury = None
     try:
-        _print_score(run)
+        if judge:
+            from voxqa.eval.jury import Jury
+            from voxqa.eval.models.openai_chat import OpenAIChat
+
+            if not judge_base_url or any(not j.startswith("openai:") for j in judge):
+                raise ValueError("--judge takes openai:MODEL and needs --judge-base-url")
+            jury = Jury([OpenAIChat(j.split(":", 1)[1], judge_base_url, api_key_env=judge_api_key_env,
+                                    max_tokens=8) for j in judge], run)
+        _print_score(run, jury)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
 

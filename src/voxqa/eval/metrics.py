@@ -18,6 +18,7 @@ matching within frames) and accuracy per CT-SpatialVQA ``category`` group.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -54,6 +55,9 @@ MEAN_METRICS = {
     "bleu": "bleu",
     "rouge_l": "rouge_l",
     "entity_f1": "entity_f1",
+    "token_f1": "token_f1",
+    "judge": "judge",
+    "ar_score": "ar_score",
 }
 EXCESS = "accuracy_minus_chance"  # paired accuracy - chance, behind the below-chance flag
 MAX_FRAME_RANGE = 4096  # "frames 0-999999999" in a model's text must not exhaust memory
@@ -163,9 +167,25 @@ def _score_box3d(gold: Any, pred: Any) -> Scores:
 
 def _score_text(gold: str, pred: str | None, vocabulary: Sequence[str]) -> Scores:
     if pred is None:
-        return {"bleu": 0.0, "rouge_l": 0.0, "entity_f1": 0.0}
+        return {"bleu": 0.0, "rouge_l": 0.0, "entity_f1": 0.0, "token_f1": 0.0}
     return {"bleu": bleu(pred, gold), "rouge_l": rouge_l(pred, gold),
-            "entity_f1": entity_f1(pred, gold, vocabulary)}
+            "entity_f1": entity_f1(pred, gold, vocabulary), "token_f1": token_f1(pred, gold)}
+
+
+def token_f1(hypothesis: str, reference: str) -> float:
+    """Bag-of-words F1 over lower-cased word tokens (SQuAD-style): a model-free similarity."""
+    hyp, ref = _normalize(hypothesis).split(), _normalize(reference).split()
+    common = sum((Counter(hyp) & Counter(ref)).values())
+    if not hyp or not ref or not common:
+        return float(hyp == ref)
+    p, r = common / len(hyp), common / len(ref)
+    return 2 * p * r / (p + r)
+
+
+def ar_score(judge: float, scores: Scores) -> float:
+    """SGMRI-VQA's AR-score with token F1 standing in for BERTScore."""
+    sims = [scores.get(k) or 0.0 for k in ("token_f1", "bleu", "rouge_l")]
+    return 0.4 * judge + 0.6 * sum(sims) / len(sims)
 
 
 # --- building blocks --------------------------------------------------------------------------

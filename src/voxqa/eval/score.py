@@ -8,6 +8,7 @@ prediction count as unanswered (wrong, and in the parse-failure count).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import orjson
 from voxqa.boxconv import get_profile
 from voxqa.dataset import read_items, read_studies
 from voxqa.eval.controls import mirror_box, mirror_item
-from voxqa.eval.metrics import aggregate, score_item
+from voxqa.eval.jury import Jury
+from voxqa.eval.metrics import aggregate, ar_score, score_item
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
 from voxqa.export.base import InlineBoxes, build_sample
 from voxqa.render import map_box
@@ -49,8 +51,24 @@ def gold_value(item: Item, frame_size: tuple[int, int], folder: Path, profile: s
     return {**value, "box": to_image(value["box"])}
 
 
-def score_run(run: Path) -> dict[str, Any]:
-    """Score (or re-score) a run folder and write its results.json."""
+def _judge(jury: Jury, items: list[Item], golds: list[Any], preds: dict[str, Any],
+           records: list[dict[str, Any]]) -> None:
+    """Jury verdicts for the parsed free-text answers (unparsed ones score 0); the reference
+    is the gold text as the model was asked to write it (boxes in its convention)."""
+    todo = [(i, it) for i, it in enumerate(items) if it.answer.type == "text"]
+    asked = [(i, it) for i, it in todo if records[i]["parse_ok"]]
+    verdicts = asyncio.run(jury.verdicts(
+        [(it.question, str(golds[i]), str(preds[it.id]["parsed"])) for i, it in asked]))
+    judged = {i: v for (i, _), v in zip(asked, verdicts)}
+    for i, _ in todo:
+        scores = records[i]["scores"]
+        scores["judge"] = judged.get(i, 0.0)
+        scores["ar_score"] = ar_score(scores["judge"], scores)
+
+
+def score_run(run: Path, jury: Jury | None = None) -> dict[str, Any]:
+    """Score (or re-score) a run folder and write its results.json; a jury adds ``judge`` and
+    ``ar_score`` to free-text items."""
     run = Path(run)
     if not (run / RUN).is_file():
         raise FileNotFoundError(f"{run / RUN}: not found (is {run} a voxqa run folder?)")
@@ -62,13 +80,14 @@ def score_run(run: Path) -> dict[str, Any]:
     items = select(read_items(folder), cfg)
     vocabulary = sorted({it.label for it in items if it.label})
     preds = read_predictions(run / PREDICTIONS)
-    records = []
+    records, golds = [], []
     for it in items:
         pred = preds.get(it.id)
         ok = bool(pred and pred["status"] == "ok" and pred["parse_ok"])
+        golds.append(gold_value(it, studies[it.study_id].frame_size, folder, ident["profile"],
+                                mirrored=ident["control"] == "mirrored"))
         scores = score_item(
-            it.answer.type, gold_value(it, studies[it.study_id].frame_size, folder, ident["profile"],
-                                       mirrored=ident["control"] == "mirrored"),
+            it.answer.type, golds[-1],
             pred["parsed"] if ok else None,
             tolerance=getattr(it.answer, "tolerance", 0.0), scale=getattr(it.answer, "scale", ()),
             vocabulary=vocabulary,
@@ -81,6 +100,8 @@ def score_run(run: Path) -> dict[str, Any]:
         })
     if not records:
         raise ValueError(f"{run}: the run selects no items")
+    if jury is not None:
+        _judge(jury, items, golds, preds, records)
     results = aggregate(records)
     results["run"] = ident
     results["answered"] = sum(1 for it in items if preds.get(it.id, {}).get("status") == "ok")
