@@ -315,3 +315,13 @@ def test_llm_jury_majority_cache_and_ar_score(rendered, tmp_path) -> None:
     assert rnd["judge"]["mean"] < 0.5 and rnd["ar_score"]["mean"] < 0.5
     res = runner.invoke(app, ["score", str(tmp_path / "oracle"), "--judge", "gpt"])
     assert res.exit_code == 2 and "--judge-base-url" in res.output
+
+
+def test_macro_averages_weigh_groups_equally() -> None:
+    from voxqa.eval.score import macro_averages
+
+    results = {"by": {"label": {
+        "common": {"metrics": {"accuracy": {"mean": 0.9}, "miou": {"mean": None}}},
+        "rare": {"metrics": {"accuracy": {"mean": 0.1}}},
+    }}}
+    assert macro_averages(results) == {"label": {"accuracy": pytest.approx(0.5)}}

@@ -367,13 +367,22 @@ def _score(r: Mapping[str, Any], key: str) -> float | None:
 
 
 def _mean_metrics(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
+    # one pass over the records' own (few) scores, not one pass per metric
+    wanted = {key: [] for key in MEAN_METRICS.values()}
+    for i, r in enumerate(records):
+        for key, v in r["scores"].items():
+            if v is not None and key in wanted:
+                wanted[key].append((i, v))
     out = []
     for name, key in MEAN_METRICS.items():
-        vals = [_score(r, key) for r in records]
-        has = np.array([v is not None for v in vals])
-        if has.any():
-            v = np.array([x if x is not None else 0.0 for x in vals], dtype=float)
-            out.append(_Metric(name, np.column_stack([v, has]), _ratio, has))
+        if not wanted[key]:
+            continue
+        rows, vals = zip(*wanted[key])
+        v = np.zeros(len(records))
+        has = np.zeros(len(records), bool)
+        v[list(rows)] = vals
+        has[list(rows)] = True
+        out.append(_Metric(name, np.column_stack([v, has]), _ratio, has))
     return out
 
 

@@ -51,6 +51,20 @@ def gold_value(item: Item, frame_size: tuple[int, int], folder: Path, profile: s
     return {**value, "box": to_image(value["box"])}
 
 
+def macro_averages(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per grouping (task, label, ...): each metric's unweighted mean over the groups that
+    have it, so rare labels weigh as much as common ones."""
+    out: dict[str, dict[str, float]] = {}
+    for key, groups in results["by"].items():
+        per_metric: dict[str, list[float]] = {}
+        for group in groups.values():
+            for name, m in group["metrics"].items():
+                if m["mean"] is not None:
+                    per_metric.setdefault(name, []).append(m["mean"])
+        out[key] = {name: sum(v) / len(v) for name, v in sorted(per_metric.items())}
+    return out
+
+
 def _judge(jury: Jury, items: list[Item], golds: list[Any], preds: dict[str, Any],
            records: list[dict[str, Any]]) -> None:
     """Jury verdicts for the parsed free-text answers (unparsed ones score 0); the reference
@@ -103,6 +117,7 @@ def score_run(run: Path, jury: Jury | None = None) -> dict[str, Any]:
     if jury is not None:
         _judge(jury, items, golds, preds, records)
     results = aggregate(records)
+    results["macro"] = macro_averages(results)
     results["run"] = ident
     results["answered"] = sum(1 for it in items if preds.get(it.id, {}).get("status") == "ok")
     results["failed"] = sum(1 for it in items if preds.get(it.id, {}).get("status") == "failed")
