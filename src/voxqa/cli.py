@@ -269,6 +269,23 @@ def compare(
 
 
 @app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders of `voxqa eval`.")],
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("report.html"),
+    max_items: Annotated[int, typer.Option("--max-items", min=1, help="Items in the browser.")] = 200,
+) -> None:
+    """One self-contained HTML report: leaderboard, chart, item browser with boxes."""
+    from voxqa.htmlreport import build_report
+
+    try:
+        path = build_report(runs, out, max_items=max_items)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"[green]report[/] {path}")
+
+
+@app.command()
 def profiles() -> None:
     """Model box-convention profiles: what each one sends and expects."""
     from rich.table import Table

@@ -1,0 +1,155 @@
+"""`voxqa report`: one self-contained HTML file for people to look at runs.
+
+Everything is inline (CSS, JS, PNG frames as data URLs, SVG charts), so the file opens
+offline. Every string that came from a model or a dataset passes through jinja2's
+autoescaping: a model answer like ``<script>`` or ``onerror=`` shows as text. The chart is
+built from numbers only; its labels are escaped with ``html.escape``.
+
+The item browser shows a deterministic sample of the first run's items: their frames with
+ground-truth boxes (green) and each run's predicted boxes (red, dashed), the question and
+options, the reference answer and reasoning, and each run's raw and parsed answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import orjson
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from voxqa import __version__
+from voxqa.dataset import read_items, read_studies
+from voxqa.eval.compare import leaderboard
+from voxqa.eval.metrics import score_item
+from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
+from voxqa.eval.score import RESULTS, gold_value, score_run
+
+MAX_FRAMES_SHOWN = 4  # frames per item in the browser (the file must stay openable)
+
+
+def _chart(runs: list[dict[str, Any]]) -> str:
+    """Grouped bars: accuracy per task per run, with each task's chance as a line."""
+    tasks = sorted({t for r in runs for t, g in r["by"].get("task", {}).items()
+                    if g["metrics"].get("accuracy")})
+    if not tasks:
+        return "<p>No task with an accuracy.</p>"
+    bar, gap, h = 14, 18, 160
+    width = 60 + len(tasks) * (len(runs) * bar + gap)
+    colors = ["#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377"]
+    parts = [f'<svg id="chart" width="{width}" height="{h + 60}" role="img" aria-label="accuracy by task">',
+             f'<line x1="40" y1="{h}" x2="{width}" y2="{h}" stroke="#999"/>']
+    for tick in (0.0, 0.5, 1.0):
+        y = h - tick * h
+        parts.append(f'<text x="5" y="{y + 4:.1f}" font-size="10">{tick:.1f}</text>')
+    for ti, task in enumerate(tasks):
+        x0 = 50 + ti * (len(runs) * bar + gap)
+        for ri, r in enumerate(runs):
+            m = r["by"]["task"].get(task, {}).get("metrics", {}).get("accuracy")
+            if m and m["mean"] is not None:
+                y = h - m["mean"] * h
+                parts.append(f'<rect x="{x0 + ri * bar}" y="{y:.1f}" width="{bar - 2}" '
+                             f'height="{h - y:.1f}" fill="{colors[ri % len(colors)]}">'
+                             f'<title>{html.escape(r["run"]["model"]["spec"])}: {m["mean"]:.3f}</title></rect>')
+        chance = next((r["by"]["task"][task]["chance"] for r in runs
+                       if task in r["by"]["task"] and r["by"]["task"][task]["chance"] is not None), None)
+        if chance is not None:
+            y = h - chance * h
+            parts.append(f'<line x1="{x0 - 2}" y1="{y:.1f}" x2="{x0 + len(runs) * bar}" y2="{y:.1f}" '
+                         'stroke="#000" stroke-dasharray="3,2"><title>chance</title></line>')
+        parts.append(f'<text x="{x0}" y="{h + 14}" font-size="10">{html.escape(task)}</text>')
+    for ri, r in enumerate(runs):
+        parts.append(f'<rect x="{50 + ri * 150}" y="{h + 30}" width="10" height="10" '
+                     f'fill="{colors[ri % len(colors)]}"/><text x="{64 + ri * 150}" y="{h + 39}" '
+                     f'font-size="10">{html.escape(r["run"]["model"]["spec"])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _boxes_of(value: Any) -> list[tuple[int, list[int]]]:
+    """(frame, box) pairs of a parsed or gold boxes / box3d value."""
+    if isinstance(value, list):
+        return [(b["frame"], list(b["box"])) for b in value if isinstance(b, dict) and "box" in b]
+    if isinstance(value, dict) and "box" in value:
+        return [(value["frame_start"], list(value["box"]))]
+    return []
+
+
+def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
+    """Write the HTML report of ``runs`` (scored first if needed) to ``out``."""
+    if not runs:
+        raise ValueError("give at least one run folder")
+    results = []
+    for run in runs:
+        path = Path(run) / RESULTS
+        results.append(orjson.loads(path.read_bytes()) if path.is_file() else score_run(run))
+    header, rows = leaderboard(runs)
+    ident = orjson.loads((Path(runs[0]) / RUN).read_bytes())["identity"]
+    folder = Path(ident["dataset"])
+    cfg = RunConfig(dataset=folder, out=Path(runs[0]), split=ident["split"], control=ident["control"],
+                    tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"])
+    items = select(read_items(folder), cfg)
+    step = max(1, len(items) // max_items)
+    shown = items[::step][:max_items]
+    sizes = {s.id: s.frame_size for s in read_studies(folder)}
+    preds = [read_predictions(Path(r) / PREDICTIONS) for r in runs]
+    profiles = [orjson.loads((Path(r) / RUN).read_bytes())["identity"]["profile"] for r in runs]
+
+    entries = []
+    for it in shown:
+        gold = gold_value(it, sizes[it.study_id], folder, profiles[0])
+        run_preds = []
+        pred_boxes: dict[int, list[list[int]]] = {}
+        for run, p, profile in zip(runs, preds, profiles):
+            rec = p.get(it.id)
+            correct = ""
+            if rec is not None:
+                value = rec["parsed"] if rec["status"] == "ok" and rec["parse_ok"] else None
+                s = score_item(it.answer.type, gold_value(it, sizes[it.study_id], folder, profile), value,
+                               tolerance=getattr(it.answer, "tolerance", 0.0),
+                               scale=getattr(it.answer, "scale", ()))
+                if "correct" in s:
+                    correct = str(int(s["correct"] or 0))
+                for frame, box in _boxes_of(value):
+                    pred_boxes.setdefault(frame, []).append(box)
+            run_preds.append({
+                "run": Path(run).name, "correct": correct,
+                "raw": "" if rec is None else (rec["raw"] or ""),
+                "parsed": "" if rec is None else orjson.dumps(rec["parsed"]).decode(),
+                "error": "" if rec is None else (rec["error"] or rec.get("parse_error") or ""),
+            })
+        gt_boxes: dict[int, list[list[int]]] = {}
+        for e in it.evidence:
+            if e.image_box is not None:
+                gt_boxes.setdefault(e.frame, []).append(list(e.image_box))
+        for frame, box in _boxes_of(gold):
+            gt_boxes.setdefault(frame, []).append(box)
+        images = it.images or []
+        with_boxes = [im for im in images if im.frame in gt_boxes or im.frame in pred_boxes]
+        chosen = (with_boxes + [im for im in images if im not in with_boxes])[:MAX_FRAMES_SHOWN]
+        frames = [{
+            "frame": im.frame, "width": im.width, "height": im.height,
+            "zoom": max(1, 256 // max(im.width, im.height)),
+            "png": base64.b64encode((folder / im.path).read_bytes()).decode(),
+            "gt": gt_boxes.get(im.frame, []), "pred": pred_boxes.get(im.frame, []),
+        } for im in sorted(chosen, key=lambda im: im.frame)]
+        entries.append({
+            "id": it.id, "template": it.template, "task": it.task, "label": it.label or "",
+            "correct": run_preds[0]["correct"] if run_preds else "", "frames": frames,
+            "question": it.question, "options": it.options, "answer_text": it.answer_text,
+            "reasoning": it.reasoning, "predictions": run_preds,
+        })
+
+    env = Environment(loader=PackageLoader("voxqa", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    page = env.get_template("report.html.j2").render(
+        runs=runs, dataset=str(folder), version=__version__, header=header, rows=rows,
+        chart=_chart(results), items=entries,
+        tasks=sorted({e["task"] for e in entries}), labels=sorted({e["label"] for e in entries if e["label"]}),
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out

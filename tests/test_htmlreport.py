@@ -1,0 +1,70 @@
+"""`voxqa report`: a self-contained HTML page in which model output can never run."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import rendered_phantom
+from openai_stub import StubServer
+from typer.testing import CliRunner
+
+from voxqa.cli import app
+from voxqa.eval.models import make_model
+from voxqa.eval.run import RunConfig, run_eval
+
+PROBE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, list[Path]]:
+    tmp = tmp_path_factory.mktemp("report")
+    ds = rendered_phantom(tmp, n=6, seed=5, size=96, context=3)
+    out = []
+    for spec in ("oracle", "random"):
+        asyncio.run(run_eval(RunConfig(dataset=ds, out=tmp / spec, split=None), make_model(spec, ds)))
+        out.append(tmp / spec)
+    with StubServer(lambda content: PROBE) as srv:  # a model that answers with an XSS probe
+        asyncio.run(run_eval(RunConfig(dataset=ds, out=tmp / "evil", split=None),
+                             make_model("openai:evil", ds, base_url=srv.url)))
+    out.append(tmp / "evil")
+    return ds, out
+
+
+def test_report_is_self_contained_and_escapes_model_output(runs, tmp_path) -> None:
+    ds, run_dirs = runs
+    res = CliRunner().invoke(app, ["report", *map(str, run_dirs), "--out", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r.html").read_text()
+    assert "alert(1)" in page and "<script>alert" not in page  # shown, as text
+    assert 'onerror="alert' not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert len(re.findall(r"<script>", page)) == 1  # only the page's own filter script
+    assert not re.search(r'(src|href)="(?!data:)[^"#]', page)  # nothing loaded from outside
+    assert page.count('<div class="item"') > 20
+    assert 'stroke="#0a0"' in page and 'stroke="#e00"' in page  # gt and predicted boxes drawn
+    assert 'id="chart"' in page and "oracle" in page and "chance" in page
+
+
+def test_report_boxes_match_the_items(runs, tmp_path) -> None:
+    """Each ground-truth rectangle drawn is an evidence image box of its item."""
+    from voxqa.dataset import read_items
+    from voxqa.htmlreport import build_report
+
+    ds, run_dirs = runs
+    page = build_report(run_dirs[:1], tmp_path / "o.html", max_items=500).read_text()
+    items = {it.id: it for it in read_items(ds)}
+    blocks = page.split('<div class="item"')[1:]
+    checked = 0
+    for block in blocks:
+        item_id = re.search(r"<b>([^<]+)</b>", block).group(1)
+        gt = {tuple(int(float(v)) for v in m) for m in re.findall(
+            r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)" fill="none" stroke="#0a0"', block)}
+        want = {(b[0], b[1], b[2] - b[0], b[3] - b[1])
+                for e in items[item_id].evidence if e.image_box for b in [e.image_box]}
+        assert gt <= want, item_id  # nothing drawn that is not an evidence box
+        if gt:
+            checked += 1
+    assert checked > 5
