@@ -6,7 +6,6 @@ import asyncio
 import re
 from pathlib import Path
 
-import orjson
 import pytest
 from conftest import rendered_phantom
 from openai_stub import StubServer

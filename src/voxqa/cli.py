@@ -329,8 +329,8 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Demo output folder.")] = Path("voxqa-demo"),
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
-    """Phantoms -> builds (fastMRI+-style boxes, and a segmentation) -> inspect, on built-in
-    synthetic data."""
+    """Phantoms -> builds (fastMRI+-style boxes, and a segmentation) -> inspect -> render ->
+    evaluate oracle/prior/random -> HTML report, all on built-in synthetic data."""
     from voxqa.build import build_fastmri_plus as build
     from voxqa.build import build_segmentation
     from voxqa.inspection import show
@@ -354,3 +354,22 @@ def demo(
     show(spatial, Console())
     console.print(f"[green]demo datasets:[/] {dataset} (fastMRI+-style boxes) and {spatial} "
                   "(segmentation spatial QA); each has items.jsonl, manifest.json, build_report.json")
+
+    import asyncio
+
+    from voxqa.eval.models import make_model
+    from voxqa.eval.run import RunConfig, run_eval
+    from voxqa.eval.score import score_run
+    from voxqa.htmlreport import build_report
+    from voxqa.render import RenderSettings, render_dataset
+
+    render_dataset(dataset, RenderSettings(size=192, context=8), workers=2)
+    runs = []
+    for spec in ("oracle", "prior", "random"):
+        run = out / "runs" / spec
+        asyncio.run(run_eval(RunConfig(dataset=dataset, out=run, split="test"),
+                             make_model(spec, dataset, seed=seed)))
+        score_run(run)
+        runs.append(run)
+    report_path = build_report(runs, out / "report.html", max_items=120)
+    console.print(f"[green]demo report:[/] {report_path} (open it in a browser)")

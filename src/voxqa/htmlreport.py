@@ -37,7 +37,7 @@ def _chart(runs: list[dict[str, Any]]) -> str:
     if not tasks:
         return "<p>No task with an accuracy.</p>"
     bar, gap, h = 14, 18, 160
-    width = 60 + len(tasks) * (len(runs) * bar + gap)
+    width = max(60 + len(tasks) * (len(runs) * bar + gap), 60 + len(runs) * 150)
     colors = ["#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377"]
     parts = [f'<svg id="chart" width="{width}" height="{h + 60}" role="img" aria-label="accuracy by task">',
              f'<line x1="40" y1="{h}" x2="{width}" y2="{h}" stroke="#999"/>']
