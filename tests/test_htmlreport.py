@@ -67,3 +67,49 @@ def test_report_boxes_match_the_items(runs, tmp_path) -> None:
         if gt:
             checked += 1
     assert checked > 5
+
+
+def _chromium() -> str:
+    import shutil
+
+    from conftest import data_unavailable
+
+    path = shutil.which("chromium")
+    if path is None:  # .ci/run installs Debian's chromium; locally: apt-get install chromium
+        data_unavailable("chromium is not installed (apt-get install chromium)")
+    return path
+
+
+def test_report_in_a_real_browser(runs, tmp_path) -> None:
+    """Headless Chromium: no console errors, filters work, screenshot not empty, no XSS."""
+    from playwright.sync_api import sync_playwright
+
+    from voxqa.htmlreport import build_report
+
+    page_path = build_report(runs[1], tmp_path / "r.html", max_items=60)
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    errors, dialogs = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=flags)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(page_path.resolve().as_uri())
+        page.wait_for_load_state("load")
+        total = page.locator(".item").count()
+        assert total > 20
+        assert page.locator("#shown").inner_text() == f"{total} of {total} items shown"
+        page.select_option("#f-task", "detection")
+        visible = page.locator(".item:not(.hidden)").count()
+        assert 0 < visible < total
+        assert all(t == "detection" for t in page.locator(".item:not(.hidden)").evaluate_all(
+            "els => els.map(e => e.dataset.task)"))
+        page.select_option("#f-task", "")
+        page.select_option("#f-correct", "1")
+        assert page.locator(".item:not(.hidden)").count() < total
+        shot = page.screenshot(full_page=False)
+        browser.close()
+    assert errors == [] and dialogs == []  # the probe's alert() never ran
+    assert len(shot) > 20_000  # a real picture, not a blank page
