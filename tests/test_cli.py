@@ -92,3 +92,17 @@ def test_render_export_profiles(tmp_path):
     assert res.exit_code == 2 and "qwen2.5-vl" in res.output
     res = runner.invoke(app, ["profiles"])
     assert res.exit_code == 0 and "qwen2.5-vl" in res.output and "[x_min," in res.output
+
+
+def test_demo_with_a_served_model(tmp_path):
+    """`voxqa demo --base-url` also evaluates a model on an OpenAI-compatible server."""
+    from openai_stub import StubServer
+
+    with StubServer(lambda content: "yes") as srv:
+        res = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--base-url", srv.url,
+                                  "--model-name", "tiny-vlm"])
+        assert res.exit_code == 0, res.output
+        assert len(srv.requests) > 0
+    results = json.loads((tmp_path / "d" / "runs" / "openai_tiny-vlm" / "results.json").read_text())
+    assert results["run"]["model"]["spec"] == "openai:tiny-vlm"
+    assert "openai:tiny-vlm" in (tmp_path / "d" / "report.html").read_text()

@@ -328,9 +328,13 @@ def phantom(
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Demo output folder.")] = Path("voxqa-demo"),
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="Also evaluate a model on this OpenAI-compatible server.")] = None,
+    model_name: Annotated[str, typer.Option("--model-name", help="The served model's name (with --base-url).")] = "default",
+    profile: Annotated[str, typer.Option("--profile", help="Its box convention (with --base-url).")] = "pixel",
 ) -> None:
     """Phantoms -> builds (fastMRI+-style boxes, and a segmentation) -> inspect -> render ->
-    evaluate oracle/prior/random -> HTML report, all on built-in synthetic data."""
+    evaluate oracle/prior/random (and a served model with --base-url) -> HTML report, all on
+    built-in synthetic data."""
     from voxqa.build import build_fastmri_plus as build
     from voxqa.build import build_segmentation
     from voxqa.inspection import show
@@ -365,10 +369,12 @@ def demo(
 
     render_dataset(dataset, RenderSettings(size=192, context=8), workers=2)
     runs = []
-    for spec in ("oracle", "prior", "random"):
-        run = out / "runs" / spec
-        asyncio.run(run_eval(RunConfig(dataset=dataset, out=run, split="test"),
-                             make_model(spec, dataset, seed=seed)))
+    specs = ["oracle", "prior", "random"] + ([f"openai:{model_name}"] if base_url else [])
+    for spec in specs:
+        run = out / "runs" / spec.replace(":", "_").replace("/", "_")
+        adapter = make_model(spec, dataset, seed=seed, base_url=base_url, profile=profile)
+        asyncio.run(run_eval(RunConfig(dataset=dataset, out=run, split="test", profile=profile),
+                             adapter))
         score_run(run)
         runs.append(run)
     report_path = build_report(runs, out / "report.html", max_items=120)

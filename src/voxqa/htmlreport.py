@@ -22,11 +22,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from voxqa import __version__
 from voxqa.dataset import read_items, read_studies
-from voxqa.eval.compare import leaderboard
+from voxqa.eval.compare import _cell, _headline, leaderboard
 from voxqa.eval.metrics import score_item
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
 from voxqa.eval.score import RESULTS, gold_value, score_run
 
+COLORS = ["#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377"]
 MAX_FRAMES_SHOWN = 4  # frames per item in the browser (the file must stay openable)
 
 
@@ -38,7 +39,7 @@ def _chart(runs: list[dict[str, Any]]) -> str:
         return "<p>No task with an accuracy.</p>"
     bar, gap, h = 14, 18, 160
     width = max(60 + len(tasks) * (len(runs) * bar + gap), 60 + len(runs) * 150)
-    colors = ["#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377"]
+    colors = COLORS
     parts = [f'<svg id="chart" width="{width}" height="{h + 60}" role="img" aria-label="accuracy by task">',
              f'<line x1="40" y1="{h}" x2="{width}" y2="{h}" stroke="#999"/>']
     for tick in (0.0, 0.5, 1.0):
@@ -66,6 +67,76 @@ def _chart(runs: list[dict[str, Any]]) -> str:
                      f'font-size="10">{html.escape(r["run"]["model"]["spec"])}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _label_chart(runs: list[dict[str, Any]], top: int = 15) -> str:
+    """Horizontal bars: accuracy by label (the most frequent labels) per run."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        for label, g in r["by"].get("label", {}).items():
+            if g["metrics"].get("accuracy"):
+                counts[label] = max(counts.get(label, 0), g["metrics"]["accuracy"]["n"])
+    labels = sorted(counts, key=lambda k: (-counts[k], k))[:top]
+    if not labels:
+        return "<p>No label with an accuracy.</p>"
+    row, bar, left, width = 12 * len(runs) + 8, 10, 260, 300
+    parts = [f'<svg id="label-chart" width="{left + width + 60}" height="{row * len(labels) + 10}" '
+             'role="img" aria-label="accuracy by label">']
+    for li, label in enumerate(labels):
+        y0 = 5 + li * row
+        parts.append(f'<text x="0" y="{y0 + 10}" font-size="10">{html.escape(label[:45])} '
+                     f'(n={counts[label]})</text>')
+        for ri, r in enumerate(runs):
+            m = r["by"]["label"].get(label, {}).get("metrics", {}).get("accuracy")
+            if m and m["mean"] is not None:
+                parts.append(f'<rect x="{left}" y="{y0 + ri * 12}" width="{m["mean"] * width:.1f}" '
+                             f'height="{bar}" fill="{COLORS[ri % len(COLORS)]}"><title>'
+                             f'{html.escape(r["run"]["model"]["spec"])}: {m["mean"]:.3f}</title></rect>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _iou_histogram(ious: dict[str, list[float]], bins: int = 10) -> str:
+    """Per run, how item-level mean IoUs (V-score) of box answers are distributed."""
+    if not any(ious.values()):
+        return "<p>No box answers.</p>"
+    h, cell = 100, 22
+    parts = [f'<svg id="iou-chart" width="{60 + len(ious) * (bins * cell + 40)}" height="{h + 40}" '
+             'role="img" aria-label="IoU distributions">']
+    for ri, (name, values) in enumerate(ious.items()):
+        x0 = 40 + ri * (bins * cell + 40)
+        hist = [0] * bins
+        for v in values:
+            hist[min(int(v * bins), bins - 1)] += 1
+        peak = max(hist) or 1
+        for b, n in enumerate(hist):
+            height = h * n / peak
+            parts.append(f'<rect x="{x0 + b * cell}" y="{h - height:.1f}" width="{cell - 2}" '
+                         f'height="{height:.1f}" fill="{COLORS[ri % len(COLORS)]}"><title>IoU '
+                         f'{b / bins:.1f}-{(b + 1) / bins:.1f}: {n}</title></rect>')
+        parts.append(f'<text x="{x0}" y="{h + 14}" font-size="10">0</text><text x="{x0 + bins * cell - 10}" '
+                     f'y="{h + 14}" font-size="10">1</text><text x="{x0}" y="{h + 30}" font-size="10">'
+                     f'{html.escape(name)} (n={len(values)})</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _subtask_rows(runs: list[Path], results: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per task/subtask: its headline metric per run, chance first."""
+    keys = sorted({k for r in results for k in r["by"].get("task/subtask", {})})
+    rows = []
+    for key in keys:
+        groups = [r["by"]["task/subtask"].get(key) for r in results]
+        chance = next((g["chance"] for g in groups if g and g["chance"] is not None), None)
+        row = [key, "" if chance is None else f"{chance:.3f}"]
+        for g in groups:
+            if g is None:
+                row.append("")
+                continue
+            name, m = _headline(key.split("/")[0], g)
+            row.append(f"{name} {_cell(m, g.get('below_chance'))}")
+        rows.append(row)
+    return rows
 
 
 def _boxes_of(value: Any) -> list[tuple[int, list[int]]]:
@@ -96,6 +167,17 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     sizes = {s.id: s.frame_size for s in read_studies(folder)}
     preds = [read_predictions(Path(r) / PREDICTIONS) for r in runs]
     profiles = [orjson.loads((Path(r) / RUN).read_bytes())["identity"]["profile"] for r in runs]
+
+    ious: dict[str, list[float]] = {}
+    for run, p, profile in zip(runs, preds, profiles):
+        spec = orjson.loads((Path(run) / RUN).read_bytes())["identity"]["model"]["spec"]
+        values = ious.setdefault(f"{Path(run).name} ({spec})", [])
+        for it in items:
+            if it.answer.type == "boxes":
+                rec = p.get(it.id)
+                pred = rec["parsed"] if rec and rec["status"] == "ok" and rec["parse_ok"] else None
+                gold = gold_value(it, sizes[it.study_id], folder, profile)
+                values.append(score_item("boxes", gold, pred)["miou"])
 
     entries = []
     for it in shown:
@@ -146,7 +228,8 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
                       autoescape=select_autoescape(default=True, default_for_string=True))
     page = env.get_template("report.html.j2").render(
         runs=runs, dataset=str(folder), version=__version__, header=header, rows=rows,
-        chart=_chart(results), items=entries,
+        chart=_chart(results), label_chart=_label_chart(results), iou_chart=_iou_histogram(ious),
+        subtasks=_subtask_rows(runs, results), items=entries,
         tasks=sorted({e["task"] for e in entries}), labels=sorted({e["label"] for e in entries if e["label"]}),
     )
     out = Path(out)
