@@ -66,7 +66,8 @@ def test_console_script_demo(tmp_path):
     assert (out / "dataset" / "items.jsonl").stat().st_size > 0
     assert "demo datasets" in proc.stderr
     assert (out / "spatial_dataset" / "items.jsonl").stat().st_size > 0
-    assert "<script>" in (out / "report.html").read_text() and "demo report" in proc.stderr
+    assert "<script>" in (out / "report.html").read_text() and "demo reports" in proc.stderr
+    assert "spatial/laterality" in (out / "spatial_report.html").read_text()
 
 
 def test_render_export_profiles(tmp_path):

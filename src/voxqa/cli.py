@@ -367,15 +367,18 @@ def demo(
     from voxqa.htmlreport import build_report
     from voxqa.render import RenderSettings, render_dataset
 
-    render_dataset(dataset, RenderSettings(size=192, context=8), workers=2)
-    runs = []
     specs = ["oracle", "prior", "random"] + ([f"openai:{model_name}"] if base_url else [])
-    for spec in specs:
-        run = out / "runs" / spec.replace(":", "_").replace("/", "_")
-        adapter = make_model(spec, dataset, seed=seed, base_url=base_url, profile=profile)
-        asyncio.run(run_eval(RunConfig(dataset=dataset, out=run, split="test", profile=profile),
-                             adapter))
-        score_run(run)
-        runs.append(run)
-    report_path = build_report(runs, out / "report.html", max_items=120)
-    console.print(f"[green]demo report:[/] {report_path} (open it in a browser)")
+    reports = []
+    for data, split, runs_dir, page in ((dataset, "test", out / "runs", out / "report.html"),
+                                        (spatial, "train", out / "spatial_runs", out / "spatial_report.html")):
+        render_dataset(data, RenderSettings(size=192, context=8), workers=2)
+        runs = []
+        for spec in specs:
+            run = runs_dir / spec.replace(":", "_").replace("/", "_")
+            adapter = make_model(spec, data, seed=seed, base_url=base_url, profile=profile)
+            asyncio.run(run_eval(RunConfig(dataset=data, out=run, split=split, profile=profile), adapter))
+            score_run(run)
+            runs.append(run)
+        reports.append(build_report(runs, page, max_items=120))
+    console.print(f"[green]demo reports:[/] {reports[0]} (fastMRI+-style boxes) and {reports[1]} "
+                  "(segmentation spatial QA); open them in a browser")
