@@ -44,10 +44,3 @@ def voxel_box_to_frame_box(
     n_i, n_j = int(shape[0]), int(shape[1])
     return (n_i - i1, n_j - j1, n_i - i0, n_j - j0)
 
-
-def frame_box_to_voxel_box(
-    x0: int, y0: int, x1: int, y1: int, shape: tuple[int, ...]
-) -> tuple[int, int, int, int]:
-    """Inverse of ``voxel_box_to_frame_box``: returns (i0, j0, i1, j1)."""
-    n_i, n_j = int(shape[0]), int(shape[1])
-    return (n_i - x1, n_j - y1, n_i - x0, n_j - y0)

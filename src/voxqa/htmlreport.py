@@ -7,7 +7,9 @@ built from numbers only; its labels are escaped with ``html.escape``.
 
 The item browser shows a deterministic sample of the first run's items: their frames with
 ground-truth boxes (green) and each run's predicted boxes (red, dashed), the question and
-options, the reference answer and reasoning, and each run's raw and parsed answers.
+options, the reference answer and reasoning, and each run's raw and parsed answers. Frames
+are always the real ones: for a run under the mirrored control, its predicted boxes refer to
+the mirrored image.
 """
 
 from __future__ import annotations
@@ -21,11 +23,8 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from voxqa import __version__
-from voxqa.dataset import read_items, read_studies
-from voxqa.eval.compare import _cell, _headline, leaderboard
-from voxqa.eval.metrics import score_item
-from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
-from voxqa.eval.score import RESULTS, gold_value, score_run
+from voxqa.eval.compare import cell, headline, leaderboard
+from voxqa.eval.score import RESULTS, score_run, scored_run
 
 COLORS = ["#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377"]
 MAX_FRAMES_SHOWN = 4  # frames per item in the browser (the file must stay openable)
@@ -121,7 +120,7 @@ def _iou_histogram(ious: dict[str, list[float]], bins: int = 10) -> str:
     return "".join(parts)
 
 
-def _subtask_rows(runs: list[Path], results: list[dict[str, Any]]) -> list[list[str]]:
+def _subtask_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     """One row per task/subtask: its headline metric per run, chance first."""
     keys = sorted({k for r in results for k in r["by"].get("task/subtask", {})})
     rows = []
@@ -133,8 +132,8 @@ def _subtask_rows(runs: list[Path], results: list[dict[str, Any]]) -> list[list[
             if g is None:
                 row.append("")
                 continue
-            name, m = _headline(key.split("/")[0], g)
-            row.append(f"{name} {_cell(m, g.get('below_chance'))}")
+            name, m = headline(key.split("/")[0], g)
+            row.append(f"{name} {cell(m, g.get('below_chance'))}")
         rows.append(row)
     return rows
 
@@ -157,47 +156,33 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
         path = Path(run) / RESULTS
         results.append(orjson.loads(path.read_bytes()) if path.is_file() else score_run(run))
     header, rows = leaderboard(runs)
-    ident = orjson.loads((Path(runs[0]) / RUN).read_bytes())["identity"]
-    folder = Path(ident["dataset"])
-    cfg = RunConfig(dataset=folder, out=Path(runs[0]), split=ident["split"], control=ident["control"],
-                    tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"])
-    items = select(read_items(folder), cfg)
+    scored = [scored_run(run) for run in runs]  # per-item gold and scores, as results.json
+    by_id = [{it.id: (gold, rec) for it, gold, rec in zip(sr.items, sr.golds, sr.records)}
+             for sr in scored]
+    folder = scored[0].folder
+    items = scored[0].items
     step = max(1, len(items) // max_items)
     shown = items[::step][:max_items]
-    sizes = {s.id: s.frame_size for s in read_studies(folder)}
-    preds = [read_predictions(Path(r) / PREDICTIONS) for r in runs]
-    profiles = [orjson.loads((Path(r) / RUN).read_bytes())["identity"]["profile"] for r in runs]
 
-    ious: dict[str, list[float]] = {}
-    for run, p, profile in zip(runs, preds, profiles):
-        spec = orjson.loads((Path(run) / RUN).read_bytes())["identity"]["model"]["spec"]
-        values = ious.setdefault(f"{Path(run).name} ({spec})", [])
-        for it in items:
-            if it.answer.type == "boxes":
-                rec = p.get(it.id)
-                pred = rec["parsed"] if rec and rec["status"] == "ok" and rec["parse_ok"] else None
-                gold = gold_value(it, sizes[it.study_id], folder, profile)
-                values.append(score_item("boxes", gold, pred)["miou"])
+    ious = {f"{Path(sr.run).name} ({sr.identity['model']['spec']})":
+            [rec["scores"]["miou"] for rec in sr.records if rec["answer_type"] == "boxes"]
+            for sr in scored}
 
     entries = []
     for it in shown:
-        gold = gold_value(it, sizes[it.study_id], folder, profiles[0])
+        gold = by_id[0][it.id][0]
         run_preds = []
         pred_boxes: dict[int, list[list[int]]] = {}
-        for run, p, profile in zip(runs, preds, profiles):
-            rec = p.get(it.id)
+        for sr, table in zip(scored, by_id):
+            rec = sr.preds.get(it.id)
             correct = ""
-            if rec is not None:
-                value = rec["parsed"] if rec["status"] == "ok" and rec["parse_ok"] else None
-                s = score_item(it.answer.type, gold_value(it, sizes[it.study_id], folder, profile), value,
-                               tolerance=getattr(it.answer, "tolerance", 0.0),
-                               scale=getattr(it.answer, "scale", ()))
-                if "correct" in s:
-                    correct = str(int(s["correct"] or 0))
-                for frame, box in _boxes_of(value):
+            if it.id in table and "correct" in table[it.id][1]["scores"]:
+                correct = str(int(table[it.id][1]["scores"]["correct"] or 0))
+            if rec is not None and rec["status"] == "ok" and rec["parse_ok"]:
+                for frame, box in _boxes_of(rec["parsed"]):
                     pred_boxes.setdefault(frame, []).append(box)
             run_preds.append({
-                "run": Path(run).name, "correct": correct,
+                "run": Path(sr.run).name, "correct": correct,
                 "raw": "" if rec is None else (rec["raw"] or ""),
                 "parsed": "" if rec is None else orjson.dumps(rec["parsed"]).decode(),
                 "error": "" if rec is None else (rec["error"] or rec.get("parse_error") or ""),
@@ -206,7 +191,9 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
         for e in it.evidence:
             if e.image_box is not None:
                 gt_boxes.setdefault(e.frame, []).append(list(e.image_box))
-        for frame, box in _boxes_of(gold):
+        for frame, box in _boxes_of(gold if scored[0].identity["control"] != "mirrored" else None):
+            if box in gt_boxes.get(frame, []):
+                continue
             gt_boxes.setdefault(frame, []).append(box)
         images = it.images or []
         with_boxes = [im for im in images if im.frame in gt_boxes or im.frame in pred_boxes]
@@ -229,7 +216,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     page = env.get_template("report.html.j2").render(
         runs=runs, dataset=str(folder), version=__version__, header=header, rows=rows,
         chart=_chart(results), label_chart=_label_chart(results), iou_chart=_iou_histogram(ious),
-        subtasks=_subtask_rows(runs, results), items=entries,
+        subtasks=_subtask_rows(results), items=entries,
         tasks=sorted({e["task"] for e in entries}), labels=sorted({e["label"] for e in entries if e["label"]}),
     )
     out = Path(out)

@@ -37,9 +37,6 @@ class BuildReport:
     def count(self, kind: str, reason: str) -> int:
         return self._counts.get(kind, {}).get(reason, 0)
 
-    def total(self, kind: str) -> int:
-        return sum(self._counts.get(kind, {}).values())
-
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"totals": self.totals}
         for kind in sorted(self._counts):

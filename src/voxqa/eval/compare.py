@@ -20,7 +20,7 @@ HEADLINE = {"localization": "miou", "captioning": "bleu"}  # else accuracy
 FALLBACK = ("accuracy", "set_f1", "frame_f1", "miou", "iou3d", "bleu")
 
 
-def _headline(task: str, group: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+def headline(task: str, group: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     metrics = group["metrics"]
     name = HEADLINE.get(task, "accuracy")
     if metrics.get(name, {}).get("mean") is None:
@@ -45,14 +45,14 @@ def leaderboard(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
         ident = r["run"]
         acc = r["overall"]["metrics"].get("accuracy")
         row = [str(run), ident["model"]["spec"], ident["mode"], ident["control"], str(r["overall"]["n"]),
-               _cell(acc, r["overall"].get("below_chance"))]
+               cell(acc, r["overall"].get("below_chance"))]
         for t in tasks:
             group = r["by"]["task"].get(t)
             if group is None:
                 row.append("")
                 continue
-            name, metric = _headline(t, group)
-            row.append(f"{name} {_cell(metric, group.get('below_chance'))}")
+            name, metric = headline(t, group)
+            row.append(f"{name} {cell(metric, group.get('below_chance'))}")
         pf = r["overall"]["parse_failures"]
         row.append(f"{pf['rate']:.1%}")
         rows.append(row)
@@ -63,7 +63,7 @@ def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:.3f}"
 
 
-def _cell(metric: dict[str, Any] | None, below: bool | None) -> str:
+def cell(metric: dict[str, Any] | None, below: bool | None) -> str:
     if not metric or metric.get("mean") is None:
         return ""
     ci = metric.get("ci")

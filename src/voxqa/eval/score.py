@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,25 @@ def _judge(jury: Jury, items: list[Item], golds: list[Any], preds: dict[str, Any
         scores["ar_score"] = ar_score(scores["judge"], scores)
 
 
-def score_run(run: Path, jury: Jury | None = None) -> dict[str, Any]:
-    """Score (or re-score) a run folder and write its results.json; a jury adds ``judge`` and
-    ``ar_score`` to free-text items."""
+@dataclass
+class ScoredRun:
+    """A run's selected items, each with its gold value (as the model was asked to write it),
+    prediction record (or None) and per-item scores: what results.json and the report share."""
+
+    run: Path
+    identity: dict[str, Any]
+    items: list[Item]
+    golds: list[Any]
+    preds: dict[str, dict[str, Any]]
+    records: list[dict[str, Any]]
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.identity["dataset"])
+
+
+def scored_run(run: Path) -> ScoredRun:
+    """Per-item scores of a run folder (unparseable or missing answers score as wrong)."""
     run = Path(run)
     if not (run / RUN).is_file():
         raise FileNotFoundError(f"{run / RUN}: not found (is {run} a voxqa run folder?)")
@@ -92,6 +109,8 @@ def score_run(run: Path, jury: Jury | None = None) -> dict[str, Any]:
                     tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"])
     studies = {s.id: s for s in read_studies(folder)}
     items = select(read_items(folder), cfg)
+    if not items:
+        raise ValueError(f"{run}: the run selects no items")
     vocabulary = sorted({it.label for it in items if it.label})
     preds = read_predictions(run / PREDICTIONS)
     records, golds = [], []
@@ -101,26 +120,31 @@ def score_run(run: Path, jury: Jury | None = None) -> dict[str, Any]:
         golds.append(gold_value(it, studies[it.study_id].frame_size, folder, ident["profile"],
                                 mirrored=ident["control"] == "mirrored"))
         scores = score_item(
-            it.answer.type, golds[-1],
-            pred["parsed"] if ok else None,
+            it.answer.type, golds[-1], pred["parsed"] if ok else None,
             tolerance=getattr(it.answer, "tolerance", 0.0), scale=getattr(it.answer, "scale", ()),
             vocabulary=vocabulary,
         )
         records.append({
-            "task": it.task, "subtask": it.subtask, "level": it.level, "label": it.label,
-            "category": it.category, "anatomy": studies[it.study_id].anatomy,
+            "item_id": it.id, "task": it.task, "subtask": it.subtask, "level": it.level,
+            "label": it.label, "category": it.category, "anatomy": studies[it.study_id].anatomy,
             "template": it.template, "answer_type": it.answer.type, "chance": it.chance,
             "parse_ok": ok, "scores": scores,
         })
-    if not records:
-        raise ValueError(f"{run}: the run selects no items")
+    return ScoredRun(run, ident, items, golds, preds, records)
+
+
+def score_run(run: Path, jury: Jury | None = None) -> dict[str, Any]:
+    """Score (or re-score) a run folder and write its results.json; a jury adds ``judge`` and
+    ``ar_score`` to free-text items."""
+    sr = scored_run(run)
     if jury is not None:
-        _judge(jury, items, golds, preds, records)
-    results = aggregate(records)
+        _judge(jury, sr.items, sr.golds, sr.preds, sr.records)
+    results = aggregate(sr.records)
     results["macro"] = macro_averages(results)
-    results["run"] = ident
-    results["answered"] = sum(1 for it in items if preds.get(it.id, {}).get("status") == "ok")
-    results["failed"] = sum(1 for it in items if preds.get(it.id, {}).get("status") == "failed")
-    results["missing"] = sum(1 for it in items if it.id not in preds)
-    (run / RESULTS).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    results["run"] = sr.identity
+    status = [sr.preds.get(it.id, {}).get("status") for it in sr.items]
+    results["answered"] = status.count("ok")
+    results["failed"] = status.count("failed")
+    results["missing"] = status.count(None)
+    (sr.run / RESULTS).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return results

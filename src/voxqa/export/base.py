@@ -243,3 +243,19 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.replace(path)
+
+
+def text_messages(sample: Sample) -> list[dict[str, str]]:
+    """The two turns as plain strings, one ``<image>`` per image (ShareGPT / OpenAI style)."""
+    return [{"role": "user", "content": sample.user_text(IMAGE_TOKEN)},
+            {"role": "assistant", "content": sample.target}]
+
+
+def write_split_jsonl(samples: dict[str, list[Sample]], out: Path,
+                      record: Callable[[Sample], dict[str, Any]]) -> list[str]:
+    """One ``<split>.jsonl`` per split, one ``record(sample)`` per line; the names written."""
+    written = []
+    for split, rows in samples.items():
+        write_jsonl(out / f"{split}.jsonl", [record(s) for s in rows])
+        written.append(f"{split}.jsonl")
+    return written

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from voxqa.boxconv import Profile
-from voxqa.export.base import IMAGE_TOKEN, BoxStyle, InlineBoxes, Sample, write_json
+from voxqa.export.base import BoxStyle, InlineBoxes, Sample, text_messages, write_json
 
 DATASET_INFO = "dataset_info.json"
 
@@ -45,11 +45,7 @@ class LlamaFactoryFormat:
         for split, rows in samples.items():
             file_name = f"voxqa_{split}.json"
             write_json(out / file_name, [
-                {"id": s.item.id,
-                 "messages": [{"role": "user", "content": s.user_text(IMAGE_TOKEN)},
-                              {"role": "assistant", "content": s.target}],
-                 "images": s.images}
-                for s in rows
+                {"id": s.item.id, "messages": text_messages(s), "images": s.images} for s in rows
             ])
             info[f"voxqa_{split}"] = dataset_info_entry(file_name)
             written.append(file_name)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from voxqa.boxconv import Profile, to_convention
-from voxqa.export.base import IMAGE_TOKEN, BoxRef, Sample, write_jsonl
+from voxqa.export.base import BoxRef, Sample, text_messages, write_split_jsonl
 
 BBOX = "<bbox>"
 REF = "<ref-object>"
@@ -65,15 +65,6 @@ class SwiftFormat:
         return SwiftObjects(profile)
 
     def write(self, samples: dict[str, list[Sample]], out: Path) -> list[str]:
-        written = []
-        for split, rows in samples.items():
-            write_jsonl(out / f"{split}.jsonl", [
-                {"id": s.item.id,
-                 "messages": [{"role": "user", "content": s.user_text(IMAGE_TOKEN)},
-                              {"role": "assistant", "content": s.target}],
-                 "images": s.images,
-                 "objects": _objects(s)}
-                for s in rows
-            ])
-            written.append(f"{split}.jsonl")
-        return written
+        return write_split_jsonl(samples, out, lambda s: {
+            "id": s.item.id, "messages": text_messages(s), "images": s.images, "objects": _objects(s),
+        })

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from voxqa.boxconv import Profile
-from voxqa.export.base import BoxStyle, InlineBoxes, Sample, write_jsonl
+from voxqa.export.base import BoxStyle, InlineBoxes, Sample, write_split_jsonl
 
 
 def content_parts(sample: Sample) -> list[dict[str, Any]]:
@@ -27,14 +27,9 @@ class TrlFormat:
         return InlineBoxes(profile)
 
     def write(self, samples: dict[str, list[Sample]], out: Path) -> list[str]:
-        written = []
-        for split, rows in samples.items():
-            write_jsonl(out / f"{split}.jsonl", [
-                {"id": s.item.id,
-                 "messages": [{"role": "user", "content": content_parts(s)},
-                              {"role": "assistant", "content": [{"type": "text", "text": s.target}]}],
-                 "images": s.images}
-                for s in rows
-            ])
-            written.append(f"{split}.jsonl")
-        return written
+        return write_split_jsonl(samples, out, lambda s: {
+            "id": s.item.id,
+            "messages": [{"role": "user", "content": content_parts(s)},
+                         {"role": "assistant", "content": [{"type": "text", "text": s.target}]}],
+            "images": s.images,
+        })

@@ -16,12 +16,12 @@ rows read == rows kept + rows dropped, per CSV.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from voxqa.csvinput import csv_reader
 from voxqa.errors import BuildError
 from voxqa.geometry import clip
 from voxqa.instances import link_instances
@@ -133,16 +133,7 @@ def _parse_row(rec: dict[str, str], where: str) -> Row | str:
 
 def read_annotations(path: Path, report: BuildReport) -> list[Row]:
     """Parse one fastMRI+ CSV; malformed and exact-duplicate rows are dropped and counted."""
-    if not path.is_file():
-        raise BuildError(f"{path}: annotation CSV not found")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise BuildError(
-                f"{path}: not a fastMRI+ annotation CSV, missing columns {missing} "
-                f"(expected {','.join(COLUMNS)})"
-            )
+    with csv_reader(path, COLUMNS, "fastMRI+ annotation CSV") as reader:
         rows: list[Row] = []
         seen: set[tuple[str, ...]] = set()
         n_read = 0

@@ -16,6 +16,7 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from voxqa.csvinput import csv_reader
 from voxqa.errors import BuildError
 from voxqa.io import Volume, open_volume
 from voxqa.io.dicom import NON_IMAGE_MODALITIES
@@ -195,16 +196,8 @@ STUDIES_OPTIONAL = ("label_names", "patient_id", "modality", "anatomy")
 def read_studies_csv(path: Path) -> list[SegSpec]:
     """studies.csv (study_id, image, labels[, label_names, patient_id, modality, anatomy]);
     relative paths are taken relative to the CSV's folder."""
-    import csv
-
     path = Path(path)
-    if not path.is_file():
-        raise BuildError(f"{path}: studies CSV not found")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in STUDIES_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise BuildError(f"{path}: missing columns {missing} (need {', '.join(STUDIES_COLUMNS)})")
+    with csv_reader(path, STUDIES_COLUMNS, "studies CSV") as reader:
         specs, seen = [], set()
         for rec in reader:
             where = f"{path}:{reader.line_num}"

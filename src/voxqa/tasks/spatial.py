@@ -40,6 +40,8 @@ VOLUME_TOLERANCE = 0.10  # relative tolerance accepted for a volume in mL
 FRAME_MARGIN = 2  # "not on frame k": k at least this many frames outside the extent
 MAX_PAIRS_PER_STUDY = 12  # per pairwise subtask, to keep studies comparable in weight
 LESION_WORDS = ("lesion", "tumor", "tumour", "nodule", "metasta", "cyst", "mass")
+# (answer to balance: True / False, or None when not a binary answer; the item)
+Candidate = tuple[bool | None, Item]
 AXES = {"vertical": (2, "superior", "inferior"), "anterior_posterior": (1, "anterior", "posterior")}
 
 
@@ -94,16 +96,16 @@ class Spatial:
 
     def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
         views = [v for v in studies if v.geometry is not None]
-        candidates: list[tuple[str, bool | None, Item]] = []  # (kind, balanced answer, item)
+        candidates: list[Candidate] = []
         for v in views:
             candidates += self._study(v, ctx)
         out: list[Item] = []
         for (split, template), group in group_by(
-            candidates, lambda c: (c[2].split, c[2].template)
+            candidates, lambda c: (c[1].split, c[1].template)
         ).items():
-            yes = [c[2] for c in group if c[1] is True]
-            no = [c[2] for c in group if c[1] is False]
-            free = [c[2] for c in group if c[1] is None]
+            yes = [item for answer, item in group if answer is True]
+            no = [item for answer, item in group if answer is False]
+            free = [item for answer, item in group if answer is None]
             if yes or no:
                 pos, neg = balance(yes, no, ctx.seed, "spatial", split, template)
                 out += pos + neg
@@ -111,10 +113,10 @@ class Spatial:
         return out
 
     # -- per study ----------------------------------------------------------------------
-    def _study(self, v: StudyView, ctx: Context) -> list[tuple[str, bool | None, Item]]:
+    def _study(self, v: StudyView, ctx: Context) -> list[Candidate]:
         g: SegGeometry = v.geometry
         r = rng(ctx.seed, "spatial", v.id)
-        found: list[tuple[str, bool | None, Item]] = []
+        found: list[Candidate] = []
         found += self._laterality(v, g, ctx)
         for subtask in AXES:
             found += self._axis_pairs(v, g, ctx, subtask, r)
@@ -160,7 +162,7 @@ class Spatial:
                 f"{_where(s)}; its x-extent [{s.bbox_ras_min[0]:.1f}, {s.bbox_ras_max[0]:.1f}] mm "
                 f"lies on the patient's {side}."
             )
-            out.append(("laterality", right, self._item(
+            out.append((right, self._item(
                 "laterality", v, "laterality", s.name, f"Is the {s.name} on the patient's left or right side?",
                 answer, text, _ev(s), why, 0.5, options)))
         for s in g.structures:
@@ -180,7 +182,7 @@ class Spatial:
                 f"{other.volume_ml:.1f} mL ({_where(other)}). The {side} one is "
                 f"{big.volume_ml / small.volume_ml:.2f}x larger."
             )
-            out.append(("paired_larger", side == "right", self._item(
+            out.append((side == "right", self._item(
                 "paired_larger", v, "laterality", base, f"Which is larger, the left or the right {base}?",
                 answer, text, _ev(s) + _ev(other), why, 0.5, options, variant="paired")))
         return out
@@ -221,7 +223,7 @@ class Spatial:
                 f"differ by {hi.centroid_ras[axis] - lo.centroid_ras[axis]:.1f} mm, so "
                 f"{first.name} is {word} to {second.name}."
             )
-            out.append((subtask, word == hi_word, self._item(
+            out.append((word == hi_word, self._item(
                 subtask, v, subtask, first.name,
                 f"Is the {first.name} {hi_word} or {lo_word} to the {second.name}?",
                 answer, text, _ev(first) + _ev(second), why, 0.5, options,
@@ -262,7 +264,7 @@ class Spatial:
                 f"{span(near)[1]:.1f} mm; {_where(far)}: {abs(far.centroid_ras[0] - m):.1f} mm, "
                 f"no closer than {span(far)[0]:.1f} mm."
             )
-            out.append(("medial_lateral", n % 2 == 0, self._item(
+            out.append((n % 2 == 0, self._item(
                 "medial_lateral", v, "medial_lateral", first.name,
                 f"Which is closer to the patient's midline: the {first.name} or the "
                 f"{second.name}?", answer, text, _ev(near) + _ev(far), why, 0.5, options,
@@ -287,7 +289,7 @@ class Spatial:
                    "voxels of the two are within 3 mm.")
             )
             text = "yes" if yes else "no"
-            out.append(("adjacency", yes, self._item(
+            out.append((yes, self._item(
                 "adjacency", v, "adjacency", a.name,
                 f"Do the {a.name} and the {b.name} touch (within 3 mm)?",
                 {"type": "yes_no", "value": text}, text, _ev(a) + _ev(b), why, 0.5,
@@ -302,7 +304,7 @@ class Spatial:
             options.insert(pos, organ)
             why = (f"{_where(lesion)} lies within {_where(host)}: {share:.0%} of the lesion's "
                    f"voxels or of its one-voxel border belong to the {organ}.")
-            out.append(("container", None, self._item(
+            out.append((None, self._item(
                 "container", v, "adjacency", lesion_name, f"Which structure contains the {lesion_name}?",
                 {"type": "choice", "value": pos}, organ, _ev(lesion) + _ev(host), why,
                 1 / len(options), options, variant="container")))
@@ -317,7 +319,7 @@ class Spatial:
             options.insert(pos, name)
             point = g.interior_points[name]
             why = f"The point {_xyz(point)} is a voxel deep inside {_where(s)}."
-            out.append(("point", None, self._item(
+            out.append((None, self._item(
                 "point", v, "adjacency", name,
                 f"Which structure contains the point {_xyz(point)} (RAS+: x to the patient's "
                 "right, y anterior, z superior)?",
@@ -350,7 +352,7 @@ class Spatial:
                 f"{_where(big)}: {big.volume_ml:.1f} mL; {_where(small)}: "
                 f"{small.volume_ml:.1f} mL ({big.volume_ml / small.volume_ml:.2f}x)."
             )
-            out.append(("size_compare", n % 2 == 0, self._item(
+            out.append((n % 2 == 0, self._item(
                 "size_compare", v, "size", first.name, f"Which is larger: the {first.name} or the {second.name}?",
                 answer, text, _ev(big) + _ev(small), why, 0.5, options, variant=second.name)))
         for s in g.structures:
@@ -358,7 +360,7 @@ class Spatial:
                 continue
             ml = round(s.volume_ml, 1)
             why = f"{_where(s)}; {s.voxels} voxels of {s.volume_ml / s.voxels * 1000:.2f} mm^3."
-            out.append(("volume_ml", None, self._item(
+            out.append((None, self._item(
                 "volume_ml", v, "size", s.name, f"What is the volume of the {s.name} in mL?",
                 {"type": "number", "value": ml, "tolerance": round(VOLUME_TOLERANCE * ml, 3)},
                 f"{ml} mL", _ev(s), why, None, variant="ml")))
@@ -373,7 +375,7 @@ class Spatial:
             ev = _ev(s, frames)
             span_text = f"frames {frames[0]}-{frames[-1]}" if frames == list(
                 range(frames[0], frames[-1] + 1)) else "frames " + ", ".join(map(str, frames))
-            out.append(("frames", None, self._item(
+            out.append((None, self._item(
                 "frames", v, "extent", s.name, f"On which frames is the {s.name} visible?",
                 {"type": "frames", "value": frames}, span_text, ev,
                 f"{s.name} has voxels on {len(frames)} frame(s): {_where(s)}.", None)))
@@ -382,7 +384,7 @@ class Spatial:
             x1 = max(b[2] for b in s.frame_boxes.values())
             y1 = max(b[3] for b in s.frame_boxes.values())
             box3d = {"frame_start": frames[0], "frame_end": frames[-1], "box": [x0, y0, x1, y1]}
-            out.append(("box3d", None, self._item(
+            out.append((None, self._item(
                 "box3d", v, "extent", s.name,
                 f"What is the 3D bounding box of the {s.name} (first and last frame, and the "
                 "pixel box enclosing it on every frame)?",
@@ -392,7 +394,7 @@ class Spatial:
                 f"is [{x0}, {y0}, {x1}, {y1}]; world extent {_xyz(s.bbox_ras_min)} to "
                 f"{_xyz(s.bbox_ras_max)}.", None, variant="box3d")))
             cites = "; ".join(f"Frame {e.frame}: [{', '.join(map(str, e.box))}]" for e in ev)
-            out.append(("boxes", None, self._item(
+            out.append((None, self._item(
                 "boxes", v, "extent", s.name, f"Give the bounding box of the {s.name} on every frame "
                 "where it is visible.",
                 {"type": "boxes", "value": [{"frame": e.frame, "box": list(e.box)} for e in ev]},
@@ -405,12 +407,12 @@ class Spatial:
         for s in g.structures:
             if not s.frame_boxes:
                 continue
-            out.append(("presence", True, self._item(
+            out.append((True, self._item(
                 "presence", v, "presence", s.name, f"Is the {s.name} visible in this volume?",
                 {"type": "yes_no", "value": "yes"}, "yes", _ev(s), f"{_where(s)}.", 0.5,
                 task="detection")))
             k = _key_frame(s)
-            out.append(("presence", True, self._item(
+            out.append((True, self._item(
                 "presence", v, "presence", s.name, f"Is the {s.name} visible on frame {k}?",
                 {"type": "yes_no", "value": "yes"}, "yes", _ev(s), f"{_where(s)}.", 0.5,
                 task="detection", frame=k)))
@@ -418,14 +420,14 @@ class Spatial:
                     if f < s.frames[0] - FRAME_MARGIN or f > s.frames[-1] + FRAME_MARGIN]
             if away:
                 k = r.choice(away)
-                out.append(("presence", False, self._item(
+                out.append((False, self._item(
                     "presence", v, "presence", s.name, f"Is the {s.name} visible on frame {k}?",
                     {"type": "yes_no", "value": "no"}, "no", [],
                     f"{s.name} lies on frames {s.frames[0]}-{s.frames[-1]} only, at least "
                     f"{FRAME_MARGIN} frames away from frame {k}.", 0.5, task="detection",
                     frame=k)))
         for name in g.absent:
-            out.append(("presence", False, self._item(
+            out.append((False, self._item(
                 "presence", v, "presence", name, f"Is the {name} visible in this volume?",
                 {"type": "yes_no", "value": "no"}, "no", [],
                 f"The label map names {name} but has no voxel of it.", 0.5, task="detection")))
@@ -438,7 +440,7 @@ class Spatial:
                 continue
             n = len(s.components)
             parts = "; ".join(f"{c.voxels} voxels at {_xyz(c.centroid_ras)}" for c in s.components)
-            out.append(("lesion_count", None, self._item(
+            out.append((None, self._item(
                 "lesion_count", v, "count", s.name, f"How many separate {s.name} lesions are there?",
                 {"type": "number", "value": n}, str(n), _ev(s),
                 f"{s.name} has {n} connected component(s): {parts}.", None, task="counting")))
@@ -446,7 +448,7 @@ class Spatial:
             members = [s for s in g.structures if s.name.startswith(group) and s.frame_boxes]
             if len(members) >= 2:
                 names = ", ".join(s.name for s in members)
-                out.append((word, None, self._item(
+                out.append((None, self._item(
                     word, v, "count", word, f"How many distinct {word} are visible in this volume?",
                     {"type": "number", "value": len(members)}, str(len(members)),
                     [e for s in members for e in _ev(s)],
