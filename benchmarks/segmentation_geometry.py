@@ -24,10 +24,10 @@ import numpy as np
 
 from voxqa.build import relate
 from voxqa.io import open_volume
-from voxqa.labelnames import midline, pair_of
+from voxqa.anatomy.labelnames import midline, pair_of
 from voxqa.schema import Study
 from voxqa.sources.segmentation import SegmentationInput
-from voxqa.structures import measure, naive_measure
+from voxqa.anatomy.structures import measure, naive_measure
 from voxqa.tasks import Context, StudyView
 from voxqa.tasks.spatial import Spatial
 

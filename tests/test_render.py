@@ -13,7 +13,7 @@ from PIL import Image
 
 from voxqa.build import build_fastmri_plus, build_segmentation
 from voxqa.dataset import read_items
-from voxqa.frames import axial_frame
+from voxqa.anatomy.frames import axial_frame
 from voxqa.io import open_volume
 from voxqa.phantom import write_phantom, write_segmentation_phantom
 from voxqa.render import RENDER, RenderSettings, map_box, output_size, parse_window, render_dataset
@@ -142,7 +142,7 @@ def test_real_boxes_on_rendered_frames(shared_data, tmp_path, image, labels, nam
     if names:
         ids = {v: int(k) for k, v in names.items()}
     else:
-        from voxqa.labelnames import header_label_names
+        from voxqa.anatomy.labelnames import header_label_names
         ids = {v: k for k, v in header_label_names(shared_data / labels).items()}
     checked = 0
     for it in items:

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from voxqa.errors import BuildError
-from voxqa.frames import axial_frame
-from voxqa.labelnames import (
+from voxqa.anatomy.frames import axial_frame
+from voxqa.anatomy.labelnames import (
     canonical_name,
     header_label_names,
     midline,
@@ -28,7 +28,7 @@ from voxqa.labelnames import (
     side_of,
 )
 from voxqa.sources.segmentation import load_segmentation
-from voxqa.structures import Structure, measure, measure_masks, naive_measure
+from voxqa.anatomy.structures import Structure, measure, measure_masks, naive_measure
 
 SHAPE = (20, 16, 12)
 # RAS+ but oblique (10 degrees about z), anisotropic, shifted: nothing cancels by accident.

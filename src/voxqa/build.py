@@ -13,12 +13,12 @@ from rich.progress import Progress
 from voxqa import __version__
 from voxqa.dataset import no_gc, sha256_file, write_dataset
 from voxqa.errors import BuildError
-from voxqa.frames import FRAME_CONVENTION, frame_size
+from voxqa.anatomy.frames import FRAME_CONVENTION, frame_size
 from voxqa.geometry import union_box
 from voxqa.instances import LINK_RULE
 from voxqa.io import VolumeError
-from voxqa.labelnames import midline
-from voxqa.relations import (
+from voxqa.anatomy.labelnames import midline
+from voxqa.anatomy.relations import (
     TOUCH_TOLERANCE_MM,
     SegGeometry,
     contacts,
@@ -33,7 +33,7 @@ from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
 from voxqa.sources import fastmri_plus
 from voxqa.sources.segmentation import SegmentationInput, SegSpec, load_segmentation
 from voxqa.splits import assign_splits
-from voxqa.structures import Structure
+from voxqa.anatomy.structures import Structure
 from voxqa.tasks import FAMILIES, Context, StudyView
 from voxqa.tasks.spatial import (
     MAX_OVERLAP_MM,

@@ -1,6 +1,6 @@
 """`voxqa render`: model-ready 8-bit PNG frames, with every box mapped to its image.
 
-Frames are drawn exactly as the boxes were stored (voxqa.frames): axial, radiological (patient
+Frames are drawn exactly as the boxes were stored (voxqa.anatomy.frames): axial, radiological (patient
 right on the image left, anterior up) for volumes with patient geometry; the up/down flipped
 ``reconstruction_rss`` slice for fastMRI, as fastMRI+ annotated it. The only transform after
 that is an optional resize (longer side = ``size``), applied identically to pixels and boxes:
@@ -34,7 +34,7 @@ from PIL import Image
 from rich.progress import Progress
 
 from voxqa.dataset import ITEMS, dumps, read_items, read_studies, write_jsonl
-from voxqa.frames import axial_frame
+from voxqa.anatomy.frames import axial_frame
 from voxqa.io import VolumeError, open_volume
 from voxqa.schema import ImageRef, Item, Study
 
@@ -228,7 +228,7 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
     summary = {
         "settings": asdict(settings),
         "settings_key": settings.key(),
-        "frame_convention": "as stored: axial radiological (voxqa.frames) or fastMRI+ flipped",
+        "frame_convention": "as stored: axial radiological (voxqa.anatomy.frames) or fastMRI+ flipped",
         "box_mapping": "smallest covering pixel box of the resized image, max exclusive",
         "studies": {sid: {k: v for k, v in r.items() if k != "written"} for sid, r in sorted(records.items())},
         "not_rendered": {

@@ -20,8 +20,8 @@ from voxqa.csvinput import csv_reader
 from voxqa.errors import BuildError
 from voxqa.io import Volume, open_volume
 from voxqa.io.dicom import NON_IMAGE_MODALITIES
-from voxqa.labelnames import canonical_name, header_label_names, read_json_names
-from voxqa.structures import Structure, measure, measure_masks
+from voxqa.anatomy.labelnames import canonical_name, header_label_names, read_json_names
+from voxqa.anatomy.structures import Structure, measure, measure_masks
 
 MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr")
 #: Largest image/labels affine difference (mm) still taken as one grid: above the rounding of
@@ -46,7 +46,7 @@ class SegSpec:
 class SegmentationInput:
     """A RAS+ image with its structures, either as one label map or as named masks.
 
-    ``names`` are canonical (``voxqa.labelnames.canonical_name``) and ``raw_names`` as
+    ``names`` are canonical (``voxqa.anatomy.labelnames.canonical_name``) and ``raw_names`` as
     written in the input; for masks the ids are 1-based positions in sorted name order,
     matching ``measure_masks``.
     """

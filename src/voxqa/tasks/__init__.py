@@ -1,6 +1,6 @@
 """Task families: each turns studies into QA items. Register new families in FAMILIES."""
 
-from voxqa.labelnames import midline, pair_of
+from voxqa.anatomy.labelnames import midline, pair_of
 from voxqa.tasks.base import Context, StudyView, TaskFamily
 from voxqa.tasks.captioning import Captioning
 from voxqa.tasks.classification import Classification

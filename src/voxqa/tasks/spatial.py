@@ -1,7 +1,7 @@
 """Spatial questions from segmentation geometry, answered in world coordinates (RAS+ mm).
 
 +x is the patient's right, +y anterior, +z superior; frames are axial, inferior -> superior,
-shown radiologically (voxqa.frames). A relation is asked only when the geometry makes it
+shown radiologically (voxqa.anatomy.frames). A relation is asked only when the geometry makes it
 unambiguous, with the margins below; every ambiguous candidate is counted in
 ``ctx.skipped``. Binary answers are balanced per (split, template) by asking each relation
 in both directions (round-robin) or, for one-structure questions, by subsampling.
@@ -14,9 +14,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 
-from voxqa.relations import SegGeometry
+from voxqa.anatomy.relations import SegGeometry
 from voxqa.schema import Evidence, Item
-from voxqa.structures import Structure
+from voxqa.anatomy.structures import Structure
 from voxqa.tasks.base import Context, StudyView, balance, group_by, make_item, rng
 
 TASK = "spatial"

@@ -2,7 +2,7 @@
 
 Input is a RAS+ canonical label volume (``voxqa.io.canonicalize``) and its affine. All
 positions are RAS+ mm: +x = patient's right, +y = anterior, +z = superior. Frame boxes are
-on the axial radiological frame defined in ``voxqa.frames``.
+on the axial radiological frame defined in ``voxqa.anatomy.frames``.
 
 Cost: a label map with ~100 structures must not be scanned ~100 times, so ``measure`` makes
 one ``cc3d.statistics`` pass (voxel count, box and centroid of every label) and one sweep
@@ -21,8 +21,8 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-from voxqa.frames import voxel_box_to_frame_box
-from voxqa.labelnames import fallback_name
+from voxqa.anatomy.frames import voxel_box_to_frame_box
+from voxqa.anatomy.labelnames import fallback_name
 
 VoxBox = tuple[int, int, int, int, int, int]  # i0, j0, k0, i1, j1, k1 (max exclusive)
 Vec3 = tuple[float, float, float]

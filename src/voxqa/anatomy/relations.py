@@ -1,6 +1,6 @@
 """Pairwise facts between structures that need the voxels: contact, midline, interior points.
 
-``Structure`` (voxqa.structures) has each structure's own geometry; questions about two
+``Structure`` (voxqa.anatomy.structures) has each structure's own geometry; questions about two
 structures or about a point also need the label map. Everything here is computed on crops
 around bounding boxes, never on one full-volume mask per label.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from voxqa.structures import Structure, Vec3
+from voxqa.anatomy.structures import Structure, Vec3
 
 TOUCH_TOLERANCE_MM = 3.0  # two structures "touch" when their voxels come this close
 NEAR_MM = 20.0  # non-touching pairs whose bounding boxes are this close are asked as "no"

@@ -1,0 +1,1 @@
+"""Segmentation anatomy: per-structure geometry, relations between structures, label names and the stored frame."""
