@@ -1,6 +1,6 @@
 """Independent reference implementations the tests compare voxqa against.
 
-Written from the documented rules only (fastMRI+ SOURCE.md, voxqa.instances docstring),
+Written from the documented rules only (fastMRI+ SOURCE.md, voxqa.boxes.instances docstring),
 deliberately not importing voxqa, so a bug in voxqa cannot hide in its own reference.
 """
 

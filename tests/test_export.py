@@ -1,5 +1,5 @@
 """Exports load back in each format's own terms, and every exported box converts back to its
-item's image box (exactly, or within boxconv's stated rounding)."""
+item's image box (exactly, or within boxes.conventions' stated rounding)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import datasets
 import pytest
 from conftest import rendered_phantom, rendered_segmentation
 
-from voxqa.boxconv import PROFILES, from_convention, max_roundtrip_error
+from voxqa.boxes.conventions import PROFILES, from_convention, max_roundtrip_error
 from voxqa.dataset import ITEMS, read_items, read_studies, write_jsonl
 from voxqa.export import FORMATS, SUMMARY, export_dataset
 from voxqa.render import map_box

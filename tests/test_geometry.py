@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from voxqa.geometry import area, clip, containment, intersection, iou, iou3d, union_box
+from voxqa.boxes.geometry import area, clip, containment, intersection, iou, iou3d, union_box
 
 
 def _mask2d(b, size=40):

@@ -1,6 +1,6 @@
 """3D linking of frame-indexed boxes into lesion instances."""
 
-from voxqa.instances import LINK_CONTAINMENT, LINK_IOU, link_instances, overlaps
+from voxqa.boxes.instances import LINK_CONTAINMENT, LINK_IOU, link_instances, overlaps
 
 
 def test_adjacent_overlapping_boxes_form_one_instance():

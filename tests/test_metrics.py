@@ -26,7 +26,7 @@ from voxqa.eval.metrics import (
     score_item,
     set_prf,
 )
-from voxqa.geometry import iou
+from voxqa.boxes.geometry import iou
 from voxqa.schema import BoxesAnswer, NumberAnswer
 
 
@@ -132,7 +132,7 @@ def _coco_ap(images, dets):
         ev = COCOeval(gt, dt, "bbox")
         ev.evaluate()
         ev.accumulate()
-    # pycocotools' bbox IoU is w*h with no +1, the same as voxqa.geometry on xyxy max-exclusive
+    # pycocotools' bbox IoU is w*h with no +1, the same as voxqa.boxes.geometry on xyxy max-exclusive
     for (i, _), ious in ev.ious.items():
         if len(ious):
             g = images[i]

@@ -11,7 +11,7 @@ from typing import Any, get_args
 import pytest
 from conftest import rendered_phantom, rendered_segmentation
 
-from voxqa.boxconv import PROFILES, get_profile, max_roundtrip_error, to_convention
+from voxqa.boxes.conventions import PROFILES, get_profile, max_roundtrip_error, to_convention
 from voxqa.dataset import read_items, read_studies
 from voxqa.eval.parse import PARSERS, ParseResult, clean_reply, parse_answer
 from voxqa.export.base import InlineBoxes, build_sample
@@ -310,7 +310,7 @@ def test_boxes(raw: str, value: list[tuple[int, list[int]]]) -> None:
 
 
 @pytest.mark.parametrize("profile,raw,box", [
-    # a 200 x 100 image: every convention, written by boxconv itself, reads back to the same pixels
+    # a 200 x 100 image: every convention, written by boxes.conventions itself, reads back to the same pixels
     *[(p, f"Frame 4: {json.dumps(to_convention((20, 20, 100, 100), PROFILES[p].convention, 200, 100))}",
        [20, 20, 100, 100]) for p in PROFILES],
     ("qwen2-vl", "Frame 4: [100, 200, 500, 1000]", [20, 20, 100, 100]),

@@ -2,7 +2,7 @@
 
 Needs VOXQA_TEST_DATA pointing at the shared data root (with ``fastmri_plus/``). Every
 expectation is re-derived here from the CSVs with the csv module and an independent
-implementation of the linking rule documented in ``voxqa.instances``; nothing is copied
+implementation of the linking rule documented in ``voxqa.boxes.instances``; nothing is copied
 from a previous run. Builds are box-only (no HDF5), so every frame is 320 x 320.
 """
 

@@ -2,7 +2,7 @@
 
 Expectations are re-derived here from the phantom's CSV (parsed with the csv module), its
 HDF5 pixels, and a small independent implementation of the linking rule documented in
-``voxqa.instances``; the dataset folder is then compared with them.
+``voxqa.boxes.instances``; the dataset folder is then compared with them.
 """
 
 from __future__ import annotations

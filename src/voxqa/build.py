@@ -14,8 +14,8 @@ from voxqa import __version__
 from voxqa.dataset import no_gc, sha256_file, write_dataset
 from voxqa.errors import BuildError
 from voxqa.anatomy.frames import FRAME_CONVENTION, frame_size
-from voxqa.geometry import union_box
-from voxqa.instances import LINK_RULE
+from voxqa.boxes.geometry import union_box
+from voxqa.boxes.instances import LINK_RULE
 from voxqa.io import VolumeError
 from voxqa.anatomy.labelnames import midline
 from voxqa.anatomy.relations import (

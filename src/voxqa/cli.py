@@ -290,7 +290,7 @@ def profiles() -> None:
     """Model box-convention profiles: what each one sends and expects."""
     from rich.table import Table
 
-    from voxqa.boxconv import PROFILES
+    from voxqa.boxes.conventions import PROFILES
 
     table = Table(title="Box profiles (nothing is ever inferred from the numbers)")
     for col in ("profile", "convention", "description", "prompt hint"):

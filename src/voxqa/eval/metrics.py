@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from voxqa.geometry import iou, iou3d
+from voxqa.boxes.geometry import iou, iou3d
 
 THRESHOLDS = (0.1, 0.25, 0.5)  # IoU thresholds for box TP/FP/FN counts
 BOX3D_THRESHOLDS = (0.25, 0.5)

@@ -58,7 +58,7 @@ grade            "grade k" (the last one), else a number read as for ``number``;
 ===============  ==========================================================================
 
 Boxes: every box's numbers, Qwen's ``<|box_start|>`` tokens and ``<bbx>`` ones included,
-are in the profile's convention (``voxqa.boxconv``) on the rendered image of the box's
+are in the profile's convention (``voxqa.boxes.conventions``) on the rendered image of the box's
 frame (``item.images``; a frame the item did not show is sized like its first image, as the
 export does; without images, ``frame_size``). ``<bbx>`` values are x, y, width, height in
 that convention's units. The result is canonical pixels of the rendered image, ``{"frame":
@@ -75,7 +75,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from voxqa.boxconv import Convention, from_convention, get_profile
+from voxqa.boxes.conventions import Convention, from_convention, get_profile
 from voxqa.schema import Item
 
 Number = int | float
@@ -585,7 +585,7 @@ def parse_answer(
 ) -> ParseResult:
     """``raw`` read as ``item``'s answer type; boxes in pixels of the rendered image.
 
-    ``profile`` names the box profile the model was prompted with (``voxqa.boxconv``); an
+    ``profile`` names the box profile the model was prompted with (``voxqa.boxes.conventions``); an
     unknown name raises, as it is a caller's mistake, not a model's. ``frame_size`` (width,
     height) sizes boxes of items that have no rendered images.
     """

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxqa.boxconv import Profile, to_convention
+from voxqa.boxes.conventions import Profile, to_convention
 from voxqa.export.base import InlineBoxes, build_sample
 from voxqa.schema import Item
 

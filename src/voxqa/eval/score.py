@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from voxqa.boxconv import get_profile
+from voxqa.boxes.conventions import get_profile
 from voxqa.dataset import read_items, read_studies
 from voxqa.eval.controls import mirror_box, mirror_item
 from voxqa.eval.jury import Jury

@@ -2,7 +2,7 @@
 
 ``FORMATS`` maps a name to an ``ExportFormat`` (``export/base.py``); ``export_dataset``
 picks the items that have rendered images, builds each item's prompt and JSON target once
-(``base.build_sample``) with boxes in the chosen profile's convention (``voxqa.boxconv``),
+(``base.build_sample``) with boxes in the chosen profile's convention (``voxqa.boxes.conventions``),
 and hands them to the format grouped by split. Items without images are skipped and counted.
 Every export also writes ``voxqa_export.json``, the summary this function returns.
 """
@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from voxqa.boxconv import get_profile
+from voxqa.boxes.conventions import get_profile
 from voxqa.dataset import read_items, read_studies
 from voxqa.export.base import ExportFormat, Sample, build_sample, write_json
 from voxqa.export.hf import HfFormat
@@ -35,7 +35,7 @@ def export_dataset(
 ) -> dict[str, Any]:
     """Export ``folder`` (after `voxqa render`) as ``fmt`` into ``out``; returns the summary.
 
-    ``convention`` names a box profile (``voxqa.boxconv.PROFILES``: pixel, norm1, qwen2-vl,
+    ``convention`` names a box profile (``voxqa.boxes.conventions.PROFILES``: pixel, norm1, qwen2-vl,
     qwen3-vl, qwen2.5-vl); ``split`` keeps one split (train/val/test), None keeps all.
     """
     if fmt not in FORMATS:

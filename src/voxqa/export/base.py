@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from voxqa.boxconv import Profile, to_convention
+from voxqa.boxes.conventions import Profile, to_convention
 from voxqa.render import map_box
 from voxqa.schema import Item
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voxqa.boxconv import Profile
+from voxqa.boxes.conventions import Profile
 from voxqa.export.base import IMAGE_TOKEN, BoxStyle, InlineBoxes, Sample
 
 

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from voxqa.boxconv import Profile
+from voxqa.boxes.conventions import Profile
 from voxqa.export.base import BoxStyle, InlineBoxes, Sample, text_messages, write_json
 
 DATASET_INFO = "dataset_info.json"

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from voxqa.boxconv import Profile, to_convention
+from voxqa.boxes.conventions import Profile, to_convention
 from voxqa.export.base import BoxRef, Sample, text_messages, write_split_jsonl
 
 BBOX = "<bbox>"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from voxqa.boxconv import Profile
+from voxqa.boxes.conventions import Profile
 from voxqa.export.base import BoxStyle, InlineBoxes, Sample, write_split_jsonl
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from voxqa.csvinput import csv_reader
 from voxqa.errors import BuildError
-from voxqa.geometry import clip
-from voxqa.instances import link_instances
+from voxqa.boxes.geometry import clip
+from voxqa.boxes.instances import link_instances
 from voxqa.io import VolumeError, probe_fastmri_h5
 from voxqa.report import BuildReport
 from voxqa.schema import Box, Box3D, Finding, Study, VolumeRef

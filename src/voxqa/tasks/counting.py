@@ -1,6 +1,6 @@
 """Counting: distinct lesion instances of a finding, and distinct finding types.
 
-Counts are of 3D instances (boxes linked across adjacent frames, see voxqa.instances), never
+Counts are of 3D instances (boxes linked across adjacent frames, see voxqa.boxes.instances), never
 of boxes. Zero answers come from reviewed volumes without the finding; per (split, label)
 there are as many zeros as the most frequent non-zero count, so "0" is never absent and at
 best ties the most common count as a blind guess.

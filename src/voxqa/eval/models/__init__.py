@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from voxqa.boxconv import get_profile
+from voxqa.boxes.conventions import get_profile
 from voxqa.dataset import read_items
 from voxqa.eval.models.base import ModelAdapter, PermanentError
 from voxqa.eval.models.baselines import Oracle, Prior, Random

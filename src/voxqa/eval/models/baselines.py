@@ -15,7 +15,7 @@ import random
 from collections import Counter, defaultdict
 from typing import Any
 
-from voxqa.boxconv import Profile, to_convention
+from voxqa.boxes.conventions import Profile, to_convention
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 from voxqa.splits import unit_interval

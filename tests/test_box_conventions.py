@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from voxqa.boxconv import (
+from voxqa.boxes.conventions import (
     CONVENTIONS,
     PROFILES,
     from_convention,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from voxqa.geometry import containment, iou
+from voxqa.boxes.geometry import containment, iou
 
 LINK_IOU = 0.1
 LINK_CONTAINMENT = 0.5
