@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from voxqa.build import build_fastmri_plus
-from voxqa.dataset import read_studies
+from voxqa.dataset.folder import read_studies
 from voxqa.io import open_volume
 from voxqa.phantom import write_phantom
 from voxqa.render import RenderSettings, intensity_range, render_dataset, to_uint8

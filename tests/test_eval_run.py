@@ -21,7 +21,7 @@ from openai_stub import StubServer
 from PIL import Image
 
 from voxqa.boxes.conventions import get_profile
-from voxqa.dataset import read_items, read_studies
+from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.models import make_model
 from voxqa.eval.prompts import build_prompt
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, RunMismatch, read_predictions, run_eval

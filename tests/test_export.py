@@ -13,7 +13,7 @@ import pytest
 from conftest import rendered_phantom, rendered_segmentation
 
 from voxqa.boxes.conventions import PROFILES, from_convention, max_roundtrip_error
-from voxqa.dataset import ITEMS, read_items, read_studies, write_jsonl
+from voxqa.dataset.folder import ITEMS, read_items, read_studies, write_jsonl
 from voxqa.export import FORMATS, SUMMARY, export_dataset
 from voxqa.render import map_box
 from voxqa.schema import Item

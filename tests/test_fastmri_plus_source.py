@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from voxqa.errors import BuildError
-from voxqa.report import BuildReport
+from voxqa.dataset.build_report import BuildReport
 from voxqa.sources.fastmri_plus import infer_anatomy, load_studies, read_file_list
 
 HEADER = "file,slice,study_level,x,y,width,height,label\n"

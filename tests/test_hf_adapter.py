@@ -9,7 +9,7 @@ import pytest
 from conftest import rendered_phantom
 
 from voxqa.boxes.conventions import get_profile
-from voxqa.dataset import read_items, read_studies
+from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.models.hf_local import HFLocal
 from voxqa.eval.prompts import build_prompt
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, run_eval

@@ -49,7 +49,7 @@ def test_report_is_self_contained_and_escapes_model_output(runs, tmp_path) -> No
 
 def test_report_boxes_match_the_items(runs, tmp_path) -> None:
     """Each ground-truth rectangle drawn is an evidence image box of its item."""
-    from voxqa.dataset import read_items
+    from voxqa.dataset.folder import read_items
     from voxqa.htmlreport import build_report
 
     ds, run_dirs = runs

@@ -22,7 +22,7 @@ from reference import NON_PATHOLOGY, link, norm_label, parse_csv
 from conftest import data_unavailable
 
 from voxqa.build import build_fastmri_plus
-from voxqa.dataset import read_items, read_json, read_studies
+from voxqa.dataset.folder import read_items, read_json, read_studies
 from voxqa.inspection import answer_balance, beats_chance
 
 pytestmark = pytest.mark.realdata

@@ -12,7 +12,7 @@ from conftest import rendered_phantom
 from PIL import Image
 
 from voxqa.build import build_fastmri_plus, build_segmentation
-from voxqa.dataset import read_items
+from voxqa.dataset.folder import read_items
 from voxqa.anatomy.frames import axial_frame
 from voxqa.io import open_volume
 from voxqa.phantom import write_phantom, write_segmentation_phantom

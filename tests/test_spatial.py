@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from voxqa.build import build_segmentation
 from voxqa.cli import app
-from voxqa.dataset import read_items, read_json, read_studies
+from voxqa.dataset.folder import read_items, read_json, read_studies
 from voxqa.anatomy.frames import axial_frame
 from voxqa.io import open_volume
 from voxqa.phantom import ORGANS, write_segmentation_phantom

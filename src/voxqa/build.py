@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from voxqa import __version__
-from voxqa.dataset import no_gc, sha256_file, write_dataset
+from voxqa.dataset.folder import no_gc, sha256_file, write_dataset
 from voxqa.errors import BuildError
 from voxqa.anatomy.frames import FRAME_CONVENTION, frame_size
 from voxqa.boxes.geometry import union_box
@@ -28,11 +28,11 @@ from voxqa.anatomy.relations import (
     label_masks,
     mask_folder,
 )
-from voxqa.report import BuildReport
+from voxqa.dataset.build_report import BuildReport
 from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
 from voxqa.sources import fastmri_plus
 from voxqa.sources.segmentation import SegmentationInput, SegSpec, load_segmentation
-from voxqa.splits import assign_splits
+from voxqa.dataset.splits import assign_splits
 from voxqa.anatomy.structures import Structure
 from voxqa.tasks import FAMILIES, Context, StudyView
 from voxqa.tasks.spatial import (

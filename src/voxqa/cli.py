@@ -53,7 +53,7 @@ def build_fastmri_plus(
     """fastMRI+ radiologist boxes -> grounded detection/localization/counting/classification/captioning items."""
     from voxqa.build import build_fastmri_plus as build
     from voxqa.errors import BuildError
-    from voxqa.splits import parse_fractions
+    from voxqa.dataset.splits import parse_fractions
 
     if len(annotations) != len(file_list):
         _fail(f"give one --file-list per --annotations (got {len(annotations)} and {len(file_list)})")
@@ -92,7 +92,7 @@ def build_segmentation(
     from voxqa.errors import BuildError
     from voxqa.io import VolumeError
     from voxqa.sources.segmentation import SegSpec, read_studies_csv
-    from voxqa.splits import parse_fractions
+    from voxqa.dataset.splits import parse_fractions
 
     if (studies is None) == (image is None or labels is None):
         _fail("give either --studies CSV, or --image and --labels for one study")

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from voxqa.dataset import REPORT, read_items, read_json
+from voxqa.dataset.folder import REPORT, read_items, read_json
 from voxqa.schema import Item
 
 

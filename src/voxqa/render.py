@@ -33,7 +33,7 @@ import orjson
 from PIL import Image
 from rich.progress import Progress
 
-from voxqa.dataset import ITEMS, dumps, read_items, read_studies, write_jsonl
+from voxqa.dataset.folder import ITEMS, dumps, read_items, read_studies, write_jsonl
 from voxqa.anatomy.frames import axial_frame
 from voxqa.io import VolumeError, open_volume
 from voxqa.schema import ImageRef, Item, Study

@@ -31,7 +31,7 @@ from rich.progress import Progress
 
 from voxqa import __version__
 from voxqa.boxes.conventions import get_profile
-from voxqa.dataset import ITEMS, read_items, read_studies
+from voxqa.dataset.folder import ITEMS, read_items, read_studies
 from voxqa.eval.controls import CONTROLS, mirror_item, mirrorable, mirrored_png
 from voxqa.eval.models.base import ModelAdapter, PermanentError
 from voxqa.eval.parse import parse_answer

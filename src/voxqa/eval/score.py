@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from voxqa.boxes.conventions import get_profile
-from voxqa.dataset import read_items, read_studies
+from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.controls import mirror_box, mirror_item
 from voxqa.eval.jury import Jury
 from voxqa.eval.metrics import aggregate, ar_score, score_item

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from voxqa.boxes.conventions import get_profile
-from voxqa.dataset import read_items, read_studies
+from voxqa.dataset.folder import read_items, read_studies
 from voxqa.export.base import ExportFormat, Sample, build_sample, write_json
 from voxqa.export.hf import HfFormat
 from voxqa.export.llamafactory import LlamaFactoryFormat

@@ -21,12 +21,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxqa.csvinput import csv_reader
+from voxqa.sources.csvinput import csv_reader
 from voxqa.errors import BuildError
 from voxqa.boxes.geometry import clip
 from voxqa.boxes.instances import link_instances
 from voxqa.io import VolumeError, probe_fastmri_h5
-from voxqa.report import BuildReport
+from voxqa.dataset.build_report import BuildReport
 from voxqa.schema import Box, Box3D, Finding, Study, VolumeRef
 
 NAME = "fastmri_plus"

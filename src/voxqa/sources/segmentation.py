@@ -16,7 +16,7 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from voxqa.csvinput import csv_reader
+from voxqa.sources.csvinput import csv_reader
 from voxqa.errors import BuildError
 from voxqa.io import Volume, open_volume
 from voxqa.io.dicom import NON_IMAGE_MODALITIES

@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 from voxqa.schema import Evidence, Finding, Item, Study
-from voxqa.splits import unit_interval
+from voxqa.dataset.splits import unit_interval
 
 T = TypeVar("T")
 

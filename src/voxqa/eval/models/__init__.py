@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from voxqa.boxes.conventions import get_profile
-from voxqa.dataset import read_items
+from voxqa.dataset.folder import read_items
 from voxqa.eval.models.base import ModelAdapter, PermanentError
 from voxqa.eval.models.baselines import Oracle, Prior, Random
 from voxqa.eval.models.openai_chat import OpenAIChat

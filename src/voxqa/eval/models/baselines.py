@@ -18,7 +18,7 @@ from typing import Any
 from voxqa.boxes.conventions import Profile, to_convention
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
-from voxqa.splits import unit_interval
+from voxqa.dataset.splits import unit_interval
 
 LETTERS = "ABCDEFGHIJ"
 

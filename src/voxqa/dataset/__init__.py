@@ -1,0 +1,1 @@
+"""The dataset folder: its files, the split assignment and the build report."""
