@@ -14,7 +14,7 @@ from conftest import rendered_phantom, rendered_segmentation
 from voxqa.boxes.conventions import PROFILES, get_profile, max_roundtrip_error, to_convention
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.parse import PARSERS, ParseResult, clean_reply, parse_answer
-from voxqa.export.base import InlineBoxes, build_sample
+from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.render import map_box
 from voxqa.schema import Answer, Item
 

@@ -2,7 +2,7 @@
 
 Scoring compares a typed prediction with the item's typed answer, so every reply goes
 through ``parse_answer`` first. The parser reads exactly what the exports teach a model to
-write (``voxqa.export.base``: ``{"reasoning": ..., "answer": ..., "bboxes": [...]}``), what
+write (``voxqa.conversation``: ``{"reasoning": ..., "answer": ..., "bboxes": [...]}``), what
 the prompt modes ask for (``voxqa.eval.prompts``) and the common free-text habits of
 vision-language models. It never guesses: a box's numbers are read in the profile's
 convention (never inferred from their size), and a reply naming two different answers fails.

@@ -1,6 +1,6 @@
 """Prompts: what a model is shown for an item, the same for every adapter.
 
-The user turn is the export's (voxqa.export.base.build_sample): each image after a text label
+The user turn is the one training exports write (voxqa.conversation.build_sample): each image after a text label
 "Frame k:" with k the 0-based frame index stored in the item, then the question with its
 boxes in the profile's convention, the options as (A), (B), ... and the profile's box hint.
 The mode decides what follows:
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxqa.boxes.conventions import Profile, to_convention
-from voxqa.export.base import InlineBoxes, build_sample
+from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.schema import Item
 
 MODES = ("minimal", "structured", "oracle_region")

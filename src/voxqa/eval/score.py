@@ -22,7 +22,7 @@ from voxqa.eval.controls import mirror_box, mirror_item
 from voxqa.eval.jury import Jury
 from voxqa.eval.metrics import aggregate, ar_score, score_item
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
-from voxqa.export.base import InlineBoxes, build_sample
+from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.render import map_box
 from voxqa.schema import Item
 

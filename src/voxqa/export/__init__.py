@@ -2,7 +2,7 @@
 
 ``FORMATS`` maps a name to an ``ExportFormat`` (``export/base.py``); ``export_dataset``
 picks the items that have rendered images, builds each item's prompt and JSON target once
-(``base.build_sample``) with boxes in the chosen profile's convention (``voxqa.boxes.conventions``),
+(``voxqa.conversation.build_sample``) with boxes in the chosen profile's convention (``voxqa.boxes.conventions``),
 and hands them to the format grouped by split. Items without images are skipped and counted.
 Every export also writes ``voxqa_export.json``, the summary this function returns.
 """
@@ -15,7 +15,8 @@ from typing import Any
 
 from voxqa.boxes.conventions import get_profile
 from voxqa.dataset.folder import read_items, read_studies
-from voxqa.export.base import ExportFormat, Sample, build_sample, write_json
+from voxqa.conversation import Sample, build_sample
+from voxqa.export.base import ExportFormat, write_json
 from voxqa.export.hf import HfFormat
 from voxqa.export.llamafactory import LlamaFactoryFormat
 from voxqa.export.swift import SwiftFormat

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from voxqa.boxes.conventions import Profile
-from voxqa.export.base import IMAGE_TOKEN, BoxStyle, InlineBoxes, Sample
+from voxqa.conversation import IMAGE_TOKEN, BoxStyle, InlineBoxes, Sample
 
 
 class HfFormat:

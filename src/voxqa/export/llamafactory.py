@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from voxqa.boxes.conventions import Profile
-from voxqa.export.base import BoxStyle, InlineBoxes, Sample, text_messages, write_json
+from voxqa.conversation import BoxStyle, InlineBoxes, Sample, text_messages
+from voxqa.export.base import write_json
 
 DATASET_INFO = "dataset_info.json"
 

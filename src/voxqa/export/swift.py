@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from voxqa.boxes.conventions import Profile, to_convention
-from voxqa.export.base import BoxRef, Sample, text_messages, write_split_jsonl
+from voxqa.conversation import BoxRef, Sample, text_messages
+from voxqa.export.base import write_split_jsonl
 
 BBOX = "<bbox>"
 REF = "<ref-object>"

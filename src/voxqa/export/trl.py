@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from voxqa.boxes.conventions import Profile
-from voxqa.export.base import BoxStyle, InlineBoxes, Sample, write_split_jsonl
+from voxqa.conversation import BoxStyle, InlineBoxes, Sample
+from voxqa.export.base import write_split_jsonl
 
 
 def content_parts(sample: Sample) -> list[dict[str, Any]]:

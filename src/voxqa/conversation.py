@@ -1,0 +1,221 @@
+"""The conversation a model sees: the user turn, the JSON target and where each box goes.
+
+One module for what training exports write and what evaluation asks, so a model is trained
+and tested on the same text. An item becomes one user turn and one assistant turn. The user
+turn shows every image as ``Frame {k}:`` followed by the image, then the question, the options
+as ``(A) ...`` lines and the profile's prompt hint. The assistant turn is the JSON text
+
+    {"reasoning": ..., "answer": ..., "bboxes": [{"frame": k, "label": ..., "bbox": [...]}]}
+
+with one ``bboxes`` entry per evidence entry (its ``image_box``). Boxes are written in the
+chosen profile's convention on the image the model sees, and so is every box quoted in the
+question, reasoning or a text answer: items quote boxes in pixels of the *stored* frame,
+which stop being true once `voxqa render` resizes the frame. A quoted box is recognised only
+as the exact text of a box the item itself holds (evidence, answer), never by guessing.
+
+How a box reaches the text is a ``BoxStyle``: numbers in the profile's convention
+(``InlineBoxes``), or a placeholder a trainer fills in later (ms-swift's export).
+Image paths are absolute, so exports work from any working directory without copying PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from voxqa.boxes.conventions import Profile, to_convention
+from voxqa.render import map_box
+from voxqa.schema import Item
+
+IMAGE_TOKEN = "<image>"
+BOX_TEXT = re.compile(r"\[(\d+), (\d+), (\d+), (\d+)\]")
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class BoxRef:
+    """A box to write: canonical pixels of a rendered image, and which image of the item."""
+
+    image_box: Box
+    image_index: int
+    width: int
+    height: int
+
+
+class BoxStyle(Protocol):
+    """How boxes and box labels land in the text (called in text order, user turn first)."""
+
+    def box(self, ref: BoxRef) -> str:
+        """JSON text standing for the box."""
+        ...
+
+    def label(self, label: str) -> str:
+        """The inside of a JSON string standing for a box's label."""
+        ...
+
+
+class InlineBoxes:
+    """Boxes written out as numbers in the profile's convention."""
+
+    def __init__(self, profile: Profile):
+        self.convention = profile.convention
+
+    def box(self, ref: BoxRef) -> str:
+        return json.dumps(to_convention(ref.image_box, self.convention, ref.width, ref.height))
+
+    def label(self, label: str) -> str:
+        return json.dumps(label, ensure_ascii=False)[1:-1]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One exported item: images in the order shown, the user turn, the assistant target.
+
+    ``user`` alternates text and images: each ``None`` is where an image goes.
+    """
+
+    item: Item
+    images: list[str]
+    frames: list[int]
+    question: str
+    options: list[str] | None
+    user: list[str | None]
+    target: str
+    boxes: BoxStyle
+
+    def user_text(self, token: str = IMAGE_TOKEN) -> str:
+        """The user turn as one string with ``token`` at each image."""
+        return "".join(token if part is None else part for part in self.user)
+
+
+class _Boxes:
+    """The boxes an item can quote, keyed by their stored-frame pixels."""
+
+    def __init__(self, item: Item, frame_size: tuple[int, int]):
+        assert item.images
+        sizes = {(im.width, im.height) for im in item.images}
+        if len(sizes) != 1:
+            raise ValueError(f"item {item.id}: its images differ in size {sorted(sizes)}")
+        self.size = sizes.pop()
+        self.frame_size = frame_size
+        self.index = {im.frame: i for i, im in enumerate(item.images)}
+        self.by_stored: dict[Box, BoxRef] = {}
+        self.evidence: list[BoxRef] = []
+        for e in item.evidence:
+            if e.image_box is None:
+                raise ValueError(f"item {item.id}: evidence on frame {e.frame} has no image_box")
+            ref = self._ref(e.frame, e.image_box)
+            self.evidence.append(ref)
+            self.by_stored.setdefault(tuple(e.box), ref)
+
+    def _ref(self, frame: int, image_box: Sequence[int]) -> BoxRef:
+        # a frame that is not shown uses the first image: all images of an item share one size
+        return BoxRef(tuple(image_box), self.index.get(frame, 0), *self.size)
+
+    def stored(self, frame: int, box: Sequence[int]) -> BoxRef:
+        """A stored-frame box on the rendered image: its evidence entry, else mapped as render does."""
+        key = tuple(box)
+        if key not in self.by_stored:
+            self.by_stored[key] = self._ref(frame, map_box(box, self.frame_size, self.size))
+        return self.by_stored[key]
+
+
+def _rewrite(text: str, boxes: _Boxes, style: BoxStyle, escape: Callable[[str], str]) -> str:
+    """``text`` with every box it quotes rewritten in order, the rest passed through ``escape``."""
+    out, last = [], 0
+    for m in BOX_TEXT.finditer(text):
+        ref = boxes.by_stored.get(tuple(int(g) for g in m.groups()))
+        out += [escape(text[last:m.start()]), m.group(0) if ref is None else style.box(ref)]
+        last = m.end()
+    out.append(escape(text[last:]))
+    return "".join(out)
+
+
+def _plain(text: str, boxes: _Boxes, style: BoxStyle) -> str:
+    return _rewrite(text, boxes, style, lambda s: s)
+
+
+def _json_string(text: str, boxes: _Boxes, style: BoxStyle) -> str:
+    """``text`` as a JSON string literal, its quoted boxes rewritten."""
+    return '"' + _rewrite(text, boxes, style, lambda s: json.dumps(s, ensure_ascii=False)[1:-1]) + '"'
+
+
+def _letter(index: int) -> str:
+    return f"({chr(ord('A') + index)})"
+
+
+def _answer(item: Item, boxes: _Boxes, style: BoxStyle) -> str:
+    """The human-readable answer as JSON text (boxes in the style, in text order)."""
+    a = item.answer
+    options = item.options or []
+    if a.type == "choice":
+        return _json_string(f"{_letter(a.value)} {options[a.value]}", boxes, style)
+    if a.type == "multi_choice":
+        chosen = "; ".join(f"{_letter(i)} {options[i]}" for i in a.value) or "none"
+        return _json_string(chosen, boxes, style)
+    if a.type in ("yes_no", "number", "frames", "grade"):
+        return json.dumps(a.value)
+    if a.type == "text":
+        return _json_string(a.value, boxes, style)
+    if a.type == "boxes":
+        return "[" + ", ".join(
+            f'{{"frame": {b.frame}, "bbox": {style.box(boxes.stored(b.frame, b.box))}}}' for b in a.value
+        ) + "]"
+    if a.type == "box3d":
+        v = a.value
+        ref = boxes.stored(v.frame_start, v.box)
+        return (f'{{"frame_start": {v.frame_start}, "frame_end": {v.frame_end}, '
+                f'"bbox": {style.box(ref)}}}')
+    raise ValueError(f"item {item.id}: no export rule for answer type {a.type!r}")
+
+
+def build_sample(
+    item: Item, folder: Path, frame_size: tuple[int, int], profile: Profile, style: BoxStyle
+) -> Sample:
+    """Prompt and target of one rendered item.
+
+    ``folder`` is the dataset folder as an absolute path; ``frame_size`` is the (width,
+    height) of the item's study's stored frame.
+    """
+    assert item.images
+    boxes = _Boxes(item, frame_size)
+    if item.answer.type == "boxes":  # answer boxes may be quoted before the answer is written
+        for b in item.answer.value:
+            boxes.stored(b.frame, b.box)
+    elif item.answer.type == "box3d":
+        boxes.stored(item.answer.value.frame_start, item.answer.value.box)
+
+    question = _plain(item.question, boxes, style)
+    options = None if item.options is None else [_plain(o, boxes, style) for o in item.options]
+    body = [question] + [f"{_letter(i)} {o}" for i, o in enumerate(options or [])]
+    user: list[str | None] = []
+    for n, im in enumerate(item.images):
+        user += [("\n" if n else "") + f"Frame {im.frame}: ", None]
+    user.append("\n" + "\n".join(body + [profile.prompt_hint]))
+
+    reasoning = _json_string(item.reasoning, boxes, style)
+    answer = _answer(item, boxes, style)
+    cited = ", ".join(
+        f'{{"frame": {e.frame}, "label": "{style.label(e.label)}", "bbox": {style.box(ref)}}}'
+        for e, ref in zip(item.evidence, boxes.evidence)
+    )
+    target = f'{{"reasoning": {reasoning}, "answer": {answer}, "bboxes": [{cited}]}}'
+    return Sample(
+        item=item,
+        images=[str(folder / im.path) for im in item.images],
+        frames=[im.frame for im in item.images],
+        question=question,
+        options=options,
+        user=user,
+        target=target,
+        boxes=style,
+    )
+
+
+def text_messages(sample: Sample) -> list[dict[str, str]]:
+    """The two turns as plain strings, one ``<image>`` per image (ShareGPT / OpenAI style)."""
+    return [{"role": "user", "content": sample.user_text(IMAGE_TOKEN)},
+            {"role": "assistant", "content": sample.target}]
