@@ -23,7 +23,7 @@ from conftest import data_unavailable
 
 from voxqa.build import build_fastmri_plus
 from voxqa.dataset.folder import read_items, read_json, read_studies
-from voxqa.inspection import answer_balance, beats_chance
+from voxqa.views.inspection import answer_balance, beats_chance
 
 pytestmark = pytest.mark.realdata
 

@@ -22,7 +22,7 @@ from reference import is_pathology, link, norm_label, parse_csv
 
 from voxqa.build import build_fastmri_plus
 from voxqa.dataset.folder import read_items, read_json, read_studies
-from voxqa.inspection import answer_balance, beats_chance
+from voxqa.views.inspection import answer_balance, beats_chance
 from voxqa.io import open_volume
 from voxqa.phantom import TISSUE, write_phantom
 from voxqa.schema import Item, Study

@@ -275,7 +275,7 @@ def report(
     max_items: Annotated[int, typer.Option("--max-items", min=1, help="Items in the browser.")] = 200,
 ) -> None:
     """One self-contained HTML report: leaderboard, chart, item browser with boxes."""
-    from voxqa.htmlreport import build_report
+    from voxqa.views.html_report import build_report
 
     try:
         path = build_report(runs, out, max_items=max_items)
@@ -303,7 +303,7 @@ def profiles() -> None:
 @app.command()
 def inspect(folder: Annotated[Path, typer.Argument(help="A voxqa dataset folder.")]) -> None:
     """Counts by task/template/level/label/split, answer balance, and build repairs."""
-    from voxqa.inspection import show
+    from voxqa.views.inspection import show
 
     try:
         show(folder, Console())
@@ -337,7 +337,7 @@ def demo(
     built-in synthetic data."""
     from voxqa.build import build_fastmri_plus as build
     from voxqa.build import build_segmentation
-    from voxqa.inspection import show
+    from voxqa.views.inspection import show
     from voxqa.phantom import write_phantom, write_segmentation_phantom
     from voxqa.sources.segmentation import SegSpec
 
@@ -364,7 +364,7 @@ def demo(
     from voxqa.eval.models import make_model
     from voxqa.eval.run import RunConfig, run_eval
     from voxqa.eval.score import score_run
-    from voxqa.htmlreport import build_report
+    from voxqa.views.html_report import build_report
     from voxqa.render import RenderSettings, render_dataset
 
     specs = ["oracle", "prior", "random"] + ([f"openai:{model_name}"] if base_url else [])

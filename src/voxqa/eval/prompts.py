@@ -1,9 +1,9 @@
 """Prompts: what a model is shown for an item, the same for every adapter.
 
-The user turn is the one training exports write (voxqa.conversation.build_sample): each image after a text label
-"Frame k:" with k the 0-based frame index stored in the item, then the question with its
-boxes in the profile's convention, the options as (A), (B), ... and the profile's box hint.
-The mode decides what follows:
+The user turn is the one training exports write (voxqa.conversation.build_sample): each
+image after a text label "Frame k:" with k the 0-based frame index stored in the item, then
+the question with its boxes in the profile's convention, the options as (A), (B), ... and
+the profile's box hint. The mode decides what follows:
 
 * ``minimal``: one line saying how to answer (by answer type);
 * ``structured``: the JSON schema {"reasoning", "answer", "bboxes"} (3DReasonKnee found an

@@ -211,7 +211,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
             "reasoning": it.reasoning, "predictions": run_preds,
         })
 
-    env = Environment(loader=PackageLoader("voxqa", "templates"),
+    env = Environment(loader=PackageLoader("voxqa.views", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     page = env.get_template("report.html.j2").render(
         runs=runs, dataset=str(folder), version=__version__, header=header, rows=rows,

@@ -50,7 +50,7 @@ def test_report_is_self_contained_and_escapes_model_output(runs, tmp_path) -> No
 def test_report_boxes_match_the_items(runs, tmp_path) -> None:
     """Each ground-truth rectangle drawn is an evidence image box of its item."""
     from voxqa.dataset.folder import read_items
-    from voxqa.htmlreport import build_report
+    from voxqa.views.html_report import build_report
 
     ds, run_dirs = runs
     page = build_report(run_dirs[:1], tmp_path / "o.html", max_items=500).read_text()
@@ -84,7 +84,7 @@ def test_report_in_a_real_browser(runs, tmp_path) -> None:
     """Headless Chromium: no console errors, filters work, screenshot not empty, no XSS."""
     from playwright.sync_api import sync_playwright
 
-    from voxqa.htmlreport import build_report
+    from voxqa.views.html_report import build_report
 
     page_path = build_report(runs[1], tmp_path / "r.html", max_items=60)
     flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
