@@ -79,6 +79,10 @@ class VolumeRef(Model):
 
     path: str
     loader: str
+    mirrored: bool = Field(
+        default=False,
+        description="show the volume flipped along patient x (affine kept): a counterfactual twin",
+    )
 
 
 class Study(Model):
@@ -228,4 +232,17 @@ class Item(Model):
     )
     images: list[ImageRef] | None = Field(
         default=None, description="rendered frames shown with the question, in frame order"
+    )
+    variant: Literal["original", "mirrored"] | None = Field(
+        default=None,
+        description="counterfactual pairs: 'original', or 'mirrored' (the study flipped along "
+        "patient x, answers recomputed); None for items without a twin",
+    )
+    pair_id: str | None = Field(
+        default=None, description="shared by an item and its mirrored twin (same question text)"
+    )
+    prior_answerable: bool = Field(
+        default=False,
+        description="answerable from anatomical knowledge alone (normal anatomy): scored as its "
+        "own group and left out of headline numbers",
     )
