@@ -101,7 +101,9 @@ def test_random_round_trips_within_stated_rounding(convention) -> None:
                 assert all(0 <= v <= 1 for v in values)
             if convention == "norm1000":
                 assert all(isinstance(v, int) and 0 <= v <= 1000 for v in values)
-                assert bound == 0 if max(w, h) <= 1000 else bound <= 1 or max(w, h) > 2999
+                cell = max_roundtrip_error(convention, w, h, cell_wide=True)
+                assert cell == 0 if max(w, h) <= 1000 else cell <= 1 or max(w, h) > 2999
+                assert bound == 0 if max(w, h) <= 1000 else bound <= 1 or max(w, h) > 1500
             if convention == "qwen25_abs":
                 rh, rw = smart_resize(h, w)
                 assert 0 <= values[0] <= values[2] <= rw and 0 <= values[1] <= values[3] <= rh
@@ -128,8 +130,13 @@ def test_every_coordinate_round_trips_on_small_images(convention) -> None:
 def test_stated_bounds() -> None:
     assert max_roundtrip_error("pixel", 5000, 5000) == 0
     assert max_roundtrip_error("norm1000", 1000, 1000) == 0
-    assert max_roundtrip_error("norm1000", 2999, 10) == 1
-    assert max_roundtrip_error("norm1000", 3000, 10) == 2
+    assert max_roundtrip_error("norm1000", 2999, 10, cell_wide=True) == 1
+    assert max_roundtrip_error("norm1000", 3000, 10, cell_wide=True) == 2
+    # any box (sub-cell boxes are widened to whole cells): ceil(s - 1/2)
+    assert max_roundtrip_error("norm1000", 1500, 10) == 1
+    assert max_roundtrip_error("norm1000", 1501, 10) == 2
+    assert max_roundtrip_error("norm1000", 2999, 10) == 3
+    assert max_roundtrip_error("norm1000", 3000, 10) == 3
     assert max_roundtrip_error("norm1", 9999, 9999) == 0
     assert max_roundtrip_error("qwen25_abs", 200, 200) == 1  # 200 -> 196: slightly shrunk
     assert max_roundtrip_error("qwen25_abs", 128, 128) == 0  # 128 -> 140: enlarged
@@ -189,3 +196,44 @@ def test_profiles() -> None:
         PROFILES["pixel"].convention = "norm1"  # type: ignore[misc]
     with pytest.raises(ValueError, match=r"unknown box profile 'qwen'; known: pixel, norm1, qwen2-vl, qwen3-vl, qwen2\.5-vl"):
         get_profile("qwen")
+
+
+def test_tiny_boxes_never_degenerate_on_coarser_grids() -> None:
+    """A 1x1 px box on a 1000+ px image: rounding half up would give x_max == x_min."""
+    # hand-computed: 1 px at x=2 of 3000 px: 2000/3000 -> 0.667 and 3000/3000 -> 1.0 round
+    # to 1 and 1 (collapsed); floor(0.667) = 0, ceil(1.0) = 1
+    assert to_convention((2, 2, 3, 3), "norm1000", 3000, 3000) == [0, 0, 1, 1]
+    # 1 px at 1001 of 2000 px: 500.5 and 501.0 both round to 501 -> floor 500, ceil 501
+    assert to_convention((1001, 0, 1002, 1), "norm1000", 2000, 1000) == [500, 0, 501, 1]
+    # 2 px boxes at norm1 on 30000 px: 1.5e-4 step... 3/30000 = 1e-4, 4/30000 = 1.33e-4 -> both
+    # round to 0.0001; widened to [0.0001, 0.0002]
+    assert to_convention((3, 0, 4, 1), "norm1", 30000, 1) == [0.0001, 0.0, 0.0002, 1.0]
+    for convention in SCALED:
+        for w, h in ((1001, 1001), (1500, 1200), (2999, 3000), (4000, 3000), (3000, 60)):
+            bound = max_roundtrip_error(convention, w, h)
+            for x in (0, 1, w // 3, w // 2, w - 2, w - 1):
+                for y in (0, h // 2, h - 1):
+                    box = (x, y, x + 1, y + 1)
+                    v = to_convention(box, convention, w, h)
+                    assert v[2] > v[0] and v[3] > v[1], (convention, w, h, box, v)
+                    back = from_convention(v, convention, w, h)
+                    assert back[2] > back[0] and back[3] > back[1]
+                    assert max(abs(a - b) for a, b in zip(back, box)) <= bound, (convention, w, h, box)
+
+
+def test_any_box_bound_holds_and_is_reached() -> None:
+    """Exhaustive 1-D sweep (axes convert independently) for norm1000 on coarse grids."""
+    worsts = {}
+    for side in (1001, 1499, 1501, 2000, 2999, 3000):
+        bound = max_roundtrip_error("norm1000", side, 1)
+        worst = 0
+        for lo in range(side):
+            for hi in {min(side, lo + d) for d in (1, 2, 5)}:
+                v = to_convention((lo, 0, hi, 1), "norm1000", side, 1)
+                assert v[2] > v[0]
+                back = from_convention(v, "norm1000", side, 1)
+                worst = max(worst, abs(back[0] - lo), abs(back[2] - hi))
+        assert worst <= bound, (side, worst, bound)
+        worsts[side] = worst
+    assert worsts[2999] == worsts[3000] == 3  # reached: the stated bound is not loose there
+    assert worsts[1001] == 1

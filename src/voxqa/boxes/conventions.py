@@ -20,11 +20,18 @@ Conventions (``to_convention`` output, ``from_convention`` input):
 
 Rounding rule: every rounding to an integer is round-half-up on exact integer arithmetic
 (``x * 1000 / width`` as a fraction, not a float), so results never depend on float ties.
+Never degenerate: a box converted to a coarser grid keeps ``x_max > x_min`` and
+``y_max > y_min``. When rounding half up would collapse an axis (a box narrower than one grid
+cell), that axis is written with its min rounded down and its max rounded up instead.
+
 Round trips (``from_convention(to_convention(b))``) are exact for pixel, pixel_xywh and box3d;
 for the scaled ones the error per coordinate is at most ``max_roundtrip_error``: 0 when the
 target grid is at least as fine as the image (norm1000 with sides <= 1000 px, qwen25_abs
-when the resize enlarges, norm1 with sides <= 10000 px), else ``floor(s / 2 + 1/2)`` px for a
-grid ``s`` image pixels coarse (e.g. <= 1 px for norm1000 up to 2999 px).
+when the resize enlarges, norm1 with sides <= 10000 px). For a grid ``s > 1`` image pixels
+coarse it is ``floor(s / 2 + 1/2)`` px for boxes at least one grid cell wide and high
+(``cell_wide=True``; e.g. <= 1 px for norm1000 up to 2999 px) and ``ceil(s - 1/2)`` px for any
+box, since a sub-cell box is widened to whole cells (e.g. 1 px for norm1000 up to 1500 px,
+3 px at 3000 px).
 
 ``from_convention`` converts without clipping or reordering, so a model's invalid box stays
 visibly invalid for the caller to judge.
@@ -114,6 +121,15 @@ def _scale(v: int, src: int, dst: int) -> int:
     return _round_half_up(v * dst, src)
 
 
+def _scale_axis(lo: int, hi: int, src: int, dst: int) -> tuple[int, int]:
+    """``[lo, hi)`` on a ``src``-wide axis moved to a ``dst``-wide grid: rounded half up, or,
+    where that would collapse it (narrower than a grid cell), min rounded down and max up."""
+    a, b = _scale(lo, src, dst), _scale(hi, src, dst)
+    if b <= a:
+        a, b = lo * dst // src, -(-hi * dst // src)
+    return a, b
+
+
 def _check(convention: str, width: int, height: int) -> None:
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown box convention {convention!r}; known: {', '.join(CONVENTIONS)}")
@@ -164,13 +180,17 @@ def to_convention(box: Sequence[int], convention: Convention, width: int, height
     if convention == "pixel_xywh":
         return [x0, y0, x1 - x0, y1 - y0]
     if convention == "norm1":
-        return [round(x0 / width, NORM1_DECIMALS), round(y0 / height, NORM1_DECIMALS),
-                round(x1 / width, NORM1_DECIMALS), round(y1 / height, NORM1_DECIMALS)]
-    if convention == "norm1000":
-        return [_scale(x0, width, NORM1000), _scale(y0, height, NORM1000),
-                _scale(x1, width, NORM1000), _scale(y1, height, NORM1000)]
-    w, h = _qwen25_size(width, height)  # qwen25_abs
-    return [_scale(x0, width, w), _scale(y0, height, h), _scale(x1, width, w), _scale(y1, height, h)]
+        out = [round(x0 / width, NORM1_DECIMALS), round(y0 / height, NORM1_DECIMALS),
+               round(x1 / width, NORM1_DECIMALS), round(y1 / height, NORM1_DECIMALS)]
+        grid = 10**NORM1_DECIMALS
+        for i, (lo, hi, side) in enumerate(((x0, x1, width), (y0, y1, height))):
+            if out[i + 2] <= out[i]:  # collapsed: whole 1e-4 steps, min down and max up
+                out[i], out[i + 2] = lo * grid // side / grid, -(-hi * grid // side) / grid
+        return out
+    w, h = (NORM1000, NORM1000) if convention == "norm1000" else _qwen25_size(width, height)
+    ax0, ax1 = _scale_axis(x0, x1, width, w)
+    ay0, ay1 = _scale_axis(y0, y1, height, h)
+    return [ax0, ay0, ax1, ay1]
 
 
 def from_convention(
@@ -203,11 +223,14 @@ def from_convention(
     return _scale(v[0], w, width), _scale(v[1], h, height), _scale(v[2], w, width), _scale(v[3], h, height)
 
 
-def max_roundtrip_error(convention: Convention, width: int, height: int) -> int:
+def max_roundtrip_error(convention: Convention, width: int, height: int, *,
+                        cell_wide: bool = False) -> int:
     """Largest |pixel error| per coordinate of ``from_convention(to_convention(box))``.
 
     A grid cell of ``s`` image pixels (s = width / 1000 for norm1000, width / resized width
-    for qwen25_abs, width / 10**4 for norm1) gives 0 when s <= 1, else ``floor(s / 2 + 1/2)``.
+    for qwen25_abs, width / 10**4 for norm1) gives 0 when s <= 1. Else, for any box,
+    ``ceil(s - 1/2)`` (a box narrower than a cell is widened to whole cells); with
+    ``cell_wide=True``, for boxes at least one cell wide and high, ``floor(s / 2 + 1/2)``.
     """
     _check(convention, width, height)
     if convention in ("pixel", "pixel_xywh", "box3d"):
@@ -218,7 +241,11 @@ def max_roundtrip_error(convention: Convention, width: int, height: int) -> int:
         steps = (NORM1000,) * 2
     else:  # qwen25_abs
         steps = _qwen25_size(width, height)
-    return max(0 if step >= side else (side + step) // (2 * step) for side, step in zip((width, height), steps))
+    if cell_wide:
+        return max(0 if step >= side else (side + step) // (2 * step)
+                   for side, step in zip((width, height), steps))
+    return max(0 if step >= side else (2 * side + step - 1) // (2 * step)
+               for side, step in zip((width, height), steps))
 
 
 # --- model profiles -------------------------------------------------------------------------
