@@ -12,10 +12,11 @@ from conftest import rendered_phantom
 from PIL import Image
 
 from voxqa.build import build_fastmri_plus, build_segmentation
-from voxqa.dataset.folder import read_items
+from voxqa.dataset.folder import read_items, read_studies
 from voxqa.anatomy.frames import axial_frame
 from voxqa.io import open_volume
 from voxqa.phantom import write_phantom, write_segmentation_phantom
+from voxqa.tasks.base import volume_frames
 from voxqa.render import RENDER, RenderSettings, map_box, output_size, parse_window, render_dataset
 from voxqa.sources.segmentation import SegSpec
 
@@ -58,15 +59,16 @@ def test_image_boxes_sit_on_the_phantom_lesions(fastmri) -> None:
 
 def test_images_per_item(fastmri) -> None:
     items = read_items(fastmri)
+    studies = {s.id: s for s in read_studies(fastmri)}
     per_study: dict[str, list[int]] = {}
     for it in items:
         assert it.images, it.id
         frames = [im.frame for im in it.images]
         if it.level == "frame":
             assert frames == it.frames
-        else:  # one frame set per study, holding every evidence frame
+        else:  # one frame set per study, a function of its frame count only
             assert per_study.setdefault(it.study_id, frames) == frames
-            assert {e.frame for e in it.evidence} <= set(frames)
+            assert frames == volume_frames(studies[it.study_id].frame_count, 6)
         for im in it.images:
             assert (fastmri / im.path).is_file()
         for e in it.evidence:
@@ -181,3 +183,41 @@ def test_mp4_per_volume(tmp_path) -> None:
         for k, frame in enumerate(frames):  # lossy, but the same picture as the PNG
             png = _png(tmp_path / "ds", rec["frames"][str(k)])
             assert np.abs(frame[:63].astype(float) - png).mean() < 12
+
+
+def test_volume_frames_depend_on_the_frame_count_only() -> None:
+    assert volume_frames(12, 16) == list(range(12)) and volume_frames(12, None) == list(range(12))
+    assert volume_frames(31, 4) == [0, 10, 20, 30]
+    assert volume_frames(None, 4) == []
+    assert len(volume_frames(45, 16)) == 16
+
+
+def _shown_frame_learner(train, held, features) -> float:
+    """Logistic regression on which frame indices a volume-level item shows (its ``Frame k:``
+    labels); held-out accuracy."""
+    from sklearn.linear_model import LogisticRegression
+
+    width = 1 + max(k for it in train + held for k in features(it))
+    def x(items):
+        return np.array([[k in features(it) for k in range(width)] for it in items], float)
+    y = [it.answer.value for it in train]
+    model = LogisticRegression(max_iter=1000).fit(x(train), y)
+    return float(np.mean(model.predict(x(held)) == np.array([it.answer.value for it in held])))
+
+
+def test_shown_frame_indices_do_not_predict_any_abnormality(tmp_path) -> None:
+    """Rendered with fewer frames than the phantom's 12, the frames a volume-level item shows
+    are a strict subset; they must be the same for a normal and an abnormal volume. The old
+    rule (evenly spaced frames plus every evidence frame) is scored too, to show the learner
+    finds that leak."""
+    ds = rendered_phantom(tmp_path, n=40, seed=11, size=24, context=4, fractions=(0.5, 0.25, 0.25))
+    items = [it for it in read_items(ds) if it.template == "detection/any_abnormality/volume"]
+    train = [it for it in items if it.split == "train"]
+    held = [it for it in items if it.split != "train"]
+    assert len(train) >= 6 and len(held) >= 6
+    shown = _shown_frame_learner(train, held, lambda it: {im.frame for im in it.images})
+    assert shown == 0.5  # balanced per split and anatomy, and the features are all equal
+    old = _shown_frame_learner(
+        train, held, lambda it: {im.frame for im in it.images} | {e.frame for e in it.evidence}
+    )
+    assert old >= 0.9

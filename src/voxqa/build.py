@@ -17,7 +17,7 @@ from voxqa.anatomy.frames import FRAME_CONVENTION, frame_size
 from voxqa.boxes.geometry import union_box
 from voxqa.boxes.instances import LINK_RULE
 from voxqa.io import VolumeError
-from voxqa.anatomy.labelnames import midline
+from voxqa.anatomy.labelnames import is_lesion, midline
 from voxqa.anatomy.relations import (
     TOUCH_TOLERANCE_MM,
     SegGeometry,
@@ -27,7 +27,10 @@ from voxqa.anatomy.relations import (
     interior_point,
     label_masks,
     mask_folder,
+    owners,
+    side_conflicts,
 )
+from voxqa.dataset.audit import attach_audit, write_audit
 from voxqa.dataset.build_report import BuildReport
 from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
 from voxqa.sources import fastmri_plus
@@ -35,6 +38,7 @@ from voxqa.sources.segmentation import SegmentationInput, SegSpec, load_segmenta
 from voxqa.dataset.splits import assign_splits
 from voxqa.anatomy.structures import Structure
 from voxqa.tasks import FAMILIES, Context, StudyView
+from voxqa.tasks.base import VOLUME_FRAMES_RULE
 from voxqa.tasks.spatial import (
     MAX_OVERLAP_MM,
     MIN_CENTROID_MM,
@@ -42,7 +46,7 @@ from voxqa.tasks.spatial import (
     MIN_SIZE_RATIO,
     MIN_STRUCTURE_VOXELS,
     VOLUME_TOLERANCE,
-    is_lesion,
+    mirrored_id,
 )
 
 FASTMRI_FAMILIES = ("detection", "localization", "counting", "classification", "captioning")
@@ -148,6 +152,8 @@ def _build_fastmri_plus(
     )
     views = [StudyView(s, ctx.is_pathology) for s in studies]
     items = generate_items(views, ctx, FASTMRI_FAMILIES)
+    for reason, n in sorted(ctx.skipped.items()):
+        report.add("info", "question_not_asked: " + reason, n)
     sizes = Counter((s.anatomy, s.frame_size, s.frame_size_source) for s in studies)
     manifest = {
         "name": name,
@@ -177,13 +183,16 @@ def _build_fastmri_plus(
         ],
         "default_frame_size": {a: list(s) for a, s in fastmri_plus.DEFAULT_FRAME_SIZE.items()},
         "instance_linking": LINK_RULE,
+        "volume_frames": {"cap": ctx.volume_frame_cap, "rule": VOLUME_FRAMES_RULE},
         "splits": split_manifest(fractions, "patient_id (fastMRI+: the volume)"),
         "vocabulary": {"pathology": pathology_vocab, "boxed": boxed_vocab},
         "non_pathology_labels": sorted(fastmri_plus.NON_PATHOLOGY),
         "counts": counts(studies, items),
         "item_id_format": "study_id:subtask:(v|f<frame>):label-slug",
     }
+    audit = attach_audit(manifest, items, studies)  # the blind audit (issue 11)
     write_dataset(out, manifest, studies, items, report.to_dict())
+    write_audit(out, audit)
     return manifest
 
 
@@ -208,7 +217,7 @@ def _structure_finding(s: Structure, raw_name: str) -> Finding:
     )
 
 
-def relate(seg: SegmentationInput) -> tuple[list[Structure], SegGeometry]:
+def relate(seg: SegmentationInput, mirrored: bool = False) -> tuple[list[Structure], SegGeometry]:
     """All structures measured, and the geometry questions are asked from (tiny ones out)."""
     shape = seg.image.shape
     measured = seg.measure(components_for=[n for n in seg.names.values() if is_lesion(n)])
@@ -218,29 +227,46 @@ def relate(seg: SegmentationInput) -> tuple[list[Structure], SegGeometry]:
     structures = [s for s in measured if s.voxels >= MIN_STRUCTURE_VOXELS]
     midline_x, midline_src = estimate_midline(structures, midline, shape, seg.affine)
     touching, near = contacts(mask_in, shape, structures, seg.spacing)
+    interior = {s.name: interior_point(mask_in, s) for s in structures}
     geometry = SegGeometry(
         structures=structures, affine=seg.affine, shape=shape, midline_x=midline_x,
         midline_source=midline_src, touching=touching, near_not_touching=near,
-        interior_points={s.name: interior_point(mask_in, s, seg.affine) for s in structures},
+        interior_points=interior,
+        point_owners={name: owners(mask_in, structures, v) for name, v in interior.items()},
         containers=containers(mask_in, shape, structures, [s.name for s in structures if is_lesion(s.name)]),
         absent=absent,
         tiny=tiny,
+        orientation_known=seg.orientation_known,
+        # a mirrored twin contradicts every sided name by construction
+        side_conflicts=[] if mirrored or not seg.orientation_known else side_conflicts(
+            structures, midline_x, MIN_CENTROID_MM),
+        mirrored=mirrored,
     )
     return measured, geometry
 
 
-def load_segmentation_study(spec: SegSpec) -> tuple[Study, SegGeometry]:
-    """Read, measure and relate one study's structures (world coordinates, RAS+)."""
-    seg = load_segmentation(spec.image, spec.labels, spec.label_names)
+def load_segmentation_study(spec: SegSpec) -> list[tuple[Study, SegGeometry]]:
+    """Read, measure and relate one study's structures (world coordinates, RAS+); with a
+    patient orientation, also its mirrored twin (for the counterfactual side questions)."""
+    seg = load_segmentation(spec.image, spec.labels, spec.label_names, spec.assume_orientation)
+    out = [_segmentation_study(spec, seg, spec.study_id, mirrored=False)]
+    if seg.orientation_known:
+        out.append(_segmentation_study(spec, seg.mirrored(), mirrored_id(spec.study_id), mirrored=True))
+    return out
+
+
+def _segmentation_study(spec: SegSpec, seg: SegmentationInput, study_id: str,
+                        mirrored: bool) -> tuple[Study, SegGeometry]:
     shape = seg.image.shape
-    measured, geometry = relate(seg)
+    measured, geometry = relate(seg, mirrored)
     study = Study(
-        id=spec.study_id,
+        id=study_id,
         patient_id=spec.patient_id or spec.study_id,
         source="segmentation",
         modality=spec.modality or seg.modality_hint or "unknown",
         anatomy=spec.anatomy or "unknown",
-        volume=VolumeRef(path=str(spec.image), loader=seg.image.format),
+        volume=VolumeRef(path=str(spec.image), loader=seg.image.format, mirrored=mirrored,
+                         assumed_orientation=spec.assume_orientation if seg.orientation_known else None),
         shape=tuple(int(n) for n in shape),
         spacing=tuple(float(x) for x in seg.spacing),
         affine=[[float(v) for v in row] for row in seg.affine],
@@ -272,8 +298,9 @@ def build_segmentation(
             task = progress.add_task("measuring structures", total=len(specs))
             for spec in specs:
                 try:
-                    study, geometry[spec.study_id] = load_segmentation_study(spec)
-                    studies.append(study)
+                    for study, g in load_segmentation_study(spec):
+                        studies.append(study)
+                        geometry[study.id] = g
                 except (BuildError, VolumeError) as exc:
                     report.add("skipped", "study_unreadable", study=spec.study_id, error=str(exc))
                 progress.advance(task)
@@ -284,8 +311,17 @@ def build_segmentation(
         views = [StudyView(s, ctx.is_pathology, geometry[s.id]) for s in studies]
         items = generate_items(views, ctx, SEGMENTATION_FAMILIES)
         for study in studies:
-            for name in geometry[study.id].tiny:
+            g = geometry[study.id]
+            if g.mirrored:
+                continue
+            for name in g.tiny:
                 report.add("info", "structure_too_small_not_asked", study=study.id, structure=name)
+            if not g.orientation_known:
+                report.add("warning", "no_patient_orientation_no_side_questions", study=study.id,
+                           hint="pass --assume-orientation (e.g. RAS or LPS) if you know it")
+            for name in g.side_conflicts:
+                report.add("warning", "side_in_name_contradicts_geometry_no_side_questions",
+                           study=study.id, structure=name)
         for reason, n in sorted(ctx.skipped.items()):
             report.add("info", "question_not_asked: " + reason, n)
         report.totals["studies"] = len(studies)
@@ -317,5 +353,7 @@ def build_segmentation(
             "splits": split_manifest(fractions, "patient_id"),
             "counts": counts(studies, items),
         }
+        audit = attach_audit(manifest, items, studies)  # the blind audit (issue 11)
         write_dataset(out, manifest, studies, items, report.to_dict())
+        write_audit(out, audit)
         return manifest

@@ -7,9 +7,13 @@ that is an optional resize (longer side = ``size``), applied identically to pixe
 a box maps to the smallest pixel box of the resized image that covers it.
 
 Which frames an item shows: a frame-level item its own frame; a volume-level item the study's
-frame set, i.e. every frame that is evidence of a volume-level item of the study plus
-``context`` evenly spaced frames (or all frames). One set per study, so the frames shown never
-tell a "yes" from a "no".
+frame set, ``voxqa.tasks.base.volume_frames``: all frames up to ``context``, else ``context``
+evenly spaced ones. The set depends on the frame count only, never on the annotations (the
+``Frame k:`` labels are prompt text, so adding evidence frames would tell a normal volume from an
+abnormal one). The build assumes the default ``context`` and does not ask volume-level questions
+whose evidence frames that set misses; rendering with another ``context`` is allowed, and the
+volume-level items whose evidence is then not all shown are counted in ``render.json``
+(``counts.volume_items_evidence_not_shown``).
 
 Rendering is parallel over studies, resumable (a PNG that exists, opens and has the expected
 size under the same settings is kept) and deterministic. Settings and the intensity window of
@@ -24,7 +28,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,7 @@ from voxqa.dataset.folder import ITEMS, dumps, read_items, read_studies, write_j
 from voxqa.anatomy.frames import axial_frame
 from voxqa.io import VolumeError, open_volume
 from voxqa.schema import ImageRef, Item, Study
+from voxqa.tasks.base import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, volume_frames
 
 RENDER = "render.json"
 FRAMES_DIR = "frames"
@@ -57,7 +62,7 @@ PERCENTILE_SAMPLE = 2**18  # voxels the percentiles are estimated from (regular 
 class RenderSettings:
     size: int | None = None  # longer side of the PNG in pixels; None keeps the native size
     window: str | None = None  # window name or "level,width"; None: by modality
-    context: int | None = 16  # evenly spaced context frames per study; None: all frames
+    context: int | None = DEFAULT_VOLUME_FRAMES  # frames of a volume-level item; None: all
     video_fps: float | None = None  # also write one MP4 of all frames per study at this rate
 
     def key(self) -> str:
@@ -117,13 +122,10 @@ def map_box(box: Sequence[int], src: tuple[int, int], dst: tuple[int, int]) -> t
     )
 
 
-def frame_set(study: Study, evidence_frames: set[int], context: int | None) -> list[int]:
-    """The frames every volume-level item of a study shows."""
-    n = study.frame_count or 0
-    if context is None or context >= n:
-        return list(range(n))
-    spaced = {round(i * (n - 1) / max(context - 1, 1)) for i in range(context)}
-    return sorted(spaced | {f for f in evidence_frames if f < n})
+def frame_set(study: Study, context: int | None) -> list[int]:
+    """The frames every volume-level item of a study shows: a function of its frame count
+    only (``volume_frames``, the rule the task families filter volume-level items by)."""
+    return volume_frames(study.frame_count, context)
 
 
 def _frame_image(volume_data: np.ndarray, study: Study, k: int) -> np.ndarray:
@@ -144,7 +146,9 @@ def render_study(job: tuple[Study, list[int], Path, RenderSettings, bool]) -> di
     """Write the PNGs of one study (in a worker process); returns its render record."""
     study, frames, folder, settings, resume = job
     assert study.volume is not None
-    vol = open_volume(study.volume.path)
+    vol = open_volume(study.volume.path, assume=study.volume.assumed_orientation)
+    if study.volume.mirrored:  # a counterfactual twin: flipped along patient x (RAS+ axis 0)
+        vol = replace(vol, data=vol.data[::-1])
     lo, hi, how = intensity_range(vol.data, study.modality, settings.window)
     width, height = study.frame_size
     out_size = output_size(width, height, settings.size)
@@ -200,14 +204,11 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
     previous = orjson.loads((folder / RENDER).read_bytes()) if (folder / RENDER).is_file() else {}
     resume = previous.get("settings_key") == settings.key()
 
-    evidence: dict[str, set[int]] = defaultdict(set)
     needed: dict[str, set[int]] = defaultdict(set)
     for it in items:
-        if it.level == "volume":
-            evidence[it.study_id] |= {e.frame for e in it.evidence}
         needed[it.study_id] |= set(it.frames)
     renderable = {sid: s for sid, s in studies.items() if s.volume is not None and sid in needed}
-    sets = {sid: frame_set(s, evidence[sid], settings.context) for sid, s in renderable.items()}
+    sets = {sid: frame_set(s, settings.context) for sid, s in renderable.items()}
     jobs = [(s, sorted(needed[sid] | set(sets[sid])), folder, settings, resume)
             for sid, s in sorted(renderable.items())]
 
@@ -240,7 +241,12 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
             "frames": sum(len(r["frames"]) for r in records.values()),
             "frames_written": sum(r["written"] for r in records.values()),
             "items_with_images": sum(1 for it in rendered if it.images),
+            "volume_items_evidence_not_shown": sum(
+                1 for it in rendered if it.level == "volume" and it.images
+                and not {e.frame for e in it.evidence} <= {im.frame for im in it.images}
+            ),
         },
+        "volume_frames_rule": VOLUME_FRAMES_RULE,
     }
     (folder / RENDER).write_bytes(dumps(summary))
     return summary

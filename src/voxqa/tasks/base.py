@@ -42,6 +42,48 @@ class Context:
     n_options: int = 4
     max_frame_items_per_study: int = 2
     skipped: Counter[str] = field(default_factory=Counter)  # questions not asked, and why
+    # the render cap the build assumes for volume-level items (RenderSettings.context)
+    volume_frame_cap: int | None = 16  # == DEFAULT_VOLUME_FRAMES; None: all frames
+
+    def shows(self, view: StudyView, evidence: Iterable[Evidence]) -> bool:
+        """Whether every evidence frame is among the frames a volume-level item of this
+        study shows (always true where the volume is not known: nothing is rendered)."""
+        shown = shown_volume_frames(view.study, self.volume_frame_cap)
+        return shown is None or {e.frame for e in evidence} <= shown
+
+    def skip(self, template: str, reason: str = "evidence_frames_not_shown") -> None:
+        self.skipped[f"{template}: {reason}"] += 1
+
+
+# Frames a volume-level item shows (render's default RenderSettings.context).
+DEFAULT_VOLUME_FRAMES = 16
+VOLUME_FRAMES_RULE = (
+    "a volume-level item shows every frame of its volume if it has at most `cap` frames, else "
+    "`cap` evenly spaced frames round(i * (n - 1) / (cap - 1)), i = 0..cap-1; the set depends "
+    "only on the volume's frame count n, never on its annotations. Volume-level questions whose "
+    "evidence frames are not all shown are not asked (build_report: question_not_asked). "
+    "Box-only studies (no volume; frame count only a lower bound from the annotations) are not "
+    "rendered and not filtered."
+)
+
+
+def volume_frames(frame_count: int | None, cap: int | None = DEFAULT_VOLUME_FRAMES) -> list[int]:
+    """The frames every volume-level item of a volume with ``frame_count`` frames shows:
+    all of them up to ``cap`` (None: no cap), else ``cap`` evenly spaced ones. A function of
+    the frame count alone, so the frames shown say nothing about the answer."""
+    n = frame_count or 0
+    if cap is None or n <= cap:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / max(cap - 1, 1)) for i in range(cap)})
+
+
+def shown_volume_frames(study: Study, cap: int | None = DEFAULT_VOLUME_FRAMES) -> set[int] | None:
+    """``volume_frames`` of a study whose frame count comes from its volume; None for
+    box-only studies, whose frame count is a lower bound derived from the annotations
+    themselves (so no rule may use it) and which have no volume to render."""
+    if study.frame_count_source != "volume":
+        return None
+    return set(volume_frames(study.frame_count, cap))
 
 
 def rng(seed: int, *key: object) -> random.Random:

@@ -18,7 +18,13 @@ class Captioning:
     name = TASK
 
     def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
-        return [self._summary(v) for v in studies]
+        out = []
+        for v in studies:
+            if ctx.shows(v, v.evidence):
+                out.append(self._summary(v))
+            else:  # the rendered frame set would miss boxes the caption names
+                ctx.skip(f"{TASK}/grounded_summary/volume")
+        return out
 
     def _summary(self, v: StudyView) -> Item:
         sentences = []

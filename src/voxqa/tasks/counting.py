@@ -39,13 +39,20 @@ class Counting:
         ).items():
             for label in ctx.boxed_vocab.get(str(anatomy), []):
                 out += self._instances(views, ctx, label, split)
-            out += [self._types(v, ctx) for v in views]
+            for v in views:
+                if ctx.shows(v, (e for e in v.evidence if ctx.is_pathology(e.label))):
+                    out.append(self._types(v, ctx))
+                else:
+                    ctx.skip(f"{TASK}/finding_types/volume")
         return out
 
     def _instances(
         self, views: list[StudyView], ctx: Context, label: str, split: object
     ) -> list[Item]:
         with_label = [v for v in views if label in v.boxed_labels]
+        for v in [v for v in with_label if not ctx.shows(v, v.evidence_for(label=label))]:
+            ctx.skip(f"{TASK}/instances/volume")  # the rendered frames would miss a lesion
+            with_label.remove(v)
         without = [v for v in views if label not in v.labels]
         if not with_label:
             return []

@@ -2,9 +2,11 @@
 
 Positives come from annotated boxes (and study-level labels for volume questions);
 negatives from reviewed volumes without the finding, so "no" is as grounded as "yes".
-Answers are balanced 50/50 per (split, template, label); frame-level negatives are taken on
-the same frame index as their positive (FrameIndex), so the index in the question says
-nothing about the answer.
+Answers are balanced 50/50 per (split, anatomy, template, label), so neither the split nor
+the anatomy named by the question's label (or guessed from anything else) predicts the answer;
+frame-level negatives are taken on the same frame index as their positive (FrameIndex), so the
+index in the question says nothing about the answer. Volume-level questions whose evidence
+frames the rendered frame set would miss are not asked (``Context.shows``), before balancing.
 """
 
 from __future__ import annotations
@@ -53,20 +55,27 @@ class Detection:
     def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
         items: list[Item] = []
         for split, group in group_by(studies, lambda s: s.split).items():
-            items += self._any_volume(group, ctx, split)
             for anatomy, views in group_by(group, lambda s: s.study.anatomy).items():
+                items += self._any_volume(views, ctx, (split, anatomy))
                 index = FrameIndex(views)
                 items += self._any_frame(views, index, ctx, (split, anatomy))
                 for label in ctx.pathology_vocab.get(str(anatomy), []):
-                    items += self._finding_volume(views, ctx, split, label)
-                    items += self._finding_frame(views, index, ctx, split, label)
+                    items += self._finding_volume(views, ctx, (split, anatomy), label)
+                    items += self._finding_frame(views, index, ctx, (split, anatomy), label)
         return items
 
-    def _any_volume(self, views: list[StudyView], ctx: Context, split: object) -> list[Item]:
+    def _any_volume(self, views: list[StudyView], ctx: Context, group: tuple) -> list[Item]:
+        template = f"{TASK}/any_abnormality/volume"
+        positives = []
+        for v in views:
+            if v.pathology:
+                if ctx.shows(v, (e for e in v.evidence if ctx.is_pathology(e.label))):
+                    positives.append((v, None))
+                else:
+                    ctx.skip(template)
         pos, neg = balance(
-            [(v, None) for v in views if v.pathology],
-            [(v, None) for v in views if not v.pathology],
-            ctx.seed, "any_volume", split,
+            positives, [(v, None) for v in views if not v.pathology],
+            ctx.seed, "any_volume", *group,
         )
 
         def explain(v: StudyView, k: int | None, yes: bool) -> tuple[list[Evidence], str]:
@@ -108,12 +117,18 @@ class Detection:
                      lambda k: f"Is there any abnormality on frame {k}?", explain)
 
     def _finding_volume(
-        self, views: list[StudyView], ctx: Context, split: object, label: str
+        self, views: list[StudyView], ctx: Context, group: tuple, label: str
     ) -> list[Item]:
+        positives = []
+        for v in views:
+            if label in v.labels:
+                if ctx.shows(v, v.evidence_for(label=label)):
+                    positives.append((v, None))
+                else:
+                    ctx.skip(f"{TASK}/finding_presence/volume")
         pos, neg = balance(
-            [(v, None) for v in views if label in v.labels],
-            [(v, None) for v in views if label not in v.labels],
-            ctx.seed, "finding_volume", split, label,
+            positives, [(v, None) for v in views if label not in v.labels],
+            ctx.seed, "finding_volume", *group, label,
         )
 
         def explain(v: StudyView, k: int | None, yes: bool) -> tuple[list[Evidence], str]:
@@ -128,13 +143,13 @@ class Detection:
                      lambda k: f"Is there {label} in this volume?", explain)
 
     def _finding_frame(
-        self, views: list[StudyView], index: FrameIndex, ctx: Context, split: object, label: str
+        self, views: list[StudyView], index: FrameIndex, ctx: Context, group: tuple, label: str
     ) -> list[Item]:
         positives = sorted(
             {(v, key_frame(f)) for v in views for f in v.instances_of(label)},
             key=lambda p: (p[0].id, p[1]),
         )
-        r = rng(ctx.seed, "finding_frame", split, label)
+        r = rng(ctx.seed, "finding_frame", *group, label)
         r.shuffle(positives)
         pos, neg = index.matched_negatives(
             positives, lambda c, k: label not in c.labels, r, ctx.max_frame_items_per_study

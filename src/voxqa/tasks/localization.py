@@ -1,7 +1,9 @@
 """Localization: where is a finding (frame-indexed boxes) and on which frames is it?
 
 Every kept box of the source is evidence of the volume-level "where" item of its label, so
-no annotation is left unasked. Frame-level items ask about each instance's key frame (its
+no annotation is left unasked, unless the volume's rendered frame set (``volume_frames``, a
+function of the frame count only) misses one of the label's frames: then the volume-level
+items of that label are not asked (counted in ``ctx.skipped``), as the model could not see it. Frame-level items ask about each instance's key frame (its
 largest box) and answer with all boxes of that label on that frame.
 """
 
@@ -28,21 +30,11 @@ class Localization:
             for label in v.boxed_labels:
                 ev = v.evidence_for(label=label)
                 frames = sorted({e.frame for e in ev})
-                out.append(make_item(
-                    v, task=TASK, subtask="where", frame=None, label=label,
-                    question=f"Where is {label} in this volume? Give each box with its frame.",
-                    answer=_boxes(ev), answer_text=cite(ev), evidence=ev,
-                    reasoning=f"{label} is annotated with {len(ev)} box(es): {cite(ev)}.",
-                    chance=None,
-                ))
-                out.append(make_item(
-                    v, task=TASK, subtask="which_frames", frame=None, label=label,
-                    question=f"On which frames is {label} visible?",
-                    answer={"type": "frames", "value": frames},
-                    answer_text=f"frames {frames_text(frames)}", evidence=ev,
-                    reasoning=f"Boxes of {label} lie on frames {frames_text(frames)}: {cite(ev)}.",
-                    chance=None,
-                ))
+                if not ctx.shows(v, ev):  # the rendered frame set would miss some boxes
+                    ctx.skip(f"{TASK}/where/volume")
+                    ctx.skip(f"{TASK}/which_frames/volume")
+                else:
+                    out += self._volume_items(v, label, ev, frames)
                 for k in sorted({key_frame(f) for f in v.instances_of(label)}):
                     ev_k = v.evidence_for(label=label, frame=k)
                     out.append(make_item(
@@ -53,3 +45,22 @@ class Localization:
                         chance=None,
                     ))
         return out
+
+    def _volume_items(self, v: StudyView, label: str, ev: list, frames: list[int]) -> list[Item]:
+        return [
+            make_item(
+                v, task=TASK, subtask="where", frame=None, label=label,
+                question=f"Where is {label} in this volume? Give each box with its frame.",
+                answer=_boxes(ev), answer_text=cite(ev), evidence=ev,
+                reasoning=f"{label} is annotated with {len(ev)} box(es): {cite(ev)}.",
+                chance=None,
+            ),
+            make_item(
+                v, task=TASK, subtask="which_frames", frame=None, label=label,
+                question=f"On which frames is {label} visible?",
+                answer={"type": "frames", "value": frames},
+                answer_text=f"frames {frames_text(frames)}", evidence=ev,
+                reasoning=f"Boxes of {label} lie on frames {frames_text(frames)}: {cite(ev)}.",
+                chance=None,
+            ),
+        ]
