@@ -15,7 +15,11 @@ from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score
 
 from voxqa.eval.metrics import (
     RECALL_THRESHOLDS,
+    THRESHOLDS,
     aggregate,
+    all_groups,
+    below_chance_p,
+    holm,
     average_precision,
     bleu,
     box3d_iou,
@@ -375,11 +379,12 @@ def _bernoulli_records(p, n, seed):
 
 
 def test_bootstrap_ci_covers_mean_and_is_deterministic():
+    # a_score is bootstrapped (set F1 for multi-choice; 0/1 here); accuracy gets Wilson
     records = _bernoulli_records(0.7, 400, seed=1)
-    a = aggregate(records, (), seed=3)["overall"]["metrics"]["accuracy"]
-    b = aggregate(records, (), seed=3)["overall"]["metrics"]["accuracy"]
-    c = aggregate(records, (), seed=4)["overall"]["metrics"]["accuracy"]
-    assert a == b and a["ci"] != c["ci"]
+    a = aggregate(records, (), seed=3)["overall"]["metrics"]["a_score"]
+    b = aggregate(records, (), seed=3)["overall"]["metrics"]["a_score"]
+    c = aggregate(records, (), seed=4)["overall"]["metrics"]["a_score"]
+    assert a == b and a["ci"] != c["ci"] and a["ci_method"] == "bootstrap"
     lo, hi = a["ci"]
     assert lo < 0.7 < hi and lo < a["mean"] < hi
     se = np.sqrt(a["mean"] * (1 - a["mean"]) / 400)  # normal-approximation width as a check
@@ -387,8 +392,25 @@ def test_bootstrap_ci_covers_mean_and_is_deterministic():
     # coverage over repeated samples is near the nominal 95%
     covered = [lo <= 0.7 <= hi for s in range(40)
                for lo, hi in [aggregate(_bernoulli_records(0.7, 100, s), (), n_boot=300)
-                              ["overall"]["metrics"]["accuracy"]["ci"]]]
+                              ["overall"]["metrics"]["a_score"]["ci"]]]
     assert np.mean(covered) >= 0.85
+
+
+def test_proportions_get_wilson_intervals():
+    """0/8 must not get [0, 0]. Hand-computed Wilson bounds (z = 1.959964):
+    0/8 -> [0, z^2 / (8 + z^2)] = [0, 0.32441]; 4/8 -> 0.5 -/+ 0.28494 ... [0.21521, 0.78479]."""
+    zero = [_record("yes_no", score_item("yes_no", "yes", "no"), chance=0.5)] * 8
+    acc = aggregate(zero, (), n_boot=50)["overall"]["metrics"]["accuracy"]
+    assert acc["mean"] == 0.0 and acc["ci_method"] == "wilson"
+    assert acc["ci"][0] == 0.0 and acc["ci"][1] == pytest.approx(0.32441, abs=1e-5)
+    half = zero[:4] + [_record("yes_no", score_item("yes_no", "yes", "yes"), chance=0.5)] * 4
+    acc = aggregate(half, (), n_boot=50)["overall"]["metrics"]["accuracy"]
+    assert acc["ci"] == pytest.approx([0.21521, 0.78479], abs=1e-5)
+    # exact match and acc@0.5 of 3D boxes are proportions too; IoU means keep the bootstrap
+    b = {"frame_start": 0, "frame_end": 1, "box": [0, 0, 4, 4]}
+    m = aggregate([_record("box3d", score_item("box3d", b, b))] * 3, (), n_boot=50)["overall"]["metrics"]
+    assert m["acc@0.5"]["ci_method"] == "wilson" and m["iou3d"]["ci_method"] == "bootstrap"
+    assert m["acc@0.5"]["ci"][1] == 1.0 and m["acc@0.5"]["ci"][0] == pytest.approx(0.43850, abs=1e-5)
 
 
 def test_below_chance_flag_and_chance():
@@ -398,7 +420,130 @@ def test_below_chance_flag_and_chance():
     better = _bernoulli_records(0.6, 200, seed=2)
     assert aggregate(better, (), n_boot=200)["overall"]["below_chance"] is False
     counting = [_record("number", score_item("number", 3, 3))] * 5
-    assert aggregate(counting, (), n_boot=20)["overall"]["below_chance"] is None
+    out = aggregate(counting, (), n_boot=20)["overall"]
+    assert out["below_chance"] is None and out["below_chance_test"] is None
+
+
+def _yes_no(right, **fields):
+    return _record("yes_no", score_item("yes_no", "yes", "yes" if right else "no"), chance=0.5,
+                   **fields)
+
+
+def test_below_chance_exact_binomial_with_holm_by_hand():
+    """Label A: 1/10 right, P(X <= 1) = 11/1024; label B: 3/10, P(X <= 3) = 176/1024; overall
+    4/20, P(X <= 4) = 6196/2^20. Holm over the 3 groups: 3 * 0.0059090 = 0.017727,
+    max(that, 2 * 0.0107422) = 0.021484, max(that, 1 * 0.171875) = 0.171875."""
+    records = ([_yes_no(i < 1, label="A") for i in range(10)]
+               + [_yes_no(i < 3, label="B") for i in range(10)])
+    out = aggregate(records, ("label",), n_boot=20)
+    a, b, overall = out["by"]["label"]["A"], out["by"]["label"]["B"], out["overall"]
+    assert a["below_chance_test"]["p"] == pytest.approx(11 / 1024)
+    assert b["below_chance_test"]["p"] == pytest.approx(176 / 1024)
+    assert overall["below_chance_test"]["p"] == pytest.approx(6196 / 2**20)
+    assert overall["below_chance_test"]["method"] == "binomial"
+    assert overall["below_chance_test"]["p_holm"] == pytest.approx(3 * 6196 / 2**20)
+    assert a["below_chance_test"]["p_holm"] == pytest.approx(2 * 11 / 1024)
+    assert b["below_chance_test"]["p_holm"] == pytest.approx(176 / 1024)
+    assert (overall["below_chance"], a["below_chance"], b["below_chance"]) == (True, True, False)
+    assert a["below_chance_test"]["family_size"] == 3
+    # alone (a family of one) B is still not below chance; with 5 of 10 right nothing is
+    assert aggregate([_yes_no(i < 5) for i in range(10)], (), n_boot=20)["overall"]["below_chance"] is False
+
+
+def test_holm_step_down_by_hand():
+    groups = [{"below_chance_test": {"p": p}} for p in (0.01, 0.04, 0.03)] + [{"below_chance_test": None}]
+    holm(groups)
+    assert [g["below_chance_test"]["p_holm"] for g in groups[:3]] == pytest.approx([0.03, 0.06, 0.06])
+    assert [g.get("below_chance") for g in groups] == [True, False, False, None]
+
+
+def test_below_chance_poisson_binomial_for_mixed_chance():
+    """Chances 0.5, 0.5, 0.25. 0 right: 0.5 * 0.5 * 0.75 = 0.1875; 1 right: + 2 * 0.5 * 0.5 *
+    0.75 + 0.5 * 0.5 * 0.25 = 0.625 (the mean-chance binomial would give 0.2963 / 0.7407)."""
+    c = np.array([0.5, 0.5, 0.25])
+    assert below_chance_p(np.array([0.0, 0.0, 0.0]), c) == (pytest.approx(0.1875), "poisson_binomial")
+    assert below_chance_p(np.array([1.0, 0.0, 0.0]), c)[0] == pytest.approx(0.625)
+    assert below_chance_p(np.array([1.0, 1.0, 1.0]), c)[0] == pytest.approx(1.0)
+    # equal chances: scipy's binomtest itself
+    assert below_chance_p(np.zeros(4), np.full(4, 0.25)) == (pytest.approx(0.75**4), "binomial")
+
+
+def test_random_guessing_is_not_flagged_below_chance():
+    """Seeded coin flips at each item's chance (yes/no 1/2, 4 options 1/4): never flagged."""
+    r = random.Random(7)
+    records = []
+    for i in range(300):
+        k = 2 if i % 2 else 4
+        gold, guess = r.randrange(k), r.randrange(k)
+        sc = score_item("choice", gold, guess)
+        records.append(_record("choice", sc, chance=1 / k, label=f"L{i % 5}", task=f"t{i % 3}"))
+    out = aggregate(records, ("label", "task"), n_boot=20)
+    assert not any(g["below_chance"] for g in all_groups(out))
+
+
+def test_mae_charges_unparsed_numbers_never_less_than_parsed_errors():
+    """errors 2 and 0 parsed; unparsed gold 3 -> max(|3|, 2) = 3; unparsed gold 1 -> max(1, 2)."""
+    parsed = [_record("number", score_item("number", 10, 12)), _record("number", score_item("number", 5, 5))]
+    big = _record("number", score_item("number", 3, None), parse_ok=False)
+    small = _record("number", score_item("number", 1, None), parse_ok=False)
+    mae = lambda recs: aggregate(recs, (), n_boot=50)["overall"]["metrics"]["mae"]  # noqa: E731
+    assert mae(parsed)["mean"] == pytest.approx(1.0)
+    assert mae(parsed + [big])["mean"] == pytest.approx(5 / 3) and mae(parsed + [big])["n"] == 3
+    assert mae(parsed + [small])["mean"] == pytest.approx(4 / 3)
+    # every item unparsed: each is charged its own floor, |gold|
+    assert mae([big, small])["mean"] == pytest.approx(2.0)
+    # a grade on scale 0-3 with gold 1: farthest grade 3, floor 2
+    g = score_item("grade", 1, None, scale=(0, 1, 2, 3))
+    assert g["unparsed_error"] == 2.0 and g["abs_error"] is None
+    assert mae([_record("grade", g, parse_ok=False), _record("grade", score_item("grade", 1, 2))])["mean"] == 1.5
+
+
+def test_every_metric_scores_unparsed_as_worst():
+    """An unparseable answer never scores better than the worst parsed answer."""
+    b = {"frame_start": 0, "frame_end": 1, "box": [0, 0, 4, 4]}
+    cases = [("yes_no", "yes"), ("choice", 1), ("multi_choice", [0, 2]), ("number", 4.0),
+             ("frames", [1, 2]), ("frames", []), ("boxes", [{"frame": 0, "box": [0, 0, 4, 4]}]),
+             ("boxes", []), ("box3d", b), ("text", "Edema on frame 3.")]
+    for kind, gold in cases:
+        s = score_item(kind, gold, None, vocabulary=["Edema"])
+        for key, v in s.items():
+            if key in ("gold_class", "unparsed_error") or key.startswith("fn@"):
+                continue
+            assert v in (0.0, None), (kind, key, v)
+
+
+def test_hits_per_threshold_not_from_max_total_iou_matching():
+    """Gold A [0,0,10,10], B [0,8,10,18]; pred P = A (IoU 1 with A, 20/180 = 0.111 with B),
+    Q [0,0,10,2] (IoU 0.2 with A, 0 with B). Max total IoU pairs A-P (1.0) and leaves B; at
+    IoU 0.1, A-Q and B-P are both hits: 2 TP. pycocotools (Q scored first) agrees."""
+    gold = [{"frame": 0, "box": [0, 0, 10, 10]}, {"frame": 0, "box": [0, 8, 10, 18]}]
+    pred = [{"frame": 0, "box": [0, 0, 10, 10]}, {"frame": 0, "box": [0, 0, 10, 2]}]
+    assert [(i, j) for i, j, _ in match_boxes(gold, pred)] == [(0, 0)]
+    s = score_item("boxes", gold, pred)
+    assert (s["tp@0.1"], s["fp@0.1"], s["fn@0.1"]) == (2.0, 0.0, 0.0)
+    assert (s["tp@0.25"], s["tp@0.5"]) == (1.0, 1.0)
+    assert s["miou"] == pytest.approx(0.5)  # the mean IoU still uses the max-total matching
+    assert score_item("boxes", gold, pred[::-1])["tp@0.1"] == 2.0  # order-independent
+
+    def xywh(b):
+        x0, y0, x1, y1 = b
+        return [x0, y0, x1 - x0, y1 - y0]
+
+    gt = COCO()
+    gt.dataset = {"images": [{"id": 1, "width": 20, "height": 20}], "categories": [{"id": 1}],
+                  "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                                   "bbox": xywh(g["box"]), "area": 100}
+                                  for i, g in enumerate(gold)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes([{"image_id": 1, "category_id": 1, "bbox": xywh(p["box"]), "score": sc}
+                         for p, sc in zip(pred, (0.8, 0.9))])
+        ev = COCOeval(gt, dt, "bbox")
+        ev.params.iouThrs = np.array(list(THRESHOLDS))
+        ev.params.areaRng, ev.params.areaRngLbl = [[0, 1e10]], ["all"]
+        ev.evaluate()
+    coco_tp = (ev.evalImgs[0]["dtMatches"] > 0).sum(1)
+    assert list(coco_tp) == [s[f"tp@{t}"] for t in THRESHOLDS] == [2, 1, 1]
 
 
 def test_groups_and_unparseable_items():

@@ -6,8 +6,11 @@ Two layers, both pure:
   ``gold`` is the answer's ``value`` (JSON form or the pydantic models of ``voxqa.schema``),
   ``pred`` the parsed prediction in the same form, or ``None`` when the output could not be
   parsed. ``None`` always scores as wrong / zero, so a model cannot gain by failing to parse.
-* ``aggregate(records, group_keys)`` -> per-group means with 95% percentile-bootstrap CIs,
-  chance, parse failures and a below-chance flag.
+* ``aggregate(records, group_keys)`` -> per-group means with 95% CIs (Wilson score
+  intervals for proportions, i.e. metrics that are 0/1 per item; percentile bootstrap for the
+  rest), chance, parse failures and a below-chance flag: a one-sided exact test of the
+  correct count against the items' chance (binomial when every item has the same chance,
+  Poisson-binomial otherwise), Holm-corrected across every group of the results file.
 
 All scores lie in [0, 1] (BLEU is sacrebleu's 0-100 divided by 100) except ``abs_error``.
 Paper-compatible names: ``a_score`` (SGMRI-VQA: closed-form accuracy, set F1 for
@@ -26,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.stats import binom, binomtest, norm
 
 from voxqa.boxes.geometry import iou, iou3d
 
@@ -59,7 +63,9 @@ MEAN_METRICS = {
     "judge": "judge",
     "ar_score": "ar_score",
 }
-EXCESS = "accuracy_minus_chance"  # paired accuracy - chance, behind the below-chance flag
+#: Metrics that are 0/1 per item (proportions): Wilson score CIs instead of the bootstrap.
+BINARY_METRICS = frozenset({"accuracy", "exact_match", "within_tolerance",
+                            *(f"acc@{t}" for t in BOX3D_THRESHOLDS)})
 MAX_FRAME_RANGE = 4096  # "frames 0-999999999" in a model's text must not exhaust memory
 
 Scores = dict[str, float | None]
@@ -118,8 +124,12 @@ def _score_multi(gold: Sequence[int], pred: Sequence[int] | None) -> Scores:
 
 
 def _score_number(gold: float, pred: float | None, tolerance: float) -> Scores:
+    """An unparseable number has no error of its own; ``unparsed_error`` (|gold|, the error of
+    answering 0) is the least it is charged: ``aggregate`` gives it the largest absolute error
+    of its group's parsed answers when that is larger, so MAE never improves by not parsing."""
     if pred is None:
-        return {"correct": 0.0, "within_tolerance": 0.0, "a_score": 0.0, "abs_error": None}
+        return {"correct": 0.0, "within_tolerance": 0.0, "a_score": 0.0, "abs_error": None,
+                "unparsed_error": abs(float(gold))}
     err = abs(float(pred) - float(gold))
     ok = float(err <= tolerance + 1e-9)  # 1e-9: "0.3" must be within 0.1 of 0.2 in floats
     return {"correct": ok, "within_tolerance": ok, "a_score": ok, "abs_error": err}
@@ -130,7 +140,8 @@ def _score_grade(gold: int, pred: int | None, scale: Sequence[int]) -> Scores:
     without a scale it cannot be placed and is left out of QWK (it still counts as wrong)."""
     if pred is None:
         worst = max(scale, key=lambda s: abs(s - gold)) if scale else None
-        return {"correct": 0.0, "a_score": 0.0, "abs_error": None,
+        floor = abs(worst - gold) if worst is not None else abs(gold)
+        return {"correct": 0.0, "a_score": 0.0, "abs_error": None, "unparsed_error": float(floor),
                 "grade_gold": float(gold), "grade_pred": None if worst is None else float(worst)}
     correct = float(pred == gold)
     return {"correct": correct, "a_score": correct, "abs_error": float(abs(pred - gold)),
@@ -145,16 +156,19 @@ def _score_frames(gold: Sequence[int], pred: Sequence[int] | None) -> Scores:
 def _score_boxes(gold: Sequence[Any], pred: Sequence[Any] | None) -> Scores:
     """Mean IoU over gold boxes (= SGMRI-VQA's V-score) and TP/FP/FN per IoU threshold.
 
-    No gold boxes: mean IoU is 1 for an empty prediction and 0 otherwise. An unparseable
-    prediction predicts nothing: every gold box is a false negative, mean IoU 0.
+    Mean IoU uses the matching with the largest total IoU; hits at each threshold use their
+    own matching (``hits_at``): the most pairs with IoU >= t, which the max-total-IoU matching
+    can miss. No gold boxes: mean IoU is 1 for an empty prediction and 0 otherwise. An
+    unparseable prediction predicts nothing: every gold box is a false negative, mean IoU 0.
     """
     gold = [_as_dict(b) for b in gold]
     boxes = [_as_dict(b) for b in pred] if pred is not None else []
     ious = [v for _, _, v in match_boxes(gold, boxes)]
     miou = sum(ious) / len(gold) if gold else float(pred is not None and not boxes)
     scores: Scores = {"miou": miou, "v_score": miou}
+    m = _iou_matrix(gold, boxes)
     for t in THRESHOLDS:
-        tp = sum(v >= t for v in ious)
+        tp = hits_at(m, t)
         scores |= {f"tp@{t}": float(tp), f"fp@{t}": float(len(boxes) - tp),
                    f"fn@{t}": float(len(gold) - tp)}
     return scores
@@ -220,11 +234,29 @@ def match_boxes(gold: Sequence[Any], pred: Sequence[Any]) -> list[tuple[int, int
     pred = [_as_dict(b) for b in pred]
     if not gold or not pred:
         return []
-    m = np.array([[iou(g["box"], p["box"]) if g["frame"] == p["frame"] else 0.0 for p in pred]
-                  for g in gold])
+    m = _iou_matrix(gold, pred)
     rows, cols = linear_sum_assignment(m, maximize=True)
     pairs = zip(rows, cols, strict=True)
     return [(int(i), int(j), float(m[i, j])) for i, j in pairs if m[i, j] > 0]
+
+
+def _iou_matrix(gold: Sequence[Mapping[str, Any]], pred: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """(gold, pred) IoU; boxes on different frames have IoU 0."""
+    return np.array([[iou(g["box"], p["box"]) if g["frame"] == p["frame"] else 0.0 for p in pred]
+                     for g in gold], dtype=float).reshape(len(gold), len(pred))
+
+
+def hits_at(ious: np.ndarray, t: float) -> int:
+    """True positives at IoU threshold ``t``: the largest one-to-one matching of gold and
+    predicted boxes whose pairs all have IoU >= t (Hungarian assignment on the thresholded
+    matrix). Order-independent; COCO's greedy matching (detections in score order, each
+    taking its best free gold box) finds the same count whenever its order allows it, and
+    never more."""
+    if ious.size == 0:
+        return 0
+    ok = (ious >= t).astype(float)
+    rows, cols = linear_sum_assignment(ok, maximize=True)
+    return int(ok[rows, cols].sum())
 
 
 def box3d_iou(gold: Any, pred: Any) -> float:
@@ -355,6 +387,9 @@ class _Metric:
     cols: np.ndarray  # (items, k), zero rows for items the metric does not cover
     stat: Callable[[np.ndarray], np.ndarray]  # (..., k) sums -> (...)
     has: np.ndarray  # (items,) bool: the items the metric covers
+    #: (items,) least value charged to an unparsed item (NaN for parsed ones), for means of
+    #: errors: such an item gets max(this, the largest value of the group's parsed items)
+    floor: np.ndarray | None = None
 
 
 def _ratio(s: np.ndarray) -> np.ndarray:
@@ -373,16 +408,27 @@ def _mean_metrics(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
         for key, v in r["scores"].items():
             if v is not None and key in wanted:
                 wanted[key].append((i, v))
+    unparsed = [(i, r["scores"]["unparsed_error"]) for i, r in enumerate(records)
+                if r["scores"].get("unparsed_error") is not None]
     out = []
     for name, key in MEAN_METRICS.items():
-        if not wanted[key]:
+        extra = unparsed if key == "abs_error" else []
+        if not wanted[key] and not extra:
             continue
-        rows, vals = zip(*wanted[key])
         v = np.zeros(len(records))
         has = np.zeros(len(records), bool)
-        v[list(rows)] = vals
-        has[list(rows)] = True
-        out.append(_Metric(name, np.column_stack([v, has]), _ratio, has))
+        floor = None
+        if wanted[key]:
+            rows, vals = zip(*wanted[key])
+            v[list(rows)] = vals
+            has[list(rows)] = True
+        if extra:
+            floor = np.full(len(records), np.nan)
+            rows, vals = zip(*extra)
+            floor[list(rows)] = vals
+            v[list(rows)] = vals
+            has[list(rows)] = True
+        out.append(_Metric(name, np.column_stack([v, has]), _ratio, has, floor))
     return out
 
 
@@ -398,7 +444,7 @@ def _micro_stat(kind: str) -> Callable[[np.ndarray], np.ndarray]:
 
 def _ap_stat(s: np.ndarray) -> np.ndarray:
     """AP@0.5 with every predicted box at confidence 1.0: one operating point per resample.
-    TP/FP are score_item's Hungarian matches at IoU >= 0.5 (COCO matches greedily in score
+    TP/FP are score_item's matches at IoU >= 0.5 (``hits_at``; COCO matches greedily in score
     order, which unscored boxes do not have)."""
     tp, fp, fn = s[..., 0], s[..., 1], s[..., 2]
     return _coco_ap(tp[..., None], fp[..., None], tp + fn)
@@ -469,17 +515,6 @@ def _qwk(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
     return [_Metric("qwk", cols, stat, has)]
 
 
-def _excess_over_chance(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
-    """Accuracy minus chance on the items that define chance, paired per item, so a group
-    mixing closed and open questions compares like with like."""
-    rows = [(_score(r, "correct"), r.get("chance")) for r in records]
-    has = np.array([c is not None and ch is not None for c, ch in rows])
-    cols = np.array([(c - ch, 1.0) if h else (0.0, 0.0)
-                     for (c, ch), h in zip(rows, has, strict=True)], dtype=float)
-    return [_Metric(EXCESS, cols, _ratio, has)] if has.any() else []
-
-
-
 BOOT_BUDGET = 20_000_000  # resampled item draws per group
 MIN_BOOT = 200
 
@@ -502,35 +537,105 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+def wilson(k: float, n: int, confidence: float = 0.95) -> list[float] | None:
+    """Wilson score interval of a proportion k / n (never [0, 0] for 0 / n)."""
+    if n <= 0:
+        return None
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, float(centre - half)), min(1.0, float(centre + half))]
+
+
+def below_chance_p(correct: np.ndarray, chance: np.ndarray) -> tuple[float, str]:
+    """One-sided exact p-value of "at most this many correct" under guessing at the items'
+    own chance: ``scipy.stats.binomtest(k, n, p, alternative="less")`` when every item has the
+    same chance p, else the exact Poisson-binomial lower tail P(X <= k) (the binomial pmfs of
+    each distinct chance value convolved). Returns (p, method)."""
+    k = int(round(float(correct.sum())))
+    values, counts = np.unique(chance, return_counts=True)
+    if len(values) == 1:
+        return float(binomtest(k, len(correct), float(values[0]), alternative="less").pvalue), "binomial"
+    pmf = np.ones(1)
+    for p, m in zip(values, counts, strict=True):
+        pmf = np.convolve(pmf, binom.pmf(np.arange(m + 1), m, p))
+    return float(min(1.0, pmf[: k + 1].sum())), "poisson_binomial"
+
+
+def holm(groups: Iterable[dict[str, Any]], alpha: float = 0.05) -> None:
+    """Holm step-down correction of the below-chance p-values of ``groups`` (the group stats
+    of one results file), in place: sets each test's ``p_holm`` and the group's
+    ``below_chance`` (``p_holm < alpha``)."""
+    tests = [g for g in groups if g.get("below_chance_test")]
+    order = sorted(range(len(tests)), key=lambda i: tests[i]["below_chance_test"]["p"])
+    m, running = len(tests), 0.0
+    for rank, i in enumerate(order):
+        t = tests[i]["below_chance_test"]
+        running = max(running, min(1.0, (m - rank) * t["p"]))
+        t["p_holm"] = running
+        t["family_size"] = m
+        tests[i]["below_chance"] = bool(running < alpha)
+
+
+def all_groups(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every group stats dict of an ``aggregate`` output: overall, then each grouping's."""
+    return [results["overall"], *(g for groups in results["by"].values() for g in groups.values())]
+
+
 def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarray,
-                 parse_ok: np.ndarray, n_boot: int, seed: int, confidence: float) -> dict[str, Any]:
+                 correct: np.ndarray, parse_ok: np.ndarray, n_boot: int, seed: int,
+                 confidence: float) -> dict[str, Any]:
     """Statistics of the records at ``rows``; metrics covering none of them are omitted."""
     metrics = [m for m in metrics if m.has[rows].any()]
-    cols = [m.cols[rows] for m in metrics]
+    cols = []
+    for m in metrics:
+        c = m.cols[rows].copy()
+        if m.floor is not None:  # unparsed items: max(own floor, largest parsed value of the group)
+            fl = m.floor[rows]
+            pending = ~np.isnan(fl)
+            parsed = m.has[rows] & ~pending
+            worst = c[parsed, 0].max() if parsed.any() else 0.0
+            c[pending, 0] = np.maximum(fl[pending], worst)
+        cols.append(c)
     # a fresh generator per group: a group's CIs do not depend on which other groups exist
     rng = np.random.default_rng(seed)
     # very large groups get fewer resamples (never under MIN_BOOT): cost stays ~BOOT_BUDGET draws
     n_boot = max(min(n_boot, MIN_BOOT), min(n_boot, BOOT_BUDGET // max(len(rows), 1)))
-    sums = _resampled_sums(np.hstack(cols), n_boot, rng) if cols else None
+    boot_cols = [c for m, c in zip(metrics, cols, strict=True) if m.name not in BINARY_METRICS]
+    sums = _resampled_sums(np.hstack(boot_cols), n_boot, rng) if boot_cols else None
     tail = 50.0 * (1.0 - confidence)
     out: dict[str, dict[str, Any]] = {}
     start = 0
     for m, c in zip(metrics, cols, strict=True):
+        n = int(m.has[rows].sum())
+        total = c.sum(0)
+        if m.name in BINARY_METRICS:
+            out[m.name] = {"mean": _finite(m.stat(total)), "ci": wilson(float(total[0]), n, confidence),
+                           "ci_method": "wilson", "n": n}
+            continue
         k = c.shape[1]
         boot = m.stat(sums[:, start:start + k])
         boot = boot[np.isfinite(boot)]  # resamples where the metric is undefined
         ci = [float(v) for v in np.percentile(boot, [tail, 100.0 - tail])] if len(boot) else None
-        out[m.name] = {"mean": _finite(m.stat(c.sum(0))), "ci": ci, "n": int(m.has[rows].sum())}
+        out[m.name] = {"mean": _finite(m.stat(total)), "ci": ci, "ci_method": "bootstrap", "n": n}
         start += k
-    excess = out.pop(EXCESS, None)
-    group_chance = chance[rows][~np.isnan(chance[rows])]
+    ch, co = chance[rows], correct[rows]
+    tested = ~np.isnan(ch) & ~np.isnan(co)
+    test = None
+    if tested.any():
+        p, method = below_chance_p(co[tested], ch[tested])
+        test = {"n": int(tested.sum()), "correct": int(round(float(co[tested].sum()))),
+                "expected": float(ch[tested].sum()), "p": p, "method": method,
+                "p_holm": None, "family_size": None}
+    group_chance = ch[~np.isnan(ch)]
     failures = int((~parse_ok[rows]).sum())
     return {
         "n": len(rows),
         "metrics": out,
         "chance": float(group_chance.mean()) if len(group_chance) else None,
-        EXCESS: excess,
-        "below_chance": excess["ci"][1] < 0 if excess and excess["ci"] else None,
+        "below_chance_test": test,
+        "below_chance": None,  # set by holm() once every group of the file is known
         "parse_failures": {"count": failures, "rate": failures / len(rows)},
     }
 
@@ -549,19 +654,26 @@ def aggregate(records: Sequence[Mapping[str, Any]],
     "template", "answer_type", "chance", "parse_ok", "scores"}`` with ``scores`` from
     ``score_item``. A tuple key groups by joined values ("task/subtask": subtask names repeat
     across tasks); records whose key value is None (no label, no category) are left out of
-    that key's groups. Means are over items having the score; CIs are percentile bootstrap
-    over items (``n_boot`` resamples, seeded numpy Generator, deterministic).
+    that key's groups. Means are over items having the score (MAE over every number / grade
+    item: an unparsed one is charged max(its ``unparsed_error``, the group's largest parsed
+    error)); CIs are Wilson for ``BINARY_METRICS``, else percentile bootstrap over items
+    (``n_boot`` resamples, seeded numpy Generator, deterministic). Below-chance tests are
+    Holm-corrected across the groups of this output (``holm`` again over a whole results file
+    when it holds several outputs).
     """
     records = list(records)
     if not records:
         raise ValueError("no records to aggregate")
     metrics = (_mean_metrics(records) + _balanced_accuracy(records) + _box_metrics(records)
-               + _qwk(records) + _excess_over_chance(records))
+               + _qwk(records))
     chance = np.array([np.nan if r.get("chance") is None else r["chance"] for r in records])
+    correct = np.array([np.nan if _score(r, "correct") is None else _score(r, "correct")
+                        for r in records])
     parse_ok = np.array([bool(r["parse_ok"]) for r in records])
 
     def stats(rows: Sequence[int]) -> dict[str, Any]:
-        return _group_stats(metrics, np.asarray(rows), chance, parse_ok, n_boot, seed, confidence)
+        return _group_stats(metrics, np.asarray(rows), chance, correct, parse_ok, n_boot, seed,
+                            confidence)
 
     by: dict[str, dict[str, Any]] = {}
     for key in group_keys:
@@ -572,4 +684,6 @@ def aggregate(records: Sequence[Mapping[str, Any]],
                 groups.setdefault(value, []).append(i)
         name = key if isinstance(key, str) else "/".join(key)
         by[name] = {v: stats(rows) for v, rows in sorted(groups.items())}
-    return {"overall": stats(range(len(records))), "by": by}
+    out = {"overall": stats(range(len(records))), "by": by}
+    holm(all_groups(out), alpha=1.0 - confidence)
+    return out
