@@ -217,9 +217,18 @@ def test_scores_oracle_perfect_random_near_chance(rendered, tmp_path) -> None:
         assert metrics[name]["mean"] == pytest.approx(1.0), name
     assert oracle["overall"]["parse_failures"]["count"] == 0
     assert set(oracle["by"]) >= {"task", "task/subtask", "level", "label"}
-    rnd = json.loads((tmp_path / "random" / "results.json").read_text())["overall"]
-    lo, hi = rnd["accuracy_minus_chance"]["ci"]
-    assert lo - 0.05 <= 0 <= hi + 0.05  # a random guesser scores chance
+    rnd = json.loads((tmp_path / "random" / "results.json").read_text())
+    # a random guesser scores chance: no group of its results file is flagged below chance
+    from voxqa.eval.metrics import all_groups
+
+    groups = all_groups(rnd)
+    tested = [g for g in groups if g["below_chance_test"]]
+    assert tested and not rnd["overall"]["below_chance"]
+    assert not any(g["below_chance"] for g in rnd["by"]["task"].values())
+    assert all(g["below_chance"] == (g["below_chance_test"]["p_holm"] < 0.05) for g in tested)
+    assert all(0 < g["below_chance_test"]["p"] <= g["below_chance_test"]["p_holm"] <= 1 for g in tested)
+    assert rnd["overall"]["below_chance_test"]["family_size"] == len(tested)
+    assert oracle["overall"]["metrics"]["accuracy"]["ci_method"] == "wilson"
     res = runner.invoke(app, ["score", str(tmp_path / "random")])  # re-score without re-running
     assert res.exit_code == 0 and "scored" in res.output
 

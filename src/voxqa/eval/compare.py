@@ -2,7 +2,10 @@
 
 Each task is summarised by its headline metric (accuracy where answers are closed, mean IoU
 for localization, BLEU for captions) with its 95% CI; a chance row comes first, from the items'
-own chance values, and "!" marks a run significantly below chance on that task.
+own chance values, and "!" marks a run significantly below chance on that task (one-sided
+exact test, Holm-corrected over the groups of the run's results file). Headline numbers leave
+out prior-answerable items (results.json does). "pair accuracy" is the share of mirrored
+twin pairs with both answers right (results.json ``pair_accuracy.overall``).
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ def leaderboard(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
         path = Path(run) / RESULTS
         results.append(orjson.loads(path.read_bytes()) if path.is_file() else score_run(run))
     tasks = sorted({t for r in results for t in r["by"].get("task", {})})
-    header = ["run", "model", "mode", "control", "n", "overall accuracy"] + tasks + ["parse failures"]
+    header = (["run", "model", "mode", "control", "n", "overall accuracy"] + tasks
+              + ["pair accuracy", "parse failures"])
     chance_row = ["chance", "", "", "", "", _fmt(results[0]["overall"].get("chance"))]
     for t in tasks:
         group = next((r["by"]["task"][t] for r in results if t in r["by"]["task"]), None)
         chance_row.append(_fmt(group.get("chance")) if group else "")
-    rows = [chance_row + [""]]
+    rows = [chance_row + ["", ""]]
     for run, r in zip(runs, results):
         ident = r["run"]
         acc = r["overall"]["metrics"].get("accuracy")
@@ -53,6 +57,9 @@ def leaderboard(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
                 continue
             name, metric = headline(t, group)
             row.append(f"{name} {cell(metric, group.get('below_chance'))}")
+        pairs = (r.get("pair_accuracy") or {}).get("overall") or {}
+        row.append(cell({"mean": pairs.get("value"), "ci": pairs.get("ci")}, None)
+                   + (f" ({pairs['both_right']}/{pairs['n_pairs']} pairs)" if pairs.get("n_pairs") else ""))
         pf = r["overall"]["parse_failures"]
         row.append(f"{pf['rate']:.1%}")
         rows.append(row)
@@ -79,4 +86,5 @@ def render_table(header: list[str], rows: list[list[str]], fmt: str) -> str:
         return buf.getvalue()
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n\n! = significantly below chance (95% CI of accuracy - chance below 0)\n"
+    return "\n".join(lines) + ("\n\n! = significantly below chance (one-sided exact binomial test of the correct count"
+                                    " against the items' chance, Holm-corrected, p < 0.05)\n")

@@ -4,8 +4,11 @@
 * ``shuffled``: the frame set of another study;
 * ``mirrored``: every frame flipped left-right, with the answers that depend on it flipped
   too: laterality options ("left"/"right") swap, and every box is mirrored in the image
-  (x -> width - x). Items whose question quotes world coordinates (point containment) have
-  no mirrored answer and are left out of mirrored runs.
+  (x -> width - x). Given the stored frame size, ``mirror_item`` also mirrors the stored-frame
+  boxes (evidence, ``boxes`` and ``box3d`` answers, boxes quoted in the text), so the target
+  an oracle writes and the gold it is scored against agree (mirroring commutes with render's
+  covering-box resize). Items whose question quotes world coordinates (point containment)
+  have no mirrored answer and are left out of mirrored runs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from voxqa.conversation import BOX_TEXT
 from voxqa.schema import Item
 
 CONTROLS = ("none", "blank", "shuffled", "mirrored")
@@ -31,14 +35,52 @@ def mirror_box(box, width: int) -> tuple[int, int, int, int]:
     return (width - x1, y0, width - x0, y1)
 
 
-def mirror_item(item: Item) -> Item:
-    """The item as it reads on left-right mirrored images (image boxes and sides flipped)."""
+def mirror_item(item: Item, frame_size: tuple[int, int] | None = None) -> Item:
+    """The item as it reads on left-right mirrored images: image boxes and sides flipped.
+
+    With the stored ``frame_size`` (width, height) the stored-frame boxes are flipped too:
+    evidence boxes, ``boxes`` / ``box3d`` answers and the boxes the question, options,
+    reasoning and answer text quote (only quotes of the item's own boxes), so every box the
+    item shows or expects is on the mirrored image. Without it only image boxes and sides flip
+    (answer boxes then still describe the unmirrored frame).
+    """
     width = item.images[0].width if item.images else 0
     evidence = [e.model_copy(update={"image_box": mirror_box(e.image_box, width)})
                 if e.image_box is not None else e for e in item.evidence]
     update: dict = {"evidence": evidence}
-    if item.options == SIDES and item.answer.type == "choice":
-        update["answer"] = item.answer.model_copy(update={"value": 1 - item.answer.value})
+    answer = item.answer
+    if item.options == SIDES and answer.type == "choice":
+        answer = answer.model_copy(update={"value": 1 - answer.value})
+    if frame_size is not None:
+        stored_w = frame_size[0]
+
+        def flip(box) -> tuple[int, int, int, int]:
+            return tuple(mirror_box(box, stored_w))
+
+        known = {tuple(e.box) for e in item.evidence}
+        if answer.type == "boxes":
+            known |= {tuple(b.box) for b in answer.value}
+            answer = answer.model_copy(update={"value": [
+                b.model_copy(update={"box": flip(b.box)}) for b in answer.value]})
+        elif answer.type == "box3d":
+            known.add(tuple(answer.value.box))
+            answer = answer.model_copy(update={
+                "value": answer.value.model_copy(update={"box": flip(answer.value.box)})})
+
+        def text(t: str) -> str:
+            def sub(m) -> str:
+                box = tuple(int(g) for g in m.groups())
+                return str(list(flip(box))) if box in known else m.group(0)
+            return BOX_TEXT.sub(sub, t)
+
+        update["evidence"] = [e.model_copy(update={"box": flip(e.box)}) for e in evidence]
+        update |= {"question": text(item.question), "reasoning": text(item.reasoning),
+                   "answer_text": text(item.answer_text)}
+        if item.options is not None:
+            update["options"] = [text(o) for o in item.options]
+        if answer.type == "text":
+            answer = answer.model_copy(update={"value": text(answer.value)})
+    update["answer"] = answer
     return item.model_copy(update=update)
 
 

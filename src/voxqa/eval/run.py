@@ -194,7 +194,7 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
     counts = {"items": len(items), "already_done": len(items) - len(todo), "ok": 0, "failed": 0}
 
     async def one(item: Item) -> None:
-        shown = mirror_item(item) if cfg.control == "mirrored" else item
+        shown = mirror_item(item, frame_sizes[item.study_id]) if cfg.control == "mirrored" else item
         prompt: Prompt = build_prompt(shown, folder, frame_sizes[item.study_id], profile, cfg.mode,
                                       _control_images(cfg, item, by_study, folder))
         t0 = time.monotonic()

@@ -4,12 +4,18 @@ Gold boxes are stored in pixels of the stored frame; predictions are parsed into
 the rendered image, so gold boxes are mapped through the same transform render used
 (``voxqa.render.map_box``) before they are compared. Items of the run's selection without a
 prediction count as unanswered (wrong, and in the parse-failure count).
+
+Headline numbers (``overall``, ``by``) leave out items marked ``prior_answerable`` (answerable
+from anatomy alone); they are scored on their own under ``excluded_prior_answerable`` and in
+the ``prior_answerable`` groupings. Mirrored twins (``pair_id``) add ``pair_accuracy``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,13 +24,13 @@ import orjson
 
 from voxqa.boxes.conventions import get_profile
 from voxqa.dataset.folder import read_items, read_studies
-from voxqa.eval.controls import mirror_box, mirror_item
+from voxqa.eval.controls import mirror_item
 from voxqa.eval.jury import Jury
-from voxqa.eval.metrics import aggregate, ar_score, score_item
+from voxqa.eval.metrics import aggregate, all_groups, ar_score, holm, score_item, wilson
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
 from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.render import map_box
-from voxqa.schema import Item
+from voxqa.schema import Item, Study
 
 RESULTS = "results.json"
 
@@ -33,8 +39,8 @@ def gold_value(item: Item, frame_size: tuple[int, int], folder: Path, profile: s
                mirrored: bool = False) -> Any:
     """The item's answer value with boxes in pixels of its rendered images; a text answer
     with the boxes it quotes in the profile's convention, as the model was asked to write."""
-    if mirrored:
-        item = mirror_item(item)
+    if mirrored:  # stored boxes flipped too: the same item the model was shown
+        item = mirror_item(item, frame_size)
     value = item.answer.model_dump(mode="json")["value"]
     if item.answer.type == "text" and item.images:
         p = get_profile(profile)
@@ -44,8 +50,7 @@ def gold_value(item: Item, frame_size: tuple[int, int], folder: Path, profile: s
     size = (item.images[0].width, item.images[0].height)
 
     def to_image(box: Any) -> list[int]:
-        mapped = map_box(box, frame_size, size)
-        return list(mirror_box(mapped, size[0]) if mirrored else mapped)
+        return list(map_box(box, frame_size, size))
 
     if item.answer.type == "boxes":
         return [{"frame": b["frame"], "box": to_image(b["box"])} for b in value]
@@ -108,10 +113,10 @@ def scored_run(run: Path) -> ScoredRun:
     cfg = RunConfig(dataset=folder, out=run, split=ident["split"], control=ident["control"],
                     tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"])
     studies = {s.id: s for s in read_studies(folder)}
-    items = select(read_items(folder), cfg)
+    items = select(read_items(folder), cfg)  # read again below for the whole dataset's labels
     if not items:
         raise ValueError(f"{run}: the run selects no items")
-    vocabulary = sorted({it.label for it in items if it.label})
+    vocabularies = dataset_vocabulary(read_items(folder), studies.values())
     preds = read_predictions(run / PREDICTIONS)
     records, golds = [], []
     for it in items:
@@ -122,15 +127,95 @@ def scored_run(run: Path) -> ScoredRun:
         scores = score_item(
             it.answer.type, golds[-1], pred["parsed"] if ok else None,
             tolerance=getattr(it.answer, "tolerance", 0.0), scale=getattr(it.answer, "scale", ()),
-            vocabulary=vocabulary,
+            vocabulary=vocabularies.get(studies[it.study_id].anatomy, ()),
         )
         records.append({
             "item_id": it.id, "task": it.task, "subtask": it.subtask, "level": it.level,
             "label": it.label, "category": it.category, "anatomy": studies[it.study_id].anatomy,
             "template": it.template, "answer_type": it.answer.type, "chance": it.chance,
             "parse_ok": ok, "scores": scores,
+            "prior_answerable": "true" if it.prior_answerable else "false",
         })
     return ScoredRun(run, ident, items, golds, preds, records)
+
+
+def dataset_vocabulary(items: Iterable[Item], studies: Iterable[Study]) -> dict[str, list[str]]:
+    """Per anatomy, every finding label of the dataset (studies' findings and items' labels):
+    the labels a caption's entity F1 looks for, whatever tasks a run selects."""
+    studies = list(studies)
+    anatomy = {s.id: s.anatomy for s in studies}
+    out: dict[str, set[str]] = defaultdict(set)
+    for s in studies:
+        out[s.anatomy] |= {f.label for f in s.findings if f.label}
+    for it in items:
+        if it.label and it.study_id in anatomy:
+            out[anatomy[it.study_id]].add(it.label)
+    return {a: sorted(v) for a, v in sorted(out.items())}
+
+
+PA_GROUP_KEYS = ("prior_answerable", ("prior_answerable", "task"),
+                 ("prior_answerable", "task", "subtask"))
+
+
+def _empty_stats() -> dict[str, Any]:
+    """Group stats of no items (a selection of prior-answerable items only)."""
+    return {"n": 0, "metrics": {}, "chance": None, "below_chance_test": None,
+            "below_chance": None, "parse_failures": {"count": 0, "rate": 0.0}}
+
+
+def _pair_stats(pairs: Sequence[tuple[bool, bool]]) -> dict[str, Any]:
+    both = sum(a and b for a, b in pairs)
+    n = len(pairs)
+    return {"n_pairs": n, "both_right": both, "value": both / n if n else None,
+            "ci": wilson(both, n)}
+
+
+def pair_accuracy(items: Sequence[Item], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy over mirrored twins: a pair (items sharing ``pair_id``) counts when both are in
+    the selection and have an accuracy score, and is right when both are right. Pairs of
+    prior-answerable items are left out, as from every headline number. A pair's category and
+    task/subtask are its original's (its first item's when none is marked original).
+    ``ci`` is the Wilson 95% interval (None without pairs)."""
+    twins: dict[str, list[tuple[Item, dict[str, Any]]]] = defaultdict(list)
+    for it, r in zip(items, records, strict=True):
+        if it.pair_id is not None:
+            twins[it.pair_id].append((it, r))
+    overall: list[tuple[bool, bool]] = []
+    by_category: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    by_subtask: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    for pair_id in sorted(twins):
+        members = twins[pair_id]
+        if len(members) != 2 or any(it.prior_answerable for it, _ in members):
+            continue
+        correct = [r["scores"].get("correct") for _, r in members]
+        if any(c is None for c in correct):
+            continue
+        outcome = (correct[0] == 1.0, correct[1] == 1.0)
+        first = next((it for it, _ in members if it.variant == "original"), members[0][0])
+        overall.append(outcome)
+        if first.category is not None:
+            by_category[first.category].append(outcome)
+        by_subtask[f"{first.task}/{first.subtask}"].append(outcome)
+    return {"overall": _pair_stats(overall),
+            "by_category": {k: _pair_stats(v) for k, v in sorted(by_category.items())},
+            "by_subtask": {k: _pair_stats(v) for k, v in sorted(by_subtask.items())}}
+
+
+def results_of(sr: ScoredRun) -> dict[str, Any]:
+    """results.json's content for scored items (without the run's request counts)."""
+    headline = [r for r in sr.records if r["prior_answerable"] == "false"]
+    excluded = [r for r in sr.records if r["prior_answerable"] == "true"]
+    results = aggregate(headline) if headline else {"overall": _empty_stats(), "by": {}}
+    results["by"] |= aggregate(sr.records, PA_GROUP_KEYS)["by"]
+    results["excluded_prior_answerable"] = aggregate(excluded) if excluded else None
+    # one Holm family: every group of this results file
+    groups = all_groups(results)
+    if excluded:
+        groups += all_groups(results["excluded_prior_answerable"])
+    holm(groups)
+    results["macro"] = macro_averages(results)
+    results["pair_accuracy"] = pair_accuracy(sr.items, sr.records)
+    return results
 
 
 def score_run(run: Path, jury: Jury | None = None) -> dict[str, Any]:
@@ -139,8 +224,7 @@ def score_run(run: Path, jury: Jury | None = None) -> dict[str, Any]:
     sr = scored_run(run)
     if jury is not None:
         _judge(jury, sr.items, sr.golds, sr.preds, sr.records)
-    results = aggregate(sr.records)
-    results["macro"] = macro_averages(results)
+    results = results_of(sr)
     results["run"] = sr.identity
     status = [sr.preds.get(it.id, {}).get("status") for it in sr.items]
     results["answered"] = status.count("ok")
