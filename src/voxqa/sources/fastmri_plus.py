@@ -140,7 +140,8 @@ def read_annotations(path: Path, report: BuildReport) -> list[Row]:
         for rec in reader:
             n_read += 1
             where = f"{path}:{reader.line_num}"
-            key = tuple(rec.get(c) or "" for c in COLUMNS)
+            # duplicates compare whitespace-normalised fields ("Joint Effusion " == "Joint Effusion")
+            key = tuple(normalise_label(rec.get(c) or "") for c in COLUMNS)
             if key in seen:
                 report.add("dropped", "duplicate_row", where=where, row=",".join(key))
                 continue
