@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from voxqa.boxes.conventions import get_profile
-from voxqa.dataset.folder import read_items
+from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.models.base import ModelAdapter, PermanentError
 from voxqa.eval.models.baselines import Oracle, Prior, Random
 from voxqa.eval.models.openai_chat import OpenAIChat
@@ -24,7 +24,7 @@ def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: st
     if spec in ("random", "prior"):
         train = [it for it in read_items(dataset) if it.split == "train"]
         if spec == "prior":
-            return Prior(train)
+            return Prior(train, read_studies(dataset))
         numbers: dict[str, list[float]] = defaultdict(list)
         for it in train:
             if it.answer.type in ("number", "grade"):

@@ -2,8 +2,12 @@
 
 * ``random``: a uniform draw from each item's answer space (seeded by item id), written in
   the answer format the prompt asks for, boxes in the profile's convention;
-* ``prior``: blind: the most frequent answer of the item's template in the train split, no
-  image (boxes have no meaningful prior: it abstains, which scores as wrong);
+* ``prior``: blind: the blind audit's text-only learner (``voxqa.dataset.audit``) fitted on
+  the train split: per template, logistic regression on the question's words and numbers,
+  quoted box geometry, the frame indices shown and (choice items) each option's text, so the
+  leaderboard's blind row is the strongest cheap text-only guesser. Templates without a
+  learner (frames, text answers; a template unseen in train) get the most frequent train
+  answer; boxes have no meaningful prior: it abstains, which scores as wrong;
 * ``oracle``: the structured ground-truth target; it must score 100%, a self-check of
   prompts, parsing and metrics.
 """
@@ -17,7 +21,7 @@ from typing import Any
 
 from voxqa.boxes.conventions import Profile, to_convention
 from voxqa.eval.prompts import Prompt
-from voxqa.schema import Item
+from voxqa.schema import Item, Study
 from voxqa.dataset.splits import unit_interval
 
 LETTERS = "ABCDEFGHIJ"
@@ -78,7 +82,7 @@ class Random:
 
 
 class Prior:
-    """Most frequent answer per template in the train split (no image)."""
+    """Blind: the audit's text-only learner per template, fitted on the train split (no image)."""
 
     spec = "prior"
 
@@ -86,11 +90,14 @@ class Prior:
     FALLBACK = {"yes_no": "no", "choice": "A", "multi_choice": "A", "number": "0", "grade": "0",
                 "frames": "0", "text": "No abnormality."}
 
-    def __init__(self, train: list[Item]):
+    def __init__(self, train: list[Item], studies: list[Study] | None = None):
+        from voxqa.dataset.audit import TextOnlyGuesser
+
         counts: dict[str, Counter[str]] = defaultdict(Counter)
         for it in train:
             counts[it.template][self._text(it)] += 1
         self.best = {t: c.most_common(1)[0][0] for t, c in counts.items() if c}
+        self.guesser = TextOnlyGuesser(train, {s.id: s for s in studies or []})
 
     @staticmethod
     def _text(it: Item) -> str:
@@ -105,8 +112,24 @@ class Prior:
             return ""  # no blind prior for a location
         return str(a.value)
 
+    @staticmethod
+    def _format(kind: str, value: object) -> str:
+        if kind == "choice":
+            return LETTERS[int(value)]  # type: ignore[arg-type]
+        if kind == "multi_choice":
+            return _letters(list(value)) or "none"  # type: ignore[call-overload]
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
     def identity(self) -> dict[str, Any]:
-        return {"spec": self.spec, "templates": len(self.best)}
+        return {"spec": self.spec, "templates": len(self.best), "learner": "audit text-only",
+                "learned_templates": len(self.guesser.learners)}
 
     async def answer(self, prompt: Prompt, item: Item) -> str:
+        if item.answer.type in ("boxes", "box3d"):
+            return ""  # no blind prior for a location
+        pred = self.guesser.predict([item])[0]
+        if pred is not None:
+            return self._format(item.answer.type, pred)
         return self.best.get(item.template, self.FALLBACK.get(item.answer.type, ""))

@@ -1,0 +1,586 @@
+"""The blind audit: can a template be answered from what a text-only model sees?
+
+CT-SpatialVQA found that 3D medical VLMs answer from language priors instead of the volume.
+A benchmark whose answers can be guessed from the prompt text repeats that failure in the
+measuring instrument, so every build (and ``voxqa audit DIR``) fits cheap text-only learners
+per template on the train split and scores them on val + test.
+
+What the learner sees is everything in the prompt except the pixels:
+
+* the question's words (unigrams and bigrams, numbers replaced by ``#``);
+* numbers quoted in the question: boxes ``[x0, y0, x1, y1]`` become geometry (centre, width,
+  height, area, as fractions of the frame), other numbers become tokens (``num=7``);
+* the frame indices shown with the question (``Frame k:`` labels): one token per index
+  (``f=12``) plus their count, min, max, span and the number of distinct gaps between
+  consecutive indices (1 for an evenly spaced set);
+* for choice / multi-choice items, each option's text, position and words, crossed with the
+  question's words, the box geometry and the frame summary (one "is this option right?" row
+  per option).
+
+Learners (scikit-learn, deterministic): logistic regression (liblinear, ``random_state=0``)
+on the max-abs scaled sparse features (one-vs-rest for more than two classes). yes/no: a binary classifier; number / grade: a
+classifier over the train values; choice: per-option scores, argmax; multi-choice: per-option
+binary, the predicted set is the options with p > 0.5 (exact match). Other answer types
+(boxes, frames, 3D boxes, text) are not audited.
+
+A template is **flagged** when the lower bound of the exact (Clopper-Pearson) 95% interval of
+the learner's val+test accuracy exceeds chance (the mean of the items' ``chance``; for
+templates without one, e.g. counts, the accuracy of the best constant answer of train scored
+on val+test). Below ``MIN_TRAIN`` train or ``MIN_EVAL`` val+test items the status is
+``insufficient``: the audit says so instead of passing. Items marked ``prior_answerable``
+(answerable from anatomical knowledge by nature) are audited as their own groups; their
+flags are informative and not counted as failures.
+
+The frames shown are the rendered ``images`` when the dataset is rendered; otherwise what
+``voxqa render`` would show (:func:`shown_frames`), and none for box-only studies (render
+cannot show them).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from voxqa.schema import Item, Study
+
+AUDIT = "audit.json"
+AUDIT_VERSION = 1
+MIN_TRAIN = 20  # train items a template needs for the audit to say anything
+MIN_EVAL = 20  # val + test items
+CONFIDENCE = 0.95
+AUDITED_TYPES = ("yes_no", "choice", "multi_choice", "number", "grade")
+STATUS_NOT_AUDITED = "not audited (answer type)"
+
+_BOX = re.compile(
+    r"\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]"
+)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_WORD = re.compile(r"[a-z]+|#")
+
+
+# --------------------------------------------------------------------------- frames shown
+
+
+def _render_context() -> int | None:
+    from voxqa.render import RenderSettings
+
+    return RenderSettings().context
+
+
+def _volume_frame_set(study: Study, evidence: set[int]) -> list[int]:
+    """The frames ``voxqa render`` (default settings) shows with a volume-level item.
+
+    The one place that knows render's frame-set rule: it calls ``render.frame_set`` with
+    the study's volume-level evidence frames only if that function still takes them.
+    """
+    from voxqa.render import frame_set
+
+    params = list(inspect.signature(frame_set).parameters)
+    kwargs: dict[str, Any] = {}
+    if "context" in params:
+        kwargs["context"] = _render_context()
+    if "evidence_frames" in params:
+        kwargs["evidence_frames"] = evidence
+    return list(frame_set(study, **kwargs))
+
+
+def shown_frames(item: Item, study: Study | None, evidence: set[int] | None = None) -> list[int]:
+    """Frame indices a model is shown with ``item`` (the ``Frame k:`` labels of its prompt).
+
+    Rendered items: their images. Otherwise what render would show: a frame-level item its
+    frames; a volume-level item the study's frame set (``evidence``: the frames cited by the
+    study's volume-level items, for render rules that use them); nothing for a study render
+    cannot draw (no volume).
+    """
+    if item.images is not None:
+        return [im.frame for im in item.images]
+    if study is None or study.volume is None:
+        return []
+    if item.level == "frame":
+        return list(item.frames)
+    return _volume_frame_set(study, evidence or set())
+
+
+class FramesShown:
+    """``shown_frames`` for many items, with the per-study volume frame set computed once."""
+
+    def __init__(self, items: Iterable[Item], studies: dict[str, Study] | None):
+        self.studies = studies or {}
+        self.evidence: dict[str, set[int]] = defaultdict(set)
+        for it in items:
+            if it.level == "volume" and it.images is None:
+                self.evidence[it.study_id] |= {e.frame for e in it.evidence}
+        self._sets: dict[str, list[int]] = {}
+
+    def source(self, item: Item) -> str:
+        """Where the frames of ``item`` come from (for the audit's record)."""
+        study = self.studies.get(item.study_id)
+        if item.images is not None:
+            return "images"
+        if study is None or study.volume is None:
+            return "none (box-only study, not renderable)"
+        return "item frames (not rendered)" if item.level == "frame" else "render frame set (not rendered)"
+
+    def __call__(self, item: Item) -> list[int]:
+        study = self.studies.get(item.study_id)
+        if item.images is None and study is not None and study.volume is not None and item.level == "volume":
+            if item.study_id not in self._sets:
+                self._sets[item.study_id] = shown_frames(item, study, self.evidence[item.study_id])
+            return self._sets[item.study_id]
+        return shown_frames(item, study)
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _tokens(text: str) -> list[str]:
+    text = _NUMBER.sub(" # ", text.lower())
+    return _WORD.findall(text)
+
+
+def text_features(item: Item, frames: Sequence[int], frame_size: tuple[int, int] | None) -> dict[str, float]:
+    """Everything in the prompt but the pixels, as sparse named features."""
+    q = item.question
+    feats: dict[str, float] = {}
+    words = _tokens(_BOX.sub(" box ", q))
+    for w in words:
+        feats["w=" + w] = 1.0
+    for a, b in zip(words, words[1:]):
+        feats[f"b={a}_{b}"] = 1.0
+    width, height = frame_size or (1, 1)
+    boxes = [tuple(float(v) for v in m.groups()) for m in _BOX.finditer(q)]
+    feats["box.n"] = float(len(boxes))
+    if boxes:
+        x0, y0, x1, y1 = boxes[0]
+        w, h = (x1 - x0) / width, (y1 - y0) / height
+        feats.update({"box.cx": (x0 + x1) / 2 / width, "box.cy": (y0 + y1) / 2 / height,
+                      "box.w": w, "box.h": h, "box.area": w * h})
+    rest = _NUMBER.findall(_BOX.sub(" ", q))
+    for v in rest:
+        feats["num=" + v] = 1.0
+    if rest:
+        feats["num.first"] = float(rest[0])
+    fs = sorted(set(frames))
+    feats["frames.n"] = float(len(fs))
+    if fs:
+        gaps = {b - a for a, b in zip(fs, fs[1:])}
+        feats.update({"frames.min": float(fs[0]), "frames.max": float(fs[-1]),
+                      "frames.span": float(fs[-1] - fs[0]), "frames.gaps": float(len(gaps))})
+        for f in fs:
+            feats[f"f={f}"] = 1.0
+    return feats
+
+
+_CROSSED = ("w=", "box.", "frames.")
+
+
+def option_features(base: dict[str, float], option: str, position: int) -> dict[str, float]:
+    """One option's row: its text, position and words, crossed with the question's view."""
+    key = " ".join(_tokens(option)) or "(empty)"
+    feats: dict[str, float] = {"opt=" + key: 1.0, f"pos={position}": 1.0}
+    for w in _tokens(option):
+        feats["ow=" + w] = 1.0
+    for name, v in base.items():
+        if name.startswith(_CROSSED):
+            feats[f"{key}|{name}"] = v
+    return feats
+
+
+# --------------------------------------------------------------------------- learner
+
+_View = tuple[tuple, dict[str, float]]  # (memo key, features) of one item's text view
+
+
+def answer_of(item: Item) -> Any:
+    """The gold answer as a hashable value (multi-choice: a sorted tuple)."""
+    a = item.answer
+    return tuple(sorted(a.value)) if a.type == "multi_choice" else a.value
+
+
+def is_correct(item: Item, pred: Any) -> bool:
+    a = item.answer
+    if pred is None:
+        return False
+    if a.type in ("number", "grade"):
+        return abs(float(pred) - float(a.value)) <= getattr(a, "tolerance", 0.0) + 1e-9
+    if a.type == "multi_choice":
+        return tuple(sorted(pred)) == tuple(sorted(a.value))
+    return pred == a.value
+
+
+def _constant(train: Sequence[Item]) -> Any:
+    """The most frequent train answer (ties: the smallest by sort order)."""
+    c = Counter(answer_of(it) for it in train)
+    top = max(c.values())
+    return sorted((v for v, n in c.items() if n == top), key=repr)[0]
+
+
+def _model(n_classes: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    clf = LogisticRegression(solver="liblinear", C=1.0, random_state=0, max_iter=1000)
+    return clf if n_classes <= 2 else OneVsRestClassifier(clf)  # liblinear: fast on sparse rows
+
+
+class _Vocabulary:
+    """Feature names -> columns (sorted names of the train rows; unseen names are dropped)."""
+
+    def __init__(self, rows: Sequence[dict[str, float]]):
+        names = sorted({k for r in rows for k in r})
+        self.index = {k: i for i, k in enumerate(names)}
+
+    def transform(self, rows: Sequence[dict[str, float]]):
+        import numpy as np
+        from scipy.sparse import csr_matrix
+
+        index = self.index
+        done: dict[int, tuple[list[int], list[float]]] = {}  # rows repeat (memoized views)
+        indptr, indices, data = [0], [], []
+        for r in rows:
+            cols = done.get(id(r))
+            if cols is None:
+                pairs = [(index[k], v) for k, v in r.items() if k in index]
+                cols = done[id(r)] = ([j for j, _ in pairs], [v for _, v in pairs])
+            indices += cols[0]
+            data += cols[1]
+            indptr.append(len(indices))
+        return csr_matrix((np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64),
+                           np.asarray(indptr, dtype=np.int64)), shape=(len(rows), len(index)))
+
+
+class _Fitted:
+    """Vocabulary + scaler + classifier, or a constant when train has one class."""
+
+    def __init__(self, rows: list[dict[str, float]], labels: list[Any]):
+        from sklearn.preprocessing import MaxAbsScaler
+
+        self.classes = sorted(set(labels), key=repr)
+        self.constant = self.classes[0] if len(self.classes) == 1 else None
+        if self.constant is not None:
+            return
+        self.vec = _Vocabulary(rows)
+        self.scale = MaxAbsScaler()
+        x = self.scale.fit_transform(self.vec.transform(rows))
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.clf = _model(len(self.classes)).fit(x, [index[v] for v in labels])
+
+    def proba(self, rows: list[dict[str, float]]):
+        """Class scores per row (probabilities; one-vs-rest for > 2 classes), columns in
+        ``self.classes`` order."""
+        import numpy as np
+
+        if self.constant is not None:
+            return np.ones((len(rows), 1))
+        p = self.clf.predict_proba(self.scale.transform(self.vec.transform(rows)))
+        out = np.zeros((len(rows), len(self.classes)))
+        out[:, self.clf.classes_] = p
+        return out
+
+
+class TemplateLearner:
+    """A text-only learner for one template's answer type, fitted on its train items."""
+
+    def __init__(self, answer_type: str, train: Sequence[Item], views: Sequence[_View],
+                 option_row: Callable[[_View, str, int], dict[str, float]] | None = None):
+        self.answer_type = answer_type
+        self.constant = _constant(train)
+        self.option_row = option_row or (lambda view, opt, i: option_features(view[1], opt, i))
+        if answer_type in ("choice", "multi_choice"):
+            rows, labels = [], []
+            for it, view in zip(train, views):
+                gold = set(answer_of(it)) if answer_type == "multi_choice" else {it.answer.value}
+                for i, opt in enumerate(it.options or []):
+                    rows.append(self.option_row(view, opt, i))
+                    labels.append(int(i in gold))
+            self.fitted = _Fitted(rows, labels)
+        else:
+            self.fitted = _Fitted([v[1] for v in views], [answer_of(it) for it in train])
+
+    def predict(self, items: Sequence[Item], views: Sequence[_View]) -> list[Any]:
+        if not items:
+            return []
+        f = self.fitted
+        if self.answer_type in ("choice", "multi_choice"):
+            rows, owner = [], []
+            for n, (it, view) in enumerate(zip(items, views)):
+                for i, opt in enumerate(it.options or []):
+                    rows.append(self.option_row(view, opt, i))
+                    owner.append((n, i))
+            if f.constant is not None:
+                p = [float(f.constant) for _ in rows]
+            else:
+                p = list(f.proba(rows)[:, f.classes.index(1)])
+            per: list[list[tuple[int, float]]] = [[] for _ in items]
+            for (n, i), pi in zip(owner, p):
+                per[n].append((i, pi))
+            if self.answer_type == "choice":
+                return [max(s, key=lambda t: (t[1], -t[0]))[0] if s else None for s in per]
+            return [tuple(i for i, pi in s if pi > 0.5) for s in per]
+        if f.constant is not None:
+            return [f.constant for _ in items]
+        proba = f.proba([v[1] for v in views])
+        return [f.classes[int(j)] for j in proba.argmax(axis=1)]
+
+
+class TextOnlyGuesser:
+    """Per-template text-only learners fitted on train items: the audit's and the ``prior``
+    baseline's guesser. Templates of other answer types have none."""
+
+    def __init__(self, train: Sequence[Item], studies: dict[str, Study] | None = None,
+                 frames: Callable[[Item], list[int]] | None = None):
+        self.studies = studies or {}
+        self.frames = frames or FramesShown(train, studies)
+        self._text: dict[tuple, dict[str, float]] = {}
+        self._options: dict[tuple, dict[str, float]] = {}
+        by_template: dict[str, list[Item]] = defaultdict(list)
+        for it in train:
+            if it.answer.type in AUDITED_TYPES:
+                by_template[it.template].append(it)
+        self.learners: dict[str, TemplateLearner] = {}
+        for template, group in sorted(by_template.items()):
+            types = {it.answer.type for it in group}
+            if len(types) == 1:
+                self.learners[template] = TemplateLearner(types.pop(), group, self.views(group),
+                                                          self.option_row)
+
+    def view(self, item: Item, frames: Sequence[int] | None = None) -> _View:
+        """(key, features) of what the model sees; memoized: prompts repeat a lot."""
+        study = self.studies.get(item.study_id)
+        shown = tuple(self.frames(item) if frames is None else frames)
+        key = (item.question, shown, study.frame_size if study else None)
+        feats = self._text.get(key)
+        if feats is None:
+            feats = self._text[key] = text_features(item, shown, key[2])
+        return key, feats
+
+    def option_row(self, view: _View, option: str, position: int) -> dict[str, float]:
+        key = (view[0], option, position)
+        row = self._options.get(key)
+        if row is None:
+            row = self._options[key] = option_features(view[1], option, position)
+        return row
+
+    def views(self, items: Sequence[Item]) -> list[_View]:
+        return [self.view(it) for it in items]
+
+    def predict(self, items: Sequence[Item], frames: Sequence[Sequence[int]] | None = None) -> list[Any]:
+        """Predicted answer values (None where the template has no learner)."""
+        out: list[Any] = [None] * len(items)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for n, it in enumerate(items):
+            if it.template in self.learners and it.answer.type == self.learners[it.template].answer_type:
+                groups[it.template].append(n)
+        for template, idx in groups.items():
+            group = [items[n] for n in idx]
+            views = [self.view(items[n], None if frames is None else frames[n]) for n in idx]
+            for n, p in zip(idx, self.learners[template].predict(group, views)):
+                out[n] = p
+        return out
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Exact binomial interval of k successes in n trials."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
+def _group_row(template: str, train: list[Item], held: list[Item],
+               guesser: TextOnlyGuesser) -> dict[str, Any]:
+    types = sorted({it.answer.type for it in train + held})
+    chances = [it.chance for it in held if it.chance is not None]
+    row: dict[str, Any] = {
+        "answer_type": types[0] if len(types) == 1 else types,
+        "n_train": len(train),
+        "n": len(held),
+        "chance": _r(sum(chances) / len(chances)) if chances and len(chances) == len(held) else None,
+    }
+    if len(types) != 1 or types[0] not in AUDITED_TYPES:
+        row["status"] = STATUS_NOT_AUDITED if len(types) == 1 else "not audited (mixed answer types)"
+        row["flagged"] = False
+        return row
+    if len(train) < MIN_TRAIN or len(held) < MIN_EVAL:
+        row["status"] = "insufficient"
+        row["reason"] = (f"needs >= {MIN_TRAIN} train and >= {MIN_EVAL} val+test items, "
+                         f"has {len(train)} and {len(held)}")
+        row["flagged"] = False
+        return row
+    const = _constant(train)
+    const_k = sum(is_correct(it, const) for it in held)
+    preds = guesser.predict(held)
+    k = sum(is_correct(it, p) for it, p in zip(held, preds))
+    lo, hi = clopper_pearson(k, len(held))
+    const_acc = const_k / len(held)
+    reference = row["chance"] if row["chance"] is not None else const_acc
+    flagged = lo > reference + 1e-12
+    row.update({
+        "constant": {"answer": list(const) if isinstance(const, tuple) else const,
+                     "accuracy": _r(const_acc), "correct": const_k},
+        "learner": {"accuracy": _r(k / len(held)), "correct": k, "ci": [_r(lo), _r(hi)]},
+        "reference": "chance" if row["chance"] is not None else "constant",
+        "flagged": flagged,
+        "status": "flagged" if flagged else "pass",
+    })
+    return row
+
+
+def audit_items(items: Sequence[Item], studies: Iterable[Study] | None = None) -> dict[str, Any]:
+    """The audit of a dataset's items: per template (headline items) and per
+    prior-answerable template, with a summary. Deterministic: same items -> same dict."""
+    from voxqa.dataset.folder import no_gc
+
+    with no_gc():  # many small objects, no cycles: GC passes over the items only cost time
+        return _audit_items(items, studies)
+
+
+def _audit_items(items: Sequence[Item], studies: Iterable[Study] | None) -> dict[str, Any]:
+    by_id = {s.id: s for s in studies or []}
+    frames = FramesShown(items, by_id)
+    groups: dict[tuple[bool, str], dict[str, list[Item]]] = defaultdict(lambda: {"train": [], "held": []})
+    for it in items:
+        groups[(it.prior_answerable, it.template)]["train" if it.split == "train" else "held"].append(it)
+    out: dict[str, dict[str, Any]] = {"templates": {}, "prior_answerable": {}}
+    for prior in (False, True):
+        keys = sorted(t for p, t in groups if p == prior)
+        train = [it for t in keys for it in groups[(prior, t)]["train"]]
+        guesser = TextOnlyGuesser(train, by_id, frames)
+        for t in keys:
+            g = groups[(prior, t)]
+            out["prior_answerable" if prior else "templates"][t] = _group_row(t, g["train"], g["held"], guesser)
+    head = out["templates"]
+    flagged = sorted(t for t, r in head.items() if r["status"] == "flagged")
+    insufficient = sorted(t for t, r in head.items() if r["status"] == "insufficient")
+    status = "flagged" if flagged else "insufficient" if insufficient else "pass"
+    return {
+        "version": AUDIT_VERSION,
+        "status": status,
+        "flagged": flagged,
+        "insufficient": insufficient,
+        "prior_answerable_flagged": sorted(t for t, r in out["prior_answerable"].items() if r["flagged"]),
+        "templates": head,
+        "prior_answerable": out["prior_answerable"],
+        "frames_shown_from": dict(sorted(Counter(frames.source(it) for it in items).items())),
+        "method": {
+            "learner": "per template: logistic regression (scikit-learn liblinear, C=1, random_state=0) "
+                       "on max-abs scaled sparse features (one-vs-rest for > 2 classes); choice: per-option scores, argmax; "
+                       "multi_choice: per-option binary, options with p > 0.5 (exact match); "
+                       "number/grade: classes = train values",
+            "features": "question words (uni+bigrams), quoted box geometry (centre, width, height, "
+                        "area as fractions of the frame), other numbers as tokens, frame indices "
+                        "shown (tokens, count, min, max, span, distinct gaps); options: text, "
+                        "position, words, crossed with question words, geometry and frame summary",
+            "fit_on": "train", "scored_on": "val+test",
+            "interval": f"Clopper-Pearson exact {CONFIDENCE:.0%}",
+            "flag_rule": "flagged when the interval's lower bound exceeds chance (the mean item "
+                         "chance; where items have none: the constant-answer baseline's accuracy)",
+            "minimum": {"train": MIN_TRAIN, "eval": MIN_EVAL},
+            "answer_types_audited": list(AUDITED_TYPES),
+        },
+    }
+
+
+def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest carries: status, flagged and insufficient templates, per-template numbers."""
+    return {
+        "file": AUDIT,
+        "status": audit["status"],
+        "flagged": audit["flagged"],
+        "insufficient": audit["insufficient"],
+        "prior_answerable_flagged": audit["prior_answerable_flagged"],
+        "minimum": audit["method"]["minimum"],
+        "templates": {t: {k: r.get(k) for k in ("n", "chance", "status")}
+                      | {"learner_accuracy": r.get("learner", {}).get("accuracy"),
+                         "ci_low": (r.get("learner", {}).get("ci") or [None])[0]}
+                      for t, r in audit["templates"].items() if r["status"] != STATUS_NOT_AUDITED},
+    }
+
+
+def unavailable(reason: str) -> dict[str, Any]:
+    return {"file": None, "status": "not run", "reason": reason}
+
+
+def attach_audit(manifest: dict[str, Any], items: Sequence[Item],
+                 studies: Iterable[Study]) -> dict[str, Any] | None:
+    """The end of every build: audit the items, put the summary in ``manifest["audit"]``;
+    returns the full audit for :func:`write_audit` (None if scikit-learn is missing)."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        manifest["audit"] = unavailable("scikit-learn is not installed: pip install 'voxqa[eval]', "
+                                        "then run voxqa audit DIR")
+        return None
+    audit = audit_items(items, studies)
+    manifest["audit"] = audit_summary(audit)
+    return audit
+
+
+def write_audit(folder: Path, audit: dict[str, Any] | None) -> None:
+    """Write ``audit.json`` (atomic rename); a stale one goes when there is no audit."""
+    from voxqa.dataset.folder import dumps
+
+    if audit is None:
+        (folder / AUDIT).unlink(missing_ok=True)
+        return
+    tmp = folder / (AUDIT + ".tmp")
+    tmp.write_bytes(dumps(audit))
+    tmp.replace(folder / AUDIT)
+
+
+def audit_dataset(folder: Path, *, update_manifest: bool = True) -> dict[str, Any]:
+    """Audit a dataset folder: writes ``audit.json`` and the manifest's ``audit`` entry."""
+    from voxqa.dataset.folder import MANIFEST, dumps, read_items, read_json, read_studies
+
+    folder = Path(folder)
+    result = audit_items(read_items(folder), read_studies(folder))
+    write_audit(folder, result)
+    if update_manifest and (folder / MANIFEST).is_file():
+        manifest = read_json(folder / MANIFEST)
+        manifest["audit"] = audit_summary(result)
+        tmp = folder / (MANIFEST + ".tmp")
+        tmp.write_bytes(dumps(manifest))
+        tmp.replace(folder / MANIFEST)
+    return result
+
+
+def audit_rows(audit: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flat rows (group, template, n, chance, constant, learner, ci, status) for tables."""
+    rows = []
+    for group in ("templates", "prior_answerable"):
+        for t, r in audit.get(group, {}).items():
+            learner = r.get("learner") or {}
+            ci = learner.get("ci")
+            rows.append({
+                "group": "headline" if group == "templates" else "prior-answerable",
+                "template": t, "answer_type": r["answer_type"], "n_train": r["n_train"], "n": r["n"],
+                "chance": r.get("chance"), "constant": (r.get("constant") or {}).get("accuracy"),
+                "learner": learner.get("accuracy"), "ci": ci, "flagged": r.get("flagged", False),
+                "status": r["status"], "reason": r.get("reason", ""),
+            })
+    return rows
+
+
+def assert_unflagged(audit: dict[str, Any]) -> None:
+    """Raise AssertionError naming every flagged headline template with its numbers."""
+    bad = {t: (r["learner"]["accuracy"], r["learner"]["ci"], r["chance"] if r["chance"] is not None
+               else r["constant"]["accuracy"], r["n"])
+           for t, r in audit["templates"].items() if r.get("flagged")}
+    assert not bad, "text-only learner beats chance (acc, 95% CI, reference, n): " + "; ".join(
+        f"{t}: {v}" for t, v in sorted(bad.items()))
+
+
+def fmt(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
