@@ -28,6 +28,12 @@ def _built(out: Path, manifest: dict) -> None:
         f"[green]built[/] {out}: {c['studies']} studies, {c['items']} items "
         f"({', '.join(f'{k} {v}' for k, v in c['items_by_task'].items())})"
     )
+    audit = manifest.get("audit") or {}
+    if audit:  # the blind audit run at the end of every build (voxqa audit DIR to redo it)
+        color = {"pass": "green", "flagged": "red"}.get(audit["status"], "yellow")
+        detail = audit.get("flagged") or audit.get("insufficient") or []
+        console.print(f"[{color}]blind audit: {audit['status']}[/]" + (f" ({', '.join(detail)})" if detail else "")
+                      + (f": {audit['reason']}" if audit.get("reason") else ""), soft_wrap=True)
 
 
 @app.callback()
@@ -298,6 +304,33 @@ def profiles() -> None:
     for p in PROFILES.values():
         table.add_row(*(escape(v) for v in (p.name, p.convention, p.description, p.prompt_hint)))
     Console().print(table)
+
+
+@app.command()
+def audit(
+    folder: Annotated[Path, typer.Argument(help="A voxqa dataset folder.")],
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 unless the status is 'pass'.")] = False,
+) -> None:
+    """Blind audit: text-only learners per template (train -> val+test); writes audit.json and
+    the manifest's audit entry; flags templates a text-only guesser answers above chance."""
+    from voxqa.dataset.audit import AUDIT, audit_dataset
+    from voxqa.views.inspection import audit_table
+
+    try:
+        result = audit_dataset(folder)
+    except ImportError:
+        _fail("the audit needs scikit-learn: pip install 'voxqa[eval]'")
+        return
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    Console().print(audit_table(result))
+    console.print(f"[green]audit[/] {folder / AUDIT}: status {result['status']}"
+                  + (f", flagged: {', '.join(result['flagged'])}" if result["flagged"] else "")
+                  + (f", insufficient: {', '.join(result['insufficient'])}" if result["insufficient"] else ""),
+                  soft_wrap=True)
+    if strict and result["status"] != "pass":
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -78,6 +78,28 @@ def counts_table(items: list[Item], key: str, title: str) -> Table:
     return table
 
 
+def audit_table(audit: dict[str, Any]) -> Table:
+    """The blind audit as a table: per template n, chance, constant answer, learner, CI, status."""
+    from voxqa.dataset.audit import audit_rows, fmt
+
+    m = audit.get("method", {}).get("minimum", {})
+    table = Table(title=f"Blind audit (text-only learner, train -> val+test): {audit.get('status')}; "
+                        f"needs >= {m.get('train')} train and >= {m.get('eval')} val+test items")
+    table.add_column("template", overflow="fold", min_width=24)
+    for col in ("train", "n", "chance", "const", "learner", "95% CI"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("status", overflow="fold")
+    for r in audit_rows(audit):
+        ci = f"{fmt(r['ci'][0])}-{fmt(r['ci'][1])}" if r["ci"] else "-"
+        status = "not audited" if r["status"].startswith("not audited") else r["status"]
+        if r["status"] == "flagged":
+            status = "[red]flagged[/]" if r["group"] == "headline" else "[yellow]flagged (prior-answerable)[/]"
+        name = r["template"] + (" (prior-answerable)" if r["group"] != "headline" else "")
+        table.add_row(name, str(r["n_train"]), str(r["n"]), fmt(r["chance"]), fmt(r["constant"]),
+                      fmt(r["learner"]), ci, status)
+    return table
+
+
 def show(folder: Path, console: Console | None = None) -> None:
     console = console or Console()
     items = read_items(folder)
@@ -105,6 +127,13 @@ def show(folder: Path, console: Console | None = None) -> None:
         balance.add_row(row["split"], row["template"], str(row["n"]), chance,
                         f"{row['blind_best']:.3f}{flag}", shown)
     console.print(balance)
+
+    from voxqa.dataset.audit import AUDIT
+
+    if (folder / AUDIT).is_file():
+        console.print(audit_table(read_json(folder / AUDIT)))
+    else:
+        console.print(f"No {AUDIT} in {folder}: run `voxqa audit {folder}` for the blind audit.")
 
     if (folder / REPORT).is_file():
         report = read_json(folder / REPORT)
