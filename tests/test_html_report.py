@@ -113,3 +113,40 @@ def test_report_in_a_real_browser(runs, tmp_path) -> None:
         browser.close()
     assert errors == [] and dialogs == []  # the probe's alert() never ran
     assert len(shot) > 20_000  # a real picture, not a blank page
+
+
+def test_report_shows_the_blind_audit_and_pair_accuracy_when_present(runs, tmp_path) -> None:
+    """The dataset's audit.json becomes a table (one row per audited template); pair accuracy
+    from results.json is shown when a run has pairs and absent otherwise (phantom: no twins)."""
+    import json
+    import shutil
+
+    from voxqa.dataset.audit import AUDIT
+    from voxqa.eval.score import RESULTS, score_run
+    from voxqa.views.html_report import build_report
+
+    ds, run_dirs = runs
+    audit = json.loads((ds / AUDIT).read_text())  # written by the build
+    audited = [t for t, r in audit["templates"].items() if not r["status"].startswith("not audited")]
+    assert audited and audit["status"] == "insufficient"  # 6 phantom studies: below the minimum
+
+    plain = build_report(run_dirs[:1], tmp_path / "plain.html").read_text()
+    assert 'id="pair-accuracy"' not in plain
+    table = plain.split('<table id="audit">')[1].split("</table>")[0]
+    assert "Blind audit of the dataset: insufficient" in plain
+    assert [re.search(r"<td>([^<]*)</td>", row).group(1) for row in table.split("<tr>")[2:]] == audited
+    assert table.count("<td>insufficient</td>") == len(audited)
+
+    run = tmp_path / "paired"
+    shutil.copytree(run_dirs[0], run)
+    results = score_run(run)
+    results["pair_accuracy"] = {
+        "overall": {"n_pairs": 10, "both_right": 7, "value": 0.7, "ci": [0.397, 0.892]},
+        "by_category": {"laterality": {"n_pairs": 4, "both_right": 1, "value": 0.25, "ci": [0.046, 0.699]}},
+    }
+    (run / RESULTS).write_text(json.dumps(results))
+    page = build_report([run], tmp_path / "paired.html").read_text()
+    pairs = page.split('<table id="pair-accuracy">')[1].split("</table>")[0]
+    cells = [re.findall(r"<td>([^<]*)</td>", row) for row in pairs.split("<tr>")[2:]]
+    assert cells == [["paired", "overall", "10", "7", "0.700", "0.397-0.892"],
+                     ["paired", "laterality", "4", "1", "0.250", "0.046-0.699"]]

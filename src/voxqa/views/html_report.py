@@ -147,6 +147,42 @@ def _boxes_of(value: Any) -> list[tuple[int, list[int]]]:
     return []
 
 
+def _audit_rows(folder: Path) -> tuple[str | None, list[list[str]]]:
+    """The dataset's blind audit (audit.json) as table rows; (None, []) when there is none."""
+    from voxqa.dataset.audit import AUDIT, audit_rows, fmt
+
+    path = Path(folder) / AUDIT
+    if not path.is_file():
+        return None, []
+    audit = orjson.loads(path.read_bytes())
+    rows = []
+    for r in audit_rows(audit):
+        if r["status"].startswith("not audited"):
+            continue
+        ci = f"{fmt(r['ci'][0])}-{fmt(r['ci'][1])}" if r["ci"] else ""
+        name = r["template"] + (" (prior-answerable)" if r["group"] != "headline" else "")
+        flag = "yes" if r["flagged"] else ("" if r["status"] == "pass" else r["status"])
+        rows.append([name, str(r["n"]), fmt(r["chance"]), fmt(r["learner"]), ci, flag])
+    return str(audit.get("status")), rows
+
+
+def _pair_rows(results: list[dict[str, Any]], runs: list[Path]) -> list[list[str]]:
+    """Pair accuracy (original + mirrored twin both right) per run, overall and by category;
+    [] when no results.json has pairs."""
+    rows = []
+    for run, r in zip(runs, results):
+        pa = r.get("pair_accuracy")
+        if not pa or not (pa.get("overall") or {}).get("n_pairs"):
+            continue  # no results.json pair accuracy, or a dataset without mirrored twins
+        for group, g in [("overall", pa["overall"])] + sorted((pa.get("by_category") or {}).items()):
+            ci = g.get("ci")
+            value = g.get("value")
+            rows.append([Path(run).name, str(group), str(g.get("n_pairs", "")), str(g.get("both_right", "")),
+                         "" if value is None else f"{value:.3f}",
+                         f"{ci[0]:.3f}-{ci[1]:.3f}" if ci and None not in ci[:2] else ""])
+    return rows
+
+
 def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     """Write the HTML report of ``runs`` (scored first if needed) to ``out``."""
     if not runs:
@@ -211,12 +247,14 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
             "reasoning": it.reasoning, "predictions": run_preds,
         })
 
+    audit_status, audit = _audit_rows(folder)
     env = Environment(loader=PackageLoader("voxqa.views", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     page = env.get_template("report.html.j2").render(
         runs=runs, dataset=str(folder), version=__version__, header=header, rows=rows,
         chart=_chart(results), label_chart=_label_chart(results), iou_chart=_iou_histogram(ious),
-        subtasks=_subtask_rows(results), items=entries,
+        subtasks=_subtask_rows(results), items=entries, pairs=_pair_rows(results, runs),
+        audit_status=audit_status, audit=audit,
         tasks=sorted({e["task"] for e in entries}), labels=sorted({e["label"] for e in entries if e["label"]}),
     )
     out = Path(out)
