@@ -17,6 +17,7 @@ from voxqa.cli import app
 from voxqa.dataset.folder import read_items, read_json, read_studies
 from voxqa.anatomy.frames import axial_frame
 from voxqa.io import open_volume
+from voxqa.anatomy.labelnames import display_name, side_of
 from voxqa.phantom import ORGANS, write_segmentation_phantom
 from voxqa.sources.segmentation import SegSpec
 
@@ -53,16 +54,59 @@ def _answers(items, subtask: str) -> dict[str, str]:
     return out
 
 
+DISPLAY = {display_name(n): n for n in ORGANS}
+
+
 def test_laterality_matches_the_phantom_anatomy(built) -> None:
     # independent fact: ORGANS places each structure at a world x (+x = patient's right)
-    lat = {it.label: it.options[it.answer.value] for it in built["ref"]["items"]
-           if it.subtask == "laterality" and not it.id.endswith(":paired")}
-    assert lat, "no laterality items"
+    items = built["ref"]["items"]
+    lat = {it.label: it.options[it.answer.value] for it in items
+           if it.subtask == "laterality" and it.variant == "original" and not it.id.endswith(":paired")}
+    assert set(lat) == {"liver", "liver_lesion", "spleen", "stomach"}
     for name, side in lat.items():
         expected = "right" if ORGANS[name][0][0] > 0 else "left"
         assert side == expected, name
-    assert {"kidney_left", "kidney_right", "spleen"} <= set(lat)
-    assert "aorta" not in lat and "spinal_cord" not in lat  # midline structures are not asked
+    # a name that carries its side is never asked its side; midline structures neither
+    asked = {it.label for it in items if it.subtask == "laterality"}
+    assert not asked & {"kidney_left", "kidney_right", "aorta", "spinal_cord"}
+    (paired,) = [it for it in items if it.id == "phantom:laterality:v:kidney:paired"]
+    assert paired.question == "Which is larger, the left or the right kidney?"
+    # the left kidney's ellipsoid has the larger radii
+    assert paired.options[paired.answer.value] == "left"
+
+
+def test_side_questions_come_in_mirrored_pairs(built) -> None:
+    """Every side question has a twin with the same text about the study mirrored along
+    patient x, and the other answer; the twin's boxes are those of an independently
+    mirrored copy of the phantom."""
+    items = built["ref"]["items"]
+    side = [it for it in items if it.subtask == "laterality"]
+    assert side and all(it.pair_id and it.variant in ("original", "mirrored") for it in side)
+    assert not [it for it in items if it.subtask != "laterality" and it.pair_id]
+    pairs = defaultdict(dict)
+    for it in side:
+        pairs[it.pair_id][it.variant] = it
+    assert len(pairs) == 5
+    flip = {"left": "right", "right": "left"}
+    mirror_boxes = {f.label: {b.frame: tuple(b.box) for b in f.boxes}
+                    for f in read_studies(built["mirrored"]["dir"])[0].findings}
+    for pair in pairs.values():
+        a, b = pair["original"], pair["mirrored"]
+        assert (a.question, a.options, a.split) == (b.question, b.options, b.split)
+        assert b.options[b.answer.value] == flip[a.options[a.answer.value]]
+        assert b.study_id == "phantom.mirrored"
+        for e in b.evidence:
+            assert mirror_boxes[e.label][e.frame] == tuple(e.box), (b.id, e)
+    (twin,) = [s for s in read_studies(built["ref"]["dir"]) if s.id == "phantom.mirrored"]
+    assert twin.volume.mirrored and twin.patient_id == "phantom"
+
+
+def test_no_question_states_its_answer(built) -> None:
+    for it in built["ref"]["items"]:
+        assert "_" not in it.question, it.question  # natural names, never label ids
+        if it.answer.type == "choice" and not all(o in it.question for o in it.options):
+            # an answer may be named in the question only beside every other option
+            assert it.options[it.answer.value] not in it.question, it.question
 
 
 def test_reorientation_does_not_change_any_answer(built) -> None:
@@ -70,13 +114,14 @@ def test_reorientation_does_not_change_any_answer(built) -> None:
     assert (built["reoriented"]["dir"] / "items.jsonl").read_bytes() == ref
 
 
-def test_mirror_flips_every_laterality_answer_and_nothing_vertical(built) -> None:
+def test_mirrored_scan_with_sided_names_gets_no_side_questions(built) -> None:
+    """A scan mirrored with its label names kept puts kidney_left on the patient's right:
+    the build flags it and asks no side question; vertical and depth answers are unchanged."""
     ref, mir = built["ref"]["items"], built["mirrored"]["items"]
-    flip = {"left": "right", "right": "left"}
-    a, b = _answers(ref, "laterality"), _answers(mir, "laterality")
-    assert a and set(a) == set(b)
-    for q in a:
-        assert b[q] == flip[a[q]], q
+    assert not [it for it in mir if it.subtask == "laterality"]
+    report = read_json(built["mirrored"]["dir"] / "build_report.json")
+    flagged = report["warning"]["side_in_name_contradicts_geometry_no_side_questions"]
+    assert {e["structure"] for e in flagged["examples"]} == {"kidney_left", "kidney_right"}
     assert _answers(ref, "vertical") == _answers(mir, "vertical")
     assert _answers(ref, "anterior_posterior") == _answers(mir, "anterior_posterior")
 
@@ -86,12 +131,20 @@ def test_point_containment_answers_match_the_label_map(built) -> None:
     names = {int(k): v for k, v in json.loads(built["ref"]["paths"]["label_names"].read_text()).items()}
     inv = np.linalg.inv(labels.affine)
     data = np.asarray(labels.dataobj)
+    assert np.allclose(inv[:3, :3], np.diag(np.diag(inv[:3, :3])))  # stored RAS, unrotated
+    n_i, n_j = data.shape[:2]
     n = 0
     for it in built["ref"]["items"]:
         if it.subtask == "adjacency" and it.id.endswith(":point"):
-            xyz = [float(v) for v in it.question.split("point (")[1].split(")")[0].split(",")]
-            ijk = np.round(inv @ np.array([*xyz, 1.0]))[:3].astype(int)
-            assert names[int(data[tuple(ijk)])] == it.options[it.answer.value], it.id
+            box = [int(v) for v in it.question.split("box [")[1].split("]")[0].split(",")]
+            k = int(it.question.split("on frame ")[1].rstrip("?"))
+            assert it.frames == [k]  # the frame is shown with the question
+            x, y = box[0], box[1]  # the one-pixel box -> voxel (voxqa.anatomy.frames)
+            assert box[2:] == [x + 1, y + 1]
+            label = names[int(data[n_i - 1 - x, n_j - 1 - y, k])]
+            assert display_name(label) == it.options[it.answer.value], it.id
+            others = {DISPLAY.get(o, o) for o in it.options} - {label}
+            assert "liver" not in others or label != "liver_lesion", it.id  # never two true options
             n += 1
     assert n >= 8
 
@@ -100,8 +153,8 @@ def test_relations_sizes_counts_and_touching(built) -> None:
     items = built["ref"]["items"]
     vertical = _answers(items, "vertical")
     for q, ans in vertical.items():  # check against the phantom's centres (z = superior)
-        first = q.split("Is the ")[1].split(" superior")[0]
-        second = q.split("to the ")[1].rstrip("?")
+        first = DISPLAY[q.split("Is the ")[1].split(" superior")[0]]
+        second = DISPLAY[q.split("to the ")[1].rstrip("?")]
         z1, z2 = ORGANS[first][0][2], ORGANS[second][0][2]
         assert ans == ("superior" if z1 > z2 else "inferior"), q
     by_id = {it.id: it for it in items}
@@ -109,6 +162,9 @@ def test_relations_sizes_counts_and_touching(built) -> None:
     assert touch.answer.value == "yes"
     lesions = next(it for it in items if it.subtask == "count" and it.label == "liver_lesion")
     assert lesions.answer.value == 2  # two separate spheres carry the lesion label
+    assert lesions.question == "How many separate liver lesions are there?"
+    # every counted lesion is cited, the smaller one included: one box on each sphere
+    assert len(lesions.evidence) == 2 and len({e.frame for e in lesions.evidence}) == 2
     vertebrae = next(it for it in items if it.subtask == "count" and it.label == "vertebrae")
     assert vertebrae.answer.value == 2
     labels = np.asarray(nib.load(built["ref"]["paths"]["labels"]).dataobj)
@@ -166,7 +222,8 @@ def test_tiny_and_empty_labels(tmp_path) -> None:
     assert not [it for it in items if it.label == "speck"]
     absent = [it for it in items if it.label == "spleen"]
     assert absent and all(it.answer.value == "no" for it in absent)
-    (study,) = read_studies(tmp_path / "ds")
+    study, twin = read_studies(tmp_path / "ds")
+    assert twin.id == "s.mirrored"
     assert "speck" in {f.label for f in study.findings}  # measured and kept, just not asked
     report = read_json(tmp_path / "ds" / "build_report.json")
     assert report["info"]["structure_too_small_not_asked"]["count"] == 1
@@ -183,7 +240,8 @@ def test_cli_studies_csv_and_errors(tmp_path, built) -> None:
                                    "--out", str(tmp_path / "ds")])
     assert res.exit_code == 0, res.output
     studies = read_studies(tmp_path / "ds")
-    assert [s.id for s in studies] == ["a", "b"] and studies[0].modality == "CT"
+    assert [s.id for s in studies] == ["a", "a.mirrored", "b", "b.mirrored"]
+    assert studies[0].modality == "CT"
     res = CliRunner().invoke(app, ["build", "segmentation", "--image", str(src["image"]),
                                    "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--studies" in res.output
@@ -212,14 +270,16 @@ def _real_build(shared: Path, tmp: Path, image: str, labels: str, names: dict | 
 def test_totalsegmentator_sides(shared_data, tmp_path, image, labels) -> None:
     items = _real_build(shared_data, tmp_path / "ts", image, labels)
     lat = {it.label: it.options[it.answer.value] for it in items
-           if it.subtask == "laterality" and "larger" not in it.question}
-    # anatomy: spleen, left kidney and left autochthon on the patient's left; right ones right
-    assert lat["spleen"] == "left" and lat["kidney_left"] == "left"
-    assert lat["kidney_right"] == "right" and lat["autochthon_right"] == "right"
+           if it.subtask == "laterality" and "larger" not in it.question and it.variant == "original"}
+    # anatomy: spleen on the patient's left, liver and gallbladder on the right
+    assert lat["spleen"] == "left" and lat.get("liver", "right") == "right"
     assert lat.get("gallbladder", "right") == "right"
-    for name, side in lat.items():
-        if name.endswith(("_left", "_right")) or "_left_" in name or "_right_" in name:
-            assert side in name, name
+    assert not [n for n in lat if side_of(n)]  # a sided name is never asked its side
+    # names and geometry agree on this scan: nothing flagged, so side questions are asked
+    report = read_json(tmp_path / "ts" / "build_report.json")
+    assert "side_in_name_contradicts_geometry_no_side_questions" not in report.get("warning", {})
+    twins = [it for it in items if it.variant == "mirrored"]
+    assert len(twins) == sum(1 for it in items if it.variant == "original") > 0
     vertical = _answers(items, "vertical")
     assert vertical, "no vertical questions"
 
@@ -229,8 +289,12 @@ def test_dcmqi_dicom_liver_boxes_are_on_soft_tissue(shared_data, tmp_path) -> No
     items = _real_build(shared_data, tmp_path / "dcm", "dcmqi_ct3slice/ct",
                         "dcmqi_ct3slice/liver_seg.nrrd", {"1": "Liver"})
     ct = open_volume(shared_data / "dcmqi_ct3slice" / "ct").data
-    boxes = [e for it in items if it.task == "localization" for e in it.evidence]
-    assert boxes and all(e.label == "liver" for e in boxes)
+    # the 3-slice liver is cut off by the field of view: no extent or size questions; its
+    # geometry (the boxes any question would cite) is still measured and stored
+    assert not [it for it in items if it.subtask in ("extent", "size")]
+    study = next(s for s in read_studies(tmp_path / "dcm") if s.id == "dcm")
+    boxes = [b for f in study.findings for b in f.boxes]
+    assert boxes and all(f.label == "liver" and f.attributes["truncated"] for f in study.findings)
     for e in boxes:
         frame = axial_frame(ct, e.frame)
         x0, y0, x1, y1 = e.box
@@ -258,7 +322,8 @@ def test_pyradiomics_lesion_box_is_on_the_enhancing_lesion(shared_data, tmp_path
 
 def test_lesion_container(built) -> None:
     (it,) = [it for it in built["ref"]["items"] if it.id.endswith(":container")]
-    assert it.question == "Which structure contains the liver_lesion?"
+    # the lesion is pointed at by its box: its name would give the organ away
+    assert it.question.startswith("Which structure contains the lesion in the box [")
     assert it.options[it.answer.value] == "liver" and len(set(it.options)) == 4
 
 
@@ -281,7 +346,7 @@ def test_jpeg2000_dicom_series_gives_the_same_items(shared_data, tmp_path) -> No
         spec = SegSpec(study_id="ct", image=folder, labels=src / "liver_seg.nrrd", label_names=names)
         build_segmentation([spec], tmp_path / out, fractions=ALL_TRAIN)
     assert (tmp_path / "plain" / "items.jsonl").read_bytes() == (tmp_path / "j2k" / "items.jsonl").read_bytes()
-    (study,) = read_studies(tmp_path / "j2k")
+    study, _twin = read_studies(tmp_path / "j2k")
     assert study.modality == "CT" and study.volume.loader == "dicom"
 
 
@@ -314,5 +379,5 @@ def test_mask_folder_with_overlapping_masks(tmp_path) -> None:
     volume = {it.label: it.answer.value for it in items if it.id.endswith(":ml")}
     assert volume["liver"] == pytest.approx(wanted["liver"].sum() * 0.08, abs=0.05)
     lat = {it.label: it.options[it.answer.value] for it in items
-           if it.subtask == "laterality" and "larger" not in it.question}
-    assert lat.get("spleen", "left") == "left" and lat.get("kidney_right", "right") == "right"
+           if it.subtask == "laterality" and "larger" not in it.question and it.variant == "original"}
+    assert lat["spleen"] == "left" and "kidney_right" not in lat

@@ -38,7 +38,7 @@ from voxqa.sources.segmentation import SegmentationInput, SegSpec, load_segmenta
 from voxqa.dataset.splits import assign_splits
 from voxqa.anatomy.structures import Structure
 from voxqa.tasks import FAMILIES, Context, StudyView
-from voxqa.tasks.base import VOLUME_FRAMES_RULE
+from voxqa.tasks.base import VOLUME_FRAMES_RULE, volume_frames
 from voxqa.tasks.spatial import (
     MAX_OVERLAP_MM,
     MIN_CENTROID_MM,
@@ -213,6 +213,7 @@ def _structure_finding(s: Structure, raw_name: str) -> Finding:
             "centroid_y_mm": round(s.centroid_ras[1], 2),
             "centroid_z_mm": round(s.centroid_ras[2], 2),
             "components": -1 if s.components is None else len(s.components),
+            "truncated": s.truncated,
         },
     )
 
@@ -308,6 +309,8 @@ def build_segmentation(
             raise BuildError("no study could be read: " + str(report.to_dict().get("skipped")))
         assign_splits(studies, seed, fractions)
         ctx = Context(seed=seed, is_pathology=lambda label: True)
+        for s in studies:  # volume-level questions cite and ask only what render will show
+            geometry[s.id].shown_frames = set(volume_frames(s.frame_count, ctx.volume_frame_cap))
         views = [StudyView(s, ctx.is_pathology, geometry[s.id]) for s in studies]
         items = generate_items(views, ctx, SEGMENTATION_FAMILIES)
         for study in studies:
@@ -350,6 +353,10 @@ def build_segmentation(
                 "volume_relative_tolerance": VOLUME_TOLERANCE,
                 "min_structure_voxels": MIN_STRUCTURE_VOXELS,
             },
+            "volume_frames": {"cap": ctx.volume_frame_cap, "rule": VOLUME_FRAMES_RULE},
+            "counterfactual_pairs": "side questions are also asked of each study mirrored along "
+            "patient x (study id + '.mirrored', same patient and split, same question text, the "
+            "other answer); both items share a pair_id",
             "splits": split_manifest(fractions, "patient_id"),
             "counts": counts(studies, items),
         }

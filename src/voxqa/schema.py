@@ -83,6 +83,10 @@ class VolumeRef(Model):
         default=False,
         description="show the volume flipped along patient x (affine kept): a counterfactual twin",
     )
+    assumed_orientation: str | None = Field(
+        default=None,
+        description="axis codes (e.g. LPS) the user gave for a file that states no orientation",
+    )
 
 
 class Study(Model):

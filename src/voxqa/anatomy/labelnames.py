@@ -112,6 +112,37 @@ def midline(name: str) -> bool:
     return side_of(c) is None and (c in MIDLINE or c.startswith("vertebrae"))
 
 
+#: Words that make a label a lesion (whole words of the name: ``masseter`` is not a ``mass``).
+_LESION = re.compile(r"(?:^|_)(lesions?|tumou?rs?|nodules?|metastas[ie]s|mets?|cysts?|masse?s?)(?:_|$)")
+_ORDINAL = {1: "1st", 2: "2nd", 3: "3rd", 21: "21st", 22: "22nd", 23: "23rd"}
+
+
+def is_lesion(name: str) -> bool:
+    """True if a label names a lesion (tumour, nodule, metastasis, cyst, mass), by whole word."""
+    return _LESION.search(canonical_name(name)) is not None
+
+
+def display_name(name: str) -> str:
+    """How a question names a structure: "kidney_left" -> "left kidney", "rib_left_11" ->
+    "11th left rib", "vertebrae_L1" -> "L1 vertebra", "liver_lesion" -> "liver lesion".
+
+    Questions must read like a radiologist's, and a snake_case label is a tell that the text
+    was generated from the label map.
+    """
+    c = canonical_name(name)
+    if m := re.fullmatch(r"vertebrae_([CTLS]\d{1,2})", c):
+        return f"{m[1]} vertebra"
+    if m := re.fullmatch(r"rib_(left|right)_(\d{1,2})", c):
+        n = int(m[2])
+        return f"{_ORDINAL.get(n, f'{n}th')} {m[1]} rib"
+    tokens = c.split("_")
+    side = tokens.pop() if len(tokens) > 1 and tokens[-1] in ("left", "right") else None
+    if side is None and len(tokens) > 1 and tokens[0] in ("left", "right"):
+        side = tokens.pop(0)
+    words = " ".join(tokens)
+    return f"{side} {words}" if side else words
+
+
 def read_json_names(path: Path) -> dict[int, str]:
     """Label table from JSON: ``{"1": "liver", ...}`` or dcmqi's segmentation metadata.
 

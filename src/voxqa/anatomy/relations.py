@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from voxqa.anatomy.structures import Structure, Vec3
+from voxqa.anatomy.labelnames import side_of
+from voxqa.anatomy.structures import Structure
+
+Voxel = tuple[int, int, int]
 
 TOUCH_TOLERANCE_MM = 3.0  # two structures "touch" when their voxels come this close
 NEAR_MM = 20.0  # non-touching pairs whose bounding boxes are this close are asked as "no"
@@ -30,10 +33,21 @@ class SegGeometry:
     midline_source: str
     touching: set[frozenset[str]] = field(default_factory=set)
     near_not_touching: set[frozenset[str]] = field(default_factory=set)
-    interior_points: dict[str, Vec3] = field(default_factory=dict)
+    interior_points: dict[str, Voxel] = field(default_factory=dict)  # deep voxel (i, j, k)
+    point_owners: dict[str, set[str]] = field(default_factory=dict)  # who holds that voxel
     containers: dict[str, tuple[str, float]] = field(default_factory=dict)  # lesion -> organ
     absent: list[str] = field(default_factory=list)  # named in the label table, no voxels
     tiny: list[str] = field(default_factory=list)  # too few voxels to ask about
+    #: False when the files carry no patient orientation: no side or world-direction questions.
+    orientation_known: bool = True
+    #: Structures whose name carries a side that geometry contradicts (flipped header,
+    #: mislabelled mask): the study gets no side questions.
+    side_conflicts: list[str] = field(default_factory=list)
+    #: A counterfactual twin: the study flipped along patient x (only side questions asked).
+    mirrored: bool = False
+    #: Frames a volume-level item of this study shows (``tasks.base.volume_frames``); None:
+    #: all. Volume-level questions cite and ask only what these frames show.
+    shown_frames: set[int] | None = None
 
     def by_name(self) -> dict[str, Structure]:
         return {s.name: s for s in self.structures}
@@ -155,16 +169,37 @@ def containers(
     return out
 
 
-def interior_point(mask_in: MaskIn, s: Structure, affine: np.ndarray) -> Vec3:
-    """World position of the voxel deepest inside the structure (largest distance to its
-    boundary): a point that lies unambiguously in it, unlike a centroid of a curved organ."""
+def interior_point(mask_in: MaskIn, s: Structure) -> Voxel:
+    """The voxel deepest inside the structure (largest distance to its boundary): a point
+    that lies unambiguously in it, unlike a centroid of a curved organ."""
     i0, j0, k0, i1, j1, k1 = s.bbox_vox
     # A strided crop (at most ~32 voxels a side) keeps large organs cheap; the argmax is
     # still a voxel of the structure.
     step = max(1, -(-max(i1 - i0, j1 - j0, k1 - k0) // 32))
     sub = mask_in(s, (slice(i0, i1, step), slice(j0, j1, step), slice(k0, k1, step)))
-    spacing = np.linalg.norm(affine[:3, :3], axis=0) * step
-    dist = ndimage.distance_transform_edt(np.pad(sub, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    dist = ndimage.distance_transform_edt(np.pad(sub, 1))[1:-1, 1:-1, 1:-1]
     i, j, k = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    world = affine @ np.array([i0 + i * step, j0 + j * step, k0 + k * step, 1.0])
-    return (float(world[0]), float(world[1]), float(world[2]))
+    return (i0 + int(i) * step, j0 + int(j) * step, k0 + int(k) * step)
+
+
+def side_conflicts(structures: Sequence[Structure], midline_x: float, margin_mm: float) -> list[str]:
+    """Structures whose name carries a side while their centroid lies more than
+    ``margin_mm`` past the midline on the other side (a flipped header, a mislabelled mask)."""
+    out = []
+    for s in structures:
+        dx = s.centroid_ras[0] - midline_x  # +x is the patient's right
+        side = side_of(s.name)
+        if (side == "left" and dx > margin_mm) or (side == "right" and dx < -margin_mm):
+            out.append(s.name)
+    return out
+
+
+def owners(mask_in: MaskIn, structures: Sequence[Structure], voxel: Voxel) -> set[str]:
+    """Every structure whose mask holds ``voxel`` (masks may overlap): none of them may be
+    offered as a wrong option when asking which structure contains that point."""
+    at = tuple(slice(v, v + 1) for v in voxel)
+    return {
+        s.name for s in structures
+        if all(s.bbox_vox[d] <= voxel[d] < s.bbox_vox[d + 3] for d in range(3))
+        and bool(mask_in(s, at).any())
+    }

@@ -59,6 +59,9 @@ class Structure:
     centroid_ras: Vec3
     frame_boxes: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
     components: tuple[Component, ...] | None = None  # None: not computed for this label
+    #: Touches the edge of the volume: cut off by the field of view, so its size, volume and
+    #: extent are not the structure's (only its presence and side are asked).
+    truncated: bool = False
 
     @property
     def frames(self) -> list[int]:
@@ -89,7 +92,7 @@ def measure(
         comps = _components(index, i, box, affine) if label_id in wanted else None
         out.append(_structure(label_id, names.get(label_id) or fallback_name(label_id),
                               int(stats["voxel_counts"][i]), box, stats["centroids"][i],
-                              frames[i], affine, comps))
+                              frames[i], affine, comps, labels.shape))
     return out
 
 
@@ -126,7 +129,7 @@ def naive_measure(labels: np.ndarray, affine: np.ndarray, names: dict[int, str])
                                                  labels.shape) for z in np.unique(k)}
         centroid = np.array([i.mean(), j.mean(), k.mean()])
         out.append(_structure(label_id, names.get(label_id) or fallback_name(label_id), len(i), box,
-                              centroid, frames, affine, None))
+                              centroid, frames, affine, None, labels.shape))
     return out
 
 
@@ -199,7 +202,7 @@ def _components(index: np.ndarray, i: int, box: VoxBox, affine: np.ndarray) -> t
 
 def _structure(label_id: int, name: str, voxels: int, box: VoxBox, centroid_vox: np.ndarray,
                frames: dict[int, FrameBox], affine: np.ndarray,
-               components: tuple[Component, ...] | None) -> Structure:
+               components: tuple[Component, ...] | None, shape: tuple[int, ...]) -> Structure:
     """World-space Structure from voxel-space facts (shared by ``measure`` and the reference)."""
     affine = np.asarray(affine, dtype=np.float64)
     corners = np.array(list(itertools.product(*((box[d], box[d + 3] - 1) for d in range(3)))), dtype=np.float64)
@@ -215,6 +218,7 @@ def _structure(label_id: int, name: str, voxels: int, box: VoxBox, centroid_vox:
         centroid_ras=_ras(affine, centroid_vox),
         frame_boxes=frames,
         components=components,
+        truncated=any(box[d] == 0 or box[d + 3] == shape[d] for d in range(3)),
     )
 
 

@@ -7,8 +7,8 @@
   (x -> width - x). Given the stored frame size, ``mirror_item`` also mirrors the stored-frame
   boxes (evidence, ``boxes`` and ``box3d`` answers, boxes quoted in the text), so the target
   an oracle writes and the gold it is scored against agree (mirroring commutes with render's
-  covering-box resize). Items whose question quotes world coordinates (point containment)
-  have no mirrored answer and are left out of mirrored runs.
+  covering-box resize). Questions point at places by pixel boxes, never world coordinates,
+  so every item has a mirrored reading.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ from voxqa.schema import Item
 
 CONTROLS = ("none", "blank", "shuffled", "mirrored")
 SIDES = ["left", "right"]
-
-
-def mirrorable(item: Item) -> bool:
-    return not item.id.endswith(":point")
 
 
 def mirror_box(box, width: int) -> tuple[int, int, int, int]:

@@ -32,7 +32,7 @@ from rich.progress import Progress
 from voxqa import __version__
 from voxqa.boxes.conventions import get_profile
 from voxqa.dataset.folder import ITEMS, read_items, read_studies
-from voxqa.eval.controls import CONTROLS, mirror_item, mirrorable, mirrored_png
+from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png
 from voxqa.eval.models.base import ModelAdapter, PermanentError
 from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, build_prompt
@@ -73,7 +73,6 @@ def select(items: Sequence[Item], cfg: RunConfig) -> list[Item]:
         if (cfg.split is None or it.split == cfg.split)
         and (cfg.tasks is None or it.task in cfg.tasks)
         and it.images
-        and (cfg.control != "mirrored" or mirrorable(it))
     ]
     return chosen[: cfg.limit] if cfg.limit is not None else chosen
 

@@ -12,6 +12,7 @@ from .volume import (
     PathLike,
     Volume,
     VolumeError,
+    assume_orientation,
     canonicalize,
     check_array,
     require_exists,
@@ -63,11 +64,18 @@ def detect_format(path: PathLike) -> str:
     raise VolumeError(p, f"unrecognised file type (known suffixes: {known}, or a DICOM folder); pass format=")
 
 
-def open_volume(path: PathLike, *, canonical: bool = True, format: str | None = None) -> Volume:
-    """Read any supported volume; by default reorient it to RAS+ axis order (if it has geometry)."""
+def open_volume(path: PathLike, *, canonical: bool = True, format: str | None = None,
+                assume: str | None = None) -> Volume:
+    """Read any supported volume; by default reorient it to RAS+ axis order (if it has geometry).
+
+    ``assume`` (axis codes such as "LPS") orients a file that states no orientation; it is
+    ignored for files that do.
+    """
     p = require_exists(path)
     fmt = format or detect_format(p)
     if fmt not in FORMATS:
         raise VolumeError(p, f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     vol = FORMATS[fmt](p)
+    if assume is not None and not vol.world_known and fmt != "fastmri_h5":
+        vol = assume_orientation(vol, assume)
     return canonicalize(vol) if canonical and vol.world_known else vol

@@ -89,6 +89,34 @@ def canonicalize(vol: Volume) -> Volume:
     return replace(vol, data=data, affine=affine, frame_axis=2)
 
 
+#: World axis and sign each axis code points to (RAS+).
+_AXIS_CODES = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
+
+
+def parse_orientation(codes: str) -> str:
+    """'ras', 'LPS', ... -> 'RAS' / 'LPS'; one code per axis, each world axis once."""
+    c = codes.strip().upper()
+    if len(c) != 3 or any(ch not in _AXIS_CODES for ch in c) or len({_AXIS_CODES[ch][0] for ch in c}) != 3:
+        raise ValueError(f"orientation {codes!r} is not three axis codes naming each of R/L, A/P, "
+                         "S/I once (e.g. RAS, LPS)")
+    return c
+
+
+def assume_orientation(vol: Volume, codes: str) -> Volume:
+    """A volume without patient geometry, read as if its array axes pointed along ``codes``
+    (e.g. "LPS": axis 0 towards the patient's left), keeping its voxel spacing.
+
+    Only the user can know this: a file whose header carries no orientation (NIfTI qform
+    and sform codes 0, an NRRD without space directions) has no sides.
+    """
+    affine = np.eye(4)
+    for axis, code in enumerate(parse_orientation(codes)):
+        world, sign = _AXIS_CODES[code]
+        affine[:3, axis] = 0.0
+        affine[world, axis] = sign * vol.spacing[axis]
+    return replace(vol, affine=affine, world_known=True)
+
+
 def check_array(data: np.ndarray, path: PathLike) -> np.ndarray:
     """Return ``data`` as a validated 3D real array; trailing singleton dims are squeezed.
 

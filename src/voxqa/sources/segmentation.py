@@ -9,7 +9,7 @@ file per structure named after it (TotalSegmentator's output without ``--ml``).
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,8 @@ class SegSpec:
     patient_id: str | None = None  # default: study_id
     modality: str | None = None  # default: the DICOM Modality, if any
     anatomy: str | None = None
+    #: Axis codes (e.g. "LPS") for files that state no orientation; None: no side questions.
+    assume_orientation: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +62,8 @@ class SegmentationInput:
     spacing: tuple[float, float, float]
     modality_hint: str | None
     labels_path: str
+    #: False when the files state no patient orientation (and none was assumed).
+    orientation_known: bool = True
 
     def measure(self, components_for: Collection[str] = ()) -> list[Structure]:
         """Geometry of every structure; ``components_for`` holds canonical names."""
@@ -69,23 +73,39 @@ class SegmentationInput:
         wanted = set(components_for)
         return measure(self.labels, self.affine, self.names, [i for i, n in self.names.items() if n in wanted])
 
+    def mirrored(self) -> SegmentationInput:
+        """The study flipped along patient x (array axis 0 of the RAS+ arrays), affine kept:
+        the counterfactual twin whose every side is the other one."""
+        def flip(a: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(a[::-1])
 
-def load_segmentation(image: Path, labels: Path, label_names: Path | None = None) -> SegmentationInput:
+        return replace(
+            self,
+            image=replace(self.image, data=flip(self.image.data)),
+            labels=None if self.labels is None else flip(self.labels),
+            masks=None if self.masks is None else {n: flip(m) for n, m in self.masks.items()},
+        )
+
+
+def load_segmentation(image: Path, labels: Path, label_names: Path | None = None,
+                      assume_orientation: str | None = None) -> SegmentationInput:
     """Read image (NIfTI, NRRD, DICOM folder) and labels (label map file or mask folder).
 
     Label names come from ``label_names`` (JSON), else the NIfTI header's label table.
+    Files that state no patient orientation are read as ``assume_orientation`` when given,
+    else as stored with ``orientation_known`` False.
     Raises BuildError if the two are not on one grid, VolumeError for unreadable files.
     """
     image, labels = Path(image), Path(labels)
-    img = _open(image)
+    img = _open(image, assume_orientation)
     if labels.is_dir():
         if label_names is not None:
             raise BuildError(f"{label_names}: label names need a label map, but {labels} is a mask "
                              "folder (masks are named by their file names)")
-        masks, raw = _read_masks(labels, img)
+        masks, raw = _read_masks(labels, img, assume_orientation)
         label_map = None
     else:
-        vol = _open(labels)
+        vol = _open(labels, assume_orientation)
         _check_grid(img, vol)
         label_map = _integer_labels(vol.data, vol.path)
         masks = None
@@ -103,14 +123,12 @@ def load_segmentation(image: Path, labels: Path, label_names: Path | None = None
         spacing=img.spacing,
         modality_hint=_dicom_modality(image) if img.format == "dicom" else None,
         labels_path=str(labels),
+        orientation_known=img.world_known,
     )
 
 
-def _open(path: Path) -> Volume:
-    vol = open_volume(path)
-    if not vol.world_known:
-        raise BuildError(f"{path}: the file carries no patient geometry, so structures cannot be placed")
-    return vol
+def _open(path: Path, assume_orientation: str | None) -> Volume:
+    return open_volume(path, assume=assume_orientation)
 
 
 def _check_grid(image: Volume, other: Volume) -> None:
@@ -135,7 +153,8 @@ def _integer_labels(data: np.ndarray, path: str | Path) -> np.ndarray:
     return data
 
 
-def _read_masks(folder: Path, image: Volume) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+def _read_masks(folder: Path, image: Volume, assume_orientation: str | None
+                ) -> tuple[dict[str, np.ndarray], dict[int, str]]:
     """Binary masks keyed by canonical name, and the raw file-name stems by label id."""
     stems: dict[str, str] = {}
     masks: dict[str, np.ndarray] = {}
@@ -146,7 +165,7 @@ def _read_masks(folder: Path, image: Volume) -> tuple[dict[str, np.ndarray], dic
         name = canonical_name(stem)
         if name in masks:
             raise BuildError(f"{f}: structure {name!r} also given by {folder / stems[name]}.*")
-        vol = _open(f)
+        vol = _open(f, assume_orientation)
         _check_grid(image, vol)
         masks[name] = _binary(_integer_labels(vol.data, f), f)
         stems[name] = stem

@@ -6,6 +6,17 @@ unambiguous, with the margins below; every ambiguous candidate is counted in
 ``ctx.skipped``. Binary answers are balanced per (split, template) by asking each relation
 in both directions (round-robin) or, for one-structure questions, by subsampling.
 
+Questions never state their answer: structures get natural names ("the left kidney"), a
+structure whose name carries its side is never asked its side (paired organs are asked
+which side is larger, the side taken from geometry), and a lesion asked "which structure
+contains it" is pointed at by its box, not by a name that may hold its organ.
+Side questions come in counterfactual pairs: the same question about the study mirrored
+along patient x (``SegGeometry.mirrored``), whose answer is the other side; a reader of
+anatomical priors gets exactly one of each pair right. Relations between normal structures
+(the liver is superior to the right kidney) are anatomical knowledge: those items carry
+``prior_answerable`` and are scored apart. Cut-off structures (``truncated``) get no size,
+volume or extent questions.
+
 Subtasks and their CT-SpatialVQA categories are in CATEGORIES.
 """
 
@@ -14,9 +25,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 
+from voxqa.anatomy.frames import voxel_box_to_frame_box
+from voxqa.anatomy.labelnames import display_name, is_lesion, side_of
 from voxqa.anatomy.relations import SegGeometry
+from voxqa.anatomy.structures import Component, Structure
 from voxqa.schema import Evidence, Item
-from voxqa.anatomy.structures import Structure
 from voxqa.tasks.base import Context, StudyView, balance, group_by, make_item, rng
 
 TASK = "spatial"
@@ -39,36 +52,56 @@ MIN_PAIRED_RATIO = 1.1  # "which side is larger" for paired organs: at least 10%
 VOLUME_TOLERANCE = 0.10  # relative tolerance accepted for a volume in mL
 FRAME_MARGIN = 2  # "not on frame k": k at least this many frames outside the extent
 MAX_PAIRS_PER_STUDY = 12  # per pairwise subtask, to keep studies comparable in weight
-LESION_WORDS = ("lesion", "tumor", "tumour", "nodule", "metasta", "cyst", "mass")
+MIRRORED_SUFFIX = ".mirrored"
 # (answer to balance: True / False, or None when not a binary answer; the item)
 Candidate = tuple[bool | None, Item]
 AXES = {"vertical": (2, "superior", "inferior"), "anterior_posterior": (1, "anterior", "posterior")}
 
 
-def _key_frame(s: Structure) -> int:
-    return max(s.frame_boxes, key=lambda k: (_area(s.frame_boxes[k]), -k))
+def _key_frame(s: Structure, g: SegGeometry) -> int:
+    """The shown frame where the structure's box is largest (ties: the lowest)."""
+    return max(_visible_frames(s, g), key=lambda k: (_area(s.frame_boxes[k]), -k))
+
+
+def _visible_frames(s: Structure, g: SegGeometry) -> list[int]:
+    """Frames of the structure that a volume-level item shows (``SegGeometry.shown_frames``)."""
+    return [k for k in s.frame_boxes if g.shown_frames is None or k in g.shown_frames]
 
 
 def _area(b: Sequence[int]) -> int:
     return (b[2] - b[0]) * (b[3] - b[1])
 
 
-def _ev(s: Structure, frames: Sequence[int] | None = None) -> list[Evidence]:
-    ks = [_key_frame(s)] if frames is None else frames
+def _ev(s: Structure, g: SegGeometry, frames: Sequence[int] | None = None) -> list[Evidence]:
+    ks = [_key_frame(s, g)] if frames is None else frames
     return [Evidence(label=s.name, frame=k, box=s.frame_boxes[k]) for k in ks]
 
 
+def _on_frame(s: Structure, k: int) -> list[Evidence]:
+    """The structure's box on frame k (none if it has no voxel there)."""
+    return [Evidence(label=s.name, frame=k, box=s.frame_boxes[k])] if k in s.frame_boxes else []
+
+
+def _box_text(b: Sequence[int]) -> str:
+    return f"[{b[0]}, {b[1]}, {b[2]}, {b[3]}]"
+
+
 def _cite(e: Evidence) -> str:
-    return f"Frame {e.frame}: [{e.box[0]}, {e.box[1]}, {e.box[2]}, {e.box[3]}]"
+    return f"Frame {e.frame}: {_box_text(e.box)}"
+
+
+def mirrored_id(study_id: str) -> str:
+    """The id of a study's mirrored twin (see ``SegGeometry.mirrored``)."""
+    return f"{study_id}{MIRRORED_SUFFIX}"
 
 
 def _xyz(v: Sequence[float]) -> str:
     return f"({v[0]:.1f}, {v[1]:.1f}, {v[2]:.1f}) mm"
 
 
-def _where(s: Structure) -> str:
+def _where(s: Structure, g: SegGeometry) -> str:
     """'liver: centroid (64.1, -20.3, 12.0) mm, frames 3-29, Frame 15: [10, 20, 60, 70]'."""
-    k = _key_frame(s)
+    k = _key_frame(s, g)
     b = s.frame_boxes[k]
     return (
         f"{s.name}: centroid {_xyz(s.centroid_ras)}, frames {s.frames[0]}-{s.frames[-1]}, "
@@ -80,8 +113,14 @@ def _choice(options: list[str], answer: str) -> tuple[dict, str, list[str]]:
     return {"type": "choice", "value": options.index(answer)}, answer, options
 
 
-def is_lesion(name: str) -> bool:
-    return any(w in name.lower() for w in LESION_WORDS)
+def _n(s: Structure | str) -> str:
+    """The structure as a question names it."""
+    return display_name(s if isinstance(s, str) else s.name)
+
+
+def _normal(*ss: Structure) -> bool:
+    """All normal anatomy (no lesion): relations between them are anatomical knowledge."""
+    return not any(is_lesion(s.name) for s in ss)
 
 
 class Spatial:
@@ -96,8 +135,10 @@ class Spatial:
 
     def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
         views = [v for v in studies if v.geometry is not None]
+        twins = {v.id: v for v in views if v.geometry.mirrored}
+        originals = [v for v in views if not v.geometry.mirrored]
         candidates: list[Candidate] = []
-        for v in views:
+        for v in originals:
             candidates += self._study(v, ctx)
         out: list[Item] = []
         for (split, template), group in group_by(
@@ -110,6 +151,8 @@ class Spatial:
                 pos, neg = balance(yes, no, ctx.seed, "spatial", split, template)
                 out += pos + neg
             out += free
+        for v in originals:
+            out += self._side_pairs(v, twins.get(mirrored_id(v.id)), ctx)
         return out
 
     # -- per study ----------------------------------------------------------------------
@@ -117,36 +160,65 @@ class Spatial:
         g: SegGeometry = v.geometry
         r = rng(ctx.seed, "spatial", v.id)
         found: list[Candidate] = []
-        found += self._laterality(v, g, ctx)
-        for subtask in AXES:
-            found += self._axis_pairs(v, g, ctx, subtask, r)
-        found += self._centricity(v, g, ctx, r)
+        if g.orientation_known:
+            for subtask in AXES:
+                found += self._axis_pairs(v, g, ctx, subtask, r)
+            found += self._centricity(v, g, ctx, r)
+        else:
+            ctx.skipped["spatial: no patient orientation (no side or direction questions)"] += 1
         found += self._adjacency(v, g, ctx, r)
         found += self._size(v, g, ctx, r)
-        found += self._extent(v, g)
+        found += self._extent(v, g, ctx)
         found += self._presence(v, g, r)
-        found += self._counts(v, g)
+        found += self._counts(v, g, ctx)
         return found
 
     def _item(self, kind: str, v: StudyView, subtask: str, label: str, question: str, answer: dict,
               answer_text: str, evidence: list[Evidence], why: str, chance: float | None,
               options: list[str] | None = None, variant: str | None = None,
-              task: str = TASK, frame: int | None = None) -> Item:
+              task: str = TASK, frame: int | None = None, prior: bool = False) -> Item:
         uncited = [e for e in evidence if _cite(e) not in why]
         if uncited:  # every evidence box is cited in the trace
             why += " Boxes: " + "; ".join(f"{_cite(e)} {e.label}" for e in uncited) + "."
-        return make_item(
+        item = make_item(
             v, task=task, subtask=subtask, frame=frame, label=label, question=question,
             answer=answer, answer_text=answer_text, evidence=evidence,
             reasoning=f"{why} Answer: {answer_text}.", chance=chance, options=options,
             category=CATEGORIES[subtask], variant=variant, kind=kind,
         )
+        item.prior_answerable = prior
+        return item
 
-    def _laterality(self, v: StudyView, g: SegGeometry, ctx: Context):
+    def _side_pairs(self, v: StudyView, twin: StudyView | None, ctx: Context) -> list[Item]:
+        """Side questions with their mirrored twins: same text, the other answer."""
+        g: SegGeometry = v.geometry
+        if not g.orientation_known:
+            return []
+        if g.side_conflicts:
+            ctx.skipped["spatial/laterality: side in a label name contradicts geometry"] += 1
+            return []
+        if twin is None:
+            ctx.skipped["spatial/laterality: no mirrored twin"] += 1
+            return []
+        mirrored = {it.question: it for it in self._laterality(twin, twin.geometry, Context(
+            seed=ctx.seed, is_pathology=ctx.is_pathology))}
+        out = []
+        for it in self._laterality(v, g, ctx):
+            other = mirrored.get(it.question)
+            if other is None or other.answer == it.answer:
+                ctx.skipped["spatial/laterality: mirrored twin not asked"] += 1
+                continue
+            out += [it.model_copy(update={"variant": "original", "pair_id": it.id}),
+                    other.model_copy(update={"variant": "mirrored", "pair_id": it.id})]
+        return out
+
+    def _laterality(self, v: StudyView, g: SegGeometry, ctx: Context) -> list[Item]:
+        """Left or right of unpaired structures and lesions (never of a structure whose name
+        gives its side), and which side of a paired organ is larger (side from geometry)."""
         m = g.midline_x
         out = []
         for s in g.structures:
-            if self.midline(s.name) or not s.frame_boxes:
+            if self.midline(s.name) or side_of(s.name) or not _visible_frames(s, g):
                 continue
             dx = s.centroid_ras[0] - m
             right = dx > 0
@@ -159,36 +231,46 @@ class Spatial:
             answer, text, options = _choice(["left", "right"], side)
             why = (
                 f"Midline x = {m:.1f} mm ({g.midline_source}); +x is the patient's right. "
-                f"{_where(s)}; its x-extent [{s.bbox_ras_min[0]:.1f}, {s.bbox_ras_max[0]:.1f}] mm "
+                f"{_where(s, g)}; its x-extent [{s.bbox_ras_min[0]:.1f}, {s.bbox_ras_max[0]:.1f}] mm "
                 f"lies on the patient's {side}."
             )
-            out.append((right, self._item(
-                "laterality", v, "laterality", s.name, f"Is the {s.name} on the patient's left or right side?",
-                answer, text, _ev(s), why, 0.5, options)))
+            out.append(self._item(
+                "laterality", v, "laterality", s.name,
+                f"Is the {_n(s)} on the patient's left or right side?",
+                answer, text, _ev(s, g), why, 0.5, options, prior=_normal(s)))
+        by = g.by_name()
         for s in g.structures:
-            partner = self.pair_of(s.name)
-            other = g.by_name().get(partner or "")
-            if other is None or "left" not in s.name.split("_"):
+            other = by.get(self.pair_of(s.name) or "")
+            if other is None or side_of(s.name) != "left":
+                continue
+            if s.truncated or other.truncated:
+                ctx.skipped["spatial/laterality: paired organ cut off by the field of view"] += 1
                 continue
             big, small = (s, other) if s.volume_ml >= other.volume_ml else (other, s)
             if big.volume_ml < MIN_PAIRED_RATIO * small.volume_ml:
                 ctx.skipped["spatial/laterality: paired sizes too similar"] += 1
                 continue
-            side = "left" if big is s else "right"
-            base = "_".join(t for t in s.name.split("_") if t != "left")
+            dx_big, dx_small = big.centroid_ras[0] - m, small.centroid_ras[0] - m
+            if dx_big * dx_small >= 0 or min(abs(dx_big), abs(dx_small)) < MIN_CENTROID_MM:
+                ctx.skipped["spatial/laterality: paired organs not on opposite sides"] += 1
+                continue
+            side = "right" if dx_big > 0 else "left"
+            base = display_name("_".join(t for t in s.name.split("_") if t != "left"))
             answer, text, options = _choice(["left", "right"], side)
             why = (
-                f"{s.name}: {s.volume_ml:.1f} mL ({_where(s)}); {other.name}: "
-                f"{other.volume_ml:.1f} mL ({_where(other)}). The {side} one is "
+                f"Midline x = {m:.1f} mm ({g.midline_source}); +x is the patient's right. "
+                f"{_where(big, g)}: {big.volume_ml:.1f} mL, on the patient's {side}; "
+                f"{_where(small, g)}: {small.volume_ml:.1f} mL. The {side} one is "
                 f"{big.volume_ml / small.volume_ml:.2f}x larger."
             )
-            out.append((side == "right", self._item(
-                "paired_larger", v, "laterality", base, f"Which is larger, the left or the right {base}?",
-                answer, text, _ev(s) + _ev(other), why, 0.5, options, variant="paired")))
+            out.append(self._item(
+                "paired_larger", v, "laterality", base,
+                f"Which is larger, the left or the right {base}?",
+                answer, text, _ev(s, g) + _ev(other, g), why, 0.5, options, variant="paired"))
         return out
 
     def _pairs(self, g: SegGeometry, r, keep: Callable[[Structure, Structure], bool]):
-        ss = [s for s in g.structures if s.frame_boxes]
+        ss = [s for s in g.structures if _visible_frames(s, g)]
         pairs = [(a, b) for a, b in itertools.combinations(ss, 2) if keep(a, b)]
         return r.sample(pairs, min(MAX_PAIRS_PER_STUDY, len(pairs)))
 
@@ -217,7 +299,7 @@ class Spatial:
             word = hi_word if first is hi else lo_word
             answer, text, options = _choice([hi_word, lo_word], word)
             why = (
-                f"{_where(hi)}; {_where(lo)}. {hi.name} spans {coord} = "
+                f"{_where(hi, g)}; {_where(lo, g)}. {hi.name} spans {coord} = "
                 f"[{hi.bbox_ras_min[axis]:.1f}, {hi.bbox_ras_max[axis]:.1f}] mm and {lo.name} "
                 f"[{lo.bbox_ras_min[axis]:.1f}, {lo.bbox_ras_max[axis]:.1f}] mm; the centroids "
                 f"differ by {hi.centroid_ras[axis] - lo.centroid_ras[axis]:.1f} mm, so "
@@ -225,9 +307,9 @@ class Spatial:
             )
             out.append((word == hi_word, self._item(
                 subtask, v, subtask, first.name,
-                f"Is the {first.name} {hi_word} or {lo_word} to the {second.name}?",
-                answer, text, _ev(first) + _ev(second), why, 0.5, options,
-                variant=second.name)))
+                f"Is the {_n(first)} {hi_word} or {lo_word} to the {_n(second)}?",
+                answer, text, _ev(first, g) + _ev(second, g), why, 0.5, options,
+                variant=second.name, prior=_normal(first, second))))
         return out
 
     def _centricity(self, v: StudyView, g: SegGeometry, ctx: Context, r):
@@ -257,18 +339,18 @@ class Spatial:
         for n, (a, b) in enumerate(self._pairs(g, r, clear)):
             near, far = order(a, b)  # type: ignore[misc]
             first, second = (near, far) if n % 2 == 0 else (far, near)
-            answer, text, options = _choice([first.name, second.name], near.name)
+            answer, text, options = _choice([_n(first), _n(second)], _n(near))
             why = (
-                f"Midline x = {m:.1f} mm ({g.midline_source}). {_where(near)}: "
+                f"Midline x = {m:.1f} mm ({g.midline_source}). {_where(near, g)}: "
                 f"{abs(near.centroid_ras[0] - m):.1f} mm from the midline, reaching at most "
-                f"{span(near)[1]:.1f} mm; {_where(far)}: {abs(far.centroid_ras[0] - m):.1f} mm, "
+                f"{span(near)[1]:.1f} mm; {_where(far, g)}: {abs(far.centroid_ras[0] - m):.1f} mm, "
                 f"no closer than {span(far)[0]:.1f} mm."
             )
             out.append((n % 2 == 0, self._item(
                 "medial_lateral", v, "medial_lateral", first.name,
-                f"Which is closer to the patient's midline: the {first.name} or the "
-                f"{second.name}?", answer, text, _ev(near) + _ev(far), why, 0.5, options,
-                variant=second.name)))
+                f"Which is closer to the patient's midline: the {_n(first)} or the "
+                f"{_n(second)}?", answer, text, _ev(near, g) + _ev(far, g), why, 0.5, options,
+                variant=second.name, prior=_normal(near, far))))
         return out
 
     def _adjacency(self, v: StudyView, g: SegGeometry, ctx: Context, r):
@@ -280,10 +362,10 @@ class Spatial:
             (p, False) for p in r.sample(near, min(MAX_PAIRS_PER_STUDY, len(near)))
         ]:
             a, b = by[names[0]], by[names[1]]
-            if not (a.frame_boxes and b.frame_boxes):
+            if not (_visible_frames(a, g) and _visible_frames(b, g)):
                 continue
             why = (
-                f"{_where(a)}; {_where(b)}. "
+                f"{_where(a, g)}; {_where(b, g)}. "
                 + ("Voxels of the two structures lie within 3 mm of each other."
                    if yes else "Their bounding boxes come within 20 mm of each other, but no "
                    "voxels of the two are within 3 mm.")
@@ -291,40 +373,49 @@ class Spatial:
             text = "yes" if yes else "no"
             out.append((yes, self._item(
                 "adjacency", v, "adjacency", a.name,
-                f"Do the {a.name} and the {b.name} touch (within 3 mm)?",
-                {"type": "yes_no", "value": text}, text, _ev(a) + _ev(b), why, 0.5,
-                variant=b.name)))
+                f"Do the {_n(a)} and the {_n(b)} touch (within 3 mm)?",
+                {"type": "yes_no", "value": text}, text, _ev(a, g) + _ev(b, g), why, 0.5,
+                variant=b.name, prior=_normal(a, b))))
         for n, (lesion_name, (organ, share)) in enumerate(sorted(g.containers.items())):
             lesion, host = by[lesion_name], by[organ]
-            others = [o.name for o in self._nearest(g, host, exclude={lesion_name, organ})]
+            others = [o.name for o in self._nearest(g, host, exclude={lesion_name, organ})
+                      if not is_lesion(o.name)]
             if len(others) < ctx.n_options - 1:
                 continue
             pos = n % ctx.n_options
-            options = others[: ctx.n_options - 1]
-            options.insert(pos, organ)
-            why = (f"{_where(lesion)} lies within {_where(host)}: {share:.0%} of the lesion's "
+            options = [_n(o) for o in others[: ctx.n_options - 1]]
+            options.insert(pos, _n(organ))
+            (pointer,) = _ev(lesion, g)
+            why = (f"{_where(lesion, g)} lies within {_where(host, g)}: {share:.0%} of the lesion's "
                    f"voxels or of its one-voxel border belong to the {organ}.")
             out.append((None, self._item(
-                "container", v, "adjacency", lesion_name, f"Which structure contains the {lesion_name}?",
-                {"type": "choice", "value": pos}, organ, _ev(lesion) + _ev(host), why,
-                1 / len(options), options, variant="container")))
-        names = sorted(g.interior_points)
-        for n, name in enumerate(names):
+                "container", v, "adjacency", lesion_name,
+                f"Which structure contains the lesion in the box {_box_text(pointer.box)} on "
+                f"frame {pointer.frame}?",
+                {"type": "choice", "value": pos}, _n(organ), [pointer] + _on_frame(host, pointer.frame), why,
+                1 / len(options), options, variant="container", frame=pointer.frame)))
+        for n, name in enumerate(sorted(g.interior_points)):
             s = by[name]
-            others = self._nearest(g, s, exclude={name})[: ctx.n_options - 1]
+            i, j, k = g.interior_points[name]
+            taken = g.point_owners.get(name, {name}) | {name}
+            if name in g.containers:
+                taken.add(g.containers[name][0])
+            others = [o for o in self._nearest(g, s, exclude=taken)][: ctx.n_options - 1]
             if len(others) < ctx.n_options - 1:
                 continue
-            options = [o.name for o in others]
+            options = [_n(o) for o in others]
             pos = n % ctx.n_options
-            options.insert(pos, name)
-            point = g.interior_points[name]
-            why = f"The point {_xyz(point)} is a voxel deep inside {_where(s)}."
+            options.insert(pos, _n(s))
+            x, y = g.shape[0] - 1 - i, g.shape[1] - 1 - j  # voxqa.anatomy.frames
+            box = (x, y, x + 1, y + 1)  # one pixel: a box, so resizing and profiles carry it
+            point = Evidence(label=name, frame=k, box=box)
+            why = (f"The pixel {_box_text(box)} on frame {k} shows voxel ({i}, {j}, {k}), "
+                   f"deep inside {_where(s, g)}.")
             out.append((None, self._item(
                 "point", v, "adjacency", name,
-                f"Which structure contains the point {_xyz(point)} (RAS+: x to the patient's "
-                "right, y anterior, z superior)?",
-                {"type": "choice", "value": pos}, name, _ev(s), why, 1 / len(options),
-                options, variant="point")))
+                f"Which structure contains the point at pixel box {_box_text(box)} on frame {k}?",
+                {"type": "choice", "value": pos}, _n(s), [point] + _on_frame(s, k), why, 1 / len(options),
+                options, variant="point", frame=k)))
         return out
 
     @staticmethod
@@ -337,6 +428,9 @@ class Spatial:
 
     def _size(self, v: StudyView, g: SegGeometry, ctx: Context, r):
         def clear(a: Structure, b: Structure) -> bool:
+            if a.truncated or b.truncated:
+                ctx.skipped["spatial/size: structure cut off by the field of view"] += 1
+                return False
             big, small = max(a.volume_ml, b.volume_ml), min(a.volume_ml, b.volume_ml)
             ok = big >= MIN_SIZE_RATIO * small
             if not ok:
@@ -347,56 +441,66 @@ class Spatial:
         for n, (a, b) in enumerate(self._pairs(g, r, clear)):
             big, small = (a, b) if a.volume_ml > b.volume_ml else (b, a)
             first, second = (big, small) if n % 2 == 0 else (small, big)
-            answer, text, options = _choice([first.name, second.name], big.name)
+            answer, text, options = _choice([_n(first), _n(second)], _n(big))
             why = (
-                f"{_where(big)}: {big.volume_ml:.1f} mL; {_where(small)}: "
+                f"{_where(big, g)}: {big.volume_ml:.1f} mL; {_where(small, g)}: "
                 f"{small.volume_ml:.1f} mL ({big.volume_ml / small.volume_ml:.2f}x)."
             )
             out.append((n % 2 == 0, self._item(
-                "size_compare", v, "size", first.name, f"Which is larger: the {first.name} or the {second.name}?",
-                answer, text, _ev(big) + _ev(small), why, 0.5, options, variant=second.name)))
+                "size_compare", v, "size", first.name,
+                f"Which is larger: the {_n(first)} or the {_n(second)}?",
+                answer, text, _ev(big, g) + _ev(small, g), why, 0.5, options, variant=second.name,
+                prior=_normal(big, small))))
         for s in g.structures:
-            if not s.frame_boxes:
+            if not _visible_frames(s, g) or s.truncated:
                 continue
             ml = round(s.volume_ml, 1)
-            why = f"{_where(s)}; {s.voxels} voxels of {s.volume_ml / s.voxels * 1000:.2f} mm^3."
+            why = f"{_where(s, g)}; {s.voxels} voxels of {s.volume_ml / s.voxels * 1000:.2f} mm^3."
             out.append((None, self._item(
-                "volume_ml", v, "size", s.name, f"What is the volume of the {s.name} in mL?",
+                "volume_ml", v, "size", s.name, f"What is the volume of the {_n(s)} in mL?",
                 {"type": "number", "value": ml, "tolerance": round(VOLUME_TOLERANCE * ml, 3)},
-                f"{ml} mL", _ev(s), why, None, variant="ml")))
+                f"{ml} mL", _ev(s, g), why, None, variant="ml")))
         return out
 
-    def _extent(self, v: StudyView, g: SegGeometry):
+    def _extent(self, v: StudyView, g: SegGeometry, ctx: Context):
+        """Frames, 3D box and per-frame boxes, over the frames a volume-level item shows
+        (all frames of a short volume; the evenly spaced ones of a long one, and then the
+        question says "shown frames": an extent on frames the model never sees is unanswerable)."""
         out = []
+        subset = g.shown_frames is not None and len(g.shown_frames) < g.shape[2]
+        shown = " shown" if subset else ""
         for s in g.structures:
-            if not s.frame_boxes:
+            frames = sorted(_visible_frames(s, g))
+            if not frames:
                 continue
-            frames = s.frames
-            ev = _ev(s, frames)
-            span_text = f"frames {frames[0]}-{frames[-1]}" if frames == list(
-                range(frames[0], frames[-1] + 1)) else "frames " + ", ".join(map(str, frames))
+            if s.truncated:
+                ctx.skipped["spatial/extent: structure cut off by the field of view"] += 1
+                continue
+            ev = _ev(s, g, frames)
+            span_text = "frames " + ", ".join(map(str, frames))
+            if frames == list(range(frames[0], frames[-1] + 1)):
+                span_text = f"frames {frames[0]}-{frames[-1]}"
             out.append((None, self._item(
-                "frames", v, "extent", s.name, f"On which frames is the {s.name} visible?",
+                "frames", v, "extent", s.name, f"On which of the{shown} frames is the {_n(s)} visible?",
                 {"type": "frames", "value": frames}, span_text, ev,
-                f"{s.name} has voxels on {len(frames)} frame(s): {_where(s)}.", None)))
-            x0 = min(b[0] for b in s.frame_boxes.values())
-            y0 = min(b[1] for b in s.frame_boxes.values())
-            x1 = max(b[2] for b in s.frame_boxes.values())
-            y1 = max(b[3] for b in s.frame_boxes.values())
+                f"{s.name} has voxels on {len(frames)} of the{shown} frames: {_where(s, g)}.", None)))
+            boxes = [s.frame_boxes[k] for k in frames]
+            x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+            x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
             box3d = {"frame_start": frames[0], "frame_end": frames[-1], "box": [x0, y0, x1, y1]}
             out.append((None, self._item(
                 "box3d", v, "extent", s.name,
-                f"What is the 3D bounding box of the {s.name} (first and last frame, and the "
-                "pixel box enclosing it on every frame)?",
+                f"What is the 3D bounding box of the {_n(s)} on the{shown} frames (first and last "
+                "frame, and the pixel box enclosing it on every frame)?",
                 {"type": "box3d", "value": box3d},
                 f"frames {frames[0]}-{frames[-1]}, [{x0}, {y0}, {x1}, {y1}]", ev,
-                f"{s.name} spans frames {frames[0]}-{frames[-1]}; the union of its frame boxes "
-                f"is [{x0}, {y0}, {x1}, {y1}]; world extent {_xyz(s.bbox_ras_min)} to "
+                f"{s.name} spans{shown} frames {frames[0]}-{frames[-1]}; the union of its frame "
+                f"boxes there is [{x0}, {y0}, {x1}, {y1}]; world extent {_xyz(s.bbox_ras_min)} to "
                 f"{_xyz(s.bbox_ras_max)}.", None, variant="box3d")))
             cites = "; ".join(f"Frame {e.frame}: [{', '.join(map(str, e.box))}]" for e in ev)
             out.append((None, self._item(
-                "boxes", v, "extent", s.name, f"Give the bounding box of the {s.name} on every frame "
-                "where it is visible.",
+                "boxes", v, "extent", s.name, f"Give the bounding box of the {_n(s)} on every{shown} "
+                "frame where it is visible.",
                 {"type": "boxes", "value": [{"frame": e.frame, "box": list(e.box)} for e in ev]},
                 cites, ev, f"{s.name}: {cites}.", None, variant="boxes", task="localization")))
         return out
@@ -405,52 +509,80 @@ class Spatial:
         out = []
         n_frames = g.shape[2]
         for s in g.structures:
-            if not s.frame_boxes:
+            if not _visible_frames(s, g):
                 continue
             out.append((True, self._item(
-                "presence", v, "presence", s.name, f"Is the {s.name} visible in this volume?",
-                {"type": "yes_no", "value": "yes"}, "yes", _ev(s), f"{_where(s)}.", 0.5,
+                "presence", v, "presence", s.name, f"Is the {_n(s)} visible in this volume?",
+                {"type": "yes_no", "value": "yes"}, "yes", _ev(s, g), f"{_where(s, g)}.", 0.5,
                 task="detection")))
-            k = _key_frame(s)
+            k = _key_frame(s, g)
             out.append((True, self._item(
-                "presence", v, "presence", s.name, f"Is the {s.name} visible on frame {k}?",
-                {"type": "yes_no", "value": "yes"}, "yes", _ev(s), f"{_where(s)}.", 0.5,
+                "presence", v, "presence", s.name, f"Is the {_n(s)} visible on frame {k}?",
+                {"type": "yes_no", "value": "yes"}, "yes", _ev(s, g), f"{_where(s, g)}.", 0.5,
                 task="detection", frame=k)))
             away = [f for f in range(n_frames)
                     if f < s.frames[0] - FRAME_MARGIN or f > s.frames[-1] + FRAME_MARGIN]
             if away:
                 k = r.choice(away)
                 out.append((False, self._item(
-                    "presence", v, "presence", s.name, f"Is the {s.name} visible on frame {k}?",
+                    "presence", v, "presence", s.name, f"Is the {_n(s)} visible on frame {k}?",
                     {"type": "yes_no", "value": "no"}, "no", [],
                     f"{s.name} lies on frames {s.frames[0]}-{s.frames[-1]} only, at least "
                     f"{FRAME_MARGIN} frames away from frame {k}.", 0.5, task="detection",
                     frame=k)))
         for name in g.absent:
             out.append((False, self._item(
-                "presence", v, "presence", name, f"Is the {name} visible in this volume?",
+                "presence", v, "presence", name, f"Is the {_n(name)} visible in this volume?",
                 {"type": "yes_no", "value": "no"}, "no", [],
                 f"The label map names {name} but has no voxel of it.", 0.5, task="detection")))
         return out
 
-    def _counts(self, v: StudyView, g: SegGeometry):
+    def _counts(self, v: StudyView, g: SegGeometry, ctx: Context):
         out = []
         for s in g.structures:
             if s.components is None or not is_lesion(s.name):
                 continue
             n = len(s.components)
-            parts = "; ".join(f"{c.voxels} voxels at {_xyz(c.centroid_ras)}" for c in s.components)
+            ev = [_component_evidence(s, c, g) for c in s.components]
+            if None in ev:
+                ctx.skipped["counting/lesion_count: a counted lesion is on no shown frame"] += 1
+                continue
+            parts = "; ".join(f"{c.voxels} voxels at {_xyz(c.centroid_ras)} ({_cite(e)})"
+                              for c, e in zip(s.components, ev))
             out.append((None, self._item(
-                "lesion_count", v, "count", s.name, f"How many separate {s.name} lesions are there?",
-                {"type": "number", "value": n}, str(n), _ev(s),
+                "lesion_count", v, "count", s.name,
+                f"How many separate {_plural(_n(s))} are there?",
+                {"type": "number", "value": n}, str(n), ev,
                 f"{s.name} has {n} connected component(s): {parts}.", None, task="counting")))
         for group, word in (("vertebrae_", "vertebrae"), ("rib_", "ribs")):
             members = [s for s in g.structures if s.name.startswith(group) and s.frame_boxes]
-            if len(members) >= 2:
+            if any(not _visible_frames(s, g) for s in members):
+                ctx.skipped[f"counting/{word}: a counted structure is on no shown frame"] += 1
+            elif len(members) >= 2:
                 names = ", ".join(s.name for s in members)
                 out.append((None, self._item(
                     word, v, "count", word, f"How many distinct {word} are visible in this volume?",
                     {"type": "number", "value": len(members)}, str(len(members)),
-                    [e for s in members for e in _ev(s)],
+                    [e for s in members for e in _ev(s, g)],
                     f"Segmented {word}: {names}.", None, task="counting")))
         return out
+
+
+def _plural(name: str) -> str:
+    return name if name.endswith("s") else name + "s"
+
+
+def _component_evidence(s: Structure, c: Component, g: SegGeometry) -> Evidence | None:
+    """A box enclosing one component on its shown frame nearest its middle: the component's
+    voxel box projected onto the frame, cut to the structure's box there (None: no frame of
+    the component is shown)."""
+    i0, j0, k0, i1, j1, k1 = c.bbox_vox
+    # a connected component has voxels on every frame of its box
+    shown = [k for k in range(k0, k1) if g.shown_frames is None or k in g.shown_frames]
+    if not shown:
+        return None
+    k = min(shown, key=lambda f: (abs(2 * f - (k0 + k1 - 1)), f))
+    x0, y0, x1, y1 = voxel_box_to_frame_box(i0, j0, i1, j1, g.shape)
+    f0, g0, f1, g1 = s.frame_boxes[k]
+    box = (max(x0, f0), max(y0, g0), min(x1, f1), min(y1, g1))
+    return Evidence(label=s.name, frame=k, box=box)
