@@ -222,3 +222,24 @@ def test_real_fastmri_plus_build_audits_clean(shared_data: Path, tmp_path) -> No
     manifest = build_fastmri_plus(pairs, tmp_path / "ds", seed=0, fractions=(0.8, 0.1, 0.1))
     assert manifest["audit"]["insufficient"] == []
     assert_unflagged(read_json(tmp_path / "ds" / AUDIT))
+
+
+def test_numbers_with_many_values_are_regressed(built) -> None:
+    """A volume-in-mL-like template (every value distinct): the learner regresses; the organ
+    named in the question gives the size away (liver 100-200 mL, spleen 10-20 mL, 30%
+    tolerance), which the constant answer cannot use."""
+    from voxqa.dataset.audit import MAX_NUMBER_CLASSES
+    from voxqa.schema import NumberAnswer
+
+    r = random.Random(0)
+    base = [it for it in read_items(built.clean) if it.template == "counting/instances/volume"]
+    items = []
+    for n, it in enumerate(base):
+        organ, (lo, hi) = ("liver", (100, 200)) if n % 2 else ("spleen", (10, 20))
+        v = round(r.uniform(lo, hi), 1)
+        items.append(it.model_copy(update={"question": f"What is the volume of the {organ} in mL?",
+                                           "answer": NumberAnswer(value=v, tolerance=0.3 * v)}))
+    assert len({it.answer.value for it in items if it.split == "train"}) > MAX_NUMBER_CLASSES
+    row = audit_items(items, built.studies.values())["templates"]["counting/instances/volume"]
+    assert row["reference"] == "constant" and row["constant"]["accuracy"] < 0.35
+    assert row["learner"]["accuracy"] > 0.7 and row["flagged"]

@@ -20,7 +20,8 @@ What the learner sees is everything in the prompt except the pixels:
 Learners (scikit-learn, deterministic): logistic regression (liblinear, ``random_state=0``)
 on the max-abs scaled sparse features (one-vs-rest for more than two classes). yes/no: a binary classifier; number / grade: a
 classifier over the train values; choice: per-option scores, argmax; multi-choice: per-option
-binary, the predicted set is the options with p > 0.5 (exact match). Other answer types
+binary, the predicted set is the options with p > 0.5 (exact match). Numbers with more than
+``MAX_NUMBER_CLASSES`` distinct train values are regressed (ridge) instead. Other answer types
 (boxes, frames, 3D boxes, text) are not audited.
 
 A template is **flagged** when the lower bound of the exact (Clopper-Pearson) 95% interval of
@@ -53,6 +54,7 @@ AUDIT_VERSION = 1
 MIN_TRAIN = 20  # train items a template needs for the audit to say anything
 MIN_EVAL = 20  # val + test items
 CONFIDENCE = 0.95
+MAX_NUMBER_CLASSES = 40  # numbers with more distinct train values are regressed, not classified
 AUDITED_TYPES = ("yes_no", "choice", "multi_choice", "number", "grade")
 STATUS_NOT_AUDITED = "not audited (answer type)"
 
@@ -283,6 +285,26 @@ class _Fitted:
         return out
 
 
+class _Regressed:
+    """Ridge regression for numbers with many distinct train values (volumes in mL, ...):
+    the prediction is rounded to an integer when every train value is one."""
+
+    constant = None
+
+    def __init__(self, rows: list[dict[str, float]], values: list[float], integers: bool):
+        from sklearn.linear_model import Ridge
+        from sklearn.preprocessing import MaxAbsScaler
+
+        self.integers = integers
+        self.vec = _Vocabulary(rows)
+        self.scale = MaxAbsScaler()
+        self.reg = Ridge(alpha=1.0).fit(self.scale.fit_transform(self.vec.transform(rows)), values)
+
+    def predict(self, rows: list[dict[str, float]]) -> list[float | int]:
+        y = self.reg.predict(self.scale.transform(self.vec.transform(rows)))
+        return [int(round(v)) if self.integers else round(float(v), 6) for v in y]
+
+
 class TemplateLearner:
     """A text-only learner for one template's answer type, fitted on its train items."""
 
@@ -299,6 +321,9 @@ class TemplateLearner:
                     rows.append(self.option_row(view, opt, i))
                     labels.append(int(i in gold))
             self.fitted = _Fitted(rows, labels)
+        elif len({answer_of(it) for it in train}) > MAX_NUMBER_CLASSES:
+            self.fitted = _Regressed([v[1] for v in views], [float(answer_of(it)) for it in train],
+                                     all(isinstance(answer_of(it), int) for it in train))
         else:
             self.fitted = _Fitted([v[1] for v in views], [answer_of(it) for it in train])
 
@@ -322,6 +347,8 @@ class TemplateLearner:
             if self.answer_type == "choice":
                 return [max(s, key=lambda t: (t[1], -t[0]))[0] if s else None for s in per]
             return [tuple(i for i, pi in s if pi > 0.5) for s in per]
+        if isinstance(f, _Regressed):
+            return f.predict([v[1] for v in views])
         if f.constant is not None:
             return [f.constant for _ in items]
         proba = f.proba([v[1] for v in views])
@@ -478,7 +505,8 @@ def _audit_items(items: Sequence[Item], studies: Iterable[Study] | None) -> dict
             "learner": "per template: logistic regression (scikit-learn liblinear, C=1, random_state=0) "
                        "on max-abs scaled sparse features (one-vs-rest for > 2 classes); choice: per-option scores, argmax; "
                        "multi_choice: per-option binary, options with p > 0.5 (exact match); "
-                       "number/grade: classes = train values",
+                       f"number/grade: classes = train values (ridge regression, rounded for "
+                       f"integers, above {MAX_NUMBER_CLASSES} distinct values)",
             "features": "question words (uni+bigrams), quoted box geometry (centre, width, height, "
                         "area as fractions of the frame), other numbers as tokens, frame indices "
                         "shown (tokens, count, min, max, span, distinct gaps); options: text, "
