@@ -381,3 +381,35 @@ def test_mask_folder_with_overlapping_masks(tmp_path) -> None:
     lat = {it.label: it.options[it.answer.value] for it in items
            if it.subtask == "laterality" and "larger" not in it.question and it.variant == "original"}
     assert lat["spleen"] == "left" and "kidney_right" not in lat
+
+
+def test_no_orientation_no_sides_unless_assumed(tmp_path, built) -> None:
+    """A NIfTI with qform_code = sform_code = 0 states no orientation: no side or direction
+    questions (and no mirrored twin) unless --assume-orientation says what the axes are."""
+    src = built["ref"]["paths"]
+    for name in ("image", "labels"):
+        img = nib.load(src[name])
+        bare = nib.Nifti1Image(np.asarray(img.dataobj), None)
+        bare.header.set_zooms(img.header.get_zooms())
+        bare.set_qform(None, code=0)
+        bare.set_sform(None, code=0)
+        nib.save(bare, tmp_path / f"{name}.nii.gz")
+    assert not open_volume(tmp_path / "image.nii.gz").world_known
+    args = ["build", "segmentation", "--image", str(tmp_path / "image.nii.gz"),
+            "--labels", str(tmp_path / "labels.nii.gz"), "--label-names", str(src["label_names"]),
+            "--study-id", "phantom", "--split-fractions", "1,0,0"]
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "bare")])
+    assert res.exit_code == 0, res.output
+    items = read_items(tmp_path / "bare")
+    directional = {"laterality", "vertical", "anterior_posterior", "medial_lateral"}
+    assert items and not [it for it in items if it.subtask in directional]
+    assert [s.id for s in read_studies(tmp_path / "bare")] == ["phantom"]  # no twin
+    report = read_json(tmp_path / "bare" / "build_report.json")
+    assert report["warning"]["no_patient_orientation_no_side_questions"]["count"] == 1
+    # told the truth (the phantom is stored RAS), the answers are those of the oriented file
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "ras"), "--assume-orientation", "ras"])
+    assert res.exit_code == 0, res.output
+    for subtask in directional:
+        assert _answers(read_items(tmp_path / "ras"), subtask) == _answers(built["ref"]["items"], subtask)
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "x"), "--assume-orientation", "RAR"])
+    assert res.exit_code != 0 and "RAR" in res.output

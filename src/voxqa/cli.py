@@ -91,26 +91,37 @@ def build_segmentation(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     split_fractions: Annotated[str, typer.Option("--split-fractions")] = "0.8,0.1,0.1",
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first unreadable study.")] = False,
+    assume_orientation: Annotated[Optional[str], typer.Option(
+        "--assume-orientation", metavar="CODES",
+        help="Axis codes such as RAS or LPS for files that state no patient orientation "
+        "(NIfTI qform/sform codes 0, NRRD without space directions). Without it such studies "
+        "get no side or direction questions.")] = None,
 ) -> None:
     """Image + segmentation -> spatial questions (laterality, vertical, depth, centricity,
     adjacency, extent, size, counting, presence) answered from world geometry."""
     from voxqa.build import build_segmentation as build
     from voxqa.errors import BuildError
     from voxqa.io import VolumeError
-    from voxqa.sources.segmentation import SegSpec, read_studies_csv
+    from dataclasses import replace
+
     from voxqa.dataset.splits import parse_fractions
+    from voxqa.io.volume import parse_orientation
+    from voxqa.sources.segmentation import SegSpec, read_studies_csv
 
     if (studies is None) == (image is None or labels is None):
         _fail("give either --studies CSV, or --image and --labels for one study")
     try:
         fractions = parse_fractions(split_fractions)
+        if assume_orientation is not None:
+            assume_orientation = parse_orientation(assume_orientation)
         if studies is not None:
-            specs = read_studies_csv(studies)
+            specs = [replace(sp, assume_orientation=assume_orientation)
+                     for sp in read_studies_csv(studies)]
         else:
             assert image is not None and labels is not None
             name = study_id or image.name.split(".")[0]
-            specs = [SegSpec(study_id=name, image=image, labels=labels,
-                             label_names=label_names, modality=modality)]
+            specs = [SegSpec(study_id=name, image=image, labels=labels, label_names=label_names,
+                             modality=modality, assume_orientation=assume_orientation)]
         manifest = build(specs, out, seed=seed, fractions=fractions, strict=strict)
     except (BuildError, VolumeError, ValueError) as exc:
         _fail(str(exc))
@@ -151,6 +162,14 @@ def render(
         f"({c['frames_written']} written, the rest kept), {c['items_with_images']} items with images; "
         f"not rendered: {len(skipped['no_volume'])} box-only studies, {len(skipped['unreadable'])} unreadable"
     )
+    try:  # the frames shown changed: redo the blind audit on what a model now sees
+        from voxqa.dataset.audit import audit_dataset
+
+        result = audit_dataset(folder)
+        console.print(f"blind audit (rendered frames): {result['status']}"
+                      + (f" ({', '.join(result['flagged'])})" if result["flagged"] else ""), soft_wrap=True)
+    except ImportError:
+        console.print("[yellow]blind audit not redone: scikit-learn is not installed[/]")
 
 
 @app.command()
