@@ -243,3 +243,16 @@ def test_numbers_with_many_values_are_regressed(built) -> None:
     row = audit_items(items, built.studies.values())["templates"]["counting/instances/volume"]
     assert row["reference"] == "constant" and row["constant"]["accuracy"] < 0.35
     assert row["learner"]["accuracy"] > 0.7 and row["flagged"]
+
+
+def test_cli_render_redoes_the_audit_on_the_rendered_frames(tmp_path) -> None:
+    src = write_phantom(tmp_path / "src", n=6, seed=2)
+    ds = tmp_path / "ds"
+    build_fastmri_plus([(src["annotations"], src["file_list"])], ds, volumes=src["volumes"])
+    assert read_json(ds / AUDIT)["frames_shown_from"].get("images") is None  # built: not rendered
+    res = CliRunner().invoke(app, ["render", str(ds), "--size", "64", "--frames", "4"])
+    assert res.exit_code == 0, res.output
+    assert "blind audit (rendered frames)" in res.output
+    audit = read_json(ds / AUDIT)
+    assert audit["frames_shown_from"] == {"images": len(read_items(ds))}
+    assert read_json(ds / MANIFEST)["audit"]["status"] == audit["status"]
