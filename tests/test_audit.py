@@ -87,7 +87,7 @@ def test_the_old_frame_set_rule_is_caught(built) -> None:
     row = leaky["templates"][ANY_VOLUME]
     assert row["n_train"] >= MIN_TRAIN and row["n"] >= MIN_EVAL
     assert row["chance"] == 0.5 and row["constant"]["accuracy"] == 0.5  # balanced yes/no
-    assert row["learner"]["accuracy"] >= 0.9 and row["learner"]["ci"][0] > 0.5
+    assert row["learner"]["accuracy"] >= 0.8 and row["learner"]["ci"][0] > 0.5
     assert row["flagged"] and row["status"] == "flagged"
     assert ANY_VOLUME in leaky["flagged"] and leaky["status"] == "flagged"
     assert leaky["frames_shown_from"] == {"images": len(read_items(built.leaky))}
@@ -202,7 +202,7 @@ def test_prior_baseline_is_the_audit_learner(built) -> None:
     learner = sum(a == it.answer.value for a, it in zip(answers, held)) / len(held)
     most_frequent = Counter(it.answer.value for it in train).most_common(1)[0][0]
     old = sum(most_frequent == it.answer.value for it in held) / len(held)
-    assert old == 0.5 and learner >= 0.9
+    assert old == 0.5 and learner >= 0.8
     audited = audit_items(items, read_studies(built.leaky))["templates"][ANY_VOLUME]["learner"]
     assert abs(learner - audited["accuracy"]) < 1e-4  # the same learner as the audit's
     where = next(it for it in items if it.answer.type == "boxes")
