@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from voxqa.build import build_segmentation
+from voxqa.build import build_segmentation, relate
 from voxqa.cli import app
 from voxqa.dataset.folder import read_items, read_json, read_studies
 from voxqa.anatomy.frames import axial_frame
 from voxqa.io import open_volume
 from voxqa.anatomy.labelnames import display_name, side_of
 from voxqa.phantom import ORGANS, write_segmentation_phantom
-from voxqa.sources.segmentation import SegSpec
+from voxqa.sources.segmentation import SegSpec, load_segmentation
 
 ALL_TRAIN = (1.0, 0.0, 0.0)
 
@@ -44,6 +44,10 @@ def built(tmp_path_factory) -> dict:
         paths = _build(tmp, name, **kw)
         out[name] = {"dir": tmp / name, "items": read_items(tmp / name), "paths": paths}
     return out
+
+
+def _geometry(paths: dict):
+    return relate(load_segmentation(paths["image"], paths["labels"], paths["label_names"]))[1]
 
 
 def _answers(items, subtask: str) -> dict[str, str]:
@@ -157,9 +161,12 @@ def test_relations_sizes_counts_and_touching(built) -> None:
         second = DISPLAY[q.split("to the ")[1].rstrip("?")]
         z1, z2 = ORGANS[first][0][2], ORGANS[second][0][2]
         assert ans == ("superior" if z1 > z2 else "inferior"), q
-    by_id = {it.id: it for it in items}
-    touch = by_id["phantom:adjacency:v:liver:liver-lesion"]
-    assert touch.answer.value == "yes"
+    # in one study a relation goes one way only, so its (non-prior) question is not asked;
+    # the geometry it would be asked from is checked directly
+    g = _geometry(built["ref"]["paths"])
+    assert frozenset({"liver", "liver_lesion"}) in g.touching
+    assert g.containers["liver_lesion"][0] == "liver"
+    assert not [it for it in items if it.label == "liver" and it.id.endswith(":liver-lesion")]
     lesions = next(it for it in items if it.subtask == "count" and it.label == "liver_lesion")
     assert lesions.answer.value == 2  # two separate spheres carry the lesion label
     assert lesions.question == "How many separate liver lesions are there?"
@@ -220,8 +227,10 @@ def test_tiny_and_empty_labels(tmp_path) -> None:
     build_segmentation([spec], tmp_path / "ds", fractions=ALL_TRAIN)
     items = read_items(tmp_path / "ds")
     assert not [it for it in items if it.label == "speck"]
-    absent = [it for it in items if it.label == "spleen"]
-    assert absent and all(it.answer.value == "no" for it in absent)
+    # spleen: named, no voxel; never present, so "is it visible?" (always no) is not asked
+    assert _geometry({"image": tmp_path / "img.nii.gz", "labels": tmp_path / "seg.nii.gz",
+                      "label_names": tmp_path / "names.json"}).absent == ["spleen"]
+    assert not [it for it in items if it.label == "spleen"]
     study, twin = read_studies(tmp_path / "ds")
     assert twin.id == "s.mirrored"
     assert "speck" in {f.label for f in study.findings}  # measured and kept, just not asked
@@ -374,8 +383,8 @@ def test_mask_folder_with_overlapping_masks(tmp_path) -> None:
     items = read_items(tmp_path / "ds")
     (container,) = [it for it in items if it.id.endswith(":container")]
     assert container.options[container.answer.value] == "liver"
-    touch = [it for it in items if it.id == "m:adjacency:v:liver:liver-lesion"]
-    assert touch and touch[0].answer.value == "yes"
+    g = relate(load_segmentation(tmp_path / "ct.nii.gz", masks))[1]
+    assert frozenset({"liver", "liver_lesion"}) in g.touching
     volume = {it.label: it.answer.value for it in items if it.id.endswith(":ml")}
     assert volume["liver"] == pytest.approx(wanted["liver"].sum() * 0.08, abs=0.05)
     lat = {it.label: it.options[it.answer.value] for it in items

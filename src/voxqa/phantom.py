@@ -146,8 +146,25 @@ SEG_SPACING = (4.0, 4.0, 5.0)
 SEG_SHAPE = (60, 50, 40)
 
 
-def segmentation_phantom() -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
-    """(image HU, label map, RAS affine, id -> name), stored RAS (i -> patient's right)."""
+def segmentation_phantom(variant: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
+    """(image HU, label map, RAS affine, id -> name), stored RAS (i -> patient's right).
+
+    ``variant`` 0 is the fixed phantom of ``ORGANS``. Other variants are other "patients"
+    for multi-study builds: organs moved by up to 6 mm and resized by up to 15% per axis (so
+    either kidney may be the larger), and 1-3 lesions, labelled ``lesion``, in the liver or
+    the spleen; what a question can ask then differs between studies as in real data.
+    """
+    organs = {n: v for n, v in ORGANS.items() if n != "liver_lesion"}
+    lesion_name, lesions = "liver_lesion", [ORGANS["liver_lesion"][:2], LESION_2]
+    if variant:
+        r = np.random.default_rng(variant)
+        organs = {n: (tuple(np.add(c, r.uniform(-6, 6, 3))), tuple(np.multiply(rad, r.uniform(0.85, 1.15, 3))), hu)
+                  for n, (c, rad, hu) in organs.items()}
+        host = organs[str(r.choice(["liver", "spleen"]))]
+        lesion_name, lesions = "lesion", [
+            (tuple(np.add(host[0], np.multiply(host[1], r.uniform(-0.45, 0.45, 3)))), (r.uniform(5, 8),) * 3)
+            for _ in range(int(r.integers(1, 4)))
+        ]
     affine = np.diag([*SEG_SPACING, 1.0])
     affine[:3, 3] = [-(n - 1) * s / 2 for n, s in zip(SEG_SHAPE, SEG_SPACING)]
     ii, jj, kk = np.indices(SEG_SHAPE)
@@ -160,21 +177,25 @@ def segmentation_phantom() -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int
     image = np.where(body, -100.0, -1000.0)
     labels = np.zeros(SEG_SHAPE, np.uint8)
     names = {}
-    for label_id, (name, (centre, radii, hu)) in enumerate(ORGANS.items(), start=1):
+    for label_id, (name, (centre, radii, hu)) in enumerate(organs.items(), start=1):
         m = ellipsoid(centre, radii)
-        if name == "liver_lesion":
-            m |= ellipsoid(*LESION_2)
         labels[m] = label_id
         image[m] = hu
         names[label_id] = name
-    names[len(names) + 1] = "gallbladder"  # named in the table, absent from the volume
-    image += np.random.default_rng(0).normal(0, 5, SEG_SHAPE)
+    lesion_id = len(names) + 1
+    for centre, radii in lesions:
+        m = ellipsoid(centre, radii)
+        labels[m] = lesion_id
+        image[m] = ORGANS["liver_lesion"][2]
+    names[lesion_id] = lesion_name
+    names[lesion_id + 1] = "gallbladder"  # named in the table, absent from the volume
+    image += np.random.default_rng(variant).normal(0, 5, SEG_SHAPE)
     return image.astype(np.float32), labels, affine, names
 
 
 def write_segmentation_phantom(
     out: Path, *, axes: tuple[int, int, int] = (0, 1, 2), flips: tuple[bool, bool, bool] = (
-        False, False, False), mirror: bool = False
+        False, False, False), mirror: bool = False, variant: int = 0
 ) -> dict[str, Path]:
     """Write image.nii.gz, labels.nii.gz and label_names.json.
 
@@ -186,7 +207,7 @@ def write_segmentation_phantom(
 
     import nibabel as nib
 
-    image, labels, affine, names = segmentation_phantom()
+    image, labels, affine, names = segmentation_phantom(variant)
     if mirror:
         image, labels = image[::-1], labels[::-1]
     for d, flip in enumerate(flips):

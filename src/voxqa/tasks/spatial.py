@@ -3,8 +3,10 @@
 +x is the patient's right, +y anterior, +z superior; frames are axial, inferior -> superior,
 shown radiologically (voxqa.anatomy.frames). A relation is asked only when the geometry makes it
 unambiguous, with the margins below; every ambiguous candidate is counted in
-``ctx.skipped``. Binary answers are balanced per (split, template) by asking each relation
-in both directions (round-robin) or, for one-structure questions, by subsampling.
+``ctx.skipped``. Binary answers are balanced per (split, template) *and per structure or
+pair of structures* (and frame index, for "on frame k"): across studies a relation between
+two named structures goes each way equally often, so the names in the text say nothing
+(relations that never go both ways are dropped, and counted).
 
 Questions never state their answer: structures get natural names ("the left kidney"), a
 structure whose name carries its side is never asked its side (paired organs are asked
@@ -12,9 +14,10 @@ which side is larger, the side taken from geometry), and a lesion asked "which s
 contains it" is pointed at by its box, not by a name that may hold its organ.
 Side questions come in counterfactual pairs: the same question about the study mirrored
 along patient x (``SegGeometry.mirrored``), whose answer is the other side; a reader of
-anatomical priors gets exactly one of each pair right. Relations between normal structures
-(the liver is superior to the right kidney) are anatomical knowledge: those items carry
-``prior_answerable`` and are scored apart. Cut-off structures (``truncated``) get no size,
+anatomical priors gets exactly one of each pair right. Questions about normal anatomy (the
+liver is superior to the right kidney; which organ holds a pixel or a lesion at a given
+place; an organ's volume) are anatomical knowledge: those items carry ``prior_answerable``
+and are scored apart. Cut-off structures (``truncated``) get no size,
 volume or extent questions.
 
 Subtasks and their CT-SpatialVQA categories are in CATEGORIES.
@@ -51,16 +54,20 @@ MIN_SIZE_RATIO = 1.2  # "which is larger": the larger at least 20% larger
 MIN_PAIRED_RATIO = 1.1  # "which side is larger" for paired organs: at least 10% larger
 VOLUME_TOLERANCE = 0.10  # relative tolerance accepted for a volume in mL
 FRAME_MARGIN = 2  # "not on frame k": k at least this many frames outside the extent
+PRESENCE_FRAMES = 3  # frames per structure asked "is X on frame k" (yes and no each)
 MAX_PAIRS_PER_STUDY = 12  # per pairwise subtask, to keep studies comparable in weight
 MIRRORED_SUFFIX = ".mirrored"
-# (answer to balance: True / False, or None when not a binary answer; the item)
-Candidate = tuple[bool | None, Item]
+# (what to balance within, e.g. the pair of structures; the side to balance: True / False;
+# the item). Free items (not balanced) have (None, None, item).
+Candidate = tuple[tuple[str, ...] | None, bool | None, Item]
 AXES = {"vertical": (2, "superior", "inferior"), "anterior_posterior": (1, "anterior", "posterior")}
 
 
 def _key_frame(s: Structure, g: SegGeometry) -> int:
-    """The shown frame where the structure's box is largest (ties: the lowest)."""
-    return max(_visible_frames(s, g), key=lambda k: (_area(s.frame_boxes[k]), -k))
+    """The shown frame where the structure's box is largest (ties: the lowest); any frame
+    when none is shown (frame-level items show their own frame; volume-level questions
+    about structures on no shown frame are not asked)."""
+    return max(_visible_frames(s, g) or s.frame_boxes, key=lambda k: (_area(s.frame_boxes[k]), -k))
 
 
 def _visible_frames(s: Structure, g: SegGeometry) -> list[int]:
@@ -118,6 +125,15 @@ def _n(s: Structure | str) -> str:
     return display_name(s if isinstance(s, str) else s.name)
 
 
+def _balanced(a: Structure, b: Structure, way: bool, answer: bool, item: Item) -> Candidate:
+    """A two-structure relation, balanced on which ``way`` it goes per pair of names (the
+    blind audit's learner sees the names). Prior-answerable relations of normal anatomy go
+    one way by nature; they are balanced on the ``answer`` only, and scored apart."""
+    if item.prior_answerable:
+        return None, answer, item
+    return (min(a.name, b.name), max(a.name, b.name)), way, item
+
+
 def _normal(*ss: Structure) -> bool:
     """All normal anatomy (no lesion): relations between them are anatomical knowledge."""
     return not any(is_lesion(s.name) for s in ss)
@@ -141,16 +157,18 @@ class Spatial:
         for v in originals:
             candidates += self._study(v, ctx)
         out: list[Item] = []
-        for (split, template), group in group_by(
-            candidates, lambda c: (c[1].split, c[1].template)
+        for (split, template, key), group in group_by(
+            candidates, lambda c: (c[2].split, c[2].template, c[0])
         ).items():
-            yes = [item for answer, item in group if answer is True]
-            no = [item for answer, item in group if answer is False]
-            free = [item for answer, item in group if answer is None]
+            yes = [item for _, side, item in group if side is True]
+            no = [item for _, side, item in group if side is False]
+            out += [item for _, side, item in group if side is None]
             if yes or no:
-                pos, neg = balance(yes, no, ctx.seed, "spatial", split, template)
+                pos, neg = balance(yes, no, ctx.seed, "spatial", split, template, key)
                 out += pos + neg
-            out += free
+                if len(yes) != len(no):
+                    ctx.skipped[f"{template}: dropped to balance per structure"] += (
+                        len(yes) + len(no) - 2 * len(pos))
         for v in originals:
             out += self._side_pairs(v, twins.get(mirrored_id(v.id)), ctx)
         return out
@@ -305,7 +323,7 @@ class Spatial:
                 f"differ by {hi.centroid_ras[axis] - lo.centroid_ras[axis]:.1f} mm, so "
                 f"{first.name} is {word} to {second.name}."
             )
-            out.append((word == hi_word, self._item(
+            out.append(_balanced(a, b, hi.name < lo.name, word == hi_word, self._item(
                 subtask, v, subtask, first.name,
                 f"Is the {_n(first)} {hi_word} or {lo_word} to the {_n(second)}?",
                 answer, text, _ev(first, g) + _ev(second, g), why, 0.5, options,
@@ -346,7 +364,7 @@ class Spatial:
                 f"{span(near)[1]:.1f} mm; {_where(far, g)}: {abs(far.centroid_ras[0] - m):.1f} mm, "
                 f"no closer than {span(far)[0]:.1f} mm."
             )
-            out.append((n % 2 == 0, self._item(
+            out.append(_balanced(a, b, near.name < far.name, n % 2 == 0, self._item(
                 "medial_lateral", v, "medial_lateral", first.name,
                 f"Which is closer to the patient's midline: the {_n(first)} or the "
                 f"{_n(second)}?", answer, text, _ev(near, g) + _ev(far, g), why, 0.5, options,
@@ -371,7 +389,7 @@ class Spatial:
                    "voxels of the two are within 3 mm.")
             )
             text = "yes" if yes else "no"
-            out.append((yes, self._item(
+            out.append(_balanced(a, b, yes, yes, self._item(
                 "adjacency", v, "adjacency", a.name,
                 f"Do the {_n(a)} and the {_n(b)} touch (within 3 mm)?",
                 {"type": "yes_no", "value": text}, text, _ev(a, g) + _ev(b, g), why, 0.5,
@@ -388,12 +406,13 @@ class Spatial:
             (pointer,) = _ev(lesion, g)
             why = (f"{_where(lesion, g)} lies within {_where(host, g)}: {share:.0%} of the lesion's "
                    f"voxels or of its one-voxel border belong to the {organ}.")
-            out.append((None, self._item(
+            out.append((None, None, self._item(
                 "container", v, "adjacency", lesion_name,
                 f"Which structure contains the lesion in the box {_box_text(pointer.box)} on "
                 f"frame {pointer.frame}?",
                 {"type": "choice", "value": pos}, _n(organ), [pointer] + _on_frame(host, pointer.frame), why,
-                1 / len(options), options, variant="container", frame=pointer.frame)))
+                1 / len(options), options, variant="container", frame=pointer.frame,
+                prior=True)))
         for n, name in enumerate(sorted(g.interior_points)):
             s = by[name]
             i, j, k = g.interior_points[name]
@@ -411,11 +430,11 @@ class Spatial:
             point = Evidence(label=name, frame=k, box=box)
             why = (f"The pixel {_box_text(box)} on frame {k} shows voxel ({i}, {j}, {k}), "
                    f"deep inside {_where(s, g)}.")
-            out.append((None, self._item(
+            out.append((None, None, self._item(
                 "point", v, "adjacency", name,
                 f"Which structure contains the point at pixel box {_box_text(box)} on frame {k}?",
                 {"type": "choice", "value": pos}, _n(s), [point] + _on_frame(s, k), why, 1 / len(options),
-                options, variant="point", frame=k)))
+                options, variant="point", frame=k, prior=_normal(s))))
         return out
 
     @staticmethod
@@ -446,7 +465,7 @@ class Spatial:
                 f"{_where(big, g)}: {big.volume_ml:.1f} mL; {_where(small, g)}: "
                 f"{small.volume_ml:.1f} mL ({big.volume_ml / small.volume_ml:.2f}x)."
             )
-            out.append((n % 2 == 0, self._item(
+            out.append(_balanced(a, b, big.name < small.name, n % 2 == 0, self._item(
                 "size_compare", v, "size", first.name,
                 f"Which is larger: the {_n(first)} or the {_n(second)}?",
                 answer, text, _ev(big, g) + _ev(small, g), why, 0.5, options, variant=second.name,
@@ -456,10 +475,10 @@ class Spatial:
                 continue
             ml = round(s.volume_ml, 1)
             why = f"{_where(s, g)}; {s.voxels} voxels of {s.volume_ml / s.voxels * 1000:.2f} mm^3."
-            out.append((None, self._item(
+            out.append((None, None, self._item(
                 "volume_ml", v, "size", s.name, f"What is the volume of the {_n(s)} in mL?",
                 {"type": "number", "value": ml, "tolerance": round(VOLUME_TOLERANCE * ml, 3)},
-                f"{ml} mL", _ev(s, g), why, None, variant="ml")))
+                f"{ml} mL", _ev(s, g), why, None, variant="ml", prior=_normal(s))))
         return out
 
     def _extent(self, v: StudyView, g: SegGeometry, ctx: Context):
@@ -480,7 +499,7 @@ class Spatial:
             span_text = "frames " + ", ".join(map(str, frames))
             if frames == list(range(frames[0], frames[-1] + 1)):
                 span_text = f"frames {frames[0]}-{frames[-1]}"
-            out.append((None, self._item(
+            out.append((None, None, self._item(
                 "frames", v, "extent", s.name, f"On which of the{shown} frames is the {_n(s)} visible?",
                 {"type": "frames", "value": frames}, span_text, ev,
                 f"{s.name} has voxels on {len(frames)} of the{shown} frames: {_where(s, g)}.", None)))
@@ -488,7 +507,7 @@ class Spatial:
             x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
             x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
             box3d = {"frame_start": frames[0], "frame_end": frames[-1], "box": [x0, y0, x1, y1]}
-            out.append((None, self._item(
+            out.append((None, None, self._item(
                 "box3d", v, "extent", s.name,
                 f"What is the 3D bounding box of the {_n(s)} on the{shown} frames (first and last "
                 "frame, and the pixel box enclosing it on every frame)?",
@@ -498,7 +517,7 @@ class Spatial:
                 f"boxes there is [{x0}, {y0}, {x1}, {y1}]; world extent {_xyz(s.bbox_ras_min)} to "
                 f"{_xyz(s.bbox_ras_max)}.", None, variant="box3d")))
             cites = "; ".join(f"Frame {e.frame}: [{', '.join(map(str, e.box))}]" for e in ev)
-            out.append((None, self._item(
+            out.append((None, None, self._item(
                 "boxes", v, "extent", s.name, f"Give the bounding box of the {_n(s)} on every{shown} "
                 "frame where it is visible.",
                 {"type": "boxes", "value": [{"frame": e.frame, "box": list(e.box)} for e in ev]},
@@ -506,32 +525,35 @@ class Spatial:
         return out
 
     def _presence(self, v: StudyView, g: SegGeometry, r):
+        """Is X in this volume / on frame k. Balanced per structure (and per frame index), so
+        neither the name nor the frame number says the answer: across studies each structure
+        is present as often as absent, on each frame as often as not."""
         out = []
         n_frames = g.shape[2]
         for s in g.structures:
             if not _visible_frames(s, g):
                 continue
-            out.append((True, self._item(
+            out.append(((s.name,), True, self._item(
                 "presence", v, "presence", s.name, f"Is the {_n(s)} visible in this volume?",
                 {"type": "yes_no", "value": "yes"}, "yes", _ev(s, g), f"{_where(s, g)}.", 0.5,
                 task="detection")))
-            k = _key_frame(s, g)
-            out.append((True, self._item(
-                "presence", v, "presence", s.name, f"Is the {_n(s)} visible on frame {k}?",
-                {"type": "yes_no", "value": "yes"}, "yes", _ev(s, g), f"{_where(s, g)}.", 0.5,
-                task="detection", frame=k)))
+            for k in r.sample(s.frames, min(PRESENCE_FRAMES, len(s.frames))):
+                out.append(((s.name, str(k)), True, self._item(
+                    "presence", v, "presence", s.name, f"Is the {_n(s)} visible on frame {k}?",
+                    {"type": "yes_no", "value": "yes"}, "yes", _on_frame(s, k),
+                    f"{s.name} on frame {k}: {_box_text(s.frame_boxes[k])}.", 0.5,
+                    task="detection", frame=k)))
             away = [f for f in range(n_frames)
                     if f < s.frames[0] - FRAME_MARGIN or f > s.frames[-1] + FRAME_MARGIN]
-            if away:
-                k = r.choice(away)
-                out.append((False, self._item(
+            for k in r.sample(away, min(PRESENCE_FRAMES, len(away))):
+                out.append(((s.name, str(k)), False, self._item(
                     "presence", v, "presence", s.name, f"Is the {_n(s)} visible on frame {k}?",
                     {"type": "yes_no", "value": "no"}, "no", [],
                     f"{s.name} lies on frames {s.frames[0]}-{s.frames[-1]} only, at least "
                     f"{FRAME_MARGIN} frames away from frame {k}.", 0.5, task="detection",
                     frame=k)))
         for name in g.absent:
-            out.append((False, self._item(
+            out.append(((name,), False, self._item(
                 "presence", v, "presence", name, f"Is the {_n(name)} visible in this volume?",
                 {"type": "yes_no", "value": "no"}, "no", [],
                 f"The label map names {name} but has no voxel of it.", 0.5, task="detection")))
@@ -549,7 +571,7 @@ class Spatial:
                 continue
             parts = "; ".join(f"{c.voxels} voxels at {_xyz(c.centroid_ras)} ({_cite(e)})"
                               for c, e in zip(s.components, ev))
-            out.append((None, self._item(
+            out.append((None, None, self._item(
                 "lesion_count", v, "count", s.name,
                 f"How many separate {_plural(_n(s))} are there?",
                 {"type": "number", "value": n}, str(n), ev,
@@ -560,7 +582,7 @@ class Spatial:
                 ctx.skipped[f"counting/{word}: a counted structure is on no shown frame"] += 1
             elif len(members) >= 2:
                 names = ", ".join(s.name for s in members)
-                out.append((None, self._item(
+                out.append((None, None, self._item(
                     word, v, "count", word, f"How many distinct {word} are visible in this volume?",
                     {"type": "number", "value": len(members)}, str(len(members)),
                     [e for s in members for e in _ev(s, g)],
