@@ -28,12 +28,11 @@ def _built(out: Path, manifest: dict) -> None:
         f"[green]built[/] {out}: {c['studies']} studies, {c['items']} items "
         f"({', '.join(f'{k} {v}' for k, v in c['items_by_task'].items())})"
     )
-    audit = manifest.get("audit") or {}
-    if audit:  # the blind audit run at the end of every build (voxqa audit DIR to redo it)
-        color = {"pass": "green", "flagged": "red"}.get(audit["status"], "yellow")
-        detail = audit.get("flagged") or audit.get("insufficient") or []
-        console.print(f"[{color}]blind audit: {audit['status']}[/]" + (f" ({', '.join(detail)})" if detail else "")
-                      + (f": {audit['reason']}" if audit.get("reason") else ""), soft_wrap=True)
+    audit = manifest["audit"]  # the blind audit run at the end of every build
+    color = {"pass": "green", "flagged": "red"}.get(audit["status"], "yellow")
+    detail = audit.get("flagged") or audit.get("insufficient") or []
+    console.print(f"[{color}]blind audit: {audit['status']}[/]" + (f" ({', '.join(detail)})" if detail else ""),
+                  soft_wrap=True)
 
 
 @app.callback()
@@ -162,14 +161,11 @@ def render(
         f"({c['frames_written']} written, the rest kept), {c['items_with_images']} items with images; "
         f"not rendered: {len(skipped['no_volume'])} box-only studies, {len(skipped['unreadable'])} unreadable"
     )
-    try:  # the frames shown changed: redo the blind audit on what a model now sees
-        from voxqa.dataset.audit import audit_dataset
+    from voxqa.dataset.audit import audit_dataset  # the frames shown changed: audit again
 
-        result = audit_dataset(folder)
-        console.print(f"blind audit (rendered frames): {result['status']}"
-                      + (f" ({', '.join(result['flagged'])})" if result["flagged"] else ""), soft_wrap=True)
-    except ImportError:
-        console.print("[yellow]blind audit not redone: scikit-learn is not installed[/]")
+    result = audit_dataset(folder)
+    console.print(f"blind audit (rendered frames): {result['status']}"
+                  + (f" ({', '.join(result['flagged'])})" if result["flagged"] else ""), soft_wrap=True)
 
 
 @app.command()
@@ -337,9 +333,6 @@ def audit(
 
     try:
         result = audit_dataset(folder)
-    except ImportError:
-        _fail("the audit needs scikit-learn: pip install 'voxqa[eval]'")
-        return
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return

@@ -537,32 +537,19 @@ def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def unavailable(reason: str) -> dict[str, Any]:
-    return {"file": None, "status": "not run", "reason": reason}
-
-
 def attach_audit(manifest: dict[str, Any], items: Sequence[Item],
-                 studies: Iterable[Study]) -> dict[str, Any] | None:
+                 studies: Iterable[Study]) -> dict[str, Any]:
     """The end of every build: audit the items, put the summary in ``manifest["audit"]``;
-    returns the full audit for :func:`write_audit` (None if scikit-learn is missing)."""
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        manifest["audit"] = unavailable("scikit-learn is not installed: pip install 'voxqa[eval]', "
-                                        "then run voxqa audit DIR")
-        return None
+    returns the full audit for :func:`write_audit`."""
     audit = audit_items(items, studies)
     manifest["audit"] = audit_summary(audit)
     return audit
 
 
-def write_audit(folder: Path, audit: dict[str, Any] | None) -> None:
-    """Write ``audit.json`` (atomic rename); a stale one goes when there is no audit."""
+def write_audit(folder: Path, audit: dict[str, Any]) -> None:
+    """Write ``audit.json`` (atomic rename)."""
     from voxqa.dataset.folder import dumps
 
-    if audit is None:
-        (folder / AUDIT).unlink(missing_ok=True)
-        return
     tmp = folder / (AUDIT + ".tmp")
     tmp.write_bytes(dumps(audit))
     tmp.replace(folder / AUDIT)
