@@ -75,3 +75,43 @@ def test_oracle_gets_both_of_every_pair_and_the_blind_learner_one(multi: Path, t
     assert pa["n_pairs"] >= N_STUDIES and pa["both_right"] == 0
     lat = blind["by"]["task/subtask"]["spatial/laterality"]["metrics"]["accuracy"]["mean"]
     assert lat == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.realdata
+def test_totalsegmentator_crops_build_audits_clean(shared_data: Path, tmp_path) -> None:
+    """40 studies cut from the shared TotalSegmentator CT and MR (random crops: other fields
+    of view, frame indices and truncations): no headline template beats chance from text."""
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    from voxqa.anatomy.labelnames import header_label_names
+
+    src = shared_data / "totalsegmentator"
+    specs = []
+    for image, labels, tag, seed in (("example_ct_sm.nii.gz", "example_seg.nii.gz", "ct", 0),
+                                     ("example_mr_sm.nii.gz", "example_seg_mr.nii.gz", "mr", 1)):
+        img, lab = nib.load(src / image), nib.load(src / labels)
+        names = tmp_path / f"{tag}_names.json"
+        names.write_text(json.dumps({str(k): v for k, v in header_label_names(src / labels).items()}))
+        data, seg = np.asarray(img.dataobj), np.asarray(lab.dataobj)
+        r = np.random.default_rng(seed)
+        for c in range(20):
+            lo = [int(r.integers(0, n // 4)) for n in data.shape]
+            hi = [int(n - r.integers(0, n // 4)) for n in data.shape]
+            crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+            affine = img.affine.copy()
+            affine[:3, 3] = img.affine[:3, :3] @ lo + img.affine[:3, 3]  # same world position
+            d = tmp_path / f"{tag}{c:02d}"
+            d.mkdir()
+            nib.save(nib.Nifti1Image(data[crop], affine), d / "image.nii.gz")
+            nib.save(nib.Nifti1Image(seg[crop], affine), d / "labels.nii.gz")
+            specs.append(SegSpec(study_id=d.name, image=d / "image.nii.gz", labels=d / "labels.nii.gz",
+                                 label_names=names, modality=tag.upper()))
+    manifest = build_segmentation(specs, tmp_path / "ds", fractions=(0.5, 0.25, 0.25))
+    audit = read_json(tmp_path / "ds" / AUDIT)
+    assert_unflagged(audit)
+    assert manifest["audit"]["flagged"] == []
+    passed = [t for t, r in audit["templates"].items() if r["status"] == "pass"]
+    assert {"detection/presence/frame", "detection/presence/volume"} <= set(passed)
