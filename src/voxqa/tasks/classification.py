@@ -3,20 +3,25 @@ are present in the volume (select all).
 
 Distractors are labels of the same anatomy's vocabulary that cannot be right: for frame
 questions, labels without a box on the frame or its two neighbours (and not study-level);
-for the volume question, labels absent from the whole study. Two blind tells are removed:
+for the volume question, labels absent from the whole study. Blind tells removed:
 
+* geometry and frame (issue 11, hard distractors): single-choice items are binned by what
+  the question quotes (anatomy, box size / position and frame; frame only for
+  ``finding_on_frame``, see ``_context_bins``) and, per bin, every label is shown as a wrong
+  option exactly ``n - 1`` times per time it is right, lent to items with the nearest boxes
+  (``_balanced_distractors``). Labels above 1 / n of a bin's answers are trimmed; the items
+  not asked are counted in ``ctx.skipped`` (build_report ``question_not_asked``);
 * position: single-choice answers are placed round-robin over option positions per
   (split, template); multi-choice answer subsets are spread evenly (see ``_multi_split``);
-* label frequency: answers follow how common each finding is, so distractors are chosen by
-  ``ExposureBalancer`` to show every label as a wrong option ``ratio`` times as often as it
-  is right; single-choice items whose label stays over-exposed are then dropped. "Pick the
-  most common finding" is then no better than chance.
+* label frequency (multi-select): true options are the study's findings used least as
+  answers so far, wrong options the absent labels with the largest remaining quota (each
+  label wrong in proportion to how often it is right; never-right labels last).
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,6 +102,159 @@ class ExposureBalancer:
         return (self.right[label] - 1) / shown - 1 / (1 + self.ratio)
 
 
+# Context bins for single-choice items: quantile bins per feature (per anatomy); a bin with
+# fewer than MIN_BIN items is pooled with its siblings into the coarser bin above it.
+BOX_BINS = (("area", 4), ("cy", 2), ("cx", 2), ("frame", 3))
+FRAME_BINS = (("frame", 4),)
+MIN_BIN = 24
+
+
+def _context(spec: _Single) -> dict[str, float]:
+    """What the question text says about the finding: the quoted box and the frame."""
+    x0, y0, x1, y1 = spec.evidence[0].box
+    w, h = spec.view.study.frame_size
+    return {
+        "area": (x1 - x0) * (y1 - y0) / (w * h),
+        "cx": (x0 + x1) / 2 / w,
+        "cy": (y0 + y1) / 2 / h,
+        "frame": float(spec.frame),
+    }
+
+
+def _quantile_bin(values: Sequence[float], q: int) -> list[int]:
+    """Each value's quantile bin (0..q-1) among ``values``; ties share a bin."""
+    ranked = sorted(values)
+    edges = [ranked[len(ranked) * i // q] for i in range(1, q)]
+    return [sum(v >= e for e in edges) for v in values]
+
+
+def _context_bins(specs: Sequence[_Single], subtask: str) -> dict[tuple, list[_Single]]:
+    """Specs grouped by (anatomy, feature bins...); small bins pooled upwards."""
+    dims = BOX_BINS if subtask == "finding_in_box" else FRAME_BINS
+    keys: dict[str, tuple] = {}
+    for anatomy, group in group_by(specs, lambda s: s.view.study.anatomy).items():
+        group = sorted(group, key=lambda s: s.id)
+        feats = [_context(s) for s in group]
+        cols = [_quantile_bin([f[name] for f in feats], q) for name, q in dims]
+        for i, s in enumerate(group):
+            keys[s.id] = (str(anatomy),) + tuple(c[i] for c in cols)
+    depth = 1 + len(dims)
+    while depth > 1:  # pool bins that are too small into their parent
+        sizes = Counter(k[:depth] for k in keys.values())
+        small = {k for k, c in sizes.items() if c < MIN_BIN}
+        for sid, k in keys.items():
+            if len(k) == depth and k in small:
+                keys[sid] = k[: depth - 1]
+        depth -= 1
+    out: dict[tuple, list[_Single]] = defaultdict(list)
+    for s in sorted(specs, key=lambda s: s.id):
+        out[keys[s.id]].append(s)
+    return dict(out)
+
+
+def _balanced_distractors(
+    specs: Sequence[_Single], n: int, r: random.Random
+) -> tuple[list[tuple[_Single, list[str]]], Counter[str]]:
+    """Distractors for one context bin so that every label is shown wrong exactly ``n - 1``
+    times per time it is right, taken only from the bin's own answers.
+
+    Each label keeps at most ``t`` items, the largest ``t`` with sum(min(count, t)) >=
+    n * t (no label is the answer of more than 1 / n of the kept items), and at most
+    1 / (n - 1) of the kept items that may show it as a wrong option (not near them); each
+    kept item then takes the ``n - 1`` eligible labels with the least room to spare (items
+    left that may take the label less its remaining quota), most constrained items first.
+    If some item finds fewer than ``n - 1`` labels with quota left, it is dropped and the
+    bin is balanced again without it, so the balance is exact.
+    """
+    dropped: Counter[str] = Counter()
+    pool = sorted(specs, key=lambda s: s.id)
+    r.shuffle(pool)
+    near = {s.id: _near_labels(s) for s in pool}
+    while True:
+        kept, over = _cap_labels(pool, n, near)
+        dropped["label_over_1/n_of_its_context_bin"] += len(over)
+        pool = kept
+        out, failed = _assign(pool, n, near, r)
+        if not failed:
+            return out, dropped
+        dropped["no_balanced_distractors_in_context_bin"] += len(failed)
+        pool = [s for s in pool if s.id not in failed]
+
+
+def _cap_labels(
+    pool: list[_Single], n: int, near: dict[str, set[str]]
+) -> tuple[list[_Single], list[_Single]]:
+    """The items kept so that no label is over 1 / n of the answers, nor over 1 / (n - 1) of
+    the items that could show it as a wrong option (first items of each label kept)."""
+    keep = list(pool)
+    while True:
+        counts = Counter(s.label for s in keep)
+        t = 0
+        while sum(min(c, t + 1) for c in counts.values()) >= n * (t + 1):
+            t += 1
+        cap = {}
+        for lab in counts:
+            room = sum(1 for s in keep if s.label != lab and lab not in near[s.id])
+            cap[lab] = min(t, room // (n - 1))
+        seen: Counter[str] = Counter()
+        nxt = []
+        for s in keep:
+            seen[s.label] += 1
+            if seen[s.label] <= cap[s.label]:
+                nxt.append(s)
+        if len(nxt) == len(keep):
+            kept_ids = {s.id for s in keep}
+            return keep, [s for s in pool if s.id not in kept_ids]
+        keep = nxt
+
+
+def _assign(
+    pool: list[_Single], n: int, near: dict[str, set[str]], r: random.Random
+) -> tuple[list[tuple[_Single, list[str]]], set[str]]:
+    """Each item i of label L lends L as a wrong option to ``n - 1`` other items; each item
+    takes the ``n - 1`` eligible labels whose lent copies lie nearest its own quoted box and
+    frame (``_context``, standardised in the bin), so a label is shown wrong where it is
+    right. Most constrained items first; items left short are returned as failed."""
+    import math
+
+    feats = [_context(s) for s in pool]
+    names = sorted(feats[0]) if feats else []
+    scale = {}
+    for k in names:
+        vals = [f[k] for f in feats]
+        mean = sum(vals) / len(vals)
+        scale[k] = (mean, math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals)) or 1.0)
+    vec = {s.id: [(f[k] - scale[k][0]) / scale[k][1] for k in names] for s, f in zip(pool, feats)}
+    labels = sorted({s.label for s in pool})
+    tokens: dict[str, list[list[float]]] = {lab: [] for lab in labels}
+    for s in pool:
+        tokens[s.label] += [vec[s.id]] * (n - 1)
+    ready = [(s, [lab for lab in labels if lab != s.label and lab not in near[s.id]]) for s in pool]
+    ready.sort(key=lambda p: len(p[1]))
+    room = Counter(lab for _, eligible in ready for lab in eligible)  # items left that may take it
+    out, failed = [], set()
+    for s, eligible in ready:
+        x = vec[s.id]
+        best = []
+        for lab in eligible:
+            if tokens[lab]:
+                d = [sum((a - b) ** 2 for a, b in zip(x, t)) for t in tokens[lab]]
+                j = min(range(len(d)), key=d.__getitem__)
+                urgent = room[lab] - len(tokens[lab]) <= 0  # every item left must take it
+                best.append((not urgent, d[j], r.random(), lab, j))
+        room.subtract(eligible)
+        if len(best) < n - 1:
+            failed.add(s.id)
+            continue
+        best.sort()
+        chosen = []
+        for *_, lab, j in best[: n - 1]:
+            tokens[lab].pop(j)
+            chosen.append(lab)
+        out.append((s, chosen))
+    return out, failed
+
+
 def _nonempty_subsets(n: int) -> list[tuple[int, ...]]:
     return [tuple(i for i in range(n) if mask >> i & 1) for mask in range(1, 2**n)]
 
@@ -142,33 +300,32 @@ class Classification:
         return specs
 
     def _singles(self, specs: list[_Single], ctx: Context, subtask: str) -> list[Item]:
-        """Exposure-balanced distractors with over-exposed labels trimmed (over all splits,
-        as the splits are samples of one population), then positions round-robin per split."""
+        """Hard distractors, balanced per context bin, then positions round-robin per split.
+
+        A text-only model sees the quoted box and the frame index, and both say a lot about
+        the label (effusions are large, meniscus tears small and low). So items are put in
+        context bins (``_context_bins``: anatomy, then box size / position and frame for
+        ``finding_in_box``, frame for ``finding_on_frame``), and within a bin every label is
+        shown as a wrong option exactly ``n - 1`` times as often as it is right: the
+        distractors are the other answers of the same bin, i.e. findings that occur with
+        boxes like this one on frames like this one in this anatomy. Then P(right | label
+        shown, bin) = 1 / n for every label. That needs every label to be the answer of at
+        most 1 / n of its bin's items; the items of labels above that share are not asked
+        (``ctx.skipped``), nor items that cannot get ``n - 1`` wrong options of the bin.
+        Splits are pooled (they are samples of one population).
+        """
         n = ctx.n_options
         r = rng(ctx.seed, "choice", subtask)
-        ready = []
-        for spec in sorted(specs, key=lambda s: s.id):
-            vocab = ctx.boxed_vocab.get(spec.view.study.anatomy, [])
-            near = _near_labels(spec)
-            eligible = [lab for lab in vocab if lab not in near]
-            if len(eligible) >= n - 1:  # too small a vocabulary: no item, not a 2-option one
-                ready.append((spec, eligible))
-        r.shuffle(ready)
-        balancer = ExposureBalancer(n - 1, r, Counter(spec.label for spec, _ in ready))
-        picked = [(spec, balancer.pick(eligible, n - 1)) for spec, eligible in ready]
-        by_label: dict[str, list[int]] = {}
-        for i, (spec, _) in enumerate(picked):
-            by_label.setdefault(spec.label, []).append(i)
-        dropped: set[int] = set()
-        while True:  # drop the last items of labels that are still right too often
-            worst = max(balancer.right, key=lambda lab: (balancer.excess(lab), lab), default=None)
-            if worst is None or balancer.excess(worst) <= MAX_EXCESS:
-                break
-            i = by_label[worst].pop()
-            dropped.add(i)
-            balancer.right[worst] -= 1
-            balancer.wrong.subtract(picked[i][1])
-        picked = [p for i, p in enumerate(picked) if i not in dropped]
+        template = f"{TASK}/{subtask}/frame"
+        picked: list[tuple[_Single, list[str]]] = []
+        for _, members in sorted(_context_bins(specs, subtask).items()):
+            chosen, dropped = _balanced_distractors(members, n, r)
+            picked += chosen
+            for reason, count in sorted(dropped.items()):
+                for _ in range(count):
+                    ctx.skip(template, reason)
+        picked.sort(key=lambda p: p[0].id)
+        r.shuffle(picked)
         out = []
         for group in group_by(picked, lambda p: p[0].view.split).values():
             out += [self._single(spec, d, i % n) for i, (spec, d) in enumerate(group)]
@@ -227,22 +384,38 @@ class Classification:
                 kept[positions] += 1
                 final.append((v, absent, positions))
         n_true = sum(len(p) for _, _, p in final)
-        balancer = ExposureBalancer((n * len(final) - n_true) / max(n_true, 1), order)
-        return [self._multi(v, p, absent, balancer, ctx) for v, absent, p in final]
+        # Every label is to be wrong (n * items - n_true) / n_true times per time it is
+        # right. True options first (the study's findings used least as answers so far),
+        # then wrong ones by largest remaining quota, most constrained studies first.
+        ratio = (n * len(final) - n_true) / max(n_true, 1)
+        right: Counter[str] = Counter()
+        trues = []
+        for v, _, p in final:
+            chosen = sorted(v.pathology, key=lambda lab: (right[lab], order.random()))[: len(p)]
+            right.update(chosen)
+            trues.append(chosen)
+        quota = {lab: ratio * c for lab, c in right.items()}
+        falses: dict[int, list[str]] = {}
+        for j in sorted(range(len(final)), key=lambda j: (len(final[j][1]), j)):
+            _, absent, p = final[j]
+            ranked = sorted(absent, key=lambda lab: (-quota.get(lab, -1e9), order.random()))
+            falses[j] = ranked[: n - len(p)]
+            for lab in falses[j]:
+                quota[lab] = quota.get(lab, 0.0) - 1
+        return [self._multi(v, p, trues[j], falses[j], ctx) for j, (v, _, p) in enumerate(final)]
 
     def _multi(
         self,
         v: StudyView,
         positions: tuple[int, ...],
-        absent: list[str],
-        balancer: ExposureBalancer,
+        true_labels: list[str],
+        false_labels: list[str],
         ctx: Context,
     ) -> Item:
         r = rng(ctx.seed, "multi_choice", v.id)
         n = ctx.n_options
-        true_labels = r.sample(v.pathology, len(positions))
-        balancer.right.update(true_labels)
-        false_labels = balancer.pick(absent, n - len(positions))
+        true_labels, false_labels = list(true_labels), list(false_labels)
+        r.shuffle(true_labels)
         r.shuffle(false_labels)
         options = []
         for i in range(n):
