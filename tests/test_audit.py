@@ -126,13 +126,16 @@ def _randomized(items: list[Item], template: str, seed: int) -> list[Item]:
 
 @pytest.mark.parametrize("template", [PRESENCE_FRAME, IN_BOX])
 def test_answers_random_with_respect_to_the_text_are_not_flagged(built, template) -> None:
-    items = _randomized(read_items(built.leaky), template, seed=1)
-    audit = audit_items(items, built.studies.values())
-    row = audit["templates"][template]
-    assert row["n_train"] >= MIN_TRAIN and row["n"] >= MIN_EVAL
-    assert row["status"] == "pass" and not row["flagged"], row
-    assert row["learner"]["ci"][0] <= row["chance"]
-    assert audit["status"] == "pass"
+    """Over five independent random answer draws the learner is at chance on average and
+    flagged at most once (a one-sided 97.5% bound is exceeded by luck 2.5% of the time)."""
+    rows = []
+    for seed in range(1, 6):
+        audit = audit_items(_randomized(read_items(built.leaky), template, seed), built.studies.values())
+        rows.append(audit["templates"][template])
+    assert all(r["n_train"] >= MIN_TRAIN and r["n"] >= MIN_EVAL for r in rows)
+    assert sum(r["flagged"] for r in rows) <= 1, rows
+    mean = sum(r["learner"]["accuracy"] for r in rows) / len(rows)
+    assert mean < rows[0]["chance"] + 0.07, rows
 
 
 def test_below_the_minimum_the_audit_says_insufficient(built) -> None:
