@@ -1,1 +1,2 @@
-"""Segmentation anatomy: per-structure geometry, relations between structures, label names and the stored frame."""
+"""Segmentation anatomy: per-structure geometry, relations between structures, label names
+and the stored frame."""

@@ -14,10 +14,11 @@ which side is larger, the side taken from geometry), and a lesion asked "which s
 contains it" is pointed at by its box, not by a name that may hold its organ.
 Side questions come in counterfactual pairs: the same question about the study mirrored
 along patient x (``SegGeometry.mirrored``), whose answer is the other side; a reader of
-anatomical priors gets exactly one of each pair right. Questions about normal anatomy (the
-liver is superior to the right kidney; which organ holds a pixel or a lesion at a given
-place; an organ's volume) are anatomical knowledge: those items carry ``prior_answerable``
-and are scored apart. Cut-off structures (``truncated``) get no size,
+anatomical priors gets exactly one of each pair right, so side questions are headline items
+even about normal organs ("is the liver on the left or right?"). Other questions about normal
+anatomy (the liver is superior to the right kidney; which organ holds a pixel or a lesion at
+a given place; an organ's volume) are anatomical knowledge: those items carry
+``prior_answerable`` and are scored apart. Cut-off structures (``truncated``) get no size,
 volume or extent questions.
 
 Subtasks and their CT-SpatialVQA categories are in CATEGORIES.
@@ -255,7 +256,7 @@ class Spatial:
             out.append(self._item(
                 "laterality", v, "laterality", s.name,
                 f"Is the {_n(s)} on the patient's left or right side?",
-                answer, text, _ev(s, g), why, 0.5, options, prior=_normal(s)))
+                answer, text, _ev(s, g), why, 0.5, options))  # its mirrored twin undoes the prior
         by = g.by_name()
         for s in g.structures:
             other = by.get(self.pair_of(s.name) or "")
