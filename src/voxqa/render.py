@@ -16,7 +16,10 @@ volume-level items whose evidence is then not all shown are counted in ``render.
 (``counts.volume_items_evidence_not_shown``).
 
 Rendering is parallel over studies, resumable (a PNG that exists, opens and has the expected
-size under the same settings is kept) and deterministic. Settings and the intensity window of
+size under the same settings is kept) and deterministic. Each finished study is appended to
+``render.progress.jsonl`` at once, so a render interrupted (Ctrl-C, kill) resumes from the
+studies not yet done; PNGs are written to a temporary name and renamed, and Ctrl-C stops the
+worker processes at once, so only complete files are left. Settings and the intensity window of
 every volume are recorded in ``render.json``; items.jsonl gains ``images`` and each evidence
 entry ``image_box``.
 """
@@ -25,9 +28,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import signal
 from collections import defaultdict
-from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,12 +43,15 @@ from PIL import Image
 from rich.progress import Progress
 
 from voxqa.dataset.folder import ITEMS, dumps, read_items, read_studies, write_jsonl
+from voxqa.dataset.paths import inside
 from voxqa.anatomy.frames import axial_frame
 from voxqa.io import VolumeError, open_volume
 from voxqa.schema import ImageRef, Item, Study
 from voxqa.tasks.base import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, volume_frames
 
 RENDER = "render.json"
+PROGRESS = "render.progress.jsonl"  # one line per finished study while a render runs
+PART = ".part"  # suffix of a PNG being written; renamed into place when complete
 FRAMES_DIR = "frames"
 # CT windows (level, width) in HU, by the names radiologists use.
 WINDOWS = {
@@ -154,16 +162,18 @@ def render_study(job: tuple[Study, list[int], Path, RenderSettings, bool]) -> di
     out_size = output_size(width, height, settings.size)
     record: dict[str, Any] = {"window": [lo, hi], "intensity": how, "frame_size": [width, height],
                               "image_size": list(out_size), "frames": {}, "written": 0}
-    study_dir = folder / FRAMES_DIR / study.id
+    study_dir = inside(folder, f"{FRAMES_DIR}/{study.id}", f"study {study.id!r}")
     study_dir.mkdir(parents=True, exist_ok=True)
     for k in frames:
         rel = f"{FRAMES_DIR}/{study.id}/{k:04d}.png"
-        path = folder / rel
+        path = inside(folder, rel, f"study {study.id!r}")
         if not (resume and _valid_png(path, out_size)):
             img = Image.fromarray(to_uint8(_frame_image(vol.data, study, k), lo, hi), mode="L")
             if out_size != (width, height):
                 img = img.resize(out_size, Image.Resampling.BILINEAR)
-            img.save(path, format="PNG")  # a torn file fails _valid_png and is redone on resume
+            part = path.with_name(path.name + PART)
+            img.save(part, format="PNG")
+            os.replace(part, path)  # only complete PNGs ever carry the .png name
             record["written"] += 1
         record["frames"][str(k)] = rel
     if settings.video_fps:
@@ -181,7 +191,7 @@ def _write_video(data: np.ndarray, study: Study, folder: Path, size: tuple[int, 
     padded = (size[0] + size[0] % 2, size[1] + size[1] % 2)
     rel = f"{FRAMES_DIR}/{study.id}.mp4"
     writer = imageio_ffmpeg.write_frames(
-        str(folder / rel), padded, pix_fmt_in="gray", fps=fps, macro_block_size=1,
+        str(inside(folder, rel, f"study {study.id!r}")), padded, pix_fmt_in="gray", fps=fps, macro_block_size=1,
         output_params=["-threads", "1"],
     )
     writer.send(None)
@@ -209,20 +219,45 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
         needed[it.study_id] |= set(it.frames)
     renderable = {sid: s for sid, s in studies.items() if s.volume is not None and sid in needed}
     sets = {sid: frame_set(s, settings.context) for sid, s in renderable.items()}
-    jobs = [(s, sorted(needed[sid] | set(sets[sid])), folder, settings, resume)
-            for sid, s in sorted(renderable.items())]
-
+    finished = _read_progress(folder / PROGRESS, settings.key())
     records: dict[str, dict[str, Any]] = {}
+    jobs = []
+    for sid, s in sorted(renderable.items()):
+        frames = sorted(needed[sid] | set(sets[sid]))
+        done = finished.get(sid)
+        if done is not None and set(done["frames"]) == {str(k) for k in frames}:
+            records[sid] = {**done, "written": 0}  # finished before an interruption: kept
+        else:
+            jobs.append((s, frames, folder, settings, resume or bool(finished)))
+    if not finished:  # a fresh journal for this render's settings
+        (folder / PROGRESS).write_bytes(orjson.dumps({"settings_key": settings.key()}) + b"\n")
+
     errors: dict[str, str] = {}
-    with Progress(transient=True) as progress, _executor(workers) as pool:
+    with Progress(transient=True) as progress, (folder / PROGRESS).open("ab") as journal:
         task = progress.add_task("rendering studies", total=len(jobs))
-        futures = {pool.submit(render_study, job): job[0].id for job in jobs}
-        for fut, sid in futures.items():
-            try:
-                records[sid] = fut.result()
-            except (VolumeError, OSError, ValueError) as exc:
-                errors[sid] = str(exc)
-            progress.advance(task)
+        pool = _executor(workers)
+        try:
+            for sid, fut in _completed(pool, jobs):
+                try:
+                    records[sid] = fut.result()
+                    journal.write(orjson.dumps({"study": sid, "record": records[sid]}) + b"\n")
+                    journal.flush()
+                except (VolumeError, OSError, ValueError) as exc:
+                    errors[sid] = str(exc)
+                progress.advance(task)
+        except KeyboardInterrupt:
+            _stop(pool)
+            for job in jobs:  # PNGs cut off mid-write never got their name: drop the parts
+                for part in (folder / FRAMES_DIR / job[0].id).glob("*" + PART):
+                    part.unlink(missing_ok=True)
+            done_now = sum(1 for sid in renderable if sid in records)
+            raise RenderInterrupted(
+                f"render interrupted: {done_now} of {len(renderable)} studies done, recorded in "
+                f"{folder / PROGRESS}; run the same command again to resume") from None
+        except BaseException:
+            _stop(pool)
+            raise
+        pool.shutdown()
 
     rendered = [_with_images(it, records.get(it.study_id), sets.get(it.study_id, [])) for it in items]
     write_jsonl(folder / ITEMS, rendered)
@@ -248,8 +283,59 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
         },
         "volume_frames_rule": VOLUME_FRAMES_RULE,
     }
-    (folder / RENDER).write_bytes(dumps(summary))
+    tmp = folder / (RENDER + ".tmp")
+    tmp.write_bytes(dumps(summary))
+    tmp.replace(folder / RENDER)
+    (folder / PROGRESS).unlink(missing_ok=True)  # render.json now records every study
     return summary
+
+
+class RenderInterrupted(Exception):
+    """Ctrl-C during a render: finished studies are recorded, the rest resume next time."""
+
+
+def _read_progress(path: Path, key: str) -> dict[str, dict[str, Any]]:
+    """study id -> record of the studies an interrupted render with these settings finished."""
+    if not path.is_file():
+        return {}
+    lines = path.read_bytes().split(b"\n")
+    try:
+        header = orjson.loads(lines[0])
+    except orjson.JSONDecodeError:
+        return {}
+    if header.get("settings_key") != key:
+        return {}
+    done: dict[str, dict[str, Any]] = {}
+    for line in lines[1:]:
+        try:
+            row = orjson.loads(line)
+            done[row["study"]] = row["record"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue  # a torn last line (killed mid-write): that study is redone
+    return done
+
+
+def _completed(pool: ProcessPoolExecutor | _Inline, jobs: list) -> Iterator[tuple[str, Future]]:
+    """(study id, finished future) as each study finishes; one at a time without a pool."""
+    if isinstance(pool, _Inline):
+        for job in jobs:
+            yield job[0].id, pool.submit(render_study, job)
+        return
+    futures = {pool.submit(render_study, job): job[0].id for job in jobs}
+    for fut in as_completed(futures):
+        yield futures[fut], fut
+
+
+def _stop(pool: ProcessPoolExecutor | _Inline) -> None:
+    """Cancel queued studies and end running workers now (they ignore SIGINT themselves)."""
+    if isinstance(pool, _Inline):
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
 
 
 class _Inline:
@@ -261,6 +347,9 @@ class _Inline:
     def __exit__(self, *exc: object) -> None:
         return None
 
+    def shutdown(self) -> None:
+        return None
+
     def submit(self, fn, job):  # noqa: ANN001 - mirrors Executor.submit
         fut: Future = Future()
         try:
@@ -270,8 +359,15 @@ class _Inline:
         return fut
 
 
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them (no worker tracebacks)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _executor(workers: int) -> ProcessPoolExecutor | _Inline:
-    return _Inline() if workers <= 1 else ProcessPoolExecutor(max_workers=workers)
+    if workers <= 1:
+        return _Inline()
+    return ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
 
 
 def _with_images(item: Item, record: dict[str, Any] | None, volume_frames: list[int]) -> Item:
