@@ -138,8 +138,10 @@ def render(
     mp4: Annotated[Optional[float], typer.Option("--mp4", min=0.1, help="Also write one MP4 per study at this frame rate (needs the 'video' extra).")] = None,
 ) -> None:
     """Write 8-bit PNG frames and add `images` / evidence `image_box` to items.jsonl."""
-    from voxqa.render import RenderSettings, parse_window, render_dataset
+    from voxqa.render import RenderInterrupted, RenderSettings, parse_window, render_dataset
 
+    if frames != "all" and not (frames.isdigit() and int(frames) > 0):
+        _fail(f"--frames must be a positive whole number or 'all', got {frames!r}")
     try:
         if window is not None:
             parse_window(window)
@@ -152,6 +154,9 @@ def render(
     except ImportError:
         _fail("--mp4 needs imageio-ffmpeg: pip install 'voxqa[video]'")
         return
+    except RenderInterrupted as exc:
+        console.print(f"[yellow]interrupted:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(code=130) from None
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
