@@ -221,9 +221,13 @@ def eval_(
     """Run a model (or a baseline) on a dataset; predictions are appended and resumable."""
     import asyncio
 
-    from voxqa.eval.models import make_model
+    from voxqa.eval.models import PermanentError, make_model
     from voxqa.eval.run import RunConfig, RunMismatch, run_eval
 
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: is a file, not a run folder")
+    if split not in ("train", "val", "test", "all"):
+        _fail(f"--split {split!r} is not a split; use one of train, val, test or all")
     try:
         adapter = make_model(model, folder, profile=profile, base_url=base_url, seed=seed,
                              api_key_env=api_key_env, timeout=timeout, max_retries=max_retries)
@@ -231,7 +235,7 @@ def eval_(
                         control=control, profile=profile, limit=limit, concurrency=concurrency,
                         tasks=tuple(t.strip() for t in tasks.split(",")) if tasks else None, seed=seed)
         counts = asyncio.run(run_eval(cfg, adapter))
-    except (RunMismatch, FileNotFoundError, ValueError, KeyError) as exc:
+    except (RunMismatch, FileNotFoundError, ValueError, KeyError, PermanentError) as exc:
         _fail(str(exc))
         return
     console.print(f"[green]eval[/] {model} -> {out}: {counts}", soft_wrap=True)

@@ -36,6 +36,7 @@ from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png
 from voxqa.eval.models.base import ModelAdapter, PermanentError
 from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, build_prompt
+from voxqa.eval.selection import check_selection
 from voxqa.schema import Item
 
 RUN = "run.json"
@@ -169,6 +170,7 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
     folder = cfg.dataset.resolve()
     every = read_items(folder)
     items = select(every, cfg)
+    check_selection(folder, every, items, cfg.split, cfg.tasks)  # before anything is written
     frame_sizes = {s.id: s.frame_size for s in read_studies(folder)}
     by_study: dict[str, list[str]] = {}  # a study's frame set, for the shuffled control
     for it in sorted(every, key=lambda it: it.level != "volume"):

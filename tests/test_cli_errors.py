@@ -1,0 +1,92 @@
+"""User mistakes end in one line naming the problem, never a traceback, and leave nothing
+half-written (issue 12, parts 4, 5, 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import rendered_phantom, rendered_segmentation
+from typer.testing import CliRunner
+
+from voxqa.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    return rendered_phantom(tmp_path_factory.mktemp("errs"), n=6, seed=2, size=64, context=4)
+
+
+@pytest.fixture(scope="module")
+def one_study_seg(tmp_path_factory) -> Path:
+    return rendered_segmentation(tmp_path_factory.mktemp("seg"), size=64, context=4)
+
+
+def _one_line_error(res, *needles: str) -> None:
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "Traceback" not in res.output
+    assert "error:" in res.output
+    flat = " ".join(res.output.split())
+    for needle in needles:
+        assert needle in flat, (needle, res.output)
+
+
+def _eval(ds: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["eval", str(ds), "--model", "oracle", "--out", str(out), *extra])
+
+
+def test_eval_unknown_split_lists_the_splits(rendered, tmp_path) -> None:
+    """Defect: `--split tset` selected nothing, wrote run.json and an empty predictions.jsonl,
+    then raised a traceback while scoring."""
+    out = tmp_path / "run"
+    _one_line_error(_eval(rendered, out, "--split", "tset"), "'tset' is not a split", "train, val, test")
+    assert not out.exists()
+
+
+def test_eval_unknown_task_lists_the_datasets_tasks(rendered, tmp_path) -> None:
+    """Defect: `--tasks detectoin` selected nothing and ended in a traceback, leaving run.json."""
+    out = tmp_path / "run"
+    _one_line_error(_eval(rendered, out, "--split", "all", "--tasks", "detectoin"),
+                    "--tasks detectoin: not a task of", "detection", "localization")
+    assert not out.exists()
+
+
+def test_eval_of_an_unrendered_dataset_says_render_first(tmp_path) -> None:
+    """Defect: an unrendered dataset selected nothing -> traceback, run.json left behind."""
+    from voxqa.build import build_fastmri_plus
+    from voxqa.phantom import write_phantom
+
+    p = write_phantom(tmp_path / "src", n=4, seed=1)
+    ds = tmp_path / "ds"
+    build_fastmri_plus([(p["annotations"], p["file_list"])], ds, volumes=p["volumes"])
+    out = tmp_path / "run"
+    _one_line_error(_eval(ds, out, "--split", "all"), "has images: run `voxqa render")
+    assert not out.exists()
+
+
+def test_eval_of_a_one_study_build_names_its_split(one_study_seg, tmp_path) -> None:
+    """Defect: a one-study segmentation build puts its study in train; the default
+    `--split test` selected nothing and ended in a traceback with run.json written."""
+    out = tmp_path / "run"
+    _one_line_error(_eval(one_study_seg, out), "is in split test", "are all in split train",
+                    "--split train or --split all")
+    assert not out.exists()
+
+
+def test_eval_out_pointing_at_a_file(rendered, tmp_path) -> None:
+    """Defect: `--out` naming a file raised FileExistsError with a traceback."""
+    out = tmp_path / "file.txt"
+    out.write_text("keep me")
+    _one_line_error(_eval(rendered, out), "is a file, not a run folder")
+    assert out.read_text() == "keep me"
+
+
+def test_eval_missing_hf_model(rendered, tmp_path) -> None:
+    """Defect: `--model hf:/nonexistent` raised PermanentError with a traceback."""
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["eval", str(rendered), "--model", "hf:/nonexistent", "--out", str(out)])
+    _one_line_error(res, "hf:/nonexistent", "no config.json")
+    assert not out.exists()
