@@ -90,3 +90,32 @@ def test_eval_missing_hf_model(rendered, tmp_path) -> None:
     res = runner.invoke(app, ["eval", str(rendered), "--model", "hf:/nonexistent", "--out", str(out)])
     _one_line_error(res, "hf:/nonexistent", "no config.json")
     assert not out.exists()
+
+
+def test_garbage_prediction_line_names_file_and_line_and_eval_resumes_past_it(rendered, tmp_path) -> None:
+    """Defect: a garbage line in predictions.jsonl (not the torn last line) raised an error
+    with no file or line, and blocked score, report and resume."""
+    out = tmp_path / "run"
+    res = _eval(rendered, out, "--split", "all", "--limit", "5")
+    assert res.exit_code == 0, res.output
+    preds = out / "predictions.jsonl"
+    lines = preds.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 5
+    lost = lines[1]
+    preds.write_bytes(lines[0] + b'{"garbage": tru\n' + b"".join(lines[2:]))
+
+    for args in (["score", str(out)], ["report", str(out), "--out", str(tmp_path / "r.html")]):
+        _one_line_error(runner.invoke(app, args), f"{preds}:2: not a prediction record",
+                        "re-run `voxqa eval` with the same --out")
+    assert not (tmp_path / "r.html").exists()
+
+    res = _eval(rendered, out, "--split", "all", "--limit", "5")
+    assert res.exit_code == 0, res.output
+    assert "warning:" in res.output and "predictions.corrupt.jsonl" in res.output
+    assert (out / "predictions.corrupt.jsonl").read_bytes() == b'{"garbage": tru\n'
+    import orjson
+
+    recs = [orjson.loads(line) for line in preds.read_bytes().splitlines()]
+    assert len(recs) == 5 and orjson.loads(lost)["item_id"] in {r["item_id"] for r in recs}
+    assert all(r["status"] == "ok" for r in recs)
+    assert runner.invoke(app, ["score", str(out)]).exit_code == 0

@@ -239,6 +239,11 @@ def eval_(
         _fail(str(exc))
         return
     console.print(f"[green]eval[/] {model} -> {out}: {counts}", soft_wrap=True)
+    from voxqa.eval.run import CORRUPT
+
+    if (out / CORRUPT).is_file():  # partial success: say so in one line
+        console.print(f"[yellow]warning:[/] lines of {out / 'predictions.jsonl'} that were not records "
+                      f"are set aside in {out / CORRUPT}; their items were asked again", soft_wrap=True)
     _print_score(out)
 
 

@@ -93,8 +93,15 @@ def identity(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
     }
 
 
-def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
-    """item_id -> last record; a torn last line (killed mid-write) is cut off the file."""
+CORRUPT = "predictions.corrupt.jsonl"  # lines set aside by a resumed run (not records)
+
+
+def read_predictions(path: Path, set_aside: bool = False) -> dict[str, dict[str, Any]]:
+    """item_id -> last record; a torn last line (killed mid-write) is cut off the file.
+
+    Any other line that is not a record is an error naming the file and line, or, with
+    ``set_aside`` (a resumed run), moved to ``predictions.corrupt.jsonl`` so its item is asked
+    again."""
     if not path.is_file():
         return {}
     raw = path.read_bytes()
@@ -103,10 +110,32 @@ def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
         with path.open("r+b") as fh:
             fh.truncate(end)
     records: dict[str, dict[str, Any]] = {}
-    for line in raw[:end].splitlines():
-        if line.strip():
+    kept: list[bytes] = []
+    bad: list[bytes] = []
+    for n, line in enumerate(raw[:end].splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             rec = orjson.loads(line)
-            records[rec["item_id"]] = rec
+            item_id = rec["item_id"]
+            if not isinstance(item_id, str):
+                raise TypeError("item_id is not a string")
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            if not set_aside:
+                raise ValueError(
+                    f"{path}:{n}: not a prediction record ({type(exc).__name__}: {exc}); "
+                    f"re-run `voxqa eval` with the same --out to set the line aside and ask its item again"
+                ) from None
+            bad.append(line)
+            continue
+        records[item_id] = rec
+        kept.append(line)
+    if bad:
+        with (path.parent / CORRUPT).open("ab") as fh:
+            fh.write(b"".join(b + b"\n" for b in bad))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(b"".join(k + b"\n" for k in kept))
+        tmp.replace(path)
     return records
 
 
@@ -188,7 +217,7 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
         run_file.write_bytes(orjson.dumps({"identity": ident, "voxqa_version": __version__,
                                            "config": {k: str(v) for k, v in asdict(cfg).items()}},
                                           option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-    done = read_predictions(cfg.out / PREDICTIONS)
+    done = read_predictions(cfg.out / PREDICTIONS, set_aside=True)
     todo = [it for it in items if done.get(it.id, {}).get("status") != "ok"]
     writer = _Appender(cfg.out / PREDICTIONS)
     gate = asyncio.Semaphore(max(1, cfg.concurrency))
