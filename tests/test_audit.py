@@ -215,8 +215,6 @@ def test_prior_baseline_is_the_audit_learner(built) -> None:
 
 
 @pytest.mark.realdata
-@pytest.mark.xfail(strict=False, reason="issue 11: template leaks are being fixed at their source; "
-                                        "turn strict once the real build audits clean")
 def test_real_fastmri_plus_build_audits_clean(shared_data: Path, tmp_path) -> None:
     root = shared_data / "fastmri_plus"
     pairs = [(root / f"{a}.csv", root / f"{a}_file_list.csv") for a in ("knee", "brain")]

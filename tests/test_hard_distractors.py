@@ -64,7 +64,8 @@ def test_each_label_is_right_one_in_n_times_it_is_shown_per_context_bin() -> Non
         for lab, c in shown[key].items():
             assert c == 4 * right[key][lab], (key, lab, c, right[key][lab])
     # items that could not be balanced are counted, not silently lost
-    assert sum(ctx.skipped.values()) + len(box) + sum(
+    single = sum(c for k, c in ctx.skipped.items() if "findings_present" not in k)
+    assert single + len(box) + sum(
         1 for it in items if it.subtask == "finding_on_frame") == 2 * len(views)
 
 
@@ -92,3 +93,47 @@ def test_distractors_are_never_near_labels_on_a_multi_label_study() -> None:
         for i, o in enumerate(it.options):
             if i != it.answer.value:
                 assert o not in near | set(v.study_labels)
+
+
+def _multi_label(n: int = 300, seed: int = 0) -> list[StudyView]:
+    """Studies with 1-5 findings of eight labels, L0 far more common than L7."""
+    r = random.Random(seed)
+    studies = []
+    for j in range(n):
+        k = r.choice((1, 1, 2, 2, 3, 4, 5))
+        labels = sorted(r.sample(range(8), k), key=lambda li: li)
+        sid = f"m{j}"
+        findings = [
+            Finding(label=f"L{li}", raw_label=f"L{li}", instance_id=i,
+                    boxes=[Box(frame=3 + i, box=(10, 10, 40, 40))])
+            for i, li in enumerate(sorted(set(labels) | ({0} if r.random() < 0.6 else set())))
+        ]
+        studies.append(Study(
+            id=sid, patient_id=sid, source="fastmri_plus", modality="MR", anatomy="knee",
+            frame_count=30, frame_size=(320, 320), split=("train", "train", "train", "val", "test")[j % 5],
+            view_axis=0, frame_size_source="default", findings=findings,
+        ))
+    return [StudyView(s, lambda lab: True) for s in studies]
+
+
+def test_select_all_label_exposure_and_subsets_are_balanced_per_split() -> None:
+    """P(option right | label shown) is the same for every label within each split (up to
+    rounding), every answer subset is used equally often per split, and skipped studies are
+    counted."""
+    views = _multi_label()
+    items, ctx = _items(views)
+    multi = [it for it in items if it.subtask == "findings_present"]
+    assert len(multi) >= 100
+    skipped = sum(c for k, c in ctx.skipped.items() if "findings_present" in k)
+    assert skipped + len(multi) == len(views)
+    for split in ("train", "val", "test"):
+        group = [it for it in multi if it.split == split]
+        subsets = Counter(tuple(it.answer.value) for it in group)
+        assert len(subsets) == 15 and max(subsets.values()) - min(subsets.values()) <= 1, subsets
+        right, wrong = Counter(), Counter()
+        for it in group:
+            for i, o in enumerate(it.options):
+                (right if i in it.answer.value else wrong)[o] += 1
+        ratio = sum(wrong.values()) / sum(right.values())
+        for lab in set(right) | set(wrong):
+            assert abs(wrong[lab] - ratio * right[lab]) < 1, (split, lab, right[lab], wrong[lab])

@@ -9,17 +9,24 @@ for the volume question, labels absent from the whole study. Blind tells removed
   the question quotes (anatomy, box size / position and frame; frame only for
   ``finding_on_frame``, see ``_context_bins``) and, per bin, every label is shown as a wrong
   option exactly ``n - 1`` times per time it is right, lent to items with the nearest boxes
-  (``_balanced_distractors``). Labels above 1 / n of a bin's answers are trimmed; the items
-  not asked are counted in ``ctx.skipped`` (build_report ``question_not_asked``);
+  (``_balanced_distractors``). ``finding_on_frame`` is balanced per bin within each split
+  (balance pooled over splits made a label's share in val + test the mirror image of its
+  share in train, which a learner exploited in reverse); ``finding_in_box`` pools splits
+  (``PER_SPLIT``: its bins are too small in val / test to lend distractors with matching
+  boxes). Labels above 1 / n of a bin's answers are trimmed; the items not asked are
+  counted in ``ctx.skipped`` (build_report ``question_not_asked``);
 * position: single-choice answers are placed round-robin over option positions per
-  (split, template); multi-choice answer subsets are spread evenly (see ``_multi_split``);
-* label frequency (multi-select): true options are the study's findings used least as
-  answers so far, wrong options the absent labels with the largest remaining quota (each
-  label wrong in proportion to how often it is right; never-right labels last).
+  (split, template); multi-choice answer subsets are spread evenly per (split, anatomy),
+  every non-empty subset equally often, so the answer size does not depend on the labels;
+* label frequency (multi-select, ``_multi_group``): per (split, anatomy) every label is a
+  wrong option in the same proportion to how often it is right (maximum flow), so
+  P(option right | label shown) is the same for every label; studies that cannot be fitted
+  into that balance are not asked and are counted in ``ctx.skipped``.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -57,11 +64,6 @@ class _Single:
         return f"{self.view.id}:{self.subtask}:{self.frame}:{self.label}:{self.instance}"
 
 
-# Single choice: a label may be right at most this much more often than 1 / n_options
-# when it is shown (plus one item's worth, 1 / times shown); items beyond that are dropped.
-MAX_EXCESS = 0.01
-
-
 def _near_labels(spec: _Single) -> set[str]:
     """Labels that could be right for a frame question: boxed on frames k-1..k+1, or
     study-level (those apply to every frame). Distractors come from outside this set."""
@@ -70,43 +72,14 @@ def _near_labels(spec: _Single) -> set[str]:
     return near | set(v.study_labels)
 
 
-class ExposureBalancer:
-    """Chooses distractors so that how often a label is shown says nothing about the answer.
-
-    A text-only guesser can learn how often each label is the right answer. If every label
-    is shown as a wrong option ``ratio`` times as often as it is right, then
-    P(right | shown) is the same for all labels. Distractors are taken greedily by largest
-    remaining deficit ``ratio * right[L] - wrong[L]`` (seeded tie-break).
-    """
-
-    def __init__(self, ratio: float, r: random.Random, right: Counter[str] | None = None):
-        self.ratio = ratio
-        self.r = r
-        self.right: Counter[str] = right if right is not None else Counter()
-        self.wrong: Counter[str] = Counter()
-
-    def pick(self, eligible: Sequence[str], n: int) -> list[str]:
-        ranked = sorted(
-            eligible,
-            key=lambda lab: (self.wrong[lab] - self.ratio * self.right[lab], self.r.random()),
-        )
-        chosen = ranked[:n]
-        self.wrong.update(chosen)
-        return chosen
-
-    def excess(self, label: str) -> float:
-        """P(right | shown) above the balanced 1 / (1 + ratio), less one item's worth."""
-        shown = self.right[label] + self.wrong[label]
-        if not shown:
-            return 0.0
-        return (self.right[label] - 1) / shown - 1 / (1 + self.ratio)
-
-
 # Context bins for single-choice items: quantile bins per feature (per anatomy); a bin with
 # fewer than MIN_BIN items is pooled with its siblings into the coarser bin above it.
 BOX_BINS = (("area", 4), ("cy", 2), ("cx", 2), ("frame", 3))
 FRAME_BINS = (("frame", 4),)
 MIN_BIN = 24
+# Single-choice subtasks balanced within each split (per context bin), others with splits
+# pooled; see ``Classification._singles``.
+PER_SPLIT = ("finding_on_frame",)
 
 
 def _context(spec: _Single) -> dict[str, float]:
@@ -215,8 +188,6 @@ def _assign(
     takes the ``n - 1`` eligible labels whose lent copies lie nearest its own quoted box and
     frame (``_context``, standardised in the bin), so a label is shown wrong where it is
     right. Most constrained items first; items left short are returned as failed."""
-    import math
-
     feats = [_context(s) for s in pool]
     names = sorted(feats[0]) if feats else []
     scale = {}
@@ -257,6 +228,60 @@ def _assign(
 
 def _nonempty_subsets(n: int) -> list[tuple[int, ...]]:
     return [tuple(i for i in range(n) if mask >> i & 1) for mask in range(1, 2**n)]
+
+
+def _flow_pick(
+    rows: Sequence[tuple[Sequence[str], int]], cap: dict[str, int]
+) -> list[list[str] | None]:
+    """For each row (allowed labels, how many), that many distinct allowed labels, with
+    label ``L`` taken at most ``cap[L]`` times in all (no cap where absent), by maximum flow
+    (scipy, deterministic); None for a row the flow cannot fill."""
+    import numpy as np
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_flow
+
+    labels = sorted({lab for allowed, _ in rows for lab in allowed})
+    m = len(rows)
+    index = {lab: m + 1 + i for i, lab in enumerate(labels)}
+    src, sink = 0, m + 1 + len(labels)
+    edges: list[tuple[int, int, int]] = []
+    for j, (allowed, k) in enumerate(rows):
+        edges.append((src, 1 + j, k))
+        edges += [(1 + j, index[lab], 1) for lab in allowed]
+    edges += [(index[lab], sink, cap.get(lab, m)) for lab in labels]
+    edges = [e for e in edges if e[2] > 0]
+    if not edges:
+        return [None if k else [] for _, k in rows]
+    r_, c_, w_ = zip(*edges)
+    graph = csr_matrix((np.asarray(w_, dtype=np.int32), (r_, c_)), shape=(sink + 1, sink + 1))
+    flow = maximum_flow(graph, src, sink, method="dinic").flow.tocsr()
+    out: list[list[str] | None] = []
+    for j, (allowed, k) in enumerate(rows):
+        got = [lab for lab in allowed if flow[1 + j, index[lab]] > 0]
+        out.append(got if len(got) == k else None)
+    return out
+
+
+def _balanced_wrong(
+    chosen: Sequence[tuple[StudyView, list[str], tuple[int, ...]]], right: Counter[str], n: int
+) -> tuple[list[list[str] | None], Counter[str]]:
+    """Wrong options per study (``n - len(subset)`` labels of its ``absent`` list) so that
+    every label is wrong ``slots / right-total`` times per time it is right (rounded per
+    label: floors, then the largest remainders). Returns the options (None for a study not
+    filled) and each label's shortfall (empty when every study is filled)."""
+    slots, total_right = sum(n - len(sub) for _, _, sub in chosen), sum(right.values())
+    labels = sorted({lab for _, absent, _ in chosen for lab in absent} | set(right))
+    exact = {lab: slots * right[lab] / max(total_right, 1) for lab in labels}
+    target = {lab: int(exact[lab]) for lab in labels}
+    spare = slots - sum(target.values())
+    for lab in sorted(labels, key=lambda lab: (-(exact[lab] - target[lab]), lab))[: max(spare, 0)]:
+        target[lab] += 1
+    out = _flow_pick([(absent, n - len(sub)) for _, absent, sub in chosen], target)
+    got = Counter(lab for o in out if o is not None for lab in o)
+    deficit = Counter({lab: target[lab] - got[lab] for lab in labels if got[lab] < target[lab]})
+    if all(o is not None for o in out):
+        deficit = Counter()
+    return out, deficit
 
 
 class Classification:
@@ -312,18 +337,22 @@ class Classification:
         shown, bin) = 1 / n for every label. That needs every label to be the answer of at
         most 1 / n of its bin's items; the items of labels above that share are not asked
         (``ctx.skipped``), nor items that cannot get ``n - 1`` wrong options of the bin.
-        Splits are pooled (they are samples of one population).
+        Subtasks in ``PER_SPLIT`` are balanced within each split of a bin, the others with
+        splits pooled.
         """
         n = ctx.n_options
         r = rng(ctx.seed, "choice", subtask)
         template = f"{TASK}/{subtask}/frame"
         picked: list[tuple[_Single, list[str]]] = []
+        per_split = subtask in PER_SPLIT
+        split_key = (lambda s: s.view.split) if per_split else (lambda s: "pooled")
         for _, members in sorted(_context_bins(specs, subtask).items()):
-            chosen, dropped = _balanced_distractors(members, n, r)
-            picked += chosen
-            for reason, count in sorted(dropped.items()):
-                for _ in range(count):
-                    ctx.skip(template, reason)
+            for _, part in group_by(members, split_key).items():
+                chosen, dropped = _balanced_distractors(part, n, r)
+                picked += chosen
+                for reason, count in sorted(dropped.items()):
+                    for _ in range(count):
+                        ctx.skip(template, reason)
         picked.sort(key=lambda p: p[0].id)
         r.shuffle(picked)
         out = []
@@ -345,64 +374,102 @@ class Classification:
         )
 
     def _multi_split(self, views: list[StudyView], ctx: Context, split: object) -> list[Item]:
-        """Answer subsets spread as evenly as the studies allow; exposure-balanced options.
+        """Select-all items of one split, balanced per anatomy (``_multi_group``)."""
+        out: list[Item] = []
+        for anatomy, group in group_by(views, lambda v: v.study.anatomy).items():
+            vocab = ctx.pathology_vocab.get(str(anatomy), [])
+            out += self._multi_group(group, vocab, ctx, split, anatomy)
+        return out
+
+    def _multi_group(
+        self, views: list[StudyView], vocab: list[str], ctx: Context, split: object, anatomy: object
+    ) -> list[Item]:
+        """Select-all items of one (split, anatomy) that say nothing without the volume.
 
         Options are abnormal findings only (labels like "Normal for age" are not findings).
-        Most constrained studies first (a study with one finding can only have a one-option
-        answer); each takes the feasible subset used least so far, so no subset (and no
-        position) becomes a good blind guess. Subsets that only constrained studies can fill
-        (one-option answers) are then capped at the median subset count.
+        1. Answer subsets: every non-empty subset of option positions equally often (so the
+           answer size is 1, 2, 3, 4 in the ratio 4 : 6 : 4 : 1), in every split and anatomy
+           alike; a study gets a size it has enough findings for. Studies beyond the largest
+           count the studies allow are not asked (``answer_subsets_not_uniform``).
+        2. True options: the study's findings, by maximum flow under per-label caps.
+        3. Wrong options: labels absent from the study (never study-level, never boxed),
+           by maximum flow so that every label is a wrong option ``R`` times per time it is
+           right (``R`` = wrong slots / right slots of the group, rounded per label), i.e.
+           P(option right | label shown) is the same for every label of the split.
+        Where 3 falls short (a common label, e.g. a meniscus tear, is absent from too few
+        studies to be wrong often enough), that label's cap on being right is lowered and
+        all steps are redone; studies whose findings cannot fill their subset under the caps
+        are not asked (``no_balanced_true_options``).
         """
         n = ctx.n_options
+        template = f"{TASK}/findings_present/volume"
+        r = rng(ctx.seed, "multi_choice_order", split, anatomy)
+        cands = []
+        for v in sorted(views, key=lambda v: v.id):
+            absent = [lab for lab in vocab if lab not in v.labels]
+            if v.pathology and len(absent) + min(len(v.pathology), n) >= n:
+                cands.append((v, absent))
+            elif v.pathology:
+                ctx.skip(template, "too_few_absent_labels")
+        r.shuffle(cands)
         subsets = _nonempty_subsets(n)
-        plans = []
-        for v in views:
-            absent = [
-                lab for lab in ctx.pathology_vocab.get(v.study.anatomy, [])
-                if lab not in v.labels
-            ]
-            feasible = [
-                s for s in subsets if len(s) <= len(v.pathology) and n - len(s) <= len(absent)
-            ]
-            if feasible:
-                plans.append((v, absent, feasible))
-        order = rng(ctx.seed, "multi_choice_order", split)
-        order.shuffle(plans)
-        plans.sort(key=lambda p: len(p[2]))
-        used = {s: 0 for s in subsets}
-        chosen = []
-        for v, absent, feasible in plans:
-            least = min(used[s] for s in feasible)
-            positions = order.choice([s for s in feasible if used[s] == least])
-            used[positions] += 1
-            chosen.append((v, absent, positions))
-        cap = max(1, sorted(used.values())[len(used) // 2])
-        kept = {s: 0 for s in subsets}
-        final = []
-        for v, absent, positions in chosen:
-            if kept[positions] < cap:
-                kept[positions] += 1
-                final.append((v, absent, positions))
-        n_true = sum(len(p) for _, _, p in final)
-        # Every label is to be wrong (n * items - n_true) / n_true times per time it is
-        # right. True options first (the study's findings used least as answers so far),
-        # then wrong ones by largest remaining quota, most constrained studies first.
-        ratio = (n * len(final) - n_true) / max(n_true, 1)
-        right: Counter[str] = Counter()
-        trues = []
-        for v, _, p in final:
-            chosen = sorted(v.pathology, key=lambda lab: (right[lab], order.random()))[: len(p)]
-            right.update(chosen)
-            trues.append(chosen)
-        quota = {lab: ratio * c for lab, c in right.items()}
-        falses: dict[int, list[str]] = {}
-        for j in sorted(range(len(final)), key=lambda j: (len(final[j][1]), j)):
-            _, absent, p = final[j]
-            ranked = sorted(absent, key=lambda lab: (-quota.get(lab, -1e9), order.random()))
-            falses[j] = ranked[: n - len(p)]
-            for lab in falses[j]:
-                quota[lab] = quota.get(lab, 0.0) - 1
-        return [self._multi(v, p, trues[j], falses[j], ctx) for j, (v, _, p) in enumerate(final)]
+        r.shuffle(subsets)
+        subsets.sort(key=len)  # the remainder goes to the smaller subsets (more studies fit)
+
+        # Rounds: plan the subsets, pick true options by flow under per-label caps, pick
+        # wrong options by flow; a study whose true options cannot be picked is left out,
+        # and a label that cannot be wrong often enough gets a lower cap on being right.
+        excluded: set[str] = set()
+        cap_right: dict[str, int] = {}
+        while True:
+            pool = [c for c in cands if c[0].id not in excluded]
+            chosen = self._plan_subsets(pool, subsets, n)
+            trues = _flow_pick(
+                [(v.pathology, len(sub)) for v, _, sub in chosen], cap_right
+            )
+            short = [chosen[j][0].id for j, t in enumerate(trues) if t is None]
+            if short:
+                excluded.update(short)
+                continue
+            right = Counter(lab for t in trues for lab in t)  # type: ignore[union-attr]
+            falses, deficit = _balanced_wrong(chosen, right, n)
+            if not deficit:
+                break
+            ratio = sum(n - len(sub) for _, _, sub in chosen) / max(sum(right.values()), 1)
+            for lab, d in deficit.items():
+                cap_right[lab] = right[lab] - max(1, math.ceil(d / ratio))
+        for _ in excluded:
+            ctx.skip(template, "no_balanced_true_options")
+        for _ in range(len(cands) - len(excluded) - len(chosen)):
+            ctx.skip(template, "answer_subsets_not_uniform")
+        return [
+            self._multi(v, sub, trues[j], falses[j], ctx)  # type: ignore[arg-type]
+            for j, (v, _, sub) in enumerate(chosen)
+        ]
+
+    @staticmethod
+    def _plan_subsets(
+        cands: list[tuple[StudyView, list[str]]], subsets: list[tuple[int, ...]], n: int
+    ) -> list[tuple[StudyView, list[str], tuple[int, ...]]]:
+        """The most studies that can take every answer subset equally often (round-robin
+        over ``subsets``), largest subsets first, each to the fitting study with the fewest
+        findings."""
+        total = len(cands)
+        while total > 0:
+            wanted = sorted((subsets[i % len(subsets)] for i in range(total)), key=len, reverse=True)
+            free = sorted(range(len(cands)), key=lambda i: len(cands[i][0].pathology))
+            got: dict[int, tuple[int, ...]] = {}
+            for sub in wanted:
+                j = next((i for i in free if len(cands[i][0].pathology) >= len(sub)
+                          and len(cands[i][1]) >= n - len(sub)), None)
+                if j is None:
+                    break
+                free.remove(j)
+                got[j] = sub
+            else:
+                return [(v, absent, got[i]) for i, (v, absent) in enumerate(cands) if i in got]
+            total -= 1
+        return []
 
     def _multi(
         self,
