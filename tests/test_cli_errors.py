@@ -119,3 +119,66 @@ def test_garbage_prediction_line_names_file_and_line_and_eval_resumes_past_it(re
     assert len(recs) == 5 and orjson.loads(lost)["item_id"] in {r["item_id"] for r in recs}
     assert all(r["status"] == "ok" for r in recs)
     assert runner.invoke(app, ["score", str(out)]).exit_code == 0
+
+
+def _build_args(ph: Path, out: Path, *extra: str) -> list[str]:
+    return ["build", "fastmri-plus", "--annotations", str(ph / "annotations.csv"),
+            "--file-list", str(ph / "file_list.csv"), "--volumes", str(ph / "volumes"),
+            "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def phantom_src(tmp_path_factory) -> Path:
+    from voxqa.phantom import write_phantom
+
+    root = tmp_path_factory.mktemp("ph")
+    write_phantom(root, n=6, seed=3)
+    return root
+
+
+def test_build_refuses_a_folder_holding_other_files(phantom_src, tmp_path) -> None:
+    """Defect: building into a folder holding other files mixed the dataset into them."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    _one_line_error(runner.invoke(app, _build_args(phantom_src, out)),
+                    "not a voxqa dataset and is not empty", "thesis.tex")
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_rebuild_replaces_a_rendered_dataset_whole(phantom_src, tmp_path) -> None:
+    """Defect: rebuilding into a rendered dataset stripped `images` but left the old frames
+    and render.json behind (a stale, inconsistent dataset)."""
+    out = tmp_path / "ds"
+    assert runner.invoke(app, _build_args(phantom_src, out)).exit_code == 0
+    assert runner.invoke(app, ["render", str(out), "--size", "64", "--frames", "4"]).exit_code == 0
+    assert (out / "render.json").is_file() and (out / "frames").is_dir()
+    res = runner.invoke(app, _build_args(phantom_src, out, "--seed", "1"))
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in out.iterdir())
+    assert "frames" not in names and "render.json" not in names, names
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+    from voxqa.dataset.folder import read_items
+
+    assert all(not it.images for it in read_items(out))
+
+
+@pytest.mark.parametrize("fractions", ["nan,0.5,0.5", "inf,0,0", "-0.5,1,0.5"])
+def test_split_fractions_must_be_finite(phantom_src, tmp_path, fractions) -> None:
+    """Defect: --split-fractions nan,0.5,0.5 was accepted (nan fails every comparison)."""
+    out = tmp_path / "ds"
+    _one_line_error(runner.invoke(app, _build_args(phantom_src, out, "--split-fractions", fractions)),
+                    "finite, non-negative numbers summing to 1")
+    assert not out.exists()
+
+
+def test_demo_refuses_a_demo_folder_of_another_seed(tmp_path) -> None:
+    """Defect: `demo --seed 1` into an existing demo folder rewrote the phantoms and datasets,
+    then died with a traceback (RunMismatch) on the old runs."""
+    out = tmp_path / "demo"
+    (out / "dataset").mkdir(parents=True)
+    (out / "dataset" / "manifest.json").write_text('{"seed": 0}')
+    _one_line_error(runner.invoke(app, ["demo", "--out", str(out), "--seed", "1"]),
+                    "holds a demo made with another --seed")
+    assert sorted(p.name for p in out.iterdir()) == ["dataset"]

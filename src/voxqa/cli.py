@@ -59,6 +59,7 @@ def build_fastmri_plus(
     from voxqa.build import build_fastmri_plus as build
     from voxqa.errors import BuildError
     from voxqa.dataset.splits import parse_fractions
+    from voxqa.dataset.folder import check_out_folder
 
     if len(annotations) != len(file_list):
         _fail(f"give one --file-list per --annotations (got {len(annotations)} and {len(file_list)})")
@@ -68,6 +69,7 @@ def build_fastmri_plus(
         _fail(f"--volumes {volumes}: not a folder")
     try:
         fractions = parse_fractions(split_fractions)
+        check_out_folder(out)  # before the slow part
         manifest = build(
             list(zip(annotations, file_list)), out, volumes=volumes, anatomy=anatomy,
             seed=seed, fractions=fractions, strict=strict,
@@ -109,8 +111,11 @@ def build_segmentation(
 
     if (studies is None) == (image is None or labels is None):
         _fail("give either --studies CSV, or --image and --labels for one study")
+    from voxqa.dataset.folder import check_out_folder
+
     try:
         fractions = parse_fractions(split_fractions)
+        check_out_folder(out)  # before the slow part
         if assume_orientation is not None:
             assume_orientation = parse_orientation(assume_orientation)
         if studies is not None:
@@ -400,6 +405,11 @@ def demo(
     from voxqa.phantom import write_phantom, write_segmentation_phantom
     from voxqa.sources.segmentation import SegSpec
 
+    import orjson
+
+    for made in (out / "dataset", out / "spatial_dataset"):  # a demo of another seed: refused
+        if (made / "manifest.json").is_file() and orjson.loads((made / "manifest.json").read_bytes()).get("seed") != seed:
+            _fail(f"{out} holds a demo made with another --seed; give a new --out or remove {out}")
     paths = write_phantom(out / "phantom", n=24, seed=seed)
     dataset = out / "dataset"
     build(

@@ -64,6 +64,21 @@ def write_jsonl(path: Path, rows: Iterable[BaseModel]) -> None:
     tmp.replace(path)
 
 
+def check_out_folder(out: Path) -> None:
+    """A build may write to a missing or empty folder, or replace a voxqa dataset; a file, or
+    a folder holding anything else, is refused (its files would be mixed into the dataset)."""
+    from voxqa.errors import BuildError
+
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--out {out}: is a file, not a folder")
+    if out.is_dir() and not (out / MANIFEST).is_file():
+        others = sorted(p.name for p in out.iterdir())
+        if others:
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise BuildError(f"--out {out}: a folder that is not a voxqa dataset and is not empty "
+                             f"({shown}); give a new or empty folder")
+
+
 def write_dataset(
     out: Path,
     manifest: dict[str, Any],
@@ -71,14 +86,28 @@ def write_dataset(
     items: list[Item],
     report: dict[str, Any],
 ) -> None:
-    """Write the four files; each is written to a temp name and renamed into place."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / STUDIES, studies)
-    write_jsonl(out / ITEMS, items)
+    """Write the four files into a fresh folder next to ``out`` and swap it into place: a
+    rebuild replaces the whole dataset (old frames, render.json and runs' inputs go with it),
+    never mixing new items with old files."""
+    import shutil
+
+    check_out_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = out.parent / f".{out.name}.building"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    write_jsonl(stage / STUDIES, studies)
+    write_jsonl(stage / ITEMS, items)
     for name, obj in ((REPORT, report), (MANIFEST, manifest)):
-        tmp = out / (name + ".tmp")
-        tmp.write_bytes(dumps(obj))
-        tmp.replace(out / name)
+        (stage / name).write_bytes(dumps(obj))
+    if out.exists():
+        old = out.parent / f".{out.name}.replaced"
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        stage.rename(out)
+        shutil.rmtree(old)
+    else:
+        stage.rename(out)
 
 
 def _read_models(path: Path, model: type[M]) -> list[M]:

@@ -8,6 +8,7 @@ never moves a study between splits, and all items of a study share its split.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 
 from voxqa.schema import Split, Study
@@ -21,8 +22,9 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
         parts = tuple(float(p) for p in text.split(","))
     except ValueError:
         raise ValueError(f"split fractions must be numbers, got {text!r}") from None
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
-        raise ValueError(f"split fractions must be three non-negative numbers summing to 1: {text!r}")
+    if (len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts)
+            or abs(sum(parts) - 1) > 1e-6):
+        raise ValueError(f"split fractions must be three finite, non-negative numbers summing to 1: {text!r}")
     return parts  # type: ignore[return-value]
 
 
