@@ -257,3 +257,12 @@ def test_cli_render_redoes_the_audit_on_the_rendered_frames(tmp_path) -> None:
     audit = read_json(ds / AUDIT)
     assert audit["frames_shown_from"] == {"images": len(read_items(ds))}
     assert read_json(ds / MANIFEST)["audit"]["status"] == audit["status"]
+
+
+def test_multi_study_phantom_build_audits_clean(built) -> None:
+    """Done means: the 120-study phantom build (today's rules) flags no template."""
+    audit = read_json(built.clean / AUDIT)
+    assert_unflagged(audit)
+    assert audit["flagged"] == [] and audit["prior_answerable_flagged"] == []
+    # findings_present keeps only the studies it can balance: too few here to judge
+    assert audit["insufficient"] == ["classification/findings_present/volume"]
