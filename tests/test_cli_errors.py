@@ -182,3 +182,26 @@ def test_demo_refuses_a_demo_folder_of_another_seed(tmp_path) -> None:
     _one_line_error(runner.invoke(app, ["demo", "--out", str(out), "--seed", "1"]),
                     "holds a demo made with another --seed")
     assert sorted(p.name for p in out.iterdir()) == ["dataset"]
+
+
+def test_compare_out_in_a_missing_folder(rendered, tmp_path) -> None:
+    """Defect: `compare --out nodir/x.md` raised FileNotFoundError with a traceback."""
+    run = tmp_path / "run"
+    assert _eval(rendered, run, "--split", "all", "--limit", "3").exit_code == 0
+    out = tmp_path / "nodir" / "x.md"
+    _one_line_error(runner.invoke(app, ["compare", str(run), "--out", str(out)]),
+                    "does not exist")
+    assert not (tmp_path / "nodir").exists()
+
+
+def test_compare_and_report_refuse_runs_of_different_datasets(rendered, one_study_seg, tmp_path) -> None:
+    """Defect: runs of different datasets were put side by side in one leaderboard/report."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _eval(rendered, a, "--split", "all", "--limit", "3").exit_code == 0
+    assert _eval(one_study_seg, b, "--split", "all", "--limit", "3").exit_code == 0
+    board, page = tmp_path / "board.md", tmp_path / "r.html"
+    _one_line_error(runner.invoke(app, ["compare", str(a), str(b), "--out", str(board)]),
+                    "2 different datasets")
+    _one_line_error(runner.invoke(app, ["report", str(a), str(b), "--out", str(page)]),
+                    "2 different datasets")
+    assert not board.exists() and not page.exists()

@@ -286,6 +286,22 @@ def score(
         _fail(str(exc))
 
 
+def _one_dataset(runs: list[Path]) -> None:
+    """Runs compared side by side must be of one dataset (run.json's dataset_sha256)."""
+    import orjson
+
+    seen: dict[str, list[str]] = {}
+    for run in runs:
+        try:
+            ident = orjson.loads((run / "run.json").read_bytes())["identity"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a missing or broken run.json is reported by the command itself
+        seen.setdefault(ident.get("dataset_sha256", "?"), []).append(str(run))
+    if len(seen) > 1:
+        groups = "; ".join(f"{', '.join(r)} (dataset {h[:12]})" for h, r in seen.items())
+        _fail(f"these runs are of {len(seen)} different datasets: {groups}; compare runs of one dataset")
+
+
 @app.command()
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run folders of `voxqa eval`.")],
@@ -294,6 +310,11 @@ def compare(
     """Leaderboard: one row per run, headline metric per task with CIs, chance row first."""
     from voxqa.eval.compare import leaderboard, render_table
 
+    if out is not None and not out.parent.is_dir():
+        _fail(f"--out {out}: folder {out.parent} does not exist")
+    if out is not None and out.is_dir():
+        _fail(f"--out {out}: is a folder; give a .md or .csv file")
+    _one_dataset(runs)
     try:
         header, rows = leaderboard(runs)
     except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -317,6 +338,9 @@ def report(
     """One self-contained HTML report: leaderboard, chart, item browser with boxes."""
     from voxqa.views.html_report import build_report
 
+    if not out.parent.is_dir():
+        _fail(f"--out {out}: folder {out.parent} does not exist")
+    _one_dataset(runs)
     try:
         path = build_report(runs, out, max_items=max_items)
     except (FileNotFoundError, ValueError, KeyError) as exc:
