@@ -254,10 +254,11 @@ def _flow_pick(
         return [None if k else [] for _, k in rows]
     r_, c_, w_ = zip(*edges)
     graph = csr_matrix((np.asarray(w_, dtype=np.int32), (r_, c_)), shape=(sink + 1, sink + 1))
-    flow = maximum_flow(graph, src, sink, method="dinic").flow.tocsr()
+    flow = maximum_flow(graph, src, sink, method="dinic").flow.tocoo()
+    used = {(int(a), int(b)) for a, b, f in zip(flow.row, flow.col, flow.data) if f > 0}
     out: list[list[str] | None] = []
     for j, (allowed, k) in enumerate(rows):
-        got = [lab for lab in allowed if flow[1 + j, index[lab]] > 0]
+        got = [lab for lab in allowed if (1 + j, index[lab]) in used]
         out.append(got if len(got) == k else None)
     return out
 
@@ -454,18 +455,22 @@ class Classification:
         """The most studies that can take every answer subset equally often (round-robin
         over ``subsets``), largest subsets first, each to the fitting study with the fewest
         findings."""
+        order = sorted(range(len(cands)), key=lambda i: len(cands[i][0].pathology))
+        # per answer size, the studies that fit it, in the greedy's order
+        fits = {size: [i for i in order if len(cands[i][0].pathology) >= size
+                       and len(cands[i][1]) >= n - size] for size in {len(s) for s in subsets}}
         total = len(cands)
         while total > 0:
             wanted = sorted((subsets[i % len(subsets)] for i in range(total)), key=len, reverse=True)
-            free = sorted(range(len(cands)), key=lambda i: len(cands[i][0].pathology))
             got: dict[int, tuple[int, ...]] = {}
+            start = dict.fromkeys(fits, 0)  # fitting studies before this are taken
             for sub in wanted:
-                j = next((i for i in free if len(cands[i][0].pathology) >= len(sub)
-                          and len(cands[i][1]) >= n - len(sub)), None)
-                if j is None:
+                size, queue = len(sub), fits[len(sub)]
+                while start[size] < len(queue) and queue[start[size]] in got:
+                    start[size] += 1
+                if start[size] == len(queue):
                     break
-                free.remove(j)
-                got[j] = sub
+                got[queue[start[size]]] = sub
             else:
                 return [(v, absent, got[i]) for i, (v, absent) in enumerate(cands) if i in got]
             total -= 1
