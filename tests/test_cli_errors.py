@@ -205,3 +205,61 @@ def test_compare_and_report_refuse_runs_of_different_datasets(rendered, one_stud
     _one_line_error(runner.invoke(app, ["report", str(a), str(b), "--out", str(page)]),
                     "2 different datasets")
     assert not board.exists() and not page.exists()
+
+
+def _csv_with(phantom_src: Path, tmp_path: Path, rows: list[str]) -> Path:
+    lines = (phantom_src / "annotations.csv").read_text().splitlines()
+    name = (phantom_src / "file_list.csv").read_text().split()[0]
+    csv = tmp_path / "ann.csv"
+    csv.write_text("\n".join(lines + [r.format(file=name) for r in rows]) + "\n")
+    return csv
+
+
+def _build_with(phantom_src: Path, csv: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["build", "fastmri-plus", "--annotations", str(csv), "--file-list",
+                               str(phantom_src / "file_list.csv"), "--volumes", str(phantom_src / "volumes"),
+                               "--out", str(out), *extra])
+
+
+def test_decimal_coordinates_are_a_counted_repair_or_refused_under_strict(phantom_src, tmp_path) -> None:
+    """Defect: decimal fastMRI+ coordinates were silently truncated (10.7 -> 10)."""
+    import orjson
+
+    csv = _csv_with(phantom_src, tmp_path, ["{file},2,No,10.7,20.2,30.6,40,lesion"])
+    out = tmp_path / "ds"
+    res = _build_with(phantom_src, csv, out)
+    assert res.exit_code == 0, res.output
+    rep = orjson.loads((out / "build_report.json").read_bytes())
+    rounded = rep["repaired"]["coordinates_rounded"]
+    assert rounded["count"] == 1
+    assert rounded["examples"][0]["box"] == [11, 20, 11 + 31, 60]  # rounded, not truncated
+    clean = tmp_path / "clean.csv"  # only the decimal row (the phantom plants other quirks)
+    head, *_ = (phantom_src / "annotations.csv").read_text().splitlines()
+    clean.write_text(head + "\n" + csv.read_text().splitlines()[-1] + "\n")
+    strict = tmp_path / "strict"
+    _one_line_error(_build_with(phantom_src, clean, strict, "--strict"),
+                    "box coordinates are not whole pixels", "x=10.7")
+    assert not strict.exists()
+
+
+def test_strict_errors_are_plain_text_not_python_dicts(phantom_src, tmp_path) -> None:
+    """Defect: --strict build errors were printed as Python dicts ({'where': ..., 'row': ...})."""
+    out = tmp_path / "ds"
+    res = runner.invoke(app, _build_args(phantom_src, out, "--strict"))
+    _one_line_error(res, "--strict:", "annotations.csv:", "dropped (duplicate_row)")
+    assert "{'" not in res.output and "'where'" not in res.output
+    assert not out.exists()
+
+
+def test_negative_box_size_is_its_own_reason(phantom_src, tmp_path) -> None:
+    """Defect: a negative box width was reported as zero_area_box."""
+    import orjson
+
+    csv = _csv_with(phantom_src, tmp_path, ["{file},2,No,50,20,-30,40,lesion"])
+    out = tmp_path / "ds"
+    assert _build_with(phantom_src, csv, out).exit_code == 0
+    rep = orjson.loads((out / "build_report.json").read_bytes())
+    neg = rep["dropped"]["negative_box_size"]
+    assert neg["count"] == 1 and neg["examples"][0]["width"] == -30
+    assert "zero_area_box" not in rep["dropped"] or all(
+        e["box"] != [50, 20, 20, 60] for e in rep["dropped"]["zero_area_box"]["examples"])

@@ -29,7 +29,10 @@ class BuildReport:
     def add(self, kind: str, reason: str, n: int = 1, **example: Any) -> None:
         """Count ``n`` events; under --strict a drop or skip stops the build instead."""
         if self.strict and kind in FATAL_UNDER_STRICT:
-            raise BuildError(f"--strict: {kind} ({reason}): {example}")
+            where = example.get("where")
+            rest = ", ".join(f"{k} {_plain(v)}" for k, v in example.items() if k != "where")
+            raise BuildError(f"--strict: {where + ': ' if where else ''}{kind} ({reason})"
+                             + (f": {rest}" if rest else ""))
         self._counts[kind][reason] += n
         if example and len(self._examples[kind][reason]) < MAX_EXAMPLES:
             self._examples[kind][reason].append(example)
@@ -45,3 +48,12 @@ class BuildReport:
                 for reason, n in sorted(self._counts[kind].items())
             }
         return out
+
+
+def _plain(value: Any) -> str:
+    """A value as a person writes it (no Python reprs: lists as [a, b], text unquoted)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_plain(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items())
+    return str(value)

@@ -16,6 +16,7 @@ rows read == rows kept + rows dropped, per CSV.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ ROW_DROP_REASONS = (
     "duplicate_row",
     "malformed_row",
     "zero_area_box",
+    "negative_box_size",
     "slice_out_of_range",
     "box_outside_frame",
     "repeated_study_label",
@@ -125,9 +127,12 @@ def _parse_row(rec: dict[str, str], where: str) -> Row | str:
     if level == "yes":
         return Row(file, slice_, True, None, raw_label, where)
     try:
-        x, y, w, h = (int(float((rec.get(k) or "").strip())) for k in ("x", "y", "width", "height"))
+        values = [float((rec.get(k) or "").strip()) for k in ("x", "y", "width", "height")]
     except ValueError:
         return "box coordinates are not numbers"
+    if not all(math.isfinite(v) for v in values):
+        return "box coordinates are not finite numbers"
+    x, y, w, h = (round(v) for v in values)  # decimals: rounded, counted by read_annotations
     return Row(file, slice_, False, (x, y, x + w, y + h), raw_label, where)
 
 
@@ -150,6 +155,14 @@ def read_annotations(path: Path, report: BuildReport) -> list[Row]:
             if isinstance(parsed, str):
                 report.add("dropped", "malformed_row", where=where, problem=parsed)
                 continue
+            if not parsed.study_level:
+                raw = {k: (rec.get(k) or "").strip() for k in ("x", "y", "width", "height")}
+                if any(float(v) != round(float(v)) for v in raw.values()):
+                    if report.strict:
+                        raise BuildError(f"--strict: {where}: box coordinates are not whole pixels "
+                                         f"({', '.join(f'{k}={v}' for k, v in raw.items())})")
+                    report.add("repaired", "coordinates_rounded", where=where, raw=raw,
+                               box=list(parsed.box or ()))
             rows.append(parsed)
     report.totals.setdefault("rows_read", {})[str(path)] = n_read
     return rows
@@ -229,7 +242,11 @@ def _fit_boxes(
             continue
         assert r.box is not None
         x0, y0, x1, y1 = r.box
-        if x1 <= x0 or y1 <= y0:
+        if x1 < x0 or y1 < y0:
+            report.add("dropped", "negative_box_size", where=r.where, box=list(r.box),
+                       width=x1 - x0, height=y1 - y0)
+            continue
+        if x1 == x0 or y1 == y0:
             report.add("dropped", "zero_area_box", where=r.where, box=list(r.box))
             continue
         if n_frames is not None and r.slice >= n_frames:
