@@ -3,6 +3,8 @@
 ``answer(content)`` maps the user message's content parts to the reply; ``faults`` is a list consumed one
 per request: "429" (with Retry-After: 0), "500", "slow" (sleeps past the client timeout),
 "truncated" (a cut JSON body), "400" (permanent), or None for a normal answer.
+``models``: the ids ``GET /v1/models`` lists (404 without). ``echo_auth``: an HTTP status
+every request gets, with a body echoing the Authorization header (as careless servers do).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class StubServer:
     def __init__(self, answer: Callable[[list], str], faults: list[str | None] | None = None,
-                 delay: float = 0.0, slow: float = 3.0):
+                 delay: float = 0.0, slow: float = 3.0, models: list[str] | None = None,
+                 echo_auth: int | None = None):
         self.answer, self.faults, self.delay, self.slow = answer, list(faults or []), delay, slow
+        self.models, self.echo_auth = models, echo_auth
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.lock = threading.Lock()
@@ -29,12 +33,26 @@ class StubServer:
             def log_message(self, *args):  # keep test output clean
                 pass
 
+            def _echo(self):
+                text = f"invalid key {self.headers.get('Authorization')}"
+                return self._send(stub.echo_auth, json.dumps({"error": text}).encode())
+
+            def do_GET(self):  # noqa: N802 - http.server API
+                if stub.echo_auth is not None:
+                    return self._echo()
+                if self.path != "/v1/models" or stub.models is None:
+                    return self._send(404, b'{"error": "not found"}')
+                data = {"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]}
+                return self._send(200, json.dumps(data).encode())
+
             def do_POST(self):  # noqa: N802 - http.server API
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with stub.lock:
                     stub.requests.append(body)
                     stub.headers.append(dict(self.headers))
                     fault = stub.faults.pop(0) if stub.faults else None
+                if stub.echo_auth is not None and fault is None:
+                    return self._echo()
                 if self.path != "/v1/chat/completions":
                     return self._send(404, b'{"error": "not found"}')
                 if fault == "429":

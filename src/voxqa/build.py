@@ -12,6 +12,7 @@ from rich.progress import Progress
 
 from voxqa import __version__
 from voxqa.dataset.folder import no_gc, sha256_file, write_dataset
+from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
 from voxqa.anatomy.frames import FRAME_CONVENTION, frame_size
 from voxqa.boxes.geometry import union_box
@@ -291,6 +292,8 @@ def build_segmentation(
     name: str = "segmentation",
 ) -> dict[str, Any]:
     """Build a spatial-QA dataset folder from image + segmentation pairs."""
+    for spec in specs:  # ids name folders under frames/: refused before anything is read
+        check_study_id(spec.study_id, f"study of {spec.image}")
     with no_gc():
         report = BuildReport(strict=strict)
         studies: list[Study] = []

@@ -18,7 +18,9 @@ console = Console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    from voxqa.eval.redact import redact
+
+    console.print(f"[bold red]error:[/] {escape(redact(message))}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -249,18 +251,23 @@ def eval_(
     if (out / CORRUPT).is_file():  # partial success: say so in one line
         console.print(f"[yellow]warning:[/] lines of {out / 'predictions.jsonl'} that were not records "
                       f"are set aside in {out / CORRUPT}; their items were asked again", soft_wrap=True)
-    _print_score(out)
+    try:
+        _print_score(out)
+    except ValueError as exc:  # failed requests: incomplete, not scored as the model's accuracy
+        _fail(str(exc))
 
 
-def _print_score(run: Path, jury=None) -> None:  # noqa: ANN001 - a voxqa.eval.jury.Jury
+def _print_score(run: Path, jury=None, allow_incomplete: bool = False) -> None:  # noqa: ANN001 - a voxqa.eval.jury.Jury
     from voxqa.eval.score import RESULTS, score_run
 
-    results = score_run(run, jury)
+    results = score_run(run, jury, allow_incomplete=allow_incomplete)
     overall = results["overall"]
     shown = {k: round(v["mean"], 4) for k, v in overall["metrics"].items()
              if v["mean"] is not None and k in ("accuracy", "set_f1", "frame_f1", "miou", "iou3d", "bleu")}
     console.print(f"[green]scored[/] {run / RESULTS}: n={overall['n']}, {shown}, chance="
-                  f"{overall['chance']}, parse failures {overall['parse_failures']}", soft_wrap=True)
+                  f"{overall['chance']}, parse failures {overall['parse_failures']}"
+                  + (f" [bold red]INCOMPLETE: {results['failed']} requests failed[/]" if results.get("incomplete") else ""),
+                  soft_wrap=True)
 
 
 @app.command()
@@ -269,6 +276,7 @@ def score(
     judge: Annotated[Optional[list[str]], typer.Option("--judge", help="openai:MODEL judging free-text answers (1-3, majority vote).")] = None,
     judge_base_url: Annotated[Optional[str], typer.Option("--judge-base-url", help="OpenAI-compatible server of the judges.")] = None,
     judge_api_key_env: Annotated[str, typer.Option("--judge-api-key-env")] = "OPENAI_API_KEY",
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Score a run with failed requests anyway (labelled incomplete).")] = False,
 ) -> None:
     """Re-score a run without re-running it (writes RUN/results.json); optionally with an LLM jury."""
     jury = None
@@ -281,7 +289,7 @@ def score(
                 raise ValueError("--judge takes openai:MODEL and needs --judge-base-url")
             jury = Jury([OpenAIChat(j.split(":", 1)[1], judge_base_url, api_key_env=judge_api_key_env,
                                     max_tokens=8) for j in judge], run)
-        _print_score(run, jury)
+        _print_score(run, jury, allow_incomplete)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from voxqa.boxes.conventions import Profile, to_convention
+from voxqa.dataset.paths import inside
 from voxqa.render import map_box
 from voxqa.schema import Item
 
@@ -205,7 +206,7 @@ def build_sample(
     target = f'{{"reasoning": {reasoning}, "answer": {answer}, "bboxes": [{cited}]}}'
     return Sample(
         item=item,
-        images=[str(folder / im.path) for im in item.images],
+        images=[str(inside(folder, im.path, f"item {item.id}")) for im in item.images],
         frames=[im.frame for im in item.images],
         question=question,
         options=options,

@@ -223,6 +223,7 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
     records: dict[str, dict[str, Any]] = {}
     jobs = []
     for sid, s in sorted(renderable.items()):
+        inside(folder, f"{FRAMES_DIR}/{sid}", f"study {sid!r}")  # refused here, not as 'unreadable'
         frames = sorted(needed[sid] | set(sets[sid]))
         done = finished.get(sid)
         if done is not None and set(done["frames"]) == {str(k) for k in frames}:

@@ -130,7 +130,14 @@ def read_items(folder: Path) -> list[Item]:
 
 
 def read_studies(folder: Path) -> list[Study]:
-    return _read_models(folder / STUDIES, Study)
+    """The studies of a dataset; an id that could not be a folder name is refused (ids name
+    the folders render writes, ``voxqa.dataset.paths.check_study_id``)."""
+    from voxqa.dataset.paths import check_study_id
+
+    studies = _read_models(folder / STUDIES, Study)
+    for n, s in enumerate(studies, start=1):
+        check_study_id(s.id, f"{folder / STUDIES}:{n}")
+    return studies
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -48,7 +48,8 @@ def leaderboard(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
     for run, r in zip(runs, results):
         ident = r["run"]
         acc = r["overall"]["metrics"].get("accuracy")
-        row = [str(run), ident["model"]["spec"], ident["mode"], ident["control"], str(r["overall"]["n"]),
+        name = str(run) + (f" (INCOMPLETE: {r.get('failed', 0)} failed)" if r.get("incomplete") else "")
+        row = [name, ident["model"]["spec"], ident["mode"], ident["control"], str(r["overall"]["n"]),
                cell(acc, r["overall"].get("below_chance"))]
         for t in tasks:
             group = r["by"]["task"].get(t)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from voxqa.dataset.paths import check_png
 from voxqa.conversation import BOX_TEXT
 from voxqa.schema import Item
 
@@ -86,5 +87,6 @@ def mirrored_png(src: Path, controls: Path) -> Path:
     dst = controls / "mirrored" / f"{tag}_{src.name}"
     if not dst.is_file():
         dst.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.asarray(Image.open(src))[:, ::-1].copy()).save(dst)
+        with Image.open(check_png(src, "image")) as im:
+            Image.fromarray(np.asarray(im)[:, ::-1].copy()).save(dst)
     return dst

@@ -669,7 +669,8 @@ def aggregate(records: Sequence[Mapping[str, Any]],
     chance = np.array([np.nan if r.get("chance") is None else r["chance"] for r in records])
     correct = np.array([np.nan if _score(r, "correct") is None else _score(r, "correct")
                         for r in records])
-    parse_ok = np.array([bool(r["parse_ok"]) for r in records])
+    # a failed request (no answer came back) is counted as failed, never as a parse failure
+    parse_ok = np.array([bool(r["parse_ok"]) or bool(r.get("failed")) for r in records])
 
     def stats(rows: Sequence[int]) -> dict[str, Any]:
         return _group_stats(metrics, np.asarray(rows), chance, correct, parse_ok, n_boot, seed,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxqa.boxes.conventions import Profile, to_convention
+from voxqa.dataset.paths import check_png
 from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.schema import Item
 
@@ -54,7 +55,7 @@ def build_prompt(item: Item, folder: Path, frame_size: tuple[int, int], profile:
     if mode not in MODES:
         raise ValueError(f"unknown prompt mode {mode!r}; known: {', '.join(MODES)}")
     sample = build_sample(item, Path(folder).resolve(), frame_size, profile, InlineBoxes(profile))
-    paths = images or sample.images
+    paths = [str(check_png(p, f"item {item.id}")) for p in (images or sample.images)]
     parts: list[tuple[str, str]] = []
     n = 0
     for piece in sample.user:

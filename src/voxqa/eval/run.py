@@ -9,6 +9,11 @@ Design (the run folder is the unit of truth):
   line and flushed to the OS at once, fsynced in batches. A kill -9 can lose only in-flight
   requests and at most a torn last line, which the next start cuts off. The last line of an item wins; a re-run
   skips items whose last line is ``ok`` and retries ``failed`` ones, so nothing is duplicated.
+* Before the run folder is touched, every image of the selection is checked to lie inside
+  the dataset and to be a PNG, and the model's ``preflight`` (if any) checks the server. A
+  ``ServerConfigError`` during the run (key refused, model not found) stops it; a run folder
+  this start created without a single answer is removed again.
+* Error texts (and raw replies) are stored through ``voxqa.eval.redact``: no API key.
 * Every answer, baselines included, is parsed by ``voxqa.eval.parse`` into the item's answer
   type (boxes in pixels of the rendered image) and stored next to the raw text.
 """
@@ -32,8 +37,10 @@ from rich.progress import Progress
 from voxqa import __version__
 from voxqa.boxes.conventions import get_profile
 from voxqa.dataset.folder import ITEMS, read_items, read_studies
+from voxqa.dataset.paths import dataset_png, inside
 from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png
-from voxqa.eval.models.base import ModelAdapter, PermanentError
+from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
+from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, build_prompt
 from voxqa.eval.selection import check_selection
@@ -171,7 +178,8 @@ def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], 
     if cfg.control == "none":
         return None
     if cfg.control == "mirrored":
-        return [str(mirrored_png(folder / im.path, cfg.out / "controls")) for im in item.images]
+        return [str(mirrored_png(inside(folder, im.path, f"item {item.id}"), cfg.out / "controls"))
+                for im in item.images]
     if cfg.control == "blank":
         blank_dir = cfg.out / "controls"
         blank_dir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +194,8 @@ def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], 
     studies = sorted(by_study)
     other = studies[(studies.index(item.study_id) + 1) % len(studies)]
     pool = by_study[other]
-    return [str(folder / pool[i % len(pool)]) for i in range(len(item.images))]
+    return [str(inside(folder, pool[i % len(pool)], f"item {item.id} (shuffled control)"))
+            for i in range(len(item.images))]
 
 
 async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
@@ -205,7 +214,24 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
     for it in sorted(every, key=lambda it: it.level != "volume"):
         if it.images:
             by_study.setdefault(it.study_id, [im.path for im in it.images])
+    checked: set[str] = set()  # containment and PNG signatures before anything is sent or written
+    for it in items:
+        for im in it.images or []:
+            if im.path not in checked:
+                dataset_png(folder, im.path, f"item {it.id}")
+                checked.add(im.path)
+    if cfg.control == "shuffled":
+        for sid, paths in by_study.items():
+            for path in paths:
+                if path not in checked:
+                    dataset_png(folder, path, f"study {sid} (shuffled control)")
+                    checked.add(path)
+    preflight = getattr(model, "preflight", None)
+    if preflight is not None:
+        await preflight()
+    secrets = env_secrets(model.identity().get("api_key_env"))
 
+    created = not cfg.out.exists()
     cfg.out.mkdir(parents=True, exist_ok=True)
     ident = identity(cfg, model)
     run_file = cfg.out / RUN
@@ -232,7 +258,9 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
             try:
                 raw, error = await model.answer(prompt, item), None
             except (PermanentError, RuntimeError, OSError) as exc:
-                raw, error = None, f"{type(exc).__name__}: {exc}"
+                raw, error = None, redact(f"{type(exc).__name__}: {exc}", secrets)
+        if raw is not None:
+            raw = redact(raw, secrets)
         record: dict[str, Any] = {"item_id": item.id, "status": "failed" if error else "ok",
                                   "raw": raw, "parsed": None, "parse_ok": False, "parse_error": None,
                                   "error": error, "seconds": round(time.monotonic() - t0, 3)}
@@ -250,10 +278,38 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
                 await one(item)
                 progress.advance(task)
 
-            await asyncio.gather(*(tracked(it) for it in todo))
-    finally:
+            tasks = [asyncio.ensure_future(tracked(it)) for it in todo]
+            if tasks:  # the first error (a ServerConfigError) stops every other request
+                finished, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                for t in finished:
+                    if t.exception() is not None:
+                        raise t.exception()
+    except ServerConfigError:
         writer.close()
+        if created and counts["ok"] == 0:  # nothing worth keeping: no half-written run folder
+            _remove_run(cfg.out)
+        raise
+    finally:
+        if not writer.fh.closed:
+            writer.close()
         close = getattr(model, "close", None)
         if close is not None:
             await close()
     return counts
+
+
+def _remove_run(out: Path) -> None:
+    """Remove what one start of ``run_eval`` wrote to a fresh run folder, then the folder."""
+    import shutil
+
+    for name in (RUN, PREDICTIONS):
+        (out / name).unlink(missing_ok=True)
+    if (out / "controls").is_dir():
+        shutil.rmtree(out / "controls")
+    try:
+        out.rmdir()
+    except OSError:
+        pass

@@ -35,6 +35,10 @@ from voxqa.schema import Item, Study
 RESULTS = "results.json"
 
 
+class IncompleteRun(ValueError):
+    """A run with failed requests: not the model's accuracy unless asked for (labelled)."""
+
+
 def gold_value(item: Item, frame_size: tuple[int, int], folder: Path, profile: str,
                mirrored: bool = False) -> Any:
     """The item's answer value with boxes in pixels of its rendered images; a text answer
@@ -133,7 +137,7 @@ def scored_run(run: Path) -> ScoredRun:
             "item_id": it.id, "task": it.task, "subtask": it.subtask, "level": it.level,
             "label": it.label, "category": it.category, "anatomy": studies[it.study_id].anatomy,
             "template": it.template, "answer_type": it.answer.type, "chance": it.chance,
-            "parse_ok": ok, "scores": scores,
+            "parse_ok": ok, "scores": scores, "failed": bool(pred and pred["status"] == "failed"),
             "prior_answerable": "true" if it.prior_answerable else "false",
         })
     return ScoredRun(run, ident, items, golds, preds, records)
@@ -218,10 +222,17 @@ def results_of(sr: ScoredRun) -> dict[str, Any]:
     return results
 
 
-def score_run(run: Path, jury: Jury | None = None) -> dict[str, Any]:
+def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = False) -> dict[str, Any]:
     """Score (or re-score) a run folder and write its results.json; a jury adds ``judge`` and
-    ``ar_score`` to free-text items."""
+    ``ar_score`` to free-text items. A run with failed requests is incomplete: refused
+    (``IncompleteRun``) unless ``allow_incomplete``, and then marked ``incomplete: true``."""
     sr = scored_run(run)
+    failed = sum(sr.preds.get(it.id, {}).get("status") == "failed" for it in sr.items)
+    if failed and not allow_incomplete:
+        raise IncompleteRun(
+            f"{sr.run}: {failed} of {len(sr.items)} requests failed (no answer came back; errors in "
+            f"{PREDICTIONS}): the run is incomplete. Re-run `voxqa eval` with the same --out to retry "
+            "them, or score it with --allow-incomplete (results labelled incomplete)")
     if jury is not None:
         _judge(jury, sr.items, sr.golds, sr.preds, sr.records)
     results = results_of(sr)
@@ -230,5 +241,6 @@ def score_run(run: Path, jury: Jury | None = None) -> dict[str, Any]:
     results["answered"] = status.count("ok")
     results["failed"] = status.count("failed")
     results["missing"] = status.count(None)
+    results["incomplete"] = results["failed"] > 0
     (sr.run / RESULTS).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return results

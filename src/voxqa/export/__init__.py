@@ -15,6 +15,7 @@ from typing import Any
 
 from voxqa.boxes.conventions import get_profile
 from voxqa.dataset.folder import read_items, read_studies
+from voxqa.dataset.paths import check_png
 from voxqa.conversation import Sample, build_sample
 from voxqa.export.base import ExportFormat, write_json
 from voxqa.export.hf import HfFormat
@@ -56,6 +57,8 @@ def export_dataset(
             skipped += 1
             continue
         sample = build_sample(item, folder, frame_sizes[item.study_id], profile, exporter.box_style(profile))
+        for path in sample.images:  # inside the dataset (build_sample) and a PNG
+            check_png(path, f"item {item.id}")
         samples.setdefault(item.split, []).append(sample)
 
     out.mkdir(parents=True, exist_ok=True)

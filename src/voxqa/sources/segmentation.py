@@ -18,6 +18,7 @@ from pydicom.errors import InvalidDicomError
 
 from voxqa.sources.csvinput import csv_reader
 from voxqa.errors import BuildError
+from voxqa.dataset.paths import check_study_id
 from voxqa.io import Volume, open_volume
 from voxqa.io.dicom import NON_IMAGE_MODALITIES
 from voxqa.anatomy.labelnames import canonical_name, header_label_names, read_json_names
@@ -224,6 +225,7 @@ def read_studies_csv(path: Path) -> list[SegSpec]:
             if not study_id or study_id in seen:
                 raise BuildError(f"{where}: study_id {study_id!r} is empty or repeated")
             seen.add(study_id)
+            check_study_id(study_id, where)
 
             def resolve(value: str | None) -> Path | None:
                 value = (value or "").strip()

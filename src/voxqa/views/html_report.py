@@ -23,7 +23,9 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from voxqa import __version__
+from voxqa.dataset.paths import inside, read_png
 from voxqa.eval.compare import cell, headline, leaderboard
+from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.score import RESULTS, score_run, scored_run
 
 COLORS = ["#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377"]
@@ -204,6 +206,11 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
             [rec["scores"]["miou"] for rec in sr.records if rec["answer_type"] == "boxes"]
             for sr in scored}
 
+    secrets = env_secrets(*(sr.identity["model"].get("api_key_env") for sr in scored))
+
+    def hide(text: str) -> str:  # run folders come from others: no key shown, whatever they hold
+        return redact(text, secrets)
+
     entries = []
     for it in shown:
         gold = by_id[0][it.id][0]
@@ -219,9 +226,9 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
                     pred_boxes.setdefault(frame, []).append(box)
             run_preds.append({
                 "run": Path(sr.run).name, "correct": correct,
-                "raw": "" if rec is None else (rec["raw"] or ""),
+                "raw": "" if rec is None else hide(rec["raw"] or ""),
                 "parsed": "" if rec is None else orjson.dumps(rec["parsed"]).decode(),
-                "error": "" if rec is None else (rec["error"] or rec.get("parse_error") or ""),
+                "error": "" if rec is None else hide(rec["error"] or rec.get("parse_error") or ""),
             })
         gt_boxes: dict[int, list[list[int]]] = {}
         for e in it.evidence:
@@ -237,7 +244,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
         frames = [{
             "frame": im.frame, "width": im.width, "height": im.height,
             "zoom": max(1, 256 // max(im.width, im.height)),
-            "png": base64.b64encode((folder / im.path).read_bytes()).decode(),
+            "png": base64.b64encode(read_png(inside(folder, im.path, f"item {it.id}"), f"item {it.id}")).decode(),
             "gt": gt_boxes.get(im.frame, []), "pred": pred_boxes.get(im.frame, []),
         } for im in sorted(chosen, key=lambda im: im.frame)]
         entries.append({

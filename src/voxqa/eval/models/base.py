@@ -27,3 +27,8 @@ class ModelAdapter(Protocol):
 
 class PermanentError(RuntimeError):
     """A failure retrying cannot fix (bad request, missing model): recorded, not retried."""
+
+
+class ServerConfigError(ValueError):
+    """The server cannot serve this run at all (unreachable, bad URL, key refused, model not
+    found): the run stops at once instead of recording every item as failed."""

@@ -111,13 +111,15 @@ class HFLocal:
         """The processor's tensors for a batch of prompts (images in prompt order)."""
         from PIL import Image
 
+        from voxqa.dataset.paths import check_png
+
         texts, images = [], []
         for p in prompts:
             texts.append(self.processor.apply_chat_template(messages_for(p), add_generation_prompt=True,
                                                             tokenize=False))
             for kind, value in p.parts:
                 if kind == "image":
-                    with Image.open(value) as im:
+                    with Image.open(check_png(value, "image")) as im:
                         images.append(im.convert("RGB"))
         kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
         if images:

@@ -3,8 +3,11 @@
 Images go as base64 PNG data URLs, each after its "Frame k:" text part. Decoding is greedy
 (temperature 0). Transient failures (429, 5xx, timeouts, connection errors, malformed JSON
 replies) are retried with exponential backoff and full jitter, honouring Retry-After; other
-4xx are permanent. The API key is read from an environment variable only and is never
-written anywhere (run.json records the variable's name, not its value).
+4xx are permanent. 401, 403 and 404 (key refused, model or endpoint not found) stop the run
+(``ServerConfigError``), and so does ``preflight``: an invalid URL, an unreachable server,
+a refused key or a model the server does not list stop it before anything is written. The
+API key is read from an environment variable only and is never written anywhere (run.json
+records the variable's name, not its value; every error text goes through ``redact``).
 """
 
 from __future__ import annotations
@@ -14,17 +17,22 @@ import base64
 import os
 import random
 from functools import lru_cache
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
-from voxqa.eval.models.base import PermanentError
+from voxqa.dataset.paths import read_png
+from voxqa.eval.models.base import PermanentError, ServerConfigError
+from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+FATAL_STATUS = {401, 403, 404}  # not about one item: the key, the model or the URL
+PREFLIGHT_TIMEOUT = 10.0
 
 
 class OpenAIChat:
@@ -51,13 +59,58 @@ class OpenAIChat:
                 content.append({"type": "image_url", "image_url": {"url": _data_url(value)}})
         return [{"role": "user", "content": content}]
 
-    async def answer(self, prompt: Prompt, item: Item) -> str:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout)
+    def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env)
         headers = {"Content-Type": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def redact(self, text: str) -> str:
+        """``text`` without the API key (or any Bearer / sk- token)."""
+        return redact(text, env_secrets(self.api_key_env))
+
+    def _fatal(self, resp: httpx.Response) -> ServerConfigError:
+        body = self.redact(resp.text[:200].replace("\n", " "))
+        if resp.status_code in (401, 403):
+            key = "set" if os.environ.get(self.api_key_env) else "not set"
+            return ServerConfigError(f"{self.base_url} refused the API key (HTTP {resp.status_code}; "
+                                     f"key from ${self.api_key_env}, {key}): {body}")
+        return ServerConfigError(f"{self.base_url}: HTTP {resp.status_code} for model {self.model!r} "
+                                 f"(wrong --base-url or model name?): {body}")
+
+    async def preflight(self) -> None:
+        """Stop before a run that cannot work: an invalid URL, connection refused or DNS
+        failure, a refused key (401/403) or a model missing from ``GET {base}/models``. A
+        server without a model list (404/405/501) passes; its first request decides."""
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ServerConfigError(f"--base-url {self.base_url!r} is not an http(s) URL "
+                                    "(e.g. http://localhost:8000/v1)")
+        try:
+            async with httpx.AsyncClient(timeout=min(self.timeout, PREFLIGHT_TIMEOUT)) as client:
+                resp = await client.get(f"{self.base_url}/models", headers=self._headers())
+        except httpx.TimeoutException:
+            raise ServerConfigError(f"{self.base_url}: no reply within "
+                                    f"{min(self.timeout, PREFLIGHT_TIMEOUT):g} s") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise ServerConfigError(self.redact(f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}")) from None
+        if resp.status_code in (401, 403):
+            raise self._fatal(resp)
+        if resp.status_code != 200:
+            return
+        try:
+            served = [str(m["id"]) for m in resp.json()["data"]]
+        except (ValueError, KeyError, TypeError):
+            return
+        if served and self.model not in served:
+            raise ServerConfigError(f"model {self.model!r} is not served by {self.base_url} "
+                                    f"(served: {', '.join(served[:10])})")
+
+    async def answer(self, prompt: Prompt, item: Item) -> str:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout)
+        headers = self._headers()
         payload = orjson.dumps({"model": self.model, "messages": self._messages(prompt),
                                 "temperature": 0.0, "max_tokens": self.max_tokens})
         last = "no attempt"
@@ -68,14 +121,18 @@ class OpenAIChat:
                                                headers=headers)
                 if resp.status_code == 200:
                     return resp.json()["choices"][0]["message"]["content"] or ""
-                last = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                if resp.status_code in FATAL_STATUS:
+                    raise self._fatal(resp)
+                last = self.redact(f"HTTP {resp.status_code}: {resp.text[:200]}")
                 if resp.status_code not in RETRY_STATUS:
                     raise PermanentError(last)
                 wait = _retry_after(resp)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last = self.redact(f"{type(exc).__name__}: {exc}")
+            except ServerConfigError:
+                raise
             except (ValueError, KeyError, IndexError, TypeError) as exc:  # malformed reply
-                last = f"malformed reply: {type(exc).__name__}: {exc}"
+                last = self.redact(f"malformed reply: {type(exc).__name__}: {exc}")
             if attempt < self.max_retries:
                 cap = self.backoff * 2**attempt
                 await asyncio.sleep(wait if wait is not None else self._jitter.uniform(0, cap))
@@ -90,7 +147,7 @@ class OpenAIChat:
 @lru_cache(maxsize=4096)
 def _data_url(path: str) -> str:
     """A PNG as a data URL; cached, as the items of a study share their frames."""
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+    return "data:image/png;base64," + base64.b64encode(read_png(path, "image")).decode()
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -1,0 +1,71 @@
+"""Containment: every path taken from dataset or run content stays inside its folder.
+
+Datasets, run folders and model servers come from other people. An item's ``images[].path``,
+a study id used as a folder name, an export's image paths and a run's files are all resolved
+through ``inside`` (symlinks followed), which refuses anything that leaves the folder; study
+ids are checked at build time by ``check_study_id``; an image is opened only after
+``check_png`` has seen the PNG signature.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+STUDY_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+
+
+class UnsafePath(ValueError):
+    """A path from dataset or run content that leaves its folder, or is not what it claims."""
+
+
+def inside(folder: Path | str, relative: Path | str, what: str) -> Path:
+    """``folder / relative`` resolved (symlinks followed); refused unless it stays inside
+    ``folder`` (itself resolved). ``what`` names the item in the one-line error."""
+    root = Path(folder).resolve()
+    rel = Path(relative)
+    if rel.is_absolute() or str(relative) == "" or "\x00" in str(relative):
+        raise UnsafePath(f"{what}: path {str(relative)!r} must be relative to {root}")
+    target = (root / rel).resolve()
+    if target != root and not target.is_relative_to(root):
+        raise UnsafePath(f"{what}: path {str(relative)!r} leaves {root} (resolves to {target}); refused")
+    return target
+
+
+def check_png(path: Path | str, what: str) -> Path:
+    """``path`` if it is a file starting with the PNG signature, else a one-line error."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(PNG_MAGIC))
+    except OSError as exc:
+        raise UnsafePath(f"{what}: cannot read image {path}: {exc.strerror or exc}") from None
+    if head != PNG_MAGIC:
+        raise UnsafePath(f"{what}: {path} is not a PNG (no PNG signature); refused")
+    return path
+
+
+def read_png(path: Path | str, what: str) -> bytes:
+    """The bytes of a PNG file, refused unless they start with the PNG signature."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UnsafePath(f"{what}: cannot read image {path}: {exc.strerror or exc}") from None
+    if not data.startswith(PNG_MAGIC):
+        raise UnsafePath(f"{what}: {path} is not a PNG (no PNG signature); refused")
+    return data
+
+
+def dataset_png(folder: Path | str, relative: Path | str, what: str) -> Path:
+    """A rendered image of a dataset: inside the folder and a PNG."""
+    return check_png(inside(folder, relative, what), what)
+
+
+def check_study_id(study_id: str, where: str) -> str:
+    """A study id is a folder name under ``frames/``: letters, digits, ``.``, ``_``, ``-``,
+    not starting with ``.``; anything else is refused naming the id and where it came from."""
+    if not isinstance(study_id, str) or not STUDY_ID.match(study_id) or len(study_id) > 200:
+        raise UnsafePath(f"{where}: study id {study_id!r} is not allowed (use letters, digits, '.', "
+                         "'_', '-', not starting with '.')")
+    return study_id
