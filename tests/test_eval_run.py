@@ -30,7 +30,8 @@ from voxqa.render import map_box
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
-    return rendered_phantom(tmp_path_factory.mktemp("eval"), n=8, seed=4, size=160, context=4)
+    # 24 studies: enough for balanced select-all (findings_present) items in every split
+    return rendered_phantom(tmp_path_factory.mktemp("eval"), n=24, seed=4, size=160, context=4)
 
 
 def _gold(item, frame_size):

@@ -66,7 +66,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Item,
     """(folder, item, study frame size) of every item of two rendered phantoms: fastMRI+
     (128 px frames at 160 px) and a segmentation phantom (60 x 50 at 96 x 80, box3d answers)."""
     root = tmp_path_factory.mktemp("parse")
-    knee = rendered_phantom(root, n=6, seed=0, size=160, context=4)
+    knee = rendered_phantom(root, n=24, seed=0, size=160, context=4)  # select-all items need 24
     seg = rendered_segmentation(root, size=96, context=4)
     rows = []
     for folder in (knee, seg):
