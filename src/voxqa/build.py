@@ -300,16 +300,22 @@ def build_segmentation(
         geometry: dict[str, SegGeometry] = {}
         with Progress(transient=True, disable=not Console(stderr=True).is_terminal) as progress:
             task = progress.add_task("measuring structures", total=len(specs))
+            errors: list[str] = []
             for spec in specs:
                 try:
                     for study, g in load_segmentation_study(spec):
                         studies.append(study)
                         geometry[study.id] = g
+                        if not study.findings and not g.mirrored:
+                            report.add("warning", "labels_empty_no_questions", study=spec.study_id,
+                                       labels=str(spec.labels))
                 except (BuildError, VolumeError) as exc:
                     report.add("skipped", "study_unreadable", study=spec.study_id, error=str(exc))
+                    errors.append(str(exc))
                 progress.advance(task)
         if not studies:
-            raise BuildError("no study could be read: " + str(report.to_dict().get("skipped")))
+            raise BuildError("no study given" if not errors else errors[0] if len(errors) == 1
+                             else f"none of the {len(errors)} studies could be read; the first: {errors[0]}")
         assign_splits(studies, seed, fractions)
         ctx = Context(seed=seed, is_pathology=lambda label: True)
         for s in studies:  # volume-level questions cite and ask only what render will show

@@ -35,6 +35,17 @@ def _built(out: Path, manifest: dict) -> None:
     detail = audit.get("flagged") or audit.get("insufficient") or []
     console.print(f"[{color}]blind audit: {audit['status']}[/]" + (f" ({', '.join(detail)})" if detail else ""),
                   soft_wrap=True)
+    import orjson
+
+    from voxqa.dataset.build_report import partial_summary
+    from voxqa.dataset.folder import REPORT
+
+    report_path = out / REPORT
+    left_out = partial_summary(orjson.loads(report_path.read_bytes()))
+    if left_out or not c["items"]:  # partial success: say so in one line
+        console.print(f"[yellow]warning:[/] partial build: {escape(left_out or '0 items')}"
+                      + ("; 0 items" if left_out and not c["items"] else "")
+                      + f"; details in {escape(str(report_path))}", soft_wrap=True)
 
 
 @app.callback()

@@ -50,6 +50,28 @@ class BuildReport:
         return out
 
 
+#: Report kinds that make a build a partial success, in the order the warning line names them.
+PARTIAL_KINDS = ("skipped", "dropped", "warning")
+#: Info reasons that are a partial success too (a volume asked for but not there).
+PARTIAL_INFO = ("volume_file_missing_built_box_only",)
+
+
+def partial_summary(report: dict[str, Any]) -> str | None:
+    """What a build left out, in one line ("1 skipped (study_unreadable 1); ..."), or None.
+
+    ``report`` is ``BuildReport.to_dict()`` (build_report.json).
+    """
+    parts = []
+    for kind in PARTIAL_KINDS:
+        reasons = {r: v["count"] for r, v in report.get(kind, {}).items()}
+        if kind == "skipped":
+            reasons |= {r: v["count"] for r, v in report.get("info", {}).items() if r in PARTIAL_INFO}
+        if reasons:
+            detail = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
+            parts.append(f"{sum(reasons.values())} {kind} ({detail})")
+    return "; ".join(parts) or None
+
+
 def _plain(value: Any) -> str:
     """A value as a person writes it (no Python reprs: lists as [a, b], text unquoted)."""
     if isinstance(value, (list, tuple)):

@@ -60,6 +60,10 @@ def export_dataset(
         for path in sample.images:  # inside the dataset (build_sample) and a PNG
             check_png(path, f"item {item.id}")
         samples.setdefault(item.split, []).append(sample)
+    if not samples:  # nothing to train on: an error, not an empty export
+        where = f" of split {split}" if split else ""
+        raise ValueError(f"{folder}: no item{where} has rendered images: run `voxqa render {folder}` first"
+                         if skipped else f"{folder}: no item{where} to export")
 
     out.mkdir(parents=True, exist_ok=True)
     files = exporter.write(samples, out)

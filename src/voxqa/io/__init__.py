@@ -61,7 +61,7 @@ def detect_format(path: PathLike) -> str:
         if name.endswith(suffix):
             return fmt
     known = ", ".join(sorted(_SUFFIXES))
-    raise VolumeError(p, f"unrecognised file type (known suffixes: {known}, or a DICOM folder); pass format=")
+    raise VolumeError(p, f"unrecognised file type (known suffixes: {known}, or a DICOM folder); rename the file to one of these suffixes")
 
 
 def open_volume(path: PathLike, *, canonical: bool = True, format: str | None = None,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from .volume import (
     LPS_TO_RAS,
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 #: Objects that carry no image slices of their own (SEG frames are masks, not a series to show).
 NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR", "PR", "KO", "REG", "DOC"})
 PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+#: Root of the UIDs the DICOM standard defines (every standard SOP class starts with it).
+DICOM_ROOT = "1.2.840.10008."
 #: Allowed relative deviation of slice gaps from their mean.
 SPACING_TOLERANCE = 0.01
 #: Geometry values are written as decimal strings; allow their rounding.
@@ -63,16 +67,51 @@ def _input_files(source: PathLike | Sequence[PathLike]) -> tuple[Path, list[Path
     return label, files
 
 
+@contextmanager
+def _dicom_file(f: Path) -> Iterator[None]:
+    """Any failure to parse or decode ``f`` is a VolumeError saying the file is broken."""
+    try:
+        with reading(f):
+            yield
+    except VolumeError as exc:
+        if exc.path != str(f) or not exc.problem.startswith("cannot read"):
+            raise
+        raise VolumeError(f, "truncated or unreadable DICOM file" + exc.problem[len("cannot read"):]) from exc
+
+
+def _cut_short(ds: Dataset) -> str | None:
+    """Why a DICOM object without pixel data looks truncated, or None if it need have none.
+
+    pydicom reads a file cut short without complaint up to where it ends: an image object
+    missing its pixels, or one whose SOP class is absent or cut mid-UID, was truncated.
+    """
+    uid = ds.get("SOPClassUID") or getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID")
+    if not uid:
+        return "no SOP class"
+    uid = UID(str(uid))
+    standard = (DICOM_ROOT.startswith(uid) or uid.startswith(DICOM_ROOT)) and uid.name == str(uid)
+    if not uid.is_valid or standard:  # a standard class not in the registry: a UID cut short
+        return f"SOP class UID {str(uid)!r} cut short"
+    return f"{uid.name} without pixel data" if "Image Storage" in uid.name else None
+
+
 def _scan(files: list[Path]) -> _Scan:
     scan = _Scan(images=[])
     for f in files:
-        with reading(f):
+        with _dicom_file(f):
             try:
                 ds = pydicom.dcmread(f, defer_size="64 KB")  # pixels are loaded only for the chosen series
             except InvalidDicomError:
+                if f.suffix.lower() == ".dcm":  # named DICOM but without even a header: cut short
+                    raise VolumeError(f, "truncated or unreadable DICOM file (no DICOM header)") from None
                 scan.not_dicom += 1
                 continue
-        if ds.get("Modality") in NON_IMAGE_MODALITIES or not any(t in ds for t in PIXEL_TAGS):
+        if ds.get("Modality") in NON_IMAGE_MODALITIES:
+            scan.no_pixels += 1
+        elif not any(t in ds for t in PIXEL_TAGS):
+            why = _cut_short(ds)
+            if why:
+                raise VolumeError(f, f"truncated or unreadable DICOM file ({why})")
             scan.no_pixels += 1
         else:
             scan.images.append((f, ds))
@@ -98,7 +137,8 @@ def _pick_series(path: Path, scan: _Scan, series_uid: str | None) -> list[tuple[
             raise VolumeError(path, f"series {series_uid} not found; series present: {describe()}")
         return series[series_uid]
     if len(series) > 1:
-        raise VolumeError(path, f"{len(series)} image series present, pass series_uid= to choose: {describe()}")
+        raise VolumeError(path, f"the folder holds {len(series)} image series ({describe()}): "
+                                "move each series into a folder of its own and give one series folder")
     return next(iter(series.values()))
 
 
@@ -154,7 +194,7 @@ def _slice_step(ds: Dataset, positions: np.ndarray, normal: np.ndarray) -> np.nd
 
 def _pixels(f: Path, ds: Dataset) -> np.ndarray:
     """Decoded slice (rows, cols) in rescaled units (e.g. HU) as float32."""
-    with reading(f):
+    with _dicom_file(f):
         arr = ds.pixel_array
     if arr.shape != (ds.Rows, ds.Columns):
         raise VolumeError(f, f"pixel array of shape {arr.shape}, expected one {ds.Rows}x{ds.Columns} grey frame")

@@ -49,13 +49,25 @@ def read_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> Volume
 
 
 def probe_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> tuple[int, int, int]:
-    """(slices, height, width) of the reconstruction without reading its pixels."""
+    """(slices, height, width) of the reconstruction, checked to be readable and finite.
+
+    Pixels are read one slice at a time (memory stays one slice) and not kept: a volume that
+    would fail at render (NaN/inf voxels, a cut-short file) fails at build instead.
+    """
     p = require_exists(path)
     with reading(p), h5py.File(p, "r") as f:
         if not isinstance(f.get(dataset), h5py.Dataset):
             present = ", ".join(_dataset_names(f)) or "none"
             raise VolumeError(p, f"no dataset {dataset!r} (datasets present: {present})")
-        shape = f[dataset].shape
-    if len(shape) != 3 or min(shape) <= 0:
-        raise VolumeError(p, f"{dataset!r} has shape {shape}, expected (slices, height, width)")
+        data = f[dataset]
+        shape = data.shape
+        if len(shape) != 3 or min(shape) <= 0:
+            raise VolumeError(p, f"{dataset!r} has shape {shape}, expected (slices, height, width)")
+        if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_) or np.issubdtype(
+                data.dtype, np.complexfloating):
+            raise VolumeError(p, f"unsupported voxel type {data.dtype}")
+        if np.issubdtype(data.dtype, np.floating):
+            bad = sum(int(np.count_nonzero(~np.isfinite(data[k]))) for k in range(shape[0]))
+            if bad:
+                raise VolumeError(p, f"{bad} non-finite voxel(s) (NaN/inf) in {dataset!r}")
     return int(shape[0]), int(shape[1]), int(shape[2])

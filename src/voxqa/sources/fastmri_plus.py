@@ -104,6 +104,8 @@ def read_file_list(path: Path, report: BuildReport) -> list[str]:
             continue
         seen.add(name)
         names.append(name)
+    if not names:  # no volume was reviewed: annotated volumes still come in, unreviewed
+        report.add("warning", "file_list_has_no_volumes", file=str(path))
     return names
 
 

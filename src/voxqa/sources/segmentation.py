@@ -114,12 +114,14 @@ def load_segmentation(image: Path, labels: Path, label_names: Path | None = None
             raw = read_json_names(Path(label_names))
         else:
             raw = header_label_names(labels) if vol.format == "nifti" else {}
+    names = {i: canonical_name(n) for i, n in raw.items()}
+    _check_one_id_per_name(names, raw, label_names if label_names is not None else labels)
     return SegmentationInput(
         image=img,
         labels=label_map,
         masks=masks,
         affine=img.affine,
-        names={i: canonical_name(n) for i, n in raw.items()},
+        names=names,
         raw_names=raw,
         spacing=img.spacing,
         modality_hint=_dicom_modality(image) if img.format == "dicom" else None,
@@ -141,16 +143,33 @@ def _check_grid(image: Volume, other: Volume) -> None:
         )
 
 
+def _check_one_id_per_name(names: dict[int, str], raw: dict[int, str], source: str | Path) -> None:
+    """Each structure has one label id: two ids whose names are one structure (e.g. "liver"
+    and "Liver") would be asked about as one structure twice."""
+    first: dict[str, int] = {}
+    for i in sorted(names):
+        j = first.setdefault(names[i], i)
+        if j != i:
+            raise BuildError(f"{source}: label ids {j} ({raw[j]!r}) and {i} ({raw[i]!r}) both name "
+                             f"the structure {names[i]!r}; give each structure one id (merge them "
+                             "in the label map, or rename one)")
+
+
 def _integer_labels(data: np.ndarray, path: str | Path) -> np.ndarray:
-    """Non-negative integer labels; float maps (common after resampling) must hold whole numbers."""
+    """Non-negative integer labels; float maps (common after resampling) must hold whole numbers.
+
+    Checked before any cast: -1.0 cast to an unsigned type would become label 255.
+    """
+    low = data.min()
+    if low < 0:
+        raise BuildError(f"{path}: not a label map (negative value {low.item()!r} in "
+                         f"{int(np.count_nonzero(data < 0))} voxel(s); labels are 0 = background, 1, 2, ...)")
     if not np.issubdtype(data.dtype, np.integer):
         fractional = data != np.round(data)
         if fractional.any():
-            raise BuildError(f"{path}: not a label map (non-integer value {data[fractional][0]!r})")
-        data = data.astype(np.min_scalar_type(max(int(data.max()), 0)))
-    low = int(data.min())
-    if low < 0:
-        raise BuildError(f"{path}: not a label map (negative value {low})")
+            raise BuildError(f"{path}: not a label map (non-integer value {data[fractional][0].item()!r} in "
+                             f"{int(np.count_nonzero(fractional))} voxel(s))")
+        data = data.astype(np.min_scalar_type(int(data.max())))
     return data
 
 
@@ -240,4 +259,6 @@ def read_studies_csv(path: Path) -> list[SegSpec]:
                 label_names=resolve(rec.get("label_names")),
                 **{k: (rec.get(k) or "").strip() or None for k in ("patient_id", "modality", "anatomy")},
             ))
+    if not specs:
+        raise BuildError(f"{path}: no study rows under the header ({', '.join(STUDIES_COLUMNS)}, ...)")
     return specs
