@@ -107,3 +107,13 @@ def test_demo_with_a_served_model(tmp_path):
     results = json.loads((tmp_path / "d" / "runs" / "openai_tiny-vlm" / "results.json").read_text())
     assert results["run"]["model"]["spec"] == "openai:tiny-vlm"
     assert "openai:tiny-vlm" in (tmp_path / "d" / "report.html").read_text()
+
+
+def test_version():
+    from voxqa import __version__
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == __version__
+    proc = subprocess.run([sys.executable, "-m", "voxqa", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == __version__, proc.stderr

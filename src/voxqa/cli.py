@@ -48,13 +48,18 @@ def _built(out: Path, manifest: dict) -> None:
                       + f"; details in {escape(str(report_path))}", soft_wrap=True)
 
 
-@app.callback()
-def _main(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:  # eager: runs before typer asks for a command
         print(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    pass
 
 
 @build_app.command("fastmri-plus")
