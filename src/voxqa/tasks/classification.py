@@ -358,7 +358,12 @@ class Classification:
         r.shuffle(picked)
         out = []
         for group in group_by(picked, lambda p: p[0].view.split).values():
-            out += [self._single(spec, d, i % n) for i, (spec, d) in enumerate(group)]
+            for i, (spec, d) in enumerate(group):
+                # the order distractors were picked in follows their labels: shuffled, so
+                # option positions say nothing about which option was inserted
+                d = list(d)
+                rng(ctx.seed, "option_order", spec.id).shuffle(d)
+                out.append(self._single(spec, d, i % n))
         return out
 
     def _single(self, spec: _Single, distractors: list[str], position: int) -> Item:
