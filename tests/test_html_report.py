@@ -43,7 +43,13 @@ def test_report_is_self_contained_and_escapes_model_output(runs, tmp_path) -> No
     assert len(re.findall(r"<script>", page)) == 1  # only the page's own filter script
     assert not re.search(r'(src|href)="(?!data:)[^"#]', page)  # nothing loaded from outside
     assert page.count('<div class="item"') > 20
-    assert 'stroke="#0a0"' in page and 'stroke="#e00"' in page  # gt and predicted boxes drawn
+    assert 'stroke="#0a0"' in page  # ground-truth boxes drawn
+    # each run's predicted boxes in its own colour, with a legend naming the run (not its path)
+    pred_colors = set(re.findall(r'<rect class="pred"[^>]* stroke="(#[0-9A-Fa-f]{6})"', page))
+    assert len(pred_colors) >= 2, pred_colors
+    legend = page.split('id="box-legend"')[1].split("</p>")[0]
+    assert legend.count('class="run-key"') == 3 and "oracle" in legend and str(run_dirs[0]) not in legend
+    assert all(c in legend for c in pred_colors)
     assert 'id="chart"' in page and "oracle" in page and "chance" in page
 
 
@@ -107,8 +113,43 @@ def test_report_in_a_real_browser(runs, tmp_path) -> None:
         assert all(t == "detection" for t in page.locator(".item:not(.hidden)").evaluate_all(
             "els => els.map(e => e.dataset.task)"))
         page.select_option("#f-task", "")
-        page.select_option("#f-correct", "1")
-        assert page.locator(".item:not(.hidden)").count() < total
+        # per-run correctness: oracle (run 0) is right everywhere, random (run 1) is not
+        page.select_option("#f-run-1", "0")
+        wrong = page.locator(".item:not(.hidden)").evaluate_all("els => els.map(e => e.dataset.c1)")
+        assert 0 < len(wrong) < total and set(wrong) == {"0"}
+        page.select_option("#f-run-1", "1")
+        right = page.locator(".item:not(.hidden)").count()
+        assert 0 < right < total and right + len(wrong) <= total
+        page.select_option("#f-run-1", "")
+        page.select_option("#f-run-0", "0")
+        assert page.locator(".item:not(.hidden)").count() == 0  # the oracle is never wrong
+        page.select_option("#f-run-0", "")
+        page.check("#f-disagree")  # oracle right, random wrong: they disagree
+        pairs = page.locator(".item:not(.hidden)").evaluate_all(
+            "els => els.map(e => [e.dataset.c0, e.dataset.c1, e.dataset.c2])")
+        assert pairs and all(len({c for c in p if c}) == 2 for p in pairs)
+        page.uncheck("#f-disagree")
+        assert page.locator(".item:not(.hidden)").count() == total
+        # a permalink opens its item, even when a filter hides it
+        target = page.locator(".item").nth(total - 3)
+        anchor = target.get_attribute("id")
+        page.select_option("#f-task", [t for t in page.locator("#f-task option").all_inner_texts()
+                                       if t not in ("all", target.get_attribute("data-task"))][0])
+        page.goto(page_path.resolve().as_uri() + "#" + anchor)
+        page.wait_for_load_state("load")
+        opened = page.locator("#" + anchor)
+        assert "target" in opened.get_attribute("class") and opened.is_visible()
+        assert opened.evaluate("e => { const r = e.getBoundingClientRect(); return r.top >= -1 && r.top < innerHeight; }")
+        # every frame of an item, and a larger view on click
+        assert page.locator(".item").first.locator(".frame").count() >= 1
+        shown = dict(page.locator(".item").evaluate_all(
+            "els => els.map(e => [e.querySelector('b').textContent, e.querySelectorAll('.frame').length])"))
+        from voxqa.dataset.folder import read_items
+        assert all(shown[it.id] == len(it.images or []) for it in read_items(runs[0]) if it.id in shown)
+        page.locator(".item .pic").first.click()
+        assert page.locator("#zoom").is_visible() and page.locator("#zoom img").count() == 1
+        page.locator("#zoom").click()
+        assert not page.locator("#zoom").is_visible()
         shot = page.screenshot(full_page=False)
         browser.close()
     assert errors == [] and dialogs == []  # the probe's alert() never ran

@@ -5,17 +5,21 @@ offline. Every string that came from a model or a dataset passes through jinja2'
 autoescaping: a model answer like ``<script>`` or ``onerror=`` shows as text. The chart is
 built from numbers only; its labels are escaped with ``html.escape``.
 
-The item browser shows a deterministic sample of the first run's items: their frames with
-ground-truth boxes (green) and each run's predicted boxes (red, dashed), the question and
-options, the reference answer and reasoning, and each run's raw and parsed answers. Frames
-are always the real ones: for a run under the mirrored control, its predicted boxes refer to
-the mirrored image.
+The item browser shows a deterministic sample of the first run's items: every frame an item
+showed (a scrollable strip; a click opens a larger view) with ground-truth boxes (green) and
+each run's predicted boxes (dashed, in that run's own Okabe-Ito colour, with a legend), all in
+pixels of the rendered image (stored-frame pixels of the evidence as a secondary label), the
+question and options, the reference answer and reasoning, and each run's raw and parsed
+answers (a choice as its option letter and text). Filters: task, label, correct/incorrect per
+run, runs disagree; each item has a permalink (``#item-...``). Frames are always the real
+ones: for a run under the mirrored control, its predicted boxes refer to the mirrored image.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +32,37 @@ from voxqa.eval.compare import cell, headline, leaderboard
 from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.score import RESULTS, score_run, scored_run
 
-COLORS = ["#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377"]
-MAX_FRAMES_SHOWN = 4  # frames per item in the browser (the file must stay openable)
+# Okabe-Ito (colour-blind safe), without its bluish green: ground truth is drawn green
+COLORS = ["#E69F00", "#0072B2", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
+GT_COLOR = "#0a0"
+
+
+def run_name(identity: dict[str, Any]) -> str:
+    """A run as people name it: model, mode, control (from run.json), not its folder."""
+    parts = [identity["model"]["spec"], identity.get("mode") or ""]
+    if identity.get("control") and identity["control"] != "none":
+        parts.append(f"control={identity['control']}")
+    return " · ".join(p for p in parts if p)
+
+
+def run_names(identities: list[dict[str, Any]], runs: list[Path]) -> list[str]:
+    """Names of runs; two runs with the same name get their folder's name added."""
+    names = [run_name(i) for i in identities]
+    return [f"{n} ({Path(r).name})" if names.count(n) > 1 else n for n, r in zip(names, runs)]
+
+
+def _parsed_text(item: Any, parsed: Any) -> str:
+    """A parsed answer as people read it: a choice as its option letter and text."""
+    if parsed is None:
+        return ""
+    options = item.options or []
+    kind = item.answer.type
+    if kind == "choice" and isinstance(parsed, int) and 0 <= parsed < len(options):
+        return f"{chr(65 + parsed)}. {options[parsed]}"
+    if kind == "multi_choice" and isinstance(parsed, list) and all(
+            isinstance(p, int) and 0 <= p < len(options) for p in parsed):
+        return "; ".join(f"{chr(65 + p)}. {options[p]}" for p in parsed) or "(none)"
+    return orjson.dumps(parsed).decode()
 
 
 def _chart(runs: list[dict[str, Any]]) -> str:
@@ -211,54 +244,63 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     def hide(text: str) -> str:  # run folders come from others: no key shown, whatever they hold
         return redact(text, secrets)
 
+    names = run_names([sr.identity for sr in scored], runs)
+    from voxqa.dataset.folder import read_studies
+
+    frame_size = {st.id: st.frame_size for st in read_studies(folder)}
     entries = []
     for it in shown:
         gold = by_id[0][it.id][0]
         run_preds = []
-        pred_boxes: dict[int, list[list[int]]] = {}
-        for sr, table in zip(scored, by_id):
+        pred_boxes: dict[int, list[dict[str, Any]]] = {}
+        for ri, (sr, table) in enumerate(zip(scored, by_id)):
             rec = sr.preds.get(it.id)
             correct = ""
             if it.id in table and "correct" in table[it.id][1]["scores"]:
                 correct = str(int(table[it.id][1]["scores"]["correct"] or 0))
             if rec is not None and rec["status"] == "ok" and rec["parse_ok"]:
                 for frame, box in _boxes_of(rec["parsed"]):
-                    pred_boxes.setdefault(frame, []).append(box)
+                    pred_boxes.setdefault(frame, []).append(
+                        {"box": box, "color": COLORS[ri % len(COLORS)], "run": names[ri]})
+            ok = rec is not None and rec["status"] == "ok" and rec["parse_ok"]
             run_preds.append({
-                "run": Path(sr.run).name, "correct": correct,
+                "run": names[ri], "color": COLORS[ri % len(COLORS)], "correct": correct,
                 "raw": "" if rec is None else hide(rec["raw"] or ""),
-                "parsed": "" if rec is None else orjson.dumps(rec["parsed"]).decode(),
+                "parsed": _parsed_text(it, rec["parsed"]) if ok else "",
                 "error": "" if rec is None else hide(rec["error"] or rec.get("parse_error") or ""),
             })
-        gt_boxes: dict[int, list[list[int]]] = {}
+        gt_boxes: dict[int, list[dict[str, Any]]] = {}
         for e in it.evidence:
             if e.image_box is not None:
-                gt_boxes.setdefault(e.frame, []).append(list(e.image_box))
+                gt_boxes.setdefault(e.frame, []).append({"box": list(e.image_box), "stored": list(e.box)})
         for frame, box in _boxes_of(gold if scored[0].identity["control"] != "mirrored" else None):
-            if box in gt_boxes.get(frame, []):
+            if box in [g["box"] for g in gt_boxes.get(frame, [])]:
                 continue
-            gt_boxes.setdefault(frame, []).append(box)
-        images = it.images or []
-        with_boxes = [im for im in images if im.frame in gt_boxes or im.frame in pred_boxes]
-        chosen = (with_boxes + [im for im in images if im not in with_boxes])[:MAX_FRAMES_SHOWN]
+            gt_boxes.setdefault(frame, []).append({"box": box, "stored": None})
+        images = sorted(it.images or [], key=lambda im: im.frame)
+        fw, fh = frame_size.get(it.study_id, (0, 0))
         frames = [{
-            "frame": im.frame, "width": im.width, "height": im.height,
-            "zoom": max(1, 256 // max(im.width, im.height)),
+            "frame": im.frame, "width": im.width, "height": im.height, "stored": f"{fw}×{fh}",
+            "tw": round(im.width * 160 / max(im.width, im.height)),
+            "th": round(im.height * 160 / max(im.width, im.height)),
             "png": base64.b64encode(read_png(inside(folder, im.path, f"item {it.id}"), f"item {it.id}")).decode(),
             "gt": gt_boxes.get(im.frame, []), "pred": pred_boxes.get(im.frame, []),
-        } for im in sorted(chosen, key=lambda im: im.frame)]
+        } for im in images]
+        marks = [p["correct"] for p in run_preds if p["correct"] != ""]
         entries.append({
-            "id": it.id, "template": it.template, "task": it.task, "label": it.label or "",
-            "correct": run_preds[0]["correct"] if run_preds else "", "frames": frames,
-            "question": it.question, "options": it.options, "answer_text": it.answer_text,
-            "reasoning": it.reasoning, "predictions": run_preds,
+            "id": it.id, "anchor": "item-" + re.sub(r"[^A-Za-z0-9_.-]", "_", it.id),
+            "template": it.template, "task": it.task, "label": it.label or "",
+            "correct": [p["correct"] for p in run_preds], "disagree": int(len(set(marks)) > 1),
+            "frames": frames, "question": it.question, "options": it.options,
+            "answer_text": it.answer_text, "reasoning": it.reasoning, "predictions": run_preds,
         })
 
     audit_status, audit = _audit_rows(folder)
     env = Environment(loader=PackageLoader("voxqa.views", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     page = env.get_template("report.html.j2").render(
-        runs=runs, dataset=str(folder), version=__version__, header=header, rows=rows,
+        runs=runs, names=names, colors=[COLORS[i % len(COLORS)] for i in range(len(runs))],
+        gt_color=GT_COLOR, dataset=str(folder), version=__version__, header=header, rows=rows,
         chart=_chart(results), label_chart=_label_chart(results), iou_chart=_iou_histogram(ious),
         subtasks=_subtask_rows(results), items=entries, pairs=_pair_rows(results, runs),
         audit_status=audit_status, audit=audit,
