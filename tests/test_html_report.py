@@ -75,6 +75,29 @@ def test_report_boxes_match_the_items(runs, tmp_path) -> None:
     assert checked > 5
 
 
+def test_report_leaderboard_columns_and_names(runs, tmp_path) -> None:
+    """Runs named from run.json; n, answered, failed, unparseable as columns; "!" explained."""
+    import json
+
+    from voxqa.views.html_report import build_report
+
+    ds, run_dirs = runs
+    page = build_report(run_dirs, tmp_path / "b.html").read_text()
+    board = page.split('<table id="leaderboard">')[1].split("</table>")[0]
+    header = re.findall(r"<th>([^<]*)</th>", board)
+    assert header[:6] == ["run", "n", "answered", "failed", "unparseable", "accuracy"]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in board.split("<tr>")[2:]]
+    assert rows[0][0] == "chance" and len(rows) == 4
+    assert all(str(d) not in board for d in run_dirs)
+    assert rows[1][0].startswith("oracle") and rows[2][0].startswith("random")
+    for row, d in zip(rows[1:], run_dirs):
+        res = json.loads((d / "results.json").read_text())
+        assert row[2] == str(res["answered"]) and row[3] == str(res["failed"])
+        assert f"n={res['overall']['metrics']['accuracy']['n']}" in row[5]
+    legend = page.split('id="leaderboard-legend"')[1].split("</ul>")[0]
+    assert "!" in legend and "below chance" in legend and "unparseable" in legend
+
+
 def _chromium() -> str:
     import shutil
 
@@ -150,6 +173,8 @@ def test_report_in_a_real_browser(runs, tmp_path) -> None:
         assert page.locator("#zoom").is_visible() and page.locator("#zoom img").count() == 1
         page.locator("#zoom").click()
         assert not page.locator("#zoom").is_visible()
+        # the leaderboard never widens the page: it wraps or scrolls in its own container
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
         shot = page.screenshot(full_page=False)
         browser.close()
     assert errors == [] and dialogs == []  # the probe's alert() never ran
@@ -189,5 +214,10 @@ def test_report_shows_the_blind_audit_and_pair_accuracy_when_present(runs, tmp_p
     page = build_report([run], tmp_path / "paired.html").read_text()
     pairs = page.split('<table id="pair-accuracy">')[1].split("</table>")[0]
     cells = [re.findall(r"<td>([^<]*)</td>", row) for row in pairs.split("<tr>")[2:]]
-    assert cells == [["paired", "overall", "10", "7", "0.700", "0.397-0.892"],
-                     ["paired", "laterality", "4", "1", "0.250", "0.046-0.699"]]
+    name = cells[0][0]
+    assert "oracle" in name and str(run) not in name  # named from run.json, not its folder
+    assert cells == [[name, "overall", "10", "7", "0.700", "0.397-0.892"],
+                     [name, "laterality", "4", "1", "0.250", "0.046-0.699"]]
+    board = page.split('<table id="leaderboard">')[1].split("</table>")[0]
+    assert "<th>pair accuracy</th>" in board and "7/10 pairs" in board
+    assert "<th>pair accuracy</th>" not in plain
