@@ -117,3 +117,29 @@ def test_version():
     assert res.output.strip() == __version__
     proc = subprocess.run([sys.executable, "-m", "voxqa", "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == __version__, proc.stderr
+
+
+def _commands(cmd, path=()):
+    """Every command under the typer app, as (argv path, click command)."""
+    yield path, cmd
+    if hasattr(cmd, "commands"):  # a group
+        for name, sub in cmd.commands.items():
+            yield from _commands(sub, (*path, name))
+
+
+def test_help_of_every_command_names_no_python_types():
+    import typer
+
+    seen = []
+    for path, cmd in _commands(typer.main.get_command(app)):
+        for param in cmd.params:
+            name = getattr(param, "opts", [param.name])[0]
+            assert getattr(param, "help", None), f"voxqa {' '.join(path)}: {name} has no help text"
+        res = runner.invoke(app, [*path, "--help"], terminal_width=200)
+        assert res.exit_code == 0, res.output
+        for bad in ("list[", "Path]", "Optional", "<str>", "<int>", "<float>", "<path>", "<bool>", "NoneType"):
+            assert bad not in res.output, f"voxqa {' '.join(path)} --help shows {bad!r}:\n{res.output}"
+        seen.append(" ".join(path))
+    assert {"build fastmri-plus", "build segmentation", "eval", "compare", "demo"} <= set(seen)
+    res = runner.invoke(app, ["eval", "--help"], terminal_width=200)
+    assert "train|val|test|all" in res.output and "oracle_region" in res.output and "mirrored" in res.output

@@ -6,13 +6,35 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from rich.console import Console
 from rich.markup import escape
 
 from voxqa import __version__
 
-app = typer.Typer(help="voxqa: spatially grounded QA over medical volumes.", no_args_is_help=True)
-build_app = typer.Typer(help="Build a QA dataset folder from a source.", no_args_is_help=True)
+class _PlainTypes:
+    """Help without Python type names: flags show no value type, an argument only its metavar."""
+
+    def get_params(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+                param.metavar = ""
+            elif isinstance(param, TyperArgument) and param.metavar is not None:
+                param.display_type_rich = lambda ctx: None  # the metavar says it already
+        return params
+
+
+class _Command(_PlainTypes, TyperCommand):
+    pass
+
+
+class _Group(_PlainTypes, TyperGroup):
+    pass
+
+
+app = typer.Typer(help="voxqa: spatially grounded QA over medical volumes.", no_args_is_help=True, cls=_Group)
+build_app = typer.Typer(help="Build a QA dataset folder from a source.", no_args_is_help=True, cls=_Group)
 app.add_typer(build_app, name="build")
 console = Console(stderr=True)
 
@@ -54,6 +76,10 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+_SEED_HELP = "Seed of the train/val/test split (and of every random choice in the build)."
+_FRACTIONS_HELP = "Train, val and test fractions of the patients, summing to 1."
+
+
 @app.callback()
 def _main(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
@@ -64,13 +90,13 @@ def _main(
 
 @build_app.command("fastmri-plus")
 def build_fastmri_plus(
-    annotations: Annotated[list[Path], typer.Option("--annotations", help="fastMRI+ box CSV (repeatable).")],
-    file_list: Annotated[list[Path], typer.Option("--file-list", help="Reviewed-volume list, one per --annotations.")],
-    out: Annotated[Path, typer.Option("--out", help="Output dataset folder.")],
-    volumes: Annotated[Optional[Path], typer.Option("--volumes", help="Folder of <file>.h5 fastMRI volumes.")] = None,
-    anatomy: Annotated[Optional[str], typer.Option("--anatomy", help="knee|brain (default: from file names).")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    split_fractions: Annotated[str, typer.Option("--split-fractions")] = "0.8,0.1,0.1",
+    annotations: Annotated[list[Path], typer.Option("--annotations", metavar="CSV", help="fastMRI+ box CSV (repeatable).")],
+    file_list: Annotated[list[Path], typer.Option("--file-list", metavar="CSV", help="Reviewed-volume list, one per --annotations.")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output dataset folder.")],
+    volumes: Annotated[Optional[Path], typer.Option("--volumes", metavar="DIR", help="Folder of <file>.h5 fastMRI volumes.")] = None,
+    anatomy: Annotated[Optional[str], typer.Option("--anatomy", metavar="knee|brain", help="Anatomy of all volumes (default: from file names).")] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help=_SEED_HELP)] = 0,
+    split_fractions: Annotated[str, typer.Option("--split-fractions", metavar="TRAIN,VAL,TEST", help=_FRACTIONS_HELP)] = "0.8,0.1,0.1",
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first dropped row or unreadable volume.")] = False,
 ) -> None:
     """fastMRI+ radiologist boxes -> grounded detection/localization/counting/classification/captioning items."""
@@ -100,15 +126,15 @@ def build_fastmri_plus(
 
 @build_app.command("segmentation")
 def build_segmentation(
-    out: Annotated[Path, typer.Option("--out", help="Output dataset folder.")],
-    image: Annotated[Optional[Path], typer.Option("--image", help="NIfTI, NRRD or DICOM series folder.")] = None,
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Label map file or folder of binary masks.")] = None,
-    label_names: Annotated[Optional[Path], typer.Option("--label-names", help="JSON {id: name}.")] = None,
-    study_id: Annotated[Optional[str], typer.Option("--study-id")] = None,
-    studies: Annotated[Optional[Path], typer.Option("--studies", help="CSV: study_id,image,labels[,label_names,patient_id,modality,anatomy].")] = None,
-    modality: Annotated[Optional[str], typer.Option("--modality", help="CT, MR, ... (single study).")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    split_fractions: Annotated[str, typer.Option("--split-fractions")] = "0.8,0.1,0.1",
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output dataset folder.")],
+    image: Annotated[Optional[Path], typer.Option("--image", metavar="FILE|DIR", help="NIfTI, NRRD or DICOM series folder.")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", metavar="FILE|DIR", help="Label map file or folder of binary masks.")] = None,
+    label_names: Annotated[Optional[Path], typer.Option("--label-names", metavar="JSON", help="JSON file {id: name}.")] = None,
+    study_id: Annotated[Optional[str], typer.Option("--study-id", metavar="ID", help="Study id of the single study (default: the image file name without extensions).")] = None,
+    studies: Annotated[Optional[Path], typer.Option("--studies", metavar="CSV", help="CSV: study_id,image,labels[,label_names,patient_id,modality,anatomy].")] = None,
+    modality: Annotated[Optional[str], typer.Option("--modality", metavar="NAME", help="CT, MR, ... (single study).")] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help=_SEED_HELP)] = 0,
+    split_fractions: Annotated[str, typer.Option("--split-fractions", metavar="TRAIN,VAL,TEST", help=_FRACTIONS_HELP)] = "0.8,0.1,0.1",
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first unreadable study.")] = False,
     assume_orientation: Annotated[Optional[str], typer.Option(
         "--assume-orientation", metavar="CODES",
@@ -153,12 +179,12 @@ def build_segmentation(
 
 @app.command()
 def render(
-    folder: Annotated[Path, typer.Argument(help="A voxqa dataset folder (built with volumes).")],
-    size: Annotated[Optional[int], typer.Option("--size", min=16, help="Longer image side in pixels (default: native).")] = None,
-    window: Annotated[Optional[str], typer.Option("--window", help="CT window: abdomen|lung|bone|brain|mediastinum or 'level,width' (default: abdomen for CT, percentiles otherwise).")] = None,
-    frames: Annotated[str, typer.Option("--frames", help="Context frames per study for volume-level items: a number K, or 'all'.")] = "16",
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes rendering studies in parallel.")] = 1,
-    mp4: Annotated[Optional[float], typer.Option("--mp4", min=0.1, help="Also write one MP4 per study at this frame rate (needs the 'video' extra).")] = None,
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="A voxqa dataset folder (built with volumes).")],
+    size: Annotated[Optional[int], typer.Option("--size", min=16, metavar="PIXELS", help="Longer image side in pixels (default: native).")] = None,
+    window: Annotated[Optional[str], typer.Option("--window", metavar="NAME|L,W", help="CT window: abdomen, lung, bone, brain, mediastinum or 'level,width' (default: abdomen for CT, percentiles otherwise).")] = None,
+    frames: Annotated[str, typer.Option("--frames", metavar="K|all", help="Context frames per study for volume-level items: a number K, or 'all'.")] = "16",
+    workers: Annotated[int, typer.Option("--workers", min=1, metavar="N", help="Processes rendering studies in parallel.")] = 1,
+    mp4: Annotated[Optional[float], typer.Option("--mp4", min=0.1, metavar="FPS", help="Also write one MP4 per study at this frame rate (needs the 'video' extra).")] = None,
 ) -> None:
     """Write 8-bit PNG frames and add `images` / evidence `image_box` to items.jsonl."""
     from voxqa.render import RenderInterrupted, RenderSettings, parse_window, render_dataset
@@ -198,11 +224,11 @@ def render(
 
 @app.command()
 def export(
-    folder: Annotated[Path, typer.Argument(help="A rendered voxqa dataset folder.")],
-    fmt: Annotated[str, typer.Option("--format", help="hf | llamafactory | swift | trl.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
-    convention: Annotated[str, typer.Option("--convention", help="Box profile (see `voxqa profiles`).")] = "pixel",
-    split: Annotated[Optional[str], typer.Option("--split", help="train | val | test (default: all).")] = None,
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="A rendered voxqa dataset folder.")],
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="Training file format: hf, llamafactory, swift or trl.")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder.")],
+    convention: Annotated[str, typer.Option("--convention", metavar="PROFILE", help="Box profile (see `voxqa profiles`).")] = "pixel",
+    split: Annotated[Optional[str], typer.Option("--split", metavar="train|val|test", help="Export one split only (default: all).")] = None,
 ) -> None:
     """Training files for fine-tuning tools; the target is JSON {reasoning, answer, bboxes}."""
     try:
@@ -225,21 +251,21 @@ def export(
 
 @app.command("eval")
 def eval_(
-    folder: Annotated[Path, typer.Argument(help="A rendered voxqa dataset folder.")],
-    model: Annotated[str, typer.Option("--model", help="random | prior | oracle | openai:MODEL | hf:PATH")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder (resumable).")],
-    base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")] = None,
-    split: Annotated[str, typer.Option("--split", help="train | val | test | all")] = "test",
-    mode: Annotated[str, typer.Option("--mode", help="minimal | structured | oracle_region")] = "minimal",
-    control: Annotated[str, typer.Option("--control", help="none | blank | shuffled | mirrored")] = "none",
-    profile: Annotated[str, typer.Option("--profile", help="Box convention of the model (see `voxqa profiles`).")] = "pixel",
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1)] = None,
-    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks, e.g. detection,localization")] = None,
-    api_key_env: Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 120.0,
-    max_retries: Annotated[int, typer.Option("--max-retries", min=0)] = 5,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="A rendered voxqa dataset folder.")],
+    model: Annotated[str, typer.Option("--model", metavar="SPEC", help="random | prior | oracle | openai:MODEL | hf:PATH")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Run folder (resumable).")],
+    base_url: Annotated[Optional[str], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")] = None,
+    split: Annotated[str, typer.Option("--split", metavar="train|val|test|all", help="Which items to ask.")] = "test",
+    mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="Prompt mode: minimal, structured or oracle_region.")] = "minimal",
+    control: Annotated[str, typer.Option("--control", metavar="CONTROL", help="Image control: none, blank (blank frames), shuffled (frames of another study) or mirrored (the mirrored study).")] = "none",
+    profile: Annotated[str, typer.Option("--profile", metavar="PROFILE", help="Box convention of the model (see `voxqa profiles`).")] = "pixel",
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, metavar="N", help="Requests in flight at once.")] = 4,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="Ask at most N items (default: all selected).")] = None,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", metavar="TASKS", help="Comma-separated tasks, e.g. detection,localization")] = None,
+    api_key_env: Annotated[str, typer.Option("--api-key-env", metavar="NAME", help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
+    timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Seconds per request.")] = 120.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", min=0, metavar="N", help="Retries of a failed request (with backoff).")] = 5,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the random baseline and of controls.")] = 0,
 ) -> None:
     """Run a model (or a baseline) on a dataset; predictions are appended and resumable."""
     import asyncio
@@ -288,10 +314,10 @@ def _print_score(run: Path, jury=None, allow_incomplete: bool = False) -> None: 
 
 @app.command()
 def score(
-    run: Annotated[Path, typer.Argument(help="A run folder of `voxqa eval`.")],
-    judge: Annotated[Optional[list[str]], typer.Option("--judge", help="openai:MODEL judging free-text answers (1-3, majority vote).")] = None,
-    judge_base_url: Annotated[Optional[str], typer.Option("--judge-base-url", help="OpenAI-compatible server of the judges.")] = None,
-    judge_api_key_env: Annotated[str, typer.Option("--judge-api-key-env")] = "OPENAI_API_KEY",
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="A run folder of `voxqa eval`.")],
+    judge: Annotated[Optional[list[str]], typer.Option("--judge", metavar="openai:MODEL", help="openai:MODEL judging free-text answers (1-3, majority vote).")] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option("--judge-base-url", metavar="URL", help="OpenAI-compatible server of the judges.")] = None,
+    judge_api_key_env: Annotated[str, typer.Option("--judge-api-key-env", metavar="NAME", help="Environment variable holding the judges' API key.")] = "OPENAI_API_KEY",
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Score a run with failed requests anyway (labelled incomplete).")] = False,
 ) -> None:
     """Re-score a run without re-running it (writes RUN/results.json); optionally with an LLM jury."""
@@ -328,8 +354,8 @@ def _one_dataset(runs: list[Path]) -> None:
 
 @app.command()
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders of `voxqa eval`.")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="leaderboard.md or leaderboard.csv (default: print).")] = None,
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run folders of `voxqa eval`.")],
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="FILE", help="leaderboard.md or leaderboard.csv (default: print).")] = None,
 ) -> None:
     """Leaderboard: one row per run, headline metric per task with CIs, chance row first."""
     from voxqa.eval.compare import leaderboard, render_table
@@ -355,9 +381,9 @@ def compare(
 
 @app.command()
 def report(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders of `voxqa eval`.")],
-    out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("report.html"),
-    max_items: Annotated[int, typer.Option("--max-items", min=1, help="Items in the browser.")] = 200,
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run folders of `voxqa eval`.")],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="The HTML file to write.")] = Path("report.html"),
+    max_items: Annotated[int, typer.Option("--max-items", min=1, metavar="N", help="Items in the browser.")] = 200,
 ) -> None:
     """One self-contained HTML report: leaderboard, chart, item browser with boxes."""
     from voxqa.views.html_report import build_report
@@ -390,7 +416,7 @@ def profiles() -> None:
 
 @app.command()
 def audit(
-    folder: Annotated[Path, typer.Argument(help="A voxqa dataset folder.")],
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="A voxqa dataset folder.")],
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 unless the status is 'pass'.")] = False,
 ) -> None:
     """Blind audit: text-only learners per template (train -> val+test); writes audit.json and
@@ -413,7 +439,7 @@ def audit(
 
 
 @app.command()
-def inspect(folder: Annotated[Path, typer.Argument(help="A voxqa dataset folder.")]) -> None:
+def inspect(folder: Annotated[Path, typer.Argument(metavar="DIR", help="A voxqa dataset folder.")]) -> None:
     """Counts by task/template/level/label/split, answer balance, and build repairs."""
     from voxqa.views.inspection import show
 
@@ -425,9 +451,9 @@ def inspect(folder: Annotated[Path, typer.Argument(help="A voxqa dataset folder.
 
 @app.command()
 def phantom(
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of volumes.")] = 12,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder.")],
+    n: Annotated[int, typer.Option("--n", min=1, metavar="N", help="Number of volumes.")] = 12,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the synthetic volumes and boxes.")] = 0,
 ) -> None:
     """Write synthetic fastMRI-style volumes with a fastMRI+-style CSV and file list."""
     from voxqa.phantom import write_phantom
@@ -438,11 +464,11 @@ def phantom(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Demo output folder.")] = Path("voxqa-demo"),
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    base_url: Annotated[Optional[str], typer.Option("--base-url", help="Also evaluate a model on this OpenAI-compatible server.")] = None,
-    model_name: Annotated[str, typer.Option("--model-name", help="The served model's name (with --base-url).")] = "default",
-    profile: Annotated[str, typer.Option("--profile", help="Its box convention (with --base-url).")] = "pixel",
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Demo output folder.")] = Path("voxqa-demo"),
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the phantoms, builds and baselines.")] = 0,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", metavar="URL", help="Also evaluate a model on this OpenAI-compatible server.")] = None,
+    model_name: Annotated[str, typer.Option("--model-name", metavar="NAME", help="The served model's name (with --base-url).")] = "default",
+    profile: Annotated[str, typer.Option("--profile", metavar="PROFILE", help="Its box convention (with --base-url; see `voxqa profiles`).")] = "pixel",
 ) -> None:
     """Phantoms -> builds (fastMRI+-style boxes, and a segmentation) -> inspect -> render ->
     evaluate oracle/prior/random (and a served model with --base-url) -> HTML report, all on
@@ -499,3 +525,8 @@ def demo(
         reports.append(build_report(runs, page, max_items=120))
     console.print(f"[green]demo reports:[/] {reports[0]} (fastMRI+-style boxes) and {reports[1]} "
                   "(segmentation spatial QA); open them in a browser")
+
+
+for _info in app.registered_commands + build_app.registered_commands:  # help without type names
+    if _info.cls in (None, TyperCommand):
+        _info.cls = _Command
