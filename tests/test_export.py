@@ -153,12 +153,15 @@ def check_rows(folder: Path, rows: list[Row], profile: str, split: str | None = 
             assert r.images == [Path(p).name for p in expected]
         else:
             assert r.images == expected and all(Path(p).is_file() for p in r.images)
-        # "Frame k: <image>" per image, in order, then question, options, hint
+        # "Frame k: <image>" per image, in order, then question, options, hint (answers with boxes only)
         assert r.user.count("<image>") == len(r.images)
         assert [int(k) for k in re.findall(r"Frame (\d+): <image>", r.user)] == [im.frame for im in it.images]
         lines = r.user.split("\n")
-        assert lines[-1] == hint
-        assert lines[len(it.images) + 1:-1] == [f"({chr(65 + i)}) {o}" for i, o in enumerate(it.options or [])]
+        if it.answer.type in ("boxes", "box3d", "text"):
+            assert lines[-1] == hint
+            lines = lines[:-1]
+        assert hint not in lines and not any(ln.startswith("Give boxes as") for ln in lines)
+        assert lines[len(it.images) + 1:] == [f"({chr(65 + i)}) {o}" for i, o in enumerate(it.options or [])]
         assert list(r.target) == ["reasoning", "answer", "bboxes"]
         w, h = it.images[0].width, it.images[0].height
         assert len(r.target["bboxes"]) == len(it.evidence)
@@ -274,3 +277,28 @@ def test_registry_and_errors(rendered, tmp_path) -> None:
         export_dataset(rendered["seg"], "trl", tmp_path / "x", convention="xyxy")
     with pytest.raises(ValueError, match="train, val or test"):
         export_dataset(rendered["seg"], "trl", tmp_path / "x", split="dev")
+
+
+@pytest.mark.parametrize("data", ["knee", "seg"])
+def test_box_hint_only_on_answers_with_boxes(rendered, tmp_path, data) -> None:
+    """The profile's box hint ends the user turn of boxes / box3d / text answers only; yes/no,
+    choice, number ... items get none (eval builds the same user turn)."""
+    from voxqa.boxes.conventions import PROFILES as P
+    from voxqa.eval.prompts import build_prompt
+
+    export_dataset(rendered[data], "trl", tmp_path / "out", convention="qwen2.5-vl")
+    rows = {r.id: r for r in READERS["trl"](tmp_path / "out", P["qwen2.5-vl"].convention)}
+    items = {it.id: it for it in read_items(rendered[data]) if it.images}
+    hint = P["qwen2.5-vl"].prompt_hint
+    frame_size = {s.id: s.frame_size for s in read_studies(rendered[data])}
+    with_hint = {it.answer.type for it in items.values() if hint in rows[it.id].user}
+    without = {it.answer.type for it in items.values() if hint not in rows[it.id].user}
+    assert with_hint <= {"boxes", "box3d", "text"} and with_hint
+    assert without and not without & {"boxes", "box3d", "text"}
+    assert {"yes_no", "choice"} & without
+    for it in items.values():  # eval's minimal prompt: the same user turn
+        prompt = build_prompt(it, rendered[data], frame_size[it.study_id], P["qwen2.5-vl"])
+        text = "".join(v for k, v in prompt.parts if k == "text")
+        assert (hint in text) == (it.answer.type in ("boxes", "box3d", "text")), it.id
+        structured = build_prompt(it, rendered[data], frame_size[it.study_id], P["qwen2.5-vl"], "structured")
+        assert "".join(v for k, v in structured.parts if k == "text").count(hint) == 1

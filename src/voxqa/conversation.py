@@ -3,7 +3,8 @@
 One module for what training exports write and what evaluation asks, so a model is trained
 and tested on the same text. An item becomes one user turn and one assistant turn. The user
 turn shows every image as ``Frame {k}:`` followed by the image, then the question, the options
-as ``(A) ...`` lines and the profile's prompt hint. The assistant turn is the JSON text
+as ``(A) ...`` lines and, when the answer has boxes (``boxes``, ``box3d``, a grounded text
+summary), the profile's prompt hint. The assistant turn is the JSON text
 
     {"reasoning": ..., "answer": ..., "bboxes": [{"frame": k, "label": ..., "bbox": [...]}]}
 
@@ -173,6 +174,17 @@ def _answer(item: Item, boxes: _Boxes, style: BoxStyle) -> str:
     raise ValueError(f"item {item.id}: no export rule for answer type {a.type!r}")
 
 
+# answer types whose answer holds boxes: only their user turn carries the profile's box hint.
+# A text answer (a grounded summary) quotes boxes when the study has any; every text item gets
+# the hint, so its presence never tells a study without findings apart.
+BOX_ANSWERS = ("boxes", "box3d", "text")
+
+
+def wants_box_hint(item: Item) -> bool:
+    """Whether the user turn ends with the profile's box hint (answers with boxes only)."""
+    return item.answer.type in BOX_ANSWERS
+
+
 def build_sample(
     item: Item, folder: Path, frame_size: tuple[int, int], profile: Profile, style: BoxStyle
 ) -> Sample:
@@ -195,7 +207,8 @@ def build_sample(
     user: list[str | None] = []
     for n, im in enumerate(item.images):
         user += [("\n" if n else "") + f"Frame {im.frame}: ", None]
-    user.append("\n" + "\n".join(body + [profile.prompt_hint]))
+    hint = [profile.prompt_hint] if wants_box_hint(item) else []  # yes/no, choice, ...: none
+    user.append("\n" + "\n".join(body + hint))
 
     reasoning = _json_string(item.reasoning, boxes, style)
     answer = _answer(item, boxes, style)

@@ -2,12 +2,13 @@
 
 The user turn is the one training exports write (voxqa.conversation.build_sample): each
 image after a text label "Frame k:" with k the 0-based frame index stored in the item, then
-the question with its boxes in the profile's convention, the options as (A), (B), ... and
-the profile's box hint. The mode decides what follows:
+the question with its boxes in the profile's convention, the options as (A), (B), ... and,
+for answers with boxes, the profile's box hint. The mode decides what follows:
 
 * ``minimal``: one line saying how to answer (by answer type);
 * ``structured``: the JSON schema {"reasoning", "answer", "bboxes"} (3DReasonKnee found an
-  explicit schema helps), the same target the exports train on;
+  explicit schema helps), the same target the exports train on, and the box hint for the
+  "bboxes" where the user turn has none;
 * ``oracle_region``: the minimal line, after the ground-truth evidence (frames and boxes) is
   given, which separates localization failures from diagnosis failures.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from voxqa.boxes.conventions import Profile, to_convention
 from voxqa.dataset.paths import check_png
-from voxqa.conversation import InlineBoxes, build_sample
+from voxqa.conversation import InlineBoxes, build_sample, wants_box_hint
 from voxqa.schema import Item
 
 MODES = ("minimal", "structured", "oracle_region")
@@ -72,5 +73,7 @@ def build_prompt(item: Item, folder: Path, frame_size: tuple[int, int], profile:
         )
         parts.append(("text", f"\nThe relevant region: {given}."))
     tail = STRUCTURED if mode == "structured" else ANSWER_FORMAT[item.answer.type]
+    if mode == "structured" and not wants_box_hint(item):  # its "bboxes" need the convention
+        tail += "\n" + profile.prompt_hint
     parts.append(("text", "\n" + tail))
     return Prompt(item_id=item.id, parts=tuple(parts), target=sample.target)
