@@ -173,6 +173,23 @@ def test_report_in_a_real_browser(runs, tmp_path) -> None:
         assert page.locator("#zoom").is_visible() and page.locator("#zoom img").count() == 1
         page.locator("#zoom").click()
         assert not page.locator("#zoom").is_visible()
+        # charts: CI whiskers, a chance line per task with a chance, every text inside its
+        # svg (the 1.0 tick not clipped) and no two texts overlapping
+        assert page.locator("#chart path.ci").count() > 0
+        assert page.locator("#chart line.chance").count() >= 1
+        for sel in ("#chart", "#label-chart", "#iou-chart"):
+            boxes = page.locator(sel).evaluate("""svg => { const s = svg.getBoundingClientRect();
+                return [...svg.querySelectorAll('text')].map(t => { const r = t.getBoundingClientRect();
+                  return [r.left - s.left, r.top - s.top, r.right - s.left, r.bottom - s.top, s.width, s.height,
+                          t.textContent]; }); }""")
+            assert len(boxes) > 5, sel
+            for x0, y0, x1, y1, w, h, text in boxes:
+                assert x0 >= -0.5 and y0 >= -0.5 and x1 <= w + 0.5 and y1 <= h + 0.5, (sel, text)
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1:]:
+                    overlap = min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1
+                    assert not overlap, (sel, a[6], b[6])
+        assert "1.00" in page.locator("#chart").text_content()
         # the leaderboard never widens the page: it wraps or scrolls in its own container
         assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
         shot = page.screenshot(full_page=False)

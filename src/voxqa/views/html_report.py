@@ -65,46 +65,85 @@ def _parsed_text(item: Any, parsed: Any) -> str:
     return orjson.dumps(parsed).decode()
 
 
-def _chart(runs: list[dict[str, Any]]) -> str:
-    """Grouped bars: accuracy per task per run, with each task's chance as a line."""
-    tasks = sorted({t for r in runs for t, g in r["by"].get("task", {}).items()
-                    if g["metrics"].get("accuracy")})
+def _t(x: float, y: float, text: str, size: int = 10, anchor: str = "start", extra: str = "") -> str:
+    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{extra}>'
+            f'{html.escape(text)}</text>')
+
+
+def _legend(names: list[str], x: float, y: float) -> list[str]:
+    """One legend row per run (long names never overlap)."""
+    out = []
+    for ri, name in enumerate(names):
+        out.append(f'<rect x="{x}" y="{y + ri * 14}" width="10" height="10" fill="{COLORS[ri % len(COLORS)]}"/>')
+        out.append(_t(x + 14, y + ri * 14 + 9, name))
+    return out
+
+
+def _chart(runs: list[dict[str, Any]], names: list[str]) -> str:
+    """Grouped bars: each task's headline metric (accuracy; mean IoU for localization; BLEU for
+    captioning) per run with its 95% interval as a whisker and the task's chance as a dashed
+    line where it has one; a y axis from 0 to 1 with gridlines; labels under each group."""
+    tasks = sorted({t for r in runs for t in r["by"].get("task", {})})
     if not tasks:
-        return "<p>No task with an accuracy.</p>"
-    bar, gap, h = 14, 18, 160
-    width = max(60 + len(tasks) * (len(runs) * bar + gap), 60 + len(runs) * 150)
-    colors = COLORS
-    parts = [f'<svg id="chart" width="{width}" height="{h + 60}" role="img" aria-label="accuracy by task">',
-             f'<line x1="40" y1="{h}" x2="{width}" y2="{h}" stroke="#999"/>']
-    for tick in (0.0, 0.5, 1.0):
-        y = h - tick * h
-        parts.append(f'<text x="5" y="{y + 4:.1f}" font-size="10">{tick:.1f}</text>')
-    for ti, task in enumerate(tasks):
-        x0 = 50 + ti * (len(runs) * bar + gap)
-        for ri, r in enumerate(runs):
-            m = r["by"]["task"].get(task, {}).get("metrics", {}).get("accuracy")
-            if m and m["mean"] is not None:
-                y = h - m["mean"] * h
-                parts.append(f'<rect x="{x0 + ri * bar}" y="{y:.1f}" width="{bar - 2}" '
-                             f'height="{h - y:.1f}" fill="{colors[ri % len(colors)]}">'
-                             f'<title>{html.escape(r["run"]["model"]["spec"])}: {m["mean"]:.3f}</title></rect>')
-        chance = next((r["by"]["task"][task]["chance"] for r in runs
-                       if task in r["by"]["task"] and r["by"]["task"][task]["chance"] is not None), None)
+        return "<p>No task scored.</p>"
+    bar, gap, h, top, left = 16, 24, 180, 14, 44
+    groups = []
+    for t in tasks:
+        group = next(r["by"]["task"][t] for r in runs if t in r["by"]["task"])
+        metric = headline(t, group)[0]
+        width = max(len(runs) * bar, 7 * max(len(t), len(metric) + 2))
+        groups.append((t, metric, width))
+    width = max(left + sum(w + gap for _, _, w in groups) + 10, left + 400)
+    height = top + h + 54 + 14 * len(runs)
+    y_of = lambda v: top + h - v * h  # noqa: E731
+    parts = [f'<svg id="chart" width="{width}" height="{height}" role="img" '
+             'aria-label="headline metric by task">']
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = y_of(tick)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 5}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(_t(left - 4, y + 3.5, f"{tick:.2f}", anchor="end"))
+    parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + h}" stroke="#666"/>'
+                 f'<line x1="{left}" y1="{top + h}" x2="{width - 5}" y2="{top + h}" stroke="#666"/>')
+    x0 = left + gap / 2
+    for t, metric, gw in groups:
+        bx = x0 + (gw - len(runs) * bar) / 2
+        for ri, (r, name) in enumerate(zip(runs, names)):
+            g = r["by"]["task"].get(t)
+            m = g["metrics"].get(metric) if g else None
+            if not m or m.get("mean") is None:
+                continue
+            x, y = bx + ri * bar, y_of(m["mean"])
+            ci = m.get("ci")
+            tip = f"{name}: {metric} {m['mean']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            parts.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar - 3}" height="{top + h - y:.1f}" '
+                         f'fill="{COLORS[ri % len(COLORS)]}"><title>{html.escape(tip)}</title></rect>')
+            if ci and None not in ci[:2]:
+                cx = x + (bar - 3) / 2
+                parts.append(f'<path class="ci" d="M{cx:.1f},{y_of(ci[0]):.1f}V{y_of(ci[1]):.1f}'
+                             f'M{cx - 3:.1f},{y_of(ci[0]):.1f}h6M{cx - 3:.1f},{y_of(ci[1]):.1f}h6" '
+                             'stroke="#222" stroke-width="1" fill="none"/>')
+        chance = next((r["by"]["task"][t]["chance"] for r in runs
+                       if t in r["by"]["task"] and r["by"]["task"][t]["chance"] is not None), None)
         if chance is not None:
-            y = h - chance * h
-            parts.append(f'<line x1="{x0 - 2}" y1="{y:.1f}" x2="{x0 + len(runs) * bar}" y2="{y:.1f}" '
-                         'stroke="#000" stroke-dasharray="3,2"><title>chance</title></line>')
-        parts.append(f'<text x="{x0}" y="{h + 14}" font-size="10">{html.escape(task)}</text>')
-    for ri, r in enumerate(runs):
-        parts.append(f'<rect x="{50 + ri * 150}" y="{h + 30}" width="10" height="10" '
-                     f'fill="{colors[ri % len(colors)]}"/><text x="{64 + ri * 150}" y="{h + 39}" '
-                     f'font-size="10">{html.escape(r["run"]["model"]["spec"])}</text>')
+            y = y_of(chance)
+            parts.append(f'<line class="chance" x1="{x0 - 4:.1f}" y1="{y:.1f}" x2="{x0 + gw + 4:.1f}" y2="{y:.1f}" '
+                         f'stroke="#000" stroke-width="1.5" stroke-dasharray="4,2"><title>chance {chance:.3f}'
+                         '</title></line>')
+        parts.append(_t(x0 + gw / 2, top + h + 14, t, anchor="middle"))
+        parts.append(_t(x0 + gw / 2, top + h + 26, f"({metric})", size=9, anchor="middle"))
+        x0 += gw + gap
+    parts += _legend(names, left, top + h + 36)
+    ky = top + h + 41 + 14 * len(runs)
+    parts.append(f'<line x1="{left}" y1="{ky}" x2="{left + 24}" y2="{ky}" '
+                 'stroke="#000" stroke-width="1.5" stroke-dasharray="4,2"/>')
+    parts.append(_t(left + 30, ky + 4, "chance (where the task has one); whiskers: 95% interval"))
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _label_chart(runs: list[dict[str, Any]], top: int = 15) -> str:
-    """Horizontal bars: accuracy by label (the most frequent labels) per run."""
+def _label_chart(runs: list[dict[str, Any]], names: list[str], top: int = 15) -> str:
+    """Horizontal bars: accuracy by label (the most frequent labels) per run, with an x axis,
+    each bar's value and its 95% interval."""
     counts: dict[str, int] = {}
     for r in runs:
         for label, g in r["by"].get("label", {}).items():
@@ -113,44 +152,75 @@ def _label_chart(runs: list[dict[str, Any]], top: int = 15) -> str:
     labels = sorted(counts, key=lambda k: (-counts[k], k))[:top]
     if not labels:
         return "<p>No label with an accuracy.</p>"
-    row, bar, left, width = 12 * len(runs) + 8, 10, 260, 300
-    parts = [f'<svg id="label-chart" width="{left + width + 60}" height="{row * len(labels) + 10}" '
+    step, bar, left, width, head = 12, 10, 270, 300, 18
+    row = step * len(runs) + 8
+    body = row * len(labels)
+    height = head + body + 30 + 14 * len(runs)
+    parts = [f'<svg id="label-chart" width="{left + width + 70}" height="{height}" '
              'role="img" aria-label="accuracy by label">']
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = left + tick * width
+        parts.append(f'<line x1="{x:.1f}" y1="{head}" x2="{x:.1f}" y2="{head + body}" stroke="#ddd"/>')
+        parts.append(_t(x, head + body + 12, f"{tick:.2f}", anchor="middle"))
+    parts.append(_t(left + width / 2, head - 6, "accuracy (95% interval as whisker)", anchor="middle"))
+    parts.append(f'<line x1="{left}" y1="{head}" x2="{left}" y2="{head + body}" stroke="#666"/>'
+                 f'<line x1="{left}" y1="{head + body}" x2="{left + width}" y2="{head + body}" stroke="#666"/>')
     for li, label in enumerate(labels):
-        y0 = 5 + li * row
-        parts.append(f'<text x="0" y="{y0 + 10}" font-size="10">{html.escape(label[:45])} '
-                     f'(n={counts[label]})</text>')
-        for ri, r in enumerate(runs):
+        y0 = head + 4 + li * row
+        parts.append(_t(left - 6, y0 + step * len(runs) / 2 + 3, f"{label[:40]} (n={counts[label]})", anchor="end"))
+        for ri, (r, name) in enumerate(zip(runs, names)):
             m = r["by"]["label"].get(label, {}).get("metrics", {}).get("accuracy")
             if m and m["mean"] is not None:
-                parts.append(f'<rect x="{left}" y="{y0 + ri * 12}" width="{m["mean"] * width:.1f}" '
+                y = y0 + ri * step
+                parts.append(f'<rect class="bar" x="{left}" y="{y}" width="{m["mean"] * width:.1f}" '
                              f'height="{bar}" fill="{COLORS[ri % len(COLORS)]}"><title>'
-                             f'{html.escape(r["run"]["model"]["spec"])}: {m["mean"]:.3f}</title></rect>')
+                             f'{html.escape(name)}: {m["mean"]:.3f}</title></rect>')
+                ci = m.get("ci")
+                if ci and None not in ci[:2]:
+                    parts.append(f'<path d="M{left + ci[0] * width:.1f},{y + bar / 2}H{left + ci[1] * width:.1f}" '
+                                 'stroke="#222" stroke-width="1"/>')
+                parts.append(_t(left + width + 4, y + 8.5, f"{m['mean']:.2f}", size=9,
+                                extra=f' fill="{COLORS[ri % len(COLORS)]}"' if COLORS[ri % len(COLORS)] != "#F0E442" else ""))
+    parts += _legend(names, left, head + body + 22)
     parts.append("</svg>")
     return "".join(parts)
 
 
 def _iou_histogram(ious: dict[str, list[float]], bins: int = 10) -> str:
-    """Per run, how item-level mean IoUs (V-score) of box answers are distributed."""
+    """Per run, how item-level mean IoUs (V-score) of box answers are distributed: a panel
+    per run with an IoU axis, a count axis and each bin's count."""
     if not any(ious.values()):
         return "<p>No box answers.</p>"
-    h, cell = 100, 22
-    parts = [f'<svg id="iou-chart" width="{60 + len(ious) * (bins * cell + 40)}" height="{h + 40}" '
+    h, cell, left, top = 100, 24, 36, 22
+    panel = bins * cell + left + 30
+    parts = [f'<svg id="iou-chart" width="{len(ious) * panel + 10}" height="{top + h + 50}" '
              'role="img" aria-label="IoU distributions">']
     for ri, (name, values) in enumerate(ious.items()):
-        x0 = 40 + ri * (bins * cell + 40)
+        x0 = ri * panel + left
         hist = [0] * bins
         for v in values:
             hist[min(int(v * bins), bins - 1)] += 1
         peak = max(hist) or 1
+        for tick in sorted({0, peak // 2, peak}):
+            y = top + h - h * tick / peak
+            parts.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + bins * cell}" y2="{y:.1f}" stroke="#eee"/>')
+            parts.append(_t(x0 - 4, y + 3.5, str(tick), size=9, anchor="end"))
         for b, n in enumerate(hist):
             height = h * n / peak
-            parts.append(f'<rect x="{x0 + b * cell}" y="{h - height:.1f}" width="{cell - 2}" '
+            x = x0 + b * cell
+            parts.append(f'<rect class="bar" x="{x}" y="{top + h - height:.1f}" width="{cell - 2}" '
                          f'height="{height:.1f}" fill="{COLORS[ri % len(COLORS)]}"><title>IoU '
                          f'{b / bins:.1f}-{(b + 1) / bins:.1f}: {n}</title></rect>')
-        parts.append(f'<text x="{x0}" y="{h + 14}" font-size="10">0</text><text x="{x0 + bins * cell - 10}" '
-                     f'y="{h + 14}" font-size="10">1</text><text x="{x0}" y="{h + 30}" font-size="10">'
-                     f'{html.escape(name)} (n={len(values)})</text>')
+            if n:
+                parts.append(_t(x + (cell - 2) / 2, top + h - height - 2, str(n), size=8, anchor="middle"))
+        parts.append(f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{top + h}" stroke="#666"/>'
+                     f'<line x1="{x0}" y1="{top + h}" x2="{x0 + bins * cell}" y2="{top + h}" stroke="#666"/>')
+        for k in range(0, bins + 1, 2):
+            parts.append(_t(x0 + k * cell, top + h + 15, f"{k / bins:.1f}", size=9, anchor="middle"))
+        parts.append(_t(x0 + bins * cell / 2, top + h + 27, "mean IoU of the item", size=9, anchor="middle"))
+        parts.append(_t(x0, top + h + 42, f"{name} (n={len(values)} items)",
+                        extra=f' fill="{COLORS[ri % len(COLORS)]}"'))
+        parts.append(_t(x0 - left + 2, top - 12, "items", size=9))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -299,16 +369,15 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     step = max(1, len(items) // max_items)
     shown = items[::step][:max_items]
 
-    ious = {f"{Path(sr.run).name} ({sr.identity['model']['spec']})":
-            [rec["scores"]["miou"] for rec in sr.records if rec["answer_type"] == "boxes"]
-            for sr in scored}
+    names = run_names([sr.identity for sr in scored], runs)
+    ious = {name: [rec["scores"]["miou"] for rec in sr.records if rec["answer_type"] == "boxes"]
+            for name, sr in zip(names, scored)}
 
     secrets = env_secrets(*(sr.identity["model"].get("api_key_env") for sr in scored))
 
     def hide(text: str) -> str:  # run folders come from others: no key shown, whatever they hold
         return redact(text, secrets)
 
-    names = run_names([sr.identity for sr in scored], runs)
     from voxqa.dataset.folder import read_studies
 
     frame_size = {st.id: st.frame_size for st in read_studies(folder)}
@@ -369,7 +438,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     page = env.get_template("report.html.j2").render(
         runs=runs, names=names, sample=sample, colors=[COLORS[i % len(COLORS)] for i in range(len(runs))],
         gt_color=GT_COLOR, dataset=str(folder), version=__version__, header=header, rows=rows,
-        chart=_chart(results), label_chart=_label_chart(results), iou_chart=_iou_histogram(ious),
+        chart=_chart(results, names), label_chart=_label_chart(results, names), iou_chart=_iou_histogram(ious),
         subtasks=_subtask_rows(results), items=entries, pairs=_pair_rows(results, names),
         audit_status=audit_status, audit=audit,
         tasks=sorted({e["task"] for e in entries}), labels=sorted({e["label"] for e in entries if e["label"]}),
