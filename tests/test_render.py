@@ -42,7 +42,7 @@ def test_image_boxes_sit_on_the_phantom_lesions(fastmri) -> None:
         tissue = np.median(pix[pix > 60])
         for e in it.evidence:
             if e.box[1] == 0:
-                continue  # the phantom's planted y = -1 box is widened on purpose
+                continue  # the phantom's planted y = -1 box sits on the empty corner on purpose
             x0, y0, x1, y1 = e.image_box
             assert (x1 - x0) * 128 / 200 == pytest.approx(e.box[2] - e.box[0], abs=2)
             box = np.zeros(pix.shape, bool)

@@ -164,6 +164,8 @@ def test_build_report_accounts_for_every_row(ds) -> None:
     ((raw, box),) = ds.ref.clipped.values()
     ex = clip["examples"][0]
     assert ex["to"] == list(box) and ex["box"][1] == raw[1] == -1
+    # a small box in the empty top-left corner, not a tall box from the top edge over a lesion
+    assert box[1] == 0 and box[3] - box[1] <= 6 and box[2] <= 16
     assert t["volumes_reviewed_without_rows"] == sum(
         1 for n in ds.names if n not in ds.ref.boxes and n not in ds.ref.study_level
     )
@@ -411,7 +413,7 @@ def test_phantom_localization_boxes_sit_on_the_lesions(ds) -> None:
     boxes = {
         (it.study_id, e.frame, tuple(e.box))
         for it in of(ds.items, "localization") for e in it.evidence
-    } - clipped  # the planted y=-1 box is widened on purpose; it is checked in the report test
+    } - clipped  # the planted y=-1 box sits on no lesion on purpose; it is checked in the report test
     assert len(boxes) > 50
     vols, raw = {}, {}
     for sid in {b[0] for b in boxes}:

@@ -10,7 +10,8 @@ adjacent slices. Files mirror the real ones exactly:
 * ``file_list.csv`` listing every volume, including normal ones without rows.
 
 A few real-world quirks are planted on purpose so the build report has something to show:
-a label with a trailing space, an exact duplicate row, and a box starting at y = -1.
+a label with a trailing space, an exact duplicate row, and a small extra box in the empty
+top-left corner starting at y = -1 (clipped by the build; it sits on no planted lesion).
 """
 
 from __future__ import annotations
@@ -112,8 +113,10 @@ def write_phantom(out: Path, n: int = 12, seed: int = 0, shape=(12, 128, 128)) -
             rows.append([name, k, "No", x, y, bw, bh, label])
     if rows:  # planted quirks: a duplicate row and a box reaching above the frame (y = -1)
         rows.append(list(rows[0]))
-        name, k, _, x, y, bw, bh, label = rows[1]
-        rows[1] = [name, k, "No", x, -1, bw, int(bh) + int(y) + 1, label]
+        # a small extra box in the empty top-left corner (outside the body, away from every
+        # planted lesion), starting one row above the frame: clipped to y = 0 by the build
+        name, k, *_, label = rows[0]
+        rows.append([name, k, "No", 4, -1, 8, 6, label])
     if n > 1:
         rows.append([names[1], 0, "Yes", "", "", "", "", "artifact"])
     ann = out / "annotations.csv"
