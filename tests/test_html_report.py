@@ -98,6 +98,25 @@ def test_report_leaderboard_columns_and_names(runs, tmp_path) -> None:
     assert "!" in legend and "below chance" in legend and "unparseable" in legend
 
 
+def test_report_glossary_and_sample_note(runs, tmp_path) -> None:
+    """The page explains its metrics, chance, the interval and the below-chance test, the blind
+    audit, pair accuracy and unparseable vs failed; it says how its items were sampled."""
+    from voxqa.dataset.folder import read_items
+    from voxqa.views.html_report import build_report
+
+    ds, run_dirs = runs
+    page = build_report(run_dirs[:1], tmp_path / "g.html", max_items=20).read_text()
+    glossary = page.split('<section id="glossary">')[1].split("</section>")[0]
+    for term in ("accuracy", "mean IoU", "BLEU", "chance", "1/k", "Wilson", "Holm", "blind audit",
+                 "pair accuracy", "failed request", "unparseable"):
+        assert term in glossary, term
+    note = page.split('id="sample">')[1].split("</p>")[0]
+    n_items = len(read_items(ds))
+    assert "20 of the first run&#39;s" in note and "--max-items 20" in note and str(n_items) in note
+    full = build_report(run_dirs[:1], tmp_path / "all.html", max_items=100_000).read_text()
+    assert f"all {n_items} items" in full.split('id="sample">')[1].split("</p>")[0]
+
+
 def _chromium() -> str:
     import shutil
 
@@ -192,6 +211,9 @@ def test_report_in_a_real_browser(runs, tmp_path) -> None:
         assert "1.00" in page.locator("#chart").text_content()
         # the leaderboard never widens the page: it wraps or scrolls in its own container
         assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+        for sel in ("#leaderboard", "#subtasks", "#chart", "#label-chart", "#iou-chart", "#audit",
+                    "#glossary", ".item"):  # every section draws something
+            assert len(page.locator(sel).first.screenshot()) > 2_000, sel
         shot = page.screenshot(full_page=False)
         browser.close()
     assert errors == [] and dialogs == []  # the probe's alert() never ran

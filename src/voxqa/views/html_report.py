@@ -429,9 +429,10 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
         })
 
     header, rows = _report_leaderboard(results, names, scored)
+    how = "the first ones" if step == 1 else f"one item in every {step}, from the first"
     sample = (f"all {len(items)} items of the first run's selection" if len(shown) == len(items) else
-              f"{len(shown)} of the first run's {len(items)} items (every {step}th item in dataset order, "
-              f"from the first; --max-items {max_items})")
+              f"{len(shown)} of the first run's {len(items)} items ({how}, in dataset order; "
+              f"--max-items {max_items})")
     audit_status, audit = _audit_rows(folder)
     env = Environment(loader=PackageLoader("voxqa.views", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
