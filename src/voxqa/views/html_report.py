@@ -426,6 +426,8 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
             "correct": [p["correct"] for p in run_preds], "disagree": int(len(set(marks)) > 1),
             "frames": frames, "question": it.question, "options": it.options,
             "answer_text": it.answer_text, "reasoning": it.reasoning, "predictions": run_preds,
+            "stored_boxes": bool(it.images) and it.answer.type in ("boxes", "box3d", "text")
+            and bool(re.search(r"\[\d+, \d+, \d+, \d+\]", it.answer_text or "")),
         })
 
     header, rows = _report_leaderboard(results, names, scored)
