@@ -68,6 +68,29 @@ def test_console_script_demo(tmp_path):
     assert (out / "spatial_dataset" / "items.jsonl").stat().st_size > 0
     assert "<script>" in (out / "report.html").read_text() and "demo reports" in proc.stderr
     assert "spatial/laterality" in (out / "spatial_report.html").read_text()
+    # stdout: the compact leaderboard alone (progress and messages on stderr), no trailing blank line
+    lines = proc.stdout.split("\n")
+    assert lines[0] == "| dataset | model | n | accuracy [95% CI] |" and lines[-1] == "" and lines[-2]
+    assert "demo" not in proc.stdout and "rendering" not in proc.stdout and "\x1b" not in proc.stdout
+    assert "━" not in proc.stderr + proc.stdout  # progress bars only on a terminal
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:] if ln.startswith("|")]
+    by = {(r[0], r[1]): r for r in rows}
+    assert {m for _, m in by} == {"chance", "oracle", "prior", "random"}
+    for name, data in (("fastMRI+ boxes", "dataset"), ("spatial", "spatial_dataset")):
+        items = [json.loads(ln) for ln in (out / data / "items.jsonl").open()]
+        test = [it for it in items if it["split"] == "test"]
+        assert test and any(it["split"] == "train" for it in items), data  # evaluated on a held-out split
+        for model in ("oracle", "prior", "random"):
+            results = json.loads((out / ("runs" if data == "dataset" else "spatial_runs") / model
+                                  / "results.json").read_text())
+            assert results["run"]["split"] == "test"
+            headline = [it for it in test if not it.get("prior_answerable")]  # scored apart
+            assert int(by[(name, model)][2]) == results["overall"]["n"] == len(headline) > 0
+            assert results["answered"] == len(test)
+        assert by[(name, "oracle")][3].startswith("1.000 [")
+        assert not by[(name, "prior")][3].startswith("1.000")  # held-out items: no free marks
+    studies = [json.loads(ln) for ln in (out / "spatial_dataset" / "studies.jsonl").open()]
+    assert len({s["patient_id"] for s in studies}) >= 5  # several phantom patients
 
 
 def test_render_export_profiles(tmp_path):

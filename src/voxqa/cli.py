@@ -470,62 +470,86 @@ def demo(
     model_name: Annotated[str, typer.Option("--model-name", metavar="NAME", help="The served model's name (with --base-url).")] = "default",
     profile: Annotated[str, typer.Option("--profile", metavar="PROFILE", help="Its box convention (with --base-url; see `voxqa profiles`).")] = "pixel",
 ) -> None:
-    """Phantoms -> builds (fastMRI+-style boxes, and a segmentation) -> inspect -> render ->
-    evaluate oracle/prior/random (and a served model with --base-url) -> HTML report, all on
-    built-in synthetic data."""
-    from voxqa.build import build_fastmri_plus as build
-    from voxqa.build import build_segmentation
-    from voxqa.views.inspection import show
-    from voxqa.phantom import write_phantom, write_segmentation_phantom
-    from voxqa.sources.segmentation import SegSpec
+    """Phantoms -> builds (fastMRI+-style boxes, and several segmented abdomens) -> render ->
+    evaluate oracle/prior/random on the test splits (and a served model with --base-url) ->
+    a leaderboard on stdout and HTML reports, all on built-in synthetic data."""
+    import asyncio
 
     import orjson
+
+    from voxqa.build import build_fastmri_plus as build
+    from voxqa.build import build_segmentation
+    from voxqa.dataset.folder import read_items
+    from voxqa.dataset.splits import split_of
+    from voxqa.eval.compare import leaderboard, render_table
+    from voxqa.eval.models import make_model
+    from voxqa.eval.run import RunConfig, run_eval
+    from voxqa.eval.score import score_run
+    from voxqa.phantom import write_phantom, write_segmentation_phantom
+    from voxqa.render import RenderSettings, render_dataset
+    from voxqa.sources.segmentation import SegSpec
+    from voxqa.views.html_report import build_report
 
     for made in (out / "dataset", out / "spatial_dataset"):  # a demo of another seed: refused
         if (made / "manifest.json").is_file() and orjson.loads((made / "manifest.json").read_bytes()).get("seed") != seed:
             _fail(f"{out} holds a demo made with another --seed; give a new --out or remove {out}")
+    fractions = (0.6, 0.2, 0.2)
+    console.print("[bold]demo:[/] building the fastMRI+-style phantom dataset", soft_wrap=True)
     paths = write_phantom(out / "phantom", n=24, seed=seed)
     dataset = out / "dataset"
-    build(
-        [(paths["annotations"], paths["file_list"])], dataset, volumes=paths["volumes"],
-        seed=seed, fractions=(0.6, 0.2, 0.2),
-    )
-    show(dataset, Console())
-    seg = write_segmentation_phantom(out / "segmentation_phantom")
+    build([(paths["annotations"], paths["file_list"])], dataset, volumes=paths["volumes"],
+          seed=seed, fractions=fractions)
+    # segmented abdomens: phantom variants (other "patients") picked by the split their id
+    # falls in under this seed, so that train and test both hold studies
+    want, picked = {"train": 3, "test": 2}, {"train": [], "test": []}
+    for v in range(1, 200):
+        sid = f"abdomen_{v:02d}"
+        sp = split_of(sid, seed, fractions)
+        if sp in picked and len(picked[sp]) < want[sp]:
+            picked[sp].append((v, sid))
+        if all(len(picked[k]) == n for k, n in want.items()):
+            break
+    console.print(f"[bold]demo:[/] building the segmentation phantom dataset "
+                  f"({sum(map(len, picked.values()))} abdomens)", soft_wrap=True)
+    specs = []
+    for v, sid in sorted(picked["train"] + picked["test"]):
+        seg = write_segmentation_phantom(out / "segmentation_phantom" / sid, variant=v)
+        specs.append(SegSpec(study_id=sid, image=seg["image"], labels=seg["labels"],
+                             label_names=seg["label_names"], modality="CT", anatomy="abdomen"))
     spatial = out / "spatial_dataset"
-    build_segmentation(
-        [SegSpec(study_id="abdomen_phantom", image=seg["image"], labels=seg["labels"],
-                 label_names=seg["label_names"], modality="CT", anatomy="abdomen")],
-        spatial, seed=seed, fractions=(1.0, 0.0, 0.0),
-    )
-    show(spatial, Console())
+    build_segmentation(specs, spatial, seed=seed, fractions=fractions)
     console.print(f"[green]demo datasets:[/] {dataset} (fastMRI+-style boxes) and {spatial} "
-                  "(segmentation spatial QA); each has items.jsonl, manifest.json, build_report.json")
+                  "(segmentation spatial QA); each has items.jsonl, manifest.json, build_report.json; "
+                  "see them with `voxqa inspect`", soft_wrap=True)
 
-    import asyncio
-
-    from voxqa.eval.models import make_model
-    from voxqa.eval.run import RunConfig, run_eval
-    from voxqa.eval.score import score_run
-    from voxqa.views.html_report import build_report
-    from voxqa.render import RenderSettings, render_dataset
-
-    specs = ["oracle", "prior", "random"] + ([f"openai:{model_name}"] if base_url else [])
-    reports = []
-    for data, split, runs_dir, page in ((dataset, "test", out / "runs", out / "report.html"),
-                                        (spatial, "train", out / "spatial_runs", out / "spatial_report.html")):
+    models = ["oracle", "prior", "random"] + ([f"openai:{model_name}"] if base_url else [])
+    header = ["dataset", "model", "n", "accuracy [95% CI]"]  # n: test items scored (headline)
+    table, reports = [], []
+    for data, name, runs_dir, page in ((dataset, "fastMRI+ boxes", out / "runs", out / "report.html"),
+                                       (spatial, "spatial", out / "spatial_runs", out / "spatial_report.html")):
+        console.print(f"[bold]demo:[/] rendering and evaluating {data}", soft_wrap=True)
         render_dataset(data, RenderSettings(size=192, context=8), workers=2)
+        n_test = sum(1 for it in read_items(data) if it.split == "test" and it.images)
+        if not n_test:
+            _fail(f"the demo's {data} has no rendered test items; try another --seed")
         runs = []
-        for spec in specs:
+        for spec in models:
             run = runs_dir / spec.replace(":", "_").replace("/", "_")
             adapter = make_model(spec, data, seed=seed, base_url=base_url, profile=profile)
-            asyncio.run(run_eval(RunConfig(dataset=data, out=run, split=split, profile=profile), adapter))
+            asyncio.run(run_eval(RunConfig(dataset=data, out=run, split="test", profile=profile), adapter))
             score_run(run)
             runs.append(run)
         reports.append(build_report(runs, page, max_items=120))
+        cols, rows = leaderboard(runs)
+        at = {c: cols.index(c) for c in ("model", "n", "overall accuracy")}
+        for row in rows:  # the chance row first, then one row per model
+            table.append([name, row[at["model"]] or row[0], row[at["n"]], row[at["overall accuracy"]]])
     console.print(f"[green]demo reports:[/] {reports[0]} (fastMRI+-style boxes) and {reports[1]} "
-                  "(segmentation spatial QA); open them in a browser")
-
+                  "(segmentation spatial QA); open them in a browser", soft_wrap=True)
+    text = render_table(header, table, "md").rstrip("\n")
+    if not any(c.endswith(" !") for row in table for c in row):  # the footnote explains "!" only
+        text = text.split("\n\n")[0]
+    print(text)  # stdout: the leaderboard alone, no trailing blank line
 
 for _info in app.registered_commands + build_app.registered_commands:  # help without type names
     if _info.cls in (None, TyperCommand):

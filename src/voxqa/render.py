@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import orjson
 from PIL import Image
+from rich.console import Console
 from rich.progress import Progress
 
 from voxqa.dataset.folder import ITEMS, dumps, read_items, read_studies, write_jsonl
@@ -234,7 +235,9 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
         (folder / PROGRESS).write_bytes(orjson.dumps({"settings_key": settings.key()}) + b"\n")
 
     errors: dict[str, str] = {}
-    with Progress(transient=True) as progress, (folder / PROGRESS).open("ab") as journal:
+    err = Console(stderr=True)  # progress on stderr, and only on a terminal
+    with Progress(transient=True, console=err, disable=not err.is_terminal) as progress, \
+            (folder / PROGRESS).open("ab") as journal:
         task = progress.add_task("rendering studies", total=len(jobs))
         pool = _executor(workers)
         try:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import orjson
 from PIL import Image
+from rich.console import Console
 from rich.progress import Progress
 
 from voxqa import __version__
@@ -271,7 +272,8 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
         counts[record["status"]] += 1
 
     try:
-        with Progress(transient=True) as progress:
+        err = Console(stderr=True)  # progress on stderr, and only on a terminal
+        with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
             task = progress.add_task(f"{model.spec} on {len(todo)} items", total=len(todo))
 
             async def tracked(item: Item) -> None:
