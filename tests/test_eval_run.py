@@ -248,9 +248,27 @@ def test_compare_leaderboard(rendered, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     import csv as _csv
     rows = list(_csv.reader((tmp_path / "board.csv").open()))
-    assert rows[0][:2] == ["run", "model"] and rows[1][0] == "chance"
-    assert [r[1] for r in rows[2:]] == ["oracle", "prior"]
-    assert rows[2][5].startswith("1.000")
+    # the report's columns: run names from run.json (not paths), the counts apart
+    assert rows[0][:6] == ["run", "n", "answered", "failed", "unparseable", "accuracy"]
+    assert rows[1][0] == "chance"
+    assert [r[0] for r in rows[2:]] == ["oracle · minimal", "prior (blind) · minimal"]
+    assert not any(str(tmp_path) in c for r in rows for c in r)
+    for row, spec in zip(rows[2:], ("oracle", "prior")):
+        res = json.loads((tmp_path / spec / "results.json").read_text())
+        n = res["answered"] + res["failed"] + res["missing"]
+        assert row[1:4] == [str(n), str(res["answered"]), str(res["failed"])]
+        acc = res["overall"]["metrics"]["accuracy"]
+        assert row[5].startswith(f"{acc['mean']:.3f} [") and row[5].endswith(f"n={acc['n']}")
+    assert rows[2][5].startswith("1.000") and rows[2][4] == "0"
+    assert all(len(r) == len(rows[0]) for r in rows)
+    res = runner.invoke(app, ["compare", str(tmp_path / "oracle"), str(tmp_path / "prior"),
+                              "--out", str(tmp_path / "board.md")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "board.md").read_text().split("\n")
+    assert md[0].startswith("| run | n | answered | failed | unparseable | accuracy |")
+    assert md[3].startswith("| oracle · minimal | ") and md[4].startswith("| prior (blind) · minimal | ")
+    assert str(tmp_path) not in "\n".join(md)
+    assert md[-1] == "" and md[-2].startswith("! = significantly below chance") and "Holm" in md[-2]
 
 
 def test_mirrored_control_flips_images_sides_and_boxes(tmp_path) -> None:

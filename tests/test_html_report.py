@@ -98,6 +98,33 @@ def test_report_leaderboard_columns_and_names(runs, tmp_path) -> None:
     assert "!" in legend and "below chance" in legend and "unparseable" in legend
 
 
+def test_report_and_compare_render_one_leaderboard(runs, tmp_path) -> None:
+    """The report's leaderboard and `voxqa compare`'s CSV and Markdown are one table: same
+    header, same run names, same numbers (line breaks of the page's cells as spaces)."""
+    import csv
+    import html
+
+    from voxqa.views.html_report import build_report
+
+    ds, run_dirs = runs
+    page = build_report(run_dirs, tmp_path / "b.html").read_text()
+    board = page.split('<table id="leaderboard">')[1].split("</table>")[0]
+    header = [html.unescape(h) for h in re.findall(r"<th>([^<]*)</th>", board)]
+    cells = [[" ".join(html.unescape(c).split("\n")) for c in re.findall(r"<td[^>]*>([^<]*)</td>", row)]
+             for row in board.split("<tr>")[2:]]
+    res = CliRunner().invoke(app, ["compare", *map(str, run_dirs), "--out", str(tmp_path / "b.csv")])
+    assert res.exit_code == 0, res.output
+    table = list(csv.reader((tmp_path / "b.csv").open()))
+    assert table[0] == header and table[1:] == cells
+    assert any(re.match(r"\d\.\d{3} \[", c) for row in cells for c in row)  # numbers compared
+    res = CliRunner().invoke(app, ["compare", *map(str, run_dirs), "--out", str(tmp_path / "b.md")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "b.md").read_text().split("\n")
+    assert [c.strip() for c in md[0].strip("|").split("|")] == header
+    assert [[c.strip() for c in ln.strip("|").split("|")] for ln in md[2:2 + len(cells)]] == cells
+    assert "below chance" in md[-2]
+
+
 def test_report_glossary_and_sample_note(runs, tmp_path) -> None:
     """The page explains its metrics, chance, the interval and the below-chance test, the blind
     audit, pair accuracy and unparseable vs failed; it says how its items were sampled."""

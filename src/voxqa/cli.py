@@ -481,7 +481,7 @@ def demo(
     from voxqa.build import build_segmentation
     from voxqa.dataset.folder import read_items
     from voxqa.dataset.splits import split_of
-    from voxqa.eval.compare import leaderboard, render_table
+    from voxqa.eval.compare import cell, load_results, render_table
     from voxqa.eval.models import make_model
     from voxqa.eval.run import RunConfig, run_eval
     from voxqa.eval.score import score_run
@@ -540,10 +540,12 @@ def demo(
             score_run(run)
             runs.append(run)
         reports.append(build_report(runs, page, max_items=120))
-        cols, rows = leaderboard(runs)
-        at = {c: cols.index(c) for c in ("model", "n", "overall accuracy")}
-        for row in rows:  # the chance row first, then one row per model
-            table.append([name, row[at["model"]] or row[0], row[at["n"]], row[at["overall accuracy"]]])
+        results = load_results(runs)  # the chance row first, then one row per model
+        table.append([name, "chance", "", f"{results[0]['overall']['chance']:.3f}"
+                      if results[0]["overall"].get("chance") is not None else ""])
+        for r in results:
+            table.append([name, r["run"]["model"]["spec"], str(r["overall"]["n"]),
+                          cell(r["overall"]["metrics"].get("accuracy"), r["overall"].get("below_chance"))])
     console.print(f"[green]demo reports:[/] {reports[0]} (fastMRI+-style boxes) and {reports[1]} "
                   "(segmentation spatial QA); open them in a browser", soft_wrap=True)
     text = render_table(header, table, "md").rstrip("\n")

@@ -1,11 +1,16 @@
-"""`voxqa compare`: a leaderboard of runs, one row per run, one column per task.
+"""`voxqa compare` and the report's leaderboard: one table model, rendered as HTML, Markdown
+or CSV.
 
-Each task is summarised by its headline metric (accuracy where answers are closed, mean IoU
-for localization, BLEU for captions) with its 95% CI; a chance row comes first, from the items'
-own chance values, and "!" marks a run significantly below chance on that task (one-sided
-exact test, Holm-corrected over the groups of the run's results file). Headline numbers leave
-out prior-answerable items (results.json does). "pair accuracy" is the share of mirrored
-twin pairs with both answers right (results.json ``pair_accuracy.overall``).
+One row per run (named from run.json: model, mode, control; never its folder), a chance row
+first; a run of the ``prior`` baseline is the blind row (the blind audit's text-only learner),
+a run of ``oracle`` the oracle row. Columns: run, n (items the run selected), answered, failed
+(requests that never came back), unparseable (answers that came back unreadable, by answer
+type), accuracy with its 95% CI and the number of items it covers, each task's headline metric
+(accuracy where answers are closed, mean IoU for localization, BLEU for captions) with its 95%
+CI, and pair accuracy (mirrored twin pairs with both answers right, results.json
+``pair_accuracy.overall``) when a run has pairs. "!" marks a run significantly below chance
+(one-sided exact test, Holm-corrected over the groups of the run's results file). Headline
+numbers leave out prior-answerable items (results.json does).
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from typing import Any
 
 import orjson
 
-from voxqa.eval.score import RESULTS, score_run
+from voxqa.eval.score import RESULTS, score_run, scored_run
 
 HEADLINE = {"localization": "miou", "captioning": "bleu"}  # else accuracy
 FALLBACK = ("accuracy", "set_f1", "frame_f1", "miou", "iou3d", "bleu")
+LEGEND = ("! = significantly below chance (one-sided exact binomial test of the correct count"
+          " against the items' chance, Holm-corrected, p < 0.05)")
 
 
 def headline(task: str, group: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
@@ -31,38 +38,100 @@ def headline(task: str, group: dict[str, Any]) -> tuple[str, dict[str, Any] | No
     return name, metrics.get(name)
 
 
-def leaderboard(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) with a chance row first; results.json is (re)computed when missing."""
-    results = []
+def run_name(identity: dict[str, Any]) -> str:
+    """A run as people name it: model, mode, control (from run.json), not its folder; the
+    prior baseline says it is the blind row."""
+    spec = identity["model"]["spec"]
+    parts = [spec + (" (blind)" if spec == "prior" else ""), identity.get("mode") or ""]
+    if identity.get("control") and identity["control"] != "none":
+        parts.append(f"control={identity['control']}")
+    return " · ".join(p for p in parts if p)
+
+
+def run_names(identities: list[dict[str, Any]], runs: list[Path]) -> list[str]:
+    """Names of runs; two runs with the same name get their folder's name added."""
+    names = [run_name(i) for i in identities]
+    return [f"{n} ({Path(r).name})" if names.count(n) > 1 else n for n, r in zip(names, runs)]
+
+
+def load_results(runs: list[Path]) -> list[dict[str, Any]]:
+    """Each run's results.json, (re)computed when missing."""
+    out = []
     for run in runs:
         path = Path(run) / RESULTS
-        results.append(orjson.loads(path.read_bytes()) if path.is_file() else score_run(run))
+        out.append(orjson.loads(path.read_bytes()) if path.is_file() else score_run(run))
+    return out
+
+
+def _c(text: str, below: bool | None = None, **values: Any) -> dict[str, Any]:
+    return {"text": text, "below": bool(below), **values}
+
+
+def _metric_cell(m: dict[str, Any] | None, below: bool | None, name: str | None = None) -> dict[str, Any]:
+    """Value, CI and n on three lines (one line in Markdown/CSV); "!" when below chance."""
+    if not m or m.get("mean") is None:
+        return _c("")
+    ci = m.get("ci")
+    text = f"{m['mean']:.3f}" + (f"\n[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci[:2] else "")
+    if m.get("n") is not None:
+        text += f"\nn={m['n']}"
+    if name:
+        text = f"{name} {text}"
+    return _c(text + (" !" if below else ""), below, value=m["mean"], ci=ci, n=m.get("n"))
+
+
+def leaderboard(runs: list[Path], results: list[dict[str, Any]] | None = None,
+                scored: list[Any] | None = None) -> tuple[list[str], list[list[dict[str, Any]]]]:
+    """The leaderboard as plain values: (header, rows), a chance row first, then one row per
+    run in the order given. Each cell is ``{"text", "below"}`` (text may hold line breaks;
+    metric cells also carry ``value``, ``ci`` and ``n``). ``results``/``scored`` are the runs'
+    results.json and ``scored_run`` when the caller already has them."""
+    results = load_results(runs) if results is None else results
+    scored = [scored_run(run) for run in runs] if scored is None else scored
+    names = run_names([sr.identity for sr in scored], runs)
     tasks = sorted({t for r in results for t in r["by"].get("task", {})})
-    header = (["run", "model", "mode", "control", "n", "overall accuracy"] + tasks
-              + ["pair accuracy", "parse failures"])
-    chance_row = ["chance", "", "", "", "", _fmt(results[0]["overall"].get("chance"))]
+    metric_of = {}
+    for t in tasks:
+        group = next(r["by"]["task"][t] for r in results if t in r["by"]["task"])
+        metric_of[t] = headline(t, group)[0]
+    with_pairs = any(((r.get("pair_accuracy") or {}).get("overall") or {}).get("n_pairs") for r in results)
+    header = (["run", "n", "answered", "failed", "unparseable", "accuracy"]
+              + [f"{t} ({metric_of[t]})" for t in tasks] + (["pair accuracy"] if with_pairs else []))
+
+    chance = [_c("chance"), _c(""), _c(""), _c(""), _c(""), _c(_fmt(results[0]["overall"].get("chance")))]
     for t in tasks:
         group = next((r["by"]["task"][t] for r in results if t in r["by"]["task"]), None)
-        chance_row.append(_fmt(group.get("chance")) if group else "")
-    rows = [chance_row + ["", ""]]
-    for run, r in zip(runs, results):
-        ident = r["run"]
-        acc = r["overall"]["metrics"].get("accuracy")
-        name = str(run) + (f" (INCOMPLETE: {r.get('failed', 0)} failed)" if r.get("incomplete") else "")
-        row = [name, ident["model"]["spec"], ident["mode"], ident["control"], str(r["overall"]["n"]),
-               cell(acc, r["overall"].get("below_chance"))]
+        chance.append(_c(_fmt(group.get("chance")) if group else ""))
+    rows = [chance + ([_c("")] if with_pairs else [])]
+    for name, r, sr in zip(names, results, scored):
+        unparsed: dict[str, int] = {}
+        for rec in sr.records:
+            if not rec["parse_ok"] and not rec["failed"]:
+                unparsed[rec["answer_type"]] = unparsed.get(rec["answer_type"], 0) + 1
+        pf = r["overall"]["parse_failures"]
+        n_all = len(sr.records)
+        n_unparsed = sum(unparsed.values())
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(unparsed.items()))
+        row = [_c(name + (" (INCOMPLETE)" if r.get("incomplete") else ""), model=sr.identity["model"]["spec"]),
+               _c(str(n_all)), _c(str(r.get("answered", ""))), _c(str(r.get("failed", ""))),
+               _c(f"{n_unparsed} ({n_unparsed / max(n_all, 1):.1%})" + (f"\n{detail}" if detail else "")
+                  if unparsed else f"{pf['count']}"),
+               _metric_cell(r["overall"]["metrics"].get("accuracy"), r["overall"].get("below_chance"))]
         for t in tasks:
             group = r["by"]["task"].get(t)
             if group is None:
-                row.append("")
+                row.append(_c(""))
                 continue
-            name, metric = headline(t, group)
-            row.append(f"{name} {cell(metric, group.get('below_chance'))}")
-        pairs = (r.get("pair_accuracy") or {}).get("overall") or {}
-        row.append(cell({"mean": pairs.get("value"), "ci": pairs.get("ci")}, None)
-                   + (f" ({pairs['both_right']}/{pairs['n_pairs']} pairs)" if pairs.get("n_pairs") else ""))
-        pf = r["overall"]["parse_failures"]
-        row.append(f"{pf['rate']:.1%}")
+            mname, metric = headline(t, group)
+            row.append(_metric_cell(metric, group.get("below_chance"), None if mname == metric_of[t] else mname))
+        if with_pairs:
+            pairs = (r.get("pair_accuracy") or {}).get("overall") or {}
+            value, ci = pairs.get("value"), pairs.get("ci")
+            text = "" if value is None else f"{value:.3f}" + (
+                f"\n[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci[:2] else "")
+            if pairs.get("n_pairs"):
+                text += f"\n{pairs['both_right']}/{pairs['n_pairs']} pairs"
+            row.append(_c(text, value=value, ci=ci, n=pairs.get("n_pairs")))
         rows.append(row)
     return header, rows
 
@@ -72,6 +141,7 @@ def _fmt(x: float | None) -> str:
 
 
 def cell(metric: dict[str, Any] | None, below: bool | None) -> str:
+    """One line: value [CI], "!" when below chance."""
     if not metric or metric.get("mean") is None:
         return ""
     ci = metric.get("ci")
@@ -79,13 +149,19 @@ def cell(metric: dict[str, Any] | None, below: bool | None) -> str:
     return text + (" !" if below else "")
 
 
-def render_table(header: list[str], rows: list[list[str]], fmt: str) -> str:
-    """Markdown or CSV text of the leaderboard."""
+def one_line(c: Any) -> str:
+    """A cell's text on one line (Markdown, CSV): its line breaks become spaces."""
+    return " ".join(str(c["text"] if isinstance(c, dict) else c).split("\n"))
+
+
+def render_table(header: list[str], rows: list[list[Any]], fmt: str) -> str:
+    """Markdown or CSV text of a table (cells: strings or the leaderboard's cell dicts); the
+    Markdown ends with a legend line for "!"."""
+    lines = [[one_line(c) for c in row] for row in rows]
     if fmt == "csv":
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+        csv.writer(buf, lineterminator="\n").writerows([header, *lines])
         return buf.getvalue()
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines) + ("\n\n! = significantly below chance (one-sided exact binomial test of the correct count"
-                                    " against the items' chance, Holm-corrected, p < 0.05)\n")
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in lines]
+    return "\n".join(out) + f"\n\n{LEGEND}\n"

@@ -28,27 +28,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from voxqa import __version__
 from voxqa.dataset.paths import inside, read_png
-from voxqa.eval.compare import cell, headline
+from voxqa.eval.compare import cell, headline, leaderboard, load_results, run_names
 from voxqa.eval.redact import env_secrets, redact
-from voxqa.eval.score import RESULTS, score_run, scored_run
+from voxqa.eval.score import scored_run
 
 # Okabe-Ito (colour-blind safe), without its bluish green: ground truth is drawn green
 COLORS = ["#E69F00", "#0072B2", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 GT_COLOR = "#0a0"
-
-
-def run_name(identity: dict[str, Any]) -> str:
-    """A run as people name it: model, mode, control (from run.json), not its folder."""
-    parts = [identity["model"]["spec"], identity.get("mode") or ""]
-    if identity.get("control") and identity["control"] != "none":
-        parts.append(f"control={identity['control']}")
-    return " · ".join(p for p in parts if p)
-
-
-def run_names(identities: list[dict[str, Any]], runs: list[Path]) -> list[str]:
-    """Names of runs; two runs with the same name get their folder's name added."""
-    names = [run_name(i) for i in identities]
-    return [f"{n} ({Path(r).name})" if names.count(n) > 1 else n for n, r in zip(names, runs)]
 
 
 def _parsed_text(item: Any, parsed: Any) -> str:
@@ -225,71 +211,6 @@ def _iou_histogram(ious: dict[str, list[float]], bins: int = 10) -> str:
     return "".join(parts)
 
 
-def _report_leaderboard(results: list[dict[str, Any]], names: list[str],
-                        scored: list[Any]) -> tuple[list[str], list[list[dict[str, Any]]]]:
-    """The page's leaderboard: runs named from run.json, request counts as their own columns,
-    accuracy with the number of items it covers, each task's headline metric with its CI
-    (two lines), pair accuracy when a run has pairs. Cells: {"text", "below"}."""
-    tasks = sorted({t for r in results for t in r["by"].get("task", {})})
-    metric_of = {}
-    for t in tasks:
-        group = next(r["by"]["task"][t] for r in results if t in r["by"]["task"])
-        metric_of[t] = headline(t, group)[0]
-    with_pairs = any(((r.get("pair_accuracy") or {}).get("overall") or {}).get("n_pairs") for r in results)
-    header = (["run", "n", "answered", "failed", "unparseable", "accuracy"]
-              + [f"{t} ({metric_of[t]})" for t in tasks] + (["pair accuracy"] if with_pairs else []))
-
-    def c(text: str, below: bool | None = None) -> dict[str, Any]:
-        return {"text": text, "below": bool(below)}
-
-    def metric_cell(m: dict[str, Any] | None, below: bool | None, name: str | None = None) -> dict[str, Any]:
-        text = cell(m, None)
-        if text and " [" in text:
-            value, ci = text.split(" [", 1)
-            text = f"{value}\n[{ci}"
-        if text and m and m.get("n") is not None:
-            text += f"\nn={m['n']}"
-        if name:
-            text = f"{name} {text}"
-        return c(text + (" !" if below and text else ""), below)
-
-    chance = [c("chance"), c(""), c(""), c(""), c(""), c(_fmt(results[0]["overall"].get("chance")))]
-    for t in tasks:
-        group = next((r["by"]["task"][t] for r in results if t in r["by"]["task"]), None)
-        chance.append(c(_fmt(group.get("chance")) if group else ""))
-    rows = [chance + ([c("")] if with_pairs else [])]
-    for name, r, sr in zip(names, results, scored):
-        unparsed: dict[str, int] = {}
-        for rec in sr.records:
-            if not rec["parse_ok"] and not rec["failed"]:
-                unparsed[rec["answer_type"]] = unparsed.get(rec["answer_type"], 0) + 1
-        pf = r["overall"]["parse_failures"]
-        n_all = len(sr.records)
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(unparsed.items()))
-        row = [c(name + (" (INCOMPLETE)" if r.get("incomplete") else "")), c(str(n_all)),
-               c(str(r.get("answered", ""))), c(str(r.get("failed", ""))),
-               c(f"{sum(unparsed.values())} ({sum(unparsed.values()) / max(n_all, 1):.1%})"
-                 + (f"\n{detail}" if detail else "") if unparsed else f"{pf['count']}"),
-               metric_cell(r["overall"]["metrics"].get("accuracy"), r["overall"].get("below_chance"))]
-        for t in tasks:
-            group = r["by"]["task"].get(t)
-            if group is None:
-                row.append(c(""))
-                continue
-            mname, metric = headline(t, group)
-            row.append(metric_cell(metric, group.get("below_chance"), None if mname == metric_of[t] else mname))
-        if with_pairs:
-            pairs = (r.get("pair_accuracy") or {}).get("overall") or {}
-            row.append(c(cell({"mean": pairs.get("value"), "ci": pairs.get("ci")}, None)
-                         + (f"\n{pairs['both_right']}/{pairs['n_pairs']} pairs" if pairs.get("n_pairs") else "")))
-        rows.append(row)
-    return header, rows
-
-
-def _fmt(x: float | None) -> str:
-    return "" if x is None else f"{x:.3f}"
-
-
 def _subtask_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     """One row per task/subtask: its headline metric per run, chance first."""
     keys = sorted({k for r in results for k in r["by"].get("task/subtask", {})})
@@ -357,10 +278,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     """Write the HTML report of ``runs`` (scored first if needed) to ``out``."""
     if not runs:
         raise ValueError("give at least one run folder")
-    results = []
-    for run in runs:
-        path = Path(run) / RESULTS
-        results.append(orjson.loads(path.read_bytes()) if path.is_file() else score_run(run))
+    results = load_results(runs)
     scored = [scored_run(run) for run in runs]  # per-item gold and scores, as results.json
     by_id = [{it.id: (gold, rec) for it, gold, rec in zip(sr.items, sr.golds, sr.records)}
              for sr in scored]
@@ -430,7 +348,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
             and bool(re.search(r"\[\d+, \d+, \d+, \d+\]", it.answer_text or "")),
         })
 
-    header, rows = _report_leaderboard(results, names, scored)
+    header, rows = leaderboard(runs, results, scored)
     how = "the first ones" if step == 1 else f"one item in every {step}, from the first"
     sample = (f"all {len(items)} items of the first run's selection" if len(shown) == len(items) else
               f"{len(shown)} of the first run's {len(items)} items ({how}, in dataset order; "
