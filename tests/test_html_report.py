@@ -287,3 +287,56 @@ def test_report_shows_the_blind_audit_and_pair_accuracy_when_present(runs, tmp_p
     board = page.split('<table id="leaderboard">')[1].split("</table>")[0]
     assert "<th>pair accuracy</th>" in board and "7/10 pairs" in board
     assert "<th>pair accuracy</th>" not in plain
+
+
+def test_report_category_chart_and_control_panel(runs, tmp_path) -> None:
+    """Accuracy by CT-SpatialVQA category (with axis, values, CI whiskers) and the "does the
+    model look at the image" panel (one model under several --control side by side), present
+    when the runs have them, drawn in a real browser; absent otherwise."""
+    import html
+    import json
+
+    from conftest import rendered_segmentation
+    from playwright.sync_api import sync_playwright
+
+    from voxqa.views.html_report import build_report
+
+    plain = build_report(runs[1][:1], tmp_path / "plain.html", max_items=5).read_text()
+    assert 'id="category-chart"' not in plain and 'id="controls"' not in plain
+    ds = rendered_segmentation(tmp_path, size=96, context=4)
+    dirs = []
+    for spec, control in (("oracle", "none"), ("oracle", "mirrored"), ("random", "none")):
+        out = tmp_path / f"{spec}_{control}"
+        asyncio.run(run_eval(RunConfig(dataset=ds, out=out, split=None, control=control), make_model(spec, ds)))
+        dirs.append(out)
+    page_path = build_report(dirs, tmp_path / "seg.html", max_items=20)
+    page = page_path.read_text()
+    results = [json.loads((d / "results.json").read_text()) for d in dirs]
+    categories = sorted(results[0]["by"]["category"])
+    assert categories
+    chart = page.split('<svg id="category-chart"')[1].split("</svg>")[0]
+    assert all(html.escape(c) in chart for c in categories) and "0.25" in chart and "<path d=" in chart  # axis, whiskers
+    acc = results[2]["by"]["category"][categories[0]]["metrics"]["accuracy"]["mean"]
+    assert f">{acc:.2f}</text>" in chart  # each bar's value
+    panel = page.split('<table id="controls">')[1].split("</table>")[0]
+    assert re.findall(r"<th>([^<]*)</th>", panel) == ["model", "control=none", "control=mirrored"]
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in panel.split("<tr>")[2:]]
+    assert len(cells) == 1 and cells[0][0] == "oracle · minimal"  # random ran under one control only
+    assert cells[0][1].startswith("1.000 [") and cells[0][2].startswith("1.000 [")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"])
+        view = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors = []
+        view.on("pageerror", lambda e: errors.append(str(e)))
+        view.goto(page_path.resolve().as_uri())
+        view.wait_for_load_state("load")
+        assert view.locator("#category-chart rect.bar").count() >= len(categories)
+        boxes = view.locator("#category-chart").evaluate("""svg => { const s = svg.getBoundingClientRect();
+            return [...svg.querySelectorAll('text')].map(t => { const r = t.getBoundingClientRect();
+              return [r.left - s.left, r.top - s.top, r.right - s.left, r.bottom - s.top, s.width, s.height]; }); }""")
+        assert boxes and all(x0 >= -0.5 and y0 >= -0.5 and x1 <= w + 0.5 and y1 <= h + 0.5
+                             for x0, y0, x1, y1, w, h in boxes)
+        for sel in ("#category-chart", "#controls"):
+            assert view.locator(sel).is_visible() and len(view.locator(sel).screenshot()) > 2_000, sel
+        browser.close()
+    assert errors == []

@@ -130,20 +130,34 @@ def _chart(runs: list[dict[str, Any]], names: list[str]) -> str:
 def _label_chart(runs: list[dict[str, Any]], names: list[str], top: int = 15) -> str:
     """Horizontal bars: accuracy by label (the most frequent labels) per run, with an x axis,
     each bar's value and its 95% interval."""
+    return _group_chart(runs, names, "label", "label-chart", "accuracy by label", top) \
+        or "<p>No label with an accuracy.</p>"
+
+
+def _category_chart(runs: list[dict[str, Any]], names: list[str]) -> str:
+    """Accuracy by CT-SpatialVQA category (results.json ``by["category"]``), drawn as the label
+    chart; "" when no run has a category."""
+    return _group_chart(runs, names, "category", "category-chart", "accuracy by category", 50)
+
+
+def _group_chart(runs: list[dict[str, Any]], names: list[str], key: str, svg_id: str, aria: str,
+                 top: int) -> str:
+    """Horizontal bars of accuracy by the groups of ``by[key]`` (the most frequent ``top``)
+    per run, with an x axis, each bar's value and its 95% interval; "" when none."""
     counts: dict[str, int] = {}
     for r in runs:
-        for label, g in r["by"].get("label", {}).items():
+        for label, g in r["by"].get(key, {}).items():
             if g["metrics"].get("accuracy"):
                 counts[label] = max(counts.get(label, 0), g["metrics"]["accuracy"]["n"])
     labels = sorted(counts, key=lambda k: (-counts[k], k))[:top]
     if not labels:
-        return "<p>No label with an accuracy.</p>"
+        return ""
     step, bar, left, width, head = 12, 10, 270, 300, 18
     row = step * len(runs) + 8
     body = row * len(labels)
     height = head + body + 30 + 14 * len(runs)
-    parts = [f'<svg id="label-chart" width="{left + width + 70}" height="{height}" '
-             'role="img" aria-label="accuracy by label">']
+    parts = [f'<svg id="{svg_id}" width="{left + width + 70}" height="{height}" '
+             f'role="img" aria-label="{aria}">']
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         x = left + tick * width
         parts.append(f'<line x1="{x:.1f}" y1="{head}" x2="{x:.1f}" y2="{head + body}" stroke="#ddd"/>')
@@ -155,7 +169,7 @@ def _label_chart(runs: list[dict[str, Any]], names: list[str], top: int = 15) ->
         y0 = head + 4 + li * row
         parts.append(_t(left - 6, y0 + step * len(runs) / 2 + 3, f"{label[:40]} (n={counts[label]})", anchor="end"))
         for ri, (r, name) in enumerate(zip(runs, names)):
-            m = r["by"]["label"].get(label, {}).get("metrics", {}).get("accuracy")
+            m = r["by"][key].get(label, {}).get("metrics", {}).get("accuracy")
             if m and m["mean"] is not None:
                 y = y0 + ri * step
                 parts.append(f'<rect class="bar" x="{left}" y="{y}" width="{m["mean"] * width:.1f}" '
@@ -227,6 +241,43 @@ def _subtask_rows(results: list[dict[str, Any]]) -> list[list[str]]:
             row.append(f"{name} {cell(m, g.get('below_chance'))}")
         rows.append(row)
     return rows
+
+
+CONTROL_ORDER = ("none", "blank", "shuffled", "mirrored")
+
+
+def _control_panel(results: list[dict[str, Any]]) -> tuple[list[str], list[list[dict[str, Any]]]]:
+    """"Does the model look at the image": runs of one model (and prompt mode) under different
+    ``--control`` side by side, accuracy (and pair accuracy) per control; ([], []) when no
+    model was run under two controls."""
+    by_model: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for r in results:
+        ident = r["run"]
+        by_model.setdefault((ident["model"]["spec"], ident.get("mode") or ""), {}).setdefault(
+            ident.get("control") or "none", r)
+    groups = {k: v for k, v in by_model.items() if len(v) > 1}
+    if not groups:
+        return [], []
+    controls = [c for c in CONTROL_ORDER if any(c in v for v in groups.values())]
+    controls += sorted({c for v in groups.values() for c in v} - set(controls))
+    rows = []
+    for (spec, mode), runs in sorted(groups.items()):
+        row = [{"text": " · ".join(p for p in (spec, mode) if p), "below": False}]
+        for c in controls:
+            r = runs.get(c)
+            if r is None:
+                row.append({"text": "", "below": False})
+                continue
+            acc = r["overall"]["metrics"].get("accuracy")
+            text = cell(acc, r["overall"].get("below_chance"))
+            if text and acc and acc.get("n") is not None:
+                text += f" n={acc['n']}"
+            pairs = (r.get("pair_accuracy") or {}).get("overall") or {}
+            if pairs.get("n_pairs"):
+                text += f"\npair accuracy {pairs['value']:.3f} ({pairs['both_right']}/{pairs['n_pairs']})"
+            row.append({"text": text, "below": bool(r["overall"].get("below_chance"))})
+        rows.append(row)
+    return ["model"] + [f"control={c}" for c in controls], rows
 
 
 def _boxes_of(value: Any) -> list[tuple[int, list[int]]]:
@@ -359,7 +410,8 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     page = env.get_template("report.html.j2").render(
         runs=runs, names=names, sample=sample, colors=[COLORS[i % len(COLORS)] for i in range(len(runs))],
         gt_color=GT_COLOR, dataset=str(folder), version=__version__, header=header, rows=rows,
-        chart=_chart(results, names), label_chart=_label_chart(results, names), iou_chart=_iou_histogram(ious),
+        chart=_chart(results, names), label_chart=_label_chart(results, names),
+        category_chart=_category_chart(results, names), controls=_control_panel(results), iou_chart=_iou_histogram(ious),
         subtasks=_subtask_rows(results), items=entries, pairs=_pair_rows(results, names),
         audit_status=audit_status, audit=audit,
         tasks=sorted({e["task"] for e in entries}), labels=sorted({e["label"] for e in entries if e["label"]}),
