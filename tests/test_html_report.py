@@ -340,3 +340,34 @@ def test_report_category_chart_and_control_panel(runs, tmp_path) -> None:
             assert view.locator(sel).is_visible() and len(view.locator(sel).screenshot()) > 2_000, sel
         browser.close()
     assert errors == []
+
+
+def test_report_accuracy_by_frames_shown_and_finding_size(runs, tmp_path) -> None:
+    """The context chart's bins and the random run's values, recomputed here from the items
+    (frames shown; largest evidence box over the stored frame area) and the run's scores."""
+    from collections import defaultdict
+
+    from voxqa.dataset.folder import read_studies
+    from voxqa.eval.score import scored_run
+    from voxqa.views.html_report import FRAME_BINS, SIZE_BINS, build_report
+
+    folder, dirs = runs
+    page = build_report(dirs[:2], tmp_path / "r.html", max_items=5).read_text()
+    chart = page.split('<svg id="context-chart"')[1].split("</svg>")[0]
+    size = {s.id: s.frame_size for s in read_studies(folder)}
+    per_bin: dict[str, list[int]] = defaultdict(list)
+    sr = scored_run(dirs[1])  # random
+    for it, rec in zip(sr.items, sr.records):
+        if rec["scores"].get("correct") is None or it.prior_answerable:
+            continue
+        right = int(bool(rec["scores"]["correct"]))
+        n = len(it.images or [])
+        per_bin[next(name for bound, name in FRAME_BINS if bound is None or n <= bound)].append(right)
+        if it.evidence:
+            w, h = size[it.study_id]
+            a = max((e.box[2] - e.box[0]) * (e.box[3] - e.box[1]) for e in it.evidence) / (w * h)
+            per_bin[next(name for bound, name in SIZE_BINS if bound is None or a <= bound)].append(right)
+    assert any(k.startswith("finding") for k in per_bin) and any("frame" in k for k in per_bin)
+    for name, v in per_bin.items():
+        assert f"{name} (n={len(v)})" in chart, name
+        assert f"random · minimal: {sum(v) / len(v):.3f}</title>" in chart, name

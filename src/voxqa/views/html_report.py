@@ -140,6 +140,42 @@ def _category_chart(runs: list[dict[str, Any]], names: list[str]) -> str:
     return _group_chart(runs, names, "category", "category-chart", "accuracy by category", 50)
 
 
+#: (upper bound, name) bins of what a question shows: frames, and the finding's box area.
+FRAME_BINS = ((1, "1 frame"), (4, "2-4 frames"), (16, "5-16 frames"), (None, "> 16 frames"))
+SIZE_BINS = ((0.005, "finding < 0.5% of the frame"), (0.02, "finding 0.5-2%"),
+             (0.08, "finding 2-8%"), (None, "finding >= 8%"))
+
+
+def _bin(value: float, bins: tuple[tuple[float | None, str], ...]) -> str:
+    return next(name for bound, name in bins if bound is None or value <= bound)
+
+
+def _context_chart(scored: list[Any], names: list[str], frame_size: dict[str, tuple[int, int]]) -> str:
+    """Accuracy by how many frames an item shows and by the size of its finding (largest
+    evidence box / stored frame area), per run, drawn as the label chart; "" without data.
+    Where a model fails says what to fix: small findings, or long frame sequences."""
+    from voxqa.eval.metrics import wilson
+
+    runs = []
+    for sr in scored:
+        tally: dict[str, list[int]] = {}
+        for it, rec in zip(sr.items, sr.records):
+            right = rec["scores"].get("correct")
+            if right is None or it.prior_answerable:
+                continue
+            keys = [_bin(len(it.images or []), FRAME_BINS)]
+            w, h = frame_size.get(it.study_id, (0, 0))
+            if it.evidence and w and h:
+                area = max((e.box[2] - e.box[0]) * (e.box[3] - e.box[1]) for e in it.evidence)
+                keys.append(_bin(area / (w * h), SIZE_BINS))
+            for k in keys:
+                tally.setdefault(k, []).append(int(bool(right)))
+        runs.append({"by": {"context": {k: {"metrics": {"accuracy": {
+            "mean": sum(v) / len(v), "ci": wilson(sum(v), len(v)), "n": len(v)}}}
+            for k, v in tally.items()}}})
+    return _group_chart(runs, names, "context", "context-chart", "accuracy by frames shown and finding size", 20)
+
+
 def _group_chart(runs: list[dict[str, Any]], names: list[str], key: str, svg_id: str, aria: str,
                  top: int) -> str:
     """Horizontal bars of accuracy by the groups of ``by[key]`` (the most frequent ``top``)
@@ -412,6 +448,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
         gt_color=GT_COLOR, dataset=str(folder), version=__version__, header=header, rows=rows,
         chart=_chart(results, names), label_chart=_label_chart(results, names),
         category_chart=_category_chart(results, names), controls=_control_panel(results), iou_chart=_iou_histogram(ious),
+        context_chart=_context_chart(scored, names, frame_size),
         subtasks=_subtask_rows(results), items=entries, pairs=_pair_rows(results, names),
         audit_status=audit_status, audit=audit,
         tasks=sorted({e["task"] for e in entries}), labels=sorted({e["label"] for e in entries if e["label"]}),
