@@ -419,8 +419,10 @@ def audit(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A voxqa dataset folder.")],
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 unless the status is 'pass'.")] = False,
 ) -> None:
-    """Blind audit: text-only learners per template (train -> val+test); writes audit.json and
-    the manifest's audit entry; flags templates a text-only guesser answers above chance."""
+    """Blind audit: can a text-only learner answer each template above chance?
+
+    Text-only learners per template (train -> val+test); writes audit.json and the
+    manifest's audit entry; flags templates a text-only guesser answers above chance."""
     from voxqa.dataset.audit import AUDIT, audit_dataset
     from voxqa.views.inspection import audit_table
 
@@ -470,9 +472,11 @@ def demo(
     model_name: Annotated[str, typer.Option("--model-name", metavar="NAME", help="The served model's name (with --base-url).")] = "default",
     profile: Annotated[str, typer.Option("--profile", metavar="PROFILE", help="Its box convention (with --base-url; see `voxqa profiles`).")] = "pixel",
 ) -> None:
-    """Phantoms -> builds (fastMRI+-style boxes, and several segmented abdomens) -> render ->
+    """The whole pipeline on built-in synthetic data, with a leaderboard on stdout.
+
+    Phantoms -> builds (fastMRI+-style boxes, and several segmented abdomens) -> render ->
     evaluate oracle/prior/random on the test splits (and a served model with --base-url) ->
-    a leaderboard on stdout and HTML reports, all on built-in synthetic data."""
+    a leaderboard on stdout and HTML reports."""
     import asyncio
 
     import orjson
@@ -523,12 +527,12 @@ def demo(
                   "see them with `voxqa inspect`", soft_wrap=True)
 
     models = ["oracle", "prior", "random"] + ([f"openai:{model_name}"] if base_url else [])
-    header = ["dataset", "model", "n", "accuracy [95% CI]"]  # n: test items scored (headline)
+    header = ["dataset", "model", "n", "accuracy [95% CI]"]  # n: test items accuracy covers
     table, reports = [], []
     for data, name, runs_dir, page in ((dataset, "fastMRI+ boxes", out / "runs", out / "report.html"),
                                        (spatial, "spatial", out / "spatial_runs", out / "spatial_report.html")):
         console.print(f"[bold]demo:[/] rendering and evaluating {data}", soft_wrap=True)
-        render_dataset(data, RenderSettings(size=192, context=8), workers=2)
+        render_dataset(data, RenderSettings(size=192), workers=2)  # the frames the build assumed
         n_test = sum(1 for it in read_items(data) if it.split == "test" and it.images)
         if not n_test:
             _fail(f"the demo's {data} has no rendered test items; try another --seed")
@@ -544,8 +548,9 @@ def demo(
         table.append([name, "chance", "", f"{results[0]['overall']['chance']:.3f}"
                       if results[0]["overall"].get("chance") is not None else ""])
         for r in results:
-            table.append([name, r["run"]["model"]["spec"], str(r["overall"]["n"]),
-                          cell(r["overall"]["metrics"].get("accuracy"), r["overall"].get("below_chance"))])
+            accuracy = r["overall"]["metrics"].get("accuracy") or {}
+            table.append([name, r["run"]["model"]["spec"], str(accuracy.get("n", "")),
+                          cell(accuracy or None, r["overall"].get("below_chance"))])
     console.print(f"[green]demo reports:[/] {reports[0]} (fastMRI+-style boxes) and {reports[1]} "
                   "(segmentation spatial QA); open them in a browser", soft_wrap=True)
     text = render_table(header, table, "md").rstrip("\n")
