@@ -39,7 +39,6 @@ cannot show them).
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 from collections import Counter, defaultdict
@@ -68,36 +67,19 @@ _WORD = re.compile(r"[a-z]+|#")
 # --------------------------------------------------------------------------- frames shown
 
 
-def _render_context() -> int | None:
-    from voxqa.render import RenderSettings
+def _volume_frame_set(study: Study) -> list[int]:
+    """The frames ``voxqa render`` (default settings) shows with a volume-level item."""
+    from voxqa.render import RenderSettings, frame_set
 
-    return RenderSettings().context
-
-
-def _volume_frame_set(study: Study, evidence: set[int]) -> list[int]:
-    """The frames ``voxqa render`` (default settings) shows with a volume-level item.
-
-    The one place that knows render's frame-set rule: it calls ``render.frame_set`` with
-    the study's volume-level evidence frames only if that function still takes them.
-    """
-    from voxqa.render import frame_set
-
-    params = list(inspect.signature(frame_set).parameters)
-    kwargs: dict[str, Any] = {}
-    if "context" in params:
-        kwargs["context"] = _render_context()
-    if "evidence_frames" in params:
-        kwargs["evidence_frames"] = evidence
-    return list(frame_set(study, **kwargs))
+    return list(frame_set(study, RenderSettings().context))
 
 
-def shown_frames(item: Item, study: Study | None, evidence: set[int] | None = None) -> list[int]:
+def shown_frames(item: Item, study: Study | None) -> list[int]:
     """Frame indices a model is shown with ``item`` (the ``Frame k:`` labels of its prompt).
 
     Rendered items: their images. Otherwise what render would show: a frame-level item its
-    frames; a volume-level item the study's frame set (``evidence``: the frames cited by the
-    study's volume-level items, for render rules that use them); nothing for a study render
-    cannot draw (no volume).
+    frames; a volume-level item the study's frame set; nothing for a study render cannot
+    draw (no volume).
     """
     if item.images is not None:
         return [im.frame for im in item.images]
@@ -105,18 +87,14 @@ def shown_frames(item: Item, study: Study | None, evidence: set[int] | None = No
         return []
     if item.level == "frame":
         return list(item.frames)
-    return _volume_frame_set(study, evidence or set())
+    return _volume_frame_set(study)
 
 
 class FramesShown:
     """``shown_frames`` for many items, with the per-study volume frame set computed once."""
 
-    def __init__(self, items: Iterable[Item], studies: dict[str, Study] | None):
+    def __init__(self, studies: dict[str, Study] | None):
         self.studies = studies or {}
-        self.evidence: dict[str, set[int]] = defaultdict(set)
-        for it in items:
-            if it.level == "volume" and it.images is None:
-                self.evidence[it.study_id] |= {e.frame for e in it.evidence}
         self._sets: dict[str, list[int]] = {}
 
     def source(self, item: Item) -> str:
@@ -132,7 +110,7 @@ class FramesShown:
         study = self.studies.get(item.study_id)
         if item.images is None and study is not None and study.volume is not None and item.level == "volume":
             if item.study_id not in self._sets:
-                self._sets[item.study_id] = shown_frames(item, study, self.evidence[item.study_id])
+                self._sets[item.study_id] = _volume_frame_set(study)
             return self._sets[item.study_id]
         return shown_frames(item, study)
 
@@ -362,7 +340,7 @@ class TextOnlyGuesser:
     def __init__(self, train: Sequence[Item], studies: dict[str, Study] | None = None,
                  frames: Callable[[Item], list[int]] | None = None):
         self.studies = studies or {}
-        self.frames = frames or FramesShown(train, studies)
+        self.frames = frames or FramesShown(studies)
         self._text: dict[tuple, dict[str, float]] = {}
         self._options: dict[tuple, dict[str, float]] = {}
         by_template: dict[str, list[Item]] = defaultdict(list)
@@ -476,7 +454,7 @@ def audit_items(items: Sequence[Item], studies: Iterable[Study] | None = None) -
 
 def _audit_items(items: Sequence[Item], studies: Iterable[Study] | None) -> dict[str, Any]:
     by_id = {s.id: s for s in studies or []}
-    frames = FramesShown(items, by_id)
+    frames = FramesShown(by_id)
     groups: dict[tuple[bool, str], dict[str, list[Item]]] = defaultdict(lambda: {"train": [], "held": []})
     for it in items:
         groups[(it.prior_answerable, it.template)]["train" if it.split == "train" else "held"].append(it)
