@@ -117,10 +117,11 @@ def scored_run(run: Path) -> ScoredRun:
     cfg = RunConfig(dataset=folder, out=run, split=ident["split"], control=ident["control"],
                     tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"])
     studies = {s.id: s for s in read_studies(folder)}
-    items = select(read_items(folder), cfg)  # read again below for the whole dataset's labels
+    every = read_items(folder)
+    items = select(every, cfg)
     if not items:
         raise ValueError(f"{run}: the run selects no items")
-    vocabularies = dataset_vocabulary(read_items(folder), studies.values())
+    vocabularies = dataset_vocabulary(every, studies.values())  # the whole dataset's labels
     preds = read_predictions(run / PREDICTIONS)
     records, golds = [], []
     for it in items:
@@ -227,7 +228,8 @@ def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = Fals
     ``ar_score`` to free-text items. A run with failed requests is incomplete: refused
     (``IncompleteRun``) unless ``allow_incomplete``, and then marked ``incomplete: true``."""
     sr = scored_run(run)
-    failed = sum(sr.preds.get(it.id, {}).get("status") == "failed" for it in sr.items)
+    status = [sr.preds.get(it.id, {}).get("status") for it in sr.items]
+    failed = status.count("failed")
     if failed and not allow_incomplete:
         raise IncompleteRun(
             f"{sr.run}: {failed} of {len(sr.items)} requests failed (no answer came back; errors in "
@@ -237,10 +239,9 @@ def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = Fals
         _judge(jury, sr.items, sr.golds, sr.preds, sr.records)
     results = results_of(sr)
     results["run"] = sr.identity
-    status = [sr.preds.get(it.id, {}).get("status") for it in sr.items]
     results["answered"] = status.count("ok")
-    results["failed"] = status.count("failed")
+    results["failed"] = failed
     results["missing"] = status.count(None)
-    results["incomplete"] = results["failed"] > 0
+    results["incomplete"] = failed > 0
     (sr.run / RESULTS).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return results
