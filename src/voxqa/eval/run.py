@@ -215,18 +215,16 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
     for it in sorted(every, key=lambda it: it.level != "volume"):
         if it.images:
             by_study.setdefault(it.study_id, [im.path for im in it.images])
-    checked: set[str] = set()  # containment and PNG signatures before anything is sent or written
-    for it in items:
-        for im in it.images or []:
-            if im.path not in checked:
-                dataset_png(folder, im.path, f"item {it.id}")
-                checked.add(im.path)
+    # containment and PNG signatures of every image a request may show, before anything is
+    # sent or written (the shuffled control shows other studies' frame sets)
+    to_check = [(im.path, f"item {it.id}") for it in items for im in it.images or []]
     if cfg.control == "shuffled":
-        for sid, paths in by_study.items():
-            for path in paths:
-                if path not in checked:
-                    dataset_png(folder, path, f"study {sid} (shuffled control)")
-                    checked.add(path)
+        to_check += [(path, f"study {sid} (shuffled control)") for sid, paths in by_study.items() for path in paths]
+    checked: set[str] = set()
+    for path, what in to_check:
+        if path not in checked:
+            dataset_png(folder, path, what)
+            checked.add(path)
     preflight = getattr(model, "preflight", None)
     if preflight is not None:
         await preflight()
