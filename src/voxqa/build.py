@@ -231,7 +231,7 @@ def relate(seg: SegmentationInput, mirrored: bool = False) -> tuple[list[Structu
     touching, near = contacts(mask_in, shape, structures, seg.spacing)
     interior = {s.name: interior_point(mask_in, s) for s in structures}
     geometry = SegGeometry(
-        structures=structures, affine=seg.affine, shape=shape, midline_x=midline_x,
+        structures=structures, shape=shape, midline_x=midline_x,
         midline_source=midline_src, touching=touching, near_not_touching=near,
         interior_points=interior,
         point_owners={name: owners(mask_in, structures, v) for name, v in interior.items()},

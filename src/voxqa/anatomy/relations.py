@@ -27,7 +27,6 @@ class SegGeometry:
     """What the spatial questions of one study are computed from."""
 
     structures: list[Structure]
-    affine: np.ndarray
     shape: tuple[int, int, int]
     midline_x: float
     midline_source: str
