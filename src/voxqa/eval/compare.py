@@ -72,7 +72,7 @@ def _metric_cell(m: dict[str, Any] | None, below: bool | None, name: str | None 
     if not m or m.get("mean") is None:
         return _c("")
     ci = m.get("ci")
-    text = f"{m['mean']:.3f}" + (f"\n[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci[:2] else "")
+    text = f"{m['mean']:.3f}" + _ci_text(ci, "\n")
     if m.get("n") is not None:
         text += f"\nn={m['n']}"
     if name:
@@ -127,13 +127,17 @@ def leaderboard(runs: list[Path], results: list[dict[str, Any]] | None = None,
         if with_pairs:
             pairs = (r.get("pair_accuracy") or {}).get("overall") or {}
             value, ci = pairs.get("value"), pairs.get("ci")
-            text = "" if value is None else f"{value:.3f}" + (
-                f"\n[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci[:2] else "")
+            text = "" if value is None else f"{value:.3f}" + _ci_text(ci, "\n")
             if pairs.get("n_pairs"):
                 text += f"\n{pairs['both_right']}/{pairs['n_pairs']} pairs"
             row.append(_c(text, value=value, ci=ci, n=pairs.get("n_pairs")))
         rows.append(row)
     return header, rows
+
+
+def _ci_text(ci: list[float | None] | None, sep: str) -> str:
+    """``sep`` + "[low, high]", or "" without a (complete) interval."""
+    return f"{sep}[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci[:2] else ""
 
 
 def _fmt(x: float | None) -> str:
@@ -145,7 +149,7 @@ def cell(metric: dict[str, Any] | None, below: bool | None) -> str:
     if not metric or metric.get("mean") is None:
         return ""
     ci = metric.get("ci")
-    text = f"{metric['mean']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    text = f"{metric['mean']:.3f}" + _ci_text(ci, " ")
     return text + (" !" if below else "")
 
 
