@@ -51,8 +51,9 @@ class Context:
         shown = shown_volume_frames(view.study, self.volume_frame_cap)
         return shown is None or {e.frame for e in evidence} <= shown
 
-    def skip(self, template: str, reason: str = "evidence_frames_not_shown") -> None:
-        self.skipped[f"{template}: {reason}"] += 1
+    def skip(self, template: str, reason: str = "evidence_frames_not_shown", count: int = 1) -> None:
+        """Count ``count`` questions of ``template`` not asked, and why (build_report)."""
+        self.skipped[f"{template}: {reason}"] += count
 
 
 # Frames a volume-level item shows (render's default RenderSettings.context).

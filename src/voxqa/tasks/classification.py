@@ -352,8 +352,7 @@ class Classification:
                 chosen, dropped = _balanced_distractors(part, n, r)
                 picked += chosen
                 for reason, count in sorted(dropped.items()):
-                    for _ in range(count):
-                        ctx.skip(template, reason)
+                    ctx.skip(template, reason, count)
         picked.sort(key=lambda p: p[0].id)
         r.shuffle(picked)
         out = []

@@ -168,8 +168,8 @@ class Spatial:
                 pos, neg = balance(yes, no, ctx.seed, "spatial", split, template, key)
                 out += pos + neg
                 if len(yes) != len(no):
-                    ctx.skipped[f"{template}: dropped to balance per structure"] += (
-                        len(yes) + len(no) - 2 * len(pos))
+                    ctx.skip(template, "dropped to balance per structure",
+                             len(yes) + len(no) - 2 * len(pos))
         for v in originals:
             out += self._side_pairs(v, twins.get(mirrored_id(v.id)), ctx)
         return out
@@ -184,7 +184,7 @@ class Spatial:
                 found += self._axis_pairs(v, g, ctx, subtask, r)
             found += self._centricity(v, g, ctx, r)
         else:
-            ctx.skipped["spatial: no patient orientation (no side or direction questions)"] += 1
+            ctx.skip("spatial", "no patient orientation (no side or direction questions)")
         found += self._adjacency(v, g, ctx, r)
         found += self._size(v, g, ctx, r)
         found += self._extent(v, g, ctx)
@@ -214,10 +214,10 @@ class Spatial:
         if not g.orientation_known:
             return []
         if g.side_conflicts:
-            ctx.skipped["spatial/laterality: side in a label name contradicts geometry"] += 1
+            ctx.skip("spatial/laterality", "side in a label name contradicts geometry")
             return []
         if twin is None:
-            ctx.skipped["spatial/laterality: no mirrored twin"] += 1
+            ctx.skip("spatial/laterality", "no mirrored twin")
             return []
         mirrored = {it.question: it for it in self._laterality(twin, twin.geometry, Context(
             seed=ctx.seed, is_pathology=ctx.is_pathology))}
@@ -225,7 +225,7 @@ class Spatial:
         for it in self._laterality(v, g, ctx):
             other = mirrored.get(it.question)
             if other is None or other.answer == it.answer:
-                ctx.skipped["spatial/laterality: mirrored twin not asked"] += 1
+                ctx.skip("spatial/laterality", "mirrored twin not asked")
                 continue
             out += [it.model_copy(update={"variant": "original", "pair_id": it.id}),
                     other.model_copy(update={"variant": "mirrored", "pair_id": it.id})]
@@ -244,7 +244,7 @@ class Spatial:
             crosses = s.bbox_ras_min[0] < m - MAX_OVERLAP_MM if right else (
                 s.bbox_ras_max[0] > m + MAX_OVERLAP_MM)
             if abs(dx) < MIN_CENTROID_MM or crosses:
-                ctx.skipped["spatial/laterality: too close to the midline"] += 1
+                ctx.skip("spatial/laterality", "too close to the midline")
                 continue
             side = "right" if right else "left"
             answer, text, options = _choice(["left", "right"], side)
@@ -263,15 +263,15 @@ class Spatial:
             if other is None or side_of(s.name) != "left":
                 continue
             if s.truncated or other.truncated:
-                ctx.skipped["spatial/laterality: paired organ cut off by the field of view"] += 1
+                ctx.skip("spatial/laterality", "paired organ cut off by the field of view")
                 continue
             big, small = (s, other) if s.volume_ml >= other.volume_ml else (other, s)
             if big.volume_ml < MIN_PAIRED_RATIO * small.volume_ml:
-                ctx.skipped["spatial/laterality: paired sizes too similar"] += 1
+                ctx.skip("spatial/laterality", "paired sizes too similar")
                 continue
             dx_big, dx_small = big.centroid_ras[0] - m, small.centroid_ras[0] - m
             if dx_big * dx_small >= 0 or min(abs(dx_big), abs(dx_small)) < MIN_CENTROID_MM:
-                ctx.skipped["spatial/laterality: paired organs not on opposite sides"] += 1
+                ctx.skip("spatial/laterality", "paired organs not on opposite sides")
                 continue
             side = "right" if dx_big > 0 else "left"
             base = display_name("_".join(t for t in s.name.split("_") if t != "left"))
@@ -308,7 +308,7 @@ class Spatial:
         def clear(a: Structure, b: Structure) -> bool:
             ok = ordered(a, b) is not None
             if not ok:
-                ctx.skipped[f"spatial/{subtask}: overlapping extents"] += 1
+                ctx.skip(f"spatial/{subtask}", "overlapping extents")
             return ok
 
         coord = "xyz"[axis]
@@ -351,7 +351,7 @@ class Spatial:
                 return False
             ok = order(a, b) is not None
             if not ok:
-                ctx.skipped["spatial/medial_lateral: overlapping distances"] += 1
+                ctx.skip("spatial/medial_lateral", "overlapping distances")
             return ok
 
         out = []
@@ -449,12 +449,12 @@ class Spatial:
     def _size(self, v: StudyView, g: SegGeometry, ctx: Context, r):
         def clear(a: Structure, b: Structure) -> bool:
             if a.truncated or b.truncated:
-                ctx.skipped["spatial/size: structure cut off by the field of view"] += 1
+                ctx.skip("spatial/size", "structure cut off by the field of view")
                 return False
             big, small = max(a.volume_ml, b.volume_ml), min(a.volume_ml, b.volume_ml)
             ok = big >= MIN_SIZE_RATIO * small
             if not ok:
-                ctx.skipped["spatial/size: volumes too similar"] += 1
+                ctx.skip("spatial/size", "volumes too similar")
             return ok
 
         out = []
@@ -494,7 +494,7 @@ class Spatial:
             if not frames:
                 continue
             if s.truncated:
-                ctx.skipped["spatial/extent: structure cut off by the field of view"] += 1
+                ctx.skip("spatial/extent", "structure cut off by the field of view")
                 continue
             ev = _ev(s, g, frames)
             span_text = "frames " + ", ".join(map(str, frames))
@@ -568,7 +568,7 @@ class Spatial:
             n = len(s.components)
             ev = [_component_evidence(s, c, g) for c in s.components]
             if None in ev:
-                ctx.skipped["counting/lesion_count: a counted lesion is on no shown frame"] += 1
+                ctx.skip("counting/lesion_count", "a counted lesion is on no shown frame")
                 continue
             parts = "; ".join(f"{c.voxels} voxels at {_xyz(c.centroid_ras)} ({_cite(e)})"
                               for c, e in zip(s.components, ev))
@@ -580,7 +580,7 @@ class Spatial:
         for group, word in (("vertebrae_", "vertebrae"), ("rib_", "ribs")):
             members = [s for s in g.structures if s.name.startswith(group) and s.frame_boxes]
             if any(not _visible_frames(s, g) for s in members):
-                ctx.skipped[f"counting/{word}: a counted structure is on no shown frame"] += 1
+                ctx.skip(f"counting/{word}", "a counted structure is on no shown frame")
             elif len(members) >= 2:
                 names = ", ".join(s.name for s in members)
                 out.append((None, None, self._item(
