@@ -105,6 +105,8 @@ def test_shown_frames_follow_render_when_not_rendered(built) -> None:
     frame = next(it for it in items if it.level == "frame")
     study = built.studies[vol.study_id]
     assert shown_frames(vol, study) == list(range(12))  # 12 frames <= the render cap: all
+    long = study.model_copy(update={"frame_count": 40})  # over the cap of 16: evenly spaced
+    assert shown_frames(vol, long) == [round(i * 39 / 15) for i in range(16)]
     assert shown_frames(frame, built.studies[frame.study_id]) == frame.frames
     assert shown_frames(vol, study.model_copy(update={"volume": None})) == []  # box-only: none
 
