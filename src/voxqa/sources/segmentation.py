@@ -229,7 +229,6 @@ def _dicom_modality(path: Path) -> str | None:
 
 
 STUDIES_COLUMNS = ("study_id", "image", "labels")
-STUDIES_OPTIONAL = ("label_names", "patient_id", "modality", "anatomy")
 
 
 def read_studies_csv(path: Path) -> list[SegSpec]:
