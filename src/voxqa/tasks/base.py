@@ -193,9 +193,14 @@ class StudyView:
     def frames_with_boxes(self) -> set[int]:
         return {e.frame for e in self.evidence}
 
+    @property
+    def pathology_evidence(self) -> list[Evidence]:
+        """Boxes of pathology labels, sorted by frame (a new list each call)."""
+        return [e for e in self.evidence if self._is_pathology(e.label)]
+
     @cached_property
     def pathology_frames(self) -> set[int]:
-        return {e.frame for e in self.evidence if self._is_pathology(e.label)}
+        return {e.frame for e in self.pathology_evidence}
 
     def instances_of(self, label: str) -> list[Finding]:
         return [f for f in self.instances if f.label == label]

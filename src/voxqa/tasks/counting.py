@@ -40,7 +40,7 @@ class Counting:
             for label in ctx.boxed_vocab.get(str(anatomy), []):
                 out += self._instances(views, ctx, label, split)
             for v in views:
-                if ctx.shows(v, (e for e in v.evidence if ctx.is_pathology(e.label))):
+                if ctx.shows(v, v.pathology_evidence):
                     out.append(self._types(v, ctx))
                 else:
                     ctx.skip(f"{TASK}/finding_types/volume")
@@ -84,7 +84,7 @@ class Counting:
 
     def _types(self, v: StudyView, ctx: Context) -> Item:
         labels = v.pathology
-        ev = [e for e in v.evidence if ctx.is_pathology(e.label)]
+        ev = v.pathology_evidence
         if labels:
             per = []
             for lab in labels:

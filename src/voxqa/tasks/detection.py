@@ -69,7 +69,7 @@ class Detection:
         positives = []
         for v in views:
             if v.pathology:
-                if ctx.shows(v, (e for e in v.evidence if ctx.is_pathology(e.label))):
+                if ctx.shows(v, v.pathology_evidence):
                     positives.append((v, None))
                 else:
                     ctx.skip(template)
@@ -79,7 +79,7 @@ class Detection:
         )
 
         def explain(v: StudyView, k: int | None, yes: bool) -> tuple[list[Evidence], str]:
-            ev = [e for e in v.evidence if ctx.is_pathology(e.label)]
+            ev = v.pathology_evidence
             if not yes:
                 other = f" (non-pathological labels only: {', '.join(v.labels)})" if v.labels else ""
                 return ev, f"This reviewed volume has no annotated abnormality{other}."
