@@ -249,5 +249,15 @@ def test_failed_requests_make_a_run_incomplete(clean, tmp_path) -> None:
     unparsed = sum(p["status"] == "ok" and not p["parse_ok"] for p in preds)
     assert results["failed"] == 1 and results["incomplete"] is True
     assert results["overall"]["parse_failures"]["count"] == unparsed  # the failed one is not a parse failure
+    # nor a wrong answer: the failed item has no score, and accuracy covers answered items only
+    from voxqa.eval.score import scored_run
+
+    records = scored_run(run).records
+    (failed,) = [r for r in records if r["failed"]]
+    assert failed["scores"] == {}
+    with_accuracy = [r for r in records if "correct" in r["scores"]]
+    assert results["overall"]["metrics"]["accuracy"]["n"] == len(with_accuracy)
+    assert len(with_accuracy) == sum(1 for r in records if not r["failed"] and r["answer_type"] in (
+        "yes_no", "choice", "multi_choice", "number", "grade"))
     res = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "report.html")])
     assert res.exit_code == 0 and "INCOMPLETE" in (tmp_path / "report.html").read_text()

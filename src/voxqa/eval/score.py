@@ -79,7 +79,7 @@ def _judge(jury: Jury, items: list[Item], golds: list[Any], preds: dict[str, Any
            records: list[dict[str, Any]]) -> None:
     """Jury verdicts for the parsed free-text answers (unparsed ones score 0); the reference
     is the gold text as the model was asked to write it (boxes in its convention)."""
-    todo = [(i, it) for i, it in enumerate(items) if it.answer.type == "text"]
+    todo = [(i, it) for i, it in enumerate(items) if it.answer.type == "text" and not records[i]["failed"]]
     asked = [(i, it) for i, it in todo if records[i]["parse_ok"]]
     verdicts = asyncio.run(jury.verdicts(
         [(it.question, str(golds[i]), str(preds[it.id]["parsed"])) for i, it in asked]))
@@ -108,7 +108,8 @@ class ScoredRun:
 
 
 def scored_run(run: Path) -> ScoredRun:
-    """Per-item scores of a run folder (unparseable or missing answers score as wrong)."""
+    """Per-item scores of a run folder (unparseable or missing answers score as wrong; failed
+    requests get no score)."""
     run = Path(run)
     if not (run / RUN).is_file():
         raise FileNotFoundError(f"{run / RUN}: not found (is {run} a voxqa run folder?)")
@@ -129,7 +130,10 @@ def scored_run(run: Path) -> ScoredRun:
         ok = bool(pred and pred["status"] == "ok" and pred["parse_ok"])
         golds.append(gold_value(it, studies[it.study_id].frame_size, folder, ident["profile"],
                                 mirrored=ident["control"] == "mirrored"))
-        scores = score_item(
+        failed = bool(pred and pred["status"] == "failed")
+        # a failed request is no answer of the model's: it gets no score (it is counted as
+        # failed and makes the run incomplete), never a wrong one
+        scores = {} if failed else score_item(
             it.answer.type, golds[-1], pred["parsed"] if ok else None,
             tolerance=getattr(it.answer, "tolerance", 0.0), scale=getattr(it.answer, "scale", ()),
             vocabulary=vocabularies.get(studies[it.study_id].anatomy, ()),
@@ -138,7 +142,7 @@ def scored_run(run: Path) -> ScoredRun:
             "item_id": it.id, "task": it.task, "subtask": it.subtask, "level": it.level,
             "label": it.label, "category": it.category, "anatomy": studies[it.study_id].anatomy,
             "template": it.template, "answer_type": it.answer.type, "chance": it.chance,
-            "parse_ok": ok, "scores": scores, "failed": bool(pred and pred["status"] == "failed"),
+            "parse_ok": ok, "scores": scores, "failed": failed,
             "prior_answerable": "true" if it.prior_answerable else "false",
         })
     return ScoredRun(run, ident, items, golds, preds, records)

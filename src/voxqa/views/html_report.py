@@ -375,7 +375,8 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     shown = items[::step][:max_items]
 
     names = run_names([sr.identity for sr in scored], runs)
-    ious = {name: [rec["scores"]["miou"] for rec in sr.records if rec["answer_type"] == "boxes"]
+    ious = {name: [rec["scores"]["miou"] for rec in sr.records
+                   if rec["answer_type"] == "boxes" and not rec["failed"]]
             for name, sr in zip(names, scored)}
 
     secrets = env_secrets(*(sr.identity["model"].get("api_key_env") for sr in scored))
