@@ -1,0 +1,202 @@
+"""`voxqa render DIR --recipe NAME`: per-study model-ready inputs for 3D medical VLMs.
+
+Settings as the papers and CT-SpatialVQA ran them (reference: source-benchmarks.md §2.4), but
+from the stored frames of the RAS+ canonical volume (the harness skipped re-orientation, which
+decides every laterality answer) and padding with air in HU before normalisation (the harness
+padded with a SimpleITK pixel *type code*). Writes ``DIR/recipes/<name>/<study>.npy`` and a
+sidecar ``<study>.record.json`` (settings key + the study's record, the resume marker), then
+``DIR/recipes/<name>/recipe.json`` with the settings and every study's transform
+(``voxqa.recipes.base.Transform``), so boxes convert between stored frames and the model grid.
+Deterministic, resumable (a study with an .npy and a sidecar of the same settings is kept),
+parallel over studies; a refused or unreadable study is counted, and fatal only with ``strict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import Future, as_completed
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from rich.console import Console
+from rich.progress import Progress
+
+from voxqa.anatomy.frames import FRAME_CONVENTION
+from voxqa.dataset.folder import dumps, read_studies
+from voxqa.dataset.paths import inside
+from voxqa.io import VolumeError, open_volume
+from voxqa.recipes.base import (
+    Recipe,
+    RecipeRefused,
+    Transform,
+    Window,
+    box_from_model,
+    box_to_model,
+    check_study,
+    frame_stack,
+    from_m3d_normalized,
+    m3d_normalized,
+)
+from voxqa.recipes.slices import SliceRecipe
+from voxqa.recipes.volume import VolumeRecipe
+from voxqa.render import _executor, _stop
+from voxqa.schema import Study
+
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "RecipeRefused",
+    "Transform",
+    "box_from_model",
+    "box_to_model",
+    "from_m3d_normalized",
+    "m3d_normalized",
+    "render_recipe",
+]
+
+RECIPES_DIR = "recipes"
+SUMMARY = "recipe.json"
+PART = ".part"
+RECORD = ".record.json"  # per-study sidecar; never "recipe.json", whatever the study id
+FORMAT = 1  # bump when an unchanged setting starts to produce other bytes
+CT_WINDOWS = (Window(-1225.0, 1025.0), Window(-135.0, 215.0), Window(0.0, 80.0))  # MedGemma's R, G, B
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    VolumeRecipe("m3d", "M3D-LaMed (CT-SpatialVQA preprocess_m3d)", ("channel", "frame", "y", "x"),
+                 (32, 256, 256), Window()),
+    VolumeRecipe("med3dvlm", "Med3DVLM (CT-SpatialVQA run_med3dvlm)", ("frame", "y", "x"),
+                 (128, 256, 256), Window()),
+    VolumeRecipe("radfm", "RadFM (CT-SpatialVQA preprocess_radfm)", ("channel", "y", "x", "frame"),
+                 (512, 512, 128), Window(-1024.0, 1024.0), channels=3),
+    VolumeRecipe("merlin", "Merlin's own MONAI pipeline (RAS, x y z)", ("-x", "-y", "frame"),
+                 (224, 224, 160), Window(-1000.0, 1000.0), spacing=(1.5, 1.5, 3.0)),
+    VolumeRecipe("ctchat", "CT-CLIP encoder of CT-CHAT (D, H, W)", ("frame", "y", "x"),
+                 (240, 480, 480), Window(-1000.0, 1000.0, out=(-1.0, 1.0)), spacing=(1.5, 0.75, 0.75)),
+    SliceRecipe("medgemma-ct", "MedGemma-1.5-4B (CT-SpatialVQA run_medgemma)", 85, CT_WINDOWS,
+                size=(896, 896)),
+    SliceRecipe("lingshu", "Lingshu-7B via MedEvalKit (CT-SpatialVQA)", 32, CT_WINDOWS),
+)}
+
+
+def settings_key(recipe: Recipe) -> str:
+    payload = {"format": FORMAT, "type": type(recipe).__name__, **asdict(recipe)}  # type: ignore[call-overload]
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def _volume_id(study: Study) -> dict[str, Any]:
+    assert study.volume is not None
+    return study.volume.model_dump()
+
+
+def _render_study(job: tuple[Study, str, Path, str]) -> dict[str, Any]:
+    """Write one study's array and sidecar (in a worker process); returns its record."""
+    study, name, folder, key = job
+    assert study.volume is not None
+    recipe = RECIPES[name]
+    vol = open_volume(study.volume.path, assume=study.volume.assumed_orientation)
+    data = vol.data[::-1] if study.volume.mirrored else vol.data  # a twin flipped along patient x
+    stack = frame_stack(data, study)
+    spacing = (vol.spacing[2], vol.spacing[1], vol.spacing[0]) if vol.world_known else None
+    array, transform, extra = recipe.make(stack, spacing, study.modality)
+    rel = f"{RECIPES_DIR}/{name}/{study.id}.npy"
+    path = inside(folder, rel, f"study {study.id!r}")
+    part = path.with_name(path.name + PART)
+    with part.open("wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+    os.replace(part, path)
+    record = {"file": rel, "shape": list(array.shape), "dtype": str(array.dtype),
+              "transform": transform.to_json(), **extra}
+    sidecar = path.with_name(study.id + RECORD + PART)
+    sidecar.write_bytes(dumps({"settings_key": key, "volume": _volume_id(study), "record": record}))
+    os.replace(sidecar, path.with_name(study.id + RECORD))  # written last: marks the study done
+    return record
+
+
+def _finished(folder: Path, study: Study, name: str, key: str) -> dict[str, Any] | None:
+    """The record of a study already written with these settings from this volume, else None."""
+    path = inside(folder, f"{RECIPES_DIR}/{name}/{study.id}.npy", f"study {study.id!r}")
+    try:
+        done = orjson.loads(path.with_name(study.id + RECORD).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if done.get("settings_key") != key or done.get("volume") != _volume_id(study) or not path.is_file():
+        return None
+    return done["record"]
+
+
+def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = False) -> dict[str, Any]:
+    """Write recipe ``name``'s model inputs for every study with a volume; returns recipe.json's content."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
+    recipe = RECIPES[name]
+    key = settings_key(recipe)
+    studies = read_studies(folder)
+    out_dir = inside(folder, f"{RECIPES_DIR}/{name}", f"recipe {name!r}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    records: dict[str, dict[str, Any]] = {}
+    refused: dict[str, str] = {}
+    jobs = []
+    for s in sorted((s for s in studies if s.volume is not None), key=lambda s: s.id):
+        try:
+            check_study(s, name, recipe.needs_spacing, recipe.needs_hu)
+        except RecipeRefused as exc:
+            if strict:
+                raise
+            refused[s.id] = str(exc)
+            continue
+        done = _finished(folder, s, name, key)
+        if done is not None:
+            records[s.id] = done
+        else:
+            jobs.append((s, name, folder, key))
+
+    failed: dict[str, str] = {}
+    err = Console(stderr=True)  # progress on stderr, and only on a terminal
+    with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
+        task = progress.add_task(f"recipe {name}", total=len(jobs))
+        pool = _executor(workers)
+        try:
+            futures: dict[Future, str] = {pool.submit(_render_study, job): job[0].id for job in jobs}
+            for fut in as_completed(futures):
+                sid = futures[fut]
+                try:
+                    records[sid] = fut.result()
+                except (VolumeError, OSError, ValueError) as exc:
+                    if strict:
+                        raise
+                    failed[sid] = str(exc)
+                progress.advance(task)
+        except BaseException:  # Ctrl-C or strict: stop now; only complete files carry their names
+            _stop(pool)
+            for part in out_dir.glob("*" + PART):
+                part.unlink(missing_ok=True)
+            raise
+        pool.shutdown()
+
+    summary = {
+        "recipe": name,
+        "source": recipe.source,
+        "settings": asdict(recipe),  # type: ignore[call-overload]
+        "settings_key": key,
+        "stored_frames": FRAME_CONVENTION,
+        "transform": "per study: for each array axis, the stored axis (frame, y, x of the stored "
+                     "frames) and model = scale * stored + offset in voxel-edge coordinates "
+                     "(scale < 0: flipped); null axes are channels",
+        "studies": dict(sorted(records.items())),
+        "not_rendered": {
+            "no_volume": sorted(s.id for s in studies if s.volume is None),
+            "refused": dict(sorted(refused.items())),
+            "failed": dict(sorted(failed.items())),
+        },
+        "counts": {"studies": len(records), "refused": len(refused), "failed": len(failed)},
+    }
+    tmp = out_dir / (SUMMARY + PART)
+    tmp.write_bytes(dumps(summary))
+    tmp.replace(out_dir / SUMMARY)  # the same bytes whether studies were resumed or redone
+    summary["counts"]["written"] = len(jobs) - len(failed)
+    return summary
