@@ -1,7 +1,10 @@
 """A local Hugging Face vision-language model (`hf:PATH`), run in-process with transformers.
 
 The folder must hold what ``AutoProcessor`` and ``AutoModelForImageTextToText`` load (a
-``save_pretrained`` output); nothing is downloaded (``local_files_only=True``). The prompt's
+``save_pretrained`` output), or a peft LoRA adapter with its processor (what ``voxqa train
+--lora`` writes): the base model named in ``adapter_config.json`` is loaded and the adapter
+merged into it, so a fine-tuned model is asked exactly like its base. Nothing is downloaded
+(``local_files_only=True``). The prompt's
 parts become one user message of {"type": "image"} / {"type": "text"} content parts, rendered
 by the processor's chat template; the PNGs are fed as RGB PIL images in prompt order.
 Decoding is greedy (``do_sample=False``) and only the new tokens are decoded.
@@ -13,7 +16,7 @@ and one generation runs at a time. The batch size is the smaller of ``batch_size
 runner's concurrency. A failed batch fails each of its items (as ``RuntimeError``, which the
 runner records and retries on the next run).
 
-``identity()`` hashes config.json only (not the weights): re-saving different weights under
+``identity()`` hashes config.json, or adapter_config.json, only (not the weights): re-saving different weights under
 the same config in the same folder is not detected.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +44,28 @@ def messages_for(prompt: Prompt) -> list[dict[str, Any]]:
     return [{"role": "user", "content": content}]
 
 
+def _merged_adapter(folder: Path, base: str, dtype: Any) -> Any:
+    """The base model with the LoRA adapter in ``folder`` merged in."""
+    try:
+        from peft import PeftModel
+        from transformers import AutoModelForImageTextToText
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise PermanentError("hf:PATH with a LoRA adapter needs peft: pip install 'voxqa[train]'") from exc
+    if not (Path(base) / "config.json").is_file():
+        raise PermanentError(f"hf:{folder}: the adapter's base model {base} is not a local model folder")
+    model = AutoModelForImageTextToText.from_pretrained(base, local_files_only=True, dtype=dtype)
+    return PeftModel.from_pretrained(model, str(folder), local_files_only=True).merge_and_unload()
+
+
 class HFLocal:
     def __init__(self, path: str, *, max_new_tokens: int = 64, batch_size: int = 4,
                  device: str = "cpu", dtype: str | None = None):
         folder = Path(path)
-        if not (folder / "config.json").is_file():
-            raise PermanentError(f"hf:{path}: no config.json in {folder} (need a save_pretrained folder)")
+        adapter = folder / "adapter_config.json"
+        config = adapter if adapter.is_file() else folder / "config.json"
+        if not config.is_file():
+            raise PermanentError(f"hf:{path}: no config.json or adapter_config.json in {folder} "
+                                 f"(need a save_pretrained folder)")
         try:
             import torch
             from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -54,7 +74,7 @@ class HFLocal:
         self.path, self.spec = str(path), f"hf:{path}"
         self.max_new_tokens, self.batch_size, self.device = max_new_tokens, max(1, batch_size), device
         self._torch = torch
-        self.config_sha256 = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+        self.config_sha256 = hashlib.sha256(config.read_bytes()).hexdigest()
         self.processor = AutoProcessor.from_pretrained(self.path, local_files_only=True)
         tok = getattr(self.processor, "tokenizer", None)
         if tok is not None:
@@ -66,8 +86,12 @@ class HFLocal:
             dtype = "float32" if device == "cpu" else "auto"
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
         # transformers >= 4.56 calls it `dtype` (the old `torch_dtype` is deprecated)
-        self.model = AutoModelForImageTextToText.from_pretrained(self.path, local_files_only=True,
-                                                                 dtype=torch_dtype)
+        if adapter.is_file():
+            self.model = _merged_adapter(folder, json.loads(adapter.read_text())["base_model_name_or_path"],
+                                         torch_dtype)
+        else:
+            self.model = AutoModelForImageTextToText.from_pretrained(self.path, local_files_only=True,
+                                                                     dtype=torch_dtype)
         self.model.to(device).eval()
         self.image_token_id = getattr(self.processor, "image_token_id", None)
         # what each generate() call fed the model (prompts, images, image placeholder tokens)
