@@ -1,24 +1,44 @@
 """Model adapters by spec: `random`, `prior`, `oracle`, `openai:MODEL` (needs --base-url),
-`hf:PATH` (a local transformers image-text-to-text model; needs torch and the `hf` extra)."""
+`hf:PATH` (a local transformers image-text-to-text model; needs torch and the `hf` extra),
+`py:MODULE:FACTORY` and installed `voxqa.models` entry points (plug-ins, see plugins.py)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from voxqa.boxes.conventions import get_profile
+from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.models.base import ModelAdapter, PermanentError
 from voxqa.eval.models.baselines import Oracle, Prior, Random
 from voxqa.eval.models.openai_chat import OpenAIChat
+from voxqa.eval.models.plugins import (BUILTIN_NAMES, PluginError, find, installed, load_entry_point, load_py,
+                                      parse_model_args, warn_clash)
 
-SPECS = ("random", "prior", "oracle", "openai:MODEL", "hf:PATH")
+SPECS = ("random", "prior", "oracle", "openai:MODEL", "hf:PATH", "py:MODULE:FACTORY")
 
 
 def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: str | None = None,
                seed: int = 0, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
-               max_retries: int = 5) -> ModelAdapter:
-    """The adapter for ``spec``; baselines learn what they need from the train split."""
+               max_retries: int = 5, model_args: Mapping[str, Any] | None = None) -> ModelAdapter:
+    """The adapter for ``spec``; baselines learn what they need from the train split.
+
+    ``model_args`` go to a plug-in's factory as keyword arguments (built-ins take none)."""
+    name = spec.partition(":")[0]
+    context = {"dataset": Path(dataset).resolve(), "profile": profile, "seed": seed}  # see docs/plugins.md
+    if name == "py":
+        return load_py(spec, context, model_args or {})
+    if name not in BUILTIN_NAMES:
+        ep = find(name)
+        if ep is None:
+            raise ValueError(f"unknown model spec {spec!r}; known: {_known()}")
+        return load_entry_point(spec, ep, context, model_args or {})
+    if model_args:
+        raise ValueError(f"{spec}: model args are for plug-ins (py:MODULE:FACTORY or an installed "
+                         f"plug-in), not built-in specs; got {', '.join(sorted(model_args))}")
+    warn_clash(name)
     if spec == "oracle":
         return Oracle()
     if spec in ("random", "prior"):
@@ -39,7 +59,12 @@ def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: st
         from voxqa.eval.models.hf_local import HFLocal  # transformers is an optional extra
 
         return HFLocal(spec.split(":", 1)[1])
-    raise ValueError(f"unknown model spec {spec!r}; known: {', '.join(SPECS)}")
+    raise ValueError(f"unknown model spec {spec!r}; known: {_known()}")
 
 
-__all__ = ["ModelAdapter", "PermanentError", "SPECS", "make_model"]
+def _known() -> str:
+    """The spec forms, then the installed plug-ins' names."""
+    return ", ".join([*SPECS, *(f"{n} (plug-in)" for n in installed() if n not in BUILTIN_NAMES)])
+
+
+__all__ = ["ModelAdapter", "PermanentError", "PluginError", "SPECS", "make_model", "parse_model_args"]
