@@ -20,7 +20,7 @@ from conftest import rendered_phantom
 from openai_stub import StubServer
 from PIL import Image
 
-from voxqa.boxes.conventions import get_profile
+from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.models import make_model
 from voxqa.eval.prompts import build_prompt

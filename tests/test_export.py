@@ -1,5 +1,5 @@
 """Exports load back in each format's own terms, and every exported box converts back to its
-item's image box (exactly, or within boxes.conventions' stated rounding)."""
+item's image box (exactly, or within the profile's stated rounding)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import datasets
 import pytest
 from conftest import rendered_phantom, rendered_segmentation
 
-from voxqa.boxes.conventions import PROFILES, from_convention, max_roundtrip_error
+from voxqa.boxes.profiles import PROFILES, Profile
 from voxqa.dataset.folder import ITEMS, read_items, read_studies, write_jsonl
 from voxqa.export import FORMATS, SUMMARY, export_dataset
 from voxqa.render import map_box
@@ -38,7 +38,7 @@ class Row:
     user: str  # the user turn with "<image>" at each image
     images: list[str]
     target: dict  # the assistant JSON, placeholders filled
-    convention: str  # the convention of the boxes in target
+    convention: Profile  # the profile whose numbers the target's boxes are
     embedded: bool = False  # images stored inside the export (only their file names remain)
 
 
@@ -48,7 +48,7 @@ def _sharegpt_turns(messages: list[dict]) -> tuple[str, str]:
     return messages[0]["content"], messages[1]["content"]
 
 
-def read_llamafactory(out: Path, convention: str) -> list[Row]:
+def read_llamafactory(out: Path, convention: Profile) -> list[Row]:
     info = json.loads((out / "dataset_info.json").read_text())
     rows = []
     for name, entry in info.items():
@@ -69,7 +69,7 @@ def read_llamafactory(out: Path, convention: str) -> list[Row]:
     return rows
 
 
-def read_trl(out: Path, convention: str) -> list[Row]:
+def read_trl(out: Path, convention: Profile) -> list[Row]:
     rows = []
     for path in sorted(out.glob("*.jsonl")):
         for line in path.read_text().splitlines():
@@ -91,7 +91,7 @@ def _fill(text: str, refs: list[str], boxes: list[list]) -> str:
                   lambda m: next(ref_it) if m.group(0) == "<ref-object>" else str(next(box_it)), text)
 
 
-def read_swift(out: Path, convention: str) -> list[Row]:
+def read_swift(out: Path, convention: Profile) -> list[Row]:
     """Fills <ref-object> / <bbox> as ms-swift's template does: in text order, two counters,
     a box written as str(list) (its default, non-legacy format)."""
     rows = []
@@ -101,18 +101,18 @@ def read_swift(out: Path, convention: str) -> list[Row]:
             user, answer = _sharegpt_turns(r["messages"])
             objects = r["objects"]
             assert set(objects) == {"ref", "bbox", "bbox_type", "image_id"}
-            assert objects["bbox_type"] == ("norm1" if convention == "norm1" else "real")
+            assert objects["bbox_type"] == ("norm1" if convention.name == "norm1" else "real")
             text = user + "\x00" + answer
             assert text.count("<bbox>") == len(objects["bbox"]) == len(objects["image_id"])
             assert text.count("<ref-object>") == len(objects["ref"])
             assert all(0 <= i < len(r["images"]) for i in objects["image_id"])
             user, answer = _fill(text, objects["ref"], objects["bbox"]).split("\x00")
             rows.append(Row(r["id"], user, r["images"], json.loads(answer),
-                            "norm1" if convention == "norm1" else "pixel"))
+                            PROFILES["norm1" if convention.name == "norm1" else "pixel"]))
     return rows
 
 
-def read_hf(out: Path, convention: str) -> list[Row]:
+def read_hf(out: Path, convention: Profile) -> list[Row]:
     dd = datasets.load_from_disk(str(out))
     assert isinstance(dd, datasets.DatasetDict)
     rows = []
@@ -132,10 +132,14 @@ def read_hf(out: Path, convention: str) -> list[Row]:
 READERS = {"llamafactory": read_llamafactory, "trl": read_trl, "swift": read_swift, "hf": read_hf}
 
 
-def _close(values: list, convention: str, image_box, w: int, h: int) -> None:
-    back = from_convention(values, convention, w, h)
-    bound = max_roundtrip_error(convention, w, h)
-    assert max(abs(a - b) for a, b in zip(back, image_box)) <= bound, (values, convention, image_box)
+def _close(values: list, convention: Profile, image_box, w: int, h: int) -> None:
+    if convention.answer_form == "points":  # a box's point is its centre: inside the box
+        x, y = (v * side / 100 for v, side in zip(values, (w, h)))
+        assert image_box[0] <= x <= image_box[2] and image_box[1] <= y <= image_box[3], (values, image_box)
+        return
+    back = convention.decode(values, w, h)
+    bound = convention.space.max_error(w, h)
+    assert max(abs(a - b) for a, b in zip(back, image_box)) <= bound, (values, convention.name, image_box)
     if bound == 0:
         assert back == tuple(image_box)
 
@@ -144,7 +148,7 @@ def check_rows(folder: Path, rows: list[Row], profile: str, split: str | None = 
     items = {it.id: it for it in read_items(folder) if it.images and split in (None, it.split)}
     assert sorted(r.id for r in rows) == sorted(items)
     frame_size = {s.id: s.frame_size for s in read_studies(folder)}
-    hint = PROFILES[profile].prompt_hint
+    hint = PROFILES[profile].hint
     root = folder.resolve()
     for r in rows:
         it: Item = items[r.id]
@@ -197,14 +201,14 @@ def test_exports_round_trip(rendered, tmp_path, data, fmt, profile) -> None:
     summary = export_dataset(rendered[data], fmt, tmp_path / "out", convention=profile)
     assert summary["exported"] > 0 and summary["skipped_no_images"] == 0 and summary["profile"] == profile
     assert json.loads((tmp_path / "out" / SUMMARY).read_text()) == summary
-    check_rows(rendered[data], READERS[fmt](tmp_path / "out", PROFILES[profile].convention), profile)
+    check_rows(rendered[data], READERS[fmt](tmp_path / "out", PROFILES[profile]), profile)
 
 
 @pytest.mark.parametrize("profile", ["pixel", "qwen2.5-vl"])
 def test_hf_load_from_disk_round_trips(rendered, tmp_path, profile) -> None:
     folder = rendered["seg"] if profile == "pixel" else rendered["knee"]
     export_dataset(folder, "hf", tmp_path / "hf", convention=profile)
-    check_rows(folder, read_hf(tmp_path / "hf", PROFILES[profile].convention), profile)
+    check_rows(folder, read_hf(tmp_path / "hf", PROFILES[profile]), profile)
     items = {it.id: it for it in read_items(folder)}
     for ds in datasets.load_from_disk(str(tmp_path / "hf")).values():
         for r in ds.select(range(0, len(ds), 7)):  # decoding every image is slow; a spread is enough
@@ -226,7 +230,7 @@ def test_trl_jsonl_loads_with_datasets_and_images_decode(rendered, tmp_path) -> 
 def test_quoted_boxes_are_rewritten_to_the_rendered_image(rendered, tmp_path) -> None:
     """Items quote boxes on the stored 128 px frame; the exported text must quote the 200 px image."""
     export_dataset(rendered["knee"], "llamafactory", tmp_path / "lf", split="test")
-    rows = {r.id: r for r in read_llamafactory(tmp_path / "lf", "pixel")}
+    rows = {r.id: r for r in read_llamafactory(tmp_path / "lf", PROFILES["pixel"])}
     n = 0
     for it in read_items(rendered["knee"]):
         if it.id not in rows or not it.evidence:
@@ -250,7 +254,7 @@ def test_split_filter_skips_and_merges_dataset_info(rendered, tmp_path) -> None:
     summary = export_dataset(rendered["knee"], "llamafactory", out, split="val")
     assert summary["split"] == "val" and list(summary["by_split"]) == ["val"]
     assert sorted(json.loads((out / "dataset_info.json").read_text())) == ["mine", "voxqa_val"]
-    check_rows(rendered["knee"], read_llamafactory(out, "pixel"), "pixel", split="val")
+    check_rows(rendered["knee"], read_llamafactory(out, PROFILES["pixel"]), "pixel", split="val")
     assert summary["exported"] == sum(1 for it in read_items(rendered["knee"]) if it.split == "val")
 
 
@@ -273,7 +277,7 @@ def test_registry_and_errors(rendered, tmp_path) -> None:
     assert all(f.name == name for name, f in FORMATS.items())
     with pytest.raises(ValueError, match="known: hf, llamafactory, swift, trl"):
         export_dataset(rendered["seg"], "csv", tmp_path / "x")
-    with pytest.raises(ValueError, match="known: pixel, norm1, qwen2-vl, qwen3-vl, qwen2.5-vl"):
+    with pytest.raises(ValueError, match="known: pixel, norm1, qwen2-vl, qwen2.5-vl, qwen3-vl, internvl"):
         export_dataset(rendered["seg"], "trl", tmp_path / "x", convention="xyxy")
     with pytest.raises(ValueError, match="train, val or test"):
         export_dataset(rendered["seg"], "trl", tmp_path / "x", split="dev")
@@ -283,13 +287,12 @@ def test_registry_and_errors(rendered, tmp_path) -> None:
 def test_box_hint_only_on_answers_with_boxes(rendered, tmp_path, data) -> None:
     """The profile's box hint ends the user turn of boxes / box3d / text answers only; yes/no,
     choice, number ... items get none (eval builds the same user turn)."""
-    from voxqa.boxes.conventions import PROFILES as P
     from voxqa.eval.prompts import build_prompt
 
     export_dataset(rendered[data], "trl", tmp_path / "out", convention="qwen2.5-vl")
-    rows = {r.id: r for r in READERS["trl"](tmp_path / "out", P["qwen2.5-vl"].convention)}
+    rows = {r.id: r for r in READERS["trl"](tmp_path / "out", PROFILES["qwen2.5-vl"])}
     items = {it.id: it for it in read_items(rendered[data]) if it.images}
-    hint = P["qwen2.5-vl"].prompt_hint
+    hint = PROFILES["qwen2.5-vl"].hint
     frame_size = {s.id: s.frame_size for s in read_studies(rendered[data])}
     with_hint = {it.answer.type for it in items.values() if hint in rows[it.id].user}
     without = {it.answer.type for it in items.values() if hint not in rows[it.id].user}
@@ -297,8 +300,8 @@ def test_box_hint_only_on_answers_with_boxes(rendered, tmp_path, data) -> None:
     assert without and not without & {"boxes", "box3d", "text"}
     assert {"yes_no", "choice"} & without
     for it in items.values():  # eval's minimal prompt: the same user turn
-        prompt = build_prompt(it, rendered[data], frame_size[it.study_id], P["qwen2.5-vl"])
+        prompt = build_prompt(it, rendered[data], frame_size[it.study_id], PROFILES["qwen2.5-vl"])
         text = "".join(v for k, v in prompt.parts if k == "text")
         assert (hint in text) == (it.answer.type in ("boxes", "box3d", "text")), it.id
-        structured = build_prompt(it, rendered[data], frame_size[it.study_id], P["qwen2.5-vl"], "structured")
+        structured = build_prompt(it, rendered[data], frame_size[it.study_id], PROFILES["qwen2.5-vl"], "structured")
         assert "".join(v for k, v in structured.parts if k == "text").count(hint) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import rendered_phantom
 
-from voxqa.boxes.conventions import get_profile
+from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.models.hf_local import HFLocal
 from voxqa.eval.prompts import build_prompt

@@ -227,7 +227,7 @@ def export(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A rendered voxqa dataset folder.")],
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="Training file format: hf, llamafactory, swift or trl.")],
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder.")],
-    convention: Annotated[str, typer.Option("--convention", metavar="PROFILE", help="Box profile (see `voxqa profiles`).")] = "pixel",
+    convention: Annotated[str, typer.Option("--profile", "--convention", metavar="PROFILE", help="Box profile spec of the model to train, e.g. qwen3-vl or qwen2.5-vl:max_pixels=1003520 (see `voxqa profiles`).")] = "pixel",
     split: Annotated[Optional[str], typer.Option("--split", metavar="train|val|test", help="Export one split only (default: all).")] = None,
 ) -> None:
     """Training files for fine-tuning tools; the target is JSON {reasoning, answer, bboxes}."""
@@ -243,7 +243,7 @@ def export(
         return
     console.print(
         f"[green]exported[/] {summary['exported']} items of {folder} as {fmt} "
-        f"({escape(convention)} boxes, {summary['convention']}) to {out}: "
+        f"({escape(summary['profile'])} boxes, {summary['space']}) to {out}: "
         f"{', '.join(summary['files'])}; {summary['skipped_no_images']} items without images skipped",
         soft_wrap=True,
     )
@@ -400,17 +400,75 @@ def report(
 
 
 @app.command()
-def profiles() -> None:
-    """Model box-convention profiles: what each one sends and expects."""
+def train(
+    source: Annotated[Path, typer.Argument(metavar="DATASET_OR_EXPORT", help="A rendered dataset folder or a trl export.")],
+    model: Annotated[Path, typer.Option("--model", metavar="PATH", help="Base model folder (save_pretrained output).")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder: model/, checkpoints/, train_log.jsonl.")],
+    profile: Annotated[Optional[str], typer.Option("--profile", metavar="PROFILE", help="Box profile of the targets (default: the export's, else pixel).")] = None,
+    recipe: Annotated[str, typer.Option("--recipe", metavar="NAME", help="Preset: default, sgmri-qwen3vl-8b, reasonknee-qwen25vl-3b, radgrounder-paligemma2-3b.")] = "default",
+    lora: Annotated[Optional[int], typer.Option("--lora", min=1, metavar="R", help="LoRA rank (alpha 2R) on the language model.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Full fine-tune (no LoRA), overriding the recipe.")] = False,
+    epochs: Annotated[Optional[float], typer.Option("--epochs", metavar="N", help="Epochs (default: the recipe's).")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", metavar="LR", help="Learning rate (default: the recipe's).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N", help="Examples per device and step.")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", min=1, metavar="N", help="Gradient accumulation steps.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option("--max-frames", min=1, metavar="N", help="Leave out items with more frames (never cut).")] = None,
+    train_vision: Annotated[Optional[bool], typer.Option("--train-vision/--freeze-vision", help="Train or freeze the vision tower (default: the recipe's).")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", min=1, metavar="N", help="Longest sequence allowed (default: the model's context).")] = None,
+    mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="Prompt mode of the user turn, as in `voxqa eval --mode`.")] = "structured",
+    save_steps: Annotated[Optional[int], typer.Option("--save-steps", min=1, metavar="N", help="Checkpoint every N steps (default: each epoch).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")] = False,
+) -> None:
+    """Fine-tune a vision-language model on the JSON targets (TRL SFTTrainer; extra `train`)."""
+    try:
+        from voxqa.train import TrainConfig, train as run_train
+    except ImportError as exc:
+        _fail(f"{exc}: pip install 'voxqa[train]'")
+        return
+    cfg = TrainConfig(source=source, model=model, out=out, profile=profile, recipe=recipe, lora=lora, full=full,
+                      epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_frames=max_frames,
+                      train_vision=train_vision, max_length=max_length, resume=resume, mode=mode,
+                      save_steps=save_steps)
+    try:
+        summary = run_train(cfg)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"[green]trained[/] {summary['examples']} examples, {summary['steps']} steps, loss "
+                  f"{summary['first_loss']:.3f} -> {summary['last_loss']:.3f}: --model hf:{summary['model']}",
+                  soft_wrap=True)
+
+
+@app.command()
+def profiles(
+    check_processor: Annotated[Optional[Path], typer.Option("--check-processor", metavar="PATH", help="A model folder or preprocessor_config.json to compare with --profile; exit 1 on a mismatch.")] = None,
+    profile: Annotated[str, typer.Option("--profile", metavar="PROFILE", help="The profile spec to check the processor against.")] = "qwen2.5-vl",
+) -> None:
+    """Model box profiles: how each family writes a box (one documented example each)."""
     from rich.table import Table
 
-    from voxqa.boxes.conventions import PROFILES
+    from voxqa.boxes.profiles import PROFILES, check_processor as compare, get_profile
+
+    if check_processor is not None:
+        try:
+            p = get_profile(profile)
+            mismatches = compare(p, check_processor)
+        except ValueError as exc:
+            _fail(str(exc))
+            return
+        if mismatches:
+            console.print(f"[red]error:[/] {check_processor} does not match profile {escape(p.spec)}: "
+                          f"{'; '.join(mismatches)}", soft_wrap=True)
+            raise typer.Exit(1)
+        console.print(f"[green]ok[/] {check_processor} matches profile {escape(p.spec)} ({escape(p.description)})",
+                      soft_wrap=True)
+        return
 
     table = Table(title="Box profiles (nothing is ever inferred from the numbers)")
-    for col in ("profile", "convention", "description", "prompt hint"):
+    for col in ("profile", "coordinates", "example answer"):
         table.add_column(col, overflow="fold")
     for p in PROFILES.values():
-        table.add_row(*(escape(v) for v in (p.name, p.convention, p.description, p.prompt_hint)))
+        table.add_row(*(escape(v) for v in (p.name, p.description, p.example)))
     Console().print(table)
 
 

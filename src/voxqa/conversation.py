@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from voxqa.boxes.conventions import Profile, to_convention
+from voxqa.boxes.profiles import Profile
 from voxqa.dataset.paths import inside
 from voxqa.render import map_box
 from voxqa.schema import Item
@@ -63,10 +63,10 @@ class InlineBoxes:
     """Boxes written out as numbers in the profile's convention."""
 
     def __init__(self, profile: Profile):
-        self.convention = profile.convention
+        self.profile = profile
 
     def box(self, ref: BoxRef) -> str:
-        return json.dumps(to_convention(ref.image_box, self.convention, ref.width, ref.height))
+        return json.dumps(self.profile.encode(ref.image_box, ref.width, ref.height))
 
     def label(self, label: str) -> str:
         return json.dumps(label, ensure_ascii=False)[1:-1]
@@ -207,7 +207,7 @@ def build_sample(
     user: list[str | None] = []
     for n, im in enumerate(item.images):
         user += [("\n" if n else "") + f"Frame {im.frame}: ", None]
-    hint = [profile.prompt_hint] if wants_box_hint(item) else []  # yes/no, choice, ...: none
+    hint = [profile.hint] if wants_box_hint(item) else []  # yes/no, choice, ...: none
     user.append("\n" + "\n".join(body + hint))
 
     reasoning = _json_string(item.reasoning, boxes, style)

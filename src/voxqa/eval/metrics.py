@@ -54,6 +54,8 @@ MEAN_METRICS = {
     "frame_f1": "frame_f1",
     "miou": "miou",
     "v_score": "v_score",
+    "point_hit": "point_hit",
+    "point_in_box": "point_in_box",
     "iou3d": "iou3d",
     **{f"acc@{t}": f"acc@{t}" for t in BOX3D_THRESHOLDS},
     "bleu": "bleu",
@@ -75,12 +77,13 @@ Scores = dict[str, float | None]
 
 
 def score_item(answer_type: str, gold: Any, pred: Any, *, tolerance: float = 0.0,
-               scale: Sequence[int] = (), vocabulary: Sequence[str] = ()) -> Scores:
+               scale: Sequence[int] = (), vocabulary: Sequence[str] = (), points: bool = False) -> Scores:
     """Scores of one prediction; ``pred=None`` (unparseable) scores as wrong / zero.
 
     ``tolerance`` is a number answer's absolute tolerance, ``scale`` a grade answer's scale
     (used to score an unparseable grade as the farthest grade), ``vocabulary`` the finding
-    labels a text answer may mention (for ``entity_f1``).
+    labels a text answer may mention (for ``entity_f1``); ``points`` says a box answer was
+    asked for as points (a point profile), scored by ``point_hit`` / ``point_in_box``.
     """
     if answer_type in ("yes_no", "choice"):
         return _score_single(gold, pred)
@@ -92,6 +95,8 @@ def score_item(answer_type: str, gold: Any, pred: Any, *, tolerance: float = 0.0
         return _score_grade(gold, pred, scale)
     if answer_type == "frames":
         return _score_frames(gold, pred)
+    if answer_type == "boxes" and points:
+        return _score_points([_as_dict(b) for b in gold], pred)
     if answer_type == "boxes":
         return _score_boxes(gold, pred)
     if answer_type == "box3d":
@@ -172,6 +177,25 @@ def _score_boxes(gold: Sequence[Any], pred: Sequence[Any] | None) -> Scores:
         scores |= {f"tp@{t}": float(tp), f"fp@{t}": float(len(boxes) - tp),
                    f"fn@{t}": float(len(gold) - tp)}
     return scores
+
+
+def _inside(point: Mapping[str, Any], box: Mapping[str, Any]) -> bool:
+    x, y = point["point"]
+    x0, y0, x1, y1 = box["box"]
+    return point["frame"] == box["frame"] and x0 <= x < x1 and y0 <= y < y1
+
+
+def _score_points(gold: Sequence[Mapping[str, Any]], pred: Sequence[Any] | None) -> Scores:
+    """Point answers (Molmo-style profiles): ``point_hit`` is the share of gold boxes holding
+    a point on their frame; ``point_in_box`` the share of points inside some gold box (no
+    gold boxes: 1 for no points, else 0). An unparseable answer scores 0 on both. Box
+    metrics do not apply to points."""
+    if pred is None:
+        return {"point_hit": 0.0, "point_in_box": 0.0}
+    points = [_as_dict(p) for p in pred]
+    hit = sum(any(_inside(p, g) for p in points) for g in gold) / len(gold) if gold else float(not points)
+    inside = sum(any(_inside(p, g) for g in gold) for p in points) / len(points) if points else float(not gold)
+    return {"point_hit": hit, "point_in_box": inside}
 
 
 def _score_box3d(gold: Any, pred: Any) -> Scores:

@@ -75,7 +75,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from voxqa.boxes.conventions import Convention, from_convention, get_profile
+from voxqa.boxes.profiles import Profile, get_profile
+from voxqa.boxes.spaces import decode_point
 from voxqa.schema import Item
 
 Number = int | float
@@ -97,6 +98,7 @@ class ParseError(ValueError):
 # --- reducing a reply to its answer -----------------------------------------------------------
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_THOUGHT_BLOCK = re.compile(r"<unused94>.*?(?:<unused95>|$)", re.DOTALL)  # MedGemma's thinking
 _FENCE = re.compile(r"```[\w+-]*")
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _PHRASE = re.compile(r"\b(?:final\s+answer|answer)\**\s*(?:is\b\s*:?|:)", re.IGNORECASE)
@@ -107,7 +109,7 @@ _ANSWER_KEY = re.compile(r'"answer"\s*:\s*')
 
 def clean_reply(raw: str) -> str:
     """``raw`` without chain-of-thought, code fences and ``\\boxed{}``, stripped."""
-    text = _THINK_BLOCK.sub("", raw)
+    text = _THINK_BLOCK.sub("", _THOUGHT_BLOCK.sub("", raw))
     closing = text.lower().rfind("</think>")
     if closing >= 0:  # the <think> was part of the prompt (chat templates that open it)
         text = text[closing + len("</think>"):]
@@ -186,11 +188,13 @@ def read_reply(raw: str) -> Reply:
 
 @dataclass(frozen=True)
 class Context:
-    """The item, the box convention of its profile and the study frame size (no images)."""
+    """The item, its box profile, the study frame size (no images) and, for 3D boxes in a
+    model's volume grid, the function that maps them back to the stored frames."""
 
     item: Item
-    convention: Convention
+    profile: Profile
     frame_size: tuple[int, int] | None = None
+    volume_box: Callable[[list[Number]], dict[str, Any]] | None = None
 
     def options(self) -> list[str]:
         if not self.item.options:
@@ -292,9 +296,14 @@ def parse_choice(reply: Reply, ctx: Context) -> int:
     by_text = _option_by_text(scope, options)
     if by_text is not None:
         return by_text
-    letters = _letters(_mark_options(scope, options))
-    if not letters:
-        raise ParseError("no option letter or option text found")
+    marked = _mark_options(scope, options)
+    letters = _letters(marked)
+    if not letters:  # one option's text inside a sentence ("So the sequence is Turn Left, Turn Right.")
+        named = set(_PLACEHOLDER_RE.findall(marked))
+        if len(named) == 1:
+            return int(named.pop())
+        raise ParseError("no option letter, or not exactly one option text, found"
+                         if named else "no option letter or option text found")
     if len(letters) > 1:
         raise ParseError(f"several options named: {', '.join(sorted(letters))}")
     return _letter_index(letters.pop(), options)
@@ -357,9 +366,17 @@ def _numbers(text: str) -> list[Number]:
     return found
 
 
+_MARKUP = re.compile(r"<[^<>]*>")  # point lists and box tags carry coordinates, not counts
+_NONE_COUNT = re.compile(r"\bnone\b|\bthere\s+(?:are|is)\s+no\b", re.IGNORECASE)
+
+
 def _the_number(reply: Reply) -> Number:
-    """The last number of an explicit answer, else the reply's only number."""
-    found = _numbers(reply.scope())
+    """The last number of an explicit answer, else the reply's only number; markup (a
+    ``<points x1=...>`` list) is not read, and "none" / "there are no ..." is 0."""
+    scope = _MARKUP.sub(" ", reply.scope())
+    found = _numbers(scope)
+    if not found and _NONE_COUNT.search(scope):
+        return 0
     if not found:
         raise ParseError("no number found")
     if reply.explicit:
@@ -403,9 +420,14 @@ def _range(first: int, last: int) -> range:
     return range(first, last + 1)
 
 
+_CONTEXT_COUNT = re.compile(r"\([^()]*\b(?:of|out of|total)\b[^()]*\)|\b(?:out\s+)?of\s+\d+\s+(?:frames|slices|images)\b",
+                            re.IGNORECASE)
+
+
 def parse_frames(reply: Reply, ctx: Context) -> list[int]:
-    """Sorted unique frames of ints and inclusive ranges; a decimal is no frame index."""
-    scope = reply.scope()
+    """Sorted unique frames of ints and inclusive ranges; a decimal is no frame index, and a
+    count given as context ("(of 24 frames shown)", "of 24 slices") is not a frame."""
+    scope = _CONTEXT_COUNT.sub(" ", reply.scope())
     if _normal(scope) in _NONE:
         return []
     if _DECIMAL.search(scope):
@@ -423,16 +445,13 @@ def parse_frames(reply: Reply, ctx: Context) -> list[int]:
 
 _NUM = r"(-?\d+(?:\.\d+)?)"
 _BBX = re.compile(rf"<bbx>\s*\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\]\s*</bbx>", re.IGNORECASE)
-_QWEN_BOX = re.compile(
-    rf"<\|box_start\|>\s*\(\s*{_NUM}\s*,\s*{_NUM}\s*\)\s*,\s*\(\s*{_NUM}\s*,\s*{_NUM}\s*\)\s*<\|box_end\|>"
-)
 _FRAME_MENTION = re.compile(r"\bframe\b\s*[#:]?\s*(\d+)", re.IGNORECASE)
-_BOX_KEYS = ("bbox_2d", "bbox", "box")
+_BOX_KEYS = ("bbox_2d", "bbox", "box", "box_2d")
 
 
 @dataclass(frozen=True)
 class _Written:
-    """A box as the model wrote it: xyxy in the profile's convention, at offset ``pos``."""
+    """A box as the model wrote it: numbers in the profile's space, at offset ``pos``."""
 
     pos: int
     values: list[Any]
@@ -447,33 +466,44 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _json_boxes(pos: int, value: Any, frame: Any = None) -> list[_Written]:
-    """Boxes inside one JSON value: dicts with a box key (and maybe "frame"), 4-number lists."""
+def _json_boxes(pos: int, value: Any, arity: int, frame: Any = None) -> list[_Written]:
+    """Boxes inside one JSON value: dicts with a box key (and maybe "frame"), lists of ``arity`` numbers."""
     if isinstance(value, dict):
         frame = value.get("frame", frame)
         key = next((k for k in _BOX_KEYS if k in value), None)
         if key is not None:
             return [_Written(pos, value[key], frame)]
-        return [b for v in value.values() for b in _json_boxes(pos, v, frame)]
+        return [b for v in value.values() for b in _json_boxes(pos, v, arity, frame)]
     if isinstance(value, list):
-        if len(value) == 4 and all(_is_number(v) for v in value):
+        if len(value) == arity and all(_is_number(v) for v in value):
             return [_Written(pos, value, frame)]
-        return [b for v in value for b in _json_boxes(pos, v, frame)]
+        return [b for v in value for b in _json_boxes(pos, v, arity, frame)]
     return []
 
 
-def _written_boxes(text: str) -> list[_Written]:
-    """Every box in ``text``, in text order; tag boxes are blanked before JSON is sought so
-    the list inside ``<bbx>[x, y, w, h]</bbx>`` is not read again as xyxy."""
-    found: list[_Written] = []
-    for m in _BBX.finditer(text):
-        x, y, w, h = (_num(g) for g in m.groups())
-        found.append(_Written(m.start(), [x, y, x + w, y + h]))
-    found += [_Written(m.start(), [_num(g) for g in m.groups()]) for m in _QWEN_BOX.finditer(text)]
-    for tag in (_BBX, _QWEN_BOX):
-        text = tag.sub(lambda m: " " * len(m[0]), text)
-    for pos, value in json_values(text):
-        found += _json_boxes(pos, value)
+def _blank(text: str, spans: list[tuple[int, int]]) -> str:
+    for a, b in spans:
+        text = text[:a] + " " * (b - a) + text[b:]
+    return text
+
+
+def _written_boxes(text: str, profile: Profile) -> list[_Written]:
+    """Every box in ``text`` in the profile's own syntax, in its JSON form, or as SGMRI-VQA's
+    ``<bbx>[x, y, w, h]</bbx>`` (xy profiles), in text order. Another family's syntax is
+    refused; written forms are blanked before JSON is sought so no box is read twice."""
+    family = profile.foreign(text)
+    if family is not None:
+        raise ParseError(f"the reply writes boxes the way {family} does, but the profile is {profile.name}")
+    found = [_Written(f.pos, f.values) for f in profile.find(text)]
+    spans = [(f.pos, f.end) for f in profile.find(text)]
+    if profile.space.arity == 4 and getattr(profile.space, "order", "xy") == "xy":
+        for m in _BBX.finditer(text):
+            x, y, w, h = (_num(g) for g in m.groups())
+            found.append(_Written(m.start(), [x, y, x + w, y + h]))
+            spans.append(m.span())
+    arity = 2 if profile.answer_form == "points" else profile.space.arity
+    for pos, value in json_values(_blank(text, spans)):
+        found += _json_boxes(pos, value, arity)
     return sorted(found, key=lambda b: b.pos)
 
 
@@ -491,38 +521,46 @@ def _frame_of(box: _Written, text: str, ctx: Context) -> int:
 
 
 def _pixels(values: Any, frame: int, ctx: Context) -> list[int]:
-    """Canonical pixels of a box written in the profile's convention on ``frame``'s image."""
+    """Canonical pixels of a box written in the profile's space on ``frame``'s image."""
     if not isinstance(values, list):
-        raise ParseError(f"box {values!r} is not a list of 4 numbers")
+        raise ParseError(f"box {values!r} is not a list of numbers")
     try:
-        return list(from_convention(values, ctx.convention, *ctx.size(frame)))
+        return list(ctx.profile.decode(values, *ctx.size(frame)))
     except ValueError as exc:
         raise ParseError(str(exc)) from None
 
 
+def _point(values: Any, frame: int, ctx: Context) -> list[float]:
+    """Pixel position of a point written in percent of ``frame``'s image."""
+    try:
+        return [round(v, 2) for v in decode_point(values, *ctx.size(frame))]
+    except (TypeError, ValueError) as exc:
+        raise ParseError(f"point {values!r}: {exc}") from None
+
+
 def parse_boxes(reply: Reply, ctx: Context) -> list[dict[str, Any]]:
-    """Every box of the answer with its frame, in pixels; the structured ``bboxes`` (the
-    evidence) stand in only when the answer field names no box."""
+    """Every box of the answer with its frame, in pixels (points for point profiles); the
+    structured ``bboxes`` (the evidence) stand in only when the answer field names no box."""
     if _normal(reply.scope()) in _NONE:
         return []
     text = reply.answer
-    written = _written_boxes(text)
+    written = _written_boxes(text, ctx.profile)
     if not written and reply.bboxes:
-        text, written = "", _json_boxes(0, reply.bboxes)
+        arity = 2 if ctx.profile.answer_form == "points" else ctx.profile.space.arity
+        text, written = "", _json_boxes(0, reply.bboxes, arity)
     if not written:
         raise ParseError("no box found")
-    boxes = []
+    out = []
     for box in written:
         frame = _frame_of(box, text, ctx)
-        boxes.append({"frame": frame, "box": _pixels(box.values, frame, ctx)})
-    return boxes
+        if ctx.profile.answer_form == "points":
+            out.append({"frame": frame, "point": _point(box.values, frame, ctx)})
+        else:
+            out.append({"frame": frame, "box": _pixels(box.values, frame, ctx)})
+    return out
 
 
-_RANGE_THEN_BOX = re.compile(
-    rf"\bframes?\s*(\d+)\s*(?:-|–|—|\bto\b|\bthrough\b)\s*(\d+).*?"
-    rf"\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\]",
-    re.IGNORECASE | re.DOTALL,
-)
+_FRAME_RANGE_WORDS = re.compile(r"\bframes?\s*(\d+)\s*(?:-|–|—|\bto\b|\bthrough\b)\s*(\d+)", re.IGNORECASE)
 
 
 def _box3d_json(value: Any) -> dict[str, Any] | None:
@@ -538,14 +576,43 @@ def _box3d_json(value: Any) -> dict[str, Any] | None:
     return None
 
 
+def _six(text: str) -> list[Number] | None:
+    """The first list of six numbers in ``text`` (a 3D box in the profile's layout)."""
+    return next((v for _, v in json_values(text)
+                 if isinstance(v, list) and len(v) == 6 and all(_is_number(x) for x in v)), None)
+
+
+def _reasonknee(v: list[Number], ctx: Context) -> dict[str, Any]:
+    """3DReasonKnee's ``[start_frame, end_frame, x_min, x_max, y_min, y_max]``, x and y in the
+    profile's 2D space (written in its axis order before decoding)."""
+    f0, f1, x0, x1, y0, y1 = v
+    xy = [x0, y0, x1, y1]
+    if getattr(ctx.profile.space, "order", "xy") == "yx":
+        xy = [y0, x0, y1, x1]
+    return {"frame_start": f0, "frame_end": f1, "box": xy}
+
+
 def parse_box3d(reply: Reply, ctx: Context) -> dict[str, Any]:
-    """Frames inclusive and a box in pixels, sized by the image of ``frame_start``."""
-    found = next((f for _, v in json_values(reply.answer) if (f := _box3d_json(v)) is not None), None)
+    """Frames inclusive and a box in pixels, sized by the image of ``frame_start``: a JSON
+    {"frame_start", "frame_end", "bbox"}, "frames a-b, <box>", or six numbers in the
+    profile's 3D layout (3DReasonKnee's, or M3D-LaMed's with a recipe transform)."""
+    text = reply.answer
+    found = next((f for _, v in json_values(text) if (f := _box3d_json(v)) is not None), None)
+    if found is None and (six := _six(text)) is not None:
+        if ctx.profile.box3d == "m3d":
+            if ctx.volume_box is None:
+                raise ParseError("an M3D 3D box needs the study's `render --recipe m3d` transform")
+            try:
+                return ctx.volume_box(six)
+            except ValueError as exc:
+                raise ParseError(str(exc)) from None
+        found = _reasonknee(six, ctx)
     if found is None:
-        m = _RANGE_THEN_BOX.search(reply.answer)
-        if m is None:
-            raise ParseError('no "frames a-b, [x0, y0, x1, y1]" or frame_start/frame_end/bbox found')
-        found = {"frame_start": int(m[1]), "frame_end": int(m[2]), "box": [_num(g) for g in m.groups()[2:]]}
+        m = _FRAME_RANGE_WORDS.search(text)
+        boxes = _written_boxes(text[m.end():], ctx.profile) if m else []
+        if not boxes:
+            raise ParseError('no "frames a-b, <box>", frame_start/frame_end/bbox or 6-number 3D box found')
+        found = {"frame_start": int(m[1]), "frame_end": int(m[2]), "box": boxes[0].values}
     for key in ("frame_start", "frame_end"):
         if not isinstance(found[key], int) or isinstance(found[key], bool) or found[key] < 0:
             raise ParseError(f"{key} {found[key]!r} is not a frame index")
@@ -581,15 +648,17 @@ PARSERS: dict[str, Parser] = {
 
 
 def parse_answer(
-    raw: str, item: Item, profile: str = "pixel", frame_size: tuple[int, int] | None = None
+    raw: str, item: Item, profile: str = "pixel", frame_size: tuple[int, int] | None = None,
+    volume_box: Callable[[list[Number]], dict[str, Any]] | None = None,
 ) -> ParseResult:
     """``raw`` read as ``item``'s answer type; boxes in pixels of the rendered image.
 
-    ``profile`` names the box profile the model was prompted with (``voxqa.boxes.conventions``); an
-    unknown name raises, as it is a caller's mistake, not a model's. ``frame_size`` (width,
-    height) sizes boxes of items that have no rendered images.
+    ``profile`` is the spec of the box profile the model was prompted with
+    (``voxqa.boxes.profiles``); an unknown one raises, as it is a caller's mistake, not a
+    model's. ``frame_size`` (width, height) sizes boxes of items that have no rendered
+    images; ``volume_box`` maps a 3D box in a model's volume grid to stored frames (M3D).
     """
-    ctx = Context(item, get_profile(profile).convention, frame_size)
+    ctx = Context(item, get_profile(profile), frame_size, volume_box)
     try:
         return ParseResult(True, PARSERS[item.answer.type](read_reply(raw or ""), ctx))
     except ParseError as exc:

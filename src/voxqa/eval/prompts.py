@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxqa.boxes.conventions import Profile, to_convention
+from voxqa.boxes.profiles import Profile
 from voxqa.dataset.paths import check_png
 from voxqa.conversation import InlineBoxes, build_sample, wants_box_hint
 from voxqa.schema import Item
@@ -30,14 +30,14 @@ ANSWER_FORMAT = {
     "multi_choice": "Answer with the letters of all correct options, separated by commas.",
     "number": "Answer with a number.",
     "frames": "Answer with the frame numbers as labelled, e.g. 3-5, 9.",
-    "boxes": "Answer with one line per box: Frame k: [x_min, y_min, x_max, y_max].",
-    "box3d": "Answer as: frames a-b, [x_min, y_min, x_max, y_max].",
+    "boxes": "Answer with one line per box: Frame k: then the box.",
+    "box3d": "Answer as: frames a-b, then the box on frame a.",
     "text": "Answer in a few sentences.",
     "grade": "Answer with the grade number.",
 }
 STRUCTURED = (
     'Reply with JSON only: {"reasoning": "<your reasoning>", "answer": <your answer>, '
-    '"bboxes": [{"frame": <frame number>, "label": "<finding>", "bbox": [x_min, y_min, x_max, y_max]}]}'
+    '"bboxes": [{"frame": <frame number>, "label": "<finding>", "bbox": <the box numbers as a JSON list>}]}'
 )
 
 
@@ -68,12 +68,12 @@ def build_prompt(item: Item, folder: Path, frame_size: tuple[int, int], profile:
     if mode == "oracle_region" and item.evidence:
         size = {im.frame: (im.width, im.height) for im in item.images or []}
         given = "; ".join(
-            f"Frame {e.frame}: {to_convention(e.image_box, profile.convention, *size.get(e.frame, next(iter(size.values()))))}"
+            f"Frame {e.frame}: {profile.encode(e.image_box, *size.get(e.frame, next(iter(size.values()))))}"
             for e in item.evidence if e.image_box is not None
         )
         parts.append(("text", f"\nThe relevant region: {given}."))
     tail = STRUCTURED if mode == "structured" else ANSWER_FORMAT[item.answer.type]
     if mode == "structured" and not wants_box_hint(item):  # its "bboxes" need the convention
-        tail += "\n" + profile.prompt_hint
+        tail += "\n" + profile.hint
     parts.append(("text", "\n" + tail))
     return Prompt(item_id=item.id, parts=tuple(parts), target=sample.target)

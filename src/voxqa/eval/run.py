@@ -24,7 +24,8 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from voxqa import __version__
-from voxqa.boxes.conventions import get_profile
+from voxqa.boxes.profiles import Profile, get_profile
 from voxqa.dataset.folder import ITEMS, read_items, read_studies
 from voxqa.dataset.paths import dataset_png, inside
 from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png
@@ -45,7 +46,8 @@ from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, build_prompt
 from voxqa.eval.selection import check_selection
-from voxqa.schema import Item
+from voxqa.render import map_box
+from voxqa.schema import Item, Study
 
 RUN = "run.json"
 PREDICTIONS = "predictions.jsonl"
@@ -199,6 +201,35 @@ def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], 
             for i in range(len(item.images))]
 
 
+def check_expressible(profile: Profile, items: list[Item]) -> None:
+    """Refuse a run whose items ask for answers the profile's family cannot write (Molmo has
+    no 3D boxes, M3D no 2D ones): a clear error before any request, not a column of failures."""
+    bad = Counter(it.template for it in items if it.answer.type in profile.cannot)
+    if bad:
+        kinds = ", ".join(sorted({it.answer.type for it in items if it.answer.type in profile.cannot}))
+        raise ValueError(f"profile {profile.name} cannot express {kinds} answers: {sum(bad.values())} selected "
+                         f"items ({', '.join(sorted(bad))}); leave them out with --tasks")
+
+
+def volume_box_reader(profile: Profile, study: Study, item: Item) -> Callable[[list], dict[str, Any]] | None:
+    """For M3D-style profiles, the map from a 3D box in fractions of the model's input grid
+    (``render --recipe m3d``) to frames and a box on the item's rendered image."""
+    if profile.box3d != "m3d" or study.frame_count is None:
+        return None
+    from voxqa.recipes import RECIPES, from_m3d_normalized
+
+    width, height = study.frame_size
+    transform = RECIPES["m3d"].plan((study.frame_count, height, width), None)
+    shown = (item.images[0].width, item.images[0].height) if item.images else study.frame_size
+
+    def read(values: list) -> dict[str, Any]:
+        b = from_m3d_normalized(values, transform)
+        return {"frame_start": b.frame_start, "frame_end": b.frame_end,
+                "box": list(map_box(b.box, study.frame_size, shown))}
+
+    return read
+
+
 async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
     """Answer every selected item not yet answered ``ok``; returns counts."""
     if cfg.mode not in MODES:
@@ -210,7 +241,9 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
     every = read_items(folder)
     items = select(every, cfg)
     check_selection(folder, every, items, cfg.split, cfg.tasks)  # before anything is written
-    frame_sizes = {s.id: s.frame_size for s in read_studies(folder)}
+    check_expressible(profile, items)
+    studies = {s.id: s for s in read_studies(folder)}
+    frame_sizes = {sid: s.frame_size for sid, s in studies.items()}
     by_study: dict[str, list[str]] = {}  # a study's frame set, for the shuffled control
     for it in sorted(every, key=lambda it: it.level != "volume"):
         if it.images:
@@ -264,7 +297,8 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
                                   "raw": raw, "parsed": None, "parse_ok": False, "parse_error": None,
                                   "error": error, "seconds": round(time.monotonic() - t0, 3)}
         if raw is not None:
-            parsed = parse_answer(raw, item, cfg.profile, frame_size=frame_sizes[item.study_id])
+            parsed = parse_answer(raw, item, cfg.profile, frame_size=frame_sizes[item.study_id],
+                                  volume_box=volume_box_reader(profile, studies[item.study_id], item))
             record.update(parsed=parsed.value, parse_ok=parsed.ok, parse_error=parsed.error)
         writer.write(record)
         counts[record["status"]] += 1

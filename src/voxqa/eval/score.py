@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from voxqa.boxes.conventions import get_profile
+from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.controls import mirror_item
 from voxqa.eval.jury import Jury
@@ -125,6 +125,7 @@ def scored_run(run: Path) -> ScoredRun:
     vocabularies = dataset_vocabulary(every, studies.values())  # the whole dataset's labels
     preds = read_predictions(run / PREDICTIONS)
     records, golds = [], []
+    points = get_profile(ident["profile"]).answer_form == "points"  # box answers read as points
     for it in items:
         pred = preds.get(it.id)
         ok = bool(pred and pred["status"] == "ok" and pred["parse_ok"])
@@ -136,7 +137,7 @@ def scored_run(run: Path) -> ScoredRun:
         scores = {} if failed else score_item(
             it.answer.type, golds[-1], pred["parsed"] if ok else None,
             tolerance=getattr(it.answer, "tolerance", 0.0), scale=getattr(it.answer, "scale", ()),
-            vocabulary=vocabularies.get(studies[it.study_id].anatomy, ()),
+            vocabulary=vocabularies.get(studies[it.study_id].anatomy, ()), points=points,
         )
         records.append({
             "item_id": it.id, "task": it.task, "subtask": it.subtask, "level": it.level,

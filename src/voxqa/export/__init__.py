@@ -2,7 +2,7 @@
 
 ``FORMATS`` maps a name to an ``ExportFormat`` (``export/base.py``); ``export_dataset``
 picks the items that have rendered images, builds each item's prompt and JSON target once
-(``voxqa.conversation.build_sample``) with boxes in the chosen profile's convention (``voxqa.boxes.conventions``),
+(``voxqa.conversation.build_sample``) with boxes in the chosen profile's convention (``voxqa.boxes.profiles``),
 and hands them to the format grouped by split. Items without images are skipped and counted.
 Every export also writes ``voxqa_export.json``, the summary this function returns.
 """
@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from voxqa.boxes.conventions import get_profile
+from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.dataset.paths import check_png
 from voxqa.conversation import Sample, build_sample
@@ -37,8 +37,8 @@ def export_dataset(
 ) -> dict[str, Any]:
     """Export ``folder`` (after `voxqa render`) as ``fmt`` into ``out``; returns the summary.
 
-    ``convention`` names a box profile (``voxqa.boxes.conventions.PROFILES``: pixel, norm1, qwen2-vl,
-    qwen3-vl, qwen2.5-vl); ``split`` keeps one split (train/val/test), None keeps all.
+    ``convention`` is a box profile spec (``voxqa.boxes.profiles``: ``pixel``, ``qwen3-vl``,
+    ``qwen2.5-vl:max_pixels=1003520``, ...); ``split`` keeps one split (train/val/test), None keeps all.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
@@ -69,9 +69,10 @@ def export_dataset(
     files = exporter.write(samples, out)
     summary = {
         "format": fmt,
-        "profile": profile.name,
-        "convention": profile.convention,
-        "prompt_hint": profile.prompt_hint,
+        "profile": profile.spec,
+        "space": profile.space.name,
+        "profile_options": profile.options,
+        "prompt_hint": profile.hint,
         "split": split,
         "exported": sum(len(rows) for rows in samples.values()),
         "skipped_no_images": skipped,

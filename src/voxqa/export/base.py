@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from voxqa.boxes.conventions import Profile
+from voxqa.boxes.profiles import Profile
 from voxqa.conversation import BoxStyle, Sample
 
 

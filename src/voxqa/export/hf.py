@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voxqa.boxes.conventions import Profile
+from voxqa.boxes.profiles import Profile
 from voxqa.conversation import IMAGE_TOKEN, BoxStyle, InlineBoxes, Sample
 
 

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from voxqa.boxes.conventions import Profile
+from voxqa.boxes.profiles import Profile
 from voxqa.conversation import BoxStyle, InlineBoxes, Sample, text_messages
 from voxqa.export.base import write_json
 

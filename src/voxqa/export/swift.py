@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from voxqa.boxes.conventions import Profile, to_convention
+from voxqa.boxes.profiles import PROFILES, Profile
 from voxqa.conversation import BoxRef, Sample, text_messages
 from voxqa.export.base import write_split_jsonl
 
@@ -35,14 +35,14 @@ class SwiftObjects:
     """Collects one item's boxes and labels in text order behind ms-swift's placeholders."""
 
     def __init__(self, profile: Profile):
-        self.bbox_type = "norm1" if profile.convention == "norm1" else "real"
+        self.bbox_type = "norm1" if profile.name == "norm1" else "real"
         self.ref: list[str] = []
         self.bbox: list[list[int | float]] = []
         self.image_id: list[int] = []
 
     def box(self, ref: BoxRef) -> str:
-        convention = "norm1" if self.bbox_type == "norm1" else "pixel"
-        self.bbox.append(to_convention(ref.image_box, convention, ref.width, ref.height))
+        written = PROFILES["norm1" if self.bbox_type == "norm1" else "pixel"]
+        self.bbox.append(written.encode(ref.image_box, ref.width, ref.height))
         self.image_id.append(ref.image_index)
         return BBOX
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from voxqa.boxes.conventions import Profile
+from voxqa.boxes.profiles import Profile
 from voxqa.conversation import BoxStyle, InlineBoxes, Sample
 from voxqa.export.base import write_split_jsonl
 

@@ -19,7 +19,7 @@ import random
 from collections import Counter, defaultdict
 from typing import Any
 
-from voxqa.boxes.conventions import Profile, to_convention
+from voxqa.boxes.profiles import Profile
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item, Study
 from voxqa.dataset.splits import unit_interval
@@ -74,7 +74,7 @@ class Random:
             im = r.choice(shown)
             x0, x1 = sorted(r.sample(range(im.width + 1), 2))
             y0, y1 = sorted(r.sample(range(im.height + 1), 2))
-            box = to_convention((x0, y0, x1, y1), self.profile.convention, im.width, im.height)
+            box = self.profile.encode((x0, y0, x1, y1), im.width, im.height)
             if kind == "box3d":
                 return f"frames {im.frame}-{im.frame}, {json.dumps(box)}"
             return f"Frame {im.frame}: {json.dumps(box)}"

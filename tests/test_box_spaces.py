@@ -1,4 +1,4 @@
-"""Box conventions: hand-computed values, qwen-vl-utils' smart_resize, round trips, profiles."""
+"""Coordinate spaces: hand-computed values, qwen-vl-utils' smart_resize, round trips."""
 
 from __future__ import annotations
 
@@ -8,17 +8,27 @@ import random
 import numpy as np
 import pytest
 
-from voxqa.boxes.conventions import (
-    CONVENTIONS,
-    PROFILES,
-    from_convention,
-    get_profile,
-    max_roundtrip_error,
-    smart_resize,
-    to_convention,
-)
+from voxqa.boxes.profiles import PROFILES
+from voxqa.boxes.spaces import QWEN25_MAX_PIXELS, QWEN25_MIN_PIXELS, Pixels, Resized, Scaled, smart_resize
 
+SPACES = {
+    "pixel": Pixels(), "pixel_xywh": Pixels(xywh=True), "norm1": PROFILES["norm1"].space,
+    "norm1000": PROFILES["qwen3-vl"].space, "qwen25_abs": PROFILES["qwen2.5-vl"].space,
+}
+CONVENTIONS = tuple(SPACES)
 SCALED = ("norm1", "norm1000", "qwen25_abs")
+
+
+def to_convention(box, convention: str, width: int, height: int) -> list:
+    return SPACES[convention].encode(box, width, height)
+
+
+def from_convention(values, convention: str, width: int, height: int) -> tuple:
+    return SPACES[convention].decode(values, width, height)
+
+
+def max_roundtrip_error(convention: str, width: int, height: int) -> int:
+    return SPACES[convention].max_error(width, height)
 
 
 @pytest.mark.parametrize("hw,expected", [
@@ -26,7 +36,8 @@ SCALED = ("norm1", "norm1000", "qwen25_abs")
     ((128, 128), (140, 140)),  # 4.57 -> 5 * 28
     ((60, 90), (56, 84)),  # non-square, both rounded down
     ((10, 10), (56, 56)),  # 28 x 28 < min_pixels: scaled up by sqrt(3136 / 100) = 5.6
-    ((2000, 3000), (812, 1204)),  # > max_pixels: beta = sqrt(6e6 / 1003520) = 2.445 -> floor
+    ((2000, 3000), (1988, 2996)),  # under the released max_pixels 16384 * 28 * 28: rounded
+    ((5000, 5000), (3556, 3556)),  # > max_pixels: 5000 / sqrt(25e6 / 12845056) = 3583.9 -> floor to 127 * 28
     ((10, 2000), (28, 1988)),  # ratio exactly 200 is allowed; short side clamps to one factor
 ])
 def test_smart_resize_hand_values(hw, expected) -> None:
@@ -46,7 +57,7 @@ def test_smart_resize_properties() -> None:
             continue
         rh, rw = smart_resize(h, w)
         assert rh % 28 == 0 and rw % 28 == 0 and rh >= 28 and rw >= 28
-        assert rh * rw <= 14 * 14 * 4 * 1280 and rh * rw >= 56 * 56
+        assert QWEN25_MIN_PIXELS <= rh * rw <= QWEN25_MAX_PIXELS
 
 
 def test_hand_computed_conversions() -> None:
@@ -57,12 +68,10 @@ def test_hand_computed_conversions() -> None:
     assert to_convention(box, "norm1000", 200, 100) == [50, 200, 150, 400]
     # 200 x 100 -> smart_resize (112, 196): x * 196 / 200, y * 112 / 100, half up
     assert to_convention(box, "qwen25_abs", 200, 100) == [10, 22, 29, 45]
-    assert to_convention((3, 7, 10, 20, 30, 40), "box3d", 200, 100) == [3, 7, 10, 30, 20, 40]
     # ties round half up on exact fractions: 1 * 1000 / 16 = 62.5 -> 63, 3 * 1000 / 16 = 187.5 -> 188
     assert to_convention((1, 0, 3, 1), "norm1000", 16, 1) == [63, 0, 188, 1000]
     assert from_convention([63, 0, 188, 1000], "norm1000", 16, 1) == (1, 0, 3, 1)
     assert from_convention([10, 20, 20, 20], "pixel_xywh", 200, 100) == box
-    assert from_convention([3, 7, 10, 30, 20, 40], "box3d", 200, 100) == (3, 7, 10, 20, 30, 40)
 
 
 def test_numbers_mean_what_the_convention_says() -> None:
@@ -85,7 +94,7 @@ def _sizes(r: random.Random, n: int) -> list[tuple[int, int]]:
     return fixed + [(w, h) for w, h in rand if max(w, h) / min(w, h) <= 200]
 
 
-@pytest.mark.parametrize("convention", [c for c in CONVENTIONS if c != "box3d"])
+@pytest.mark.parametrize("convention", CONVENTIONS)
 def test_random_round_trips_within_stated_rounding(convention) -> None:
     r = random.Random(CONVENTIONS.index(convention))
     for w, h in _sizes(r, 150):
@@ -101,8 +110,6 @@ def test_random_round_trips_within_stated_rounding(convention) -> None:
                 assert all(0 <= v <= 1 for v in values)
             if convention == "norm1000":
                 assert all(isinstance(v, int) and 0 <= v <= 1000 for v in values)
-                cell = max_roundtrip_error(convention, w, h, cell_wide=True)
-                assert cell == 0 if max(w, h) <= 1000 else cell <= 1 or max(w, h) > 2999
                 assert bound == 0 if max(w, h) <= 1000 else bound <= 1 or max(w, h) > 1500
             if convention == "qwen25_abs":
                 rh, rw = smart_resize(h, w)
@@ -130,8 +137,6 @@ def test_every_coordinate_round_trips_on_small_images(convention) -> None:
 def test_stated_bounds() -> None:
     assert max_roundtrip_error("pixel", 5000, 5000) == 0
     assert max_roundtrip_error("norm1000", 1000, 1000) == 0
-    assert max_roundtrip_error("norm1000", 2999, 10, cell_wide=True) == 1
-    assert max_roundtrip_error("norm1000", 3000, 10, cell_wide=True) == 2
     # any box (sub-cell boxes are widened to whole cells): ceil(s - 1/2)
     assert max_roundtrip_error("norm1000", 1500, 10) == 1
     assert max_roundtrip_error("norm1000", 1501, 10) == 2
@@ -140,15 +145,6 @@ def test_stated_bounds() -> None:
     assert max_roundtrip_error("norm1", 9999, 9999) == 0
     assert max_roundtrip_error("qwen25_abs", 200, 200) == 1  # 200 -> 196: slightly shrunk
     assert max_roundtrip_error("qwen25_abs", 128, 128) == 0  # 128 -> 140: enlarged
-
-
-def test_box3d_round_trip() -> None:
-    r = random.Random(3)
-    for _ in range(300):
-        w, h = r.randint(1, 600), r.randint(1, 600)
-        f0 = r.randint(0, 50)
-        box = (f0, f0 + r.randint(0, 30), *_random_box(r, w, h))
-        assert from_convention(to_convention(box, "box3d", w, h), "box3d", w, h) == box
 
 
 @pytest.mark.parametrize("box,message", [
@@ -165,37 +161,15 @@ def test_invalid_canonical_boxes(box, message) -> None:
 
 
 def test_invalid_arguments() -> None:
-    for fn in (to_convention, from_convention):
-        with pytest.raises(ValueError, match="known: pixel, pixel_xywh, norm1, norm1000, qwen25_abs, box3d"):
-            fn((0, 0, 1, 1), "xyxy", 10, 10)
-    with pytest.raises(ValueError, match="unknown box convention"):
-        max_roundtrip_error("xyxy", 10, 10)
     with pytest.raises(ValueError, match="image size must be positive"):
         to_convention((0, 0, 1, 1), "pixel", 0, 10)
     with pytest.raises(ValueError, match="integers"):
         from_convention([0.5, 0, 1, 1], "norm1000", 10, 10)
-    with pytest.raises(ValueError, match="needs 6 numbers"):
-        from_convention([0, 0, 1, 1], "box3d", 10, 10)
-    with pytest.raises(ValueError, match="start <= end"):
-        to_convention((5, 4, 0, 0, 1, 1), "box3d", 10, 10)
     # integral floats (as JSON may give) are accepted; nothing is clipped or reordered
     assert from_convention([2.0, 1.0, 0.0, 3.0], "pixel", 10, 10) == (2, 1, 0, 3)
     assert from_convention([-5, 0, 20, 3], "pixel", 10, 10) == (-5, 0, 20, 3)
     # numpy-style integers count as ints
     assert to_convention(tuple(np.array([1, 2, 3, 4])), "norm1000", 10, 10) == [100, 200, 300, 400]
-
-
-def test_profiles() -> None:
-    assert set(PROFILES) == {"pixel", "norm1", "qwen2-vl", "qwen3-vl", "qwen2.5-vl"}
-    expected = {"pixel": "pixel", "norm1": "norm1", "qwen2-vl": "norm1000", "qwen3-vl": "norm1000",
-                "qwen2.5-vl": "qwen25_abs"}
-    for name, p in PROFILES.items():
-        assert get_profile(name) is p and p.name == name and p.convention == expected[name]
-        assert p.prompt_hint.startswith("Give boxes as [x_min, y_min, x_max, y_max]") and p.description
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        PROFILES["pixel"].convention = "norm1"  # type: ignore[misc]
-    with pytest.raises(ValueError, match=r"unknown box profile 'qwen'; known: pixel, norm1, qwen2-vl, qwen3-vl, qwen2\.5-vl"):
-        get_profile("qwen")
 
 
 def test_tiny_boxes_never_degenerate_on_coarser_grids() -> None:

@@ -1,0 +1,296 @@
+"""Box syntaxes: how each model family writes boxes in text, written and found exactly.
+
+A syntax turns a box's numbers (already in the family's coordinate space,
+``voxqa.boxes.spaces``) and an optional label into text, and finds every box written that way
+in a reply, with its position and label. Syntaxes never convert coordinates and never guess
+one form from another: the profile (``voxqa.boxes.profiles``) pairs one syntax with one
+space. JSON forms (``[x1, y1, x2, y2]``, ``{"bbox_2d": [...]}``) are found by the parser's
+JSON reader for every profile; ``JsonBox`` only writes them.
+
+``MARKERS`` are the tokens that identify a family's syntax beyond doubt, so a reply written
+in another family's form is refused instead of read in the wrong space.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+Number = int | float
+NUM = r"-?\d+(?:\.\d+)?"
+
+
+def _num(text: str) -> Number:
+    """A written number; zero-padded integers ("086", CogVLM) are ints."""
+    return float(text) if "." in text else int(text)
+
+
+@dataclass(frozen=True)
+class Found:
+    """One box (or point) as written: its numbers in the family's space, where, and its label."""
+
+    pos: int
+    end: int
+    values: list[Number]
+    label: str | None = None
+
+
+class Syntax(Protocol):
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        """One box in this syntax."""
+        ...
+
+    def find(self, text: str) -> list[Found]:
+        """Every box written in this syntax, in text order."""
+        ...
+
+
+def _fmt(v: Number) -> str:
+    return json.dumps(v)
+
+
+@dataclass(frozen=True)
+class JsonBox:
+    """``[x1, y1, x2, y2]`` or, with ``key``, ``{"key": [...], "label": ...}`` (found by the
+    parser's JSON reader)."""
+
+    key: str | None = None
+
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        if self.key is None:
+            return json.dumps(list(values))
+        obj: dict[str, object] = {self.key: list(values)}
+        if label is not None:
+            obj["label"] = label
+        return json.dumps(obj, ensure_ascii=False)
+
+    def find(self, text: str) -> list[Found]:
+        return []
+
+
+_QWEN_TOKENS = re.compile(
+    rf"(?:<\|object_ref_start\|>(?P<label>.*?)<\|object_ref_end\|>)?\s*"
+    rf"<\|box_start\|>\s*\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*,\s*\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*<\|box_end\|>",
+    re.DOTALL,
+)
+_QWEN_DECODED = re.compile(rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*,\s*\(\s*({NUM})\s*,\s*({NUM})\s*\)")
+
+
+@dataclass(frozen=True)
+class QwenBoxTokens:
+    """Qwen2-VL: ``<|object_ref_start|>phrase<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>``,
+    and the decoded text without special tokens, ``phrase(x1,y1),(x2,y2)``."""
+
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        ref = f"<|object_ref_start|>{label}<|object_ref_end|>" if label else ""
+        x1, y1, x2, y2 = (_fmt(v) for v in values)
+        return f"{ref}<|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>"
+
+    def find(self, text: str) -> list[Found]:
+        found = [Found(m.start(), m.end(), [_num(g) for g in m.groups()[1:]], m["label"])
+                 for m in _QWEN_TOKENS.finditer(text)]
+        blanked = _QWEN_TOKENS.sub(lambda m: " " * len(m[0]), text)
+        found += [Found(m.start(), m.end(), [_num(g) for g in m.groups()]) for m in _QWEN_DECODED.finditer(blanked)]
+        return sorted(found, key=lambda f: f.pos)
+
+
+def _label_before(text: str, pos: int, pattern: re.Pattern[str]) -> str | None:
+    """The label a ``pattern`` (one group) closes right before ``pos``, if any."""
+    m = pattern.search(text[:pos].rstrip())
+    return m[1].strip() if m else None
+
+
+@dataclass(frozen=True)
+class TaggedList:
+    """A list of boxes between tags, each box ``[x1, y1, x2, y2]``, after a tagged phrase:
+    InternVL ``<ref>phrase</ref><box>[[...], ...]</box>``, DeepSeek-VL2
+    ``<|ref|>phrase<|/ref|><|det|>[[...], ...]<|/det|>``."""
+
+    ref: tuple[str, str]
+    box: tuple[str, str]
+
+    def _patterns(self) -> tuple[re.Pattern[str], re.Pattern[str]]:
+        (r0, r1), (b0, b1) = (map(re.escape, self.ref)), (map(re.escape, self.box))
+        return re.compile(rf"{r0}(.*?){r1}$", re.DOTALL), re.compile(rf"{b0}\s*(\[.*?\])\s*{b1}", re.DOTALL)
+
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        ref = f"{self.ref[0]}{label}{self.ref[1]}" if label else ""
+        return f"{ref}{self.box[0]}[{json.dumps(list(values))}]{self.box[1]}"
+
+    def find(self, text: str) -> list[Found]:
+        ref, box = self._patterns()
+        found = []
+        for m in box.finditer(text):
+            label = _label_before(text, m.start(), ref)
+            for values in re.findall(rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]", m[1]):
+                found.append(Found(m.start(), m.end(), [_num(v) for v in values], label))
+        return found
+
+
+_MINICPM = re.compile(rf"<box>\s*({NUM})\s+({NUM})\s+({NUM})\s+({NUM})\s*</box>")
+_REF = re.compile(r"<ref>(.*?)</ref>$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class SpacedBox:
+    """MiniCPM-V: ``<ref>phrase</ref><box>x1 y1 x2 y2</box>``, numbers separated by spaces."""
+
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        ref = f"<ref>{label}</ref>" if label else ""
+        return f"{ref}<box>{' '.join(_fmt(v) for v in values)}</box>"
+
+    def find(self, text: str) -> list[Found]:
+        return [Found(m.start(), m.end(), [_num(g) for g in m.groups()], _label_before(text, m.start(), _REF))
+                for m in _MINICPM.finditer(text)]
+
+
+_FLORENCE = re.compile(r"([^<>]*?)<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
+
+
+@dataclass(frozen=True)
+class FlorenceLocs:
+    """Florence-2: ``label<loc_x1><loc_y1><loc_x2><loc_y2>``, the label first."""
+
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        return (label or "") + "".join(f"<loc_{int(v)}>" for v in values)
+
+    def find(self, text: str) -> list[Found]:
+        return [Found(m.start(2) - 5, m.end(), [int(g) for g in m.groups()[1:]], m[1].strip() or None)
+                for m in _FLORENCE.finditer(text)]
+
+
+_PALIGEMMA = re.compile(r"(?<!bbox=)(?<!\d>)<loc(\d{4})><loc(\d{4})><loc(\d{4})><loc(\d{4})>\s*([^;<>\n]*)")
+
+
+@dataclass(frozen=True)
+class PaliGemmaLocs:
+    """PaliGemma: ``<locY1><locX1><locY2><locX2> label`` (4-digit tokens), objects joined by `` ; ``."""
+
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        return "".join(f"<loc{int(v):04d}>" for v in values) + (f" {label}" if label else "")
+
+    def find(self, text: str) -> list[Found]:
+        return [Found(m.start(), m.end(), [int(g) for g in m.groups()[:4]], m[5].strip() or None)
+                for m in _PALIGEMMA.finditer(text)]
+
+
+_KOSMOS_OBJECT = re.compile(r"<object>(.*?)</object>", re.DOTALL)
+_KOSMOS_PAIR = re.compile(r"<patch_index_(\d+)>\s*<patch_index_(\d+)>")
+_PHRASE = re.compile(r"<phrase>(.*?)</phrase>$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class KosmosPatches:
+    """Kosmos-2: ``<phrase>p</phrase><object><patch_index_UL><patch_index_LR></object>``,
+    several boxes of one phrase joined by ``</delimiter_of_multi_objects/>``."""
+
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        phrase = f"<phrase>{label}</phrase>" if label else ""
+        ul, lr = (int(v) for v in values)
+        return f"{phrase}<object><patch_index_{ul:04d}><patch_index_{lr:04d}></object>"
+
+    def find(self, text: str) -> list[Found]:
+        found = []
+        for m in _KOSMOS_OBJECT.finditer(text):
+            label = _label_before(text, m.start(), _PHRASE)
+            found += [Found(m.start(), m.end(), [int(p[0]), int(p[1])], label) for p in _KOSMOS_PAIR.findall(m[1])]
+        return found
+
+
+_QUAD = rf"\s*{NUM}\s*,\s*{NUM}\s*,\s*{NUM}\s*,\s*{NUM}\s*"
+_BRACKETS = re.compile(rf"\[(\[)?({_QUAD}(?:;{_QUAD})*)\](?(1)\])")
+
+
+@dataclass(frozen=True)
+class Brackets:
+    """``[x1,y1,x2,y2]`` lists, several boxes ``;``-joined in one bracket (Shikra), double
+    brackets and zero-padded digits allowed (CogVLM ``phrase[[086,540,400,760]]``)."""
+
+    double: bool = False
+    decimals: int | None = None  # digits written (Shikra: 3); None: as the number is
+    pad: int = 0  # zero-padded width of integers (CogVLM: 3)
+
+    def _fmt(self, v: Number) -> str:
+        if self.decimals is not None:
+            return f"{float(v):.{self.decimals}f}"
+        return f"{int(v):0{self.pad}d}" if self.pad else _fmt(v)
+
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        inner = ",".join(self._fmt(v) for v in values)
+        return (label or "") + (f"[[{inner}]]" if self.double else f"[{inner}]")
+
+    def find(self, text: str) -> list[Found]:
+        found = []
+        for m in _BRACKETS.finditer(text):
+            try:  # plain JSON lists are the JSON reader's, which also keeps their "frame"
+                json.loads(m[0])
+                continue
+            except json.JSONDecodeError:
+                pass
+            for quad in m[2].split(";"):
+                found.append(Found(m.start(), m.end(), [_num(v.strip()) for v in quad.split(",")]))
+        return found
+
+
+_MOLMO_POINT = re.compile(r'<point\s+x="([^"]+)"\s+y="([^"]+)"[^>]*>(.*?)</point>', re.DOTALL)
+_MOLMO_POINTS = re.compile(r"<points\s+([^>]*)>(.*?)</points>", re.DOTALL)
+_MOLMO_COORD = re.compile(r'\b([xy])(\d+)="([^"]+)"')
+
+
+@dataclass(frozen=True)
+class MolmoPoints:
+    """Molmo: ``<point x="X" y="Y" alt="p">p</point>`` and ``<points x1="" y1="" x2="" y2="" ...>``,
+    coordinates in percent of the image."""
+
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        x, y = values
+        text = label or ""
+        return f'<point x="{x}" y="{y}" alt="{text}">{text}</point>'
+
+    def find(self, text: str) -> list[Found]:
+        found = [Found(m.start(), m.end(), [float(m[1]), float(m[2])], m[3].strip() or None)
+                 for m in _MOLMO_POINT.finditer(text)]
+        for m in _MOLMO_POINTS.finditer(text):
+            coords: dict[str, dict[str, float]] = {}
+            for axis, k, v in _MOLMO_COORD.findall(m[1]):
+                coords.setdefault(k, {})[axis] = float(v)
+            label = m[2].strip() or None
+            found += [Found(m.start(), m.end(), [c["x"], c["y"]], label)
+                      for k, c in sorted(coords.items(), key=lambda kv: int(kv[0])) if {"x", "y"} <= c.keys()]
+        return sorted(found, key=lambda f: f.pos)
+
+
+_RADGROUNDER = re.compile(r"<p bbox=<loc(\d{4})><loc(\d{4})><loc(\d{4})><loc(\d{4})>\s*(?:id=<seg\d+>)?>(.*?)</p>",
+                          re.DOTALL)
+
+
+@dataclass(frozen=True)
+class RadGrounderTags:
+    """RadGrounder: ``<p bbox=<locX1><locY1><locX2><locY2> id=<segNNN>>keyword</p>``, x first."""
+
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        locs = "".join(f"<loc{int(v):04d}>" for v in values)
+        return f"<p bbox={locs}>{label or ''}</p>"
+
+    def find(self, text: str) -> list[Found]:
+        return [Found(m.start(), m.end(), [int(g) for g in m.groups()[:4]], m[5].strip() or None)
+                for m in _RADGROUNDER.finditer(text)]
+
+
+# Tokens that belong to exactly one family's syntax (profile names): a reply containing
+# another family's marker is refused, never read in the wrong space.
+MARKERS: dict[str, re.Pattern[str]] = {
+    "qwen2-vl": re.compile(r"<\|box_start\|>"),
+    "internvl": re.compile(r"<box>\s*\[\["),
+    "minicpm-v": re.compile(rf"<box>\s*{NUM}\s+{NUM}"),
+    "deepseek-vl2": re.compile(r"<\|det\|>"),
+    "florence-2": re.compile(r"<loc_\d+>"),
+    "paligemma": re.compile(r"(?<!bbox=)(?<!\d>)<loc\d{4}>(?:<loc\d{4}>){3}"),
+    "radgrounder": re.compile(r"<p bbox=<loc\d{4}>"),
+    "kosmos-2": re.compile(r"<patch_index_\d+>"),
+    "molmo": re.compile(r"<points?\s+x1?="),
+    "gemini": re.compile(r'"box_2d"\s*:'),
+}

@@ -1,0 +1,174 @@
+"""Box profiles: every family's documented answer reads to the right pixels, round trips in
+every family's own syntax, no family's box is read in another family's space, profile
+options and processor checks, point answers and their scores, M3D's 3D boxes."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from test_parse import fails, make_item, ok
+
+from voxqa.boxes.profiles import PROFILES, check_processor, get_profile
+from voxqa.boxes.syntax import MARKERS
+from voxqa.eval.metrics import score_item
+from voxqa.recipes import RECIPES, m3d_normalized
+from voxqa.schema import Box3D
+
+# The documented example of every profile (profiles.py, as each family's docs write it) is
+# a meniscus tear at pixels [448, 160, 720, 384] of a 1024 x 1024 image.
+W = H = 1024
+TEAR = [448, 160, 720, 384]
+ONE_IMAGE = make_item({"type": "boxes", "value": [{"frame": 3, "box": TEAR}]}, images=[(3, W, H)])
+
+# Kosmos-2 reads corners as cell centres when the two patches share no row or column
+# (HF transformers' patch_index_to_coordinate): cells (14, 5) and (22, 11) of 32 px.
+KOSMOS = [int(14.5 * 32), int(5.5 * 32), int(22.5 * 32), int(11.5 * 32)]
+
+
+@pytest.mark.parametrize("name", [n for n, p in PROFILES.items() if "boxes" not in p.cannot])
+def test_documented_example_reads_to_the_right_pixels(name: str) -> None:
+    p = PROFILES[name]
+    got = ok(p.example, ONE_IMAGE, name)
+    if p.answer_form == "points":  # Molmo: the point (57.0 %, 26.6 %) is the tear's centre
+        assert got == [{"frame": 3, "point": [583.68, 272.38]}]
+        return
+    want = KOSMOS if name == "kosmos-2" else TEAR
+    # 2 px, or the family's own quantum where it is coarser (LLaVA's two decimals: 10 px here)
+    tolerance = max(2, p.space.max_error(W, H)) if name == "llava" else 2
+    assert max(abs(a - b) for a, b in zip(got[0]["box"], want)) <= tolerance, (name, got)
+    assert got[0]["frame"] == 3
+
+
+def test_multi_object_examples() -> None:
+    """Several objects in one answer, joined as each family joins them."""
+    assert [b["box"] for b in ok(PROFILES["paligemma"].example, ONE_IMAGE, "paligemma")] == [
+        TEAR, [100, 600, 200, 700]]  # y-first 1024 grid on 1024 px: the numbers are pixels, swapped
+    cog = ok(PROFILES["cogvlm"].example, ONE_IMAGE, "cogvlm")  # "[[438,156,703,375;086,540,400,760]]"
+    assert [b["box"] for b in cog] == [[449, 160, 720, 384], [88, 553, 410, 778]]
+    kosmos = ("<phrase>tears</phrase><object><patch_index_0174><patch_index_0374>"
+              "</delimiter_of_multi_objects/><patch_index_0000><patch_index_0000></object>")
+    assert [b["box"] for b in ok(kosmos, ONE_IMAGE, "kosmos-2")] == [KOSMOS, [0, 0, 32, 32]]
+    internvl = "<ref>tears</ref><box>[[438, 156, 703, 375], [0, 0, 100, 100]]</box>"
+    assert [b["box"] for b in ok(internvl, ONE_IMAGE, "internvl")] == [[449, 160, 720, 384], [0, 0, 102, 102]]
+    shikra = "tears[0.438,0.156,0.703,0.375;0.000,0.000,0.100,0.100]"
+    assert [b["box"] for b in ok(shikra, ONE_IMAGE, "shikra")] == [[449, 160, 720, 384], [0, 0, 102, 102]]
+    points = '<points x1="10" y1="20" x2="57" y2="26.6" alt="tears">tears</points>'
+    assert [b["point"] for b in ok(points, ONE_IMAGE, "molmo")] == [[102.4, 204.8], [583.68, 272.38]]
+    decoded = "meniscus tear(438,156),(703,375)"  # Qwen2-VL decoded without special tokens
+    assert ok(decoded, ONE_IMAGE, "qwen2-vl") == [{"frame": 3, "box": [449, 160, 720, 384]}]
+
+
+@pytest.mark.parametrize("name", [n for n, p in PROFILES.items() if "boxes" not in p.cannot])
+def test_round_trip_in_every_family_syntax(name: str) -> None:
+    """Boxes written by the profile's own writer (numbers, label, frame text) read back
+    within the profile's stated rounding on assorted image sizes."""
+    p, r = PROFILES[name], random.Random(name)
+    for w, h in ((1024, 1024), (160, 160), (96, 80), (640, 480), (300, 900)):
+        for _ in range(20):
+            x0, x1 = sorted(r.sample(range(w + 1), 2))
+            y0, y1 = sorted(r.sample(range(h + 1), 2))
+            item = make_item({"type": "boxes", "value": [{"frame": 5, "box": [x0, y0, x1, y1]}]},
+                             images=[(5, w, h), (6, w, h)])
+            got = ok(f"Frame 5: {p.write((x0, y0, x1, y1), w, h, 'meniscus tear')}", item, name)
+            assert len(got) == 1 and got[0]["frame"] == 5, (name, got)
+            if p.answer_form == "points":
+                px, py = got[0]["point"]
+                assert x0 - 1 <= px <= x1 + 1 and y0 - 1 <= py <= y1 + 1
+            else:
+                err = max(abs(a - b) for a, b in zip(got[0]["box"], (x0, y0, x1, y1)))
+                assert err <= p.space.max_error(w, h), (name, w, h, (x0, y0, x1, y1), got)
+
+
+@pytest.mark.parametrize("name", sorted(MARKERS))
+def test_no_profile_reads_another_familys_box(name: str) -> None:
+    """Each family's documented answer under every other profile: refused, never a box in
+    the wrong space (profiles that share a family's syntax excepted)."""
+    owner = PROFILES[name]
+    for other in PROFILES.values():
+        if other.markers == owner.markers:
+            continue
+        error = fails(owner.example, ONE_IMAGE, other.name)
+        assert name in error and other.name in error, (name, other.name, error)
+
+
+def test_gemini_is_y_first_and_medgemma_on_the_padded_square() -> None:
+    """The issue's silent misread: box_2d is [y_min, x_min, y_max, x_max]."""
+    wide = make_item({"type": "boxes", "value": [{"frame": 3, "box": TEAR}]}, images=[(3, 200, 100)])
+    answer = '{"box_2d": [100, 200, 500, 600], "label": "x"}'
+    assert ok(answer, wide, "gemini") == [{"frame": 3, "box": [40, 10, 120, 50]}]
+    # 200 x 100 padded to 200 x 200, image centred 50 px down: y = v * 200 / 1000 - 50
+    assert ok(answer, wide, "medgemma") == [{"frame": 3, "box": [40, -30, 120, 50]}]
+    thought = "<unused94>thought\nLooking at [1, 2, 3, 4] first.<unused95>" + answer
+    assert ok(thought, wide, "gemini") == [{"frame": 3, "box": [40, 10, 120, 50]}]
+    assert "gemini" in fails(answer, wide, "qwen3-vl")
+
+
+def test_qwen25_grid_uses_the_released_processor_limits() -> None:
+    """A 1024 px frame: 1036 x 1036 input under the released limits, not 812 (1280 * 28 * 28)."""
+    big = make_item({"type": "boxes", "value": [{"frame": 3, "box": TEAR}]}, images=[(3, 1024, 1024)])
+    assert PROFILES["qwen2.5-vl"].space.size(1024, 1024) == (1036, 1036)
+    assert ok(PROFILES["qwen2.5-vl"].example, big, "qwen2.5-vl")[0]["box"] == TEAR
+    small = get_profile("qwen2.5-vl:max_pixels=1003520")
+    assert small.spec == "qwen2.5-vl:max_pixels=1003520,min_pixels=3136" and small.space.size(1024, 1024) == (980, 980)
+    answer = '{"bbox_2d": [429, 153, 689, 368]}'  # the tear on the 980 px grid (x * 980 / 1024, half up)
+    assert ok(answer, big, small.spec)[0]["box"] == [448, 160, 720, 385]  # 368 * 1024 / 980 = 384.5
+    assert ok(answer, big, "qwen2.5-vl")[0]["box"] == [424, 151, 681, 364]  # the default grid: 9-39 px off
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("qwen2.5-vl:max_pixels=lots", "bad option"), ("qwen2.5-vl:factor=14", "bad option"),
+    ("gemini:max_pixels=10", "takes no options"), ("qwen9", "unknown box profile"),
+    ("qwen2.5-vl:min_pixels=5000,max_pixels=4000", "min_pixels 5000 > max_pixels 4000"),
+])
+def test_bad_specs(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_profile(spec)
+
+
+def test_check_processor(tmp_path) -> None:
+    released = {"min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "merge_size": 2}
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(released))
+    assert check_processor(get_profile("qwen2.5-vl"), tmp_path) == []
+    assert check_processor(get_profile("qwen2.5-vl:max_pixels=1003520"), tmp_path) == [
+        "max_pixels: processor 12845056, profile 1003520"]
+    new_style = tmp_path / "new.json"  # transformers >= 4.5x writes size.{shortest,longest}_edge
+    new_style.write_text(json.dumps({"size": {"shortest_edge": 3136, "longest_edge": 1003520}}))
+    assert check_processor(get_profile("qwen2.5-vl:max_pixels=1003520"), new_style) == []
+    assert check_processor(get_profile("qwen3-vl"), new_style) == []  # 0-1000: no grid to disagree on
+    with pytest.raises(ValueError, match="cannot read"):
+        check_processor(get_profile("qwen2.5-vl"), tmp_path / "missing.json")
+
+
+def test_points_score_hits_not_iou() -> None:
+    gold = [{"frame": 3, "box": TEAR}, {"frame": 4, "box": [0, 0, 10, 10]}]
+    inside, outside = {"frame": 3, "point": [500.0, 200.0]}, {"frame": 4, "point": [50.0, 50.0]}
+    assert score_item("boxes", gold, [inside, outside], points=True) == {"point_hit": 0.5, "point_in_box": 0.5}
+    assert score_item("boxes", gold, [{"frame": 4, "point": [500.0, 200.0]}], points=True) == {
+        "point_hit": 0.0, "point_in_box": 0.0}  # the right place on the wrong frame
+    assert score_item("boxes", gold, None, points=True) == {"point_hit": 0.0, "point_in_box": 0.0}
+    assert score_item("boxes", [], None, points=True) == {"point_hit": 0.0, "point_in_box": 0.0}
+    assert score_item("boxes", [], [], points=True) == {"point_hit": 1.0, "point_in_box": 1.0}
+
+
+def test_box3d_layouts() -> None:
+    """3DReasonKnee's [start, end, x_min, x_max, y_min, y_max] in the profile's 2D space, and
+    M3D's fractions of its 32 x 256 x 256 grid through the m3d recipe's transform."""
+    item = make_item({"type": "box3d", "value": {"frame_start": 2, "frame_end": 5, "box": [10, 20, 30, 40]}},
+                     images=[(2, 160, 160)])
+    assert ok("[2, 5, 10, 30, 20, 40]", item) == {"frame_start": 2, "frame_end": 5, "box": [10, 20, 30, 40]}
+    assert ok("[2, 5, 63, 188, 125, 250]", item, "qwen3-vl")["box"] == [10, 20, 30, 40]
+    assert ok("[2, 5, 63, 188, 125, 250]", item, "gemini")["box"] == [10, 20, 30, 40]  # names, not positions
+
+    transform = RECIPES["m3d"].plan((40, 160, 160), None)
+    stored = Box3D(frame_start=2, frame_end=5, box=(10, 20, 30, 40))
+    six = m3d_normalized(stored, transform)
+    from voxqa.eval.run import volume_box_reader
+    from voxqa.schema import Study
+
+    study = Study(id="s", patient_id="p", source="phantom", modality="CT", anatomy="abdomen", view_axis=2,
+                  frame_count=40, frame_size=(160, 160), frame_size_source="volume")
+    read = volume_box_reader(PROFILES["m3d"], study, item)
+    assert ok(json.dumps(six), item, "m3d", volume_box=read) == {"frame_start": 2, "frame_end": 5, "box": [10, 20, 30, 40]}
+    assert "render --recipe m3d" in fails(json.dumps(six), item, "m3d")
