@@ -208,3 +208,23 @@ def test_resize_equals_scipy_zoom_with_edges_aligned() -> None:
     for shape in ((3, 30, 5), (16, 5, 11), (7, 12, 5)):
         expected = ndimage.zoom(data, np.divide(shape, data.shape), order=1, mode="nearest", grid_mode=True)
         assert resize(data, shape) == pytest.approx(expected, abs=1e-5)
+
+
+def test_cli_render_recipe_warns_about_refused_studies(tmp_path: Path) -> None:
+    """`voxqa render --recipe`: one warning line naming what was skipped; --strict stops."""
+    from typer.testing import CliRunner
+
+    from voxqa.cli import app
+
+    src = write_phantom(tmp_path / "src", n=2, seed=1)
+    build_fastmri_plus([(src["annotations"], src["file_list"])], tmp_path / "ds", volumes=src["volumes"],
+                       fractions=(1.0, 0.0, 0.0))
+    runner = CliRunner()
+    res = runner.invoke(app, ["render", str(tmp_path / "ds"), "--recipe", "merlin"], terminal_width=300)
+    assert res.exit_code == 0, res.output
+    assert "0 studies" in res.output and "warning: not rendered: 2 refused" in res.output
+    assert "needs physical voxel spacing" in res.output
+    res = runner.invoke(app, ["render", str(tmp_path / "ds"), "--recipe", "merlin", "--strict"], terminal_width=300)
+    assert res.exit_code == 2 and "needs physical voxel spacing" in res.output
+    res = runner.invoke(app, ["render", str(tmp_path / "ds"), "--recipe", "m3"], terminal_width=300)
+    assert res.exit_code == 2 and "m3d" in res.output

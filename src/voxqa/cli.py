@@ -177,6 +177,28 @@ def build_segmentation(
     _built(out, manifest)
 
 
+def _render_recipe(folder: Path, name: str, workers: int, strict: bool) -> None:
+    """`render --recipe`: per-study model-ready arrays and their transforms (voxqa.recipes)."""
+    from voxqa.recipes import render_recipe
+
+    try:
+        summary = render_recipe(folder, name, workers, strict)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted:[/] finished studies are kept; run again to resume")
+        raise typer.Exit(code=130) from None
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    c, skipped = summary["counts"], summary["not_rendered"]
+    console.print(f"[green]recipe {escape(name)}[/] {folder}: {c['studies']} studies ({c['written']} written) "
+                  f"-> {folder / 'recipes' / name}", soft_wrap=True)
+    left_out = {k: len(v) for k, v in skipped.items() if v}
+    if left_out:
+        first = next(iter({**skipped['refused'], **skipped['failed']}.items()), None)
+        console.print(f"[yellow]warning:[/] not rendered: {', '.join(f'{n} {k}' for k, n in left_out.items())}"
+                      + (f" (e.g. {escape(first[1])})" if first else ""), soft_wrap=True)
+
+
 @app.command()
 def render(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A voxqa dataset folder (built with volumes).")],
@@ -185,9 +207,15 @@ def render(
     frames: Annotated[str, typer.Option("--frames", metavar="K|all", help="Context frames per study for volume-level items: a number K, or 'all'.")] = "16",
     workers: Annotated[int, typer.Option("--workers", min=1, metavar="N", help="Processes rendering studies in parallel.")] = 1,
     mp4: Annotated[Optional[float], typer.Option("--mp4", min=0.1, metavar="FPS", help="Also write one MP4 per study at this frame rate (needs the 'video' extra).")] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", metavar="NAME", help="Instead of PNG frames, write 3D-model inputs: m3d, med3dvlm, radfm, merlin, ctchat, medgemma-ct or lingshu (docs/recipes.md).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="With --recipe: stop at the first refused or unreadable study.")] = False,
 ) -> None:
     """Write 8-bit PNG frames and add `images` / evidence `image_box` to items.jsonl."""
     from voxqa.render import RenderInterrupted, RenderSettings, parse_window, render_dataset
+
+    if recipe is not None:
+        _render_recipe(folder, recipe, workers, strict)
+        return
 
     if frames != "all" and not (frames.isdigit() and int(frames) > 0):
         _fail(f"--frames must be a positive whole number or 'all', got {frames!r}")
@@ -252,13 +280,14 @@ def export(
 @app.command("eval")
 def eval_(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A rendered voxqa dataset folder.")],
-    model: Annotated[str, typer.Option("--model", metavar="SPEC", help="random | prior | oracle | openai:MODEL | hf:PATH")],
+    model: Annotated[str, typer.Option("--model", metavar="SPEC", help="random | prior | oracle | openai:MODEL | hf:PATH | py:MODULE:FACTORY | NAME[:ARG] (an installed plug-in; see docs/plugins.md)")],
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Run folder (resumable).")],
     base_url: Annotated[Optional[str], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")] = None,
     split: Annotated[str, typer.Option("--split", metavar="train|val|test|all", help="Which items to ask.")] = "test",
     mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="Prompt mode: minimal, structured or oracle_region.")] = "minimal",
     control: Annotated[str, typer.Option("--control", metavar="CONTROL", help="Image control: none, blank (blank frames), shuffled (frames of another study) or mirrored (the mirrored study).")] = "none",
-    profile: Annotated[str, typer.Option("--profile", metavar="PROFILE", help="Box convention of the model (see `voxqa profiles`).")] = "pixel",
+    profile: Annotated[str, typer.Option("--profile", metavar="PROFILE", help="Box profile spec of the model, e.g. gemini or qwen2.5-vl:max_pixels=1003520 (see `voxqa profiles`).")] = "pixel",
+    model_arg: Annotated[Optional[list[str]], typer.Option("--model-arg", metavar="KEY=VALUE", help="Keyword argument for a plug-in model's factory (repeatable; values are strings).")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, metavar="N", help="Requests in flight at once.")] = 4,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="Ask at most N items (default: all selected).")] = None,
     tasks: Annotated[Optional[str], typer.Option("--tasks", metavar="TASKS", help="Comma-separated tasks, e.g. detection,localization")] = None,
@@ -270,7 +299,8 @@ def eval_(
     """Run a model (or a baseline) on a dataset; predictions are appended and resumable."""
     import asyncio
 
-    from voxqa.eval.models import PermanentError, make_model
+    from voxqa.boxes.profiles import get_profile
+    from voxqa.eval.models import PermanentError, make_model, parse_model_args
     from voxqa.eval.run import RunConfig, RunMismatch, run_eval
 
     if out.exists() and not out.is_dir():
@@ -278,8 +308,10 @@ def eval_(
     if split not in ("train", "val", "test", "all"):
         _fail(f"--split {split!r} is not a split; use one of train, val, test or all")
     try:
+        profile = get_profile(profile).spec  # recorded in run.json as one canonical spec
         adapter = make_model(model, folder, profile=profile, base_url=base_url, seed=seed,
-                             api_key_env=api_key_env, timeout=timeout, max_retries=max_retries)
+                             api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
+                             model_args=parse_model_args(model_arg or []))
         cfg = RunConfig(dataset=folder, out=out, split=None if split == "all" else split, mode=mode,
                         control=control, profile=profile, limit=limit, concurrency=concurrency,
                         tasks=tuple(t.strip() for t in tasks.split(",")) if tasks else None, seed=seed)

@@ -239,7 +239,7 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
     with Progress(transient=True, console=err, disable=not err.is_terminal) as progress, \
             (folder / PROGRESS).open("ab") as journal:
         task = progress.add_task("rendering studies", total=len(jobs))
-        pool = _executor(workers)
+        pool = process_pool(workers)
         try:
             for sid, fut in _completed(pool, jobs):
                 try:
@@ -250,7 +250,7 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
                     errors[sid] = str(exc)
                 progress.advance(task)
         except KeyboardInterrupt:
-            _stop(pool)
+            stop_pool(pool)
             for job in jobs:  # PNGs cut off mid-write never got their name: drop the parts
                 for part in (folder / FRAMES_DIR / job[0].id).glob("*" + PART):
                     part.unlink(missing_ok=True)
@@ -259,7 +259,7 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
                 f"render interrupted: {done_now} of {len(renderable)} studies done, recorded in "
                 f"{folder / PROGRESS}; run the same command again to resume") from None
         except BaseException:
-            _stop(pool)
+            stop_pool(pool)
             raise
         pool.shutdown()
 
@@ -330,7 +330,7 @@ def _completed(pool: ProcessPoolExecutor | _Inline, jobs: list) -> Iterator[tupl
         yield futures[fut], fut
 
 
-def _stop(pool: ProcessPoolExecutor | _Inline) -> None:
+def stop_pool(pool: ProcessPoolExecutor | _Inline) -> None:
     """Cancel queued studies and end running workers now (they ignore SIGINT themselves)."""
     if isinstance(pool, _Inline):
         return
@@ -368,7 +368,7 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _executor(workers: int) -> ProcessPoolExecutor | _Inline:
+def process_pool(workers: int) -> ProcessPoolExecutor | _Inline:
     if workers <= 1:
         return _Inline()
     return ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)

@@ -43,7 +43,7 @@ from voxqa.recipes.base import (
 )
 from voxqa.recipes.slices import SliceRecipe
 from voxqa.recipes.volume import VolumeRecipe
-from voxqa.render import _executor, _stop
+from voxqa.render import process_pool, stop_pool
 from voxqa.schema import Study
 
 __all__ = [
@@ -159,7 +159,7 @@ def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = Fals
     err = Console(stderr=True)  # progress on stderr, and only on a terminal
     with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
         task = progress.add_task(f"recipe {name}", total=len(jobs))
-        pool = _executor(workers)
+        pool = process_pool(workers)
         try:
             futures: dict[Future, str] = {pool.submit(_render_study, job): job[0].id for job in jobs}
             for fut in as_completed(futures):
@@ -172,7 +172,7 @@ def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = Fals
                     failed[sid] = str(exc)
                 progress.advance(task)
         except BaseException:  # Ctrl-C or strict: stop now; only complete files carry their names
-            _stop(pool)
+            stop_pool(pool)
             for part in out_dir.glob("*" + PART):
                 part.unlink(missing_ok=True)
             raise
