@@ -64,6 +64,38 @@ Candidate = tuple[tuple[str, ...] | None, bool | None, Item]
 AXES = {"vertical": (2, "superior", "inferior"), "anterior_posterior": (1, "anterior", "posterior")}
 
 
+def axis_order(a: Structure, b: Structure, axis: int) -> tuple[Structure, Structure] | None:
+    """(higher, lower) along world ``axis`` (0 x: right, 1 y: anterior, 2 z: superior) when
+    the margins make the order unambiguous: centroids at least MIN_CENTROID_MM apart and
+    extents overlapping by at most MAX_OVERLAP_MM; None otherwise. Shared with report
+    verification (voxqa.reports.verify), so a claim is judged as a question is asked."""
+    hi, lo = (a, b) if a.centroid_ras[axis] > b.centroid_ras[axis] else (b, a)
+    if hi.centroid_ras[axis] - lo.centroid_ras[axis] < MIN_CENTROID_MM:
+        return None
+    if hi.bbox_ras_min[axis] - lo.bbox_ras_max[axis] < -MAX_OVERLAP_MM:
+        return None
+    return hi, lo
+
+
+def midline_span(s: Structure, midline_x: float) -> tuple[float, float]:
+    """(nearest, farthest) distance of the structure's x-extent from the midline (0 when it
+    crosses it)."""
+    lo, hi = s.bbox_ras_min[0] - midline_x, s.bbox_ras_max[0] - midline_x
+    near = 0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))
+    return near, max(abs(lo), abs(hi))
+
+
+def centricity_order(a: Structure, b: Structure, midline_x: float) -> tuple[Structure, Structure] | None:
+    """(medial, lateral) when one structure is unambiguously nearer the midline (same
+    margins as ``axis_order``, on distances from the midline); None otherwise."""
+    da, db = abs(a.centroid_ras[0] - midline_x), abs(b.centroid_ras[0] - midline_x)
+    near, far = (a, b) if da < db else (b, a)
+    if (abs(da - db) < MIN_CENTROID_MM
+            or midline_span(near, midline_x)[1] - midline_span(far, midline_x)[0] > MAX_OVERLAP_MM):
+        return None
+    return near, far
+
+
 def _key_frame(s: Structure, g: SegGeometry) -> int:
     """The shown frame where the structure's box is largest (ties: the lowest); any frame
     when none is shown (frame-level items show their own frame; volume-level questions
@@ -297,23 +329,15 @@ class Spatial:
         axis, hi_word, lo_word = AXES[subtask]
         out = []
 
-        def ordered(a: Structure, b: Structure) -> tuple[Structure, Structure] | None:
-            hi, lo = (a, b) if a.centroid_ras[axis] > b.centroid_ras[axis] else (b, a)
-            if hi.centroid_ras[axis] - lo.centroid_ras[axis] < MIN_CENTROID_MM:
-                return None
-            if hi.bbox_ras_min[axis] - lo.bbox_ras_max[axis] < -MAX_OVERLAP_MM:
-                return None
-            return hi, lo
-
         def clear(a: Structure, b: Structure) -> bool:
-            ok = ordered(a, b) is not None
+            ok = axis_order(a, b, axis) is not None
             if not ok:
                 ctx.skip(f"spatial/{subtask}", "overlapping extents")
             return ok
 
         coord = "xyz"[axis]
         for n, (a, b) in enumerate(self._pairs(g, r, clear)):
-            hi, lo = ordered(a, b)  # type: ignore[misc]
+            hi, lo = axis_order(a, b, axis)  # type: ignore[misc]
             first, second = (hi, lo) if n % 2 == 0 else (lo, hi)
             word = hi_word if first is hi else lo_word
             answer, text, options = _choice([hi_word, lo_word], word)
@@ -334,36 +358,24 @@ class Spatial:
     def _centricity(self, v: StudyView, g: SegGeometry, ctx: Context, r):
         m = g.midline_x
 
-        def span(s: Structure) -> tuple[float, float]:
-            lo, hi = s.bbox_ras_min[0] - m, s.bbox_ras_max[0] - m
-            near = 0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))
-            return near, max(abs(lo), abs(hi))
-
-        def order(a: Structure, b: Structure) -> tuple[Structure, Structure] | None:
-            da, db = abs(a.centroid_ras[0] - m), abs(b.centroid_ras[0] - m)
-            near, far = (a, b) if da < db else (b, a)
-            if abs(da - db) < MIN_CENTROID_MM or span(near)[1] - span(far)[0] > MAX_OVERLAP_MM:
-                return None
-            return near, far
-
         def clear(a: Structure, b: Structure) -> bool:
             if self.midline(a.name) or self.midline(b.name):
                 return False
-            ok = order(a, b) is not None
+            ok = centricity_order(a, b, m) is not None
             if not ok:
                 ctx.skip("spatial/medial_lateral", "overlapping distances")
             return ok
 
         out = []
         for n, (a, b) in enumerate(self._pairs(g, r, clear)):
-            near, far = order(a, b)  # type: ignore[misc]
+            near, far = centricity_order(a, b, m)  # type: ignore[misc]
             first, second = (near, far) if n % 2 == 0 else (far, near)
             answer, text, options = _choice([_n(first), _n(second)], _n(near))
             why = (
                 f"Midline x = {m:.1f} mm ({g.midline_source}). {_where(near, g)}: "
                 f"{abs(near.centroid_ras[0] - m):.1f} mm from the midline, reaching at most "
-                f"{span(near)[1]:.1f} mm; {_where(far, g)}: {abs(far.centroid_ras[0] - m):.1f} mm, "
-                f"no closer than {span(far)[0]:.1f} mm."
+                f"{midline_span(near, m)[1]:.1f} mm; {_where(far, g)}: {abs(far.centroid_ras[0] - m):.1f} mm, "
+                f"no closer than {midline_span(far, m)[0]:.1f} mm."
             )
             out.append(_balanced(a, b, near.name < far.name, n % 2 == 0, self._item(
                 "medial_lateral", v, "medial_lateral", first.name,
