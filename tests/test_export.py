@@ -305,3 +305,22 @@ def test_box_hint_only_on_answers_with_boxes(rendered, tmp_path, data) -> None:
         assert (hint in text) == (it.answer.type in ("boxes", "box3d", "text")), it.id
         structured = build_prompt(it, rendered[data], frame_size[it.study_id], PROFILES["qwen2.5-vl"], "structured")
         assert "".join(v for k, v in structured.parts if k == "text").count(hint) == 1
+
+
+def test_trainer_settings_keep_the_profiles_boxes_true(rendered, tmp_path) -> None:
+    """LLaMA-Factory must not resize images before the processor; ms-swift must write boxes
+    as JSON lists (QWENVL_BBOX_FORMAT=new) with a template of the profile's scale."""
+    sizes = [im.width * im.height for it in read_items(rendered["knee"]) for im in it.images or []]
+    export_dataset(rendered["knee"], "llamafactory", tmp_path / "lf", convention="qwen2.5-vl")
+    args = dict(line.split(": ") for line in (tmp_path / "lf" / "llamafactory_args.yaml").read_text().splitlines()
+                if not line.startswith("#"))
+    assert int(args["image_max_pixels"]) == max(sizes) and int(args["image_min_pixels"]) == min(sizes)
+    assert "min_pixels 3136, max_pixels 12845056" in (tmp_path / "lf" / "llamafactory_args.yaml").read_text()
+
+    summary = export_dataset(rendered["knee"], "swift", tmp_path / "sw", convention="qwen2.5-vl")
+    assert {"swift_args.json", "swift_env.sh"} <= set(summary["files"])
+    args = json.loads((tmp_path / "sw" / "swift_args.json").read_text())
+    assert args == {"env": {"QWENVL_BBOX_FORMAT": "new"}, "template": "qwen2_5_vl", "profile": "qwen2.5-vl"}
+    assert (tmp_path / "sw" / "swift_env.sh").read_text() == "export QWENVL_BBOX_FORMAT=new\n"
+    with pytest.raises(ValueError, match="profile gemini has no ms-swift template"):
+        export_dataset(rendered["knee"], "swift", tmp_path / "sw2", convention="gemini")

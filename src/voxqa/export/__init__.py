@@ -66,7 +66,7 @@ def export_dataset(
                          if skipped else f"{folder}: no item{where} to export")
 
     out.mkdir(parents=True, exist_ok=True)
-    files = exporter.write(samples, out)
+    files = exporter.write(samples, out, profile)
     summary = {
         "format": fmt,
         "profile": profile.spec,

@@ -24,8 +24,9 @@ class ExportFormat(Protocol):
         """A fresh style for one item (styles may collect per-item state)."""
         ...
 
-    def write(self, samples: dict[str, list[Sample]], out: Path) -> list[str]:
-        """Write samples grouped by split under ``out``; returns the paths written."""
+    def write(self, samples: dict[str, list[Sample]], out: Path, profile: Profile) -> list[str]:
+        """Write samples grouped by split under ``out`` (and the settings the trainer needs for
+        ``profile``'s boxes to stay true); returns the paths written."""
         ...
 
 

@@ -23,7 +23,7 @@ class HfFormat:
     def box_style(self, profile: Profile) -> BoxStyle:
         return InlineBoxes(profile)
 
-    def write(self, samples: dict[str, list[Sample]], out: Path) -> list[str]:
+    def write(self, samples: dict[str, list[Sample]], out: Path, profile: Profile) -> list[str]:
         try:
             import datasets
         except ImportError:

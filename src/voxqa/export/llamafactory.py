@@ -8,6 +8,13 @@ order, plus the item ``id`` (not a mapped column, so LLaMA-Factory ignores it).
 ``messages``/``images`` and tags ``role``/``content``/``user``/``assistant``. Entries are
 named ``voxqa_<split>`` and merged into an existing ``dataset_info.json``, so ``out`` can be
 LLaMA-Factory's own data folder.
+
+LLaMA-Factory resizes every image outside [``image_min_pixels``, ``image_max_pixels``]
+(default max 768 * 768) *before* the model's processor, which would move every box the
+profile wrote for the rendered image (at ``render --size 800`` a Qwen2.5-VL model saw 756 px
+while the boxes assumed 812). ``llamafactory_args.yaml`` sets both limits to the exported
+images' own areas, so images reach the processor as rendered, and states the profile's
+processor limits (for ``qwen2.5-vl``: the ``min_pixels`` / ``max_pixels`` its boxes assume).
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from voxqa.boxes.profiles import Profile
+from voxqa.boxes.spaces import Resized
 from voxqa.conversation import BoxStyle, InlineBoxes, Sample, text_messages
 from voxqa.export.base import write_json
 
 DATASET_INFO = "dataset_info.json"
+ARGS = "llamafactory_args.yaml"
 
 
 def dataset_info_entry(file_name: str) -> dict[str, Any]:
@@ -39,7 +48,7 @@ class LlamaFactoryFormat:
     def box_style(self, profile: Profile) -> BoxStyle:
         return InlineBoxes(profile)
 
-    def write(self, samples: dict[str, list[Sample]], out: Path) -> list[str]:
+    def write(self, samples: dict[str, list[Sample]], out: Path, profile: Profile) -> list[str]:
         info_path = out / DATASET_INFO
         info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
         written = []
@@ -51,4 +60,18 @@ class LlamaFactoryFormat:
             info[f"voxqa_{split}"] = dataset_info_entry(file_name)
             written.append(file_name)
         write_json(info_path, info)
-        return written + [DATASET_INFO]
+        areas = [im.width * im.height for rows in samples.values() for s in rows for im in s.item.images or []]
+        lines = [
+            f"# voxqa export, profile {profile.spec}: keep images as rendered (LLaMA-Factory would",
+            "# resize outside these limits before the processor and move every box)",
+            f"image_max_pixels: {max(areas)}",
+            f"image_min_pixels: {min(areas)}",
+        ]
+        if isinstance(profile.space, Resized):
+            lines.append(f"# the processor must use min_pixels {profile.space.min_pixels}, max_pixels "
+                         f"{profile.space.max_pixels} (check: voxqa profiles --check-processor MODEL "
+                         f"--profile {profile.spec})")
+        tmp = out / (ARGS + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(out / ARGS)
+        return written + [DATASET_INFO, ARGS]

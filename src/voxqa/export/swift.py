@@ -12,9 +12,14 @@ ms-swift's ``bbox_type`` takes ``real`` (pixels of the image file) or ``norm1``;
 converts boxes itself to the trained model's convention (0-1000 for Qwen2-VL, pixels of the
 resized input for Qwen2.5-VL). So boxes are written ``real`` (canonical pixels of the PNG),
 or ``norm1`` for the norm1 profile, and never pre-converted: a ``norm1000`` type would be
-read as pixels. The profile still picks the prompt hint. Labels of ``bboxes`` entries go in
-``ref`` JSON-escaped, so the filled target stays valid JSON for templates that write a box
-as ``[x1, y1, x2, y2]`` (ms-swift's default; Qwen's legacy ``<|box_start|>`` format is not JSON).
+read as pixels. The profile still picks the prompt hint, so only profiles whose box scale
+ms-swift's templates produce are accepted, and ``swift_args.json`` names those templates.
+
+How a filled ``<bbox>`` is written depends on ``QWENVL_BBOX_FORMAT``: ms-swift 4.6 defaults
+to ``legacy``, ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``, which is not JSON (183 of 257
+targets stopped parsing in a trial); ``new`` writes ``[x1, y1, x2, y2]``. The export requires
+``new``: ``swift_args.json`` states it and ``swift_env.sh`` exports it. Labels of ``bboxes``
+entries go in ``ref`` JSON-escaped, so the filled target stays valid JSON.
 """
 
 from __future__ import annotations
@@ -25,9 +30,16 @@ from typing import Any
 
 from voxqa.boxes.profiles import PROFILES, Profile
 from voxqa.conversation import BoxRef, Sample, text_messages
-from voxqa.export.base import write_split_jsonl
+from voxqa.export.base import write_json, write_split_jsonl
 
 BBOX = "<bbox>"
+ENV = {"QWENVL_BBOX_FORMAT": "new"}
+# profile -> ms-swift templates that write its box scale (0-1000, or pixels of the resized input)
+TEMPLATES = {
+    "pixel": "templates without grounding normalisation (boxes kept as pixels of the image file)",
+    "norm1": "templates without grounding normalisation (boxes kept as 0-1 fractions)",
+    "qwen2-vl": "qwen2_vl", "qwen3-vl": "qwen3_vl", "qwen2.5-vl": "qwen2_5_vl",
+}
 REF = "<ref-object>"
 
 
@@ -35,6 +47,9 @@ class SwiftObjects:
     """Collects one item's boxes and labels in text order behind ms-swift's placeholders."""
 
     def __init__(self, profile: Profile):
+        if profile.name not in TEMPLATES:
+            raise ValueError(f"the swift export writes boxes ms-swift converts itself; profile {profile.name} "
+                             f"has no ms-swift template with its box form (use one of {', '.join(TEMPLATES)})")
         self.bbox_type = "norm1" if profile.name == "norm1" else "real"
         self.ref: list[str] = []
         self.bbox: list[list[int | float]] = []
@@ -65,7 +80,10 @@ class SwiftFormat:
     def box_style(self, profile: Profile) -> SwiftObjects:
         return SwiftObjects(profile)
 
-    def write(self, samples: dict[str, list[Sample]], out: Path) -> list[str]:
-        return write_split_jsonl(samples, out, lambda s: {
+    def write(self, samples: dict[str, list[Sample]], out: Path, profile: Profile) -> list[str]:
+        files = write_split_jsonl(samples, out, lambda s: {
             "id": s.item.id, "messages": text_messages(s), "images": s.images, "objects": _objects(s),
         })
+        write_json(out / "swift_args.json", {"env": ENV, "template": TEMPLATES[profile.name], "profile": profile.spec})
+        (out / "swift_env.sh").write_text("".join(f"export {k}={v}\n" for k, v in ENV.items()), encoding="utf-8")
+        return files + ["swift_args.json", "swift_env.sh"]

@@ -27,7 +27,7 @@ class TrlFormat:
     def box_style(self, profile: Profile) -> BoxStyle:
         return InlineBoxes(profile)
 
-    def write(self, samples: dict[str, list[Sample]], out: Path) -> list[str]:
+    def write(self, samples: dict[str, list[Sample]], out: Path, profile: Profile) -> list[str]:
         return write_split_jsonl(samples, out, lambda s: {
             "id": s.item.id,
             "messages": [{"role": "user", "content": content_parts(s)},
