@@ -172,3 +172,30 @@ def test_box3d_layouts() -> None:
     read = volume_box_reader(PROFILES["m3d"], study, item)
     assert ok(json.dumps(six), item, "m3d", volume_box=read) == {"frame_start": 2, "frame_end": 5, "box": [10, 20, 30, 40]}
     assert "render --recipe m3d" in fails(json.dumps(six), item, "m3d")
+
+
+def test_cli_check_processor_and_listing(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from voxqa.cli import app
+
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"min_pixels": 3136, "max_pixels": 1003520}))
+    runner = CliRunner()
+    res = runner.invoke(app, ["profiles", "--check-processor", str(tmp_path)], terminal_width=200)
+    assert res.exit_code == 1 and "max_pixels: processor 1003520, profile 12845056" in res.output
+    res = runner.invoke(app, ["profiles", "--check-processor", str(tmp_path), "--profile",
+                              "qwen2.5-vl:max_pixels=1003520"], terminal_width=200)
+    assert res.exit_code == 0 and "matches" in res.output
+    res = runner.invoke(app, ["profiles"], terminal_width=250)
+    assert all(name in res.output for name in PROFILES)
+
+
+def test_a_family_that_cannot_write_an_answer_type_is_refused_before_any_request() -> None:
+    from voxqa.eval.run import check_expressible
+
+    box3d = make_item({"type": "box3d", "value": {"frame_start": 2, "frame_end": 5, "box": [10, 20, 30, 40]}})
+    check_expressible(PROFILES["pixel"], [box3d, ONE_IMAGE])
+    with pytest.raises(ValueError, match="profile molmo cannot express box3d answers: 1 selected items"):
+        check_expressible(PROFILES["molmo"], [box3d, ONE_IMAGE])
+    with pytest.raises(ValueError, match="profile m3d cannot express boxes answers"):
+        check_expressible(PROFILES["m3d"], [box3d, ONE_IMAGE])
