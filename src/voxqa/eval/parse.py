@@ -4,12 +4,13 @@ Scoring compares a typed prediction with the item's typed answer, so every reply
 through ``parse_answer`` first. The parser reads exactly what the exports teach a model to
 write (``voxqa.conversation``: ``{"reasoning": ..., "answer": ..., "bboxes": [...]}``), what
 the prompt modes ask for (``voxqa.eval.prompts``) and the common free-text habits of
-vision-language models. It never guesses: a box's numbers are read in the profile's
-convention (never inferred from their size), and a reply naming two different answers fails.
+vision-language models. It never guesses: a box is read in the profile's own form and space
+(``voxqa.boxes.profiles``; never inferred from the numbers' size, and another family's form
+is refused), and a reply naming two different answers fails.
 
 Every reply is first reduced to its answer (``read_reply``):
 
-1. ``<think>...</think>`` blocks are dropped, as is everything up to a ``</think>`` whose
+1. ``<think>...</think>`` and MedGemma's ``<unused94>thought ... <unused95>`` blocks are dropped, as is everything up to a ``</think>`` whose
    ``<think>`` was in the prompt and everything after an unclosed ``<think>`` (a truncated
    chain of thought has no answer); then markdown code fences and ``\\boxed{}`` wrappers.
 2. If the text is or contains a JSON object with an ``"answer"`` key (the structured
@@ -33,35 +34,42 @@ choice           the exact text of exactly one option (case/whitespace-insensiti
                  capital B..Z; a bare A or I (English words: "A meniscus tear") only when
                  alone or before ",", ";", "/", "and", "or" ("A and B" names two). Option texts are blanked before letters are sought, so an option
                  such as "Grade C" cannot add a letter. Two different letters, or a letter
-                 past the last option -> failure. "(C) Meniscus Tear": the letter decides.
+                 past the last option -> failure. "(C) Meniscus Tear": the letter decides. With
+                 no letter, exactly one option text inside a sentence is the answer ("So the
+                 sequence is Turn Left, Turn Right."; options that are letters: "D. D.").
 multi_choice     "none" / "none of the above" / "[]" -> []; else items separated by "," ";"
                  "&", "and" or newlines, each an option text, a marked letter "(A) text",
                  or letters separated by spaces ("A C"). Glued letters ("AC") are rejected:
                  they cannot be told from a word. Result: sorted unique indices.
 number           digits (-3, 12.5, 1,234; units ignored) or words zero..twenty, thirty..
                  ninety, "twenty-one": the last number in scope; in whole, the only number.
-                 A "." makes a float, otherwise an int.
+                 A "." makes a float, otherwise an int. Markup (``<points x1=...>``) is not
+                 read; "none" / "there are no ..." is 0.
 frames           ints and inclusive ranges "3-5", "3 to 5", "3 through 5": "[3, 4, 5]",
-                 "frames 3-5, 9", "frame 7"; "none" -> []. Sorted unique ints.
-boxes            in the answer text: JSON {"bbox_2d"|"bbox"|"box": [...], "frame": k} and
-                 lists of them; ``<bbx>[x, y, w, h]</bbx>`` (x, y, width, height); Qwen
-                 ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``; bare "[x0, y0, x1, y1]". A
+                 "frames 3-5, 9", "frame 7"; "none" -> []. Sorted unique ints. A count
+                 given as context ("(of 24 frames shown)") is not a frame.
+boxes            in the answer text: the profile's own syntax (``<|box_start|>``, ``<loc..>``,
+                 ``<box>[[..]]</box>``, ...); JSON {"bbox_2d"|"bbox"|"box"|"box_2d": [...],
+                 "frame": k} and lists of them; bare lists of the profile's numbers;
+                 ``<bbx>[x, y, w, h]</bbx>`` (SGMRI-VQA; x-first profiles). Another
+                 family's syntax fails. Point profiles give {"frame", "point": [x, y]}. A
                  box without its own "frame" takes the last "Frame k" written before it,
                  else the only image's frame (items showing one image), else fails. The
                  structured ``bboxes`` are read only when the answer field holds no box.
                  "none" -> [].
-box3d            JSON {"frame_start", "frame_end", "bbox"|"bbox_2d"|"box"}, or
-                 "frames a-b, [x0, y0, x1, y1]".
+box3d            JSON {"frame_start", "frame_end", "bbox"|"bbox_2d"|"box"}, "frames a-b,
+                 <box>", or six numbers in the profile's 3D layout (3DReasonKnee's
+                 [start, end, x_min, x_max, y_min, y_max]; M3D's fractions for ``m3d``).
 text             the answer, stripped; fails only when empty.
 grade            "grade k" (the last one), else a number read as for ``number``; it must be
                  an int in the item's ``answer.scale`` (when the scale is not empty).
 ===============  ==========================================================================
 
-Boxes: every box's numbers, Qwen's ``<|box_start|>`` tokens and ``<bbx>`` ones included,
-are in the profile's convention (``voxqa.boxes.conventions``) on the rendered image of the box's
+Boxes: every box's numbers, in whatever syntax, are in the profile's space
+(``voxqa.boxes.spaces``) on the rendered image of the box's
 frame (``item.images``; a frame the item did not show is sized like its first image, as the
 export does; without images, ``frame_size``). ``<bbx>`` values are x, y, width, height in
-that convention's units. The result is canonical pixels of the rendered image, ``{"frame":
+that space's units. The result is canonical pixels of the rendered image, ``{"frame":
 k, "box": [x0, y0, x1, y1]}`` in the order written, neither clipped nor reordered: an
 invalid box stays visibly invalid for the metric to judge. Boxes on frames the item did not
 show are kept (they simply match nothing).
