@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from voxqa import __version__
 from voxqa.dataset.folder import no_gc, sha256_file, write_dataset
 from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
-from voxqa.anatomy.frames import FRAME_CONVENTION, frame_size
+from voxqa.anatomy.frames import FRAME_CONVENTION, SAGITTAL_FRAME_CONVENTION, frame_size
 from voxqa.boxes.geometry import union_box
 from voxqa.boxes.instances import LINK_RULE
 from voxqa.io import VolumeError
@@ -34,7 +34,7 @@ from voxqa.anatomy.relations import (
 from voxqa.dataset.audit import attach_audit, write_audit
 from voxqa.dataset.build_report import BuildReport
 from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
-from voxqa.sources import fastmri_plus
+from voxqa.sources import fastmri_plus, knee
 from voxqa.sources.segmentation import SegmentationInput, SegSpec, load_segmentation
 from voxqa.dataset.splits import assign_splits
 from voxqa.anatomy.structures import Structure
@@ -370,6 +370,83 @@ def build_segmentation(
             "counts": counts(studies, items),
         }
         audit = attach_audit(manifest, items, studies)  # the blind audit (issue 11)
+        write_dataset(out, manifest, studies, items, report.to_dict())
+        write_audit(out, audit)
+        return manifest
+
+
+KNEE_FAMILIES = ("grading",)
+
+
+def grade_baselines(items: Sequence[Item]) -> dict[str, dict[str, Any]]:
+    """Per grade feature: uniform chance beside the constant-answer baseline (the most common
+    grade and the share of items it gets right). MOAKS grades are skewed towards 0, so the
+    constant answer is the honest floor a model must beat."""
+    out: dict[str, dict[str, Any]] = {}
+    for subtask, group in sorted(_by_subtask(it for it in items if it.answer.type == "grade").items()):
+        grades = Counter(it.answer.value for it in group)
+        top, n = max(sorted(grades.items()), key=lambda kv: kv[1])
+        out[subtask] = {"items": len(group), "chance": round(1 / len(group[0].answer.scale), 4),
+                        "constant_answer": top, "constant_accuracy": round(n / len(group), 4),
+                        "grades": {str(g): c for g, c in sorted(grades.items())}}
+    return out
+
+
+def _by_subtask(items: Iterable[Item]) -> dict[str, list[Item]]:
+    groups: dict[str, list[Item]] = {}
+    for it in items:
+        groups.setdefault(it.subtask, []).append(it)
+    return groups
+
+
+def build_knee_grading(
+    studies_csv: Path,
+    grades_csv: Path,
+    out: Path,
+    *,
+    boxes_csv: Path | None = None,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    strict: bool = False,
+    name: str = "knee-grading",
+) -> dict[str, Any]:
+    """Build a MOAKS knee grading dataset (sources/knee.py, tasks/grading.py) on sagittal frames.
+
+    Volumes are read one at a time and let go once measured: only region boxes and grades
+    stay in memory, so tens of thousands of studies fit."""
+    with no_gc():
+        report = BuildReport(strict=strict)
+        ctx = Context(seed=seed, is_pathology=lambda label: True)
+        studies = knee.load_studies(studies_csv, grades_csv, boxes_csv, report,
+                                    lambda n: set(volume_frames(n, ctx.volume_frame_cap)))
+        if not studies:
+            raise BuildError(f"{studies_csv}: no study could be built (see the errors in build_report.json)")
+        assign_splits(studies, seed, fractions)
+        items = generate_items([StudyView(s, ctx.is_pathology) for s in studies], ctx, KNEE_FAMILIES)
+        for reason, n in sorted(ctx.skipped.items()):
+            report.add("info", "question_not_asked: " + reason, n)
+        manifest = {
+            "name": name,
+            "voxqa_version": __version__,
+            "command": "voxqa build knee-grading",
+            "options": {"seed": seed, "split_fractions": list(fractions), "strict": strict},
+            "seed": seed,
+            "source": knee.NAME,
+            "source_files": [
+                {"path": str(p), "role": role, "sha256": sha256_file(p)}
+                for p, role in ((studies_csv, "studies"), (grades_csv, "grades"), (boxes_csv, "boxes"))
+                if p is not None
+            ],
+            "box_convention": BOX_CONVENTION | {"frame_orientation": SAGITTAL_FRAME_CONVENTION,
+                                                "box3d": "frames [frame_start, frame_end] inclusive, "
+                                                         "pixel box max exclusive"},
+            "world_convention": "RAS+ mm: +x patient's right, +y anterior, +z superior",
+            "volume_frames": {"cap": ctx.volume_frame_cap, "rule": VOLUME_FRAMES_RULE},
+            "grade_baselines": grade_baselines(items),
+            "splits": split_manifest(fractions, "patient_id"),
+            "counts": counts(studies, items),
+        }
+        audit = attach_audit(manifest, items, studies)
         write_dataset(out, manifest, studies, items, report.to_dict())
         write_audit(out, audit)
         return manifest

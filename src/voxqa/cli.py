@@ -177,6 +177,33 @@ def build_segmentation(
     _built(out, manifest)
 
 
+@build_app.command("knee-grading")
+def build_knee_grading(
+    studies: Annotated[Path, typer.Option("--studies", metavar="CSV", help="CSV: study_id,image,labels,patient_id,knee_side[,label_names,assume_orientation] (docs/knee.md).")],
+    grades: Annotated[Path, typer.Option("--grades", metavar="CSV", help="CSV: study_id,region,feature,grade (MOAKS, long form).")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output dataset folder.")],
+    boxes: Annotated[Optional[Path], typer.Option("--boxes", metavar="CSV", help="CSV: study_id,region,start_frame,end_frame,x_min,x_max,y_min,y_max on the sagittal frames (instead of label maps).")] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help=_SEED_HELP)] = 0,
+    split_fractions: Annotated[str, typer.Option("--split-fractions", metavar="TRAIN,VAL,TEST", help=_FRACTIONS_HELP)] = "0.8,0.1,0.1",
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first unusable row or study.")] = False,
+) -> None:
+    """Knee MRI + MOAKS grades -> grading items with region-first reasoning and region 3D
+    boxes, on sagittal frames (3DReasonKnee)."""
+    from voxqa.build import build_knee_grading as build
+    from voxqa.dataset.folder import check_out_folder
+    from voxqa.dataset.splits import parse_fractions
+    from voxqa.errors import BuildError
+
+    try:
+        fractions = parse_fractions(split_fractions)
+        check_out_folder(out)
+        manifest = build(studies, grades, out, boxes_csv=boxes, seed=seed, fractions=fractions, strict=strict)
+    except (BuildError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    _built(out, manifest)
+
+
 def _render_recipe(folder: Path, name: str, workers: int, strict: bool) -> None:
     """`render --recipe`: per-study model-ready arrays and their transforms (voxqa.recipes)."""
     from voxqa.recipes import render_recipe
@@ -546,8 +573,16 @@ def phantom(
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder.")],
     n: Annotated[int, typer.Option("--n", min=1, metavar="N", help="Number of volumes.")] = 12,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the synthetic volumes and boxes.")] = 0,
+    knee: Annotated[bool, typer.Option("--knee", help="Sagittal knee MR with a MOAKS subregion label map, planted lesions and grades.csv (for `build knee-grading`).")] = False,
 ) -> None:
-    """Write synthetic fastMRI-style volumes with a fastMRI+-style CSV and file list."""
+    """Write synthetic fastMRI-style volumes with a fastMRI+-style CSV and file list (or, with
+    --knee, knee volumes with label maps, studies.csv and grades.csv)."""
+    if knee:
+        from voxqa.phantom import write_knee_phantom
+
+        paths = write_knee_phantom(out, n=n, seed=seed)
+        console.print(f"[green]phantom[/] {n} knees: {paths['studies']}, {paths['grades']}")
+        return
     from voxqa.phantom import write_phantom
 
     paths = write_phantom(out, n=n, seed=seed)

@@ -229,3 +229,135 @@ def write_segmentation_phantom(
     nib.save(nib.Nifti1Image(np.ascontiguousarray(labels), affine), paths["labels"])
     paths["label_names"].write_text(json.dumps({str(k): v for k, v in names.items()}, indent=1))
     return paths
+
+
+# --- knee phantom: sagittal knee MR with a MOAKS subregion label map and graded lesions -----------
+
+# region: (j range (posterior -> anterior), k range (inferior -> superior)) in voxels of KNEE_SHAPE;
+# the i range is the medial or lateral compartment (by knee side) or the central notch.
+KNEE_SHAPE = (16, 48, 48)  # RAS+: 16 sagittal frames, 48 anterior-posterior, 48 inferior-superior
+KNEE_SPACING = (3.0, 1.0, 1.0)
+_KNEE_BLOCKS = {
+    "patella": ((38, 45), (30, 40)),
+    "femur_trochlea": ((30, 38), (27, 40)),
+    "femur_central": ((19, 30), (25, 36)),
+    "femur_posterior": ((8, 19), (25, 40)),
+    "tibia_anterior": ((28, 38), (6, 19)),
+    "tibia_central": ((18, 28), (6, 19)),
+    "tibia_posterior": ((8, 18), (6, 19)),
+    "meniscus": ((10, 36), (20, 23)),
+}
+_KNEE_CENTRAL = {  # in the notch between the compartments
+    "tibia_subspinous": ((19, 27), (12, 19)),
+    "acl": ((22, 30), (24, 32)),
+    "pcl": ((11, 19), (24, 32)),
+    "patellar_tendon": ((40, 45), (18, 28)),
+}
+
+
+def knee_phantom(variant: int = 0, side: str = "right") -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                   dict[int, str], list[tuple[str, str, int]]]:
+    """(image, label map, RAS affine, id -> name, [(region, feature, grade)]) of one knee.
+
+    Regions are blocks shifted by up to one voxel per ``variant``; every (region, feature) of
+    ``voxqa.sources.knee.FEATURES`` gets a random grade, and a bone region with a BML,
+    cartilage loss or osteophyte grade > 0 gets that lesion as its own label
+    (``<kind>_<region>``, thickness growing with the grade). Medial is towards the body's
+    midline: the patient's left (low i) in a right knee, the right (high i) in a left knee.
+    """
+    from voxqa.sources.knee import FEATURES
+
+    r = np.random.default_rng(1000 + variant)
+    n_i = KNEE_SHAPE[0]
+    medial = (2, 7) if side == "right" else (n_i - 7, n_i - 2)
+    lateral = (n_i - 7, n_i - 2) if side == "right" else (2, 7)
+    centre = (7, 9)
+    shift = r.integers(-1, 2, 2)
+    blocks: dict[str, tuple[tuple[int, int], ...]] = {}
+    for base, (js, ks) in _KNEE_BLOCKS.items():
+        for word, iis in (("medial", medial), ("lateral", lateral)):
+            name = f"meniscus_{word}" if base == "meniscus" else f"{base}_{word}"
+            blocks[name] = (iis, (js[0] + shift[0], js[1] + shift[0]), (ks[0] + shift[1], ks[1] + shift[1]))
+    for name, (js, ks) in _KNEE_CENTRAL.items():
+        blocks[name] = (centre, js, ks)
+    image = np.full(KNEE_SHAPE, 20.0)
+    labels = np.zeros(KNEE_SHAPE, np.uint8)
+    names: dict[int, str] = {}
+    for label_id, (name, (iis, js, ks)) in enumerate(sorted(blocks.items()), start=1):
+        labels[iis[0]:iis[1], js[0]:js[1], ks[0]:ks[1]] = label_id
+        image[iis[0]:iis[1], js[0]:js[1], ks[0]:ks[1]] = 80.0 + 5 * (label_id % 5)
+        names[label_id] = name
+    grades = []
+    for feature in sorted(FEATURES):
+        f = FEATURES[feature]
+        for region in f.regions:
+            grades.append((region, feature, int(r.choice(f.scale))))
+    # dependent components: no lesion, no number / percent / full-thickness loss
+    first = {(reg, feat): g for reg, feat, g in grades}
+    for i, (reg, feat, g) in enumerate(grades):
+        lead = {"bml_number": "bml_size", "bml_percent": "bml_size",
+                "cartilage_full_thickness": "cartilage_size"}.get(feat)
+        if lead and first[(reg, lead)] == 0:
+            grades[i] = (reg, feat, 0)
+    lesion_of = {"bml_size": (0, 220.0), "cartilage_size": (1, 5.0), "osteophyte": (2, 160.0)}
+    next_id = len(names) + 1
+    for reg, feat, g in grades:
+        if feat not in lesion_of or g == 0 or reg not in blocks:
+            continue
+        third, value = lesion_of[feat]
+        (i0, i1), (j0, j1), (k0, k1) = blocks[reg]
+        step = (j1 - j0 - 2) // 3
+        ja = j0 + 1 + third * step
+        sl = (slice(i0 + 1, i1 - 1), slice(ja, ja + step), slice(k0 + 1, k0 + 1 + 2 * g))
+        labels[sl] = next_id
+        image[sl] = value
+        names[next_id] = f"{FEATURES[feat].lesion}_{reg}"
+        next_id += 1
+    image += np.random.default_rng(variant).normal(0, 3, KNEE_SHAPE)
+    affine = np.diag([*KNEE_SPACING, 1.0])
+    affine[:3, 3] = [-(n - 1) * s / 2 for n, s in zip(KNEE_SHAPE, KNEE_SPACING)]
+    return image.astype(np.float32), labels, affine, names, grades
+
+
+def _reoriented(image: np.ndarray, labels: np.ndarray, affine: np.ndarray, axes: tuple[int, int, int],
+                flips: tuple[bool, bool, bool]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same scan stored with flipped / permuted array axes and the matching affine."""
+    for d, flip in enumerate(flips):
+        if flip:
+            image, labels = np.flip(image, d), np.flip(labels, d)
+            shift = np.eye(4)
+            shift[d, d], shift[d, 3] = -1, image.shape[d] - 1
+            affine = affine @ shift
+    perm = np.eye(4)[list(axes) + [3]].T
+    return image.transpose(axes), labels.transpose(axes), affine @ perm
+
+
+def write_knee_phantom(out: Path, n: int = 16, seed: int = 0, *, axes: tuple[int, int, int] = (0, 1, 2),
+                       flips: tuple[bool, bool, bool] = (False, False, False)) -> dict[str, Path]:
+    """Write ``n`` knees (patients of two knees each: right, then left) as images/, labels/,
+    subregions.json, studies.csv and grades.csv; ``axes``/``flips`` store every scan in
+    another array orientation (the items must not change)."""
+    import json
+
+    import nibabel as nib
+
+    for folder in ("images", "labels"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    studies = [["study_id", "image", "labels", "patient_id", "knee_side", "label_names"]]
+    grade_rows = [["study_id", "region", "feature", "grade"]]
+    for v in range(n):
+        side = "right" if v % 2 == 0 else "left"
+        sid = f"knee{v:03d}"
+        image, labels, affine, names, grades = knee_phantom(seed * 100_000 + v, side)
+        image, labels, affine = _reoriented(image, labels, affine, axes, flips)
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(image), affine), out / "images" / f"{sid}.nii.gz")
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(labels), affine), out / "labels" / f"{sid}.nii.gz")
+        (out / "labels" / f"{sid}.json").write_text(json.dumps({str(k): nm for k, nm in names.items()}, indent=1))
+        studies.append([sid, f"images/{sid}.nii.gz", f"labels/{sid}.nii.gz", f"patient{v // 2:03d}",
+                        side.upper(), f"labels/{sid}.json"])
+        grade_rows += [[sid, reg, feat, g] for reg, feat, g in grades]
+    paths = {"studies": out / "studies.csv", "grades": out / "grades.csv"}
+    for key, rows in (("studies", studies), ("grades", grade_rows)):
+        with paths[key].open("w", newline="") as fh:
+            csv.writer(fh, lineterminator="\n").writerows(rows)
+    return paths

@@ -1,7 +1,8 @@
 """`voxqa render`: model-ready 8-bit PNG frames, with every box mapped to its image.
 
 Frames are drawn exactly as the boxes were stored (voxqa.anatomy.frames): axial, radiological (patient
-right on the image left, anterior up) for volumes with patient geometry; the up/down flipped
+right on the image left, anterior up) for volumes with patient geometry, or sagittal (superior up,
+anterior left) for knee studies (``Study.view_axis`` 0); the up/down flipped
 ``reconstruction_rss`` slice for fastMRI, as fastMRI+ annotated it. The only transform after
 that is an optional resize (longer side = ``size``), applied identically to pixels and boxes:
 a box maps to the smallest pixel box of the resized image that covers it.
@@ -45,7 +46,7 @@ from rich.progress import Progress
 
 from voxqa.dataset.folder import ITEMS, dumps, read_items, read_studies, write_jsonl
 from voxqa.dataset.paths import inside
-from voxqa.anatomy.frames import axial_frame
+from voxqa.anatomy.frames import frame_image
 from voxqa.io import VolumeError, open_volume
 from voxqa.schema import ImageRef, Item, Study
 from voxqa.tasks.base import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, volume_frames
@@ -138,7 +139,11 @@ def frame_set(study: Study, context: int | None) -> list[int]:
 
 
 def _frame_image(volume_data: np.ndarray, study: Study, k: int) -> np.ndarray:
-    return axial_frame(volume_data, k) if study.volume and study.volume.loader != "fastmri_h5" else volume_data[k]
+    """Frame k as stored: the study's RAS+ convention (axial, or sagittal for knees, by
+    ``view_axis``), or fastMRI's array slice."""
+    if study.volume and study.volume.loader != "fastmri_h5":
+        return frame_image(volume_data, study.view_axis, k)
+    return volume_data[k]
 
 
 def _valid_png(path: Path, size: tuple[int, int]) -> bool:

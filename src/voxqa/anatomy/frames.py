@@ -44,3 +44,62 @@ def voxel_box_to_frame_box(
     n_i, n_j = int(shape[0]), int(shape[1])
     return (n_i - i1, n_j - j1, n_i - i0, n_j - j0)
 
+
+
+# --- the sagittal knee convention ---------------------------------------------------------------
+#
+# Knee MRI (3DReasonKnee's DESS, OAI) is read sagittally, so knee studies store sagittal frames
+# of the same RAS+ canonical array instead. Frame f is the sagittal slice i = n_i - 1 - f, shown
+# with **superior at the top and anterior at the image left**; frames are ordered from the
+# patient's right to left (f = 0 is the right-most slice). Pixel (x, y) of frame f shows voxel
+#
+#     i = n_i - 1 - f,   j = n_j - 1 - x,   k = n_k - 1 - y
+#
+# and a voxel box [i0, i1) x [j0, j1) x [k0, k1) becomes frames n_i - i1 .. n_i - 1 - i0
+# (inclusive) with pixel box [n_j - j1, n_k - k1, n_j - j0, n_k - k0] (max exclusive). A study
+# records which convention its frames follow in ``Study.view_axis`` (the RAS+ axis frames are
+# taken along): 2 = axial, 0 = sagittal.
+
+SAGITTAL_FRAME_CONVENTION = {
+    "view": "sagittal",
+    "orientation": "superior on image top, anterior on image left",
+    "frame_order": "patient right -> left (frame 0 is the right-most slice)",
+    "pixel_from_voxel": "f = n_i - 1 - i, x = n_j - 1 - j, y = n_k - 1 - k on the RAS+ canonical array",
+}
+AXIAL_VIEW_AXIS, SAGITTAL_VIEW_AXIS = 2, 0
+
+
+def sagittal_view(data: np.ndarray) -> np.ndarray:
+    """A view of a RAS+ array whose *axial* frames (``axial_frame``) are its sagittal frames.
+
+    Axis order (j, k, frame) with the frame axis reversed, so the axial code path
+    (``anatomy.structures.measure``, ``voxel_box_to_frame_box``) gives sagittal frame boxes.
+    """
+    return data[::-1].transpose(1, 2, 0)
+
+
+def sagittal_frame(data: np.ndarray, f: int) -> np.ndarray:
+    """The 2D image (rows, cols) = (n_k, n_j) of sagittal frame f of a RAS+ canonical array."""
+    return axial_frame(sagittal_view(data), f)
+
+
+def sagittal_frame_size(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(width, height) of the sagittal frames of a RAS+ array of this shape."""
+    return int(shape[1]), int(shape[2])
+
+
+def voxel_box_to_sagittal_box3d(
+    box: tuple[int, int, int, int, int, int], shape: tuple[int, ...]
+) -> tuple[int, int, tuple[int, int, int, int]]:
+    """RAS+ voxel box (i0, j0, k0, i1, j1, k1), max exclusive -> (first frame, last frame
+    inclusive, pixel box [x0, y0, x1, y1) on the sagittal frames)."""
+    i0, j0, k0, i1, j1, k1 = box
+    n_i, n_j, n_k = (int(n) for n in shape[:3])
+    return n_i - i1, n_i - 1 - i0, (n_j - j1, n_k - k1, n_j - j0, n_k - k0)
+
+
+def frame_image(data: np.ndarray, view_axis: int, k: int) -> np.ndarray:
+    """Frame k of a RAS+ canonical array under its study's convention (``Study.view_axis``)."""
+    if view_axis == SAGITTAL_VIEW_AXIS:
+        return sagittal_frame(data, k)
+    return axial_frame(data, k)

@@ -6,6 +6,7 @@ from voxqa.tasks.captioning import Captioning
 from voxqa.tasks.classification import Classification
 from voxqa.tasks.counting import Counting
 from voxqa.tasks.detection import Detection
+from voxqa.tasks.grading import Grading
 from voxqa.tasks.localization import Localization
 from voxqa.tasks.spatial import Spatial
 
@@ -18,6 +19,7 @@ FAMILIES: dict[str, TaskFamily] = {
         Classification(),
         Captioning(),
         Spatial(midline=midline, pair_of=pair_of),
+        Grading(),
     )
 }
 

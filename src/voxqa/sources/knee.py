@@ -1,0 +1,511 @@
+"""Knee MOAKS grading inputs (3DReasonKnee-style): studies.csv + grades.csv [+ boxes.csv] -> Studies.
+
+* ``studies.csv``: ``study_id, image, labels, patient_id, knee_side`` and optionally
+  ``label_names`` (a JSON id -> name table per row; default ``subregions.json`` beside the CSV)
+  and ``assume_orientation`` (axis codes for an image that states none). ``labels`` is a
+  subregion label map on the image grid; it may be empty when ``--boxes`` gives the regions,
+  and ``image`` may be empty too then (a box-only study: built, not rendered).
+* ``grades.csv`` (long form): ``study_id, region, feature, grade``; ``FEATURES`` lists every
+  MOAKS feature, its scale and the regions it is graded in.
+* ``boxes.csv``: ``study_id, region, start_frame, end_frame, x_min, x_max, y_min, y_max`` on
+  the sagittal frames of ``voxqa.anatomy.frames`` (3DReasonKnee's column order; frames
+  inclusive, pixels max exclusive, as ``Box3D``).
+
+Region and lesion names go through one vocabulary (``region_name``): the canonical names of
+``REGIONS`` in any word order and separator ("femur medial central", "Femur-Central-Medial"),
+plus the abbreviations of ``ABBREVIATIONS``. A label map may also hold lesion masks, named
+``<kind>_<region>`` with kind ``bml``, ``cartilage`` or ``osteophyte``: the reasoning traces
+then cite the frames the lesion is on. Medial and lateral are the knee's, so they must agree
+with ``knee_side``: frames run from the patient's right to left, so in a right knee medial
+structures lie on higher frames than lateral ones, in a left knee on lower ones; a study
+whose labels say otherwise is refused (wrong side, or a mirrored label map).
+
+A row that cannot be used (unknown feature or region, grade off its scale, repeated, a
+study not in studies.csv) is an error naming the row under ``--strict``, else a counted skip
+in build_report.json.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from voxqa.anatomy.frames import (
+    SAGITTAL_VIEW_AXIS,
+    sagittal_frame_size,
+    sagittal_view,
+)
+from voxqa.anatomy.structures import Structure, measure
+from voxqa.boxes.geometry import union_box
+from voxqa.dataset.build_report import BuildReport
+from voxqa.dataset.paths import check_study_id
+from voxqa.errors import BuildError
+from voxqa.io import open_volume
+from voxqa.schema import Box, Box3D, Finding, Study, VolumeRef
+from voxqa.sources.csvinput import csv_reader
+from voxqa.sources.segmentation import load_segmentation
+
+NAME = "knee"
+BONE_REGIONS = (
+    "patella_medial", "patella_lateral",
+    "femur_trochlea_medial", "femur_trochlea_lateral", "femur_central_medial",
+    "femur_central_lateral", "femur_posterior_medial", "femur_posterior_lateral",
+    "tibia_anterior_medial", "tibia_central_medial", "tibia_posterior_medial",
+    "tibia_anterior_lateral", "tibia_central_lateral", "tibia_posterior_lateral",
+    "tibia_subspinous",
+)
+MENISCI = ("meniscus_medial", "meniscus_lateral")
+REGIONS = BONE_REGIONS + MENISCI + ("acl", "pcl", "patellar_tendon")
+JOINT = "joint"  # the whole knee: effusion, Hoffa, bursae, loose bodies (no box)
+#: Other spellings (after lower-casing and joining words with "_"), beside any word order.
+ABBREVIATIONS = {
+    "mfc": "femur_central_medial", "lfc": "femur_central_lateral",
+    "mft": "femur_trochlea_medial", "lft": "femur_trochlea_lateral",
+    "mfp": "femur_posterior_medial", "lfp": "femur_posterior_lateral",
+    "mta": "tibia_anterior_medial", "mtc": "tibia_central_medial", "mtp": "tibia_posterior_medial",
+    "lta": "tibia_anterior_lateral", "ltc": "tibia_central_lateral", "ltp": "tibia_posterior_lateral",
+    "ss": "tibia_subspinous", "subspinous": "tibia_subspinous",
+    "pm": "patella_medial", "pl": "patella_lateral",
+    "mm": "meniscus_medial", "lm": "meniscus_lateral",
+    "anterior_cruciate_ligament": "acl", "posterior_cruciate_ligament": "pcl",
+    "patella_tendon": "patellar_tendon", "knee": JOINT, "whole_knee": JOINT,
+}
+#: Word spellings read as the vocabulary's words.
+_WORDS = {"trochlear": "trochlea", "femoral": "femur", "tibial": "tibia", "menisci": "meniscus",
+          "med": "medial", "lat": "lateral", "ant": "anterior", "post": "posterior",
+          "cent": "central"}
+LESION_KINDS = ("bml", "cartilage", "osteophyte")
+SIDES = {"right": "right", "r": "right", "left": "left", "l": "left"}
+#: Frame size of box-only studies (no image): OAI DESS is 384 x 384 in plane.
+DEFAULT_FRAME_SIZE = (384, 384)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One MOAKS feature: its scale, the regions graded, and 3DReasonKnee's JSON key for it.
+
+    ``group`` and ``component`` place a grade in ``{"MOAKS_scores": {"<region words> <group>":
+    {"<component>": grade}}}``; ``component`` None is a bare grade (3DReasonKnee Q44/45).
+    ``lesion`` is the lesion-mask kind whose frames the trace inspects; ``presence`` the words
+    of the yes/no "any ... in the region" question this feature's grade > 0 answers.
+    """
+
+    name: str
+    scale: tuple[int, ...]
+    regions: tuple[str, ...]
+    criterion: str
+    grades: tuple[str, ...]
+    group: str
+    component: str | None = "grade"
+    lesion: str | None = None
+    presence: str | None = None
+
+    @property
+    def binary(self) -> bool:
+        return self.scale == (0, 1)
+
+
+_PCT33 = ("None", "<33% of subregion", "33-66% of subregion", ">66% of subregion")
+_EXTRUSION = ("below 2 mm", "2 to 2.9 mm", "3 to 4.9 mm", "5 mm or more")
+_MORPHOLOGY = ("Normal meniscus", "Signal abnormality (not a tear)", "Radial tear", "Horizontal tear",
+               "Vertical tear", "Complex tear", "Partial maceration", "Progressive partial maceration",
+               "Complete maceration")
+
+
+def _binary(name: str, regions: tuple[str, ...], criterion: str, group: str) -> Feature:
+    return Feature(name, (0, 1), regions, criterion, ("Absent", "Present"), group, "presence")
+
+
+_FEATURE_LIST = (
+    Feature("bml_size", (0, 1, 2, 3), BONE_REGIONS, "size of bone marrow lesions (including cysts)",
+            _PCT33, "BML", "Size of BML (including cyst)", "bml", "any bone marrow lesion"),
+    Feature("bml_number", (0, 1, 2, 3), BONE_REGIONS, "number of bone marrow lesions",
+            ("None", "1 BML", "2 BMLs", "3 or more BMLs"), "BML", "Number of BML within subregion", "bml"),
+    Feature("bml_percent", (0, 1, 2, 3), BONE_REGIONS, "percent of the lesion that is BML (excluding cysts)",
+            ("None", "<33%", "33-66%", ">66%"), "BML", "% of lesion that is BML (excluding cyst)", "bml"),
+    Feature("cartilage_size", (0, 1, 2, 3), BONE_REGIONS, "size of cartilage loss (any depth)",
+            ("None", "<10% of surface area", "10-75% of surface area", ">75% of surface area"),
+            "cartilage lesion", "Size of lesion", "cartilage", "any cartilage loss"),
+    Feature("cartilage_full_thickness", (0, 1, 2, 3), BONE_REGIONS, "share of full-thickness cartilage loss",
+            ("No full-thickness loss", "<10% of the region", "10-75% of the region", ">75% of the region"),
+            "cartilage lesion", "Depth of lesion", "cartilage"),
+    Feature("osteophyte", (0, 1, 2, 3), BONE_REGIONS, "osteophyte size (protuberance of the largest)",
+            ("None", "Small", "Medium", "Large"), "osteophyte", "grade", "osteophyte", "any osteophyte"),
+    Feature("hoffa_synovitis", (0, 1, 2, 3), (JOINT,), "Hoffa-synovitis (hyperintensity in Hoffa's fat pad)",
+            ("Normal", "Mild", "Moderate", "Severe"), "Hoffa-Synovitis"),
+    Feature("effusion_synovitis", (0, 1, 2, 3), (JOINT,), "effusion-synovitis (fluid in the joint cavity)",
+            ("Physiologic amount of fluid", "Small: fluid continuous in the retropatellar space",
+             "Medium: slight convexity of the suprapatellar bursa", "Large: capsular distension"),
+            "effusion-synovitis"),
+    Feature("meniscal_extrusion_medial", (0, 1, 2, 3), MENISCI, "medial meniscal extrusion",
+            _EXTRUSION, "medial extrusion", None),
+    Feature("meniscal_extrusion_lateral", (0, 1, 2, 3), MENISCI, "lateral meniscal extrusion",
+            _EXTRUSION, "lateral extrusion", None),
+    Feature("meniscal_extrusion_anterior", (0, 1, 2, 3), MENISCI, "anterior meniscal extrusion",
+            _EXTRUSION, "anterior extrusion", None),
+    Feature("meniscal_morphology", tuple(range(9)), MENISCI, "meniscal morphology", _MORPHOLOGY,
+            "morphology", "morphology"),
+    _binary("meniscal_cyst", MENISCI, "a meniscal cyst", "cyst"),
+    _binary("root_tear", MENISCI, "a meniscal root tear", "root tear"),
+    _binary("acl_tear", ("acl",), "a complete ACL tear", "tear"),
+    _binary("pcl_tear", ("pcl",), "a complete PCL tear", "tear"),
+    _binary("patellar_tendon_signal", ("patellar_tendon",), "patellar tendon signal abnormality", "signal"),
+    _binary("bursitis", (JOINT,), "bursitis", "bursitis"),
+    _binary("popliteal_cyst", (JOINT,), "a popliteal cyst", "popliteal cyst"),
+    _binary("loose_bodies", (JOINT,), "loose bodies", "loose bodies"),
+)
+FEATURES: dict[str, Feature] = {f.name: f for f in _FEATURE_LIST}
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+_BY_WORDS = {frozenset(r.split("_")): r for r in REGIONS + (JOINT,)}
+
+
+def region_name(name: str) -> str | None:
+    """The canonical region of a written name (any word order, abbreviations), else None."""
+    key = _key(name)
+    if key in ABBREVIATIONS:
+        return ABBREVIATIONS[key]
+    return _BY_WORDS.get(frozenset(_WORDS.get(w, w) for w in key.split("_")))
+
+
+def label_name(name: str) -> str | None:
+    """A label map's name as a region (``femur_central_medial``) or a lesion mask
+    (``bml_femur_central_medial``), canonical; None when it is neither."""
+    key = _key(name)
+    kind = next((k for k in LESION_KINDS if key.startswith(k + "_")), None)
+    if kind is not None:
+        region = region_name(key[len(kind) + 1:])
+        return f"{kind}_{region}" if region in BONE_REGIONS else None
+    region = region_name(key)
+    return region if region in REGIONS else None
+
+
+def display(region: str) -> str:
+    """3DReasonKnee's words for a region: bone, side, then the rest ("femur medial central");
+    "medial meniscus"; the ligaments and tendon by their names."""
+    words = region.split("_")
+    if words[0] in ("patella", "femur", "tibia"):
+        side = [w for w in words[1:] if w in ("medial", "lateral")]
+        return " ".join([words[0], *side, *(w for w in words[1:] if w not in side)])
+    return {"meniscus_medial": "medial meniscus", "meniscus_lateral": "lateral meniscus", "acl": "ACL",
+            "pcl": "PCL", "patellar_tendon": "patellar tendon", JOINT: "knee joint"}[region]
+
+
+def moaks_key(region: str, feature: str) -> tuple[str, str | None]:
+    """(group key, component key) of a grade in 3DReasonKnee's ``MOAKS_scores`` object."""
+    f = FEATURES[feature]
+    group = f.group if region == JOINT else f"{display(region)} {f.group}"
+    return group, f.component
+
+
+def moaks_scores(region: str, feature: str, grade: int) -> dict:
+    """One grade as 3DReasonKnee's structured target ``{"MOAKS_scores": {...}}``."""
+    group, component = moaks_key(region, feature)
+    return {"MOAKS_scores": {group: grade if component is None else {component: grade}}}
+
+
+# --- input files ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class KneeSpec:
+    """One studies.csv row."""
+
+    study_id: str
+    image: Path | None
+    labels: Path | None
+    label_names: Path | None
+    patient_id: str
+    knee_side: str
+    assume_orientation: str | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Grade:
+    region: str
+    feature: str
+    grade: int
+
+
+STUDIES_COLUMNS = ("study_id", "image", "labels", "patient_id", "knee_side")
+GRADES_COLUMNS = ("study_id", "region", "feature", "grade")
+BOXES_COLUMNS = ("study_id", "region", "start_frame", "end_frame", "x_min", "x_max", "y_min", "y_max")
+DEFAULT_LABEL_NAMES = "subregions.json"
+
+
+def read_studies_csv(path: Path, box_only_allowed: bool) -> list[KneeSpec]:
+    """studies.csv rows; relative paths are relative to the CSV's folder. A row without
+    ``labels`` (or ``image``) is allowed only when boxes.csv gives the regions."""
+    path = Path(path)
+    default_names = path.parent / DEFAULT_LABEL_NAMES
+    specs: list[KneeSpec] = []
+    seen: set[str] = set()
+    with csv_reader(path, STUDIES_COLUMNS, "knee studies CSV") as reader:
+        for rec in reader:
+            where = f"{path}:{reader.line_num}"
+            study_id = (rec["study_id"] or "").strip()
+            if not study_id or study_id in seen:
+                raise BuildError(f"{where}: study_id {study_id!r} is empty or repeated")
+            seen.add(study_id)
+            check_study_id(study_id, where)
+
+            def resolve(value: str | None) -> Path | None:
+                value = (value or "").strip()
+                return None if not value else (Path(value) if Path(value).is_absolute()
+                                               else path.parent / value)
+
+            image, labels = resolve(rec["image"]), resolve(rec["labels"])
+            if labels is None and not box_only_allowed:
+                raise BuildError(f"{where}: labels are required without --boxes")
+            if labels is not None and image is None:
+                raise BuildError(f"{where}: a label map needs its image")
+            side = SIDES.get((rec["knee_side"] or "").strip().lower())
+            if side is None:
+                raise BuildError(f"{where}: knee_side {rec['knee_side']!r} is not right/left (R/L)")
+            names = resolve(rec.get("label_names"))
+            if names is None and labels is not None and default_names.is_file():
+                names = default_names
+            specs.append(KneeSpec(
+                study_id=study_id, image=image, labels=labels, label_names=names,
+                patient_id=(rec["patient_id"] or "").strip() or study_id, knee_side=side,
+                assume_orientation=(rec.get("assume_orientation") or "").strip() or None, where=where))
+    if not specs:
+        raise BuildError(f"{path}: no study rows under the header ({', '.join(STUDIES_COLUMNS)})")
+    return specs
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int((value or "").strip())
+    except ValueError:
+        return None
+
+
+def read_grades_csv(path: Path, studies: set[str], report: BuildReport) -> dict[str, list[Grade]]:
+    """Per study, its usable grade rows (others: an error under --strict, else counted)."""
+    path = Path(path)
+    out: dict[str, dict[tuple[str, str], Grade]] = defaultdict(dict)
+    with csv_reader(path, GRADES_COLUMNS, "knee grades CSV") as reader:
+        for rec in reader:
+            where = f"{path}:{reader.line_num}"
+            study, feature = (rec["study_id"] or "").strip(), _key(rec["feature"] or "")
+            region, grade = region_name(rec["region"] or ""), _int(rec["grade"])
+            f = FEATURES.get(feature)
+            reason = (
+                "grade_row_study_not_in_studies_csv" if study not in studies
+                else "grade_row_unknown_feature" if f is None
+                else "grade_row_region_not_graded_for_feature" if region not in f.regions
+                else "grade_row_grade_off_scale" if grade not in f.scale
+                else None
+            )
+            if reason is None and (region, feature) in out[study]:
+                reason = "grade_row_repeated"
+            if reason is not None:
+                report.add("skipped", reason, where=where, study=study, region=rec["region"],
+                           feature=rec["feature"], grade=rec["grade"])
+                continue
+            assert region is not None and grade is not None
+            out[study][(region, feature)] = Grade(region, feature, grade)
+    return {s: sorted(g.values(), key=lambda g: (g.feature, g.region)) for s, g in out.items()}
+
+
+def read_boxes_csv(path: Path, studies: set[str], report: BuildReport) -> dict[str, dict[str, Box3D]]:
+    """Per study, region -> 3D box on the sagittal frames."""
+    path = Path(path)
+    out: dict[str, dict[str, Box3D]] = defaultdict(dict)
+    with csv_reader(path, BOXES_COLUMNS, "knee boxes CSV") as reader:
+        for rec in reader:
+            where = f"{path}:{reader.line_num}"
+            study, region = (rec["study_id"] or "").strip(), region_name(rec["region"] or "")
+            f0, f1, x0, x1, y0, y1 = (_int(rec[c]) for c in BOXES_COLUMNS[2:])
+            reason = (
+                "box_row_study_not_in_studies_csv" if study not in studies
+                else "box_row_unknown_region" if region not in REGIONS
+                else "box_row_not_integers" if None in (f0, f1, x0, x1, y0, y1)
+                else "box_row_empty_box" if not (0 <= f0 <= f1 and 0 <= x0 < x1 and 0 <= y0 < y1)  # type: ignore[operator]
+                else "box_row_repeated" if region in out[study]
+                else None
+            )
+            if reason is not None:
+                report.add("skipped", reason, where=where, study=study, region=rec["region"])
+                continue
+            out[study][region] = Box3D(frame_start=f0, frame_end=f1, box=(x0, y0, x1, y1))  # type: ignore[arg-type]
+    return out
+
+
+# --- studies ----------------------------------------------------------------------------------
+
+
+def _sagittal_affine(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """voxel -> RAS+ mm of ``sagittal_view``'s (j, k, frame) index: frame f is i = n_i - 1 - f."""
+    to_ras_index = np.array([[0, 0, -1, shape[0] - 1], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], float)
+    return np.asarray(affine, float) @ to_ras_index
+
+
+def _key_frame(s: Structure, shown: set[int]) -> int:
+    """The shown frame where the structure's box is largest (ties: the lowest frame)."""
+    frames = [k for k in s.frame_boxes if k in shown] or list(s.frame_boxes)
+
+    def area(k: int) -> int:
+        b = s.frame_boxes[k]
+        return (b[2] - b[0]) * (b[3] - b[1])
+
+    return max(frames, key=lambda k: (area(k), -k))
+
+
+def _label_findings(spec: KneeSpec, labels: np.ndarray, affine: np.ndarray, raw: dict[int, str],
+                    shown: set[int], report: BuildReport) -> list[Finding]:
+    """Regions (3D box, and the box on the key frame) and lesion masks (a box per frame)."""
+    names: dict[int, str] = {}
+    for label_id, name in sorted(raw.items()):
+        canonical = label_name(name)
+        if canonical is None:
+            report.add("skipped", "label_not_in_knee_vocabulary", where=spec.where, study=spec.study_id,
+                       label=name)
+        else:
+            names[label_id] = canonical
+    view = sagittal_view(labels)
+    found = []
+    for s in measure(view, _sagittal_affine(affine, labels.shape), names):
+        if s.label_id not in names:
+            continue
+        boxes = [Box(frame=k, box=b) for k, b in sorted(s.frame_boxes.items())]
+        box3d = Box3D(frame_start=boxes[0].frame, frame_end=boxes[-1].frame,
+                      box=union_box([b.box for b in boxes]))
+        lesion = s.name.split("_")[0] if s.name.split("_")[0] in LESION_KINDS else None
+        if lesion is None:
+            key = _key_frame(s, shown)
+            boxes = [Box(frame=key, box=s.frame_boxes[key])]
+        found.append(Finding(
+            label=s.name, raw_label=raw[s.label_id], boxes=boxes, box3d=box3d,
+            attributes={"kind": lesion or "region", "voxels": s.voxels, "knee_side": spec.knee_side},
+        ))
+    return found
+
+
+def _box_findings(spec: KneeSpec, boxes: dict[str, Box3D], shown: set[int] | None) -> list[Finding]:
+    """Regions given as 3D boxes: without a label map the region's box on one frame is not
+    known, so the 3D box's extent is cited on the middle shown frame of its range (none for
+    a box-only study, which is never rendered)."""
+    out = []
+    for region, b in sorted(boxes.items()):
+        frames = [k for k in range(b.frame_start, b.frame_end + 1) if shown is not None and k in shown]
+        cited = [Box(frame=frames[len(frames) // 2], box=b.box)] if frames else []
+        out.append(Finding(label=region, raw_label=region, boxes=cited, box3d=b,
+                           attributes={"kind": "region", "knee_side": spec.knee_side}))
+    return out
+
+
+def _check_sides(spec: KneeSpec, findings: list[Finding]) -> None:
+    """Medial/lateral pairs must lie as ``knee_side`` says (frames run patient right -> left)."""
+    centre = {f.label: (f.box3d.frame_start + f.box3d.frame_end) / 2 for f in findings
+              if f.box3d is not None and f.attributes.get("kind") == "region"}
+    for name, c in centre.items():
+        other = name.replace("medial", "lateral")
+        if "medial" in name and other in centre and c != centre[other]:
+            medial_higher = c > centre[other]
+            if medial_higher != (spec.knee_side == "right"):
+                raise BuildError(
+                    f"{spec.where}: {name} lies {'left' if medial_higher else 'right'} of {other}, "
+                    f"which is lateral in a {spec.knee_side} knee: wrong knee_side, or mirrored labels")
+
+
+def grade_finding(g: Grade) -> Finding:
+    """A grade as a study-level finding (label ``<region>:<feature>``)."""
+    return Finding(label=f"{g.region}:{g.feature}", raw_label=f"{g.region}:{g.feature}", study_level=True,
+                   attributes={"region": g.region, "feature": g.feature, "grade": g.grade})
+
+
+ShownFrames = Callable[[int], set[int]]  # frame count -> frames a volume-level item shows
+
+
+def load_study(spec: KneeSpec, grades: list[Grade], boxes: dict[str, Box3D] | None,
+               report: BuildReport, shown_frames: ShownFrames) -> Study:
+    """One knee study on its sagittal frames; the volume is read, measured and let go.
+    ``shown_frames`` is the build's ``tasks.base.volume_frames`` rule (key frames are picked
+    among the frames items show)."""
+    findings: list[Finding] = []
+    volume = None
+    if spec.image is not None:
+        if spec.labels is not None:
+            seg = load_segmentation(spec.image, spec.labels, spec.label_names, spec.assume_orientation)
+            image, raw = seg.image, seg.raw_names
+        else:
+            image, raw = open_volume(spec.image, assume=spec.assume_orientation), {}
+        if not image.world_known:
+            raise BuildError(f"{spec.where}: {spec.image} states no patient orientation, which the "
+                             "sagittal knee frames need; give assume_orientation (e.g. RAS or LPS)")
+        shape = image.shape
+        shown = shown_frames(int(shape[0]))
+        if spec.labels is not None:
+            findings = _label_findings(spec, seg.labels, image.affine, raw, shown, report)
+        volume = VolumeRef(path=str(spec.image), loader=image.format,
+                           assumed_orientation=spec.assume_orientation)
+        geometry = {"shape": tuple(int(n) for n in shape), "spacing": tuple(float(s) for s in image.spacing),
+                    "affine": [[float(v) for v in row] for row in image.affine], "frame_count": int(shape[0]),
+                    "frame_count_source": "volume", "frame_size": sagittal_frame_size(shape),
+                    "frame_size_source": "volume"}
+    if boxes is not None:
+        given = {f.label for f in findings}
+        findings += _box_findings(spec, {r: b for r, b in boxes.items() if r not in given},
+                                  shown if volume is not None else None)
+    if volume is None:
+        ends = [f.box3d.frame_end for f in findings if f.box3d is not None]
+        geometry = {"frame_count": max(ends) + 1 if ends else None,
+                    "frame_count_source": "annotations_lower_bound" if ends else "unknown",
+                    "frame_size": DEFAULT_FRAME_SIZE, "frame_size_source": "default"}
+    _check_frames(spec, findings, geometry)
+    _check_sides(spec, findings)
+    return Study(id=spec.study_id, patient_id=spec.patient_id, source=NAME, modality="MR", anatomy="knee",
+                 volume=volume, view_axis=SAGITTAL_VIEW_AXIS, **geometry,
+                 findings=sorted(findings, key=lambda f: f.label) + [grade_finding(g) for g in grades])
+
+
+def _check_frames(spec: KneeSpec, findings: list[Finding], geometry: dict) -> None:
+    """Every box on the study's frames (boxes.csv rows of another grid are refused)."""
+    width, height = geometry["frame_size"]
+    n = geometry["frame_count"] if geometry["frame_count_source"] == "volume" else None
+    for f in findings:
+        b = f.box3d
+        if b is not None and (b.box[2] > width or b.box[3] > height or (n is not None and b.frame_end >= n)):
+            raise BuildError(f"{spec.where}: the box of {f.label} (frames {b.frame_start}-{b.frame_end}, "
+                             f"{list(b.box)}) is outside the {n or '?'} frames of {width}x{height}")
+
+
+def load_studies(studies_csv: Path, grades_csv: Path, boxes_csv: Path | None, report: BuildReport,
+                 shown_frames: ShownFrames) -> list[Study]:
+    """Every usable study; an unreadable one is a counted skip (an error under --strict)."""
+    specs = read_studies_csv(studies_csv, box_only_allowed=boxes_csv is not None)
+    ids = {s.study_id for s in specs}
+    grades = read_grades_csv(grades_csv, ids, report)
+    boxes = read_boxes_csv(boxes_csv, ids, report) if boxes_csv is not None else {}
+    studies = []
+    for spec in specs:
+        if spec.image is None and spec.study_id not in boxes:
+            report.add("skipped", "study_without_image_or_boxes", where=spec.where, study=spec.study_id)
+            continue
+        try:
+            studies.append(load_study(spec, grades.get(spec.study_id, []),
+                                      boxes.get(spec.study_id) if boxes_csv is not None else None,
+                                      report, shown_frames))
+        except (BuildError, ValueError) as exc:  # VolumeError is a ValueError
+            report.add("skipped", "study_unreadable", where=spec.where, study=spec.study_id, error=str(exc))
+    report.totals["studies"] = len(studies)
+    report.totals["grades"] = sum(len(g) for g in grades.values())
+    return studies
+
+
+def label_names_json(names: dict[int, str]) -> str:
+    """A subregions.json text (id -> name), as ``label_names`` reads it."""
+    return json.dumps({str(k): v for k, v in sorted(names.items())}, indent=1)
