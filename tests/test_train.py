@@ -33,102 +33,9 @@ from voxqa.train import TrainConfig, TrainDataError, read_log, train  # noqa: E4
 from voxqa.train.data import Examples, load_examples  # noqa: E402
 from voxqa.train.launch import FILES  # noqa: E402
 from voxqa.train.recipes import RECIPES  # noqa: E402
+from voxqa.train.tiny import texts, write_tiny_llava, write_tiny_qwen25vl  # noqa: E402
 
 torch.set_num_threads(1)  # tiny models: threads only contend (pytest -n 2 on 2 cores)
-
-LLAVA_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<image>{% else %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}"
-    "{% if message['role'] == 'assistant' %}</s>{% endif %}\n"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT: {% endif %}"
-)
-QWEN_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def _tokenizer(corpus, specials, **kw):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    bpe = Tokenizer(models.BPE(unk_token=specials[0]))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, **kw)
-
-
-def write_tiny_llava(folder: Path, corpus: list[str], size: int = 30, patch: int = 15) -> None:
-    import torch
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
-    tok = _tokenizer(corpus, ["<unk>", "<pad>", "<s>", "</s>", "<image>"], bos_token="<s>", eos_token="</s>",
-                     unk_token="<unk>", pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
-    tok.chat_template = LLAVA_TEMPLATE
-    n_tokens = (size // patch) ** 2
-    processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": size},
-                                                                  crop_size={"height": size, "width": size}),
-                               tokenizer=tok, patch_size=patch, vision_feature_select_strategy="default",
-                               chat_template=LLAVA_TEMPLATE, image_token="<image>", num_additional_image_tokens=1)
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                                       image_size=size, patch_size=patch, projection_dim=32),
-        text_config=LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                num_key_value_heads=4, vocab_size=len(tok), max_position_embeddings=4096,
-                                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                pad_token_id=tok.pad_token_id),
-        image_token_index=tok.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default",
-        vision_feature_layer=-1, image_seq_length=n_tokens)
-    torch.manual_seed(0)
-    model = LlavaForConditionalGeneration(config)
-    model.generation_config.pad_token_id, model.generation_config.eos_token_id = tok.pad_token_id, tok.eos_token_id
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-
-
-def write_tiny_qwen25vl(folder: Path, corpus: list[str], min_pixels: int = 56 * 56,
-                        max_pixels: int = 28 * 28 * 1280) -> None:
-    import torch
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                "<|image_pad|>", "<|video_pad|>"]
-    tok = _tokenizer(corpus, specials, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>")
-    tok.chat_template = QWEN_TEMPLATE
-    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-    processor = Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels),
-                                    tokenizer=tok, video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN_TEMPLATE)
-    config = Qwen2_5_VLConfig(
-        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=4096,
-                         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
-                         eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
-                           fullatt_block_indexes=[0]),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    torch.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.pad_token_id, model.generation_config.eos_token_id = ids["<|endoftext|>"], ids["<|im_end|>"]
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-
-
-def _texts(rows: list[dict]) -> list[str]:
-    return [p["text"] for r in rows for m in r["prompt"] + r["completion"] for p in m["content"]
-            if p["type"] == "text"]
-
 
 def _repeated(examples: Examples, n_items: int = 2, times: int = 4) -> Examples:
     """The ``n_items`` shortest targets, each ``times`` times: 8 rows a tiny model can learn."""
@@ -161,7 +68,7 @@ def ds(tmp_path_factory):
 def llava(ds, tmp_path_factory):
     rows = load_examples(ds).rows
     folder = tmp_path_factory.mktemp("llava") / "base"
-    write_tiny_llava(folder, _texts(rows) * 3)
+    write_tiny_llava(folder, texts(rows) * 3)
     return folder
 
 
@@ -210,7 +117,7 @@ def test_llava_full_finetune_halves_loss_and_answers_json(ds, llava, tmp_path):
 def qwen(ds, tmp_path_factory):
     rows = load_examples(ds, profile="qwen2.5-vl").rows
     folder = tmp_path_factory.mktemp("qwen") / "base"
-    write_tiny_qwen25vl(folder, _texts(rows) * 3)
+    write_tiny_qwen25vl(folder, texts(rows) * 3)
     return folder
 
 
@@ -242,7 +149,7 @@ def test_refused_before_training(ds, llava, qwen, tmp_path):
     # the profile's boxes assume Qwen's default limits (a 32x32 frame seen at 56x56); this processor
     # enlarges frames to 112x112, as a changed min_pixels would
     big = tmp_path / "qwen-big"
-    write_tiny_qwen25vl(big, _texts(load_examples(ds, profile="qwen2.5-vl").rows), min_pixels=112 * 112)
+    write_tiny_qwen25vl(big, texts(load_examples(ds, profile="qwen2.5-vl").rows), min_pixels=112 * 112)
     with pytest.raises(TrainDataError, match="resizes a 32x32 frame to 112x112, but profile qwen2.5-vl writes its "
                                              "boxes for 56x56"):
         train(TrainConfig(source=ds, model=big, out=tmp_path / "b", profile="qwen2.5-vl", epochs=1))
