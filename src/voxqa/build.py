@@ -450,3 +450,124 @@ def build_knee_grading(
         write_dataset(out, manifest, studies, items, report.to_dict())
         write_audit(out, audit)
         return manifest
+
+
+def build_reports(
+    specs: Sequence[SegSpec],
+    reports_path: Path,
+    out: Path,
+    *,
+    extractor: Any = None,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    strict: bool = False,
+    min_pixels: int | None = None,
+    name: str = "reports",
+) -> dict[str, Any]:
+    """Report-grounded items: claims read from each study's report (``extractor``, default
+    the offline rules), verified against its segmentation, written to ``out/claims.jsonl``;
+    items from supported claims and per-frame grounding (``voxqa.reports``), plus
+    ``out/grounding.jsonl`` with each caption-grounding target in RadGrounder's syntax."""
+    from voxqa.dataset.folder import dumps, write_jsonl
+    from voxqa.reports.extract_rules import RuleExtractor
+    from voxqa.reports.inputs import read_reports
+    from voxqa.reports.items import MIN_FRAME_PIXELS, ReportQuestions, ReportStudy, frame_pixels, radgrounder_caption
+    from voxqa.reports.verify import verify
+
+    extractor = extractor or RuleExtractor()
+    min_pixels = MIN_FRAME_PIXELS if min_pixels is None else min_pixels
+    reports = read_reports(reports_path)
+    for spec in specs:
+        check_study_id(spec.study_id, f"study of {spec.image}")
+    with no_gc():
+        report = BuildReport(strict=strict)
+        studies: list[Study] = []
+        geometry: dict[str, SegGeometry] = {}
+        facts: dict[str, ReportStudy] = {}
+        claims = []
+        for spec in specs:
+            rep = reports.get(spec.study_id)
+            if rep is None:
+                report.add("skipped", "study_without_report", study=spec.study_id)
+                continue
+            try:
+                seg = load_segmentation(spec.image, spec.labels, spec.label_names, spec.assume_orientation)
+                pairs = [_segmentation_study(spec, seg, spec.study_id, mirrored=False)]
+                if seg.orientation_known:
+                    pairs.append(_segmentation_study(spec, seg.mirrored(), mirrored_id(spec.study_id), mirrored=True))
+            except (BuildError, VolumeError) as exc:
+                report.add("skipped", "study_unreadable", study=spec.study_id, error=str(exc))
+                continue
+            for study, g in pairs:
+                studies.append(study)
+                geometry[study.id] = g
+            study, g = pairs[0]
+            voxels = {f.label: int(f.attributes["voxels"]) for f in study.findings}
+            verified = [verify(c, g, voxels) for c in extractor.extract(spec.study_id, rep.text, rep.language)]
+            claims += verified
+            for c in verified:
+                report.add("info", f"claim_{c.verdict}",
+                           study=c.study_id, sentence=c.sentence, why=c.reason)
+            facts[spec.study_id] = ReportStudy(
+                claims=verified, language=rep.language, findings=rep.findings,
+                frame_pixels=frame_pixels(seg.labels, seg.masks, seg.names),
+                label_ids={n: i for i, n in seg.names.items()} if seg.labels is not None
+                else {n: i for i, n in enumerate(sorted(seg.masks or {}), 1)})
+        if not facts:
+            raise BuildError("no study has both a readable segmentation and a report")
+        for sid in sorted(set(reports) - {sp.study_id for sp in specs}):
+            report.add("skipped", "report_without_study", study=sid)
+        assign_splits(studies, seed, fractions)
+        ctx = Context(seed=seed, is_pathology=lambda label: True)
+        for s in studies:
+            geometry[s.id].shown_frames = set(volume_frames(s.frame_count, ctx.volume_frame_cap))
+        views = [StudyView(s, ctx.is_pathology, geometry[s.id]) for s in studies]
+        family = ReportQuestions(min_pixels)
+        items = sorted(family.generate(views, facts, ctx), key=lambda it: (it.study_id, it.task, it.subtask, it.level, it.id))
+        dupes = [i for i, n in Counter(it.id for it in items).items() if n > 1]
+        if dupes:
+            raise BuildError(f"internal error: duplicate item ids, e.g. {dupes[:3]}")
+        for reason, n in sorted(ctx.skipped.items()):
+            report.add("info", "question_not_asked: " + reason, n)
+        verdicts = Counter(c.verdict for c in claims)
+        report.totals["studies"] = len(facts)
+        report.totals["claims"] = len(claims)
+        manifest = {
+            "name": name,
+            "voxqa_version": __version__,
+            "command": "voxqa build reports",
+            "options": {"seed": seed, "split_fractions": list(fractions), "strict": strict,
+                        "extractor": extractor.name, "min_frame_pixels": min_pixels},
+            "seed": seed,
+            "source": "reports",
+            "source_files": [{"study_id": sp.study_id, "path": str(p), "role": role}
+                             for sp in specs for p, role in ((sp.image, "image"), (sp.labels, "labels"))]
+            + [{"path": str(reports_path), "role": "reports"}],
+            "box_convention": BOX_CONVENTION | {"frame_orientation": FRAME_CONVENTION},
+            "world_convention": "RAS+ mm: +x patient's right, +y anterior, +z superior",
+            "spatial_margins": {"min_centroid_separation_mm": MIN_CENTROID_MM,
+                                "max_extent_overlap_mm": MAX_OVERLAP_MM,
+                                "touch_tolerance_mm": TOUCH_TOLERANCE_MM, "min_size_ratio": MIN_SIZE_RATIO},
+            "claims": {"total": len(claims), **{v: verdicts.get(v, 0) for v in ("supported", "contradicted", "unverifiable")}},
+            "splits": split_manifest(fractions, "patient_id"),
+            "counts": counts(studies, items),
+        }
+        audit = attach_audit(manifest, items, studies)
+        write_dataset(out, manifest, studies, items, report.to_dict())
+        write_audit(out, audit)
+        write_jsonl(out / "claims.jsonl", claims)
+        by_study = {s.id: s for s in studies}
+        rows = []
+        for it in items:
+            if it.id in family.sentences:
+                width, height = by_study[it.study_id].frame_size
+                rows.append({"item_id": it.id, "study_id": it.study_id, "frame": it.frames[0],
+                             "language": it.language, "sentence": family.sentences[it.id],
+                             "keywords": [{"label": e.label, "label_id": facts[it.study_id].label_ids[e.label],
+                                           "box": list(e.box)} for e in it.evidence],
+                             "target_radgrounder": radgrounder_caption(
+                                 family.sentences[it.id], it.evidence, width, height, facts[it.study_id].label_ids,
+                                 facts[it.study_id].language),
+                             "target_voxqa": it.answer_text})
+        (out / "grounding.jsonl").write_bytes(b"".join(dumps(r).replace(b"\n", b"") + b"\n" for r in rows))
+        return manifest

@@ -177,6 +177,89 @@ def build_segmentation(
     _built(out, manifest)
 
 
+def _report_inputs(studies: Path, extractor: str, base_url: Optional[str], api_key_env: str, cache: Optional[Path]):  # noqa: ANN202
+    """(specs, extractor) of `build reports` and `check-reports`."""
+    from voxqa.reports.extract_rules import RuleExtractor
+    from voxqa.sources.segmentation import read_studies_csv
+
+    specs = read_studies_csv(studies)
+    if extractor == "rules":
+        return specs, RuleExtractor()
+    if not extractor.startswith("openai:") or not base_url:
+        raise ValueError("--extractor is 'rules' or 'openai:MODEL' with --base-url URL")
+    from voxqa.reports.extract_openai import OpenAIExtractor
+
+    return specs, OpenAIExtractor(extractor.split(":", 1)[1], base_url, api_key_env=api_key_env, cache=cache)
+
+
+_EXTRACTOR_HELP = "rules (offline English/German lexicon) or openai:MODEL (with --base-url)."
+
+
+@build_app.command("reports")
+def build_reports(
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output dataset folder.")],
+    studies: Annotated[Path, typer.Option("--studies", metavar="CSV", help="CSV as for `build segmentation`: study_id,image,labels[,...].")],
+    reports: Annotated[Path, typer.Option("--reports", metavar="JSONL|CSV", help="One report per study: study_id, language (en|de), text (or findings/impression).")],
+    extractor: Annotated[str, typer.Option("--extractor", metavar="rules|openai:MODEL", help=_EXTRACTOR_HELP)] = "rules",
+    base_url: Annotated[Optional[str], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible server of --extractor openai:MODEL.")] = None,
+    api_key_env: Annotated[str, typer.Option("--api-key-env", metavar="VAR", help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
+    min_pixels: Annotated[int, typer.Option("--min-pixels", min=1, metavar="N", help="Pixels a keyword's mask needs on a frame to be grounded there.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help=_SEED_HELP)] = 0,
+    split_fractions: Annotated[str, typer.Option("--split-fractions", metavar="TRAIN,VAL,TEST", help=_FRACTIONS_HELP)] = "0.8,0.1,0.1",
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first unreadable study.")] = False,
+) -> None:
+    """Report + segmentation -> claims verified against the geometry (DIR/claims.jsonl),
+    CT-SpatialVQA-style questions from supported claims, per-frame grounding (RefRad2D)."""
+    from voxqa.build import build_reports as build
+    from voxqa.dataset.folder import check_out_folder
+    from voxqa.dataset.splits import parse_fractions
+    from voxqa.errors import BuildError
+    from voxqa.io import VolumeError
+
+    try:
+        fractions = parse_fractions(split_fractions)
+        check_out_folder(out)
+        specs, ex = _report_inputs(studies, extractor, base_url, api_key_env, out.parent / f".{out.name}.claims-cache")
+        manifest = build(specs, reports, out, extractor=ex, seed=seed, fractions=fractions, strict=strict,
+                         min_pixels=min_pixels)
+    except (BuildError, VolumeError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    c = manifest["claims"]
+    console.print(f"claims: {c['total']} ({c['supported']} supported, {c['contradicted']} contradicted, "
+                  f"{c['unverifiable']} unverifiable): {out / 'claims.jsonl'}")
+    _built(out, manifest)
+
+
+@app.command("check-reports")
+def check_reports(
+    studies: Annotated[Path, typer.Option("--studies", metavar="CSV", help="CSV as for `build segmentation`.")],
+    reports: Annotated[Path, typer.Option("--reports", metavar="JSONL|CSV", help="One report per study (as for `build reports`).")],
+    extractor: Annotated[str, typer.Option("--extractor", metavar="rules|openai:MODEL", help=_EXTRACTOR_HELP)] = "rules",
+    base_url: Annotated[Optional[str], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible server of --extractor openai:MODEL.")] = None,
+    api_key_env: Annotated[str, typer.Option("--api-key-env", metavar="VAR", help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
+) -> None:
+    """Report-image consistency: every claim a report makes that its segmentation contradicts,
+    with the sentence and why (exit code 1 if there is any)."""
+    from voxqa.errors import BuildError
+    from voxqa.io import VolumeError
+    from voxqa.reports.check import check_reports as check
+
+    try:
+        specs, ex = _report_inputs(studies, extractor, base_url, api_key_env, None)
+        claims = check(specs, reports, ex)
+    except (BuildError, VolumeError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    bad = [c for c in claims if c.verdict == "contradicted"]
+    for c in bad:
+        console.print(f"[red]contradicted[/] {c.study_id}: \"{c.sentence}\" ({c.reason})", highlight=False)
+    counts = {v: sum(c.verdict == v for c in claims) for v in ("supported", "contradicted", "unverifiable")}
+    console.print(f"{len(claims)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    if bad:
+        raise typer.Exit(code=1)
+
+
 @build_app.command("knee-grading")
 def build_knee_grading(
     studies: Annotated[Path, typer.Option("--studies", metavar="CSV", help="CSV: study_id,image,labels,patient_id,knee_side[,label_names,assume_orientation] (docs/knee.md).")],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 Split = Literal["train", "val", "test"]
 Task = Literal[
@@ -250,3 +250,16 @@ class Item(Model):
         description="answerable from anatomical knowledge alone (normal anatomy): scored as its "
         "own group and left out of headline numbers",
     )
+    language: str | None = Field(
+        default=None,
+        description="language of the question and answer (e.g. 'de' for items from German "
+        "reports); None: English. Left out of items.jsonl when None, so older datasets stay "
+        "byte-identical",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_language(self, handler):  # noqa: ANN001, ANN202 - pydantic's serializer hook
+        data = handler(self)
+        if isinstance(data, dict) and data.get("language") is None:
+            data.pop("language", None)
+        return data

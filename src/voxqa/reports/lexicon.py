@@ -184,14 +184,19 @@ _DE_NAMES = {
 }
 _DE_GENDER = {e.base: e.gender for e in STRUCTURES["de"].values()}
 _DE_ARTICLE = {("nom", "f"): "die", ("nom", "m"): "der", ("nom", "n"): "das",
-               ("dat", "f"): "der", ("dat", "m"): "dem", ("dat", "n"): "dem"}
+               ("dat", "f"): "der", ("dat", "m"): "dem", ("dat", "n"): "dem",
+               ("acc", "f"): "die", ("acc", "m"): "den", ("acc", "n"): "das"}
 _DE_ADJ = {("nom", "f"): "e", ("nom", "m"): "e", ("nom", "n"): "e",
-           ("dat", "f"): "en", ("dat", "m"): "en", ("dat", "n"): "en"}
+           ("dat", "f"): "en", ("dat", "m"): "en", ("dat", "n"): "en",
+           ("acc", "f"): "e", ("acc", "m"): "en", ("acc", "n"): "e"}
 
 
 def name(label: str, language: str, case: str = "nom") -> str:
     """A structure as a question names it, with its article: "the left kidney",
-    "die linke Niere" / (dative) "der linken Niere"."""
+    "die linke Niere" / (dative) "der linken Niere"; ``case`` "zu" gives "zur linken Niere"."""
+    if case == "zu":
+        article, rest = name(label, language, "dat").split(" ", 1)
+        return {"der": "zur", "dem": "zum"}[article] + " " + rest
     if language != "de":
         return f"the {display_name(label)}"
     tokens = label.split("_")

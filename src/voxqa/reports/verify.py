@@ -51,14 +51,15 @@ def parts(term: str, names: Sequence[str]) -> list[str]:
                   and (side is None or side_of(n) == side))
 
 
-def verify(claim: Claim, geometry: SegGeometry, measured: Sequence[Structure]) -> Claim:
-    """The claim with its verdict, reason and the geometry it rests on."""
-    everything = {s.name: s for s in measured}
-    verdict, reason, used = _verify(claim, geometry, everything)
+def verify(claim: Claim, geometry: SegGeometry, voxels: Mapping[str, int]) -> Claim:
+    """The claim with its verdict, reason and the geometry it rests on. ``voxels``: every
+    segmented structure's voxel count, tiny ones included (``Study.findings``)."""
+    verdict, reason, used = _verify(claim, geometry, voxels)
+    by = geometry.by_name()
     if claim.polarity == "negative" and claim.relation != "present":
         verdict, reason = _FLIP[verdict], f"negated claim; {reason}"
     facts = {"midline_x_mm": round(geometry.midline_x, 1),
-             "structures": {n: _facts(everything[n]) for n in used if n in everything}}
+             "structures": {n: _facts(by[n]) if n in by else {"voxels": voxels[n]} for n in used if n in voxels}}
     return claim.model_copy(update={"verdict": verdict, "reason": reason, "geometry": facts})
 
 
@@ -68,7 +69,7 @@ def _facts(s: Structure) -> dict:
             "truncated": s.truncated}
 
 
-def _verify(claim: Claim, g: SegGeometry, everything: Mapping[str, Structure]) -> Result:
+def _verify(claim: Claim, g: SegGeometry, everything: Mapping[str, int]) -> Result:
     names = sorted(everything)
     resolved = [parts(t, names) for t in claim.structures]
     if claim.relation == "present":
@@ -96,15 +97,15 @@ def _all(results: list[Result]) -> Result:
     return verdict, "; ".join(r[1] for r in shown), sorted({n for r in results for n in r[2]})
 
 
-def _presence(term: str, found: list[str], everything: Mapping[str, Structure], claimed: bool) -> Result:
+def _presence(term: str, found: list[str], everything: Mapping[str, int], claimed: bool) -> Result:
     """Present (``claimed`` True) or absent, e.g. removed by an operation."""
     if found:
-        voxels = sum(everything[n].voxels for n in found)
+        voxels = sum(everything[n] for n in found)
         what = f"{' + '.join(found)}: {voxels:,} voxels segmented"
         return ("supported" if claimed else "contradicted"), what, found
     other = pair_of(term)
     if other and other in everything:
-        what = f"no {term} in the segmentation while {other} is ({everything[other].voxels:,} voxels)"
+        what = f"no {term} in the segmentation while {other} is ({everything[other]:,} voxels)"
         return ("contradicted" if claimed else "supported"), what, [other]
     return "unverifiable", f"{term} is not segmented (absent from the label map or outside the field of view)", []
 

@@ -1,0 +1,340 @@
+"""Items from verified report claims: CT-SpatialVQA-style questions (supported claims only)
+and RefRad2D-style per-frame grounding (keywords the report mentions positively).
+
+Why only supported claims: CT-SpatialVQA kept GPT-4o's questions an LLM called "spatial and
+relevant" and never checked them against the image; here a question exists only when the
+segmentation confirms the sentence it comes from, and its reasoning quotes that sentence
+and the geometry that confirmed it. Questions use the report's language (``Item.language``).
+
+Balance (the blind audit): closed questions come in both orders from one claim ("is A
+anterior or posterior to B" and "... B ... A"), so answers are balanced per pair of names;
+side questions have a mirrored twin (the study flipped along patient x, the other answer);
+yes/no questions whose negatives cannot come from the same claim (contact, presence) are
+balanced per (split, template, names[, frame]) and the rest counted as not asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from voxqa.anatomy.labelnames import display_name
+from voxqa.anatomy.relations import SegGeometry
+from voxqa.anatomy.structures import Structure
+from voxqa.boxes.profiles import PROFILES
+from voxqa.reports.claims import Claim
+from voxqa.reports.lexicon import name
+from voxqa.reports.verify import AXES, parts
+from voxqa.schema import Evidence, Item
+from voxqa.tasks.base import Context, StudyView, balance, group_by, make_item
+from voxqa.tasks.spatial import CATEGORIES, mirrored_id
+
+TASK = "spatial"
+#: A keyword is visible on a frame when its mask has at least this many pixels there.
+MIN_FRAME_PIXELS = 20
+CATEGORY = {"side": "laterality", "left_of": "laterality", "right_of": "laterality",
+            "superior": "vertical", "inferior": "vertical", "anterior": "anterior_posterior",
+            "posterior": "anterior_posterior", "medial": "medial_lateral", "lateral": "medial_lateral",
+            "adjacent": "adjacency", "within": "adjacency", "larger": "size", "present": "presence"}
+#: (higher word, lower word) per world axis, as a question says them
+WORDS = {
+    "en": {0: ("right", "left"), 1: ("anterior", "posterior"), 2: ("superior", "inferior"),
+           "side": ("right", "left"), "yes": ("yes", "no")},
+    "de": {0: ("rechts", "links"), 1: ("ventral", "dorsal"), 2: ("kranial", "kaudal"),
+           "side": ("rechts", "links"), "yes": ("ja", "nein")},
+}
+# (key, side, item): key None = free; side True/False = yes/no to balance within key
+Candidate = tuple[tuple[str, ...] | None, bool | None, Item]
+
+
+def _n(label: str, language: str, case: str = "nom") -> str:
+    return name(label, language, case)
+
+
+@dataclass
+class ReportStudy:
+    """One study's report facts for items: its verified claims, language, findings text, and
+    per-structure pixel counts per frame (for visibility)."""
+
+    claims: list[Claim]
+    language: str
+    findings: str
+    frame_pixels: dict[str, dict[int, int]]
+    label_ids: dict[str, int]
+
+
+def frame_pixels(labels: np.ndarray | None, masks: Mapping[str, np.ndarray] | None,
+                 names: Mapping[int, str]) -> dict[str, dict[int, int]]:
+    """Pixels of every structure on every axial frame (RAS+ arrays, frames along k)."""
+    out: dict[str, dict[int, int]] = {}
+    if labels is not None:
+        for label_id, name in names.items():
+            counts = np.count_nonzero(labels == label_id, axis=(0, 1))
+            out[name] = {int(k): int(c) for k, c in enumerate(counts) if c}
+    for name, mask in (masks or {}).items():
+        counts = np.count_nonzero(mask, axis=(0, 1))
+        out[name] = {int(k): int(c) for k, c in enumerate(counts) if c}
+    return {n: v for n, v in out.items() if v}
+
+
+def _area(b: Sequence[int]) -> int:
+    return (b[2] - b[0]) * (b[3] - b[1])
+
+
+def _evidence(s: Structure, g: SegGeometry) -> Evidence:
+    """The structure's box on the shown frame where it is largest (volume-level items)."""
+    frames = [k for k in s.frame_boxes if g.shown_frames is None or k in g.shown_frames] or list(s.frame_boxes)
+    k = max(frames, key=lambda f: (_area(s.frame_boxes[f]), -f))
+    return Evidence(label=s.name, frame=k, box=s.frame_boxes[k])
+
+
+class ReportQuestions:
+    """Builds report items for all studies at once (balancing needs the population)."""
+
+    def __init__(self, min_pixels: int = MIN_FRAME_PIXELS):
+        self.min_pixels = min_pixels
+        #: caption-grounding item id -> its report sentence (for the RadGrounder target)
+        self.sentences: dict[str, str] = {}
+
+    def generate(self, views: Sequence[StudyView], reports: Mapping[str, ReportStudy], ctx: Context) -> list[Item]:
+        by_id = {v.id: v for v in views}
+        candidates: list[Candidate] = []
+        out: list[Item] = []
+        for v in views:
+            if v.geometry.mirrored or v.id not in reports:
+                continue
+            rep = reports[v.id]
+            twin = by_id.get(mirrored_id(v.id))
+            supported = [c for c in rep.claims if c.verdict == "supported"]
+            for n, claim in enumerate(supported):
+                candidates += self._claim(v, twin, claim, n, rep.language, ctx)
+            candidates += self._frames(v, rep, ctx)
+            out += self._report(v, rep)
+        for (split, template, key), group in group_by(
+                candidates, lambda c: (c[2].split, c[2].template, c[0])).items():
+            yes = [it for _, side, it in group if side is True]
+            no = [it for _, side, it in group if side is False]
+            out += [it for _, side, it in group if side is None]
+            if yes or no:
+                pos, neg = balance(yes, no, ctx.seed, "reports", split, template, key)
+                out += pos + neg
+                if len(yes) != len(no):
+                    ctx.skip(template, "dropped to balance", len(yes) + len(no) - 2 * len(pos))
+        return out
+
+    # -- CT-SpatialVQA-style --------------------------------------------------------------
+    def _item(self, v: StudyView, claim: Claim, kind: str, label: str, question: str, answer: dict,
+              text: str, evidence: list[Evidence], chance: float | None, options: list[str] | None = None,
+              variant: str | None = None, language: str = "en", task: str = TASK,
+              frame: int | None = None) -> Item:
+        cites = "; ".join(f"Frame {e.frame}: [{', '.join(map(str, e.box))}] {e.label}" for e in evidence)
+        said = "Befund" if language == "de" else "The report says"
+        reasoning = (f"{said}: \"{claim.sentence}\" Verified on the segmentation: {claim.reason}."
+                     + (f" Boxes: {cites}." if cites else "") + f" Answer: {text}.")
+        item = make_item(v, task=task, subtask=f"report_{CATEGORY[claim.relation]}", frame=frame, label=label,
+                         question=question, answer=answer, answer_text=text, evidence=evidence,
+                         reasoning=reasoning, chance=chance, options=options,
+                         category=CATEGORIES[CATEGORY[claim.relation]], variant=variant, kind=kind)
+        item.language = language
+        return item
+
+    def _claim(self, v: StudyView, twin: StudyView | None, claim: Claim, n: int, lang: str,
+               ctx: Context) -> list[Candidate]:
+        g: SegGeometry = v.geometry
+        by = g.by_name()
+        names = [s.name for s in g.structures]
+        groups = [[by[p] for p in parts(t, names) if p in by] for t in claim.structures]
+        if not all(len(gr) == 1 for gr in groups) or claim.polarity == "negative" and claim.relation != "present":
+            ctx.skip("spatial/report", "claim about a group of structures or negated: no question")
+            return []
+        ss = [gr[0] for gr in groups]
+        words = WORDS[lang]
+        if claim.relation == "side":
+            return self._side(v, twin, claim, ss[0], lang, ctx)
+        if claim.relation == "present":
+            yes = claim.polarity == "positive"
+            s = ss[0] if ss else None
+            label = claim.structures[0]
+            q = (f"Ist {_n(label, lang)} in diesem Volumen sichtbar?" if lang == "de"
+                 else f"Is {_n(label, lang)} visible in this volume?")
+            value = "yes" if yes else "no"
+            item = self._item(v, claim, "presence", label, q, {"type": "yes_no", "value": value},
+                              words["yes"][0 if yes else 1], [_evidence(s, g)] if s and yes else [],
+                              0.5, language=lang, task="detection")
+            return [((label,), yes, item)]
+        a, b = ss
+        ev = [_evidence(a, g), _evidence(b, g)]
+        out: list[Candidate] = []
+        if claim.relation in AXES:
+            axis, a_higher = AXES[claim.relation]
+            hi_word, lo_word = words[axis]
+            for first, second, first_higher in ((a, b, a_higher), (b, a, not a_higher)):
+                word = hi_word if first_higher else lo_word
+                if lang == "de":
+                    q = f"Liegt {_n(first.name, lang)} {hi_word} oder {lo_word} {_n(second.name, lang, 'zu')}?"
+                elif axis == 0:
+                    q = f"Is {_n(first.name, lang)} to the {hi_word} or to the {lo_word} of {_n(second.name, lang)}?"
+                else:
+                    q = f"Is {_n(first.name, lang)} {hi_word} or {lo_word} to {_n(second.name, lang)}?"
+                out.append((None, None, self._item(
+                    v, claim, "choice", first.name, q, {"type": "choice", "value": [hi_word, lo_word].index(word)},
+                    word, ev, 0.5, [hi_word, lo_word], variant=second.name, language=lang)))
+            word = hi_word if a_higher else lo_word
+            if lang == "en":
+                word = f"to the {word} of" if axis == 0 else f"{word} to"
+            out.append((None, None, self._open(v, claim, a, b, word, ev, lang)))
+            return out
+        if claim.relation in ("medial", "lateral", "larger"):
+            keep = a if claim.relation in ("medial", "larger") else b
+            for first, second in ((a, b), (b, a)):
+                opts = [display_name(first.name), display_name(second.name)]
+                if lang == "de":
+                    asks = {"larger": "Was ist größer", "medial": "Was liegt näher an der Mittellinie",
+                            "lateral": "Was liegt näher an der Mittellinie"}[claim.relation]
+                    opts = [_n(first.name, lang), _n(second.name, lang)]
+                else:
+                    asks = "Which is larger" if claim.relation == "larger" else "Which is closer to the midline"
+                q = f"{asks}: {opts[0]} {'oder' if lang == 'de' else 'or'} {opts[1]}?"
+                right = opts[0] if keep is first else opts[1]
+                out.append((None, None, self._item(
+                    v, claim, "choice", first.name, q, {"type": "choice", "value": opts.index(right)}, right,
+                    ev, 0.5, opts, variant=second.name, language=lang)))
+            return out
+        if claim.relation == "adjacent":
+            q = (f"Grenzt {_n(a.name, lang)} an {_n(b.name, lang, 'acc')}?" if lang == "de"
+                 else f"Does {_n(a.name, lang)} touch {_n(b.name, lang)}?")
+            out.append(((min(a.name, b.name), max(a.name, b.name)), True, self._item(
+                v, claim, "yes_no", a.name, q, {"type": "yes_no", "value": "yes"}, words["yes"][0], ev, 0.5,
+                variant=b.name, language=lang)))
+            word = "angrenzend an" if lang == "de" else "adjacent to"
+            out.append((None, None, self._open(v, claim, a, b, word, ev, lang)))
+            return out
+        word = "in" if lang == "de" else "within"
+        return [(None, None, self._open(v, claim, a, b, word, ev, lang))]
+
+    def _open(self, v: StudyView, claim: Claim, a: Structure, b: Structure, word: str,
+              ev: list[Evidence], lang: str) -> Item:
+        """"Where is A relative to B?" with the verified relation as text (not audited)."""
+        if lang == "de":
+            q = f"Wo liegt {_n(a.name, lang)} im Verhältnis {_n(b.name, lang, 'zu')}?"
+            text = f"{word} {_n(b.name, lang, 'acc' if word == 'angrenzend an' else 'dat' if word == 'in' else 'zu')}"
+        else:
+            q = f"Where is {_n(a.name, lang)} relative to {_n(b.name, lang)}?"
+            text = f"{word} {_n(b.name, lang)}"
+        return self._item(v, claim, "open", a.name, q, {"type": "text", "value": text}, text, ev, None,
+                          variant=f"open-{b.name}", language=lang)
+
+    def _side(self, v: StudyView, twin: StudyView | None, claim: Claim, s: Structure, lang: str,
+              ctx: Context) -> list[Candidate]:
+        """Left or right, with the mirrored twin (same question, the other side)."""
+        if twin is None or s.name not in twin.geometry.by_name():
+            ctx.skip("spatial/report_laterality", "no mirrored twin")
+            return []
+        words = WORDS[lang]["side"]
+        q = (f"Liegt {_n(s.name, lang)} auf der rechten oder linken Körperseite?" if lang == "de"
+             else f"Is {_n(s.name, lang)} on the patient's right or left side?")
+        out = []
+        for view, variant in ((v, "original"), (twin, "mirrored")):
+            g = view.geometry
+            t = g.by_name()[s.name]
+            side = words[0] if t.centroid_ras[0] > g.midline_x else words[1]
+            it = self._item(view, claim, "side", s.name, q, {"type": "choice", "value": list(words).index(side)},
+                            side, [_evidence(t, g)], 0.5, list(words), language=lang)
+            out.append(it.model_copy(update={"variant": variant}))
+        for it in out:  # the twin shares the original's id as pair_id
+            it.pair_id = out[0].id
+        return [(None, None, it) for it in out]
+
+    # -- RefRad2D-style ---------------------------------------------------------------------
+    def _frames(self, v: StudyView, rep: ReportStudy, ctx: Context) -> list[Candidate]:
+        """Per axial frame: detect-VQA for every structure the report mentions positively, and
+        the caption grounding of each sentence whose keywords are visible on the frame."""
+        g: SegGeometry = v.geometry
+        by = g.by_name()
+        names = sorted(rep.frame_pixels)
+        mentioned: dict[str, list[Claim]] = {}
+        for c in rep.claims:
+            if c.polarity == "positive":
+                for term in c.structures:
+                    for p in parts(term, names):
+                        mentioned.setdefault(p, []).append(c)
+        out: list[Candidate] = []
+        lang = rep.language
+        yes_word, no_word = WORDS[lang]["yes"]
+        for name in sorted(mentioned):
+            pixels = rep.frame_pixels.get(name, {})
+            for k in range(g.shape[2]):
+                visible = pixels.get(k, 0) >= self.min_pixels and name in by and k in by[name].frame_boxes
+                q = (f"Ist {_n(name, lang)} in diesem Bild zu sehen?" if lang == "de"
+                     else f"Is {_n(name, lang)} present in this image?")
+                ev = [Evidence(label=name, frame=k, box=by[name].frame_boxes[k])] if visible else []
+                why = (f"{name} has {pixels.get(k, 0)} pixels on frame {k} (minimum {self.min_pixels})"
+                       + (f": [{', '.join(map(str, ev[0].box))}]" if ev else ""))
+                item = make_item(v, task="detection", subtask="report_detect", frame=k, label=name, question=q,
+                                 answer={"type": "yes_no", "value": "yes" if visible else "no"},
+                                 answer_text=yes_word if visible else no_word, evidence=ev,
+                                 reasoning=f"{why}. Answer: {yes_word if visible else no_word}.", chance=0.5,
+                                 category=CATEGORIES["presence"])
+                item.language = lang
+                out.append(((name, str(k)), visible, item))
+        for sentence in sorted({c.sentence for c in rep.claims if c.polarity == "positive"}):
+            keywords = sorted({p for c in rep.claims if c.sentence == sentence and c.polarity == "positive"
+                               for t in c.structures for p in parts(t, names)})
+            for k in range(g.shape[2]):
+                grounded = [n for n in keywords if rep.frame_pixels.get(n, {}).get(k, 0) >= self.min_pixels
+                            and n in by and k in by[n].frame_boxes]
+                if grounded:
+                    out.append((None, None, self._grounding(v, sentence, grounded, k, lang)))
+        return out
+
+    def _grounding(self, v: StudyView, sentence: str, grounded: list[str], k: int, lang: str) -> Item:
+        by = v.geometry.by_name()
+        ev = [Evidence(label=n, frame=k, box=by[n].frame_boxes[k]) for n in grounded]
+        caption = sentence + " " + "; ".join(f"{keyword(e.label, lang)} [{', '.join(map(str, e.box))}]" for e in ev)
+        q = ("Beschreibe dieses Bild und markiere die Schlüsselwörter." if lang == "de"
+             else "Caption this image and detect keywords.")
+        item = make_item(v, task="localization", subtask="report_grounding", frame=k, label=None, question=q,
+                         answer={"type": "boxes", "value": [{"frame": e.frame, "box": list(e.box)} for e in ev]},
+                         answer_text=caption, evidence=ev,
+                         reasoning=f"Keywords of \"{sentence}\" visible on frame {k}: "
+                                   + "; ".join(f"Frame {k}: [{', '.join(map(str, e.box))}] {e.label}" for e in ev) + ".",
+                         chance=None, variant=f"s{abs(hash_text(sentence)) % 10**8:08d}")
+        item.language = lang
+        self.sentences[item.id] = sentence
+        return item
+
+    def _report(self, v: StudyView, rep: ReportStudy) -> list[Item]:
+        """The report-generation target (findings text) for training."""
+        q = "Schreibe den Befund zu diesem Volumen." if rep.language == "de" else "Write the findings for this volume."
+        item = make_item(v, task="captioning", subtask="report_generation", frame=None, label=None, question=q,
+                         answer={"type": "text", "value": rep.findings}, answer_text=rep.findings, evidence=[],
+                         reasoning="The study's report findings.", chance=None)
+        item.language = rep.language
+        return [item]
+
+
+def keyword(label: str, language: str) -> str:
+    """A grounded keyword as the report's language names it ("left kidney", "linke Niere")."""
+    return name(label, language).split(" ", 1)[1]
+
+
+def hash_text(text: str) -> int:
+    """A stable integer for a sentence (item ids must not depend on Python's hash seed)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def radgrounder_caption(sentence: str, evidence: Sequence[Evidence], width: int, height: int,
+                        label_ids: Mapping[str, int], language: str = "en") -> str:
+    """A caption-grounding target in RadGrounder's syntax: the sentence, then each grounded
+    keyword as ``<p bbox=<loc..>x4 id=<segNNN>>keyword</p>`` (512 bins of the frame,
+    ``PROFILES["radgrounder"]``; NNN is the label id, as RadGrounder's class id)."""
+    profile = PROFILES["radgrounder"]
+    tags = []
+    for e in evidence:
+        word = keyword(e.label, language)
+        tag = profile.write(e.box, width, height, word)
+        tags.append(tag.replace(f">{word}</p>", f" id=<seg{label_ids[e.label]:03d}>>{word}</p>", 1))
+    return sentence + " " + " ".join(tags)

@@ -1,0 +1,191 @@
+"""Report claims: extraction (English, German), verification against the segmentation
+phantom, items from supported claims only, per-frame grounding boxes, the RadGrounder
+target round trip, and the CLI. Reports are written here for the phantom's known anatomy
+(voxqa.phantom.ORGANS): liver right, spleen left, aorta anterior to the spinal cord, a
+lesion in the liver, no gallbladder voxels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from voxqa.anatomy.frames import voxel_box_to_frame_box
+from voxqa.boxes.profiles import PROFILES
+from voxqa.build import build_reports
+from voxqa.cli import app
+from voxqa.dataset.folder import read_items
+from voxqa.phantom import write_segmentation_phantom
+from voxqa.reports.check import check_reports
+from voxqa.reports.claims import combine
+from voxqa.reports.extract_rules import RuleExtractor, sentences
+from voxqa.reports.items import keyword
+from voxqa.schema import Item
+from voxqa.sources.segmentation import SegSpec
+
+EN = ("The liver lies in the right upper abdomen. The spleen is located on the right. "
+      "The aorta lies anterior to the spinal cord. Status post cholecystectomy. Status post splenectomy. "
+      "The stomach lies superior to the left kidney. There is a lesion in the liver. "
+      "The liver is larger than the spleen.")
+EN_VERDICTS = ["supported", "contradicted", "supported", "unverifiable", "contradicted", "supported",
+               "supported", "supported"]
+DE = ("Die Milz liegt links. Die rechte Niere liegt kaudal der Leber. Z.n. Nephrektomie links. "
+      "Die Aorta liegt ventral des Rückenmarks.")
+DE_VERDICTS = ["supported", "unverifiable", "contradicted", "supported"]
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The phantom, a copy without its left kidney, studies.csv and reports.jsonl."""
+    root = tmp_path_factory.mktemp("reports")
+    src = write_segmentation_phantom(root / "src")
+    names = json.loads(src["label_names"].read_text())
+    img = nib.load(src["labels"])
+    labels = np.asarray(img.dataobj)
+    left = int(next(k for k, v in names.items() if v == "kidney_left"))
+    nib.save(nib.Nifti1Image(np.where(labels == left, 0, labels).astype(labels.dtype), img.affine),
+             root / "no_left_kidney.nii.gz")
+    specs = [SegSpec(study_id=s, patient_id=p, image=src["image"], labels=lab, label_names=src["label_names"],
+                     modality="CT")
+             for s, p, lab in (("en", "p1", src["labels"]), ("de", "p1", src["labels"]),
+                               ("nx", "p2", root / "no_left_kidney.nii.gz"))]
+    reports = root / "reports.jsonl"
+    rows = [{"study_id": "en", "language": "en", "text": EN}, {"study_id": "de", "language": "de", "text": DE},
+            {"study_id": "nx", "language": "en",
+             "findings": "Status post left nephrectomy. Left renal cyst.", "impression": "No spleen."}]
+    reports.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"root": root, "src": src, "specs": specs, "reports": reports, "labels": labels,
+            "names": {int(k): v for k, v in names.items()}}
+
+
+@pytest.fixture(scope="module")
+def built(phantom: dict) -> Path:
+    out = phantom["root"] / "ds"
+    build_reports(phantom["specs"], phantom["reports"], out, fractions=(1.0, 0.0, 0.0))
+    return out
+
+
+def _sentence_verdicts(claims, text: str) -> list[str]:
+    spans = sentences(text)
+    return [combine(c.verdict for c in claims if c.sentence == text[a:b]) for a, b in spans]
+
+
+def test_sentences_keep_abbreviations_and_spans() -> None:
+    text = "Z.n. Nephrektomie links.  Die Milz liegt rechts! e.g. this stays? End"
+    assert [text[a:b] for a, b in sentences(text)] == [
+        "Z.n. Nephrektomie links.", "Die Milz liegt rechts!", "e.g. this stays?", "End"]
+
+
+def test_rule_extraction_english_and_german() -> None:
+    ex = RuleExtractor()
+    got = [(c.structures, c.relation, c.side, c.polarity) for c in ex.extract(
+        "s", "The lower lobes of both lungs lie above the kidneys. No left renal cyst. "
+             "The spleen is smaller than the liver.", "en")]
+    assert got == [
+        (["lung_lower_lobe_left", "kidney_left"], "superior", None, "positive"),
+        (["lung_lower_lobe_right", "kidney_right"], "superior", None, "positive"),
+        (["lesion", "kidney_left"], "within", None, "negative"),
+        (["liver", "spleen"], "larger", None, "positive")]
+    got = [(c.structures, c.relation, c.side, c.polarity) for c in ex.extract(
+        "s", "Z.n. Nephrektomie rechts. Keine Raumforderung der Leber. Die Gallenblase liegt "
+             "unterhalb der Leber, aber die Milz liegt links.", "de")]
+    assert got == [
+        (["kidney_right"], "present", None, "negative"),  # "no mass of the liver" is no absence claim
+        (["gallbladder", "liver"], "inferior", None, "positive"),
+        (["spleen"], "side", "left", "positive")]
+
+
+def test_claims_verified_on_the_phantom(phantom: dict, built: Path) -> None:
+    claims = check_reports(phantom["specs"], phantom["reports"], RuleExtractor())
+    assert _sentence_verdicts([c for c in claims if c.study_id == "en"], EN) == EN_VERDICTS
+    assert _sentence_verdicts([c for c in claims if c.study_id == "de"], DE) == DE_VERDICTS
+    nx = {c.sentence: c for c in claims if c.study_id == "nx"}
+    assert nx["Status post left nephrectomy."].verdict == "supported"  # the right kidney is there
+    assert nx["Left renal cyst."].verdict == "contradicted"  # no left kidney to hold it
+    assert nx["No spleen."].verdict == "contradicted"
+    by_text = {(c.study_id, c.sentence): c for c in claims}
+    aorta = by_text["en", "The aorta lies anterior to the spinal cord."]
+    assert aorta.geometry["structures"]["aorta"]["centroid_mm"][1] > aorta.geometry["structures"]["spinal_cord"]["max_mm"][1]
+    written = [json.loads(line) for line in (built / "claims.jsonl").read_text().splitlines()]
+    assert [(c["study_id"], c["sentence"], c["verdict"], c["reason"]) for c in written] == [
+        (c.study_id, c.sentence, c.verdict, c.reason) for c in claims]
+    report = json.loads((built / "build_report.json").read_text())
+    assert "claim_contradicted" in json.dumps(report)
+
+
+def test_items_only_from_supported_claims(built: Path) -> None:
+    claims = [json.loads(line) for line in (built / "claims.jsonl").read_text().splitlines()]
+    supported = {c["sentence"] for c in claims if c["verdict"] == "supported"}
+    items = read_items(built)
+    spatial = [it for it in items if it.task == "spatial" or it.subtask == "report_presence"]
+    assert spatial
+    for it in spatial:
+        sentence = it.reasoning.split('"')[1]
+        assert sentence in supported, it.id
+        assert it.category and it.language in ("en", "de")
+    de = [it for it in spatial if it.language == "de"]
+    assert any(it.question == "Liegt die Aorta ventral oder dorsal zum Rückenmark?" and it.answer_text == "ventral"
+               for it in de)
+    sides = [it for it in items if it.template.endswith("/side")]
+    by_pair: dict[str, list[Item]] = {}
+    for it in sides:
+        by_pair.setdefault(it.pair_id or "", []).append(it)
+    for pair in by_pair.values():  # mirrored twins: same question, the other answer
+        assert sorted(it.variant for it in pair) == ["mirrored", "original"]
+        assert len({it.question for it in pair}) == 1 and len({it.answer.value for it in pair}) == 2
+    audit = json.loads((built / "audit.json").read_text())
+    assert audit["flagged"] == []
+
+
+def test_grounding_boxes_equal_mask_boxes_and_round_trip(phantom: dict, built: Path) -> None:
+    labels, names = phantom["labels"], phantom["names"]
+    ids = {v: k for k, v in names.items()}
+    items = {it.id: it for it in read_items(built)}
+    rows = [json.loads(line) for line in (built / "grounding.jsonl").read_text().splitlines()]
+    assert rows
+    radgrounder = PROFILES["radgrounder"]
+    for row in rows:
+        item = items[row["item_id"]]
+        k = row["frame"]
+        for e in item.evidence:
+            i, j = np.nonzero(labels[:, :, k] == ids[e.label])
+            assert e.box == voxel_box_to_frame_box(int(i.min()), int(j.min()), int(i.max()) + 1, int(j.max()) + 1,
+                                                   labels.shape)
+        width, height = labels.shape[0], labels.shape[1]
+        found = radgrounder.find(row["target_radgrounder"])
+        assert [f.label for f in found] == [keyword(kw["label"], row["language"]) for kw in row["keywords"]]
+        assert len(found) == len(item.evidence)
+        for f, e in zip(found, item.evidence):
+            back = radgrounder.decode(f.values, width, height)
+            assert all(abs(a - b) <= 1 for a, b in zip(back, e.box)), (back, e.box)
+        assert f"id=<seg{row['keywords'][0]['label_id']:03d}>" in row["target_radgrounder"]
+    detect = [it for it in items.values() if it.subtask == "report_detect"]
+    for it in detect:
+        assert (it.answer.value == "yes") == bool(it.evidence)
+
+
+def test_language_field_omitted_when_unset() -> None:
+    item = Item(id="a", study_id="s", split="train", source="x", task="spatial", subtask="t", level="volume",
+                frames=[], question="q", answer={"type": "yes_no", "value": "yes"}, answer_text="yes",
+                reasoning="r", template="t")
+    assert b"language" not in item.__pydantic_serializer__.to_json(item)
+    item.language = "de"
+    assert b'"language":"de"' in item.__pydantic_serializer__.to_json(item)
+
+
+def test_cli_build_and_check_reports(phantom: dict, tmp_path: Path) -> None:
+    csv = tmp_path / "studies.csv"
+    csv.write_text("study_id,image,labels,label_names,patient_id,modality\n" + "".join(
+        f"{s.study_id},{s.image},{s.labels},{s.label_names},{s.patient_id},CT\n" for s in phantom["specs"]))
+    runner = CliRunner()
+    res = runner.invoke(app, ["check-reports", "--studies", str(csv), "--reports", str(phantom["reports"])])
+    assert res.exit_code == 1, res.output
+    assert '"The spleen is located on the right."' in " ".join(res.output.split())
+    res = runner.invoke(app, ["build", "reports", "--studies", str(csv), "--reports", str(phantom["reports"]),
+                              "--out", str(tmp_path / "ds"), "--split-fractions", "1,0,0"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ds" / "claims.jsonl").is_file()
