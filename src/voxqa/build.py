@@ -14,6 +14,7 @@ from voxqa import __version__
 from voxqa.dataset.folder import no_gc, sha256_file, write_dataset
 from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
+from voxqa.executors import Executor, LocalExecutor
 from voxqa.anatomy.frames import FRAME_CONVENTION, SAGITTAL_FRAME_CONVENTION, frame_size
 from voxqa.boxes.geometry import union_box
 from voxqa.boxes.instances import LINK_RULE
@@ -290,8 +291,11 @@ def build_segmentation(
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     strict: bool = False,
     name: str = "segmentation",
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
-    """Build a spatial-QA dataset folder from image + segmentation pairs."""
+    """Build a spatial-QA dataset folder from image + segmentation pairs. Studies are read
+    and measured on ``executor`` (default: this process); only their compact geometry comes
+    back, and everything after (splits, balancing, writing) runs here on all studies."""
     for spec in specs:  # ids name folders under frames/: refused before anything is read
         check_study_id(spec.study_id, f"study of {spec.image}")
     with no_gc():
@@ -301,9 +305,18 @@ def build_segmentation(
         with Progress(transient=True, disable=not Console(stderr=True).is_terminal) as progress:
             task = progress.add_task("measuring structures", total=len(specs))
             errors: list[str] = []
-            for spec in specs:
+            pool = executor or LocalExecutor()
+            outcomes = {}
+            try:
+                for i, outcome in pool.run(load_segmentation_study, specs):
+                    outcomes[i] = outcome
+                    progress.advance(task)
+            except BaseException:
+                pool.stop()
+                raise
+            for i, spec in enumerate(specs):  # in the order given, whatever order they finished in
                 try:
-                    for study, g in load_segmentation_study(spec):
+                    for study, g in outcomes[i].result():
                         studies.append(study)
                         geometry[study.id] = g
                         if not study.findings and not g.mirrored:
@@ -312,7 +325,6 @@ def build_segmentation(
                 except (BuildError, VolumeError) as exc:
                     report.add("skipped", "study_unreadable", study=spec.study_id, error=str(exc))
                     errors.append(str(exc))
-                progress.advance(task)
         if not studies:
             raise BuildError("no study given" if not errors else errors[0] if len(errors) == 1
                              else f"none of the {len(errors)} studies could be read; the first: {errors[0]}")

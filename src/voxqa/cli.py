@@ -76,6 +76,8 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+_EXECUTOR_HELP = "Where per-study work runs: local (process pool of --workers) or ray (docs: README, 'Past one machine')."
+_ADDRESS_HELP = "With --executor ray: a running cluster (auto, or ray://HOST:PORT); default: start a local one."
 _SEED_HELP = "Seed of the train/val/test split (and of every random choice in the build)."
 _FRACTIONS_HELP = "Train, val and test fractions of the patients, summing to 1."
 
@@ -141,6 +143,9 @@ def build_segmentation(
         help="Axis codes such as RAS or LPS for files that state no patient orientation "
         "(NIfTI qform/sform codes 0, NRRD without space directions). Without it such studies "
         "get no side or direction questions.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, metavar="N", help="Processes reading studies in parallel (CPUs of a Ray cluster started here).")] = 1,
+    executor: Annotated[str, typer.Option("--executor", metavar="local|ray", help=_EXECUTOR_HELP)] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", metavar="auto|ray://HOST:PORT", help=_ADDRESS_HELP)] = None,
 ) -> None:
     """Image + segmentation -> spatial questions (laterality, vertical, depth, centricity,
     adjacency, extent, size, counting, presence) answered from world geometry."""
@@ -170,8 +175,9 @@ def build_segmentation(
             name = study_id or image.name.split(".")[0]
             specs = [SegSpec(study_id=name, image=image, labels=labels, label_names=label_names,
                              modality=modality, assume_orientation=assume_orientation)]
-        manifest = build(specs, out, seed=seed, fractions=fractions, strict=strict)
-    except (BuildError, VolumeError, ValueError) as exc:
+        manifest = build(specs, out, seed=seed, fractions=fractions, strict=strict,
+                         executor=_executor(executor, workers, address))
+    except (BuildError, VolumeError, ValueError, ImportError) as exc:
         _fail(str(exc))
         return
     _built(out, manifest)
@@ -287,12 +293,19 @@ def build_knee_grading(
     _built(out, manifest)
 
 
-def _render_recipe(folder: Path, name: str, workers: int, strict: bool) -> None:
+def _executor(name: str, workers: int, address: str | None):  # noqa: ANN202 - voxqa.executors.Executor
+    """The executor of --executor/--workers/--address (Ray is imported only when asked for)."""
+    from voxqa.executors import make_executor
+
+    return make_executor(name, workers, address)
+
+
+def _render_recipe(folder: Path, name: str, workers: int, strict: bool, pool) -> None:  # noqa: ANN001
     """`render --recipe`: per-study model-ready arrays and their transforms (voxqa.recipes)."""
     from voxqa.recipes import render_recipe
 
     try:
-        summary = render_recipe(folder, name, workers, strict)
+        summary = render_recipe(folder, name, workers, strict, pool)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] finished studies are kept; run again to resume")
         raise typer.Exit(code=130) from None
@@ -317,14 +330,21 @@ def render(
     frames: Annotated[str, typer.Option("--frames", metavar="K|all", help="Context frames per study for volume-level items: a number K, or 'all'.")] = "16",
     workers: Annotated[int, typer.Option("--workers", min=1, metavar="N", help="Processes rendering studies in parallel.")] = 1,
     mp4: Annotated[Optional[float], typer.Option("--mp4", min=0.1, metavar="FPS", help="Also write one MP4 per study at this frame rate (needs the 'video' extra).")] = None,
+    executor: Annotated[str, typer.Option("--executor", metavar="local|ray", help=_EXECUTOR_HELP)] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", metavar="auto|ray://HOST:PORT", help=_ADDRESS_HELP)] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", metavar="NAME", help="Instead of PNG frames, write 3D-model inputs: m3d, med3dvlm, radfm, merlin, ctchat, medgemma-ct or lingshu (docs/recipes.md).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="With --recipe: stop at the first refused or unreadable study.")] = False,
 ) -> None:
     """Write 8-bit PNG frames and add `images` / evidence `image_box` to items.jsonl."""
     from voxqa.render import RenderInterrupted, RenderSettings, parse_window, render_dataset
 
+    try:
+        pool = _executor(executor, workers, address)
+    except (ValueError, ImportError) as exc:
+        _fail(str(exc))
+        return
     if recipe is not None:
-        _render_recipe(folder, recipe, workers, strict)
+        _render_recipe(folder, recipe, workers, strict, pool)
         return
 
     if frames != "all" and not (frames.isdigit() and int(frames) > 0):
@@ -337,7 +357,7 @@ def render(
             import imageio_ffmpeg  # noqa: F401 - fail early with a clear message
 
         settings = RenderSettings(size=size, window=window, context=context, video_fps=mp4)
-        summary = render_dataset(folder, settings, workers)
+        summary = render_dataset(folder, settings, workers, pool)
     except ImportError:
         _fail("--mp4 needs imageio-ffmpeg: pip install 'voxqa[video]'")
         return
@@ -392,7 +412,7 @@ def eval_(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A rendered voxqa dataset folder.")],
     model: Annotated[str, typer.Option("--model", metavar="SPEC", help="random | prior | oracle | openai:MODEL | hf:PATH | py:MODULE:FACTORY | NAME[:ARG] (an installed plug-in; see docs/plugins.md)")],
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Run folder (resumable).")],
-    base_url: Annotated[Optional[str], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")] = None,
+    base_url: Annotated[Optional[list[str]], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible server, e.g. http://localhost:8000/v1; repeat it for replicas of the model (load-balanced).")] = None,
     split: Annotated[str, typer.Option("--split", metavar="train|val|test|all", help="Which items to ask.")] = "test",
     mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="Prompt mode: minimal, structured or oracle_region.")] = "minimal",
     control: Annotated[str, typer.Option("--control", metavar="CONTROL", help="Image control: none, blank (blank frames), shuffled (frames of another study) or mirrored (the mirrored study).")] = "none",
@@ -419,7 +439,7 @@ def eval_(
         _fail(f"--split {split!r} is not a split; use one of train, val, test or all")
     try:
         profile = get_profile(profile).spec  # recorded in run.json as one canonical spec
-        adapter = make_model(model, folder, profile=profile, base_url=base_url, seed=seed,
+        adapter = make_model(model, folder, profile=profile, base_url=base_url or None, seed=seed,
                              api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
                              model_args=parse_model_args(model_arg or []))
         cfg = RunConfig(dataset=folder, out=out, split=None if split == "all" else split, mode=mode,

@@ -30,10 +30,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import signal
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
+from voxqa.executors import Executor, LocalExecutor
 from voxqa.dataset.folder import ITEMS, dumps, read_items, read_studies, write_jsonl
 from voxqa.dataset.paths import inside
 from voxqa.anatomy.frames import frame_image
@@ -213,8 +212,10 @@ def _write_video(data: np.ndarray, study: Study, folder: Path, size: tuple[int, 
             "frame_index": "video frame i = volume frame i"}
 
 
-def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> dict[str, Any]:
-    """Render every frame the items need; rewrite items.jsonl with images and image boxes."""
+def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1,
+                   executor: Executor | None = None) -> dict[str, Any]:
+    """Render every frame the items need; rewrite items.jsonl with images and image boxes.
+    Studies run on ``executor`` (default: a local pool of ``workers``)."""
     studies = {s.id: s for s in read_studies(folder)}
     items = read_items(folder)
     previous = orjson.loads((folder / RENDER).read_bytes()) if (folder / RENDER).is_file() else {}
@@ -244,18 +245,19 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
     with Progress(transient=True, console=err, disable=not err.is_terminal) as progress, \
             (folder / PROGRESS).open("ab") as journal:
         task = progress.add_task("rendering studies", total=len(jobs))
-        pool = process_pool(workers)
+        pool = executor or LocalExecutor(workers)
         try:
-            for sid, fut in _completed(pool, jobs):
+            for i, outcome in pool.run(render_study, jobs):
+                sid = jobs[i][0].id
                 try:
-                    records[sid] = fut.result()
+                    records[sid] = outcome.result()
                     journal.write(orjson.dumps({"study": sid, "record": records[sid]}) + b"\n")
                     journal.flush()
                 except (VolumeError, OSError, ValueError) as exc:
                     errors[sid] = str(exc)
                 progress.advance(task)
         except KeyboardInterrupt:
-            stop_pool(pool)
+            pool.stop()
             for job in jobs:  # PNGs cut off mid-write never got their name: drop the parts
                 for part in (folder / FRAMES_DIR / job[0].id).glob("*" + PART):
                     part.unlink(missing_ok=True)
@@ -264,9 +266,8 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1) -> 
                 f"render interrupted: {done_now} of {len(renderable)} studies done, recorded in "
                 f"{folder / PROGRESS}; run the same command again to resume") from None
         except BaseException:
-            stop_pool(pool)
+            pool.stop()
             raise
-        pool.shutdown()
 
     rendered = [_with_images(it, records.get(it.study_id), sets.get(it.study_id, [])) for it in items]
     write_jsonl(folder / ITEMS, rendered)
@@ -322,61 +323,6 @@ def _read_progress(path: Path, key: str) -> dict[str, dict[str, Any]]:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             continue  # a torn last line (killed mid-write): that study is redone
     return done
-
-
-def _completed(pool: ProcessPoolExecutor | _Inline, jobs: list) -> Iterator[tuple[str, Future]]:
-    """(study id, finished future) as each study finishes; one at a time without a pool."""
-    if isinstance(pool, _Inline):
-        for job in jobs:
-            yield job[0].id, pool.submit(render_study, job)
-        return
-    futures = {pool.submit(render_study, job): job[0].id for job in jobs}
-    for fut in as_completed(futures):
-        yield futures[fut], fut
-
-
-def stop_pool(pool: ProcessPoolExecutor | _Inline) -> None:
-    """Cancel queued studies and end running workers now (they ignore SIGINT themselves)."""
-    if isinstance(pool, _Inline):
-        return
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        proc.join(timeout=5)
-
-
-class _Inline:
-    """A one-worker stand-in for a process pool: no process start-up or pickling."""
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def shutdown(self) -> None:
-        return None
-
-    def submit(self, fn, job):  # noqa: ANN001 - mirrors Executor.submit
-        fut: Future = Future()
-        try:
-            fut.set_result(fn(job))
-        except Exception as exc:  # noqa: BLE001 - re-raised by fut.result(), like a pool
-            fut.set_exception(exc)
-        return fut
-
-
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them (no worker tracebacks)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def process_pool(workers: int) -> ProcessPoolExecutor | _Inline:
-    if workers <= 1:
-        return _Inline()
-    return ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
 
 
 def _with_images(item: Item, record: dict[str, Any] | None, volume_frames: list[int]) -> Item:

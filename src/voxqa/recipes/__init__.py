@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import Future, as_completed
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from rich.progress import Progress
 from voxqa.anatomy.frames import FRAME_CONVENTION
 from voxqa.dataset.folder import dumps, read_studies
 from voxqa.dataset.paths import inside
+from voxqa.executors import Executor, LocalExecutor
 from voxqa.io import VolumeError, open_volume
 from voxqa.recipes.base import (
     Recipe,
@@ -43,7 +43,6 @@ from voxqa.recipes.base import (
 )
 from voxqa.recipes.slices import SliceRecipe
 from voxqa.recipes.volume import VolumeRecipe
-from voxqa.render import process_pool, stop_pool
 from voxqa.schema import Study
 
 __all__ = [
@@ -128,7 +127,8 @@ def _finished(folder: Path, study: Study, name: str, key: str) -> dict[str, Any]
     return done["record"]
 
 
-def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = False) -> dict[str, Any]:
+def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = False,
+                  executor: Executor | None = None) -> dict[str, Any]:
     """Write recipe ``name``'s model inputs for every study with a volume; returns recipe.json's content."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
@@ -159,24 +159,22 @@ def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = Fals
     err = Console(stderr=True)  # progress on stderr, and only on a terminal
     with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
         task = progress.add_task(f"recipe {name}", total=len(jobs))
-        pool = process_pool(workers)
+        pool = executor or LocalExecutor(workers)
         try:
-            futures: dict[Future, str] = {pool.submit(_render_study, job): job[0].id for job in jobs}
-            for fut in as_completed(futures):
-                sid = futures[fut]
+            for i, outcome in pool.run(_render_study, jobs):
+                sid = jobs[i][0].id
                 try:
-                    records[sid] = fut.result()
+                    records[sid] = outcome.result()
                 except (VolumeError, OSError, ValueError) as exc:
                     if strict:
                         raise
                     failed[sid] = str(exc)
                 progress.advance(task)
         except BaseException:  # Ctrl-C or strict: stop now; only complete files carry their names
-            stop_pool(pool)
+            pool.stop()
             for part in out_dir.glob("*" + PART):
                 part.unlink(missing_ok=True)
             raise
-        pool.shutdown()
 
     summary = {
         "recipe": name,

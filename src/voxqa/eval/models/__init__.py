@@ -20,12 +20,13 @@ from voxqa.eval.models.plugins import (BUILTIN_NAMES, PluginError, find, install
 SPECS = ("random", "prior", "oracle", "openai:MODEL", "hf:PATH", "py:MODULE:FACTORY")
 
 
-def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: str | None = None,
+def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: str | list[str] | None = None,
                seed: int = 0, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
                max_retries: int = 5, model_args: Mapping[str, Any] | None = None) -> ModelAdapter:
     """The adapter for ``spec``; baselines learn what they need from the train split.
 
-    ``model_args`` go to a plug-in's factory as keyword arguments (built-ins take none)."""
+    ``model_args`` go to a plug-in's factory as keyword arguments (built-ins take none);
+    several ``base_url``s are replicas of one served model, load-balanced."""
     name = spec.partition(":")[0]
     context = {"dataset": Path(dataset).resolve(), "profile": profile, "seed": seed}  # see docs/plugins.md
     if name == "py":

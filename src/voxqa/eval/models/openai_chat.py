@@ -8,6 +8,10 @@ replies) are retried with exponential backoff and full jitter, honouring Retry-A
 a refused key or a model the server does not list stop it before anything is written. The
 API key is read from an environment variable only and is never written anywhere (run.json
 records the variable's name, not its value; every error text goes through ``redact``).
+
+Several base URLs (``--base-url`` repeated: replicas of one model) are load-balanced: each
+attempt goes to the endpoint with the fewest requests in flight, and a retry moves on to the
+next one, so one slow or failing replica does not hold items back. Preflight checks them all.
 """
 
 from __future__ import annotations
@@ -36,10 +40,14 @@ PREFLIGHT_TIMEOUT = 10.0
 
 
 class OpenAIChat:
-    def __init__(self, model: str, base_url: str, *, api_key_env: str = "OPENAI_API_KEY",
+    def __init__(self, model: str, base_url: str | list[str], *, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 120.0, max_retries: int = 5, max_tokens: int = 1024,
                  backoff: float = 1.0, seed: int = 0):
-        self.model, self.base_url = model, base_url.rstrip("/")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        self.model, self.base_urls = model, [u.rstrip("/") for u in urls]
+        self.base_url = self.base_urls[0]
+        self._in_flight = dict.fromkeys(self.base_urls, 0)
+        self._turn = 0
         self.api_key_env, self.timeout = api_key_env, timeout
         self.max_retries, self.max_tokens, self.backoff = max_retries, max_tokens, backoff
         self.spec = f"openai:{model}"
@@ -47,7 +55,9 @@ class OpenAIChat:
         self._client: httpx.AsyncClient | None = None
 
     def identity(self) -> dict[str, Any]:
-        return {"spec": self.spec, "base_url": self.base_url, "temperature": 0.0,
+        # one URL as before; replicas as a sorted list (their order does not change answers)
+        where = self.base_url if len(self.base_urls) == 1 else sorted(self.base_urls)
+        return {"spec": self.spec, "base_url": where, "temperature": 0.0,
                 "max_tokens": self.max_tokens, "api_key_env": self.api_key_env}
 
     def _messages(self, prompt: Prompt) -> list[dict[str, Any]]:
@@ -70,33 +80,45 @@ class OpenAIChat:
         """``text`` without the API key (or any Bearer / sk- token)."""
         return redact(text, env_secrets(self.api_key_env))
 
-    def _fatal(self, resp: httpx.Response) -> ServerConfigError:
+    def _fatal(self, resp: httpx.Response, url: str) -> ServerConfigError:
         body = self.redact(resp.text[:200].replace("\n", " "))
         if resp.status_code in (401, 403):
             key = "set" if os.environ.get(self.api_key_env) else "not set"
-            return ServerConfigError(f"{self.base_url} refused the API key (HTTP {resp.status_code}; "
+            return ServerConfigError(f"{url} refused the API key (HTTP {resp.status_code}; "
                                      f"key from ${self.api_key_env}, {key}): {body}")
-        return ServerConfigError(f"{self.base_url}: HTTP {resp.status_code} for model {self.model!r} "
+        return ServerConfigError(f"{url}: HTTP {resp.status_code} for model {self.model!r} "
                                  f"(wrong --base-url or model name?): {body}")
 
+    def _pick(self, failed: str | None) -> str:
+        """The endpoint with the fewest requests in flight, ties in turn; a retry never goes
+        back to the endpoint that just failed it (when there is another)."""
+        self._turn += 1
+        n = len(self.base_urls)
+        order = [u for i in range(n) if (u := self.base_urls[(self._turn + i) % n]) != failed or n == 1]
+        return min(order, key=lambda u: self._in_flight[u])
+
     async def preflight(self) -> None:
+        for url in self.base_urls:
+            await self._preflight(url)
+
+    async def _preflight(self, base_url: str) -> None:
         """Stop before a run that cannot work: an invalid URL, connection refused or DNS
         failure, a refused key (401/403) or a model missing from ``GET {base}/models``. A
         server without a model list (404/405/501) passes; its first request decides."""
-        parts = urlsplit(self.base_url)
+        parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ServerConfigError(f"--base-url {self.base_url!r} is not an http(s) URL "
+            raise ServerConfigError(f"--base-url {base_url!r} is not an http(s) URL "
                                     "(e.g. http://localhost:8000/v1)")
         try:
             async with httpx.AsyncClient(timeout=min(self.timeout, PREFLIGHT_TIMEOUT)) as client:
-                resp = await client.get(f"{self.base_url}/models", headers=self._headers())
+                resp = await client.get(f"{base_url}/models", headers=self._headers())
         except httpx.TimeoutException:
-            raise ServerConfigError(f"{self.base_url}: no reply within "
+            raise ServerConfigError(f"{base_url}: no reply within "
                                     f"{min(self.timeout, PREFLIGHT_TIMEOUT):g} s") from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise ServerConfigError(self.redact(f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}")) from None
+            raise ServerConfigError(self.redact(f"cannot reach {base_url}: {type(exc).__name__}: {exc}")) from None
         if resp.status_code in (401, 403):
-            raise self._fatal(resp)
+            raise self._fatal(resp, base_url)
         if resp.status_code != 200:
             return
         try:
@@ -104,7 +126,7 @@ class OpenAIChat:
         except (ValueError, KeyError, TypeError):
             return
         if served and self.model not in served:
-            raise ServerConfigError(f"model {self.model!r} is not served by {self.base_url} "
+            raise ServerConfigError(f"model {self.model!r} is not served by {base_url} "
                                     f"(served: {', '.join(served[:10])})")
 
     async def answer(self, prompt: Prompt, item: Item) -> str:
@@ -113,16 +135,17 @@ class OpenAIChat:
         headers = self._headers()
         payload = orjson.dumps({"model": self.model, "messages": self._messages(prompt),
                                 "temperature": 0.0, "max_tokens": self.max_tokens})
-        last = "no attempt"
+        last, url = "no attempt", None
         for attempt in range(self.max_retries + 1):
             wait: float | None = None
+            url = self._pick(url)
+            self._in_flight[url] += 1
             try:
-                resp = await self._client.post(f"{self.base_url}/chat/completions", content=payload,
-                                               headers=headers)
+                resp = await self._client.post(f"{url}/chat/completions", content=payload, headers=headers)
                 if resp.status_code == 200:
                     return resp.json()["choices"][0]["message"]["content"] or ""
                 if resp.status_code in FATAL_STATUS:
-                    raise self._fatal(resp)
+                    raise self._fatal(resp, url)
                 last = self.redact(f"HTTP {resp.status_code}: {resp.text[:200]}")
                 if resp.status_code not in RETRY_STATUS:
                     raise PermanentError(last)
@@ -133,6 +156,8 @@ class OpenAIChat:
                 raise
             except (ValueError, KeyError, IndexError, TypeError) as exc:  # malformed reply
                 last = self.redact(f"malformed reply: {type(exc).__name__}: {exc}")
+            finally:
+                self._in_flight[url] -= 1
             if attempt < self.max_retries:
                 cap = self.backoff * 2**attempt
                 await asyncio.sleep(wait if wait is not None else self._jitter.uniform(0, cap))
