@@ -18,7 +18,9 @@ from voxqa.anatomy.frames import voxel_box_to_frame_box
 from voxqa.boxes.profiles import PROFILES
 from voxqa.build import build_reports
 from voxqa.cli import app
+from voxqa.boxes.geometry import iou
 from voxqa.dataset.folder import read_items
+from voxqa.eval.metrics import Grounded, grounding_scores, match_keywords
 from voxqa.phantom import write_segmentation_phantom
 from voxqa.reports.check import check_reports
 from voxqa.reports.claims import combine
@@ -189,3 +191,50 @@ def test_cli_build_and_check_reports(phantom: dict, tmp_path: Path) -> None:
                               "--out", str(tmp_path / "ds"), "--split-fractions", "1,0,0"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ds" / "claims.jsonl").is_file()
+
+
+# --- G-IoU ---------------------------------------------------------------------------------------
+
+LIVER, SPLEEN, KIDNEY = (0, 0, 10, 10), (20, 0, 30, 10), (0, 20, 10, 30)
+
+
+def radgrounder_giou(gold: list[tuple[str, tuple]], pred: list[tuple[str, tuple]]) -> list[tuple[str, float]]:
+    """RadGrounder's evaluator re-enacted (detect_grounding_evaluator.py L72-97): greedy on the
+    similarity matrix, no threshold, keywords popped but boxes not. (gold keyword, IoU) per match."""
+    gk, pk = [g[0] for g in gold], [p[0] for p in pred]
+    gb, pb = [g[1] for g in gold], [p[1] for p in pred]
+    sim = np.array([[1.0 if a == b else 0.0 for b in pk] for a in gk])
+    out = []
+    while gk and pk:
+        r, c = np.unravel_index(int(np.argmax(sim)), sim.shape)
+        out.append((gk[r], iou(gb[r], pb[c])))
+        sim = np.delete(np.delete(sim, r, 0), c, 1)
+        gk.pop(r)
+        pk.pop(c)
+    return out
+
+
+def test_giou_keeps_keyword_box_pairs_where_radgrounder_breaks() -> None:
+    gold = [("liver", LIVER), ("spleen", SPLEEN), ("kidney", KIDNEY)]
+    pred = [("spleen", SPLEEN), ("liver", LIVER)]  # perfect boxes, one keyword missed
+    assert radgrounder_giou(gold, pred)[1] == ("spleen", 0.0)  # scored against the liver's box
+    s = grounding_scores([([Grounded(k, b) for k, b in gold], [Grounded(k, b) for k, b in pred])])
+    assert s["iou"] == 1.0 and s["matched"] == 2
+    assert s["g_iou"] == pytest.approx(2 / 3)  # two of max(3, 2) keywords, each IoU 1
+    assert (s["precision"], s["recall"]) == (1.0, pytest.approx(2 / 3))
+    assert s["f1"] == pytest.approx(0.8) and s["recall_at"] == pytest.approx(2 / 3)
+
+
+def test_giou_threshold_synonyms_and_empty_predictions() -> None:
+    g = [Grounded("Leber", LIVER)]
+    # German gold, English prediction: the same structure; a half-overlapping box
+    s = grounding_scores([(g, [Grounded("liver", (5, 0, 15, 10))])])
+    assert s["iou"] == pytest.approx(1 / 3) and s["precision_at"] == 0.0 and s["g_iou"] == pytest.approx(1 / 3)
+    # no similarity threshold in RadGrounder: "kidney" would be matched to "liver"; here it is not
+    s = grounding_scores([(g, [Grounded("kidney", LIVER)])])
+    assert s["matched"] == 0 and s["iou"] is None and s["g_iou"] == 0.0
+    # a sample with no predicted keywords counts in recall (RadGrounder skips it)
+    s = grounding_scores([(g, [Grounded("liver", LIVER)]), ([Grounded("spleen", SPLEEN)], [])])
+    assert (s["recall"], s["precision"], s["g_iou"]) == (0.5, 1.0, 0.5)
+    assert match_keywords([Grounded("linke Niere", LIVER)], [Grounded("right kidney", LIVER),
+                                                             Grounded("left kidney", LIVER)]) == [(0, 1, 1.0)]

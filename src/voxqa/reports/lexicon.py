@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from voxqa.anatomy.labelnames import display_name
 
@@ -206,3 +207,22 @@ def name(label: str, language: str, case: str = "nom") -> str:
     gender = _DE_GENDER.get(base, "f")
     adjective = f"{'link' if side == 'left' else 'recht'}{_DE_ADJ[case, gender]} " if side else ""
     return f"{_DE_ARTICLE[case, gender]} {adjective}{noun}"
+
+
+
+@cache
+def _keyword_tables() -> list[tuple[list, list]]:
+    return [(compile_alternatives(STRUCTURES[lang]), compile_alternatives(SIDE_FREE[lang])) for lang in STRUCTURES]
+
+
+def canonical_keyword(word: str) -> str:
+    """A grounded keyword as a label name when the lexicon knows it ("Leber", "hepatic",
+    "the liver" -> "liver"; "linke Niere" -> "kidney_left"), else lower-cased and trimmed:
+    what keyword matching compares offline."""
+    text = " ".join(word.lower().split())
+    for structures, sides in _keyword_tables():
+        for pattern, entry in structures:
+            if pattern.search(text):
+                side = next((v for p, v in sides if p.search(text)), None)
+                return f"{entry.base}_{side}" if side else entry.base
+    return text
