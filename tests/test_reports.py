@@ -238,3 +238,39 @@ def test_giou_threshold_synonyms_and_empty_predictions() -> None:
     assert (s["recall"], s["precision"], s["g_iou"]) == (0.5, 1.0, 0.5)
     assert match_keywords([Grounded("linke Niere", LIVER)], [Grounded("right kidney", LIVER),
                                                              Grounded("left kidney", LIVER)]) == [(0, 1, 1.0)]
+
+
+# --- the jury: verdicts by item id -----------------------------------------------------------------
+
+def test_jury_keys_verdicts_by_item_id_with_reordering_and_dropping_judge(tmp_path: Path) -> None:
+    """Judge 1 answers its batch reversed and drops one item; judge 2 answers in order. The
+    dropped item is a recorded failure (no score); every other item gets its own verdicts."""
+    import asyncio
+    import re as _re
+
+    from openai_stub import StubServer
+
+    from voxqa.eval.jury import Jury
+    from voxqa.eval.models.openai_chat import OpenAIChat
+
+    def judge(reorder_and_drop: bool):
+        def answer(content: list) -> str:
+            text = content[0]["text"]
+            rows = [{"id": i, "correct": ref == cand} for i, ref, cand in _re.findall(
+                r"Item id: (\S+)\nQuestion: .*\nReference answer: (.*)\nCandidate answer: (.*)\n", text)]
+            if reorder_and_drop:
+                rows = [r for r in rows if r["id"] != "b"][::-1]
+            return "Here you go:\n" + json.dumps(rows)
+        return answer
+
+    cases = {"a": ("q", "left", "left"), "b": ("q", "left", "right"), "c": ("q", "x", "y"), "d": ("q", "y", "y")}
+    with StubServer(judge(True)) as one, StubServer(judge(False)) as two:
+        jury = Jury([OpenAIChat("j1", one.url, max_retries=0), OpenAIChat("j2", two.url, max_retries=0)],
+                    tmp_path, batch=4)
+        got = asyncio.run(jury.verdicts(cases))
+        assert len(one.requests) == len(two.requests) == 1  # one batch each
+    assert {i: v.score for i, v in got.items()} == {"a": 1.0, "b": None, "c": 0.0, "d": 1.0}
+    assert got["b"].failures == ["openai:j1: no verdict for this item in its reply"]
+    reloaded = Jury(jury.judges, tmp_path)  # the cache holds verdicts, never failures
+    assert all(Jury._key(jury.judges[1], *c) in reloaded.cache for c in cases.values())
+    assert [Jury._key(jury.judges[0], *c) in reloaded.cache for c in cases.values()] == [True, False, True, True]

@@ -82,12 +82,14 @@ def _judge(jury: Jury, items: list[Item], golds: list[Any], preds: dict[str, Any
     todo = [(i, it) for i, it in enumerate(items) if it.answer.type == "text" and not records[i]["failed"]]
     asked = [(i, it) for i, it in todo if records[i]["parse_ok"]]
     verdicts = asyncio.run(jury.verdicts(
-        [(it.question, str(golds[i]), str(preds[it.id]["parsed"])) for i, it in asked]))
-    judged = {i: v for (i, _), v in zip(asked, verdicts)}
-    for i, _ in todo:
+        {it.id: (it.question, str(golds[i]), str(preds[it.id]["parsed"])) for i, it in asked}))
+    for i, it in todo:
         scores = records[i]["scores"]
-        scores["judge"] = judged.get(i, 0.0)
-        scores["ar_score"] = ar_score(scores["judge"], scores)
+        verdict = verdicts.get(it.id)  # keyed by item id; an unparsed answer was not asked: 0
+        scores["judge"] = verdict.score if verdict is not None else 0.0
+        scores["ar_score"] = None if scores["judge"] is None else ar_score(scores["judge"], scores)
+        if verdict is not None and verdict.failures:  # a judge failed this item: no jury score
+            records[i]["jury_failures"] = verdict.failures
 
 
 @dataclass
