@@ -425,6 +425,9 @@ def eval_(
     timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Seconds per request.")] = 120.0,
     max_retries: Annotated[int, typer.Option("--max-retries", min=0, metavar="N", help="Retries of a failed request (with backoff).")] = 5,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the random baseline and of controls.")] = 0,
+    executor: Annotated[str, typer.Option("--executor", metavar="local|ray", help="Where the model runs: here, or one replica per Ray actor (hf:/plug-in models on several GPUs).")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", metavar="auto|ray://HOST:PORT", help=_ADDRESS_HELP)] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, metavar="N", help="With --executor ray: model replicas (Ray actors).")] = 1,
 ) -> None:
     """Run a model (or a baseline) on a dataset; predictions are appended and resumable."""
     import asyncio
@@ -439,14 +442,21 @@ def eval_(
         _fail(f"--split {split!r} is not a split; use one of train, val, test or all")
     try:
         profile = get_profile(profile).spec  # recorded in run.json as one canonical spec
-        adapter = make_model(model, folder, profile=profile, base_url=base_url or None, seed=seed,
-                             api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
-                             model_args=parse_model_args(model_arg or []))
+        model_kwargs = dict(profile=profile, base_url=base_url or None, seed=seed, api_key_env=api_key_env,
+                            timeout=timeout, max_retries=max_retries, model_args=parse_model_args(model_arg or []))
+        if executor == "ray":
+            from voxqa.eval.models.distributed import RayModels
+
+            _executor(executor, workers, address)  # joins or starts the cluster
+            adapter = RayModels(model, folder, workers, **model_kwargs)
+        else:
+            _executor(executor, workers, address)  # refuses unknown names and a stray --address
+            adapter = make_model(model, folder, **model_kwargs)
         cfg = RunConfig(dataset=folder, out=out, split=None if split == "all" else split, mode=mode,
                         control=control, profile=profile, limit=limit, concurrency=concurrency,
                         tasks=tuple(t.strip() for t in tasks.split(",")) if tasks else None, seed=seed)
         counts = asyncio.run(run_eval(cfg, adapter))
-    except (RunMismatch, FileNotFoundError, ValueError, KeyError, PermanentError) as exc:
+    except (RunMismatch, FileNotFoundError, ValueError, KeyError, PermanentError, ImportError) as exc:
         _fail(str(exc))
         return
     console.print(f"[green]eval[/] {model} -> {out}: {counts}", soft_wrap=True)
@@ -461,10 +471,11 @@ def eval_(
         _fail(str(exc))
 
 
-def _print_score(run: Path, jury=None, allow_incomplete: bool = False) -> None:  # noqa: ANN001 - a voxqa.eval.jury.Jury
+def _print_score(run: Path, jury=None, allow_incomplete: bool = False,  # noqa: ANN001 - a voxqa.eval.jury.Jury
+                 as_published: Optional[str] = None) -> None:
     from voxqa.eval.score import RESULTS, score_run
 
-    results = score_run(run, jury, allow_incomplete=allow_incomplete)
+    results = score_run(run, jury, allow_incomplete=allow_incomplete, as_published=as_published)
     overall = results["overall"]
     shown = {k: round(v["mean"], 4) for k, v in overall["metrics"].items()
              if v["mean"] is not None and k in ("accuracy", "set_f1", "frame_f1", "miou", "iou3d", "bleu")}
@@ -472,6 +483,10 @@ def _print_score(run: Path, jury=None, allow_incomplete: bool = False) -> None: 
                   f"{overall['chance']}, parse failures {overall['parse_failures']}"
                   + (f" [bold red]INCOMPLETE: {results['failed']} requests failed[/]" if results.get("incomplete") else ""),
                   soft_wrap=True)
+    if as_published is not None:  # stdout: the benchmark's numbers, each block labelled
+        import json
+
+        print(json.dumps(results["as_published"], indent=2, ensure_ascii=False))
 
 
 @app.command()
@@ -481,6 +496,7 @@ def score(
     judge_base_url: Annotated[Optional[str], typer.Option("--judge-base-url", metavar="URL", help="OpenAI-compatible server of the judges.")] = None,
     judge_api_key_env: Annotated[str, typer.Option("--judge-api-key-env", metavar="NAME", help="Environment variable holding the judges' API key.")] = "OPENAI_API_KEY",
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Score a run with failed requests anyway (labelled incomplete).")] = False,
+    as_published: Annotated[Optional[str], typer.Option("--as-published", metavar="sgmri-vqa|ct-spatialvqa", help="Add the benchmark's own headline metrics, computed as published, beside voxqa's (docs/importers.md).")] = None,
 ) -> None:
     """Re-score a run without re-running it (writes RUN/results.json); optionally with an LLM jury."""
     jury = None
@@ -493,7 +509,12 @@ def score(
                 raise ValueError("--judge takes openai:MODEL and needs --judge-base-url")
             jury = Jury([OpenAIChat(j.split(":", 1)[1], judge_base_url, api_key_env=judge_api_key_env,
                                     max_tokens=8) for j in judge], run)
-        _print_score(run, jury, allow_incomplete)
+        if as_published is not None:
+            from voxqa.importers.published_scores import NAMES
+
+            if as_published not in NAMES:
+                raise ValueError(f"--as-published {as_published!r}: known benchmarks are {', '.join(NAMES)}")
+        _print_score(run, jury, allow_incomplete, as_published)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
 
@@ -519,8 +540,9 @@ def compare(
     runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run folders of `voxqa eval`.")],
     out: Annotated[Optional[Path], typer.Option("--out", metavar="FILE", help="leaderboard.md or leaderboard.csv (default: print).")] = None,
 ) -> None:
-    """Leaderboard: one row per run, headline metric per task with CIs, chance row first."""
-    from voxqa.eval.compare import leaderboard, render_table
+    """Leaderboard: one row per run, headline metric per task with CIs, chance row first; for
+    grading runs in structured and oracle_region mode, the GT-region uplift per feature."""
+    from voxqa.eval.compare import UPLIFT_TITLE, leaderboard, load_results, region_uplift, render_table, uplift_table
 
     if out is not None and not out.parent.is_dir():
         _fail(f"--out {out}: folder {out.parent} does not exist")
@@ -534,11 +556,18 @@ def compare(
         return
     fmt = "csv" if out is not None and out.suffix == ".csv" else "md"
     text = render_table(header, rows, fmt)
+    uplift = uplift_table(region_uplift(load_results(runs)))  # grading runs in two modes only
+    if uplift[1] and fmt == "md":
+        text += f"\n{UPLIFT_TITLE}\n\n" + render_table(*uplift, fmt, legend=False)
     if out is None:
         print(text)
     else:
         out.write_text(text)
         console.print(f"[green]leaderboard[/] {out} ({len(rows) - 1} runs)")
+        if uplift[1] and fmt == "csv":
+            extra = out.with_name(out.stem + ".uplift.csv")
+            extra.write_text(render_table(*uplift, fmt))
+            console.print(f"[green]GT-region uplift[/] {extra}")
 
 
 @app.command()
@@ -786,6 +815,108 @@ def demo(
         text = text.split("\n\n")[0]
     print(text)  # stdout: the leaderboard alone, no trailing blank line
 
-for _info in app.registered_commands + build_app.registered_commands:  # help without type names
+import_app = typer.Typer(help="Import a published benchmark in its released format as a voxqa dataset (or a released run as a voxqa run); see docs/importers.md.", no_args_is_help=True, cls=_Group)
+app.add_typer(import_app, name="import")
+
+
+def _imported(out: Path, manifest: dict) -> None:
+    from voxqa.dataset.folder import REPORT
+
+    _built(out, manifest)
+    console.print(f"build report: {escape(str(out / REPORT))}", soft_wrap=True)
+
+
+@import_app.command("sgmri-vqa")
+def import_sgmri_vqa(
+    qa: Annotated[list[Path], typer.Option("--qa", metavar="JSON", help="Released QA file (slice or volume records; repeatable).")],
+    annotations: Annotated[list[Path], typer.Option("--annotations", metavar="CSV", help="fastMRI+ box CSV every box is reconciled with (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output dataset folder.")],
+    file_list: Annotated[Optional[list[Path]], typer.Option("--file-list", metavar="CSV", help="fastMRI+ reviewed-volume list (repeatable).")] = None,
+    volumes: Annotated[Optional[Path], typer.Option("--volumes", metavar="DIR", help="Folder of <volume_id>.h5 fastMRI volumes.")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", metavar="train|val|test", help="Split of every record (default: from each file name).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first dropped box or unreadable volume.")] = False,
+) -> None:
+    """SGMRI-VQA QA JSON -> voxqa items, frames 0-based, the knee off-by-one corrected against fastMRI+."""
+    from voxqa.errors import BuildError
+    from voxqa.importers.sgmri_vqa import import_sgmri_vqa as run_import
+
+    if volumes is not None and not volumes.is_dir():
+        _fail(f"--volumes {volumes}: not a folder")
+    try:
+        manifest = run_import(qa, annotations, out, file_lists=file_list or [], volumes=volumes,
+                              split=split, strict=strict)
+    except (BuildError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    _imported(out, manifest)
+
+
+@import_app.command("ct-spatialvqa")
+def import_ct_spatialvqa(
+    qa: Annotated[Path, typer.Option("--qa", metavar="JSONL", help="Released QA records (case_id, image_path, question, answer).")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output dataset folder.")],
+    categories: Annotated[Optional[Path], typer.Option("--categories", metavar="JSON", help="Released category file (multi-label per question).")] = None,
+    volumes_root: Annotated[Optional[Path], typer.Option("--volumes-root", metavar="DIR", help="Folder the records' image_path (or case_id) is relative to.")] = None,
+    split: Annotated[str, typer.Option("--split", metavar="train|val|test", help="Split of the items (the release is the benchmark's test set).")] = "test",
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first dropped record or unreadable volume.")] = False,
+) -> None:
+    """CT-SpatialVQA JSONL -> free-text voxqa items (scored by a jury), categories kept."""
+    from voxqa.errors import BuildError
+    from voxqa.importers.ct_spatialvqa import import_ct_spatialvqa as run_import
+
+    try:
+        manifest = run_import(qa, out, categories=categories, volumes_root=volumes_root, split=split, strict=strict)
+    except (BuildError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    _imported(out, manifest)
+
+
+@import_app.command("ct-spatialvqa-run")
+def import_ct_spatialvqa_run(
+    dataset: Annotated[Path, typer.Option("--dataset", metavar="DIR", help="The dataset of `voxqa import ct-spatialvqa`.")],
+    evals: Annotated[list[Path], typer.Option("--eval", metavar="FILE", help="Released <model>_<judge>_eval*.json, one per judge (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", metavar="RUN", help="Run folder to create.")],
+    model: Annotated[Optional[str], typer.Option("--model", metavar="NAME", help="Model name (default: from the file names).")] = None,
+) -> None:
+    """Released predictions + judge verdicts -> a voxqa run (verdicts aligned by content, never by position)."""
+    from voxqa.errors import BuildError
+    from voxqa.importers.ct_spatialvqa import IMPORT_REPORT
+    from voxqa.importers.ct_spatialvqa import import_ct_spatialvqa_run as run_import
+
+    try:
+        report = run_import(dataset, evals, out, model=model)
+    except (BuildError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    gaps = ", ".join(f"{k} {v['count']}" for k, v in report["gaps"].items() if v["count"]) or "none"
+    judged = ", ".join(f"{k} {v['aligned']}/{v['entries']}" for k, v in report["judges"].items())
+    console.print(f"[green]imported[/] {report['model']}: {report['predictions']} predictions, judges {judged} "
+                  f"aligned; gaps: {gaps}; details in {escape(str(out / IMPORT_REPORT))}. Score it with "
+                  f"`voxqa score {escape(str(out))} --as-published ct-spatialvqa`", soft_wrap=True)
+
+
+@import_app.command("reasonknee")
+def import_reasonknee(
+    questions: Annotated[Path, typer.Option("--questions", metavar="JSON", help="Released question file (69 templates keyed 1..69).")],
+    answers: Annotated[Path, typer.Option("--answers", metavar="JSON", help="Records {image, question_id, answer: MOAKS JSON}.")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output dataset folder.")],
+    splits: Annotated[Optional[list[Path]], typer.Option("--splits", metavar="CSV", help="Split CSV(s) (train/val/test in the name; repeatable).")] = None,
+    volumes_root: Annotated[Optional[Path], typer.Option("--volumes-root", metavar="DIR", help="Folder the image paths are relative to.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first dropped record or unreadable volume.")] = False,
+) -> None:
+    """3DReasonKnee MOAKS JSON answers -> one grading item per graded component (MOAKS target kept)."""
+    from voxqa.errors import BuildError
+    from voxqa.importers.reasonknee import import_reasonknee as run_import
+
+    try:
+        manifest = run_import(questions, answers, out, splits=splits or [], volumes_root=volumes_root, strict=strict)
+    except (BuildError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    _imported(out, manifest)
+
+
+for _info in app.registered_commands + build_app.registered_commands + import_app.registered_commands:  # help without type names
     if _info.cls in (None, TyperCommand):
         _info.cls = _Command

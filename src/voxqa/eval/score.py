@@ -121,11 +121,14 @@ def scored_run(run: Path) -> ScoredRun:
                     tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"])
     studies = {s.id: s for s in read_studies(folder)}
     every = read_items(folder)
-    items = select(every, cfg)
+    preds = read_predictions(run / PREDICTIONS)
+    if ident["mode"] == "published":  # a released run (voxqa import): its answers, no images here
+        items = [it for it in every if it.id in preds]
+    else:
+        items = select(every, cfg)
     if not items:
         raise ValueError(f"{run}: the run selects no items")
     vocabularies = dataset_vocabulary(every, studies.values())  # the whole dataset's labels
-    preds = read_predictions(run / PREDICTIONS)
     records, golds = [], []
     points = get_profile(ident["profile"]).answer_form == "points"  # box answers read as points
     for it in items:
@@ -230,10 +233,12 @@ def results_of(sr: ScoredRun) -> dict[str, Any]:
     return results
 
 
-def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = False) -> dict[str, Any]:
+def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = False,
+              as_published: str | None = None) -> dict[str, Any]:
     """Score (or re-score) a run folder and write its results.json; a jury adds ``judge`` and
     ``ar_score`` to free-text items. A run with failed requests is incomplete: refused
-    (``IncompleteRun``) unless ``allow_incomplete``, and then marked ``incomplete: true``."""
+    (``IncompleteRun``) unless ``allow_incomplete``, and then marked ``incomplete: true``.
+    ``as_published`` names a benchmark whose own metrics are added (``voxqa.importers.published_scores``)."""
     sr = scored_run(run)
     status = [sr.preds.get(it.id, {}).get("status") for it in sr.items]
     failed = status.count("failed")
@@ -250,5 +255,11 @@ def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = Fals
     results["failed"] = failed
     results["missing"] = status.count(None)
     results["incomplete"] = failed > 0
+    if as_published is not None:
+        from voxqa.importers.published_scores import as_published as published
+
+        results["as_published"] = published(
+            as_published, sr.run, sr.records, {i: p.get("raw") for i, p in sr.preds.items()},
+            {it.id: gold for it, gold in zip(sr.items, sr.golds)})
     (sr.run / RESULTS).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return results
