@@ -274,3 +274,36 @@ def test_jury_keys_verdicts_by_item_id_with_reordering_and_dropping_judge(tmp_pa
     reloaded = Jury(jury.judges, tmp_path)  # the cache holds verdicts, never failures
     assert all(Jury._key(jury.judges[1], *c) in reloaded.cache for c in cases.values())
     assert [Jury._key(jury.judges[0], *c) in reloaded.cache for c in cases.values()] == [True, False, True, True]
+
+
+def test_openai_extractor_schema_cache_and_verdicts(phantom: dict, tmp_path: Path) -> None:
+    """An OpenAI-compatible server on loopback reads a free-text sentence the rules miss; the
+    request carries the JSON schema; a second extraction is served from the cache."""
+    from openai_stub import StubServer
+
+    from voxqa.reports.extract_openai import OpenAIExtractor
+
+    text = "Hepatic parenchyma occupies the patient's dextral upper abdomen. Nothing else."
+
+    def answer(content: list) -> str:
+        sentence = content[0]["text"].split("Sentence: ")[1]
+        claims = [{"structures": ["Liver"], "relation": "side", "side": "right", "polarity": "positive"}]
+        return json.dumps({"claims": claims if sentence.startswith("Hepatic") else []})
+
+    rules = RuleExtractor().extract("en", text, "en")  # "dextral" is not in the lexicon: presence only
+    assert [(c.structures, c.relation) for c in rules] == [(["liver"], "present")]
+    cache = tmp_path / "cache.jsonl"
+    with StubServer(answer) as srv:
+        claims = OpenAIExtractor("m", srv.url, cache=cache).extract("en", text, "en")
+        assert len(srv.requests) == 2
+        assert srv.requests[0]["response_format"]["json_schema"]["schema"]["required"] == ["claims"]
+        again = OpenAIExtractor("m", srv.url, cache=cache).extract("en", text, "en")
+        assert len(srv.requests) == 2 and again == claims
+    assert [(c.structures, c.relation, c.side, c.extractor) for c in claims] == [
+        (["liver"], "side", "right", "openai:m")]
+    spec = phantom["specs"][0]
+    reports = tmp_path / "r.jsonl"
+    reports.write_text(json.dumps({"study_id": spec.study_id, "language": "en", "text": text}) + "\n")
+    with StubServer(answer) as srv:
+        verified = check_reports([spec], reports, OpenAIExtractor("m", srv.url))
+    assert [c.verdict for c in verified] == ["supported"]
