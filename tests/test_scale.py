@@ -130,3 +130,29 @@ def test_cli_executor_ray_on_a_running_cluster(ray_cluster, specs, tmp_path) -> 
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
     res = runner.invoke(app, ["render", str(tmp_path / "ray"), "--executor", "dask"])
     assert res.exit_code == 2 and "unknown executor 'dask'" in res.output
+
+
+def test_eval_on_ray_actors_scores_like_local(ray_cluster, tmp_path) -> None:
+    """`voxqa eval --executor ray`: the model on Ray actors; run identity and scores equal the local run."""
+    import json
+
+    from conftest import rendered_segmentation
+    from typer.testing import CliRunner
+
+    from voxqa.cli import app
+
+    data = rendered_segmentation(tmp_path, size=96, context=4)
+    runner = CliRunner()
+    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--address", "auto", "--workers", "2"])):
+        for spec in ("oracle", "random"):
+            out = tmp_path / f"{spec}-{name}"
+            res = runner.invoke(app, ["eval", str(data), "--model", spec, "--split", "all", "--out", str(out), *extra])
+            assert res.exit_code == 0, res.output
+            assert runner.invoke(app, ["score", str(out)]).exit_code == 0
+    for spec in ("oracle", "random"):
+        local = json.loads((tmp_path / f"{spec}-local" / "results.json").read_text())
+        remote = json.loads((tmp_path / f"{spec}-ray" / "results.json").read_text())
+        assert local["by"] == remote["by"] and local["run"]["model"] == remote["run"]["model"]
+    res = runner.invoke(app, ["eval", str(data), "--model", "nope", "--out", str(tmp_path / "x"),
+                              "--executor", "ray", "--address", "auto"])
+    assert res.exit_code == 2 and "unknown model spec 'nope'" in res.output
