@@ -54,11 +54,12 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> dict:
     specs = [SegSpec(study_id=s, patient_id=p, image=src["image"], labels=lab, label_names=src["label_names"],
                      modality="CT")
              for s, p, lab in (("en", "p1", src["labels"]), ("de", "p1", src["labels"]),
-                               ("nx", "p2", root / "no_left_kidney.nii.gz"))]
+                               ("nx", "p2", root / "no_left_kidney.nii.gz"), ("ok", "p3", src["labels"]))]
     reports = root / "reports.jsonl"
     rows = [{"study_id": "en", "language": "en", "text": EN}, {"study_id": "de", "language": "de", "text": DE},
             {"study_id": "nx", "language": "en",
-             "findings": "Status post left nephrectomy. Left renal cyst.", "impression": "No spleen."}]
+             "findings": "Status post left nephrectomy. Left renal cyst.", "impression": "No spleen."},
+            {"study_id": "ok", "language": "en", "findings": "The aorta lies anterior to the spinal cord."}]
     reports.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return {"root": root, "src": src, "specs": specs, "reports": reports, "labels": labels,
             "names": {int(k): v for k, v in names.items()}}
@@ -141,6 +142,12 @@ def test_items_only_from_supported_claims(built: Path) -> None:
         assert len({it.question for it in pair}) == 1 and len({it.answer.value for it in pair}) == 2
     audit = json.loads((built / "audit.json").read_text())
     assert audit["flagged"] == []
+    # a report that contradicts its segmentation is no report-generation target
+    targets = {it.study_id: it.answer.value for it in items if it.subtask == "report_generation"}
+    assert targets == {"ok": "The aorta lies anterior to the spinal cord."}
+    contradicted = {c["sentence"] for c in claims if c["verdict"] == "contradicted"}
+    grounded = [json.loads(line)["sentence"] for line in (built / "grounding.jsonl").read_text().splitlines()]
+    assert grounded and not contradicted & set(grounded)
 
 
 def test_grounding_boxes_equal_mask_boxes_and_round_trip(phantom: dict, built: Path) -> None:

@@ -68,16 +68,22 @@ class ReportStudy:
 
 def frame_pixels(labels: np.ndarray | None, masks: Mapping[str, np.ndarray] | None,
                  names: Mapping[int, str]) -> dict[str, dict[int, int]]:
-    """Pixels of every structure on every axial frame (RAS+ arrays, frames along k)."""
+    """Pixels of every structure on every axial frame (RAS+ arrays, frames along k): one
+    bincount per frame for a label map, not one full-volume mask per label."""
     out: dict[str, dict[int, int]] = {}
     if labels is not None:
-        for label_id, name in names.items():
-            counts = np.count_nonzero(labels == label_id, axis=(0, 1))
-            out[name] = {int(k): int(c) for k, c in enumerate(counts) if c}
+        top = max(names, default=0)
+        for k in range(labels.shape[2]):
+            counts = np.bincount(labels[:, :, k].ravel(), minlength=top + 1)
+            for label_id, name in names.items():
+                if label_id and counts[label_id]:
+                    out.setdefault(name, {})[k] = int(counts[label_id])
     for name, mask in (masks or {}).items():
         counts = np.count_nonzero(mask, axis=(0, 1))
-        out[name] = {int(k): int(c) for k, c in enumerate(counts) if c}
-    return {n: v for n, v in out.items() if v}
+        found = {int(k): int(c) for k, c in enumerate(counts) if c}
+        if found:
+            out[name] = found
+    return out
 
 
 def _area(b: Sequence[int]) -> int:
@@ -112,7 +118,10 @@ class ReportQuestions:
             for n, claim in enumerate(supported):
                 candidates += self._claim(v, twin, claim, n, rep.language, ctx)
             candidates += self._frames(v, rep, ctx)
-            out += self._report(v, rep)
+            if any(c.verdict == "contradicted" for c in rep.claims):  # not a target to learn
+                ctx.skip("captioning/report_generation", "the report contradicts its segmentation")
+            else:
+                out += self._report(v, rep)
         for (split, template, key), group in group_by(
                 candidates, lambda c: (c[2].split, c[2].template, c[0])).items():
             yes = [it for _, side, it in group if side is True]
@@ -280,7 +289,10 @@ class ReportQuestions:
                                  category=CATEGORIES["presence"])
                 item.language = lang
                 out.append(((name, str(k)), visible, item))
-        for sentence in sorted({c.sentence for c in rep.claims if c.polarity == "positive"}):
+        contradicted = {c.sentence for c in rep.claims if c.verdict == "contradicted"}
+        if contradicted:
+            ctx.skip("localization/report_grounding", "sentence contradicted by the segmentation", len(contradicted))
+        for sentence in sorted({c.sentence for c in rep.claims if c.polarity == "positive"} - contradicted):
             keywords = sorted({p for c in rep.claims if c.sentence == sentence and c.polarity == "positive"
                                for t in c.structures for p in parts(t, names)})
             for k in range(g.shape[2]):
@@ -307,7 +319,8 @@ class ReportQuestions:
         return item
 
     def _report(self, v: StudyView, rep: ReportStudy) -> list[Item]:
-        """The report-generation target (findings text) for training."""
+        """The report-generation target (findings text) for training; only for reports
+        whose claims the segmentation does not contradict."""
         q = "Schreibe den Befund zu diesem Volumen." if rep.language == "de" else "Write the findings for this volume."
         item = make_item(v, task="captioning", subtask="report_generation", frame=None, label=None, question=q,
                          answer={"type": "text", "value": rep.findings}, answer_text=rep.findings, evidence=[],
