@@ -427,3 +427,148 @@ def test_realdata_ct_spatialvqa_m3d_published_and_aligned(reference: Path, tmp_p
     n = min(len(v) for v in files.values())
     positional = sum(math.floor(100 * sum(files[j][i]["is_correct"] for j in files) / 3) / 100 >= 0.66 for i in range(n)) / n
     assert block["as_published"]["jury_accuracy"] == pytest.approx(positional)
+
+
+# --------------------------------------------------------------------------- 3DReasonKnee
+
+RK_TEMPLATES = {  # in the released style: the answer JSON ends the template
+    "1": "In this DESS MRI, can you diagnose bone-marrow lesions (BMLs) in the patella medial subregion? BMLs are "
+         "scored using MOAKS components. Provide your reasoning, and the MOAKS scores. The output format should be a "
+         'JSON object with the MOAKS scores: {"MOAKS_scores": {"patella medial BML": {"Size of BML (including cyst)": '
+         '(grade from 0-3), "Number of BML within subregion": (grade from 0-3)}}}',
+    "44": "In this DESS MRI, grade the medial meniscus anterior extrusion. Provide your reasoning, and the MOAKS "
+          'extrusion grade. The output format should be a JSON object with the MOAKS grade: {"MOAKS_scores": '
+          '{"medial meniscus anterior extrusion": (grade from 0-3)}}',
+    "46": "In this DESS MRI, grade the lateral meniscus anterior extrusion. Provide your reasoning, and the MOAKS "
+          'extrusion grade. The output format should be a JSON object with the MOAKS grade: {"MOAKS_scores": '
+          '{"lateral meniscus anterior extrusion": {"grade": (grade from 0-3)}}}',
+    "56": "In this DESS MRI, detect medial meniscal hypertrophy, if there is any. Provide your reasoning and whether "
+          'it is present. The output format should be a JSON object: {"medial_meniscal_hypertrophy": {"presence": (0 | 1)}}',
+    "58": "In this DESS MRI, detect a meniscal root tear at the MMRT, if there is any. Provide your reasoning and "
+          'end_slice, x_min, x_max, y_min, y_max], "medial_meniscal_root_tear": {"presence": (0 | 1)}}',
+}
+RK_STUDIES = [("9000001", "00m", "0.C.2", "10000001", "RIGHT"), ("9000002", "12m", "1.C.2", "10000002", "LEFT")]
+RK_GRADES = [  # per study: Q1 (size, number), Q44, Q46, Q56
+    (2, 1, 0, 3, 1), (0, 0, 1, 2, 0),
+]
+
+
+def rk_records(with_ids: bool = True) -> list[dict]:
+    out = []
+    for study, (size, number, e44, e46, hyp) in zip(RK_STUDIES, RK_GRADES):
+        image = "images/" + "_".join(study[:4]) + ".nii.gz"
+        answers = {
+            "1": {"MOAKS_scores": {"patella medial BML": {"Size of BML (including cyst)": size,
+                                                          "Number of BML within subregion": number}}},
+            "44": {"MOAKS_scores": {"medial meniscus anterior extrusion": e44}},
+            "46": {"MOAKS_scores": {"lateral meniscus anterior extrusion": {"grade": e46}}},
+            "56": {"medial_meniscal_hypertrophy": {"presence": hyp}},
+            "58": {"medial_meniscal_root_tear": {"presence": 0}},
+        }
+        for qid, answer in answers.items():
+            rec = {"image": image, "prompt": RK_TEMPLATES[qid], "answer": json.dumps(answer),
+                   "key": "_".join(study) + f"_{qid}"}
+            out.append(rec | ({"question_id": qid} if with_ids else {}))
+    return out
+
+
+def write_rk(root: Path, records: list[dict], split_name: str = "test_split.csv") -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "questions.json").write_text(json.dumps(RK_TEMPLATES))
+    (root / "answers.json").write_text(json.dumps(records))
+    with (root / split_name).open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["patient_id", "time", "study_folder", "series_folder", "knee_side", "image_filepath", "label_filepath"])
+        for s in RK_STUDIES:
+            stem = "_".join(s[:4])
+            w.writerow([*s, f"images/{stem}.nii.gz", f"labels/{stem}_seg.nii.gz"])
+            path = root / "volumes" / "images" / f"{stem}.nii.gz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(np.random.default_rng(2).random((8, 12, 10)).astype(np.float32), np.eye(4)), path)
+    return {"questions": root / "questions.json", "answers": root / "answers.json", "split": root / split_name,
+            "volumes": root / "volumes"}
+
+
+def test_reasonknee_import_one_item_per_component_and_oracle_scores_100(tmp_path: Path) -> None:
+    src = write_rk(tmp_path / "src", rk_records())
+    ds = tmp_path / "ds"
+    invoke("import", "reasonknee", "--questions", src["questions"], "--answers", src["answers"],
+           "--splits", src["split"], "--volumes-root", src["volumes"], "--out", ds)
+    items = read_items(ds)
+    assert len(items) == 2 * 5  # Q1 two components, Q44, Q46, Q56; Q58's garbled template dropped
+    assert read_json(ds / "build_report.json")["dropped"]["template_answer_json_garbled"]["count"] == 2
+    study = "_".join(RK_STUDIES[0])
+    mine = {it.subtask: it for it in items if it.study_id == study}
+    # the knee family's MOAKS table names these components: its feature and region
+    assert mine["bml_size"].label == "patella_medial" and mine["bml_size"].answer.value == 2
+    assert mine["bml_number"].answer.value == 1 and mine["bml_number"].answer.scale == [0, 1, 2, 3]
+    # Q44 writes a bare grade, Q46 nests {"grade": g}: both read
+    assert {it.label: it.answer.value for it in items if it.subtask == "meniscal_extrusion_anterior"
+            and it.study_id == study} == {"meniscus_medial": 0, "meniscus_lateral": 3}
+    assert mine["medial_meniscal_hypertrophy_presence"].answer.value == "yes"
+    assert json.loads(mine["bml_size"].answer_text) == {
+        "MOAKS_scores": {"patella medial BML": {"Size of BML (including cyst)": 2}}}
+    studies = {s.id: s for s in read_studies(ds)}
+    assert studies[study].split == "test" and studies[study].frame_count == 8
+    assert studies[study].frame_size == (12, 10) and studies[study].view_axis == 0  # sagittal
+    assert_perfect(oracle_results(ds, tmp_path / "run", "test"))
+
+
+def test_reasonknee_hidden_variant_without_question_ids_reordered(tmp_path: Path) -> None:
+    """No question_id (the released SFT records: the key or the prompt says it), shuffled, an
+    extra field: the same items."""
+    base = write_rk(tmp_path / "a", rk_records())
+    variant_records = [dict(r, source="hf") for r in rk_records(with_ids=False)]
+    for r in variant_records[::2]:
+        r.pop("key")  # the prompt names the template
+    random.Random(5).shuffle(variant_records)
+    variant = write_rk(tmp_path / "b", variant_records, split_name="reasonknee_test_split_v2.csv")
+    for src, out in ((base, "ds_a"), (variant, "ds_b")):
+        from voxqa.importers.reasonknee import import_reasonknee
+
+        import_reasonknee(src["questions"], src["answers"], tmp_path / out, splits=[src["split"]])
+    strip = lambda items: sorted(it.model_dump_json() for it in items)  # noqa: E731
+    assert strip(read_items(tmp_path / "ds_a")) == strip(read_items(tmp_path / "ds_b"))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: r.update(answer=json.dumps({"MOAKS_scores": {"medial meniscus anterior extrusion": 5}})),
+     "'MOAKS_scores.medial meniscus anterior extrusion' = 5 is not a grade on the template's scale"),
+    (lambda r: r.update(answer=json.dumps({"MOAKS_scores": {"medial meniscus anterior extrusion": 1, "extra": 2}})),
+     "answer field 'MOAKS_scores.extra' is not in template 44"),
+    (lambda r: r.pop("image"), "missing field 'image'"),
+    (lambda r: r.update(question_id="70"), "field 'question_id' '70' names no template"),
+])
+def test_reasonknee_refuses_unknown_shapes_naming_the_field(tmp_path: Path, change, message: str) -> None:
+    from voxqa.importers.reasonknee import import_reasonknee
+
+    records = rk_records()
+    change(records[1])  # the first study's Q44 record
+    src = write_rk(tmp_path / "src", records)
+    with pytest.raises(BuildError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        import_reasonknee(src["questions"], src["answers"], tmp_path / "ds", splits=[src["split"]])
+
+
+def test_realdata_reasonknee_released_templates(reference: Path, tmp_path: Path) -> None:
+    """Both released question files: every template but the garbled Q58/59 yields its answer
+    shape; the sample answers import with one item per graded component, values as given."""
+    from voxqa.importers.reasonknee import import_reasonknee, read_templates
+
+    sample = reference / "samples" / "reasonknee"
+    for name in ("questions_nobbox_zeroshot.json", "questions_nobbox_guided.json"):
+        templates = read_templates(sample / name)
+        assert len(templates) == 69
+        assert sorted(q for q, (_, comps) in templates.items() if comps is None) == ["58", "59"]
+    import_reasonknee(sample / "questions_nobbox_zeroshot.json", sample / "sample_answers.json", tmp_path / "ds",
+                      splits=[sample / "sample_split.csv"])
+    records = json.loads((sample / "sample_answers.json").read_text())
+
+    def leaves(value: object) -> list[int]:
+        return [x for v in value.values() for x in leaves(v)] if isinstance(value, dict) else [value]
+
+    items = read_items(tmp_path / "ds")
+    assert len(items) == sum(len(leaves(json.loads(r["answer"]))) for r in records)
+    for it in items:
+        leaf = leaves(json.loads(it.answer_text))
+        assert len(leaf) == 1
+        assert it.answer.value == ({0: "no", 1: "yes"}[leaf[0]] if it.answer.type == "yes_no" else leaf[0])

@@ -56,6 +56,18 @@ def one_of(record: Mapping[str, Any], name: str, where: str, known: Sequence[str
     return value
 
 
+def ras_shape(path: Path) -> tuple[int, int, int]:
+    """The shape of a NIfTI's RAS+ canonical array, from its header alone: importing a
+    benchmark's questions must not read every volume."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    ras = [0, 0, 0]
+    for axis, (to, _) in enumerate(nib.io_orientation(img.affine)[:3]):
+        ras[int(to)] = int(img.shape[axis])
+    return ras[0], ras[1], ras[2]
+
+
 def _as_tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
     return kinds if isinstance(kinds, tuple) else (kinds,)
 

@@ -44,7 +44,7 @@ from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
 from voxqa.eval.jury import CACHE
 from voxqa.eval.run import PREDICTIONS, RUN, dataset_hash
-from voxqa.importers import field, load_json, write_imported
+from voxqa.importers import field, load_json, ras_shape, write_imported
 from voxqa.schema import Item, Study, VolumeRef
 
 NAME = "ct_spatialvqa"
@@ -116,30 +116,17 @@ def read_categories(path: Path) -> dict[tuple[str, str, str], list[str]]:
     return out
 
 
-def _nifti_geometry(path: Path) -> tuple[int, tuple[int, int]]:
-    """(frames, (width, height)) of the axial frames voxqa stores for a NIfTI (RAS+), from
-    the header alone: a CT is not read to import its questions."""
-    import nibabel as nib
-
-    img = nib.load(str(path))
-    ornt = nib.io_orientation(img.affine)
-    ras = [0, 0, 0]
-    for axis, (to, _) in enumerate(ornt[:3]):
-        ras[int(to)] = int(img.shape[axis])
-    return ras[2], (ras[0], ras[1])
-
-
 def _volume(row: dict[str, str], root: Path | None, report: BuildReport) -> tuple[VolumeRef | None, int | None, tuple[int, int], str]:
     if root is None:
         return None, None, DEFAULT_FRAME_SIZE, "default"
     for candidate in (root / row["image_path"], root / row["case_id"]):
         if candidate.is_file():
             try:
-                frames, size = _nifti_geometry(candidate)
+                i, j, k = ras_shape(candidate)  # axial frames: (width, height) = (i, j), k frames
             except (OSError, ValueError) as exc:
                 report.add("skipped", "volume_unreadable_built_box_only", file=str(candidate), error=str(exc))
                 break
-            return VolumeRef(path=str(candidate), loader="nifti"), frames, size, "volume"
+            return VolumeRef(path=str(candidate), loader="nifti"), k, (i, j), "volume"
     else:
         report.add("info", "volume_file_missing_built_box_only", file=row["image_path"])
     return None, None, DEFAULT_FRAME_SIZE, "default"
