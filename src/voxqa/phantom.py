@@ -260,7 +260,7 @@ def knee_phantom(variant: int = 0, side: str = "right") -> tuple[np.ndarray, np.
     """(image, label map, RAS affine, id -> name, [(region, feature, grade)]) of one knee.
 
     Regions are blocks shifted by up to one voxel per ``variant``; every (region, feature) of
-    ``voxqa.sources.knee.FEATURES`` gets a random grade, and a bone region with a BML,
+    ``voxqa.sources.knee.FEATURES`` gets a random grade (0 half the time, as real grades skew), and a bone region with a BML,
     cartilage loss or osteophyte grade > 0 gets that lesion as its own label
     (``<kind>_<region>``, thickness growing with the grade). Medial is towards the body's
     midline: the patient's left (low i) in a right knee, the right (high i) in a left knee.
@@ -291,7 +291,8 @@ def knee_phantom(variant: int = 0, side: str = "right") -> tuple[np.ndarray, np.
     for feature in sorted(FEATURES):
         f = FEATURES[feature]
         for region in f.regions:
-            grades.append((region, feature, int(r.choice(f.scale))))
+            # skewed towards 0 like real MOAKS grades: half are 0, the rest uniform
+            grades.append((region, feature, 0 if r.random() < 0.5 else int(r.choice(f.scale[1:]))))
     # dependent components: no lesion, no number / percent / full-thickness loss
     first = {(reg, feat): g for reg, feat, g in grades}
     for i, (reg, feat, g) in enumerate(grades):

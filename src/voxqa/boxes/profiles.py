@@ -232,6 +232,13 @@ _TABLE: tuple[Profile, ...] = (
             "four-digit numbers 0-511 (x times 512/width, y times 512/height), x first"
             + _JSON_SAME.format(order=_XYXY) + ".",
             "<p bbox=<loc0224><loc0080><loc0360><loc0192> id=<seg042>>meniscus</p>"),
+    Profile("reasonknee", Pixels(), JsonBox(),
+            "3D boxes [start_frame, end_frame, x_min, x_max, y_min, y_max] (3DReasonKnee's layout): frames "
+            "inclusive, x/y pixels of the shown image, max exclusive (3D boxes only, as 3DReasonKnee)",
+            "Give a 3D box as [start_frame, end_frame, x_min, x_max, y_min, y_max]: the first and last "
+            "frame it is on (both included, as labelled), then x and y in pixels of the image, origin "
+            "top-left, x_max and y_max exclusive.",
+            "[3, 5, 448, 720, 160, 384]", cannot=("boxes",)),
     Profile("m3d", Scaled("norm1", 1, 4), JsonBox(),
             "3D boxes [d1, h1, w1, d2, h2, w2] in fractions of M3D-LaMed's 32x256x256 input (render --recipe m3d)",
             "Give the 3D box as [d1, h1, w1, d2, h2, w2]: fractions 0-1 of the volume's depth, "

@@ -1,5 +1,5 @@
 """`voxqa compare` and the report's leaderboard: one table model, rendered as HTML, Markdown
-or CSV.
+or CSV; and the GT-region uplift of grading runs (``region_uplift``).
 
 One row per run (named from run.json: model, mode, control; never its folder), a chance row
 first; a run of the ``prior`` baseline is the blind row (the blind audit's text-only learner),
@@ -158,9 +158,9 @@ def one_line(c: Any) -> str:
     return " ".join(str(c["text"] if isinstance(c, dict) else c).split("\n"))
 
 
-def render_table(header: list[str], rows: list[list[Any]], fmt: str) -> str:
+def render_table(header: list[str], rows: list[list[Any]], fmt: str, legend: bool = True) -> str:
     """Markdown or CSV text of a table (cells: strings or the leaderboard's cell dicts); the
-    Markdown ends with a legend line for "!"."""
+    Markdown ends with a legend line for "!" unless ``legend`` is False."""
     lines = [[one_line(c) for c in row] for row in rows]
     if fmt == "csv":
         buf = io.StringIO()
@@ -168,4 +168,64 @@ def render_table(header: list[str], rows: list[list[Any]], fmt: str) -> str:
         return buf.getvalue()
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in lines]
-    return "\n".join(out) + f"\n\n{LEGEND}\n"
+    return "\n".join(out) + (f"\n\n{LEGEND}\n" if legend else "\n")
+
+
+#: Grade metrics whose oracle_region - structured difference is the GT-region uplift.
+UPLIFT_METRICS = ("accuracy", "qwk", "mae")
+UPLIFT_TASK = "grading/"
+UPLIFT_TITLE = "GT-region uplift per grading feature (oracle_region minus structured):"
+
+
+def region_uplift(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """GT-region uplift (3DReasonKnee's finding that localisation is the bottleneck): for each
+    model run in both ``structured`` and ``oracle_region`` mode (same model, control, profile,
+    split, tasks), per grading feature (results.json ``by["task/subtask"]``) the oracle_region
+    value minus the structured one of accuracy, QWK and MAE, plus their macro mean over the
+    features. One dict per run pair: ``{"model", "features": {feature: {metric: {"structured",
+    "oracle_region", "uplift"}}}, "macro": {metric: uplift}}``; [] when no pair exists."""
+    pairs: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+    for r in results:
+        ident = r["run"]
+        key = (ident["model"]["spec"], str(ident.get("control")), str(ident.get("profile")),
+               str(ident.get("split")), str(ident.get("tasks")))
+        pairs.setdefault(key, {})[ident.get("mode") or ""] = r
+    out = []
+    for key, modes in sorted(pairs.items()):
+        if "structured" not in modes or "oracle_region" not in modes:
+            continue
+        by = {m: modes[m]["by"].get("task/subtask", {}) for m in ("structured", "oracle_region")}
+        features: dict[str, dict[str, Any]] = {}
+        for group in sorted(set(by["structured"]) & set(by["oracle_region"])):
+            if not group.startswith(UPLIFT_TASK):
+                continue
+            row = {}
+            for metric in UPLIFT_METRICS:
+                s, o = (by[m][group]["metrics"].get(metric, {}).get("mean") for m in ("structured", "oracle_region"))
+                if s is not None and o is not None:
+                    row[metric] = {"structured": s, "oracle_region": o, "uplift": o - s}
+            features[group[len(UPLIFT_TASK):]] = row
+        macro = {}
+        for metric in UPLIFT_METRICS:
+            values = [f[metric]["uplift"] for f in features.values() if metric in f]
+            if values:
+                macro[metric] = sum(values) / len(values)
+        if features:
+            out.append({"model": key[0], "control": key[1], "profile": key[2], "features": features,
+                        "macro": macro})
+    return out
+
+
+def uplift_table(uplift: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The uplift as a table: one row per (model, feature), then the macro row per model;
+    cells "structured -> oracle_region (+uplift)". MAE falls when the region helps."""
+    header = ["model", "feature"] + [f"{m} (structured -> oracle_region)" for m in UPLIFT_METRICS]
+    rows = []
+    for pair in uplift:
+        for feature, metrics in pair["features"].items():
+            rows.append([pair["model"], feature] + [
+                f"{v['structured']:.3f} -> {v['oracle_region']:.3f} ({v['uplift']:+.3f})" if (v := metrics.get(m)) else ""
+                for m in UPLIFT_METRICS])
+        rows.append([pair["model"], "macro over features"]
+                    + [f"({pair['macro'][m]:+.3f})" if m in pair["macro"] else "" for m in UPLIFT_METRICS])
+    return header, rows

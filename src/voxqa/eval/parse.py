@@ -61,7 +61,9 @@ box3d            JSON {"frame_start", "frame_end", "bbox"|"bbox_2d"|"box"}, "fra
                  <box>", or six numbers in the profile's 3D layout (3DReasonKnee's
                  [start, end, x_min, x_max, y_min, y_max]; M3D's fractions for ``m3d``).
 text             the answer, stripped; fails only when empty.
-grade            "grade k" (the last one), else a number read as for ``number``; it must be
+grade            "grade k" (the last one), else a number read as for ``number``; or
+                 3DReasonKnee's ``{"MOAKS_scores": {"<region> <group>": {"<component>": k}}}``
+                 (the item's entry; beside a structured answer both must agree); it must be
                  an int in the item's ``answer.scale`` (when the scale is not empty).
 ===============  ==========================================================================
 
@@ -402,10 +404,52 @@ def parse_number(reply: Reply, ctx: Context) -> Number:
 _GRADE = re.compile(r"\bgrade\s*:?\s*(\d+)\b", re.IGNORECASE)
 
 
+MOAKS_KEYS = ("MOAKS_scores", "MOAKS_grade")  # 3DReasonKnee's Q45/Q51 write "MOAKS_grade"
+
+
+def _norm_key(key: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9%]+", key.lower()))
+
+
+def _moaks_entry(scores: dict[str, Any], item: Item) -> Any:
+    """The item's grade in a ``MOAKS_scores`` object: its ``"<region> <group>"`` entry (or the
+    only entry: 3DReasonKnee asks one region per question), then its component (or
+    ``"grade"``, or the only value; Q46/47 nest ``{"grade": g}``, Q44/45 do not)."""
+    from voxqa.sources.knee import FEATURES, moaks_key
+
+    group, component = moaks_key(item.label or "", item.subtask) if item.subtask in FEATURES else ("", None)
+    entries = {_norm_key(k): v for k, v in scores.items()}
+    entry = entries.get(_norm_key(group), next(iter(entries.values())) if len(entries) == 1 else None)
+    if isinstance(entry, dict):
+        values = {_norm_key(k): v for k, v in entry.items()}
+        for key in (component, "grade"):
+            if key is not None and _norm_key(key) in values:
+                return values[_norm_key(key)]
+        return next(iter(values.values())) if len(values) == 1 else None
+    return entry
+
+
+def _moaks_grade(text: str, item: Item) -> Any:
+    """The grade a 3DReasonKnee-style ``{"MOAKS_scores": {...}}`` reply gives the item, or None."""
+    for _, value in json_values(text):
+        scores = next((value[k] for k in MOAKS_KEYS if k in value), None) if isinstance(value, dict) else None
+        if isinstance(scores, dict) and (found := _moaks_entry(scores, item)) is not None:
+            return found
+    return None
+
+
 def parse_grade(reply: Reply, ctx: Context) -> int:
-    """"grade k", else the number; off the item's scale is a failure, not a clipped grade."""
-    named = _GRADE.findall(reply.scope())
-    value = int(named[-1]) if named else _the_number(reply)
+    """"grade k", else the number, or the item's entry of a 3DReasonKnee ``MOAKS_scores``
+    object (beside a structured answer, the two must agree); off the item's scale is a
+    failure, not a clipped grade."""
+    moaks = _moaks_grade(reply.text, ctx.item)
+    if moaks is not None and not reply.explicit:
+        value = moaks
+    else:
+        named = _GRADE.findall(reply.scope())
+        value = int(named[-1]) if named else _the_number(reply)
+        if moaks is not None and moaks != value:
+            raise ParseError(f"the answer {value} and the MOAKS_scores grade {moaks} differ")
     if not isinstance(value, int):
         raise ParseError(f"grade {value} is not an integer")
     scale = getattr(ctx.item.answer, "scale", [])

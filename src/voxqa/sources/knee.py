@@ -27,7 +27,6 @@ in build_report.json.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -504,8 +503,3 @@ def load_studies(studies_csv: Path, grades_csv: Path, boxes_csv: Path | None, re
     report.totals["studies"] = len(studies)
     report.totals["grades"] = sum(len(g) for g in grades.values())
     return studies
-
-
-def label_names_json(names: dict[int, str]) -> str:
-    """A subregions.json text (id -> name), as ``label_names`` reads it."""
-    return json.dumps({str(k): v for k, v in sorted(names.items())}, indent=1)

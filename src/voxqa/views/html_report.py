@@ -28,7 +28,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from voxqa import __version__
 from voxqa.dataset.paths import inside, read_png
-from voxqa.eval.compare import cell, headline, leaderboard, load_results, run_names
+from voxqa.eval.compare import cell, headline, leaderboard, load_results, region_uplift, run_names, uplift_table
 from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.score import scored_run
 
@@ -451,6 +451,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
         category_chart=_category_chart(results, names), controls=_control_panel(results), iou_chart=_iou_histogram(ious),
         context_chart=_context_chart(scored, names, frame_size),
         subtasks=_subtask_rows(results), items=entries, pairs=_pair_rows(results, names),
+        uplift=uplift_table(region_uplift(results)),
         audit_status=audit_status, audit=audit,
         tasks=sorted({e["task"] for e in entries}), labels=sorted({e["label"] for e in entries if e["label"]}),
     )
