@@ -314,3 +314,15 @@ def test_openai_extractor_schema_cache_and_verdicts(phantom: dict, tmp_path: Pat
     with StubServer(answer) as srv:
         verified = check_reports([spec], reports, OpenAIExtractor("m", srv.url))
     assert [c.verdict for c in verified] == ["supported"]
+
+
+def test_docs_list_the_whole_lexicon() -> None:
+    from voxqa.reports import lexicon
+
+    doc = (Path(__file__).parents[1] / "docs" / "reports.md").read_text()
+    tables = [lexicon.STRUCTURES, lexicon.PROCEDURES, lexicon.RELATIONS, lexicon.SIDE_BEFORE, lexicon.SIDE_AFTER,
+              lexicon.SIDE_FREE]
+    patterns = [p for t in tables for lang in t.values() for p in lang]
+    patterns += [*lexicon.NEGATION.values(), *lexicon.TERMINATORS.values(), *lexicon.PARTIAL.values()]
+    missing = [p for p in patterns if "`" + p.replace("|", "\\|") + "`" not in doc]
+    assert not missing, missing
