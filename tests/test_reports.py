@@ -21,7 +21,9 @@ from voxqa.cli import app
 from voxqa.boxes.geometry import iou
 from voxqa.dataset.folder import read_items
 from voxqa.eval.metrics import Grounded, grounding_scores, match_keywords
+from voxqa.eval.parse import parse_answer
 from voxqa.phantom import write_segmentation_phantom
+from voxqa.render import RenderSettings, render_dataset
 from voxqa.reports.check import check_reports
 from voxqa.reports.claims import combine
 from voxqa.reports.extract_rules import RuleExtractor, sentences
@@ -172,6 +174,16 @@ def test_grounding_boxes_equal_mask_boxes_and_round_trip(phantom: dict, built: P
             back = radgrounder.decode(f.values, width, height)
             assert all(abs(a - b) <= 1 for a, b in zip(back, e.box)), (back, e.box)
         assert f"id=<seg{row['keywords'][0]['label_id']:03d}>" in row["target_radgrounder"]
+    # rendered at native size, the target parses back as the item's boxes (voxqa.eval.parse)
+    render_dataset(built, RenderSettings(size=None), workers=1)
+    items = {it.id: it for it in read_items(built)}
+    for row in rows[::7]:
+        item = items[row["item_id"]]
+        parsed = parse_answer(row["target_radgrounder"], item, profile="radgrounder")
+        assert parsed.ok, parsed.error
+        assert [p["frame"] for p in parsed.value] == [e.frame for e in item.evidence]
+        for p, e in zip(parsed.value, item.evidence):
+            assert all(abs(a - b) <= 1 for a, b in zip(p["box"], e.image_box))
     detect = [it for it in items.values() if it.subtask == "report_detect"]
     for it in detect:
         assert (it.answer.value == "yes") == bool(it.evidence)
