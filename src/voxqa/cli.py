@@ -228,7 +228,7 @@ def build_reports(
         specs, ex = _report_inputs(studies, extractor, base_url, api_key_env, out.parent / f".{out.name}.claims-cache")
         manifest = build(specs, reports, out, extractor=ex, seed=seed, fractions=fractions, strict=strict,
                          min_pixels=min_pixels)
-    except (BuildError, VolumeError, ValueError) as exc:
+    except (BuildError, VolumeError, ValueError, ImportError) as exc:  # openai: needs the eval extra (httpx)
         _fail(str(exc))
         return
     c = manifest["claims"]
@@ -254,7 +254,7 @@ def check_reports(
     try:
         specs, ex = _report_inputs(studies, extractor, base_url, api_key_env, None)
         claims = check(specs, reports, ex)
-    except (BuildError, VolumeError, ValueError) as exc:
+    except (BuildError, VolumeError, ValueError, ImportError) as exc:  # openai: needs the eval extra (httpx)
         _fail(str(exc))
         return
     bad = [c for c in claims if c.verdict == "contradicted"]
