@@ -383,7 +383,7 @@ def render(
 @app.command()
 def export(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A rendered voxqa dataset folder.")],
-    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="Training file format: hf, llamafactory, swift or trl.")],
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="Training file format: hf, llamafactory, swift or trl; or sgmri-vqa (SGMRI-VQA records, 1-based frames).")],
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder.")],
     convention: Annotated[str, typer.Option("--profile", "--convention", metavar="PROFILE", help="Box profile spec of the model to train, e.g. qwen3-vl or qwen2.5-vl:max_pixels=1003520 (see `voxqa profiles`).")] = "pixel",
     split: Annotated[Optional[str], typer.Option("--split", metavar="train|val|test", help="Export one split only (default: all).")] = None,

@@ -20,12 +20,14 @@ from voxqa.conversation import Sample, build_sample
 from voxqa.export.base import ExportFormat, write_json
 from voxqa.export.hf import HfFormat
 from voxqa.export.llamafactory import LlamaFactoryFormat
+from voxqa.export.sgmri_vqa import SgmriVqaFormat
 from voxqa.export.swift import SwiftFormat
 from voxqa.export.trl import TrlFormat
 
 FORMATS: dict[str, ExportFormat] = {
     "hf": HfFormat(),
     "llamafactory": LlamaFactoryFormat(),
+    "sgmri-vqa": SgmriVqaFormat(),
     "swift": SwiftFormat(),
     "trl": TrlFormat(),
 }

@@ -1,0 +1,179 @@
+"""SGMRI-VQA: a rendered voxqa dataset as SGMRI-VQA's QA records, so tools written for that
+benchmark (its evaluation and fine-tuning scripts) can read work built with voxqa.
+
+Per split and anatomy, ``<anatomy>_<split>_slice_qa_pairs.json`` and
+``<anatomy>_<split>_volume_qa_pairs.json``, flat lists in the released generator's record
+format (github.com/lamawmouk/SGMRI-VQA @ a37aa3d, ``generate_qa_gpt4o_knee.py`` L519-535 and
+L586-600; ../shared/reference/source-benchmarks.md 1.2):
+
+* slice level: ``volume_id, slice_num, modality, image_path, level: "slice", task, type,
+  question, answer, reasoning, ground_truth{labels, diagnosis, bboxes[{x, y, width, height,
+  label}]}``;
+* volume level: ``volume_id, modality, num_slices, level: "volume", step, task, type,
+  question, answer, reasoning, ground_truth{final_diagnosis}``, boxes only in the answer text.
+
+Conventions as SGMRI uses them (not voxqa's): frame numbers are **1-based** (``slice_num`` and
+every ``Frame N`` = voxqa frame + 1, the brain convention; the knee release is one lower, a bug
+voxqa does not copy); boxes are ``<bbx>[x,y,w,h]</bbx>``, pixel x, y, width, height on the
+rendered PNG ``image_path`` points to (the stored frame when rendered at native size, as SGMRI
+uses it). So only the ``pixel`` profile is accepted. Question types: yes/no and numbers are
+``closed_ended``, choice ``single_choice`` (options written into the question as ``(A) ...``),
+multi-choice ``multiple_choice``, the rest ``open_ended``. Items SGMRI has no task for
+(spatial, grading) and 3D boxes are left out and counted in ``sgmri_export.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from voxqa.boxes.profiles import Profile
+from voxqa.conversation import BoxRef, BoxStyle, Sample
+from voxqa.dataset.folder import read_studies
+from voxqa.export.base import write_json
+from voxqa.render import map_box
+from voxqa.schema import Item, Study
+
+#: voxqa task -> SGMRI task (classification with subtask "diagnosis" is SGMRI's diagnosis).
+TASKS = {"detection": "detection", "localization": "localization", "counting": "counting",
+         "classification": "classification", "captioning": "captioning"}
+TYPES = {"yes_no": "closed_ended", "number": "closed_ended", "choice": "single_choice",
+         "multi_choice": "multiple_choice", "text": "open_ended", "boxes": "open_ended",
+         "frames": "open_ended"}
+NOTES = "sgmri_export.json"
+_XYWH = re.compile(r"\[(\d+), (\d+), (\d+), (\d+)\]")
+_FRAME = re.compile(r"\b([Ff]rame) (\d+)\b")
+_FRAMES = re.compile(r"\b([Ff]rames) (\d+(?:-\d+)?(?:, \d+(?:-\d+)?)*)")
+
+
+class PixelXYWH:
+    """Quoted boxes as pixel [x, y, width, height] of the rendered image (JSON arrays, so the
+    target stays JSON; ``_bbx`` wraps them in ``<bbx>`` afterwards)."""
+
+    def box(self, ref: BoxRef) -> str:
+        x0, y0, x1, y1 = ref.image_box
+        return json.dumps([x0, y0, x1 - x0, y1 - y0])
+
+    def label(self, label: str) -> str:
+        return json.dumps(label, ensure_ascii=False)[1:-1]
+
+
+def one_based(text: str) -> str:
+    """voxqa's 0-based "Frame k" / "frames a-b, c" as SGMRI's 1-based numbers."""
+    text = _FRAME.sub(lambda m: f"{m.group(1)} {int(m.group(2)) + 1}", text)
+    return _FRAMES.sub(lambda m: f"{m.group(1)} " + re.sub(r"\d+", lambda n: str(int(n.group(0)) + 1), m.group(2)), text)
+
+
+def _bbx(text: str) -> str:
+    return _XYWH.sub(r"<bbx>[\1,\2,\3,\4]</bbx>", text)
+
+
+def _sgmri_text(text: str) -> str:
+    return _bbx(one_based(text))
+
+
+def _xywh(box: tuple[int, int, int, int] | list[int]) -> list[int]:
+    return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+
+
+def _task(item: Item) -> str | None:
+    if item.template.startswith("sgmri/"):  # imported from SGMRI-VQA: its own task back
+        return item.template.split("/")[1]
+    if item.task == "classification" and item.subtask == "diagnosis":
+        return "diagnosis"
+    return TASKS.get(item.task)
+
+
+def _letters(indices: list[int]) -> str:
+    return ", ".join(f"({chr(ord('A') + i)})" for i in indices)
+
+
+def _answer(s: Sample, target: dict[str, Any], study: Study) -> str:
+    """The answer as SGMRI writes it: Yes/No, a number, (B), or text with inline boxes."""
+    a = s.item.answer
+    if a.type == "yes_no":
+        return a.value.capitalize()
+    if a.type in ("number", "grade"):
+        return str(a.value)
+    if a.type == "choice":
+        return _letters([a.value])
+    if a.type == "multi_choice":
+        return _letters(a.value)
+    if a.type == "frames":
+        return "Frames " + ", ".join(str(k + 1) for k in a.value)
+    if a.type == "boxes":
+        size = (s.item.images[0].width, s.item.images[0].height)  # type: ignore[index]
+        labels = {(e.frame, tuple(e.box)): e.label for e in s.item.evidence}
+        by_label: dict[str, list[str]] = defaultdict(list)
+        for b in a.value:
+            box = _xywh(map_box(b.box, study.frame_size, size))
+            name = labels.get((b.frame, tuple(b.box)), s.item.label or "finding")
+            by_label[name].append(f"Frame {b.frame + 1}: <bbx>[{','.join(map(str, box))}]</bbx>")
+        if s.item.level == "frame":
+            return " ".join(f"The {name} is located at " + ", ".join(p.split(": ", 1)[1] for p in parts) + "."
+                            for name, parts in by_label.items())
+        return " ".join(f"{name}: " + "; ".join(parts) for name, parts in by_label.items())
+    return _sgmri_text(str(target["answer"]))
+
+
+def _record(s: Sample, study: Study) -> dict[str, Any] | None:
+    task, qtype = _task(s.item), TYPES.get(s.item.answer.type)
+    if task is None or qtype is None:
+        return None
+    target = json.loads(s.target)
+    question = _sgmri_text(s.question)
+    if s.options:
+        question += " " + " ".join(f"({chr(ord('A') + i)}) {o}" for i, o in enumerate(s.options))
+    common = {"volume_id": s.item.study_id,
+              "modality": study.anatomy if study.anatomy in ("knee", "brain") else study.modality,
+              "task": task, "type": qtype, "question": question,
+              "answer": _answer(s, target, study), "reasoning": _sgmri_text(target["reasoning"])}
+    if s.item.level == "volume":
+        return {**common, "num_slices": study.frame_count, "level": "volume", "step": 0,
+                "ground_truth": {"final_diagnosis": sorted({e.label for e in s.item.evidence})}}
+    frame = s.item.frames[0]
+    shown = {e.label for e in s.item.evidence if e.frame == frame}
+    return {**common, "slice_num": frame + 1, "image_path": s.images[0], "level": "slice",
+            "ground_truth": {"labels": sorted(shown), "diagnosis": sorted(shown), "bboxes": [
+                dict(zip(("x", "y", "width", "height"), _xywh(e.image_box)), label=e.label)  # type: ignore[arg-type]
+                for e in s.item.evidence if e.frame == frame and e.image_box is not None]}}
+
+
+def _dataset_folder(s: Sample) -> Path:
+    """The dataset folder: an image's absolute path less its path relative to the folder."""
+    absolute, relative = s.images[0], s.item.images[0].path  # type: ignore[index]
+    return Path(absolute[: -len(relative)])
+
+
+class SgmriVqaFormat:
+    name = "sgmri-vqa"
+
+    def box_style(self, profile: Profile) -> BoxStyle:
+        if profile.name != "pixel":
+            raise ValueError(f"the sgmri-vqa format writes pixel boxes (<bbx>[x,y,w,h]</bbx>); "
+                             f"export it with --profile pixel, not {profile.spec}")
+        return PixelXYWH()
+
+    def write(self, samples: dict[str, list[Sample]], out: Path, profile: Profile) -> list[str]:
+        first = next(s for rows in samples.values() for s in rows)
+        studies = {st.id: st for st in read_studies(_dataset_folder(first))}
+        files: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        left_out: Counter[str] = Counter()
+        for split, rows in sorted(samples.items()):
+            for s in rows:
+                study = studies[s.item.study_id]
+                record = _record(s, study)
+                if record is None:
+                    left_out[f"{s.item.task}/{s.item.answer.type}"] += 1
+                    continue
+                level = "slice" if record["level"] == "slice" else "volume"
+                files[f"{study.anatomy}_{split}_{level}_qa_pairs.json"].append(record)
+        for name, records in sorted(files.items()):
+            write_json(out / name, records)
+        write_json(out / NOTES, {"frames": "1-based (voxqa frame + 1)",
+                                 "boxes": "pixel <bbx>[x,y,w,h]</bbx> on the rendered image",
+                                 "left_out": dict(sorted(left_out.items()))})
+        return sorted(files) + [NOTES]
