@@ -61,7 +61,8 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> dict:
     rows = [{"study_id": "en", "language": "en", "text": EN}, {"study_id": "de", "language": "de", "text": DE},
             {"study_id": "nx", "language": "en",
              "findings": "Status post left nephrectomy. Left renal cyst.", "impression": "No spleen."},
-            {"study_id": "ok", "language": "en", "findings": "The aorta lies anterior to the spinal cord."}]
+            {"study_id": "ok", "language": "en",
+             "findings": "The aorta lies anterior to the spinal cord. Both kidneys are present."}]
     reports.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return {"root": root, "src": src, "specs": specs, "reports": reports, "labels": labels,
             "names": {int(k): v for k, v in names.items()}}
@@ -146,7 +147,11 @@ def test_items_only_from_supported_claims(built: Path) -> None:
     assert audit["flagged"] == []
     # a report that contradicts its segmentation is no report-generation target
     targets = {it.study_id: it.answer.value for it in items if it.subtask == "report_generation"}
-    assert targets == {"ok": "The aorta lies anterior to the spinal cord."}
+    assert targets == {"ok": "The aorta lies anterior to the spinal cord. Both kidneys are present."}
+    # presence: "yes" from "Both kidneys are present", "no" from a nephrectomy the geometry confirms
+    presence = {(it.study_id, it.answer.value) for it in items if it.subtask == "report_presence"
+                and it.label == "kidney_left"}
+    assert presence == {("ok", "yes"), ("nx", "no")}
     contradicted = {c["sentence"] for c in claims if c["verdict"] == "contradicted"}
     grounded = [json.loads(line)["sentence"] for line in (built / "grounding.jsonl").read_text().splitlines()]
     assert grounded and not contradicted & set(grounded)

@@ -156,24 +156,25 @@ class ReportQuestions:
         by = g.by_name()
         names = [s.name for s in g.structures]
         groups = [[by[p] for p in parts(t, names) if p in by] for t in claim.structures]
-        if not all(len(gr) == 1 for gr in groups) or claim.polarity == "negative" and claim.relation != "present":
+        words = WORDS[lang]
+        if claim.relation == "present":  # yes: its key-frame box; no: an absence the geometry showed
+            yes = claim.polarity == "positive"
+            label = claim.structures[0]
+            if yes and len(groups[0]) != 1:
+                ctx.skip("detection/report_presence", "claim about a group of structures: no question")
+                return []
+            q = (f"Ist {_n(label, lang)} in diesem Volumen sichtbar?" if lang == "de"
+                 else f"Is {_n(label, lang)} visible in this volume?")
+            item = self._item(v, claim, "presence", label, q, {"type": "yes_no", "value": "yes" if yes else "no"},
+                              words["yes"][0 if yes else 1], [_evidence(groups[0][0], g)] if yes else [],
+                              0.5, language=lang, task="detection")
+            return [((label,), yes, item)]
+        if not all(len(gr) == 1 for gr in groups) or claim.polarity == "negative":
             ctx.skip("spatial/report", "claim about a group of structures or negated: no question")
             return []
         ss = [gr[0] for gr in groups]
-        words = WORDS[lang]
         if claim.relation == "side":
             return self._side(v, twin, claim, ss[0], lang, ctx)
-        if claim.relation == "present":
-            yes = claim.polarity == "positive"
-            s = ss[0] if ss else None
-            label = claim.structures[0]
-            q = (f"Ist {_n(label, lang)} in diesem Volumen sichtbar?" if lang == "de"
-                 else f"Is {_n(label, lang)} visible in this volume?")
-            value = "yes" if yes else "no"
-            item = self._item(v, claim, "presence", label, q, {"type": "yes_no", "value": value},
-                              words["yes"][0 if yes else 1], [_evidence(s, g)] if s and yes else [],
-                              0.5, language=lang, task="detection")
-            return [((label,), yes, item)]
         a, b = ss
         ev = [_evidence(a, g), _evidence(b, g)]
         out: list[Candidate] = []
