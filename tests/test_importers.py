@@ -616,3 +616,19 @@ def test_sgmri_export_refuses_a_non_pixel_profile(tmp_path: Path) -> None:
     res = runner.invoke(app, ["export", str(tmp_path / "ds"), "--format", "sgmri-vqa", "--out",
                               str(tmp_path / "x"), "--profile", "qwen2-vl"])
     assert res.exit_code == 2 and "--profile pixel" in res.output
+
+
+def test_every_importer_is_a_command_documented_with_its_licence() -> None:
+    """IMPORTERS lists the `voxqa import` commands; docs/importers.md documents each, with a
+    licence and access paragraph per benchmark and every as-published benchmark in its table."""
+    from voxqa.importers import IMPORTERS
+    from voxqa.importers.published_scores import NAMES
+
+    commands = set(invoke("import", "--help").split())
+    docs = (Path(__file__).parents[1] / "docs" / "importers.md").read_text()
+    for name in IMPORTERS:
+        assert name in commands and f"voxqa import {name}" in docs, name
+    assert docs.count("**Licence and access.**") == 3
+    table = docs.split("## As published vs voxqa")[1]
+    for name in NAMES:
+        assert {"sgmri-vqa": "SGMRI-VQA", "ct-spatialvqa": "CT-SpatialVQA"}[name] in table

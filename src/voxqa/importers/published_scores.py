@@ -17,7 +17,7 @@ docs/importers.md (the as-published vs voxqa table).
   letter fallback ``\\b[A-Da-d]\\b``, the last number in the text); voxqa's ``a_score`` is the
   strict parse. V-Score is the mean IoU over ground-truth boxes after Hungarian matching within
   frames in both. "mAP" is the mean over IoU 0.1/0.25/0.5 of each item's box F1 (not an
-  average precision; voxqa reports AP@0.5 as ``ap``). AR-Score is 0.4 judge + 0.2 each of
+  average precision; voxqa reports ``ap@0.5``). AR-Score is 0.4 judge + 0.2 each of
   BERTScore-F1, BLEU, ROUGE-L; voxqa never downloads BERTScore's model, so token F1 stands in
   (labelled), and without a jury the three text metrics are averaged equally, as the released
   code does when its API key is missing.

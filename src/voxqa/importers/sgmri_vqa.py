@@ -114,7 +114,6 @@ class Reconciler:
 
     slices: dict[tuple[str, str, tuple[int, int, int, int]], set[int]]
     files: set[str]
-    votes: dict[str, Counter[int]] = dc_field(default_factory=lambda: defaultdict(Counter))
 
     def candidates(self, volume: str, q: Quoted) -> set[int]:
         """Offsets (0: frame N is slice N-1; 1: frame N is slice N) the CSV supports."""
@@ -243,6 +242,7 @@ def read_fastmri_plus(annotations: Sequence[Path], file_lists: Sequence[Path], r
 def _offsets(records: Sequence[Record], rec: Reconciler) -> dict[str, int]:
     """Per volume: 0 (frames as published are right) or 1 (the knee off-by-one), decided by
     the boxes only one reading fits; a volume with none follows its anatomy's majority."""
+    by_volume: dict[str, Counter[int]] = defaultdict(Counter)
     by_anatomy: dict[str, Counter[int]] = defaultdict(Counter)
     anatomy = {}
     for r in records:
@@ -250,24 +250,26 @@ def _offsets(records: Sequence[Record], rec: Reconciler) -> dict[str, int]:
         for q in r.gt_boxes + r.answer_boxes:
             c = rec.candidates(r.volume, q)
             if len(c) == 1:
-                rec.votes[r.volume][next(iter(c))] += 1
+                by_volume[r.volume][next(iter(c))] += 1
                 by_anatomy[r.anatomy][next(iter(c))] += 1
 
     def majority(c: Counter[int]) -> int | None:
-        return max(sorted(c), key=lambda d: c[d]) if c else None
+        return max(sorted(c), key=lambda d: c[d]) if c else None  # a tie keeps the frames as published
 
     out = {}
     for vol, anat in anatomy.items():
-        vote = majority(rec.votes.get(vol, Counter()))
+        vote = majority(by_volume[vol])
         out[vol] = vote if vote is not None else (majority(by_anatomy[anat]) or 0)
     return out
 
 
 @dataclass
 class _Study:
+    """What the records and the volume tell of one study while importing."""
+
     volume: str
     anatomy: str
-    frame_size: tuple[int, int] = (320, 320)
+    frame_size: tuple[int, int] = fastmri_plus.DEFAULT_FRAME_SIZE["knee"]  # = brain's: 320 x 320
     size_source: str = "default"
     frames: int | None = None
     frames_source: str = "unknown"
@@ -422,7 +424,6 @@ def _item(r: Record, frames: _Frames) -> Item | None:
     if r.task == "localization" and not located:
         frames.report.add("dropped", "localization_record_without_boxes", where=r.where)
         return None
-    labels = {q.label for q in r.gt_boxes + r.answer_boxes + r.reasoning_boxes}
     evidence_q = r.answer_boxes if r.task == "localization" else r.gt_boxes + r.answer_boxes
     evidence = sorted({(placed[(q.frame1, q.box)], q.label or "finding") for q in evidence_q
                        if (q.frame1, q.box) in placed})
