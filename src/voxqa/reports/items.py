@@ -26,7 +26,7 @@ from voxqa.anatomy.relations import SegGeometry
 from voxqa.anatomy.structures import Structure
 from voxqa.boxes.profiles import PROFILES
 from voxqa.reports.claims import Claim
-from voxqa.reports.lexicon import name
+from voxqa.reports import lexicon
 from voxqa.reports.verify import AXES, parts
 from voxqa.schema import Evidence, Item
 from voxqa.tasks.base import Context, StudyView, balance, group_by, make_item
@@ -51,7 +51,7 @@ Candidate = tuple[tuple[str, ...] | None, bool | None, Item]
 
 
 def _n(label: str, language: str, case: str = "nom") -> str:
-    return name(label, language, case)
+    return lexicon.name(label, language, case)
 
 
 @dataclass
@@ -115,8 +115,8 @@ class ReportQuestions:
             rep = reports[v.id]
             twin = by_id.get(mirrored_id(v.id))
             supported = [c for c in rep.claims if c.verdict == "supported"]
-            for n, claim in enumerate(supported):
-                candidates += self._claim(v, twin, claim, n, rep.language, ctx)
+            for claim in supported:
+                candidates += self._claim(v, twin, claim, rep.language, ctx)
             candidates += self._frames(v, rep, ctx)
             if any(c.verdict == "contradicted" for c in rep.claims):  # not a target to learn
                 ctx.skip("captioning/report_generation", "the report contradicts its segmentation")
@@ -150,7 +150,7 @@ class ReportQuestions:
         item.language = language
         return item
 
-    def _claim(self, v: StudyView, twin: StudyView | None, claim: Claim, n: int, lang: str,
+    def _claim(self, v: StudyView, twin: StudyView | None, claim: Claim, lang: str,
                ctx: Context) -> list[Candidate]:
         g: SegGeometry = v.geometry
         by = g.by_name()
@@ -332,7 +332,7 @@ class ReportQuestions:
 
 def keyword(label: str, language: str) -> str:
     """A grounded keyword as the report's language names it ("left kidney", "linke Niere")."""
-    return name(label, language).split(" ", 1)[1]
+    return lexicon.name(label, language).split(" ", 1)[1]
 
 
 def hash_text(text: str) -> int:
