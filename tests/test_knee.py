@@ -268,3 +268,16 @@ def test_replies_in_3dreasonknee_form(small: SimpleNamespace) -> None:
     six = [v.frame_start, v.frame_end, v.box[0], v.box[2], v.box[1], v.box[3]]
     assert parse_answer(json.dumps(six), box, profile="reasonknee").value == {
         "frame_start": v.frame_start, "frame_end": v.frame_end, "box": list(v.box)}
+
+
+def test_a_stated_frame_set_is_cited_and_rendered(small: SimpleNamespace, tmp_path: Path) -> None:
+    """--frames 4: items cite only the 4 evenly spaced frames render --frames 4 shows."""
+    ds = build(small.ph, tmp_path / "ds", "--frames", "4")
+    assert json.loads((ds / "manifest.json").read_text())["volume_frames"]["cap"] == 4
+    shown = {0, 5, 10, 15}  # round(i * 15 / 3)
+    items = read_items(ds)
+    assert {e.frame for it in items for e in it.evidence} <= shown
+    cli("render", ds, "--frames", "4")
+    render = json.loads((ds / "render.json").read_text())
+    assert render["counts"]["volume_items_evidence_not_shown"] == 0
+    assert {im.frame for it in read_items(ds) for im in it.images} == shown

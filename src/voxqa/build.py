@@ -40,7 +40,7 @@ from voxqa.sources.segmentation import SegmentationInput, SegSpec, load_segmenta
 from voxqa.dataset.splits import assign_splits
 from voxqa.anatomy.structures import Structure
 from voxqa.tasks import FAMILIES, Context, StudyView
-from voxqa.tasks.base import VOLUME_FRAMES_RULE, volume_frames
+from voxqa.tasks.base import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, volume_frames
 from voxqa.tasks.spatial import (
     MAX_OVERLAP_MM,
     MIN_CENTROID_MM,
@@ -421,14 +421,16 @@ def build_knee_grading(
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     strict: bool = False,
     name: str = "knee-grading",
+    frame_cap: int | None = DEFAULT_VOLUME_FRAMES,
 ) -> dict[str, Any]:
     """Build a MOAKS knee grading dataset (sources/knee.py, tasks/grading.py) on sagittal frames.
 
-    Volumes are read one at a time and let go once measured: only region boxes and grades
-    stay in memory, so tens of thousands of studies fit."""
+    ``frame_cap`` is the frame set volume-level items show (``volume_frames``; None: all
+    frames), to be rendered with the same ``voxqa render --frames``. Volumes are read one at a
+    time and let go once measured: only region boxes and grades stay in memory."""
     with no_gc():
         report = BuildReport(strict=strict)
-        ctx = Context(seed=seed, is_pathology=lambda label: True)
+        ctx = Context(seed=seed, is_pathology=lambda label: True, volume_frame_cap=frame_cap)
         studies = knee.load_studies(studies_csv, grades_csv, boxes_csv, report,
                                     lambda n: set(volume_frames(n, ctx.volume_frame_cap)))
         if not studies:
@@ -441,7 +443,8 @@ def build_knee_grading(
             "name": name,
             "voxqa_version": __version__,
             "command": "voxqa build knee-grading",
-            "options": {"seed": seed, "split_fractions": list(fractions), "strict": strict},
+            "options": {"seed": seed, "split_fractions": list(fractions), "strict": strict,
+                        "frames": frame_cap or "all"},
             "seed": seed,
             "source": knee.NAME,
             "source_files": [

@@ -275,6 +275,7 @@ def build_knee_grading(
     seed: Annotated[int, typer.Option("--seed", metavar="N", help=_SEED_HELP)] = 0,
     split_fractions: Annotated[str, typer.Option("--split-fractions", metavar="TRAIN,VAL,TEST", help=_FRACTIONS_HELP)] = "0.8,0.1,0.1",
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first unusable row or study.")] = False,
+    frames: Annotated[str, typer.Option("--frames", metavar="K|all", help="Frames volume-level items show (render with the same --frames): K evenly spaced, or all.")] = "16",
 ) -> None:
     """Knee MRI + MOAKS grades -> grading items with region-first reasoning and region 3D
     boxes, on sagittal frames (3DReasonKnee)."""
@@ -283,10 +284,13 @@ def build_knee_grading(
     from voxqa.dataset.splits import parse_fractions
     from voxqa.errors import BuildError
 
+    if frames != "all" and not (frames.isdigit() and int(frames) > 0):
+        _fail(f"--frames must be a positive number or 'all', got {frames!r}")
     try:
         fractions = parse_fractions(split_fractions)
         check_out_folder(out)
-        manifest = build(studies, grades, out, boxes_csv=boxes, seed=seed, fractions=fractions, strict=strict)
+        manifest = build(studies, grades, out, boxes_csv=boxes, seed=seed, fractions=fractions, strict=strict,
+                         frame_cap=None if frames == "all" else int(frames))
     except (BuildError, ValueError) as exc:
         _fail(str(exc))
         return
