@@ -245,6 +245,44 @@ def test_released_a_score_parsing_reproduces_the_published_bugs() -> None:
     assert released_a_score("Frame 7 shows 2 findings, see frame 9", "number", 2) == 0.0  # last number
 
 
+def test_sgmri_as_published_columns_match_hand_computed_values() -> None:
+    """The README table's columns from per-item records, each value computed by hand below."""
+    from voxqa.eval.metrics import score_item
+    from voxqa.importers.published_scores import sgmri_vqa
+
+    def rec(iid: str, task: str, answer_type: str, scores: dict) -> dict:
+        return {"item_id": iid, "failed": False, "template": f"sgmri/{task}/x/frame", "task": task,
+                "subtask": task, "answer_type": answer_type, "scores": scores}
+
+    gold_boxes = [{"frame": 2, "box": [0, 0, 10, 10]}, {"frame": 3, "box": [0, 0, 10, 10]}]
+    records = [
+        rec("d1", "detection", "yes_no", {"a_score": 1.0}),
+        rec("d2", "detection", "yes_no", {"a_score": 1.0}),
+        rec("d3", "detection", "yes_no", {"a_score": 1.0}),
+        rec("g1", "diagnosis", "choice", {"a_score": 0.0}),
+        rec("c1", "counting", "number", {"a_score": 1.0}),
+        rec("c2", "counting", "number", {"a_score": 1.0}),
+        rec("l1", "localization", "boxes", score_item("boxes", gold_boxes, [{"frame": 2, "box": [0, 0, 10, 5]}])),
+        rec("t1", "captioning", "text", {"token_f1": 0.5, "bleu": 0.2, "rouge_l": 0.3, "judge": 1.0}),
+    ]
+    replies = {"d1": "Yes, there is an abnormality.", "d2": "No abnormality.",
+               "d3": "There is an abnormality in the meniscus.",  # the substring "no": read as no
+               "g1": "There is a tear.",  # the article "a": read as option (A)
+               "c1": "2 findings, see frame 9",  # the last number: 9
+               "c2": "Therefore, the final answer is: 3"}
+    golds = {"d1": "yes", "d2": "no", "d3": "yes", "g1": 0, "c1": 2, "c2": 3}
+    block = sgmri_vqa(records, replies, golds)
+    columns = block["as_published"]["columns"]
+    assert columns["Detection"] == pytest.approx(100 * 2 / 3)
+    assert columns["Diagnosis"] == pytest.approx(100.0) and block["voxqa"]["a_score"]["diagnosis"] == 0.0
+    assert columns["Counting"] == pytest.approx(50.0)
+    assert columns["Localization (V)"] == pytest.approx(100 * 0.5 / 2)  # IoU 0.5 on one of two gold boxes
+    assert block["as_published"]["map"]["localization"] == pytest.approx(100 * 2 / 3)  # F1 2/3 at each IoU
+    assert columns["Captioning"] == pytest.approx(100 * (0.4 * 1.0 + 0.2 * (0.5 + 0.2 + 0.3)))
+    assert columns["Classification"] is None and columns["Localization (AR)"] is None
+    assert block["as_published"]["avg"] == pytest.approx((200 / 3 + 100 + 50 + 25 + 60) / 5)
+
+
 # --------------------------------------------------------------------------- real data
 
 

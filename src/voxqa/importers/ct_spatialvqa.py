@@ -235,8 +235,8 @@ def import_ct_spatialvqa_run(dataset: Path, evals: Sequence[Path], out: Path, *,
     order_file = dataset / RELEASED_ORDER
     if not order_file.is_file():
         raise BuildError(f"{dataset}: not a dataset of `voxqa import ct-spatialvqa` ({RELEASED_ORDER} missing)")
-    if out.exists() and any(out.iterdir()):
-        raise BuildError(f"--out {out}: not empty; give a new folder for the imported run")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BuildError(f"--out {out}: exists and is not an empty folder; give a new folder for the imported run")
     items = {it.id: it for it in read_items(dataset)}
     released = orjson.loads(order_file.read_bytes())["item_ids"]
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)  # (q, a) -> item ids, released order
