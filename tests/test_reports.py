@@ -133,6 +133,10 @@ def test_items_only_from_supported_claims(built: Path) -> None:
         sentence = it.reasoning.split('"')[1]
         assert sentence in supported, it.id
         assert it.category and it.language in ("en", "de")
+    lesion = [it for it in spatial if "lesion" in (it.label or "") or it.variant]  # lesion or mirrored side twins
+    assert any("lesion" in (it.label or "") for it in lesion)
+    assert all(not it.prior_answerable for it in lesion)
+    assert all(it.prior_answerable for it in spatial if it.template.endswith("/choice") and "spinal cord" in it.question)
     de = [it for it in spatial if it.language == "de"]
     assert any(it.question == "Liegt die Aorta ventral oder dorsal zum Rückenmark?" and it.answer_text == "ventral"
                for it in de)

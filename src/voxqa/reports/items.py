@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voxqa.anatomy.labelnames import display_name
+from voxqa.anatomy.labelnames import display_name, is_lesion
 from voxqa.anatomy.relations import SegGeometry
 from voxqa.anatomy.structures import Structure
 from voxqa.boxes.profiles import PROFILES
@@ -138,7 +138,7 @@ class ReportQuestions:
     def _item(self, v: StudyView, claim: Claim, kind: str, label: str, question: str, answer: dict,
               text: str, evidence: list[Evidence], chance: float | None, options: list[str] | None = None,
               variant: str | None = None, language: str = "en", task: str = TASK,
-              frame: int | None = None) -> Item:
+              frame: int | None = None, prior: bool = False) -> Item:
         cites = "; ".join(f"Frame {e.frame}: [{', '.join(map(str, e.box))}] {e.label}" for e in evidence)
         said = "Befund" if language == "de" else "The report says"
         reasoning = (f"{said}: \"{claim.sentence}\" Verified on the segmentation: {claim.reason}."
@@ -148,6 +148,7 @@ class ReportQuestions:
                          reasoning=reasoning, chance=chance, options=options,
                          category=CATEGORIES[CATEGORY[claim.relation]], variant=variant, kind=kind)
         item.language = language
+        item.prior_answerable = prior
         return item
 
     def _claim(self, v: StudyView, twin: StudyView | None, claim: Claim, lang: str,
@@ -177,6 +178,8 @@ class ReportQuestions:
             return self._side(v, twin, claim, ss[0], lang, ctx)
         a, b = ss
         ev = [_evidence(a, g), _evidence(b, g)]
+        # relations between normal organs are anatomical knowledge (scored apart, as in spatial)
+        prior = not (is_lesion(a.name) or is_lesion(b.name))
         out: list[Candidate] = []
         if claim.relation in AXES:
             axis, a_higher = AXES[claim.relation]
@@ -191,11 +194,11 @@ class ReportQuestions:
                     q = f"Is {_n(first.name, lang)} {hi_word} or {lo_word} to {_n(second.name, lang)}?"
                 out.append((None, None, self._item(
                     v, claim, "choice", first.name, q, {"type": "choice", "value": [hi_word, lo_word].index(word)},
-                    word, ev, 0.5, [hi_word, lo_word], variant=second.name, language=lang)))
+                    word, ev, 0.5, [hi_word, lo_word], variant=second.name, language=lang, prior=prior)))
             word = hi_word if a_higher else lo_word
             if lang == "en":
                 word = f"to the {word} of" if axis == 0 else f"{word} to"
-            out.append((None, None, self._open(v, claim, a, b, word, ev, lang)))
+            out.append((None, None, self._open(v, claim, a, b, word, ev, lang, prior)))
             return out
         if claim.relation in ("medial", "lateral", "larger"):
             keep = a if claim.relation in ("medial", "larger") else b
@@ -211,22 +214,22 @@ class ReportQuestions:
                 right = opts[0] if keep is first else opts[1]
                 out.append((None, None, self._item(
                     v, claim, "choice", first.name, q, {"type": "choice", "value": opts.index(right)}, right,
-                    ev, 0.5, opts, variant=second.name, language=lang)))
+                    ev, 0.5, opts, variant=second.name, language=lang, prior=prior)))
             return out
         if claim.relation == "adjacent":
             q = (f"Grenzt {_n(a.name, lang)} an {_n(b.name, lang, 'acc')}?" if lang == "de"
                  else f"Does {_n(a.name, lang)} touch {_n(b.name, lang)}?")
             out.append(((min(a.name, b.name), max(a.name, b.name)), True, self._item(
                 v, claim, "yes_no", a.name, q, {"type": "yes_no", "value": "yes"}, words["yes"][0], ev, 0.5,
-                variant=b.name, language=lang)))
+                variant=b.name, language=lang, prior=prior)))
             word = "angrenzend an" if lang == "de" else "adjacent to"
-            out.append((None, None, self._open(v, claim, a, b, word, ev, lang)))
+            out.append((None, None, self._open(v, claim, a, b, word, ev, lang, prior)))
             return out
         word = "in" if lang == "de" else "within"
-        return [(None, None, self._open(v, claim, a, b, word, ev, lang))]
+        return [(None, None, self._open(v, claim, a, b, word, ev, lang, prior))]
 
     def _open(self, v: StudyView, claim: Claim, a: Structure, b: Structure, word: str,
-              ev: list[Evidence], lang: str) -> Item:
+              ev: list[Evidence], lang: str, prior: bool) -> Item:
         """"Where is A relative to B?" with the verified relation as text (not audited)."""
         if lang == "de":
             q = f"Wo liegt {_n(a.name, lang)} im Verhältnis {_n(b.name, lang, 'zu')}?"
@@ -235,7 +238,7 @@ class ReportQuestions:
             q = f"Where is {_n(a.name, lang)} relative to {_n(b.name, lang)}?"
             text = f"{word} {_n(b.name, lang)}"
         return self._item(v, claim, "open", a.name, q, {"type": "text", "value": text}, text, ev, None,
-                          variant=f"open-{b.name}", language=lang)
+                          variant=f"open-{b.name}", language=lang, prior=prior)
 
     def _side(self, v: StudyView, twin: StudyView | None, claim: Claim, s: Structure, lang: str,
               ctx: Context) -> list[Candidate]:
