@@ -281,3 +281,23 @@ def test_a_stated_frame_set_is_cited_and_rendered(small: SimpleNamespace, tmp_pa
     render = json.loads((ds / "render.json").read_text())
     assert render["counts"]["volume_items_evidence_not_shown"] == 0
     assert {im.frame for it in read_items(ds) for im in it.images} == shown
+
+
+def test_two_label_ids_naming_one_region_are_refused(small: SimpleNamespace, tmp_path: Path) -> None:
+    names = json.loads((small.ph / "labels" / "knee000.json").read_text())
+    acl = next(i for i, n in names.items() if n == "acl")
+    names[acl] = "MFC"  # another spelling of femur_central_medial, which has its own id
+    (tmp_path / "names.json").write_text(json.dumps(names))
+    studies = rows(small.ph / "studies.csv")
+    for r in studies:
+        r["image"], r["labels"] = str(small.ph / r["image"]), str(small.ph / r["labels"])
+        r["label_names"] = str(tmp_path / "names.json") if r["study_id"] == "knee000" else str(small.ph / r["label_names"])
+    with (tmp_path / "studies.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, list(studies[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(studies)
+    out = tmp_path / "ds"
+    cli("build", "knee-grading", "--studies", tmp_path / "studies.csv", "--grades", small.ph / "grades.csv", "--out", out)
+    skipped = json.loads((out / "build_report.json").read_text())["skipped"]["study_unreadable"]
+    assert skipped["count"] == 1 and "both name femur_central_medial" in skipped["examples"][0]["error"]
+    assert {s.id for s in read_studies(out)} == {"knee001", "knee002", "knee003"}

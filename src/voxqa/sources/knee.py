@@ -372,6 +372,10 @@ def _label_findings(spec: KneeSpec, labels: np.ndarray, affine: np.ndarray, raw:
         if canonical is None:
             report.add("skipped", "label_not_in_knee_vocabulary", where=spec.where, study=spec.study_id,
                        label=name)
+        elif canonical in names.values():
+            first = next(i for i, n in names.items() if n == canonical)
+            raise BuildError(f"{spec.where}: label ids {first} ({raw[first]!r}) and {label_id} ({name!r}) "
+                             f"both name {canonical}; give each region one id")
         else:
             names[label_id] = canonical
     view = sagittal_view(labels)
