@@ -334,5 +334,7 @@ def _model_name(evals: Sequence[Path]) -> str:
 
 def _jury_key(judge: str, item: Item, prediction: str) -> str:
     """The key ``voxqa.eval.jury`` caches a verdict under, for a judge named ``judge`` with no
-    server: (judge, question, reference, candidate)."""
+    server: (judge, question, reference, candidate). With it the file stays a valid jury cache,
+    so ``voxqa score RUN --judge ...`` can add a live jury to an imported run; a real judge's
+    spec never starts with ``published:``, so the two never share a key."""
     return hashlib.sha256("\x1f".join([judge, "", item.question, str(item.answer.value), prediction]).encode()).hexdigest()

@@ -110,7 +110,8 @@ class Record:
 
 @dataclass
 class Reconciler:
-    """fastMRI+ boxes by (file, label, box) -> 0-based slices, and the offset votes."""
+    """fastMRI+ boxes by (file, lower-case label, xyxy box) -> their 0-based slices, and the
+    files fastMRI+ reviewed."""
 
     slices: dict[tuple[str, str, tuple[int, int, int, int]], set[int]]
     files: set[str]
