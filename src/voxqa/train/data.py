@@ -157,22 +157,23 @@ def check_resize(processor: Any, profile: Profile, image_sizes: Sequence[tuple[i
 
 @dataclass(frozen=True)
 class Lengths:
-    """Tokens per example (processor's image tokens plus text) and tokens trained on."""
+    """Per row: its item id, its tokens (processor's image tokens plus text), tokens trained on."""
 
-    total: dict[str, int]
-    trained: dict[str, int]
+    ids: list[str]
+    total: list[int]
+    trained: list[int]
 
     def longest(self) -> tuple[str, int]:
-        item_id = max(self.total, key=self.total.__getitem__)
-        return item_id, self.total[item_id]
+        i = max(range(len(self.total)), key=self.total.__getitem__)
+        return self.ids[i], self.total[i]
 
 
 def check_examples(dataset: Any, collate: Callable[[list[dict[str, Any]]], dict[str, Any]],
                    processor: Any, profile: Profile, max_length: int | None) -> Lengths:
     """Run every row through ``collate`` alone; refuse corrupt images, mismatched resizes and
     sequences over ``max_length`` (the error names the longest example)."""
-    total, trained = {}, {}
-    for i, item_id in enumerate(dataset["id"]):
+    ids, total, trained = list(dataset["id"]), [], []
+    for i, item_id in enumerate(ids):
         try:
             row = dataset[i]  # decodes the images
         except Exception as exc:  # noqa: BLE001 - PIL raises many types for a broken file
@@ -181,15 +182,15 @@ def check_examples(dataset: Any, collate: Callable[[list[dict[str, Any]]], dict[
                                  f"images: {', '.join(p['path'] for p in paths)}") from exc
         sizes = [im.size for im in row["images"]]
         batch = collate([copy.deepcopy(row)])
-        total[item_id] = int(batch["input_ids"].shape[1])
-        trained[item_id] = int((batch["labels"] != -100).sum())
-        if trained[item_id] == 0:
+        total.append(int(batch["input_ids"].shape[1]))
+        trained.append(int((batch["labels"] != -100).sum()))
+        if trained[-1] == 0:
             raise TrainDataError(f"item {item_id}: no token of the assistant turn is trained on")
         check_resize(processor, profile, sizes, batch["image_grid_thw"].tolist() if "image_grid_thw" in batch else [])
-    lengths = Lengths(total, trained)
+    lengths = Lengths(ids, total, trained)
     item_id, longest = lengths.longest()
     if max_length is not None and longest > max_length:
-        over = sum(n > max_length for n in total.values())
+        over = sum(n > max_length for n in total)
         raise TrainDataError(
             f"{over} example(s) exceed the sequence limit of {max_length} tokens; the longest is item "
             f"{item_id} with {longest} tokens (image tokens from the processor plus text). voxqa never "

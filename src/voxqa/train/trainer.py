@@ -166,14 +166,15 @@ def build_trainer(cfg: TrainConfig, examples: Examples | None = None, callbacks:
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
     recipe = resolve_recipe(cfg)
-    examples = examples or load_examples(cfg.source, profile=cfg.profile, mode=cfg.mode,
-                                         max_frames=recipe.max_frames)
+    if examples is None:
+        examples = load_examples(cfg.source, profile=cfg.profile, mode=cfg.mode, max_frames=recipe.max_frames)
     base = Path(cfg.model).resolve()  # a LoRA adapter names its base by this path
     check_pixel_limits(examples.profile, base)
     gpu = torch.cuda.is_available()
     processor = AutoProcessor.from_pretrained(base, local_files_only=True)
+    weights = checkpoint if checkpoint is not None and recipe.lora is None else base
     model = AutoModelForImageTextToText.from_pretrained(
-        checkpoint if checkpoint is not None and recipe.lora is None else base, local_files_only=True, dtype=torch.bfloat16 if gpu and recipe.bf16 else torch.float32)
+        weights, local_files_only=True, dtype=torch.bfloat16 if gpu and recipe.bf16 else torch.float32)
     trainable = set_trainable(model, recipe)
 
     collator = DataCollatorForVisionLanguageModeling(processor=processor, max_length=None,
@@ -215,7 +216,7 @@ def build_trainer(cfg: TrainConfig, examples: Examples | None = None, callbacks:
     facts = {"examples": len(examples.rows), "skipped_too_many_frames": examples.skipped_too_many_frames,
              "profile": examples.profile.spec, "max_length": limit,
              "longest": {"id": longest_id, "tokens": longest},
-             "tokens_total": sum(lengths.total.values()), "tokens_trained": sum(lengths.trained.values()),
+             "tokens_total": sum(lengths.total), "tokens_trained": sum(lengths.trained),
              "trainable_parameters": trainable if recipe.lora is None else "lora", "world_size": world}
     return trainer, recipe, examples, facts
 
