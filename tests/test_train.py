@@ -207,3 +207,21 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(ds, llava, t
     assert all(abs(x["loss"] - y["loss"]) < 1e-4 for x, y in zip(a, b)), (a, b)
     w1, w2 = _weights(tmp_path / "one" / "model"), _weights(tmp_path / "two" / "model")
     assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-5
+
+
+def test_build_export_train_eval_report_end_to_end(ds, llava, tmp_path):
+    """The user's loop through the CLI: export trl -> train -> eval base and fine-tuned -> report."""
+    cli = CliRunner()
+    export, ft = tmp_path / "export", tmp_path / "ft"
+    steps = [["export", str(ds), "--format", "trl", "--profile", "pixel", "--split", "train", "--out", str(export)],
+             ["train", str(export), "--model", str(llava), "--out", str(ft), "--epochs", "1", "--lr", "1e-3"],
+             ["eval", str(ds), "--model", f"hf:{llava}", "--limit", "2", "--out", str(tmp_path / "base")],
+             ["eval", str(ds), "--model", f"hf:{ft / 'model'}", "--limit", "2", "--out", str(tmp_path / "tuned")],
+             ["report", str(tmp_path / "base"), str(tmp_path / "tuned"), "--out", str(tmp_path / "report.html")]]
+    for args in steps:
+        result = cli.invoke(app, args)
+        assert result.exit_code == 0, (args[0], result.output)
+    summary = json.loads((ft / "train_summary.json").read_text())
+    assert summary["examples"] == len(load_examples(ds).rows) and summary["profile"] == "pixel"
+    page = (tmp_path / "report.html").read_text()
+    assert str(llava) in page and str(ft / "model") in page
