@@ -59,6 +59,16 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def shared_reference(shared_data: Path) -> Path:
+    """The shared reference folder: VOXQA_TEST_REFERENCE, else ``reference/`` beside
+    VOXQA_TEST_DATA (so the README's one variable runs every real-data test)."""
+    path = Path(os.environ.get("VOXQA_TEST_REFERENCE") or shared_data.parent / "reference")
+    if not (path / "samples").is_dir():
+        data_unavailable(f"{path} has no samples/ (set VOXQA_TEST_REFERENCE=../shared/reference)")
+    return path
+
+
 def rendered_phantom(root: Path, *, n: int, seed: int, size: int, context: int,
                      fractions=(0.5, 0.25, 0.25), workers: int = 1) -> Path:
     """A fastMRI+-style phantom, built and rendered: the dataset folder."""

@@ -287,14 +287,8 @@ def test_sgmri_as_published_columns_match_hand_computed_values() -> None:
 
 
 @pytest.fixture(scope="module")
-def reference() -> Path:
-    root = os.environ.get("VOXQA_TEST_REFERENCE")
-    if not root:
-        data_unavailable("VOXQA_TEST_REFERENCE is not set (export VOXQA_TEST_REFERENCE=../shared/reference)")
-    path = Path(root)
-    if not (path / "samples").is_dir():
-        data_unavailable(f"VOXQA_TEST_REFERENCE={root} has no samples/")
-    return path
+def reference(shared_reference: Path) -> Path:
+    return shared_reference
 
 
 def test_realdata_sgmri_sample_knee_off_by_one_found_in_every_knee_volume(reference: Path, shared_data: Path, tmp_path: Path) -> None:

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.realdata
 
 
 @pytest.fixture(scope="module")
-def reports_dir(shared_data: Path) -> Path:
-    root = Path(os.environ.get("VOXQA_TEST_REFERENCE") or shared_data.parent / "reference") / "reports"
+def reports_dir(shared_reference: Path) -> Path:
+    root = shared_reference / "reports"
     if not (root / "expected_verdicts.jsonl").is_file():
         data_unavailable(f"{root}/expected_verdicts.jsonl not found (set VOXQA_TEST_REFERENCE)")
     return root
