@@ -8,7 +8,6 @@ The reference folder is VOXQA_TEST_REFERENCE, else ``reference/`` beside VOXQA_T
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
