@@ -21,7 +21,6 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import data_unavailable
 from typer.testing import CliRunner
 
 from voxqa.cli import app
