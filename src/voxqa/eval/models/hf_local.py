@@ -4,9 +4,9 @@ The folder must hold what ``AutoProcessor`` and ``AutoModelForImageTextToText`` 
 ``save_pretrained`` output), or a peft LoRA adapter with its processor (what ``voxqa train
 --lora`` writes): the base model named in ``adapter_config.json`` is loaded and the adapter
 merged into it, so a fine-tuned model is asked exactly like its base. Nothing is downloaded
-(``local_files_only=True``). The prompt's
-parts become one user message of {"type": "image"} / {"type": "text"} content parts, rendered
-by the processor's chat template; the PNGs are fed as RGB PIL images in prompt order.
+(``local_files_only=True``). The prompt's parts become one user message of {"type": "image"}
+/ {"type": "text"} content parts, rendered by the processor's chat template; the PNGs are
+fed as RGB PIL images in prompt order.
 Decoding is greedy (``do_sample=False``) and only the new tokens are decoded.
 
 Batching: ``answer`` is async. Concurrent calls (the runner's ``concurrency``) are queued;
@@ -16,8 +16,8 @@ and one generation runs at a time. The batch size is the smaller of ``batch_size
 runner's concurrency. A failed batch fails each of its items (as ``RuntimeError``, which the
 runner records and retries on the next run).
 
-``identity()`` hashes config.json, or adapter_config.json, only (not the weights): re-saving different weights under
-the same config in the same folder is not detected.
+``identity()`` hashes config.json, or adapter_config.json, only (not the weights):
+re-saving different weights under the same config in the same folder is not detected.
 """
 
 from __future__ import annotations
