@@ -301,3 +301,22 @@ def test_two_label_ids_naming_one_region_are_refused(small: SimpleNamespace, tmp
     skipped = json.loads((out / "build_report.json").read_text())["skipped"]["study_unreadable"]
     assert skipped["count"] == 1 and "both name femur_central_medial" in skipped["examples"][0]["error"]
     assert {s.id for s in read_studies(out)} == {"knee001", "knee002", "knee003"}
+
+
+def test_structured_target_also_speaks_3dreasonknee(small: SimpleNamespace) -> None:
+    """Grade targets (exports, structured mode) carry "MOAKS_scores" beside voxqa's fields;
+    both read back to the grade, and other items carry none."""
+    from voxqa.boxes.profiles import PROFILES
+    from voxqa.conversation import InlineBoxes, build_sample
+
+    sizes = {s.id: s.frame_size for s in read_studies(small.ds)}
+    items = [i for i in read_items(small.ds) if i.images]
+    grade = next(i for i in items if i.answer.type == "grade")
+    other = next(i for i in items if i.answer.type != "grade")
+    p = PROFILES["pixel"]
+    target = json.loads(build_sample(grade, small.ds.resolve(), sizes[grade.study_id], p, InlineBoxes(p)).target)
+    assert target["MOAKS_scores"] == moaks_scores(grade.label, grade.subtask, grade.answer.value)["MOAKS_scores"]
+    assert list(target) == ["reasoning", "answer", "MOAKS_scores", "bboxes"]
+    assert parse_answer(json.dumps(target), grade).value == grade.answer.value
+    plain = json.loads(build_sample(other, small.ds.resolve(), sizes[other.study_id], p, InlineBoxes(p)).target)
+    assert "MOAKS_scores" not in plain

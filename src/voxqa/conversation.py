@@ -8,7 +8,8 @@ summary), the profile's prompt hint. The assistant turn is the JSON text
 
     {"reasoning": ..., "answer": ..., "bboxes": [{"frame": k, "label": ..., "bbox": [...]}]}
 
-with one ``bboxes`` entry per evidence entry (its ``image_box``). Boxes are written in the
+with one ``bboxes`` entry per evidence entry (its ``image_box``); a knee MOAKS grade also
+carries 3DReasonKnee's ``"MOAKS_scores"`` before ``bboxes``. Boxes are written in the
 chosen profile's convention on the image the model sees, and so is every box quoted in the
 question, reasoning or a text answer: items quote boxes in pixels of the *stored* frame,
 which stop being true once `voxqa render` resizes the frame. A quoted box is recognised only
@@ -31,6 +32,7 @@ from voxqa.boxes.profiles import Profile
 from voxqa.dataset.paths import inside
 from voxqa.render import map_box
 from voxqa.schema import Item
+from voxqa.sources.knee import FEATURES, moaks_scores
 
 IMAGE_TOKEN = "<image>"
 BOX_TEXT = re.compile(r"\[(\d+), (\d+), (\d+), (\d+)\]")
@@ -174,6 +176,14 @@ def _answer(item: Item, boxes: _Boxes, style: BoxStyle) -> str:
     raise ValueError(f"item {item.id}: no export rule for answer type {a.type!r}")
 
 
+def _moaks(item: Item) -> str:
+    """A knee grade's 3DReasonKnee structured target, ``"MOAKS_scores": {...}, `` (else ""),
+    so exports and the structured mode speak ReasonKnee-Bench's format as well as voxqa's."""
+    if item.answer.type != "grade" or item.task != "grading" or item.subtask not in FEATURES:
+        return ""
+    return json.dumps(moaks_scores(item.label, item.subtask, item.answer.value))[1:-1] + ", "
+
+
 # answer types whose answer holds boxes: only their user turn carries the profile's box hint.
 # A text answer (a grounded summary) quotes boxes when the study has any; every text item gets
 # the hint, so its presence never tells a study without findings apart.
@@ -216,7 +226,7 @@ def build_sample(
         f'{{"frame": {e.frame}, "label": "{style.label(e.label)}", "bbox": {style.box(ref)}}}'
         for e, ref in zip(item.evidence, boxes.evidence)
     )
-    target = f'{{"reasoning": {reasoning}, "answer": {answer}, "bboxes": [{cited}]}}'
+    target = f'{{"reasoning": {reasoning}, "answer": {answer}, {_moaks(item)}"bboxes": [{cited}]}}'
     return Sample(
         item=item,
         images=[str(inside(folder, im.path, f"item {item.id}")) for im in item.images],
