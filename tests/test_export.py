@@ -273,9 +273,9 @@ def test_items_without_images_are_skipped_and_counted(rendered, tmp_path) -> Non
 
 
 def test_registry_and_errors(rendered, tmp_path) -> None:
-    assert list(FORMATS) == ["hf", "llamafactory", "swift", "trl"]
+    assert list(FORMATS) == ["hf", "llamafactory", "sgmri-vqa", "swift", "trl"]
     assert all(f.name == name for name, f in FORMATS.items())
-    with pytest.raises(ValueError, match="known: hf, llamafactory, swift, trl"):
+    with pytest.raises(ValueError, match="known: hf, llamafactory, sgmri-vqa, swift, trl"):
         export_dataset(rendered["seg"], "csv", tmp_path / "x")
     with pytest.raises(ValueError, match="known: pixel, norm1, qwen2-vl, qwen2.5-vl, qwen3-vl, internvl"):
         export_dataset(rendered["seg"], "trl", tmp_path / "x", convention="xyxy")
