@@ -213,15 +213,7 @@ def write_segmentation_phantom(
     image, labels, affine, names = segmentation_phantom(variant)
     if mirror:
         image, labels = image[::-1], labels[::-1]
-    for d, flip in enumerate(flips):
-        if flip:
-            image, labels = np.flip(image, d), np.flip(labels, d)
-            shift = np.eye(4)
-            shift[d, d], shift[d, 3] = -1, image.shape[d] - 1
-            affine = affine @ shift
-    image, labels = image.transpose(axes), labels.transpose(axes)
-    perm = np.eye(4)[list(axes) + [3]].T
-    affine = affine @ perm
+    image, labels, affine = _reoriented(image, labels, affine, axes, flips)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"image": out / "image.nii.gz", "labels": out / "labels.nii.gz",
              "label_names": out / "label_names.json"}
