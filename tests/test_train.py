@@ -225,3 +225,27 @@ def test_build_export_train_eval_report_end_to_end(ds, llava, tmp_path):
     assert summary["examples"] == len(load_examples(ds).rows) and summary["profile"] == "pixel"
     page = (tmp_path / "report.html").read_text()
     assert str(llava) in page and str(ft / "model") in page
+
+
+def test_training_prompt_is_the_eval_prompt(ds, llava):
+    """The text the trainer's collator renders before the target is what `voxqa eval --mode
+    structured` sends through hf: (same frames, labels, boxes, chat template)."""
+    from transformers import AutoProcessor
+    from trl.data_utils import apply_chat_template
+
+    from voxqa.boxes.profiles import get_profile
+    from voxqa.dataset.folder import read_items, read_studies
+    from voxqa.eval.models.hf_local import messages_for
+    from voxqa.eval.prompts import build_prompt
+
+    processor = AutoProcessor.from_pretrained(llava)
+    sizes = {s.id: s.frame_size for s in read_studies(ds)}
+    items = {it.id: it for it in read_items(ds)}
+    for row in load_examples(ds).rows:
+        item = items[row["id"]]
+        prompt = build_prompt(item, ds, sizes[item.study_id], get_profile("pixel"), mode="structured")
+        asked = processor.apply_chat_template(messages_for(prompt), add_generation_prompt=True, tokenize=False)
+        rendered = apply_chat_template({"prompt": row["prompt"], "completion": row["completion"]}, processor)
+        assert rendered["prompt"] == asked
+        assert rendered["completion"].startswith(prompt.target)
+        assert row["images"] == [v for k, v in prompt.parts if k == "image"]
