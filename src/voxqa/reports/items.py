@@ -29,7 +29,7 @@ from voxqa.reports.claims import Claim
 from voxqa.reports import lexicon
 from voxqa.reports.verify import AXES, parts
 from voxqa.schema import Evidence, Item
-from voxqa.tasks.base import Context, StudyView, balance, group_by, make_item
+from voxqa.tasks.base import Context, StudyView, balance_candidates, make_item
 from voxqa.tasks.spatial import CATEGORIES, mirrored_id
 
 TASK = "spatial"
@@ -122,17 +122,7 @@ class ReportQuestions:
                 ctx.skip("captioning/report_generation", "the report contradicts its segmentation")
             else:
                 out += self._report(v, rep)
-        for (split, template, key), group in group_by(
-                candidates, lambda c: (c[2].split, c[2].template, c[0])).items():
-            yes = [it for _, side, it in group if side is True]
-            no = [it for _, side, it in group if side is False]
-            out += [it for _, side, it in group if side is None]
-            if yes or no:
-                pos, neg = balance(yes, no, ctx.seed, "reports", split, template, key)
-                out += pos + neg
-                if len(yes) != len(no):
-                    ctx.skip(template, "dropped to balance", len(yes) + len(no) - 2 * len(pos))
-        return out
+        return out + balance_candidates(candidates, ctx, "reports", "dropped to balance")
 
     # -- CT-SpatialVQA-style --------------------------------------------------------------
     def _item(self, v: StudyView, claim: Claim, kind: str, label: str, question: str, answer: dict,

@@ -226,6 +226,24 @@ def balance(
     return pos, neg
 
 
+def balance_candidates(candidates: Iterable[tuple[Hashable, bool | None, Item]], ctx: Context,
+                       purpose: str, reason: str) -> list[Item]:
+    """Items from ``(key, side, item)`` candidates: per (split, template, key) as many ``True``
+    as ``False`` sides, drawn with the seed (``purpose`` names the stream), ``None`` sides kept
+    as they are; what balancing drops is counted under ``reason``."""
+    out: list[Item] = []
+    for (split, template, key), group in group_by(candidates, lambda c: (c[2].split, c[2].template, c[0])).items():
+        yes = [item for _, side, item in group if side is True]
+        no = [item for _, side, item in group if side is False]
+        out += [item for _, side, item in group if side is None]
+        if yes or no:
+            pos, neg = balance(yes, no, ctx.seed, purpose, split, template, key)
+            out += pos + neg
+            if len(yes) != len(no):
+                ctx.skip(template, reason, len(yes) + len(no) - 2 * len(pos))
+    return out
+
+
 def group_by(items: Iterable[T], key: Callable[[T], Hashable]) -> dict[Hashable, list[T]]:
     groups: dict[Hashable, list[T]] = defaultdict(list)
     for it in items:

@@ -34,7 +34,7 @@ from voxqa.anatomy.labelnames import display_name, is_lesion, side_of
 from voxqa.anatomy.relations import SegGeometry
 from voxqa.anatomy.structures import Component, Structure
 from voxqa.schema import Evidence, Item
-from voxqa.tasks.base import Context, StudyView, balance, group_by, make_item, rng
+from voxqa.tasks.base import Context, StudyView, balance_candidates, make_item, rng
 
 TASK = "spatial"
 CATEGORIES = {
@@ -189,19 +189,7 @@ class Spatial:
         candidates: list[Candidate] = []
         for v in originals:
             candidates += self._study(v, ctx)
-        out: list[Item] = []
-        for (split, template, key), group in group_by(
-            candidates, lambda c: (c[2].split, c[2].template, c[0])
-        ).items():
-            yes = [item for _, side, item in group if side is True]
-            no = [item for _, side, item in group if side is False]
-            out += [item for _, side, item in group if side is None]
-            if yes or no:
-                pos, neg = balance(yes, no, ctx.seed, "spatial", split, template, key)
-                out += pos + neg
-                if len(yes) != len(no):
-                    ctx.skip(template, "dropped to balance per structure",
-                             len(yes) + len(no) - 2 * len(pos))
+        out = balance_candidates(candidates, ctx, "spatial", "dropped to balance per structure")
         for v in originals:
             out += self._side_pairs(v, twins.get(mirrored_id(v.id)), ctx)
         return out
