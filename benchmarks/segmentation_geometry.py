@@ -23,7 +23,7 @@ import nibabel as nib
 import numpy as np
 
 from voxqa.build import relate
-from voxqa.io import open_volume
+from voxqa.io import open_header, open_volume
 from voxqa.anatomy.labelnames import midline, pair_of
 from voxqa.schema import Study
 from voxqa.sources.segmentation import SegmentationInput
@@ -86,7 +86,7 @@ def _best_time(fn, repeat: int) -> tuple[float, object]:
 def structures_and_items(vol) -> int:
     """Measure, relate and generate every spatial item for one label volume; item count."""
     seg = SegmentationInput(
-        image=vol, labels=vol.data, masks=None, affine=vol.affine, names={}, raw_names={},
+        image=open_header(vol.path), labels=vol.data, masks=None, affine=vol.affine, names={}, raw_names={},
         spacing=vol.spacing, modality_hint=None, labels_path=vol.path,
     )
     _, geometry = relate(seg)

@@ -25,6 +25,8 @@ from voxqa.io import (
     VolumeError,
     canonicalize,
     detect_format,
+    mirror_x,
+    open_header,
     open_volume,
     read_dicom_series,
     read_fastmri_h5,
@@ -453,3 +455,91 @@ def test_mni152_template(data_root: Path) -> None:
     vol = open_volume(_need(data_root, "mni152_nilearn/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"))
     assert vol.shape == (197, 233, 189) and vol.axcodes == ("R", "A", "S")
     assert vol.spacing == pytest.approx((1.0, 1.0, 1.0)) and vol.data.dtype == np.uint8
+
+
+# --------------------------------------------------------------------------- headers without voxels
+
+
+def _same_grid_files(tmp_path: Path) -> list[tuple[Path, str | None]]:
+    """One small file per format and orientation case, with the ``assume`` each is opened with."""
+    rng = np.random.default_rng(7)
+    data = rng.normal(size=(4, 5, 6)).astype(np.float32)
+    files: list[tuple[Path, str | None]] = [
+        (_save_nifti(tmp_path / "psl.nii.gz", data, PSL_AFFINE), None),
+        (_save_nifti(tmp_path / "ras.nii", data, np.diag([2.0, 3.0, 1.5, 1.0])), None),
+        (_save_nifti(tmp_path / "singleton.nii.gz", data[..., None], PSL_AFFINE), None),
+    ]
+    unoriented = nib.Nifti1Image(data, np.diag([2.0, 3.0, 1.5, 1.0]))
+    unoriented.set_qform(None, code=0)
+    unoriented.set_sform(None, code=0)
+    nib.save(unoriented, tmp_path / "unoriented.nii.gz")
+    files += [(tmp_path / "unoriented.nii.gz", "LPS"), (tmp_path / "unoriented.nii.gz", None)]
+    nrrd.write(str(tmp_path / "lps.nrrd"), data, {"space": "left-posterior-superior",
+                                                  "space directions": np.diag([0.5, 0.7, 2.0]),
+                                                  "space origin": np.array([1.0, 2.0, 3.0])})
+    files.append((tmp_path / "lps.nrrd", None))
+    with h5py.File(tmp_path / "knee.h5", "w") as f:
+        f.create_dataset("reconstruction_rss", data=data)
+    files += [(tmp_path / "knee.h5", "RAS"), (_write_series(tmp_path / "series"), None)]
+    return files
+
+
+def test_open_header_gives_open_volumes_grid_and_reads_the_same_voxels(tmp_path: Path) -> None:
+    """A build checks grids on headers alone: every format, orientation and ``assume`` must
+    give exactly the grid the full read gives, and ``data``, read late, the same voxels."""
+    for path, assume in _same_grid_files(tmp_path):
+        vol = open_volume(path, assume=assume)
+        lazy = open_header(path, assume=assume)
+        assert (lazy.shape, lazy.format, lazy.frame_axis, lazy.world_known, lazy.axcodes) == (
+            vol.shape, vol.format, vol.frame_axis, vol.world_known, vol.axcodes), path
+        assert np.array_equal(lazy.affine, vol.affine) and lazy.spacing == vol.spacing, path
+        np.testing.assert_array_equal(lazy.data, vol.data)
+        np.testing.assert_array_equal(lazy.mirror().data, vol.data[::-1])
+        assert lazy.mirror().mirror().mirrored is False
+
+
+def test_open_header_does_not_read_the_voxels(tmp_path: Path) -> None:
+    """Pixel data cut off after an intact header: the grid is known, the voxels fail when read."""
+    path = _save_nifti(tmp_path / "cut.nii", np.ones((8, 8, 8), np.float32), np.eye(4))
+    path.write_bytes(path.read_bytes()[:-100])
+    lazy = open_header(path)
+    assert lazy.shape == (8, 8, 8)
+    with pytest.raises(VolumeError, match="cannot read"):
+        lazy.data  # noqa: B018 - reading is the point
+    with pytest.raises(VolumeError, match="cannot read"):
+        open_volume(path)
+
+
+def test_canonical_data_is_contiguous_and_not_transposed(tmp_path: Path) -> None:
+    """nibabel reads Fortran-order arrays: a RAS+ file is canonical as read (no copy), a
+    flipped one gets one copy in the same memory order; cc3d gets C or Fortran order."""
+    labels = np.random.default_rng(3).integers(0, 5, (6, 7, 8)).astype(np.uint8)
+    ras = open_volume(_save_nifti(tmp_path / "ras.nii", labels, np.eye(4)))
+    lps = open_volume(_save_nifti(tmp_path / "lps.nii", labels[::-1, ::-1], np.diag([-1.0, -1.0, 1.0, 1.0])))
+    psl = open_volume(_save_nifti(tmp_path / "psl.nii", labels, PSL_AFFINE))
+    for vol in (ras, lps):
+        assert vol.data.flags.f_contiguous
+        np.testing.assert_array_equal(vol.data, labels)
+    assert psl.data.flags.f_contiguous or psl.data.flags.c_contiguous  # permuted: one copy
+    mirrored = mirror_x(ras.data)
+    assert mirrored.flags.f_contiguous and np.array_equal(mirrored, labels[::-1])
+    assert mirror_x(np.ascontiguousarray(labels)).flags.c_contiguous
+
+
+def test_dicom_header_refuses_a_slice_cut_in_deferred_pixel_data(tmp_path: Path) -> None:
+    """Slices over 64 KB keep their pixels on disk while headers are read; one cut short is
+    still named, before any pixel is decoded."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for k in range(3):
+        ds = _ct_slice("1.2.3.4.5", k, k + 1)
+        ds.Rows, ds.Columns = 200, 200  # 80 KB of uint16
+        ds.PixelData = np.full((200, 200), k, np.uint16).tobytes()
+        ds.save_as(folder / f"s{k}.dcm", enforce_file_format=True)
+    assert open_header(folder, canonical=False).shape == (200, 200, 3)
+    victim = folder / "s1.dcm"
+    victim.write_bytes(victim.read_bytes()[:-1000])
+    for read in (open_header, open_volume):
+        with pytest.raises(VolumeError, match=r"truncated or unreadable DICOM file \(PixelData holds") as err:
+            read(folder)
+        assert err.value.path == str(victim)

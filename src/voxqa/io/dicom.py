@@ -16,16 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from .volume import (
     LPS_TO_RAS,
+    Header,
     PathLike,
     Volume,
     VolumeError,
     check_array,
+    check_shape,
     reading,
     require_exists,
 )
@@ -37,6 +40,8 @@ NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR",
 PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 #: Root of the UIDs the DICOM standard defines (every standard SOP class starts with it).
 DICOM_ROOT = "1.2.840.10008."
+#: The length of a value whose end is marked in the data (encapsulated pixel data).
+UNDEFINED_LENGTH = 0xFFFFFFFF
 #: Allowed relative deviation of slice gaps from their mean.
 SPACING_TOLERANCE = 0.01
 #: Geometry values are written as decimal strings; allow their rounding.
@@ -192,6 +197,20 @@ def _slice_step(ds: Dataset, positions: np.ndarray, normal: np.ndarray) -> np.nd
     return normal * float(thickness)
 
 
+def _check_pixel_bytes(f: Path, ds: Dataset) -> None:
+    """A file cut short in its pixel data reads without complaint until decoded: compare the
+    bytes the file holds with the length its header declares, so that a grid read from the
+    headers alone is not taken from a broken series. Encapsulated (compressed) pixel data has
+    no declared length; it is checked when decoded."""
+    tag = next(t for t in PIXEL_TAGS if t in ds)
+    raw = ds.get_item(tag, keep_deferred=True)  # a deferred value stays on disk
+    if not isinstance(raw, RawDataElement) or raw.length == UNDEFINED_LENGTH:
+        return
+    held = len(raw.value) if raw.value is not None else max(f.stat().st_size - raw.value_tell, 0)
+    if held < raw.length:
+        raise VolumeError(f, f"truncated or unreadable DICOM file ({tag} holds {held} of {raw.length} bytes)")
+
+
 def _pixels(f: Path, ds: Dataset) -> np.ndarray:
     """Decoded slice (rows, cols) in rescaled units (e.g. HU) as float32."""
     with _dicom_file(f):
@@ -203,18 +222,17 @@ def _pixels(f: Path, ds: Dataset) -> np.ndarray:
     return arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
 
-def read_dicom_series(source: PathLike | Sequence[PathLike], *, series_uid: str | None = None) -> Volume:
-    """Read one image series from a folder (not recursive), a file, or a list of files.
-
-    Non-DICOM files and objects without image pixels (e.g. SEG, RTSTRUCT) are
-    skipped. Data is (columns, rows, slices) so that index (i, j, k) maps to
-    LPS ``IPP0 + i*dc*row_cos + j*dr*col_cos + k*step``; the stored affine is RAS+.
-    """
+def _series(source: PathLike | Sequence[PathLike], series_uid: str | None
+            ) -> tuple[Path, list[tuple[Path, Dataset]], Header]:
+    """(path to report, the series' slices in position order, its grid) from the files'
+    attributes; pixel data of more than 64 KB per file is not read here."""
     path, files = _input_files(source)
     scan = _scan(files)
     if scan.not_dicom or scan.no_pixels:
         log.info("%s: %s", path, scan.skipped())
     slices = _pick_series(path, scan, series_uid)
+    for f, ds in slices:
+        _check_pixel_bytes(f, ds)
     iop, pixel_spacing = _check_consistent(slices)
     row_cos, col_cos = iop[:3], iop[3:]
     normal = np.cross(row_cos, col_cos)
@@ -225,7 +243,26 @@ def read_dicom_series(source: PathLike | Sequence[PathLike], *, series_uid: str 
     lps[:3, 1] = col_cos * pixel_spacing[0]
     lps[:3, 2] = _slice_step(slices[0][1], positions, normal)
     lps[:3, 3] = positions[0]
+    ds0 = slices[0][1]
+    shape = check_shape((int(ds0.Columns), int(ds0.Rows), len(slices)), path)
+    return path, slices, Header(shape=shape, affine=LPS_TO_RAS @ lps, world_known=True)
 
-    stack = np.stack([_pixels(f, ds) for f, ds in slices], axis=-1)
-    data = check_array(np.ascontiguousarray(stack.transpose(1, 0, 2)), path)
-    return Volume(data=data, affine=LPS_TO_RAS @ lps, path=str(path), format="dicom", frame_axis=2)
+
+def read_dicom_header(source: PathLike | Sequence[PathLike], *, series_uid: str | None = None) -> Header:
+    """The grid of one image series (see ``read_dicom_series``) without decoding its pixels."""
+    return _series(source, series_uid)[2]
+
+
+def read_dicom_series(source: PathLike | Sequence[PathLike], *, series_uid: str | None = None) -> Volume:
+    """Read one image series from a folder (not recursive), a file, or a list of files.
+
+    Non-DICOM files and objects without image pixels (e.g. SEG, RTSTRUCT) are
+    skipped. Data is (columns, rows, slices) so that index (i, j, k) maps to
+    LPS ``IPP0 + i*dc*row_cos + j*dr*col_cos + k*step``; the stored affine is RAS+.
+    The slices are stacked along the first axis, so that transposed the array is
+    Fortran-contiguous (no second copy).
+    """
+    path, slices, header = _series(source, series_uid)
+    stack = np.stack([_pixels(f, ds) for f, ds in slices])  # (slices, rows, columns)
+    data = check_array(stack.transpose(2, 1, 0), path)
+    return Volume(data=data, affine=header.affine, path=str(path), format="dicom", frame_axis=2)

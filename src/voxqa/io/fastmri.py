@@ -6,10 +6,12 @@ import h5py
 import numpy as np
 
 from .volume import (
+    Header,
     PathLike,
     Volume,
     VolumeError,
     check_array,
+    check_shape,
     reading,
     require_exists,
     voxel_dtype,
@@ -29,6 +31,22 @@ def _dataset_names(f: h5py.File) -> list[str]:
     return names
 
 
+def _dataset(f: h5py.File, dataset: str, path: PathLike) -> h5py.Dataset:
+    """The reconstruction, or a VolumeError that names the datasets the file has."""
+    if not isinstance(f.get(dataset), h5py.Dataset):
+        present = ", ".join(_dataset_names(f)) or "none"
+        raise VolumeError(path, f"no dataset {dataset!r} (datasets present: {present})")
+    return f[dataset]
+
+
+def read_fastmri_header(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> Header:
+    """The grid of a reconstruction (as ``read_fastmri_h5`` returns it) without reading pixels."""
+    p = require_exists(path)
+    with reading(p), h5py.File(p, "r") as f:
+        shape = check_shape(_dataset(f, dataset, p).shape, p)
+    return Header(shape=shape, affine=np.eye(4), world_known=False, frame_axis=0)
+
+
 def read_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> Volume:
     """Read a (slices, height, width) reconstruction, flipped up/down.
 
@@ -38,10 +56,7 @@ def read_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> Volume
     """
     p = require_exists(path)
     with reading(p), h5py.File(p, "r") as f:
-        if not isinstance(f.get(dataset), h5py.Dataset):
-            present = ", ".join(_dataset_names(f)) or "none"
-            raise VolumeError(p, f"no dataset {dataset!r} (datasets present: {present})")
-        arr = f[dataset][()]
+        arr = _dataset(f, dataset, p)[()]
     arr = check_array(np.asarray(arr), p)
     data = np.ascontiguousarray(voxel_dtype(arr)[:, ::-1, :])
     return Volume(data=data, affine=np.eye(4), path=str(p), format="fastmri_h5",
@@ -56,10 +71,7 @@ def probe_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> tuple
     """
     p = require_exists(path)
     with reading(p), h5py.File(p, "r") as f:
-        if not isinstance(f.get(dataset), h5py.Dataset):
-            present = ", ".join(_dataset_names(f)) or "none"
-            raise VolumeError(p, f"no dataset {dataset!r} (datasets present: {present})")
-        data = f[dataset]
+        data = _dataset(f, dataset, p)
         shape = data.shape
         if len(shape) != 3 or min(shape) <= 0:
             raise VolumeError(p, f"{dataset!r} has shape {shape}, expected (slices, height, width)")

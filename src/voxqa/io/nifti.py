@@ -2,29 +2,53 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 
-from .volume import PathLike, Volume, check_array, reading, require_exists, voxel_dtype
+from .volume import (
+    Header,
+    PathLike,
+    Volume,
+    check_array,
+    check_shape,
+    reading,
+    require_exists,
+    voxel_dtype,
+)
+
+
+def _load(p: Path) -> tuple[nib.spatialimages.SpatialImage, Header]:
+    """The image object (its voxels not yet read) and its grid.
+
+    nibabel's best affine (sform, else qform, else fallback). With qform_code = sform_code = 0
+    the file states no patient orientation: the fallback affine is nominal, so
+    ``world_known`` is False (no sides can be derived). ``mmap=False`` so no file handle
+    outlives the read.
+    """
+    with reading(p):
+        img = nib.load(p, mmap=False)
+        header = img.header
+        oriented = int(header["sform_code"]) > 0 or int(header["qform_code"]) > 0
+        return img, Header(shape=check_shape(img.shape, p), affine=img.affine, world_known=oriented)
+
+
+def read_nifti_header(path: PathLike) -> Header:
+    """The grid of a NIfTI file from its header alone (a .nii.gz is not decompressed past it)."""
+    return _load(require_exists(path))[1]
 
 
 def read_nifti(path: PathLike) -> Volume:
-    """Read a NIfTI file with nibabel's best affine (sform, else qform, else fallback).
-
-    With qform_code = sform_code = 0 the file states no patient orientation: nibabel's
-    fallback affine is nominal, so ``world_known`` is False (no sides can be derived).
+    """Read a NIfTI file: its grid (``read_nifti_header``) and voxels.
 
     Scaled data (scl_slope/inter) and float data become float32; unscaled
-    integer data such as label maps keep their integer dtype. ``mmap=False``
-    so no file handle outlives the call.
+    integer data such as label maps keep their integer dtype.
     """
     p = require_exists(path)
+    img, header = _load(p)
     with reading(p):
-        img = nib.load(p, mmap=False)
         arr = np.asanyarray(img.dataobj)
-        affine = img.affine
-        header = img.header
-        oriented = int(header["sform_code"]) > 0 or int(header["qform_code"]) > 0
     data = voxel_dtype(check_array(arr, p))
-    return Volume(data=data, affine=affine, path=str(p), format="nifti", frame_axis=2,
-                  world_known=oriented)
+    return Volume(data=data, affine=header.affine, path=str(p), format="nifti", frame_axis=2,
+                  world_known=header.world_known)

@@ -15,10 +15,12 @@ import nrrd
 import numpy as np
 
 from .volume import (
+    Header,
     PathLike,
     Volume,
     VolumeError,
     check_array,
+    check_shape,
     reading,
     require_exists,
     voxel_dtype,
@@ -60,12 +62,25 @@ def _affine(header: dict, path: PathLike) -> tuple[np.ndarray, bool]:
     return np.diag(_space_signs(header, path)) @ affine, True
 
 
+def _header(header: dict, path: PathLike) -> Header:
+    shape = check_shape(tuple(header["sizes"]), path)
+    affine, world_known = _affine(header, path)
+    return Header(shape=shape, affine=affine, world_known=world_known)
+
+
+def read_nrrd_header(path: PathLike) -> Header:
+    """The grid of a NRRD/NHDR file from its header alone (the voxels are not read)."""
+    p = require_exists(path)
+    with reading(p):
+        return _header(nrrd.read_header(str(p)), p)
+
+
 def read_nrrd(path: PathLike) -> Volume:
     """Read a NRRD/NHDR file in pynrrd's default (i, j, k) index order ('F')."""
     p = require_exists(path)
     with reading(p):
-        arr, header = nrrd.read(str(p))
+        arr, fields = nrrd.read(str(p))
+    header = _header(fields, p)
     data = voxel_dtype(check_array(arr, p))
-    affine, world_known = _affine(header, p)
-    return Volume(data=data, affine=affine, path=str(p), format="nrrd", frame_axis=2,
-                  world_known=world_known)
+    return Volume(data=data, affine=header.affine, path=str(p), format="nrrd", frame_axis=2,
+                  world_known=header.world_known)

@@ -53,14 +53,9 @@ class Volume:
     world_known: bool = True
 
     def __post_init__(self) -> None:
-        affine = np.asarray(self.affine, dtype=np.float64)
         if self.data.ndim != 3:
             raise VolumeError(self.path, f"expected 3D data, got shape {self.data.shape}")
-        if affine.shape != (4, 4):
-            raise VolumeError(self.path, f"expected a 4x4 affine, got shape {affine.shape}")
-        spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
-        if not all(np.isfinite(s) and s > 0 for s in spacing):
-            raise VolumeError(self.path, f"degenerate voxel spacing {spacing}")
+        affine, spacing = check_affine(self.affine, self.path)
         object.__setattr__(self, "affine", affine)
         object.__setattr__(self, "spacing", spacing)
 
@@ -74,19 +69,72 @@ class Volume:
         return nib.aff2axcodes(self.affine)
 
 
+def check_affine(affine: np.ndarray, path: PathLike) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """(float64 4x4 affine, voxel spacing), refusing affines that map voxels onto nothing."""
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise VolumeError(path, f"expected a 4x4 affine, got shape {affine.shape}")
+    spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
+    if not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise VolumeError(path, f"degenerate voxel spacing {spacing}")
+    return affine, spacing  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, eq=False)
+class Header:
+    """A file's voxel grid as stored (before any reorientation), read without its voxels."""
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    #: False when the file has no patient geometry (the affine is nominal pixel units).
+    world_known: bool
+    frame_axis: int = 2
+
+
+def canonical_grid(shape: tuple[int, int, int], affine: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int], np.ndarray]:
+    """(nibabel orientation transform, shape, affine) of a grid reordered to RAS+ axis order.
+
+    The same recipe as nibabel's ``as_closest_canonical``; ``apply_orientation`` with the
+    returned transform moves an array of ``shape`` onto the returned grid.
+    """
+    ornt = io_orientation(affine)
+    new_shape = tuple(int(shape[i]) for i in np.argsort(ornt[:, 0]))
+    return ornt, new_shape, affine @ inv_ornt_aff(ornt, shape)  # type: ignore[return-value]
+
+
+def contiguous(data: np.ndarray) -> np.ndarray:
+    """``data`` itself when it is C- or Fortran-contiguous, else one copy in whichever of the
+    two orders is closer to its memory order (Fortran when axis 0 varies fastest).
+
+    Readers hand over arrays in the file's order (nibabel and pynrrd: Fortran order), so
+    flipping axes, as canonicalising or mirroring does, leaves a reversed-stride view whose
+    Fortran copy streams through memory; a C-order copy would transpose every voxel through
+    the cache (seconds on a CT). Consumers need no more than C or Fortran contiguity: cc3d
+    takes either (and copies anything else to C order itself, slowly).
+    """
+    if data.flags.c_contiguous or data.flags.f_contiguous:
+        return data
+    strides = [abs(s) for s in data.strides]
+    return data.copy(order="F" if strides[0] <= strides[-1] else "C")
+
+
+def mirror_x(data: np.ndarray) -> np.ndarray:
+    """``data`` flipped along array axis 0 (patient x of a RAS+ array), contiguous."""
+    return contiguous(data[::-1])
+
+
 def canonicalize(vol: Volume) -> Volume:
     """Reorder/flip axes to the closest RAS+ order without moving any voxel in world space.
 
     Afterwards axis 0 increases to the patient's Right, 1 to Anterior, 2 to
-    Superior, so frames along axis 2 are axial. Uses the same recipe as
-    nibabel's ``as_closest_canonical``.
+    Superior, so frames along axis 2 are axial. The data is a view of the stored array
+    where that is contiguous, else one copy (see ``contiguous``): callers get C- or
+    Fortran-contiguous data.
     """
     if not vol.world_known:
         raise VolumeError(vol.path, "cannot canonicalise: the file carries no patient geometry")
-    ornt = io_orientation(vol.affine)
-    data = np.ascontiguousarray(apply_orientation(vol.data, ornt))
-    affine = vol.affine @ inv_ornt_aff(ornt, vol.shape)
-    return replace(vol, data=data, affine=affine, frame_axis=2)
+    ornt, _, affine = canonical_grid(vol.shape, vol.affine)
+    return replace(vol, data=contiguous(apply_orientation(vol.data, ornt)), affine=affine, frame_axis=2)
 
 
 #: World axis and sign each axis code points to (RAS+).
@@ -109,12 +157,17 @@ def assume_orientation(vol: Volume, codes: str) -> Volume:
     Only the user can know this: a file whose header carries no orientation (NIfTI qform
     and sform codes 0, an NRRD without space directions) has no sides.
     """
+    return replace(vol, affine=assumed_affine(vol.spacing, codes), world_known=True)
+
+
+def assumed_affine(spacing: tuple[float, float, float], codes: str) -> np.ndarray:
+    """The affine of a grid with this voxel ``spacing`` whose axes point along ``codes``."""
     affine = np.eye(4)
     for axis, code in enumerate(parse_orientation(codes)):
         world, sign = _AXIS_CODES[code]
         affine[:3, axis] = 0.0
-        affine[world, axis] = sign * vol.spacing[axis]
-    return replace(vol, affine=affine, world_known=True)
+        affine[world, axis] = sign * spacing[axis]
+    return affine
 
 
 def check_array(data: np.ndarray, path: PathLike) -> np.ndarray:
@@ -123,13 +176,8 @@ def check_array(data: np.ndarray, path: PathLike) -> np.ndarray:
     Downstream code assumes one scalar per voxel and finite values, so anything
     else is rejected here rather than failing obscurely later.
     """
-    shape = data.shape
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise VolumeError(path, f"{data.ndim}D data not supported, expected 3D (got shape {shape})")
-    if data.size == 0:
-        raise VolumeError(path, f"empty volume (shape {shape})")
+    grid = check_shape(data.shape, path)
+    data = data.reshape(grid)  # drops trailing singleton axes: a view, never a copy
     if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_) or np.iscomplexobj(data):
         raise VolumeError(path, f"unsupported voxel type {data.dtype}")
     if np.issubdtype(data.dtype, np.floating):
@@ -137,6 +185,20 @@ def check_array(data: np.ndarray, path: PathLike) -> np.ndarray:
         if bad:
             raise VolumeError(path, f"{bad} non-finite voxel(s) (NaN/inf)")
     return data
+
+
+def check_shape(shape: tuple[int, ...], path: PathLike) -> tuple[int, int, int]:
+    """The 3D grid of a stored array shape (trailing singleton dims dropped), as
+    ``check_array`` accepts it; header readers check a grid with it before any voxel is read."""
+    stored = tuple(int(n) for n in shape)
+    grid = stored
+    while len(grid) > 3 and grid[-1] == 1:
+        grid = grid[:-1]
+    if len(grid) != 3:
+        raise VolumeError(path, f"{len(grid)}D data not supported, expected 3D (got shape {stored})")
+    if 0 in grid:
+        raise VolumeError(path, f"empty volume (shape {stored})")
+    return grid  # type: ignore[return-value]
 
 
 def voxel_dtype(data: np.ndarray) -> np.ndarray:

@@ -1,9 +1,11 @@
 """Image + segmentation inputs for segmentation-grounded questions (loading only).
 
-Both are reoriented to RAS+ (``voxqa.io.open_volume``) and must share one voxel grid: a
-question's box is drawn on the image's frames, so labels on another grid would point at the
-wrong anatomy. Labels are a multi-label map (NIfTI/NRRD) or a folder of binary masks, one
-file per structure named after it (TotalSegmentator's output without ``--ml``).
+Both are reoriented to RAS+ and must share one voxel grid: a question's box is drawn on the
+image's frames, so labels on another grid would point at the wrong anatomy. Only the labels'
+voxels are read here; the image's grid comes from its header (``voxqa.io.open_header``), as a
+build uses no intensity (render reads them). Labels are a multi-label map (NIfTI/NRRD) or a
+folder of binary masks, one file per structure named after it (TotalSegmentator's output
+without ``--ml``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pydicom.errors import InvalidDicomError
 from voxqa.sources.csvinput import csv_reader
 from voxqa.errors import BuildError
 from voxqa.dataset.paths import check_study_id
-from voxqa.io import Volume, open_volume
+from voxqa.io import LazyVolume, Volume, mirror_x, open_header, open_volume
 from voxqa.io.dicom import NON_IMAGE_MODALITIES
 from voxqa.anatomy.labelnames import canonical_name, header_label_names, read_json_names
 from voxqa.anatomy.structures import Structure, measure, measure_masks
@@ -49,12 +51,14 @@ class SegSpec:
 class SegmentationInput:
     """A RAS+ image with its structures, either as one label map or as named masks.
 
+    The image's voxels are read only if ``image.data`` is used.
+
     ``names`` are canonical (``voxqa.anatomy.labelnames.canonical_name``) and ``raw_names`` as
     written in the input; for masks the ids are 1-based positions in sorted name order,
     matching ``measure_masks``.
     """
 
-    image: Volume
+    image: LazyVolume
     labels: np.ndarray | None
     masks: dict[str, np.ndarray] | None
     affine: np.ndarray
@@ -77,28 +81,27 @@ class SegmentationInput:
     def mirrored(self) -> SegmentationInput:
         """The study flipped along patient x (array axis 0 of the RAS+ arrays), affine kept:
         the counterfactual twin whose every side is the other one."""
-        def flip(a: np.ndarray) -> np.ndarray:
-            return np.ascontiguousarray(a[::-1])
-
         return replace(
             self,
-            image=replace(self.image, data=flip(self.image.data)),
-            labels=None if self.labels is None else flip(self.labels),
-            masks=None if self.masks is None else {n: flip(m) for n, m in self.masks.items()},
+            image=self.image.mirror(),
+            labels=None if self.labels is None else mirror_x(self.labels),
+            masks=None if self.masks is None else {n: mirror_x(m) for n, m in self.masks.items()},
         )
 
 
 def load_segmentation(image: Path, labels: Path, label_names: Path | None = None,
                       assume_orientation: str | None = None) -> SegmentationInput:
-    """Read image (NIfTI, NRRD, DICOM folder) and labels (label map file or mask folder).
+    """Read the grid of the image (NIfTI, NRRD, DICOM folder) and the labels (label map file
+    or mask folder); the image's voxels are left on disk until ``image.data`` is used.
 
     Label names come from ``label_names`` (JSON), else the NIfTI header's label table.
     Files that state no patient orientation are read as ``assume_orientation`` when given,
     else as stored with ``orientation_known`` False.
-    Raises BuildError if the two are not on one grid, VolumeError for unreadable files.
+    Raises BuildError if the two are not on one grid, VolumeError for unreadable files (for
+    the image: an unreadable header; broken pixel data surfaces where they are read).
     """
     image, labels = Path(image), Path(labels)
-    img = _open(image, assume_orientation)
+    img = open_header(image, assume=assume_orientation)
     if labels.is_dir():
         if label_names is not None:
             raise BuildError(f"{label_names}: label names need a label map, but {labels} is a mask "
@@ -134,7 +137,7 @@ def _open(path: Path, assume_orientation: str | None) -> Volume:
     return open_volume(path, assume=assume_orientation)
 
 
-def _check_grid(image: Volume, other: Volume) -> None:
+def _check_grid(image: LazyVolume, other: Volume) -> None:
     """Same shape and affine after reorientation to RAS+ (so axis order may differ on disk)."""
     if image.shape != other.shape or not np.allclose(image.affine, other.affine, rtol=0, atol=GRID_ATOL_MM):
         raise BuildError(
@@ -173,7 +176,7 @@ def _integer_labels(data: np.ndarray, path: str | Path) -> np.ndarray:
     return data
 
 
-def _read_masks(folder: Path, image: Volume, assume_orientation: str | None
+def _read_masks(folder: Path, image: LazyVolume, assume_orientation: str | None
                 ) -> tuple[dict[str, np.ndarray], dict[int, str]]:
     """Binary masks keyed by canonical name, and the raw file-name stems by label id."""
     stems: dict[str, str] = {}
