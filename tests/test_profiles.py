@@ -137,6 +137,10 @@ def test_check_processor(tmp_path) -> None:
     new_style.write_text(json.dumps({"size": {"shortest_edge": 3136, "longest_edge": 1003520}}))
     assert check_processor(get_profile("qwen2.5-vl:max_pixels=1003520"), new_style) == []
     assert check_processor(get_profile("qwen3-vl"), new_style) == []  # 0-1000: no grid to disagree on
+    nested = tmp_path / "v5"  # transformers 5: processor_config.json with the image processor inside
+    nested.mkdir()
+    (nested / "processor_config.json").write_text(json.dumps({"image_processor": {"min_pixels": 3136, "max_pixels": 1003520}}))
+    assert check_processor(get_profile("qwen2.5-vl"), nested) == ["max_pixels: processor 1003520, profile 12845056"]
     with pytest.raises(ValueError, match="cannot read"):
         check_processor(get_profile("qwen2.5-vl"), tmp_path / "missing.json")
 

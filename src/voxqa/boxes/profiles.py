@@ -290,15 +290,18 @@ def _processor_limits(config: dict[str, Any]) -> dict[str, int]:
 def check_processor(profile: Profile, path: Path) -> list[str]:
     """Where a local processor config disagrees with the profile's grid (empty: it agrees).
 
-    ``path`` is a model folder or its ``preprocessor_config.json``. Only profiles whose
-    space is pixels of a resized input depend on the processor; for the others the
+    ``path`` is a model folder (its ``preprocessor_config.json``, or the
+    ``processor_config.json`` transformers 5 writes) or one of those files. Only profiles
+    whose space is pixels of a resized input depend on the processor; for the others the
     processor does not change how boxes are read, which the result says.
     """
-    file = path / "preprocessor_config.json" if path.is_dir() else path
+    names = ("preprocessor_config.json", "processor_config.json")
+    file = next((path / n for n in names if (path / n).is_file()), path / names[0]) if path.is_dir() else path
     try:
         config = json.loads(file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{file}: cannot read a preprocessor config ({exc})") from None
+    config = config.get("image_processor", config)  # processor_config.json nests it
     if not isinstance(profile.space, Resized):
         return []
     found = _processor_limits(config)
