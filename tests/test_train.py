@@ -225,6 +225,9 @@ def test_build_export_train_eval_report_end_to_end(ds, llava, tmp_path):
     assert summary["examples"] == len(load_examples(ds).rows) and summary["profile"] == "pixel"
     page = (tmp_path / "report.html").read_text()
     assert str(llava) in page and str(ft / "model") in page
+    log = [json.loads(line) for line in (ft / "train_log.jsonl").read_text().splitlines()]
+    assert 'id="train-chart"' in page and page.count("<polyline") == 1  # the fine-tuned run only
+    assert f"loss {log[0]['loss']:.3f} -&gt; {log[-1]['loss']:.3f} in {log[-1]['step']} steps" in page
 
 
 def test_training_prompt_is_the_eval_prompt(ds, llava):

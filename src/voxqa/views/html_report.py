@@ -222,6 +222,46 @@ def _group_chart(runs: list[dict[str, Any]], names: list[str], key: str, svg_id:
     return "".join(parts)
 
 
+def training_logs(scored: list[Any], names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Per run of a model `voxqa train` wrote (``hf:OUT/model``), its ``OUT/train_log.jsonl``
+    rows: base and fine-tuned models side by side, with how the fine-tuning went."""
+    logs = {}
+    for name, sr in zip(names, scored):
+        path = sr.identity["model"].get("path")
+        log = Path(path).parent / "train_log.jsonl" if path else None
+        if log is not None and log.is_file():
+            rows = [orjson.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+            logs[name] = [r for r in rows if isinstance(r.get("loss"), (int, float))]
+    return {k: v for k, v in logs.items() if v}
+
+
+def _training_chart(logs: dict[str, list[dict[str, Any]]]) -> str:
+    """Training loss per optimizer step, one line per fine-tuned model, with throughput."""
+    if not logs:
+        return ""
+    w, h, left, top = 420, 140, 44, 16
+    steps = max(r["step"] for rows in logs.values() for r in rows) or 1
+    peak = max(r["loss"] for rows in logs.values() for r in rows) or 1.0
+    parts = [f'<svg id="train-chart" width="{left + w + 20}" height="{top + h + 40 + 16 * len(logs)}" '
+             'role="img" aria-label="training loss per step">']
+    for tick in (0.0, peak / 2, peak):
+        y = top + h - h * tick / peak
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + w}" y2="{y:.1f}" stroke="#eee"/>')
+        parts.append(_t(left - 4, y + 3.5, f"{tick:.2f}", size=9, anchor="end"))
+    for i, (name, rows) in enumerate(logs.items()):
+        color = COLORS[i % len(COLORS)]
+        points = " ".join(f"{left + w * r['step'] / steps:.1f},{top + h - h * r['loss'] / peak:.1f}" for r in rows)
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{points}"><title>{html.escape(name)}</title></polyline>')
+        speed = sorted(r.get("samples_per_s") or 0.0 for r in rows)[len(rows) // 2]
+        parts.append(_t(left, top + h + 34 + 16 * i,
+                        f"{name}: loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f} in {rows[-1]['step']} steps, "
+                        f"median {speed:.2f} samples/s", extra=f' fill="{color}"'))
+    parts.append(f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="#666"/>')
+    parts.append(_t(left + w / 2, top + h + 15, f"optimizer step (1-{steps})", size=9, anchor="middle"))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def _iou_histogram(ious: dict[str, list[float]], bins: int = 10) -> str:
     """Per run, how item-level mean IoUs (V-score) of box answers are distributed: a panel
     per run with an IoU axis, a count axis and each bin's count."""
@@ -450,6 +490,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
         chart=_chart(results, names), label_chart=_label_chart(results, names),
         category_chart=_category_chart(results, names), controls=_control_panel(results), iou_chart=_iou_histogram(ious),
         context_chart=_context_chart(scored, names, frame_size),
+        train_chart=_training_chart(training_logs(scored, names)),
         subtasks=_subtask_rows(results), items=entries, pairs=_pair_rows(results, names),
         uplift=uplift_table(region_uplift(results)),
         audit_status=audit_status, audit=audit,
