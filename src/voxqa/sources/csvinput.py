@@ -1,4 +1,5 @@
-"""Opening a CSV input: one place for the "not found" and "missing columns" errors."""
+"""Opening a CSV input: one place for the "not found" and "missing columns" errors, and for
+the rows of a studies CSV (ids checked, paths relative to the CSV's folder)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
 
 
@@ -24,3 +26,26 @@ def csv_reader(path: Path, columns: Sequence[str], what: str) -> Iterator[csv.Di
             raise BuildError(f"{path}: not a {what}, missing columns {missing} "
                              f"(expected {','.join(columns)})")
         yield reader
+
+
+def study_rows(path: Path, columns: Sequence[str], what: str) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """(where, study_id, row) of every row of a studies CSV: ids non-empty, unique and
+    allowed as folder names; ``where`` is ``file:line`` for errors. No rows is an error."""
+    path = Path(path)
+    seen: set[str] = set()
+    with csv_reader(path, columns, what) as reader:
+        for rec in reader:
+            where = f"{path}:{reader.line_num}"
+            study_id = (rec["study_id"] or "").strip()
+            if not study_id or study_id in seen:
+                raise BuildError(f"{where}: study_id {study_id!r} is empty or repeated")
+            seen.add(study_id)
+            yield where, check_study_id(study_id, where), rec
+    if not seen:
+        raise BuildError(f"{path}: no study rows under the header ({', '.join(columns)}, ...)")
+
+
+def csv_path(csv_file: Path, value: str | None) -> Path | None:
+    """A path cell: as written when absolute, else relative to the CSV's folder; None when empty."""
+    value = (value or "").strip()
+    return None if not value else (Path(value) if Path(value).is_absolute() else Path(csv_file).parent / value)

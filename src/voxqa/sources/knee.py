@@ -43,11 +43,10 @@ from voxqa.anatomy.frames import (
 from voxqa.anatomy.structures import Structure, measure
 from voxqa.boxes.geometry import union_box
 from voxqa.dataset.build_report import BuildReport
-from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
 from voxqa.io import open_volume
 from voxqa.schema import Box, Box3D, Finding, Study, VolumeRef
-from voxqa.sources.csvinput import csv_reader
+from voxqa.sources.csvinput import csv_path, csv_reader, study_rows
 from voxqa.sources.segmentation import load_segmentation
 
 NAME = "knee"
@@ -249,38 +248,22 @@ def read_studies_csv(path: Path, box_only_allowed: bool) -> list[KneeSpec]:
     path = Path(path)
     default_names = path.parent / DEFAULT_LABEL_NAMES
     specs: list[KneeSpec] = []
-    seen: set[str] = set()
-    with csv_reader(path, STUDIES_COLUMNS, "knee studies CSV") as reader:
-        for rec in reader:
-            where = f"{path}:{reader.line_num}"
-            study_id = (rec["study_id"] or "").strip()
-            if not study_id or study_id in seen:
-                raise BuildError(f"{where}: study_id {study_id!r} is empty or repeated")
-            seen.add(study_id)
-            check_study_id(study_id, where)
-
-            def resolve(value: str | None) -> Path | None:
-                value = (value or "").strip()
-                return None if not value else (Path(value) if Path(value).is_absolute()
-                                               else path.parent / value)
-
-            image, labels = resolve(rec["image"]), resolve(rec["labels"])
-            if labels is None and not box_only_allowed:
-                raise BuildError(f"{where}: labels are required without --boxes")
-            if labels is not None and image is None:
-                raise BuildError(f"{where}: a label map needs its image")
-            side = SIDES.get((rec["knee_side"] or "").strip().lower())
-            if side is None:
-                raise BuildError(f"{where}: knee_side {rec['knee_side']!r} is not right/left (R/L)")
-            names = resolve(rec.get("label_names"))
-            if names is None and labels is not None and default_names.is_file():
-                names = default_names
-            specs.append(KneeSpec(
-                study_id=study_id, image=image, labels=labels, label_names=names,
-                patient_id=(rec["patient_id"] or "").strip() or study_id, knee_side=side,
-                assume_orientation=(rec.get("assume_orientation") or "").strip() or None, where=where))
-    if not specs:
-        raise BuildError(f"{path}: no study rows under the header ({', '.join(STUDIES_COLUMNS)})")
+    for where, study_id, rec in study_rows(path, STUDIES_COLUMNS, "knee studies CSV"):
+        image, labels = csv_path(path, rec["image"]), csv_path(path, rec["labels"])
+        if labels is None and not box_only_allowed:
+            raise BuildError(f"{where}: labels are required without --boxes")
+        if labels is not None and image is None:
+            raise BuildError(f"{where}: a label map needs its image")
+        side = SIDES.get((rec["knee_side"] or "").strip().lower())
+        if side is None:
+            raise BuildError(f"{where}: knee_side {rec['knee_side']!r} is not right/left (R/L)")
+        names = csv_path(path, rec.get("label_names"))
+        if names is None and labels is not None and default_names.is_file():
+            names = default_names
+        specs.append(KneeSpec(
+            study_id=study_id, image=image, labels=labels, label_names=names,
+            patient_id=(rec["patient_id"] or "").strip() or study_id, knee_side=side,
+            assume_orientation=(rec.get("assume_orientation") or "").strip() or None, where=where))
     return specs
 
 

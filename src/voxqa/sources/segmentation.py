@@ -18,9 +18,8 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from voxqa.sources.csvinput import csv_reader
+from voxqa.sources.csvinput import csv_path, study_rows
 from voxqa.errors import BuildError
-from voxqa.dataset.paths import check_study_id
 from voxqa.io import LazyVolume, Volume, mirror_x, open_header, open_volume
 from voxqa.io.dicom import NON_IMAGE_MODALITIES
 from voxqa.anatomy.labelnames import canonical_name, header_label_names, read_json_names
@@ -237,30 +236,14 @@ STUDIES_COLUMNS = ("study_id", "image", "labels")
 def read_studies_csv(path: Path) -> list[SegSpec]:
     """studies.csv (study_id, image, labels[, label_names, patient_id, modality, anatomy]);
     relative paths are taken relative to the CSV's folder."""
-    path = Path(path)
-    with csv_reader(path, STUDIES_COLUMNS, "studies CSV") as reader:
-        specs, seen = [], set()
-        for rec in reader:
-            where = f"{path}:{reader.line_num}"
-            study_id = (rec["study_id"] or "").strip()
-            if not study_id or study_id in seen:
-                raise BuildError(f"{where}: study_id {study_id!r} is empty or repeated")
-            seen.add(study_id)
-            check_study_id(study_id, where)
-
-            def resolve(value: str | None) -> Path | None:
-                value = (value or "").strip()
-                return None if not value else (Path(value) if Path(value).is_absolute()
-                                               else path.parent / value)
-
-            image, labels = resolve(rec["image"]), resolve(rec["labels"])
-            if image is None or labels is None:
-                raise BuildError(f"{where}: image and labels are required")
-            specs.append(SegSpec(
-                study_id=study_id, image=image, labels=labels,
-                label_names=resolve(rec.get("label_names")),
-                **{k: (rec.get(k) or "").strip() or None for k in ("patient_id", "modality", "anatomy")},
-            ))
-    if not specs:
-        raise BuildError(f"{path}: no study rows under the header ({', '.join(STUDIES_COLUMNS)}, ...)")
+    specs = []
+    for where, study_id, rec in study_rows(path, STUDIES_COLUMNS, "studies CSV"):
+        image, labels = csv_path(path, rec["image"]), csv_path(path, rec["labels"])
+        if image is None or labels is None:
+            raise BuildError(f"{where}: image and labels are required")
+        specs.append(SegSpec(
+            study_id=study_id, image=image, labels=labels,
+            label_names=csv_path(path, rec.get("label_names")),
+            **{k: (rec.get(k) or "").strip() or None for k in ("patient_id", "modality", "anatomy")},
+        ))
     return specs
