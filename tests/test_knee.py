@@ -194,6 +194,12 @@ def test_oracle_is_perfect_in_all_three_modes_and_the_uplift_is_shown(small: Sim
         box = results["by"]["task/subtask"]["localization/region_box3d"]["metrics"]
         assert box["iou3d"]["mean"] == 1.0 and box["acc@0.5"]["mean"] == 1.0
         runs.append(run)
+    out = cli("score", runs[2], "--uplift-from", runs[1])
+    assert "GT-region uplift (oracle_region - structured, macro over features): accuracy +0.000" in out
+    uplift = json.loads((runs[2] / "results.json").read_text())["region_uplift"]
+    assert uplift["features"]["bml_size"]["accuracy"] == {"structured": 1.0, "oracle_region": 1.0, "uplift": 0.0}
+    refused = runner.invoke(app, ["score", str(runs[2]), "--uplift-from", str(runs[0])])
+    assert refused.exit_code == 2 and "not one model's structured and oracle_region runs" in refused.output
     out = cli("compare", *runs)
     assert "GT-region uplift per grading feature" in out
     assert "| oracle | bml_size | 1.000 -> 1.000 (+0.000)" in out and "macro over features" in out

@@ -501,6 +501,7 @@ def score(
     judge_api_key_env: Annotated[str, typer.Option("--judge-api-key-env", metavar="NAME", help="Environment variable holding the judges' API key.")] = "OPENAI_API_KEY",
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Score a run with failed requests anyway (labelled incomplete).")] = False,
     as_published: Annotated[Optional[str], typer.Option("--as-published", metavar="sgmri-vqa|ct-spatialvqa", help="Add the benchmark's own headline metrics, computed as published, beside voxqa's (docs/importers.md).")] = None,
+    uplift_from: Annotated[Optional[Path], typer.Option("--uplift-from", metavar="RUN", help="The same model's run in the other of the structured / oracle_region modes: adds the GT-region uplift per grading feature to results.json.")] = None,
 ) -> None:
     """Re-score a run without re-running it (writes RUN/results.json); optionally with an LLM jury."""
     jury = None
@@ -519,8 +520,28 @@ def score(
             if as_published not in NAMES:
                 raise ValueError(f"--as-published {as_published!r}: known benchmarks are {', '.join(NAMES)}")
         _print_score(run, jury, allow_incomplete, as_published)
+        if uplift_from is not None:
+            _add_uplift(run, uplift_from)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+
+
+def _add_uplift(run: Path, other: Path) -> None:
+    """``region_uplift`` (oracle_region minus structured, per grading feature) in RUN/results.json."""
+    import orjson
+
+    from voxqa.eval.compare import load_results, region_uplift
+    from voxqa.eval.score import RESULTS
+
+    pairs = region_uplift(load_results([other, run]))
+    if not pairs:
+        raise ValueError(f"{run} and {other} are not one model's structured and oracle_region runs "
+                         "(same model, control, profile, split and tasks)")
+    results = orjson.loads((run / RESULTS).read_bytes())
+    results["region_uplift"] = pairs[0]
+    (run / RESULTS).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    macro = ", ".join(f"{k} {v:+.3f}" for k, v in sorted(pairs[0]["macro"].items()))
+    console.print(f"GT-region uplift (oracle_region - structured, macro over features): {macro}", soft_wrap=True)
 
 
 def _one_dataset(runs: list[Path]) -> None:
