@@ -32,6 +32,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from voxqa.schema import Evidence, Item
 from voxqa.tasks.base import (
     Context,
@@ -197,22 +199,28 @@ def _assign(
         scale[k] = (mean, math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals)) or 1.0)
     vec = {s.id: [(f[k] - scale[k][0]) / scale[k][1] for k in names] for s, f in zip(pool, feats)}
     labels = sorted({s.label for s in pool})
-    tokens: dict[str, list[list[float]]] = {lab: [] for lab in labels}
+    # each label's lent copies as one array; a taken copy is masked (inf), so argmin keeps
+    # picking the first nearest copy still free, as the list version did, in numpy
+    rows: dict[str, list[list[float]]] = {lab: [] for lab in labels}
     for s in pool:
-        tokens[s.label] += [vec[s.id]] * (n - 1)
+        rows[s.label] += [vec[s.id]] * (n - 1)
+    tokens = {lab: np.array(v, dtype=float).reshape(len(v), len(names)) for lab, v in rows.items()}
+    taken = {lab: np.zeros(len(v), dtype=bool) for lab, v in rows.items()}
+    free = {lab: len(v) for lab, v in rows.items()}
     ready = [(s, [lab for lab in labels if lab != s.label and lab not in near[s.id]]) for s in pool]
     ready.sort(key=lambda p: len(p[1]))
     room = Counter(lab for _, eligible in ready for lab in eligible)  # items left that may take it
     out, failed = [], set()
     for s, eligible in ready:
-        x = vec[s.id]
+        x = np.array(vec[s.id], dtype=float)
         best = []
         for lab in eligible:
-            if tokens[lab]:
-                d = [sum((a - b) ** 2 for a, b in zip(x, t)) for t in tokens[lab]]
-                j = min(range(len(d)), key=d.__getitem__)
-                urgent = room[lab] - len(tokens[lab]) <= 0  # every item left must take it
-                best.append((not urgent, d[j], r.random(), lab, j))
+            if free[lab]:
+                d = ((tokens[lab] - x) ** 2).sum(axis=1)
+                d[taken[lab]] = np.inf
+                j = int(d.argmin())
+                urgent = room[lab] - free[lab] <= 0  # every item left must take it
+                best.append((not urgent, float(d[j]), r.random(), lab, j))
         room.subtract(eligible)
         if len(best) < n - 1:
             failed.add(s.id)
@@ -220,7 +228,8 @@ def _assign(
         best.sort()
         chosen = []
         for *_, lab, j in best[: n - 1]:
-            tokens[lab].pop(j)
+            taken[lab][j] = True
+            free[lab] -= 1
             chosen.append(lab)
         out.append((s, chosen))
     return out, failed
