@@ -19,8 +19,10 @@ byte-identical to the local one. The driver only ever holds what the function re
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,6 +59,22 @@ class _Done:
         return self.value
 
 
+@contextmanager
+def _ctrl_c_as_flag() -> Iterator[threading.Event]:
+    """While waiting on the pool, Ctrl-C only sets a flag (in the main thread): a
+    KeyboardInterrupt raised inside the pool's condition variables can leave a lock held and
+    hang the exit; the caller raises it at a safe point instead."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _ignore_sigint() -> None:
     """Workers leave Ctrl-C to the driver, which stops them (no worker tracebacks)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -81,8 +99,14 @@ class LocalExecutor:
             return
         self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint)
         futures: dict[Future, int] = {self._pool.submit(fn, job): i for i, job in enumerate(jobs)}
-        for fut in as_completed(futures):
-            yield futures[fut], fut
+        pending = set(futures)
+        with _ctrl_c_as_flag() as interrupted:
+            while pending:
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=futures.__getitem__):
+                    yield futures[fut], fut
+                if interrupted.is_set():  # raised here, never inside the pool's locks
+                    raise KeyboardInterrupt
         self._pool.shutdown()
         self._pool = None
 
