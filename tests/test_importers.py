@@ -662,3 +662,19 @@ def test_every_importer_is_a_command_documented_with_its_licence() -> None:
     table = docs.split("## As published vs voxqa")[1]
     for name in NAMES:
         assert {"sgmri-vqa": "SGMRI-VQA", "ct-spatialvqa": "CT-SpatialVQA"}[name] in table
+
+
+def test_a_released_image_path_leaving_the_volumes_root_is_refused(tmp_path: Path) -> None:
+    """``image_path`` comes from a released file: ``../`` out of --volumes-root is refused and
+    counted, the study built box-only, the file outside never opened."""
+    src = write_ct(tmp_path / "src")
+    rows = [json.loads(line) for line in src["qa"].read_text().splitlines()]
+    outside = tmp_path / "outside.nii.gz"
+    outside.write_bytes((src["volumes"] / rows[0]["image_path"]).read_bytes())
+    rows[0]["image_path"] = "../../outside.nii.gz"
+    src["qa"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ds = tmp_path / "ds"
+    invoke("import", "ct-spatialvqa", "--qa", src["qa"], "--volumes-root", src["volumes"], "--out", ds)
+    report = read_json(ds / "build_report.json")
+    assert "outside.nii.gz" in json.dumps(report) and "volume_path_leaves_volumes_root" in json.dumps(report)
+    assert all("outside" not in (s.volume.path if s.volume else "") for s in read_studies(ds))

@@ -21,6 +21,7 @@ from voxqa.build import BOX_CONVENTION, counts
 from voxqa.dataset.audit import attach_audit, write_audit
 from voxqa.dataset.build_report import BuildReport
 from voxqa.dataset.folder import sha256_file, write_dataset
+from voxqa.dataset.paths import UnsafePath, inside
 from voxqa.errors import BuildError
 from voxqa.schema import Item, Study
 
@@ -66,6 +67,22 @@ def ras_shape(path: Path) -> tuple[int, int, int]:
     for axis, (to, _) in enumerate(nib.io_orientation(img.affine)[:3]):
         ras[int(to)] = int(img.shape[axis])
     return ras[0], ras[1], ras[2]
+
+
+def volume_file(root: Path, names: Sequence[str], report: BuildReport) -> Path | None:
+    """The first of ``names`` (paths from a released file) that is a file inside ``root``; a
+    name leaving ``root`` is refused and counted, a missing file counted (the study is then
+    built box-only)."""
+    for name in names:
+        try:
+            path = inside(root, name, "volume path")
+        except UnsafePath as exc:
+            report.add("skipped", "volume_path_leaves_volumes_root", error=str(exc))
+            return None
+        if path.is_file():
+            return path
+    report.add("info", "volume_file_missing_built_box_only", file=names[0])
+    return None
 
 
 def _as_tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:

@@ -44,7 +44,7 @@ from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
 from voxqa.eval.jury import CACHE
 from voxqa.eval.run import PREDICTIONS, RUN, dataset_hash
-from voxqa.importers import field, load_json, ras_shape, write_imported
+from voxqa.importers import field, load_json, ras_shape, volume_file, write_imported
 from voxqa.schema import Item, Study, VolumeRef
 
 NAME = "ct_spatialvqa"
@@ -119,16 +119,14 @@ def read_categories(path: Path) -> dict[tuple[str, str, str], list[str]]:
 def _volume(row: dict[str, str], root: Path | None, report: BuildReport) -> tuple[VolumeRef | None, int | None, tuple[int, int], str]:
     if root is None:
         return None, None, DEFAULT_FRAME_SIZE, "default"
-    for candidate in (root / row["image_path"], root / row["case_id"]):
-        if candidate.is_file():
-            try:
-                i, j, k = ras_shape(candidate)  # axial frames: (width, height) = (i, j), k frames
-            except (OSError, ValueError) as exc:
-                report.add("skipped", "volume_unreadable_built_box_only", file=str(candidate), error=str(exc))
-                break
-            return VolumeRef(path=str(candidate), loader="nifti"), k, (i, j), "volume"
-    else:
-        report.add("info", "volume_file_missing_built_box_only", file=row["image_path"])
+    path = volume_file(root, [row["image_path"], row["case_id"]], report)
+    if path is not None:
+        try:
+            i, j, k = ras_shape(path)  # axial frames: (width, height) = (i, j), k frames
+        except (OSError, ValueError) as exc:
+            report.add("skipped", "volume_unreadable_built_box_only", file=str(path), error=str(exc))
+        else:
+            return VolumeRef(path=str(path), loader="nifti"), k, (i, j), "volume"
     return None, None, DEFAULT_FRAME_SIZE, "default"
 
 

@@ -45,7 +45,7 @@ from voxqa.dataset.build_report import BuildReport
 from voxqa.dataset.folder import check_out_folder, no_gc
 from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
-from voxqa.importers import field, load_json, ras_shape, write_imported
+from voxqa.importers import field, load_json, ras_shape, volume_file, write_imported
 from voxqa.schema import Item, Study, VolumeRef
 from voxqa.sources.knee import DEFAULT_FRAME_SIZE, FEATURES, JOINT, region_name
 from voxqa.tasks.base import slug
@@ -183,9 +183,8 @@ def _feature(comp: Component) -> tuple[str, str]:
 def _volume(image: str, root: Path | None, report: BuildReport) -> tuple[VolumeRef | None, int | None, tuple[int, int], str]:
     if root is None:
         return None, None, DEFAULT_FRAME_SIZE, "default"
-    path = root / image
-    if not path.is_file():
-        report.add("info", "volume_file_missing_built_box_only", file=image)
+    path = volume_file(root, [image], report)
+    if path is None:
         return None, None, DEFAULT_FRAME_SIZE, "default"
     shape = ras_shape(path)
     return VolumeRef(path=str(path), loader="nifti"), shape[0], (shape[1], shape[2]), "volume"
