@@ -124,6 +124,16 @@ def test_model_args_reach_the_factory_and_the_identity(ds: Path, plugin_dir: Pat
         make_model("oracle", ds, model_args={"temperature": "0.5"})
 
 
+def test_secret_model_args_never_reach_run_json(ds: Path, plugin_dir: Path) -> None:
+    write_module(plugin_dir, "echo_args", ECHO)
+    model = make_model("py:echo_args:make", ds, model_args={"api_key": "abc123xyz", "note": "Bearer sk-live1234"})
+    out = plugin_dir / "secret_run"
+    asyncio.run(run_eval(RunConfig(dataset=ds, out=out, split=None, limit=1), model))
+    text = (out / "run.json").read_text()
+    assert "abc123xyz" not in text and "sk-live1234" not in text and "<redacted>" in text
+    assert model.identity()["plugin"]["got"]["api_key"] == "<redacted>"  # echoed by the plug-in: masked too
+
+
 def test_model_arg_options_parse_to_a_dict() -> None:
     assert parse_model_args(["path=/m/a=b", "max_new_tokens=16", "empty="]) == {
         "path": "/m/a=b", "max_new_tokens": "16", "empty": ""}

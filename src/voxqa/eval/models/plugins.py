@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import re
 import sys
 import threading
 import warnings
@@ -40,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from voxqa.eval.redact import redact
 from voxqa.eval.models.base import PermanentError, ServerConfigError
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
@@ -156,6 +158,18 @@ def _call_factory(spec: str, factory: Any, what: str, context: dict[str, Any],
         raise PluginError(f"{spec}: the factory {what} raised {_one_line(exc)}") from None
 
 
+SECRET_NAME = re.compile(r"(?i)key|token|secret|password|credential")
+
+
+def _masked(value: Any) -> Any:
+    """What run.json may hold of a plug-in's settings: values under secret-looking names and
+    token-shaped strings (``redact``) masked, however deep (a plug-in may echo its arguments)."""
+    if isinstance(value, dict):
+        return {k: "<redacted>" if SECRET_NAME.search(str(k)) else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return redact(value) if isinstance(value, str) else value
+
 class PluginModel:
     """A plug-in's adapter as the runner sees it: a checked protocol and a combined identity."""
 
@@ -165,7 +179,7 @@ class PluginModel:
             raise PluginError(f"{spec}: the factory returned a {type(inner).__name__} without "
                               f"{' and '.join(m + '()' for m in missing)} (see docs/plugins.md)")
         self.spec, self.factory, self.inner = spec, factory, inner
-        self.model_args = {k: str(v) for k, v in sorted(model_args.items())}
+        self.model_args = _masked({k: str(v) for k, v in sorted(model_args.items())})
         self._is_async = inspect.iscoroutinefunction(inner.answer)
         self._one_at_a_time = threading.Lock()  # plain answers: one worker thread at a time
         try:
@@ -181,7 +195,7 @@ class PluginModel:
 
     def identity(self) -> dict[str, Any]:
         return {"spec": self.spec, "factory": self.factory, "model_args": self.model_args,
-                "plugin": self.inner.identity()}
+                "plugin": _masked(self.inner.identity())}
 
     async def answer(self, prompt: Prompt, item: Item) -> str:
         try:
