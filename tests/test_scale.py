@@ -156,3 +156,15 @@ def test_eval_on_ray_actors_scores_like_local(ray_cluster, tmp_path) -> None:
     res = runner.invoke(app, ["eval", str(data), "--model", "nope", "--out", str(tmp_path / "x"),
                               "--executor", "ray", "--address", "auto"])
     assert res.exit_code == 2 and "unknown model spec 'nope'" in res.output
+
+
+def test_a_lost_replica_is_a_failed_request_not_an_answer(ray_cluster, tmp_path) -> None:
+    from voxqa.eval.models.distributed import RayModels
+    from voxqa.eval.prompts import Prompt
+
+    import ray
+
+    models = RayModels("oracle", tmp_path, 1)
+    ray.kill(models.actors[0])
+    with pytest.raises(RuntimeError, match="model replica 0 lost"):
+        asyncio.run(models.answer(Prompt(item_id="x", parts=(), target='{"answer": "yes"}'), None))

@@ -70,6 +70,8 @@ class RayModels:
         self._in_flight[i] += 1
         try:
             return await self.actors[i].answer.remote(prompt, item)
+        except self.ray.exceptions.RayActorError as exc:  # the replica died: a failed request, retried on resume
+            raise RuntimeError(f"model replica {i} lost: {str(exc).splitlines()[0]}") from None
         finally:
             self._in_flight[i] -= 1
 
