@@ -158,7 +158,7 @@ def _call_factory(spec: str, factory: Any, what: str, context: dict[str, Any],
         raise PluginError(f"{spec}: the factory {what} raised {_one_line(exc)}") from None
 
 
-SECRET_NAME = re.compile(r"(?i)key|token|secret|password|credential")
+SECRET_NAME = re.compile(r"(?i)(^|_)(api_?key|key|token|secret|password|passwd|credentials?|auth)$")  # not max_new_tokens
 
 
 def _masked(value: Any) -> Any:
