@@ -1,4 +1,4 @@
-"""Benchmark: `voxqa build knee-grading` on synthetic box-only knee studies (issue 16).
+"""Benchmark: `voxqa build knee-grading` on synthetic box-only knee studies.
 
 3DReasonKnee has 7,970 knees with ~62 questions each; a build must not hold volumes, and a
 box-only study (regions from boxes.csv) holds only its 20 region boxes and its grades. This

@@ -1,4 +1,4 @@
-"""Benchmark: builds past one machine (issue 19), every ratio measured in this one run.
+"""Benchmark: builds past one machine, every ratio measured in this one run.
 
 1. A synthetic fastMRI+-style knee annotation set (box-only: CSV rows, no volumes) of 10,000
    and 100,000 volumes, each built in a fresh process: items/s, and the driver's peak RSS.

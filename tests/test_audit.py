@@ -1,4 +1,4 @@
-"""The blind audit (issue 11, section 1): text-only learners per template, trained on train,
+"""The blind audit: text-only learners per template, trained on train,
 scored on val+test, flag a template whose exact 95% interval lies above chance.
 
 The datasets are real phantom builds (``write_phantom`` + ``build_fastmri_plus``). The leak
@@ -44,7 +44,7 @@ OLD_CONTEXT = 6  # evenly spaced frames of the old rule (the phantom has 12 fram
 
 
 def old_frame_set(frame_count: int, evidence: set[int], context: int) -> list[int]:
-    """The frame set render used before issue 11: evenly spaced frames plus evidence frames."""
+    """The frame set render used before the audit existed: evenly spaced frames plus evidence frames."""
     spaced = {round(i * (frame_count - 1) / max(context - 1, 1)) for i in range(context)}
     return sorted(spaced | {f for f in evidence if f < frame_count})
 

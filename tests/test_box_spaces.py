@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 import numpy as np
 import pytest
 
 from voxqa.boxes.profiles import PROFILES
-from voxqa.boxes.spaces import QWEN25_MAX_PIXELS, QWEN25_MIN_PIXELS, Pixels, Resized, Scaled, smart_resize
+from voxqa.boxes.spaces import QWEN25_MAX_PIXELS, QWEN25_MIN_PIXELS, Pixels, smart_resize
 
 SPACES = {
     "pixel": Pixels(), "pixel_xywh": Pixels(xywh=True), "norm1": PROFILES["norm1"].space,

@@ -1,5 +1,5 @@
 """User mistakes end in one line naming the problem, never a traceback, and leave nothing
-half-written (issue 12, parts 4, 5, 7)."""
+half-written."""
 
 from __future__ import annotations
 

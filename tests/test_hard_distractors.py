@@ -1,4 +1,4 @@
-"""Hard distractors (issue 11): single-choice distractors are the answers of other items
+"""Hard distractors: single-choice distractors are the answers of other items
 with similar quoted boxes and frames in the same anatomy, balanced per context bin, so that
 neither the label, nor the geometry, nor the frame index tells the answer."""
 
@@ -8,7 +8,7 @@ import random
 from collections import Counter, defaultdict
 
 from voxqa.schema import Box, Finding, Study
-from voxqa.tasks.base import Context, StudyView
+from voxqa.tasks.base import BuildContext, StudyView
 from voxqa.tasks.classification import Classification, _context_bins
 
 
@@ -39,7 +39,7 @@ def _synthetic(n_per_label: int = 60, seed: int = 0) -> list[StudyView]:
 
 def _items(views):
     vocab = sorted({f.label for v in views for f in v.study.findings})
-    ctx = Context(seed=0, is_pathology=lambda lab: True, pathology_vocab={"knee": vocab},
+    ctx = BuildContext(seed=0, is_pathology=lambda lab: True, pathology_vocab={"knee": vocab},
                   boxed_vocab={"knee": vocab})
     return Classification().generate(views, ctx), ctx
 

@@ -1,5 +1,5 @@
 """Bad inputs end in one line naming the file and the problem, never a traceback or a quietly
-wrong dataset; a build that leaves something out says so in one warning line (issue 12)."""
+wrong dataset; a build that leaves something out says so in one warning line."""
 
 from __future__ import annotations
 

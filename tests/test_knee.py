@@ -1,4 +1,4 @@
-"""Knee grading (issue 16, 3DReasonKnee): the knee phantom through `voxqa build knee-grading`,
+"""Knee grading (3DReasonKnee): the knee phantom through `voxqa build knee-grading`,
 render, eval and score; the sagittal frame convention checked against the label map itself;
 left and right knees; every graded (region, feature) asked; bad rows; box-only studies;
 MOAKS JSON replies; the GT-region uplift in compare and the report."""

@@ -13,7 +13,7 @@ from test_parse import fails, make_item, ok
 from voxqa.boxes.profiles import PROFILES, check_processor, get_profile
 from voxqa.boxes.syntax import MARKERS
 from voxqa.eval.metrics import score_item
-from voxqa.recipes import RECIPES, m3d_normalized
+from voxqa.model_inputs import RECIPES, m3d_normalized
 from voxqa.schema import Box3D
 
 # The documented example of every profile (profiles.py, as each family's docs write it) is

@@ -15,9 +15,9 @@ from conftest import data_unavailable
 
 from voxqa.build import build_reports
 from voxqa.dataset.folder import read_items
-from voxqa.reports.check import check_reports
-from voxqa.reports.claims import combine
-from voxqa.reports.extract_rules import RuleExtractor
+from voxqa.radreports.check import check_reports
+from voxqa.radreports.claims import combine
+from voxqa.radreports.extract_rules import RuleExtractor
 from voxqa.sources.segmentation import read_studies_csv
 
 pytestmark = pytest.mark.realdata

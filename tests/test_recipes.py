@@ -16,7 +16,7 @@ from scipy import ndimage
 from voxqa.build import build_fastmri_plus, build_segmentation
 from voxqa.dataset.folder import STUDIES, read_studies, write_jsonl
 from voxqa.phantom import write_phantom, write_segmentation_phantom
-from voxqa.recipes import (
+from voxqa.model_inputs import (
     RECIPES,
     RecipeRefused,
     Transform,
@@ -26,7 +26,7 @@ from voxqa.recipes import (
     m3d_normalized,
     render_recipe,
 )
-from voxqa.recipes.base import STORED_AXES, resize
+from voxqa.model_inputs.base import STORED_AXES, resize
 from voxqa.schema import Box3D
 from voxqa.sources.segmentation import SegSpec
 

@@ -179,7 +179,7 @@ def test_mp4_per_volume(tmp_path) -> None:
     build_fastmri_plus([(p["annotations"], p["file_list"])], tmp_path / "ds", volumes=p["volumes"],
                        fractions=(1.0, 0.0, 0.0))
     summary = render_dataset(tmp_path / "ds", RenderSettings(context=None, video_fps=4), workers=1)
-    for sid, rec in summary["studies"].items():
+    for rec in summary["studies"].values():
         video = rec["video"]
         assert video["fps"] == 4 and video["frames"] == 10 and (video["width"], video["height"]) == (64, 64)
         reader = imageio_ffmpeg.read_frames(str(tmp_path / "ds" / video["path"]), pix_fmt="gray", bpp=1)

@@ -1,4 +1,4 @@
-"""Interrupted renders (issue 12, part 6): per-study progress is recorded as it happens, a
+"""Interrupted renders: per-study progress is recorded as it happens, a
 resumed render redoes only the studies not done, Ctrl-C with --workers 2 stops within
 seconds, and only complete PNGs are left."""
 

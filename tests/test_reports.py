@@ -24,10 +24,10 @@ from voxqa.eval.metrics import Grounded, grounding_scores, match_keywords
 from voxqa.eval.parse import parse_answer
 from voxqa.phantom import write_segmentation_phantom
 from voxqa.render import RenderSettings, render_dataset
-from voxqa.reports.check import check_reports
-from voxqa.reports.claims import combine
-from voxqa.reports.extract_rules import RuleExtractor, sentences
-from voxqa.reports.items import keyword
+from voxqa.radreports.check import check_reports
+from voxqa.radreports.claims import combine
+from voxqa.radreports.extract_rules import RuleExtractor, sentences
+from voxqa.radreports.items import keyword
 from voxqa.schema import Item
 from voxqa.sources.segmentation import SegSpec
 
@@ -309,7 +309,7 @@ def test_openai_extractor_schema_cache_and_verdicts(phantom: dict, tmp_path: Pat
     request carries the JSON schema; a second extraction is served from the cache."""
     from openai_stub import StubServer
 
-    from voxqa.reports.extract_openai import OpenAIExtractor
+    from voxqa.radreports.extract_openai import OpenAIExtractor
 
     text = "Hepatic parenchyma occupies the patient's dextral upper abdomen. Nothing else."
 
@@ -338,7 +338,7 @@ def test_openai_extractor_schema_cache_and_verdicts(phantom: dict, tmp_path: Pat
 
 
 def test_docs_list_the_whole_lexicon() -> None:
-    from voxqa.reports import lexicon
+    from voxqa.radreports import lexicon
 
     doc = (Path(__file__).parents[1] / "docs" / "reports.md").read_text()
     tables = [lexicon.STRUCTURES, lexicon.PROCEDURES, lexicon.RELATIONS, lexicon.SIDE_BEFORE, lexicon.SIDE_AFTER,

@@ -1,4 +1,4 @@
-"""Issue 12: containment (dataset content never reaches outside its folder), secrets (no API
+"""Safety: containment (dataset content never reaches outside its folder), secrets (no API
 key in any stored or printed text), fail fast (a server that cannot serve a run stops it)."""
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def test_ray_build_render_and_recipe_are_byte_identical_to_local(ray_cluster, sp
     settings = RenderSettings(size=96, context=4)
     render_dataset(local, settings, workers=2)
     render_dataset(remote, settings, executor=ray_cluster)
-    from voxqa.recipes import render_recipe
+    from voxqa.model_inputs import render_recipe
 
     render_recipe(local, "m3d")
     render_recipe(remote, "m3d", executor=ray_cluster)

@@ -9,7 +9,6 @@ profile, corrupt image) while an interrupted run resumes to the uninterrupted re
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess

@@ -39,7 +39,7 @@ from voxqa.sources import fastmri_plus, knee
 from voxqa.sources.segmentation import SegmentationInput, SegSpec, load_segmentation
 from voxqa.dataset.splits import assign_splits
 from voxqa.anatomy.structures import Structure
-from voxqa.tasks import FAMILIES, Context, StudyView
+from voxqa.tasks import FAMILIES, BuildContext, StudyView
 from voxqa.tasks.base import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, volume_frames
 from voxqa.tasks.spatial import (
     MAX_OVERLAP_MM,
@@ -61,7 +61,7 @@ BOX_CONVENTION = {
 }
 
 
-def generate_items(views: Sequence[StudyView], ctx: Context, families: Sequence[str]) -> list[Item]:
+def generate_items(views: Sequence[StudyView], ctx: BuildContext, families: Sequence[str]) -> list[Item]:
     """Run the named task families; ids must come out unique."""
     items: list[Item] = []
     names = list(families)
@@ -146,7 +146,7 @@ def _build_fastmri_plus(
     studies = fastmri_plus.load_studies(pairs, report, volumes=volumes, anatomy=anatomy)
     assign_splits(studies, seed, fractions)
     pathology_vocab, boxed_vocab = vocabularies(studies, fastmri_plus.is_pathology)
-    ctx = Context(
+    ctx = BuildContext(
         seed=seed,
         is_pathology=fastmri_plus.is_pathology,
         pathology_vocab=pathology_vocab,
@@ -192,7 +192,7 @@ def _build_fastmri_plus(
         "counts": counts(studies, items),
         "item_id_format": "study_id:subtask:(v|f<frame>):label-slug",
     }
-    audit = attach_audit(manifest, items, studies)  # the blind audit (issue 11)
+    audit = attach_audit(manifest, items, studies)  # the blind audit
     write_dataset(out, manifest, studies, items, report.to_dict())
     write_audit(out, audit)
     return manifest
@@ -329,7 +329,7 @@ def build_segmentation(
             raise BuildError("no study given" if not errors else errors[0] if len(errors) == 1
                              else f"none of the {len(errors)} studies could be read; the first: {errors[0]}")
         assign_splits(studies, seed, fractions)
-        ctx = Context(seed=seed, is_pathology=lambda label: True)
+        ctx = BuildContext(seed=seed, is_pathology=lambda label: True)
         for s in studies:  # volume-level questions cite and ask only what render will show
             geometry[s.id].shown_frames = set(volume_frames(s.frame_count, ctx.volume_frame_cap))
         views = [StudyView(s, ctx.is_pathology, geometry[s.id]) for s in studies]
@@ -381,7 +381,7 @@ def build_segmentation(
             "splits": split_manifest(fractions, "patient_id"),
             "counts": counts(studies, items),
         }
-        audit = attach_audit(manifest, items, studies)  # the blind audit (issue 11)
+        audit = attach_audit(manifest, items, studies)  # the blind audit
         write_dataset(out, manifest, studies, items, report.to_dict())
         write_audit(out, audit)
         return manifest
@@ -430,7 +430,7 @@ def build_knee_grading(
     time and let go once measured: only region boxes and grades stay in memory."""
     with no_gc():
         report = BuildReport(strict=strict)
-        ctx = Context(seed=seed, is_pathology=lambda label: True, volume_frame_cap=frame_cap)
+        ctx = BuildContext(seed=seed, is_pathology=lambda label: True, volume_frame_cap=frame_cap)
         studies = knee.load_studies(studies_csv, grades_csv, boxes_csv, report,
                                     lambda n: set(volume_frames(n, ctx.volume_frame_cap)))
         if not studies:
@@ -481,13 +481,13 @@ def build_reports(
 ) -> dict[str, Any]:
     """Report-grounded items: claims read from each study's report (``extractor``, default
     the offline rules), verified against its segmentation, written to ``out/claims.jsonl``;
-    items from supported claims and per-frame grounding (``voxqa.reports``), plus
+    items from supported claims and per-frame grounding (``voxqa.radreports``), plus
     ``out/grounding.jsonl`` with each caption-grounding target in RadGrounder's syntax."""
     from voxqa.dataset.folder import dumps, write_jsonl
-    from voxqa.reports.extract_rules import RuleExtractor
-    from voxqa.reports.inputs import read_reports
-    from voxqa.reports.items import MIN_FRAME_PIXELS, ReportQuestions, ReportStudy, frame_pixels, radgrounder_caption
-    from voxqa.reports.verify import verify
+    from voxqa.radreports.extract_rules import RuleExtractor
+    from voxqa.radreports.inputs import read_reports
+    from voxqa.radreports.items import MIN_FRAME_PIXELS, ReportQuestions, ReportStudy, frame_pixels, radgrounder_caption
+    from voxqa.radreports.verify import verify
 
     extractor = extractor or RuleExtractor()
     min_pixels = MIN_FRAME_PIXELS if min_pixels is None else min_pixels
@@ -533,7 +533,7 @@ def build_reports(
         for sid in sorted(set(reports) - {sp.study_id for sp in specs}):
             report.add("skipped", "report_without_study", study=sid)
         assign_splits(studies, seed, fractions)
-        ctx = Context(seed=seed, is_pathology=lambda label: True)
+        ctx = BuildContext(seed=seed, is_pathology=lambda label: True)
         for s in studies:
             geometry[s.id].shown_frames = set(volume_frames(s.frame_count, ctx.volume_frame_cap))
         views = [StudyView(s, ctx.is_pathology, geometry[s.id]) for s in studies]

@@ -185,7 +185,7 @@ def build_segmentation(
 
 def _report_inputs(studies: Path, extractor: str, base_url: Optional[str], api_key_env: str, cache: Optional[Path]):  # noqa: ANN202
     """(specs, extractor) of `build reports` and `check-reports`."""
-    from voxqa.reports.extract_rules import RuleExtractor
+    from voxqa.radreports.extract_rules import RuleExtractor
     from voxqa.sources.segmentation import read_studies_csv
 
     specs = read_studies_csv(studies)
@@ -193,7 +193,7 @@ def _report_inputs(studies: Path, extractor: str, base_url: Optional[str], api_k
         return specs, RuleExtractor()
     if not extractor.startswith("openai:") or not base_url:
         raise ValueError("--extractor is 'rules' or 'openai:MODEL' with --base-url URL")
-    from voxqa.reports.extract_openai import OpenAIExtractor
+    from voxqa.radreports.extract_openai import OpenAIExtractor
 
     return specs, OpenAIExtractor(extractor.split(":", 1)[1], base_url, api_key_env=api_key_env, cache=cache)
 
@@ -249,7 +249,7 @@ def check_reports(
     with the sentence and why (exit code 1 if there is any)."""
     from voxqa.errors import BuildError
     from voxqa.io import VolumeError
-    from voxqa.reports.check import check_reports as check
+    from voxqa.radreports.check import check_reports as check
 
     try:
         specs, ex = _report_inputs(studies, extractor, base_url, api_key_env, None)
@@ -305,8 +305,8 @@ def _executor(name: str, workers: int, address: str | None):  # noqa: ANN202 - v
 
 
 def _render_recipe(folder: Path, name: str, workers: int, strict: bool, pool) -> None:  # noqa: ANN001
-    """`render --recipe`: per-study model-ready arrays and their transforms (voxqa.recipes)."""
-    from voxqa.recipes import render_recipe
+    """`render --recipe`: per-study model-ready arrays and their transforms (voxqa.model_inputs)."""
+    from voxqa.model_inputs import render_recipe
 
     try:
         summary = render_recipe(folder, name, workers, strict, pool)

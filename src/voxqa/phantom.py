@@ -287,7 +287,7 @@ def knee_phantom(variant: int = 0, side: str = "right") -> tuple[np.ndarray, np.
             grades.append((region, feature, 0 if r.random() < 0.5 else int(r.choice(f.scale[1:]))))
     # dependent components: no lesion, no number / percent / full-thickness loss
     first = {(reg, feat): g for reg, feat, g in grades}
-    for i, (reg, feat, g) in enumerate(grades):
+    for i, (reg, feat, _) in enumerate(grades):
         lead = {"bml_number": "bml_size", "bml_percent": "bml_size",
                 "cartilage_full_thickness": "cartilage_size"}.get(feat)
         if lead and first[(reg, lead)] == 0:

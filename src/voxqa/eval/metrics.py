@@ -730,9 +730,9 @@ class Grounded:
 
 
 def keyword_similarity(a: str, b: str) -> float:
-    """1.0 when both words name the same structure (``voxqa.reports.lexicon``: "Leber",
+    """1.0 when both words name the same structure (``voxqa.radreports.lexicon``: "Leber",
     "liver" and "hepatic" are one), else 1.0 only for the same normalised word, else 0.0."""
-    from voxqa.reports.lexicon import canonical_keyword
+    from voxqa.radreports.lexicon import canonical_keyword
 
     return 1.0 if canonical_keyword(a) == canonical_keyword(b) else 0.0
 

@@ -197,7 +197,7 @@ def read_reply(raw: str) -> Reply:
 
 
 @dataclass(frozen=True)
-class Context:
+class ParseContext:
     """The item, its box profile, the study frame size (no images) and, for 3D boxes in a
     model's volume grid, the function that maps them back to the stored frames."""
 
@@ -235,7 +235,7 @@ _YES_NO = {"yes": "yes", "y": "yes", "true": "yes", "no": "no", "n": "no", "fals
 _WORD = re.compile(r"[a-z]+(?:/[a-z]+)*")  # "n/a" and "yes/no" stay one (undecided) token
 
 
-def parse_yes_no(reply: Reply, ctx: Context) -> str:
+def parse_yes_no(reply: Reply, ctx: ParseContext) -> str:
     """The first decisive word: hedges ("not sure") contain none, so they fail."""
     words = _WORD.findall(reply.scope().lower())
     if not reply.explicit:
@@ -299,7 +299,7 @@ def _letters(text: str) -> set[str]:
     return {next(g for g in m.groups() if g).upper() for m in _LETTER_MARK.finditer(text)}
 
 
-def parse_choice(reply: Reply, ctx: Context) -> int:
+def parse_choice(reply: Reply, ctx: ParseContext) -> int:
     """An option's whole text, else exactly one letter; a second letter is a second answer."""
     options = ctx.options()
     scope = reply.scope()
@@ -331,7 +331,7 @@ def _item_indices(piece: str, options: list[str]) -> list[int]:
     return [int(i) for i in _PLACEHOLDER_RE.findall(piece)]
 
 
-def parse_multi_choice(reply: Reply, ctx: Context) -> list[int]:
+def parse_multi_choice(reply: Reply, ctx: ParseContext) -> list[int]:
     """Sorted unique indices of a separated list; one unreadable list item fails it all."""
     options = ctx.options()
     scope = reply.scope()
@@ -396,7 +396,7 @@ def _the_number(reply: Reply) -> Number:
     return found[0]
 
 
-def parse_number(reply: Reply, ctx: Context) -> Number:
+def parse_number(reply: Reply, ctx: ParseContext) -> Number:
     """The answer's last number, or a phrase-less reply's only one (units are ignored)."""
     return _the_number(reply)
 
@@ -438,7 +438,7 @@ def _moaks_grade(text: str, item: Item) -> Any:
     return None
 
 
-def parse_grade(reply: Reply, ctx: Context) -> int:
+def parse_grade(reply: Reply, ctx: ParseContext) -> int:
     """"grade k", else the number, or the item's entry of a 3DReasonKnee ``MOAKS_scores``
     object (beside a structured answer, the two must agree); off the item's scale is a
     failure, not a clipped grade."""
@@ -476,7 +476,7 @@ _CONTEXT_COUNT = re.compile(r"\([^()]*\b(?:of|out of|total)\b[^()]*\)|\b(?:out\s
                             re.IGNORECASE)
 
 
-def parse_frames(reply: Reply, ctx: Context) -> list[int]:
+def parse_frames(reply: Reply, ctx: ParseContext) -> list[int]:
     """Sorted unique frames of ints and inclusive ranges; a decimal is no frame index, and a
     count given as context ("(of 24 frames shown)", "of 24 slices") is not a frame."""
     scope = _CONTEXT_COUNT.sub(" ", reply.scope())
@@ -559,7 +559,7 @@ def _written_boxes(text: str, profile: Profile) -> list[_Written]:
     return sorted(found, key=lambda b: b.pos)
 
 
-def _frame_of(box: _Written, text: str, ctx: Context) -> int:
+def _frame_of(box: _Written, text: str, ctx: ParseContext) -> int:
     """The box's own frame, else the last "Frame k" before it, else the only image's frame."""
     frame = box.frame
     if frame is None:
@@ -572,7 +572,7 @@ def _frame_of(box: _Written, text: str, ctx: Context) -> int:
     return frame
 
 
-def _pixels(values: Any, frame: int, ctx: Context) -> list[int]:
+def _pixels(values: Any, frame: int, ctx: ParseContext) -> list[int]:
     """Canonical pixels of a box written in the profile's space on ``frame``'s image."""
     if not isinstance(values, list):
         raise ParseError(f"box {values!r} is not a list of numbers")
@@ -582,7 +582,7 @@ def _pixels(values: Any, frame: int, ctx: Context) -> list[int]:
         raise ParseError(str(exc)) from None
 
 
-def _point(values: Any, frame: int, ctx: Context) -> list[float]:
+def _point(values: Any, frame: int, ctx: ParseContext) -> list[float]:
     """Pixel position of a point written in percent of ``frame``'s image."""
     try:
         return [round(v, 2) for v in decode_point(values, *ctx.size(frame))]
@@ -590,7 +590,7 @@ def _point(values: Any, frame: int, ctx: Context) -> list[float]:
         raise ParseError(f"point {values!r}: {exc}") from None
 
 
-def parse_boxes(reply: Reply, ctx: Context) -> list[dict[str, Any]]:
+def parse_boxes(reply: Reply, ctx: ParseContext) -> list[dict[str, Any]]:
     """Every box of the answer with its frame, in pixels (points for point profiles); the
     structured ``bboxes`` (the evidence) stand in only when the answer field names no box."""
     if _normal(reply.scope()) in _NONE:
@@ -634,7 +634,7 @@ def _six(text: str) -> list[Number] | None:
                  if isinstance(v, list) and len(v) == 6 and all(_is_number(x) for x in v)), None)
 
 
-def _reasonknee(v: list[Number], ctx: Context) -> dict[str, Any]:
+def _reasonknee(v: list[Number], ctx: ParseContext) -> dict[str, Any]:
     """3DReasonKnee's ``[start_frame, end_frame, x_min, x_max, y_min, y_max]``, x and y in the
     profile's 2D space (written in its axis order before decoding)."""
     f0, f1, x0, x1, y0, y1 = v
@@ -644,7 +644,7 @@ def _reasonknee(v: list[Number], ctx: Context) -> dict[str, Any]:
     return {"frame_start": f0, "frame_end": f1, "box": xy}
 
 
-def parse_box3d(reply: Reply, ctx: Context) -> dict[str, Any]:
+def parse_box3d(reply: Reply, ctx: ParseContext) -> dict[str, Any]:
     """Frames inclusive and a box in pixels, sized by the image of ``frame_start``: a JSON
     {"frame_start", "frame_end", "bbox"}, "frames a-b, <box>", or six numbers in the
     profile's 3D layout (3DReasonKnee's, or M3D-LaMed's with a recipe transform)."""
@@ -675,7 +675,7 @@ def parse_box3d(reply: Reply, ctx: Context) -> dict[str, Any]:
 # --- text -------------------------------------------------------------------------------------
 
 
-def parse_text(reply: Reply, ctx: Context) -> str:
+def parse_text(reply: Reply, ctx: ParseContext) -> str:
     """The answer as written; free text is judged by text metrics, so only emptiness fails."""
     text = reply.answer.strip()
     if not text:
@@ -685,7 +685,7 @@ def parse_text(reply: Reply, ctx: Context) -> str:
 
 # --- entry point ------------------------------------------------------------------------------
 
-Parser = Callable[[Reply, Context], Any]
+Parser = Callable[[Reply, ParseContext], Any]
 PARSERS: dict[str, Parser] = {
     "yes_no": parse_yes_no,
     "choice": parse_choice,
@@ -710,7 +710,7 @@ def parse_answer(
     model's. ``frame_size`` (width, height) sizes boxes of items that have no rendered
     images; ``volume_box`` maps a 3D box in a model's volume grid to stored frames (M3D).
     """
-    ctx = Context(item, get_profile(profile), frame_size, volume_box)
+    ctx = ParseContext(item, get_profile(profile), frame_size, volume_box)
     try:
         return ParseResult(True, PARSERS[item.answer.type](read_reply(raw or ""), ctx))
     except ParseError as exc:

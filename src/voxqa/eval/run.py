@@ -216,7 +216,7 @@ def volume_box_reader(profile: Profile, study: Study, item: Item) -> Callable[[l
     (``render --recipe m3d``) to frames and a box on the item's rendered image."""
     if profile.box3d != "m3d" or study.frame_count is None:
         return None
-    from voxqa.recipes import RECIPES, from_m3d_normalized
+    from voxqa.model_inputs import RECIPES, from_m3d_normalized
 
     width, height = study.frame_size
     transform = RECIPES["m3d"].plan((study.frame_count, height, width), None)

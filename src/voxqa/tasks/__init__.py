@@ -1,7 +1,7 @@
 """Task families: each turns studies into QA items. Register new families in FAMILIES."""
 
 from voxqa.anatomy.labelnames import midline, pair_of
-from voxqa.tasks.base import Context, StudyView, TaskFamily
+from voxqa.tasks.base import BuildContext, StudyView, TaskFamily
 from voxqa.tasks.captioning import Captioning
 from voxqa.tasks.classification import Classification
 from voxqa.tasks.counting import Counting
@@ -23,4 +23,4 @@ FAMILIES: dict[str, TaskFamily] = {
     )
 }
 
-__all__ = ["FAMILIES", "Context", "StudyView", "TaskFamily"]
+__all__ = ["FAMILIES", "BuildContext", "StudyView", "TaskFamily"]

@@ -28,11 +28,11 @@ class TaskFamily(Protocol):
 
     name: str
 
-    def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]: ...
+    def generate(self, studies: Sequence[StudyView], ctx: BuildContext) -> list[Item]: ...
 
 
 @dataclass
-class Context:
+class BuildContext:
     """Build-wide facts a family may need."""
 
     seed: int
@@ -226,7 +226,7 @@ def balance(
     return pos, neg
 
 
-def balance_candidates(candidates: Iterable[tuple[Hashable, bool | None, Item]], ctx: Context,
+def balance_candidates(candidates: Iterable[tuple[Hashable, bool | None, Item]], ctx: BuildContext,
                        purpose: str, reason: str) -> list[Item]:
     """Items from ``(key, side, item)`` candidates: per (split, template, key) as many ``True``
     as ``False`` sides, drawn with the seed (``purpose`` names the stream), ``None`` sides kept

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from voxqa.schema import Item
-from voxqa.tasks.base import Context, StudyView, cite, frames_text, make_item
+from voxqa.tasks.base import BuildContext, StudyView, cite, frames_text, make_item
 
 TASK = "captioning"
 
@@ -17,7 +17,7 @@ TASK = "captioning"
 class Captioning:
     name = TASK
 
-    def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
+    def generate(self, studies: Sequence[StudyView], ctx: BuildContext) -> list[Item]:
         out = []
         for v in studies:
             if ctx.shows(v, v.evidence):

@@ -5,7 +5,7 @@ Distractors are labels of the same anatomy's vocabulary that cannot be right: fo
 questions, labels without a box on the frame or its two neighbours (and not study-level);
 for the volume question, labels absent from the whole study. Blind tells removed:
 
-* geometry and frame (issue 11, hard distractors): single-choice items are binned by what
+* geometry and frame (hard distractors): single-choice items are binned by what
   the question quotes (anatomy, box size / position and frame; frame only for
   ``finding_on_frame``, see ``_context_bins``) and, per bin, every label is shown as a wrong
   option exactly ``n - 1`` times per time it is right, lent to items with the nearest boxes
@@ -36,7 +36,7 @@ import numpy as np
 
 from voxqa.schema import Evidence, Item
 from voxqa.tasks.base import (
-    Context,
+    BuildContext,
     StudyView,
     cite,
     fmt_box,
@@ -297,7 +297,7 @@ def _balanced_wrong(
 class Classification:
     name = TASK
 
-    def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
+    def generate(self, studies: Sequence[StudyView], ctx: BuildContext) -> list[Item]:
         singles = [s for v in studies for s in self._box_specs(v)]
         singles += [s for v in studies for s in self._frame_specs(v)]
         out: list[Item] = []
@@ -334,7 +334,7 @@ class Classification:
                 ))
         return specs
 
-    def _singles(self, specs: list[_Single], ctx: Context, subtask: str) -> list[Item]:
+    def _singles(self, specs: list[_Single], ctx: BuildContext, subtask: str) -> list[Item]:
         """Hard distractors, balanced per context bin, then positions round-robin per split.
 
         A text-only model sees the quoted box and the frame index, and both say a lot about
@@ -387,7 +387,7 @@ class Classification:
             chance=1 / len(options), instance=spec.instance,
         )
 
-    def _multi_split(self, views: list[StudyView], ctx: Context, split: object) -> list[Item]:
+    def _multi_split(self, views: list[StudyView], ctx: BuildContext, split: object) -> list[Item]:
         """Select-all items of one split, balanced per anatomy (``_multi_group``)."""
         out: list[Item] = []
         for anatomy, group in group_by(views, lambda v: v.study.anatomy).items():
@@ -396,7 +396,7 @@ class Classification:
         return out
 
     def _multi_group(
-        self, views: list[StudyView], vocab: list[str], ctx: Context, split: object, anatomy: object
+        self, views: list[StudyView], vocab: list[str], ctx: BuildContext, split: object, anatomy: object
     ) -> list[Item]:
         """Select-all items of one (split, anatomy) that say nothing without the volume.
 
@@ -495,7 +495,7 @@ class Classification:
         positions: tuple[int, ...],
         true_labels: list[str],
         false_labels: list[str],
-        ctx: Context,
+        ctx: BuildContext,
     ) -> Item:
         r = rng(ctx.seed, "multi_choice", v.id)
         n = ctx.n_options

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from voxqa.schema import Item
 from voxqa.tasks.base import (
-    Context,
+    BuildContext,
     StudyView,
     cite,
     frames_text,
@@ -32,7 +32,7 @@ def _number(n: int) -> dict:
 class Counting:
     name = TASK
 
-    def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
+    def generate(self, studies: Sequence[StudyView], ctx: BuildContext) -> list[Item]:
         out: list[Item] = []
         for (split, anatomy), views in group_by(
             studies, lambda s: (s.split, s.study.anatomy)
@@ -47,7 +47,7 @@ class Counting:
         return out
 
     def _instances(
-        self, views: list[StudyView], ctx: Context, label: str, split: object
+        self, views: list[StudyView], ctx: BuildContext, label: str, split: object
     ) -> list[Item]:
         with_label = [v for v in views if label in v.boxed_labels]
         for v in [v for v in with_label if not ctx.shows(v, v.evidence_for(label=label))]:
@@ -82,7 +82,7 @@ class Counting:
             ))
         return out
 
-    def _types(self, v: StudyView, ctx: Context) -> Item:
+    def _types(self, v: StudyView, ctx: BuildContext) -> Item:
         labels = v.pathology
         ev = v.pathology_evidence
         if labels:

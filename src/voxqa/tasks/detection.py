@@ -6,7 +6,7 @@ Answers are balanced 50/50 per (split, anatomy, template, label), so neither the
 the anatomy named by the question's label (or guessed from anything else) predicts the answer;
 frame-level negatives are taken on the same frame index as their positive (FrameIndex), so the
 index in the question says nothing about the answer. Volume-level questions whose evidence
-frames the rendered frame set would miss are not asked (``Context.shows``), before balancing.
+frames the rendered frame set would miss are not asked (``BuildContext.shows``), before balancing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from voxqa.schema import Evidence, Item
 from voxqa.tasks.base import (
-    Context,
+    BuildContext,
     FrameIndex,
     StudyView,
     balance,
@@ -52,7 +52,7 @@ def _emit(
 class Detection:
     name = TASK
 
-    def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
+    def generate(self, studies: Sequence[StudyView], ctx: BuildContext) -> list[Item]:
         items: list[Item] = []
         for split, group in group_by(studies, lambda s: s.split).items():
             for anatomy, views in group_by(group, lambda s: s.study.anatomy).items():
@@ -64,7 +64,7 @@ class Detection:
                     items += self._finding_frame(views, index, ctx, (split, anatomy), label)
         return items
 
-    def _any_volume(self, views: list[StudyView], ctx: Context, group: tuple) -> list[Item]:
+    def _any_volume(self, views: list[StudyView], ctx: BuildContext, group: tuple) -> list[Item]:
         template = f"{TASK}/any_abnormality/volume"
         positives = []
         for v in views:
@@ -92,7 +92,7 @@ class Detection:
                      lambda k: "Is there any abnormality in this volume?", explain)
 
     def _any_frame(
-        self, views: list[StudyView], index: FrameIndex, ctx: Context, group: object
+        self, views: list[StudyView], index: FrameIndex, ctx: BuildContext, group: object
     ) -> list[Item]:
         r = rng(ctx.seed, "any_frame", group)
         per = ctx.max_frame_items_per_study
@@ -117,7 +117,7 @@ class Detection:
                      lambda k: f"Is there any abnormality on frame {k}?", explain)
 
     def _finding_volume(
-        self, views: list[StudyView], ctx: Context, group: tuple, label: str
+        self, views: list[StudyView], ctx: BuildContext, group: tuple, label: str
     ) -> list[Item]:
         positives = []
         for v in views:
@@ -143,7 +143,7 @@ class Detection:
                      lambda k: f"Is there {label} in this volume?", explain)
 
     def _finding_frame(
-        self, views: list[StudyView], index: FrameIndex, ctx: Context, group: tuple, label: str
+        self, views: list[StudyView], index: FrameIndex, ctx: BuildContext, group: tuple, label: str
     ) -> list[Item]:
         positives = sorted(
             {(v, key_frame(f)) for v in views for f in v.instances_of(label)},

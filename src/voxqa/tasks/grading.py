@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from voxqa.schema import Evidence, Finding, Item
 from voxqa.sources.knee import BONE_REGIONS, FEATURES, JOINT, Feature, display
 from voxqa.tasks.base import (
-    Context,
+    BuildContext,
     StudyView,
     balance,
     cite,
@@ -75,7 +75,7 @@ class Grading:
 
     name = TASK
 
-    def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
+    def generate(self, studies: Sequence[StudyView], ctx: BuildContext) -> list[Item]:
         candidates: list[Candidate] = []
         for v in studies:
             if v.study.source == "knee":
@@ -92,7 +92,7 @@ class Grading:
                 ctx.skip(template, "dropped to balance yes/no per region", len(yes) + len(no) - 2 * len(pos))
         return out
 
-    def _study(self, v: StudyView, ctx: Context) -> list[Candidate]:
+    def _study(self, v: StudyView, ctx: BuildContext) -> list[Candidate]:
         regions = _regions(v)
         found: list[Candidate] = []
         for name, region in sorted(regions.items()):
@@ -112,7 +112,7 @@ class Grading:
         return found
 
     def _grade_items(self, v: StudyView, feature: Feature, name: str, region: Finding | None, grade: int,
-                     evidence: list[Evidence], ctx: Context) -> list[Candidate]:
+                     evidence: list[Evidence], ctx: BuildContext) -> list[Candidate]:
         where = _where(name)
         locate = _locate(name, region, evidence)
         lesion = _lesion_frames(v, feature.lesion, name, shown_volume_frames(v.study, ctx.volume_frame_cap))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from voxqa.schema import Item
-from voxqa.tasks.base import Context, StudyView, cite, frames_text, key_frame, make_item
+from voxqa.tasks.base import BuildContext, StudyView, cite, frames_text, key_frame, make_item
 
 TASK = "localization"
 
@@ -24,7 +24,7 @@ def _boxes(ev: list) -> dict:
 class Localization:
     name = TASK
 
-    def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
+    def generate(self, studies: Sequence[StudyView], ctx: BuildContext) -> list[Item]:
         out: list[Item] = []
         for v in studies:
             for label in v.boxed_labels:

@@ -34,7 +34,7 @@ from voxqa.anatomy.labelnames import display_name, is_lesion, side_of
 from voxqa.anatomy.relations import SegGeometry
 from voxqa.anatomy.structures import Component, Structure
 from voxqa.schema import Evidence, Item
-from voxqa.tasks.base import Context, StudyView, balance_candidates, make_item, rng
+from voxqa.tasks.base import BuildContext, StudyView, balance_candidates, make_item, rng
 
 TASK = "spatial"
 CATEGORIES = {
@@ -68,7 +68,7 @@ def axis_order(a: Structure, b: Structure, axis: int) -> tuple[Structure, Struct
     """(higher, lower) along world ``axis`` (0 x: right, 1 y: anterior, 2 z: superior) when
     the margins make the order unambiguous: centroids at least MIN_CENTROID_MM apart and
     extents overlapping by at most MAX_OVERLAP_MM; None otherwise. Shared with report
-    verification (voxqa.reports.verify), so a claim is judged as a question is asked."""
+    verification (voxqa.radreports.verify), so a claim is judged as a question is asked."""
     hi, lo = (a, b) if a.centroid_ras[axis] > b.centroid_ras[axis] else (b, a)
     if hi.centroid_ras[axis] - lo.centroid_ras[axis] < MIN_CENTROID_MM:
         return None
@@ -182,7 +182,7 @@ class Spatial:
         self.midline = midline
         self.pair_of = pair_of
 
-    def generate(self, studies: Sequence[StudyView], ctx: Context) -> list[Item]:
+    def generate(self, studies: Sequence[StudyView], ctx: BuildContext) -> list[Item]:
         views = [v for v in studies if v.geometry is not None]
         twins = {v.id: v for v in views if v.geometry.mirrored}
         originals = [v for v in views if not v.geometry.mirrored]
@@ -195,7 +195,7 @@ class Spatial:
         return out
 
     # -- per study ----------------------------------------------------------------------
-    def _study(self, v: StudyView, ctx: Context) -> list[Candidate]:
+    def _study(self, v: StudyView, ctx: BuildContext) -> list[Candidate]:
         g: SegGeometry = v.geometry
         r = rng(ctx.seed, "spatial", v.id)
         found: list[Candidate] = []
@@ -228,7 +228,7 @@ class Spatial:
         item.prior_answerable = prior
         return item
 
-    def _side_pairs(self, v: StudyView, twin: StudyView | None, ctx: Context) -> list[Item]:
+    def _side_pairs(self, v: StudyView, twin: StudyView | None, ctx: BuildContext) -> list[Item]:
         """Side questions with their mirrored twins: same text, the other answer."""
         g: SegGeometry = v.geometry
         if not g.orientation_known:
@@ -239,7 +239,7 @@ class Spatial:
         if twin is None:
             ctx.skip("spatial/laterality", "no mirrored twin")
             return []
-        mirrored = {it.question: it for it in self._laterality(twin, twin.geometry, Context(
+        mirrored = {it.question: it for it in self._laterality(twin, twin.geometry, BuildContext(
             seed=ctx.seed, is_pathology=ctx.is_pathology))}
         out = []
         for it in self._laterality(v, g, ctx):
@@ -251,7 +251,7 @@ class Spatial:
                     other.model_copy(update={"variant": "mirrored", "pair_id": it.id})]
         return out
 
-    def _laterality(self, v: StudyView, g: SegGeometry, ctx: Context) -> list[Item]:
+    def _laterality(self, v: StudyView, g: SegGeometry, ctx: BuildContext) -> list[Item]:
         """Left or right of unpaired structures and lesions (never of a structure whose name
         gives its side), and which side of a paired organ is larger (side from geometry)."""
         m = g.midline_x
@@ -313,7 +313,7 @@ class Spatial:
         pairs = [(a, b) for a, b in itertools.combinations(ss, 2) if keep(a, b)]
         return r.sample(pairs, min(MAX_PAIRS_PER_STUDY, len(pairs)))
 
-    def _axis_pairs(self, v: StudyView, g: SegGeometry, ctx: Context, subtask: str, r):
+    def _axis_pairs(self, v: StudyView, g: SegGeometry, ctx: BuildContext, subtask: str, r):
         axis, hi_word, lo_word = AXES[subtask]
         out = []
 
@@ -343,7 +343,7 @@ class Spatial:
                 variant=second.name, prior=_normal(first, second))))
         return out
 
-    def _centricity(self, v: StudyView, g: SegGeometry, ctx: Context, r):
+    def _centricity(self, v: StudyView, g: SegGeometry, ctx: BuildContext, r):
         m = g.midline_x
 
         def clear(a: Structure, b: Structure) -> bool:
@@ -372,7 +372,7 @@ class Spatial:
                 variant=second.name, prior=_normal(near, far))))
         return out
 
-    def _adjacency(self, v: StudyView, g: SegGeometry, ctx: Context, r):
+    def _adjacency(self, v: StudyView, g: SegGeometry, ctx: BuildContext, r):
         by = g.by_name()
         out = []
         touching = sorted(sorted(p) for p in g.touching)
@@ -446,7 +446,7 @@ class Spatial:
             key=lambda o: (sum((p - q) ** 2 for p, q in zip(o.centroid_ras, s.centroid_ras)), o.name),
         )
 
-    def _size(self, v: StudyView, g: SegGeometry, ctx: Context, r):
+    def _size(self, v: StudyView, g: SegGeometry, ctx: BuildContext, r):
         def clear(a: Structure, b: Structure) -> bool:
             if a.truncated or b.truncated:
                 ctx.skip("spatial/size", "structure cut off by the field of view")
@@ -482,7 +482,7 @@ class Spatial:
                 f"{ml} mL", _ev(s, g), why, None, variant="ml", prior=_normal(s))))
         return out
 
-    def _extent(self, v: StudyView, g: SegGeometry, ctx: Context):
+    def _extent(self, v: StudyView, g: SegGeometry, ctx: BuildContext):
         """Frames, 3D box and per-frame boxes, over the frames a volume-level item shows
         (all frames of a short volume; the evenly spaced ones of a long one, and then the
         question says "shown frames": an extent on frames the model never sees is unanswerable)."""
@@ -560,7 +560,7 @@ class Spatial:
                 f"The label map names {name} but has no voxel of it.", 0.5, task="detection")))
         return out
 
-    def _counts(self, v: StudyView, g: SegGeometry, ctx: Context):
+    def _counts(self, v: StudyView, g: SegGeometry, ctx: BuildContext):
         out = []
         for s in g.structures:
             if s.components is None or not is_lesion(s.name):

@@ -22,7 +22,6 @@ import os
 import random
 from functools import lru_cache
 from urllib.parse import urlsplit
-from pathlib import Path
 from typing import Any
 
 import httpx

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from voxqa.recipes.base import AxisMap, Transform, Window, frames_shown
+from voxqa.model_inputs.base import AxisMap, Transform, Window, frames_shown
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Scoring rules of issue 11: random baselines not below chance, mirrored oracle perfect
+"""Scoring rules: random baselines not below chance, mirrored oracle perfect
 (3D boxes included), pair accuracy, prior-answerable exclusion, dataset-wide caption vocabulary."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from voxqa.recipes.base import (
+from voxqa.model_inputs.base import (
     STORED_AXES,
     AxisMap,
     Transform,

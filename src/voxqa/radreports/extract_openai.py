@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from voxqa.anatomy.labelnames import canonical_name
 from voxqa.errors import BuildError
 from voxqa.eval.redact import redact
-from voxqa.reports.claims import Claim, Language, Relation
-from voxqa.reports.extract_rules import sentences
+from voxqa.radreports.claims import Claim, Language, Relation
+from voxqa.radreports.extract_rules import sentences
 
 RELATIONS = list(Relation.__args__)  # type: ignore[attr-defined]
 SCHEMA: dict[str, Any] = {

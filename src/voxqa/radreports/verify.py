@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from voxqa.anatomy.labelnames import is_lesion, midline, pair_of, side_of
 from voxqa.anatomy.relations import TOUCH_TOLERANCE_MM, NEAR_MM, SegGeometry
 from voxqa.anatomy.structures import Structure
-from voxqa.reports.claims import Claim, Verdict, combine
-from voxqa.reports.lexicon import LESION
+from voxqa.radreports.claims import Claim, Verdict, combine
+from voxqa.radreports.lexicon import LESION
 from voxqa.tasks.spatial import MIN_CENTROID_MM, MIN_SIZE_RATIO, axis_order, centricity_order
 
 #: relation -> (world axis, True when structures[0] is the higher one along it)

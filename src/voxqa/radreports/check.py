@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from voxqa.reports.claims import Claim
-from voxqa.reports.inputs import read_reports
-from voxqa.reports.verify import verify
+from voxqa.radreports.claims import Claim
+from voxqa.radreports.inputs import read_reports
+from voxqa.radreports.verify import verify
 from voxqa.sources.segmentation import SegSpec, load_segmentation
 
 

@@ -1,4 +1,4 @@
-"""Offline claim extraction with the lexicon (``voxqa.reports.lexicon``).
+"""Offline claim extraction with the lexicon (``voxqa.radreports.lexicon``).
 
 Why rules and not medspacy's ConText: medspacy 1.3.1 (the newest) pins spaCy < 3.8, whose
 thinc < 8.3 is built against numpy < 2, while voxqa's stack (pandas 3, pylibjpeg) needs
@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from voxqa.reports.claims import Claim, Language
-from voxqa.reports.lexicon import (
+from voxqa.radreports.claims import Claim, Language
+from voxqa.radreports.lexicon import (
     ABBREVIATIONS, LESION, MIDLINE, NEGATION, PAIRED, PARTIAL, PROCEDURES, RELATIONS, SIDE_AFTER,
     SIDE_BEFORE, SIDE_FREE, STRUCTURES, TERMINATORS, compile_alternatives,
 )

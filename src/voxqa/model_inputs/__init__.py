@@ -6,7 +6,7 @@ decides every laterality answer) and padding with air in HU before normalisation
 padded with a SimpleITK pixel *type code*). Writes ``DIR/recipes/<name>/<study>.npy`` and a
 sidecar ``<study>.record.json`` (settings key + the study's record, the resume marker), then
 ``DIR/recipes/<name>/recipe.json`` with the settings and every study's transform
-(``voxqa.recipes.base.Transform``), so boxes convert between stored frames and the model grid.
+(``voxqa.model_inputs.base.Transform``), so boxes convert between stored frames and the model grid.
 Deterministic, resumable (a study with an .npy and a sidecar of the same settings is kept),
 parallel over studies; a refused or unreadable study is counted, and fatal only with ``strict``.
 """
@@ -29,7 +29,7 @@ from voxqa.dataset.folder import dumps, read_studies
 from voxqa.dataset.paths import inside
 from voxqa.executors import Executor, LocalExecutor
 from voxqa.io import VolumeError, open_volume
-from voxqa.recipes.base import (
+from voxqa.model_inputs.base import (
     Recipe,
     RecipeRefused,
     Transform,
@@ -41,8 +41,8 @@ from voxqa.recipes.base import (
     from_m3d_normalized,
     m3d_normalized,
 )
-from voxqa.recipes.slices import SliceRecipe
-from voxqa.recipes.volume import VolumeRecipe
+from voxqa.model_inputs.slices import SliceRecipe
+from voxqa.model_inputs.volume import VolumeRecipe
 from voxqa.schema import Study
 
 __all__ = [

@@ -25,11 +25,11 @@ from voxqa.anatomy.labelnames import display_name, is_lesion
 from voxqa.anatomy.relations import SegGeometry
 from voxqa.anatomy.structures import Structure
 from voxqa.boxes.profiles import PROFILES
-from voxqa.reports.claims import Claim
-from voxqa.reports import lexicon
-from voxqa.reports.verify import AXES, parts
+from voxqa.radreports.claims import Claim
+from voxqa.radreports import lexicon
+from voxqa.radreports.verify import AXES, parts
 from voxqa.schema import Evidence, Item
-from voxqa.tasks.base import Context, StudyView, balance_candidates, make_item
+from voxqa.tasks.base import BuildContext, StudyView, balance_candidates, make_item
 from voxqa.tasks.spatial import CATEGORIES, mirrored_id
 
 TASK = "spatial"
@@ -105,7 +105,7 @@ class ReportQuestions:
         #: caption-grounding item id -> its report sentence (for the RadGrounder target)
         self.sentences: dict[str, str] = {}
 
-    def generate(self, views: Sequence[StudyView], reports: Mapping[str, ReportStudy], ctx: Context) -> list[Item]:
+    def generate(self, views: Sequence[StudyView], reports: Mapping[str, ReportStudy], ctx: BuildContext) -> list[Item]:
         by_id = {v.id: v for v in views}
         candidates: list[Candidate] = []
         out: list[Item] = []
@@ -142,7 +142,7 @@ class ReportQuestions:
         return item
 
     def _claim(self, v: StudyView, twin: StudyView | None, claim: Claim, lang: str,
-               ctx: Context) -> list[Candidate]:
+               ctx: BuildContext) -> list[Candidate]:
         g: SegGeometry = v.geometry
         by = g.by_name()
         names = [s.name for s in g.structures]
@@ -231,7 +231,7 @@ class ReportQuestions:
                           variant=f"open-{b.name}", language=lang, prior=prior)
 
     def _side(self, v: StudyView, twin: StudyView | None, claim: Claim, s: Structure, lang: str,
-              ctx: Context) -> list[Candidate]:
+              ctx: BuildContext) -> list[Candidate]:
         """Left or right, with the mirrored twin (same question, the other side)."""
         if twin is None or s.name not in twin.geometry.by_name():
             ctx.skip("spatial/report_laterality", "no mirrored twin")
@@ -252,7 +252,7 @@ class ReportQuestions:
         return [(None, None, it) for it in out]
 
     # -- RefRad2D-style ---------------------------------------------------------------------
-    def _frames(self, v: StudyView, rep: ReportStudy, ctx: Context) -> list[Candidate]:
+    def _frames(self, v: StudyView, rep: ReportStudy, ctx: BuildContext) -> list[Candidate]:
         """Per axial frame: detect-VQA for every structure the report mentions positively, and
         the caption grounding of each sentence whose keywords are visible on the frame."""
         g: SegGeometry = v.geometry
