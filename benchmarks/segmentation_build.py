@@ -78,7 +78,7 @@ def time_study(spec: SegSpec, out: Path, repeat: int) -> tuple[tuple[float, floa
 
 
 def report(title: str, load: tuple[float, float], build: tuple[float, float]) -> None:
-    ratios = [b / a for a, b in zip(load, build)]
+    ratios = [b / a for a, b in zip(load, build, strict=False)]
     verdicts = ["met" if r <= TARGET_RATIO else "MISSED" for r in ratios]
     print(f"{title}\n  (a) load both volumes once {load[0]:7.2f} s wall {load[1]:7.2f} s CPU\n"
           f"  (b) build segmentation     {build[0]:7.2f} s wall {build[1]:7.2f} s CPU\n"

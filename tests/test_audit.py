@@ -204,7 +204,7 @@ def test_prior_baseline_is_the_audit_learner(built) -> None:
     train = [it for it in items if it.template == ANY_VOLUME and it.split == "train"]
     held = [it for it in items if it.template == ANY_VOLUME and it.split != "train"]
     answers = [asyncio.run(prior.answer(None, it)) for it in held]  # type: ignore[arg-type]
-    learner = sum(a == it.answer.value for a, it in zip(answers, held)) / len(held)
+    learner = sum(a == it.answer.value for a, it in zip(answers, held, strict=False)) / len(held)
     most_frequent = Counter(it.answer.value for it in train).most_common(1)[0][0]
     old = sum(most_frequent == it.answer.value for it in held) / len(held)
     assert old == 0.5 and learner >= 0.8

@@ -102,7 +102,7 @@ def test_random_round_trips_within_stated_rounding(convention) -> None:
             box = _random_box(r, w, h)
             values = to_convention(box, convention, w, h)
             back = from_convention(values, convention, w, h)
-            assert max(abs(a - b) for a, b in zip(back, box)) <= bound, (convention, w, h, box, values)
+            assert max(abs(a - b) for a, b in zip(back, box, strict=False)) <= bound, (convention, w, h, box, values)
             if convention in ("pixel", "pixel_xywh"):
                 assert back == box
             if convention == "norm1":
@@ -130,7 +130,7 @@ def test_every_coordinate_round_trips_on_small_images(convention) -> None:
         for v in range(side):
             for box in ((v, v, v + 1, v + 1), (0, 0, v + 1, v + 1)):
                 back = from_convention(to_convention(box, convention, side, side), convention, side, side)
-                assert max(abs(a - b) for a, b in zip(back, box)) <= bound
+                assert max(abs(a - b) for a, b in zip(back, box, strict=False)) <= bound
 
 
 def test_stated_bounds() -> None:
@@ -191,7 +191,7 @@ def test_tiny_boxes_never_degenerate_on_coarser_grids() -> None:
                     assert v[2] > v[0] and v[3] > v[1], (convention, w, h, box, v)
                     back = from_convention(v, convention, w, h)
                     assert back[2] > back[0] and back[3] > back[1]
-                    assert max(abs(a - b) for a, b in zip(back, box)) <= bound, (convention, w, h, box)
+                    assert max(abs(a - b) for a, b in zip(back, box, strict=False)) <= bound, (convention, w, h, box)
 
 
 def test_any_box_bound_holds_and_is_reached() -> None:

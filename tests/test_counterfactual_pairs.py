@@ -100,7 +100,7 @@ def test_totalsegmentator_crops_build_audits_clean(shared_data: Path, tmp_path) 
         for c in range(20):
             lo = [int(r.integers(0, n // 4)) for n in data.shape]
             hi = [int(n - r.integers(0, n // 4)) for n in data.shape]
-            crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+            crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=False))
             affine = img.affine.copy()
             affine[:3, 3] = img.affine[:3, :3] @ lo + img.affine[:3, 3]  # same world position
             d = tmp_path / f"{tag}{c:02d}"

@@ -166,7 +166,7 @@ def test_controls(rendered, tmp_path) -> None:
         preds = read_predictions(tmp_path / "shuffled" / PREDICTIONS)
         assert len(preds) == 3 and all(r["status"] == "ok" for r in preds.values())
         chosen = [it for it in read_items(rendered) if it.split == "val" and it.images][:3]
-        for req, item in zip(srv.requests, chosen):  # one worker: requests in item order
+        for req, item in zip(srv.requests, chosen, strict=False):  # one worker: requests in item order
             sent = [p["image_url"]["url"].split(",", 1)[1] for p in req["messages"][0]["content"]
                     if p["type"] == "image_url"]
             own = {base64.b64encode((rendered / im.path).read_bytes()).decode() for im in item.images}
@@ -253,7 +253,7 @@ def test_compare_leaderboard(rendered, tmp_path) -> None:
     assert rows[1][0] == "chance"
     assert [r[0] for r in rows[2:]] == ["oracle · minimal", "prior (blind) · minimal"]
     assert not any(str(tmp_path) in c for r in rows for c in r)
-    for row, spec in zip(rows[2:], ("oracle", "prior")):
+    for row, spec in zip(rows[2:], ("oracle", "prior"), strict=False):
         res = json.loads((tmp_path / spec / "results.json").read_text())
         n = res["answered"] + res["failed"] + res["missing"]
         assert row[1:4] == [str(n), str(res["answered"]), str(res["failed"])]
@@ -290,7 +290,7 @@ def test_mirrored_control_flips_images_sides_and_boxes(tmp_path) -> None:
              concurrency=1)
     items = [it for it in read_items(ds) if it.task == "spatial"]
     assert len(sent) == len(items)
-    for shown, it in zip(sent, items):  # one worker: requests in item order
+    for shown, it in zip(sent, items, strict=False):  # one worker: requests in item order
         own = np.asarray(Image.open(ds / it.images[0].path))
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(shown[0]))), own[:, ::-1])
     # the stub always answers "right": scored against the mirrored gold, that is right exactly

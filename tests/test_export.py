@@ -134,12 +134,12 @@ READERS = {"llamafactory": read_llamafactory, "trl": read_trl, "swift": read_swi
 
 def _close(values: list, convention: Profile, image_box, w: int, h: int) -> None:
     if convention.answer_form == "points":  # a box's point is its centre: inside the box
-        x, y = (v * side / 100 for v, side in zip(values, (w, h)))
+        x, y = (v * side / 100 for v, side in zip(values, (w, h), strict=False))
         assert image_box[0] <= x <= image_box[2] and image_box[1] <= y <= image_box[3], (values, image_box)
         return
     back = convention.decode(values, w, h)
     bound = convention.space.max_error(w, h)
-    assert max(abs(a - b) for a, b in zip(back, image_box)) <= bound, (values, convention.name, image_box)
+    assert max(abs(a - b) for a, b in zip(back, image_box, strict=False)) <= bound, (values, convention.name, image_box)
     if bound == 0:
         assert back == tuple(image_box)
 
@@ -169,7 +169,7 @@ def check_rows(folder: Path, rows: list[Row], profile: str, split: str | None = 
         assert list(r.target) == ["reasoning", "answer", "bboxes"]
         w, h = it.images[0].width, it.images[0].height
         assert len(r.target["bboxes"]) == len(it.evidence)
-        for b, e in zip(r.target["bboxes"], it.evidence):
+        for b, e in zip(r.target["bboxes"], it.evidence, strict=False):
             assert b["frame"] == e.frame and b["label"] == e.label
             _close(b["bbox"], r.convention, e.image_box, w, h)
         a, answer = it.answer, r.target["answer"]
@@ -179,7 +179,7 @@ def check_rows(folder: Path, rows: list[Row], profile: str, split: str | None = 
         elif a.type == "boxes":
             image_box = {(e.frame, tuple(e.box)): e.image_box for e in it.evidence}
             assert [x["frame"] for x in answer] == [b.frame for b in a.value]
-            for x, b in zip(answer, a.value):
+            for x, b in zip(answer, a.value, strict=False):
                 _close(x["bbox"], r.convention, image_box[(b.frame, tuple(b.box))], w, h)
         elif a.type == "box3d":
             v = a.value

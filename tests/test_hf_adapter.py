@@ -94,7 +94,7 @@ def test_hf_local_answers_deterministically(setup):
     ident = adapter.identity()
     assert ident["greedy"] is True and ident["max_new_tokens"] == 8 and len(ident["config_sha256"]) == 64
 
-    chosen = list(zip(prompts, items))[:3]
+    chosen = list(zip(prompts, items, strict=False))[:3]
 
     async def all_at_once():
         return await asyncio.gather(*(adapter.answer(p, it) for p, it in chosen))

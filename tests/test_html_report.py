@@ -90,7 +90,7 @@ def test_report_leaderboard_columns_and_names(runs, tmp_path) -> None:
     assert rows[0][0] == "chance" and len(rows) == 4
     assert all(str(d) not in board for d in run_dirs)
     assert rows[1][0].startswith("oracle") and rows[2][0].startswith("random")
-    for row, d in zip(rows[1:], run_dirs):
+    for row, d in zip(rows[1:], run_dirs, strict=False):
         res = json.loads((d / "results.json").read_text())
         assert row[2] == str(res["answered"]) and row[3] == str(res["failed"])
         assert f"n={res['overall']['metrics']['accuracy']['n']}" in row[5]
@@ -357,7 +357,7 @@ def test_report_accuracy_by_frames_shown_and_finding_size(runs, tmp_path) -> Non
     size = {s.id: s.frame_size for s in read_studies(folder)}
     per_bin: dict[str, list[int]] = defaultdict(list)
     sr = scored_run(dirs[1])  # random
-    for it, rec in zip(sr.items, sr.records):
+    for it, rec in zip(sr.items, sr.records, strict=False):
         if rec["scores"].get("correct") is None or it.prior_answerable:
             continue
         right = int(bool(rec["scores"]["correct"]))

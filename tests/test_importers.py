@@ -348,12 +348,12 @@ CT_POSITIONAL, CT_ALIGNED = 1 / 4, 3 / 4
 
 def write_ct(root: Path, order: list[int] | None = None, extra: bool = False) -> dict:
     root.mkdir(parents=True, exist_ok=True)
-    rows = [dict(zip(("case_id", "question", "answer"), r)) | {"image_path": _volume_path(r[0])} for r in CT_QA]
+    rows = [dict(zip(("case_id", "question", "answer"), r, strict=False)) | {"image_path": _volume_path(r[0])} for r in CT_QA]
     order = order or list(range(len(rows)))
     qa = root / "spatial_qa_filtered_full_nifti.jsonl"
     qa.write_text("".join(json.dumps(rows[i] | ({"source": "x"} if extra else {})) + "\n" for i in order))
     cats: dict[str, dict] = {}
-    for r, c in zip(rows, CT_CATEGORIES):
+    for r, c in zip(rows, CT_CATEGORIES, strict=False):
         cats.setdefault(r["case_id"], {"qa_pairs": []})["qa_pairs"].append(
             {"question": r["question"], "answer": r["answer"], "category": c})
     (root / "categories.json").write_text(json.dumps(cats))
@@ -485,7 +485,7 @@ RK_GRADES = [  # per study: Q1 (size, number), Q44, Q46, Q56
 
 def rk_records(with_ids: bool = True) -> list[dict]:
     out = []
-    for study, (size, number, e44, e46, hyp) in zip(RK_STUDIES, RK_GRADES):
+    for study, (size, number, e44, e46, hyp) in zip(RK_STUDIES, RK_GRADES, strict=False):
         image = "images/" + "_".join(study[:4]) + ".nii.gz"
         answers = {
             "1": {"MOAKS_scores": {"patella medial BML": {"Size of BML (including cyst)": size,

@@ -537,7 +537,7 @@ def test_hits_per_threshold_not_from_max_total_iou_matching():
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
         dt = gt.loadRes([{"image_id": 1, "category_id": 1, "bbox": xywh(p["box"]), "score": sc}
-                         for p, sc in zip(pred, (0.8, 0.9))])
+                         for p, sc in zip(pred, (0.8, 0.9), strict=False)])
         ev = COCOeval(gt, dt, "bbox")
         ev.params.iouThrs = np.array(list(THRESHOLDS))
         ev.params.areaRng, ev.params.areaRngLbl = [[0, 1e10]], ["all"]

@@ -104,7 +104,7 @@ def assert_box_close(parsed: list[int], stored: tuple[int, ...], item: Item, fra
         assert image_box[0] <= x <= image_box[2] and image_box[1] <= y <= image_box[3], (parsed, image_box)
         return
     bound = profile.space.max_error(w, h)
-    assert max(abs(a - b) for a, b in zip(parsed, image_box)) <= bound, (parsed, image_box, profile.name)
+    assert max(abs(a - b) for a, b in zip(parsed, image_box, strict=False)) <= bound, (parsed, image_box, profile.name)
     if bound == 0:
         assert tuple(parsed) == image_box
 
@@ -113,7 +113,7 @@ def assert_answer(value: Any, item: Item, frame_size: tuple[int, int], profile: 
     a = item.answer
     if a.type == "boxes":
         assert [b["frame"] for b in value] == [b.frame for b in a.value]
-        for got, want in zip(value, a.value):
+        for got, want in zip(value, a.value, strict=False):
             assert_box_close(got.get("box", got.get("point")), want.box, item, frame_size, profile)
     elif a.type == "box3d":
         assert (value["frame_start"], value["frame_end"]) == (a.value.frame_start, a.value.frame_end)

@@ -64,7 +64,7 @@ def built(fmp: Path, tmp_path_factory) -> SimpleNamespace:
     out = tmp_path_factory.mktemp("fastmri_plus") / "dataset"
     manifest = build_fastmri_plus(_pairs(fmp), out, seed=SEED, fractions=FRACTIONS)
     studies = {s.id: s for s in read_studies(out)}
-    ref = {a: parse(*pair) for a, pair in zip(ANATOMIES, _pairs(fmp))}
+    ref = {a: parse(*pair) for a, pair in zip(ANATOMIES, _pairs(fmp), strict=False)}
     boxes: dict[str, set] = defaultdict(set)
     study_level: dict[str, set] = defaultdict(set)
     for r in ref.values():
@@ -170,7 +170,7 @@ def test_splits_are_by_study_and_near_the_requested_fractions(built) -> None:
         assert it.split == built.studies[it.study_id].split, it.id
     by_split = Counter(s.split for s in built.studies.values())
     total = sum(by_split.values())
-    for name, fraction in zip(("train", "val", "test"), FRACTIONS):
+    for name, fraction in zip(("train", "val", "test"), FRACTIONS, strict=False):
         assert abs(by_split[name] / total - fraction) <= 0.03, (name, by_split)
 
 

@@ -95,7 +95,7 @@ def _check_marker(folder: Path, record: dict, study) -> list[tuple[float, float]
 def _centre_x(record: dict, predicted: list[tuple[float, float]]) -> float:
     """Centre of the box along the model axis showing stored x, as a fraction of that axis."""
     axes = [a for a in record["transform"]["axes"] if a is not None]
-    ((lo, hi), size), = [(p, a["size"]) for a, p in zip(axes, predicted) if a["from"] == "x"]
+    ((lo, hi), size), = [(p, a["size"]) for a, p in zip(axes, predicted, strict=False) if a["from"] == "x"]
     return (lo + hi) / 2 / size
 
 

@@ -179,9 +179,9 @@ def test_grounding_boxes_equal_mask_boxes_and_round_trip(phantom: dict, built: P
         found = radgrounder.find(row["target_radgrounder"])
         assert [f.label for f in found] == [keyword(kw["label"], row["language"]) for kw in row["keywords"]]
         assert len(found) == len(item.evidence)
-        for f, e in zip(found, item.evidence):
+        for f, e in zip(found, item.evidence, strict=False):
             back = radgrounder.decode(f.values, width, height)
-            assert all(abs(a - b) <= 1 for a, b in zip(back, e.box)), (back, e.box)
+            assert all(abs(a - b) <= 1 for a, b in zip(back, e.box, strict=False)), (back, e.box)
         assert f"id=<seg{row['keywords'][0]['label_id']:03d}>" in row["target_radgrounder"]
     # rendered at native size, the target parses back as the item's boxes (voxqa.eval.parse)
     render_dataset(built, RenderSettings(size=None), workers=1)
@@ -191,8 +191,8 @@ def test_grounding_boxes_equal_mask_boxes_and_round_trip(phantom: dict, built: P
         parsed = parse_answer(row["target_radgrounder"], item, profile="radgrounder")
         assert parsed.ok, parsed.error
         assert [p["frame"] for p in parsed.value] == [e.frame for e in item.evidence]
-        for p, e in zip(parsed.value, item.evidence):
-            assert all(abs(a - b) <= 1 for a, b in zip(p["box"], e.image_box))
+        for p, e in zip(parsed.value, item.evidence, strict=False):
+            assert all(abs(a - b) <= 1 for a, b in zip(p["box"], e.image_box, strict=False))
     detect = [it for it in items.values() if it.subtask == "report_detect"]
     for it in detect:
         assert (it.answer.value == "yes") == bool(it.evidence)

@@ -49,7 +49,7 @@ def ras(ijk) -> np.ndarray:
 def assert_same(a: list[Structure], b: list[Structure]) -> None:
     """Equal Structures: integers and boxes exactly, world floats to rounding."""
     assert [s.label_id for s in a] == [s.label_id for s in b]
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         dx, dy = dataclasses.asdict(x), dataclasses.asdict(y)
         for key in ("centroid_ras", "bbox_ras_min", "bbox_ras_max", "volume_ml"):
             assert np.allclose(dx.pop(key), dy.pop(key), rtol=1e-9, atol=1e-6), (x.name, key)

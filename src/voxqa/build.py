@@ -80,7 +80,7 @@ def generate_items(views: Sequence[StudyView], ctx: BuildContext, families: Sequ
 def split_manifest(fractions: Sequence[float], unit: str) -> dict[str, Any]:
     return {
         "unit": unit,
-        "fractions": dict(zip(("train", "val", "test"), fractions)),
+        "fractions": dict(zip(("train", "val", "test"), fractions, strict=False)),
         "rule": "sha256('split', seed, patient_id) -> [0,1) against cumulative fractions",
     }
 

@@ -117,7 +117,7 @@ def build_fastmri_plus(
         fractions = parse_fractions(split_fractions)
         check_out_folder(out)  # before the slow part
         manifest = build(
-            list(zip(annotations, file_list)), out, volumes=volumes, anatomy=anatomy,
+            list(zip(annotations, file_list, strict=False)), out, volumes=volumes, anatomy=anatomy,
             seed=seed, fractions=fractions, strict=strict,
         )
     except (BuildError, ValueError) as exc:

@@ -225,7 +225,7 @@ def build_sample(
     answer = _answer(item, boxes, style)
     cited = ", ".join(
         f'{{"frame": {e.frame}, "label": "{style.label(e.label)}", "bbox": {style.box(ref)}}}'
-        for e, ref in zip(item.evidence, boxes.evidence)
+        for e, ref in zip(item.evidence, boxes.evidence, strict=False)
     )
     target = f'{{"reasoning": {reasoning}, "answer": {answer}, {_moaks(item)}"bboxes": [{cited}]}}'
     return Sample(

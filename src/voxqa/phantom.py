@@ -169,12 +169,12 @@ def segmentation_phantom(variant: int = 0) -> tuple[np.ndarray, np.ndarray, np.n
             for _ in range(int(r.integers(1, 4)))
         ]
     affine = np.diag([*SEG_SPACING, 1.0])
-    affine[:3, 3] = [-(n - 1) * s / 2 for n, s in zip(SEG_SHAPE, SEG_SPACING)]
+    affine[:3, 3] = [-(n - 1) * s / 2 for n, s in zip(SEG_SHAPE, SEG_SPACING, strict=False)]
     ii, jj, kk = np.indices(SEG_SHAPE)
     world = [affine[d, d] * idx + affine[d, 3] for d, idx in enumerate((ii, jj, kk))]
 
     def ellipsoid(centre, radii) -> np.ndarray:
-        return sum(((w - c) / r) ** 2 for w, c, r in zip(world, centre, radii)) <= 1
+        return sum(((w - c) / r) ** 2 for w, c, r in zip(world, centre, radii, strict=False)) <= 1
 
     body = ((world[0] / 115) ** 2 + (world[1] / 95) ** 2) <= 1
     image = np.where(body, -100.0, -1000.0)
@@ -308,7 +308,7 @@ def knee_phantom(variant: int = 0, side: str = "right") -> tuple[np.ndarray, np.
         next_id += 1
     image += np.random.default_rng(variant).normal(0, 3, KNEE_SHAPE)
     affine = np.diag([*KNEE_SPACING, 1.0])
-    affine[:3, 3] = [-(n - 1) * s / 2 for n, s in zip(KNEE_SHAPE, KNEE_SPACING)]
+    affine[:3, 3] = [-(n - 1) * s / 2 for n, s in zip(KNEE_SHAPE, KNEE_SPACING, strict=False)]
     return image.astype(np.float32), labels, affine, names, grades
 
 

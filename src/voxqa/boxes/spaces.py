@@ -241,7 +241,7 @@ class Scaled:
         v = _xy(_numbers(values, 4, self.name, integers=self.decimals is None), self.order)
         ox, oy, sx, sy = self._frame(width, height)
         out = []
-        for value, off, side in zip(v, (ox, oy) * 2, (sx, sy) * 2):
+        for value, off, side in zip(v, (ox, oy) * 2, (sx, sy) * 2, strict=False):
             if self.decimals is None:
                 out.append(_div_half_up(value * side, self.steps) - off)
                 continue
@@ -289,7 +289,7 @@ class Resized:
         v = _numbers(values, 4, self.name, integers=True)
         w, h = self.size(width, height)
         return tuple(_div_half_up(val * side, grid)  # type: ignore[return-value]
-                     for val, side, grid in zip(v, (width, height) * 2, (w, h) * 2))
+                     for val, side, grid in zip(v, (width, height) * 2, (w, h) * 2, strict=False))
 
     def max_error(self, width: int, height: int) -> int:
         w, h = self.size(width, height)
@@ -364,7 +364,7 @@ class Patches:
             half = Fraction(1, 2 * n)
             edges = (Fraction(ul_x, n) + half, Fraction(ul_y, n) + half,
                      Fraction(lr_x, n) + half, Fraction(lr_y, n) + half)
-        return tuple(_half_up(e * s) for e, s in zip(edges, (width, height) * 2))  # type: ignore[return-value]
+        return tuple(_half_up(e * s) for e, s in zip(edges, (width, height) * 2, strict=False))  # type: ignore[return-value]
 
     def max_error(self, width: int, height: int) -> int:
         return max(math.ceil(Fraction(side, self.n)) for side in (width, height))

@@ -130,7 +130,7 @@ def text_features(item: Item, frames: Sequence[int], frame_size: tuple[int, int]
     words = _tokens(_BOX.sub(" box ", q))
     for w in words:
         feats["w=" + w] = 1.0
-    for a, b in zip(words, words[1:]):
+    for a, b in zip(words, words[1:], strict=False):
         feats[f"b={a}_{b}"] = 1.0
     width, height = frame_size or (1, 1)
     boxes = [tuple(float(v) for v in m.groups()) for m in _BOX.finditer(q)]
@@ -148,7 +148,7 @@ def text_features(item: Item, frames: Sequence[int], frame_size: tuple[int, int]
     fs = sorted(set(frames))
     feats["frames.n"] = float(len(fs))
     if fs:
-        gaps = {b - a for a, b in zip(fs, fs[1:])}
+        gaps = {b - a for a, b in zip(fs, fs[1:], strict=False)}
         feats.update({"frames.min": float(fs[0]), "frames.max": float(fs[-1]),
                       "frames.span": float(fs[-1] - fs[0]), "frames.gaps": float(len(gaps))})
         for f in fs:
@@ -293,7 +293,7 @@ class TemplateLearner:
         self.option_row = option_row or (lambda view, opt, i: option_features(view[1], opt, i))
         if answer_type in ("choice", "multi_choice"):
             rows, labels = [], []
-            for it, view in zip(train, views):
+            for it, view in zip(train, views, strict=False):
                 gold = set(answer_of(it)) if answer_type == "multi_choice" else {it.answer.value}
                 for i, opt in enumerate(it.options or []):
                     rows.append(self.option_row(view, opt, i))
@@ -311,7 +311,7 @@ class TemplateLearner:
         f = self.fitted
         if self.answer_type in ("choice", "multi_choice"):
             rows, owner = [], []
-            for n, (it, view) in enumerate(zip(items, views)):
+            for n, (it, view) in enumerate(zip(items, views, strict=False)):
                 for i, opt in enumerate(it.options or []):
                     rows.append(self.option_row(view, opt, i))
                     owner.append((n, i))
@@ -320,7 +320,7 @@ class TemplateLearner:
             else:
                 p = list(f.proba(rows)[:, f.classes.index(1)])
             per: list[list[tuple[int, float]]] = [[] for _ in items]
-            for (n, i), pi in zip(owner, p):
+            for (n, i), pi in zip(owner, p, strict=False):
                 per[n].append((i, pi))
             if self.answer_type == "choice":
                 return [max(s, key=lambda t: (t[1], -t[0]))[0] if s else None for s in per]
@@ -384,7 +384,7 @@ class TextOnlyGuesser:
         for template, idx in groups.items():
             group = [items[n] for n in idx]
             views = [self.view(items[n], None if frames is None else frames[n]) for n in idx]
-            for n, p in zip(idx, self.learners[template].predict(group, views)):
+            for n, p in zip(idx, self.learners[template].predict(group, views), strict=False):
                 out[n] = p
         return out
 
@@ -427,7 +427,7 @@ def _group_row(template: str, train: list[Item], held: list[Item],
     const = _constant(train)
     const_k = sum(is_correct(it, const) for it in held)
     preds = guesser.predict(held)
-    k = sum(is_correct(it, p) for it, p in zip(held, preds))
+    k = sum(is_correct(it, p) for it, p in zip(held, preds, strict=False))
     lo, hi = clopper_pearson(k, len(held))
     const_acc = const_k / len(held)
     reference = row["chance"] if row["chance"] is not None else const_acc

@@ -37,7 +37,7 @@ def unit_interval(*key: object) -> float:
 def split_of(patient_id: str, seed: int, fractions: Sequence[float]) -> Split:
     u = unit_interval("split", seed, patient_id)
     edge = 0.0
-    for name, fraction in zip(SPLITS, fractions):
+    for name, fraction in zip(SPLITS, fractions, strict=False):
         edge += fraction
         if u < edge:
             return name

@@ -51,7 +51,7 @@ def run_name(identity: dict[str, Any]) -> str:
 def run_names(identities: list[dict[str, Any]], runs: list[Path]) -> list[str]:
     """Names of runs; two runs with the same name get their folder's name added."""
     names = [run_name(i) for i in identities]
-    return [f"{n} ({Path(r).name})" if names.count(n) > 1 else n for n, r in zip(names, runs)]
+    return [f"{n} ({Path(r).name})" if names.count(n) > 1 else n for n, r in zip(names, runs, strict=False)]
 
 
 def load_results(runs: list[Path]) -> list[dict[str, Any]]:
@@ -103,7 +103,7 @@ def leaderboard(runs: list[Path], results: list[dict[str, Any]] | None = None,
         group = next((r["by"]["task"][t] for r in results if t in r["by"]["task"]), None)
         chance.append(_c(_fmt(group.get("chance")) if group else ""))
     rows = [chance + ([_c("")] if with_pairs else [])]
-    for name, r, sr in zip(names, results, scored):
+    for name, r, sr in zip(names, results, scored, strict=False):
         unparsed: dict[str, int] = {}
         for rec in sr.records:
             if not rec["parse_ok"] and not rec["failed"]:

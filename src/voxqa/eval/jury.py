@@ -124,7 +124,7 @@ class Jury:
             finally:
                 for j in self.judges:
                     await j.close()
-        for (judge, _), answer in zip(requests, answers):  # a request and its own answer
+        for (judge, _), answer in zip(requests, answers, strict=False):  # a request and its own answer
             for item_id, verdict in answer.items():
                 votes[item_id][judge.spec] = verdict
         result = {}

@@ -443,12 +443,12 @@ def _mean_metrics(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
         has = np.zeros(len(records), bool)
         floor = None
         if wanted[key]:
-            rows, vals = zip(*wanted[key])
+            rows, vals = zip(*wanted[key], strict=False)
             v[list(rows)] = vals
             has[list(rows)] = True
         if extra:
             floor = np.full(len(records), np.nan)
-            rows, vals = zip(*extra)
+            rows, vals = zip(*extra, strict=False)
             floor[list(rows)] = vals
             v[list(rows)] = vals
             has[list(rows)] = True
@@ -780,7 +780,7 @@ def grounding_scores(samples: Sequence[tuple[Sequence[Grounded], Sequence[Ground
         n_hit += sum(v >= iou_at for v in pair_iou)
         ious += pair_iou
         if gold:
-            per_sample.append(sum(v * s for v, (_, _, s) in zip(pair_iou, matches)) / max(len(gold), len(pred)))
+            per_sample.append(sum(v * s for v, (_, _, s) in zip(pair_iou, matches, strict=False)) / max(len(gold), len(pred)))
 
     def f1(p: float | None, r: float | None) -> float | None:
         return None if p is None or r is None else (2 * p * r / (p + r) if p + r else 0.0)

@@ -260,6 +260,6 @@ def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = Fals
 
         results["as_published"] = published(
             as_published, sr.run, sr.records, {i: p.get("raw") for i, p in sr.preds.items()},
-            {it.id: gold for it, gold in zip(sr.items, sr.golds)})
+            {it.id: gold for it, gold in zip(sr.items, sr.golds, strict=False)})
     (sr.run / RESULTS).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return results

@@ -138,7 +138,7 @@ def _record(s: Sample, study: Study) -> dict[str, Any] | None:
     shown = {e.label for e in s.item.evidence if e.frame == frame}
     return {**common, "slice_num": frame + 1, "image_path": s.images[0], "level": "slice",
             "ground_truth": {"labels": sorted(shown), "diagnosis": sorted(shown), "bboxes": [
-                dict(zip(("x", "y", "width", "height"), _xywh(e.image_box)), label=e.label)  # type: ignore[arg-type]
+                dict(zip(("x", "y", "width", "height"), _xywh(e.image_box), strict=False), label=e.label)  # type: ignore[arg-type]
                 for e in s.item.evidence if e.frame == frame and e.image_box is not None]}}
 
 

@@ -473,7 +473,7 @@ def _studies(states: dict[str, _Study], split: dict[str, str]) -> list[Study]:
             members = sorted(s.boxes[label])
             ids = link_instances(members)
             for inst in range(max(ids) + 1):
-                bxs = [Box(frame=k, box=b) for (k, b), i in zip(members, ids) if i == inst]
+                bxs = [Box(frame=k, box=b) for (k, b), i in zip(members, ids, strict=False) if i == inst]
                 findings.append(Finding(
                     label=label, raw_label=label, boxes=bxs, instance_id=inst,
                     box3d=Box3D(frame_start=bxs[0].frame, frame_end=bxs[-1].frame,

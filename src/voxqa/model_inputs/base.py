@@ -123,7 +123,7 @@ def box_from_model(values: Sequence[Sequence[float]], transform: Transform) -> B
     if len(values) != len(spatial):
         raise ValueError(f"expected {len(spatial)} [lo, hi) pairs, got {len(values)}")
     edges: dict[str, tuple[int, int]] = {}
-    for a, (lo, hi) in zip(spatial, values):
+    for a, (lo, hi) in zip(spatial, values, strict=False):
         n = transform.stored[STORED_AXES.index(a.source)]
         s0, s1 = sorted((a.to_stored(lo), a.to_stored(hi)))
         s0, s1 = (min(max(math.floor(v + 0.5), 0), n) for v in (s0, s1))  # ties up
@@ -138,7 +138,7 @@ def m3d_normalized(box: Box3D, transform: Transform) -> list[float]:
     """Stored Box3D -> M3D's [d1, h1, w1, d2, h2, w2]: model-grid edges / grid size (0-1), array axis order."""
     spans = box_to_model(box, transform)
     sizes = [a.size for a in transform.spatial]
-    return [lo / n for (lo, _), n in zip(spans, sizes)] + [hi / n for (_, hi), n in zip(spans, sizes)]
+    return [lo / n for (lo, _), n in zip(spans, sizes, strict=False)] + [hi / n for (_, hi), n in zip(spans, sizes, strict=False)]
 
 
 def from_m3d_normalized(values: Sequence[float], transform: Transform) -> Box3D:

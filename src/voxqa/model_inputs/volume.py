@@ -53,17 +53,17 @@ class VolumeRecipe:
             return list(self.size)
         assert spacing is not None, "checked by check_study"
         return [max(1, round(stored[i] * spacing[i] / target))
-                for (i, _), target in zip(self._spatial(), self.spacing)]
+                for (i, _), target in zip(self._spatial(), self.spacing, strict=False)]
 
     def plan(self, stored: tuple[int, int, int], spacing: tuple[float, float, float] | None) -> Transform:
         maps = []
-        for (i, flip), m, size in zip(self._spatial(), self._resampled(stored, spacing), self.size):
+        for (i, flip), m, size in zip(self._spatial(), self._resampled(stored, spacing), self.size, strict=False):
             crop, pad = crop_pad(m, size)
             scale = m / stored[i]  # oriented edge e (n - e when flipped) -> resampled -> crop/pad
             maps.append(AxisMap(STORED_AXES[i], size, -scale if flip else scale, (m if flip else 0) - crop + pad))
         spatial = iter(maps)
         axes = tuple(None if ax == CHANNEL else next(spatial) for ax in self.layout)
-        shape = tuple(self.channels if ax == CHANNEL else a.size for ax, a in zip(self.layout, axes))
+        shape = tuple(self.channels if ax == CHANNEL else a.size for ax, a in zip(self.layout, axes, strict=False))
         return Transform(stored, shape, axes)
 
     def make(self, stack: np.ndarray, spacing: tuple[float, float, float] | None,
@@ -77,7 +77,7 @@ class VolumeRecipe:
         fill = pad_value(stack, modality, self.window)
         grid = np.full(self.size, fill, np.float32)  # padded before normalisation
         src, dst = [], []
-        for m, size in zip(resampled.shape, self.size):
+        for m, size in zip(resampled.shape, self.size, strict=False):
             crop, pad = crop_pad(m, size)
             keep = min(m, size)
             src.append(slice(crop, crop + keep))
@@ -88,7 +88,7 @@ class VolumeRecipe:
             if ax == CHANNEL:
                 array = np.repeat(np.expand_dims(array, axis), self.channels, axis=axis)
         extra: dict[str, Any] = {"intensity": {"from": [lo, hi], "to": list(self.window.out)}}
-        if any(m < size for m, size in zip(resampled.shape, self.size)):
+        if any(m < size for m, size in zip(resampled.shape, self.size, strict=False)):
             extra["pad_value"] = fill  # in the volume's units, before normalisation
         if spacing is not None:  # the spacing each model voxel really has, in mm
             extra["spacing_mm"] = [spacing[STORED_AXES.index(a.source)] / abs(a.scale) for a in transform.spatial]

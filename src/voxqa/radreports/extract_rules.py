@@ -80,7 +80,7 @@ class RuleExtractor:
     def _clause_spans(self, sentence: str, language: str) -> list[tuple[int, int]]:
         cuts = [m.start() for m in self._clauses[language].finditer(sentence)]
         bounds = [0, *cuts, len(sentence)]
-        return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+        return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
     def _mentions(self, clause: str, language: str) -> list[Mention]:
         taken: list[tuple[int, int]] = []

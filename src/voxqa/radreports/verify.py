@@ -74,7 +74,7 @@ def _verify(claim: Claim, g: SegGeometry, everything: Mapping[str, int]) -> Resu
     resolved = [parts(t, names) for t in claim.structures]
     if claim.relation == "present":
         return _presence(claim.structures[0], resolved[0], everything, claim.polarity == "positive")
-    for term, found in zip(claim.structures, resolved):
+    for term, found in zip(claim.structures, resolved, strict=False):
         if not found:
             return _presence(term, found, everything, True)
     usable = {s.name: s for s in g.structures}

@@ -211,7 +211,7 @@ def _findings(rows: list[Row], labels: dict[str, str], report: BuildReport) -> l
         members = sorted(boxes[label], key=lambda r: (r.slice, r.box))
         ids = link_instances([(r.slice, r.box) for r in members])
         for inst in range(max(ids) + 1):
-            mine = [r for r, i in zip(members, ids) if i == inst]
+            mine = [r for r, i in zip(members, ids, strict=False) if i == inst]
             bxs = [Box(frame=r.slice, box=r.box) for r in mine]
             x0 = min(b.box[0] for b in bxs)
             y0 = min(b.box[1] for b in bxs)

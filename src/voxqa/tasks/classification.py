@@ -197,7 +197,7 @@ def _assign(
         vals = [f[k] for f in feats]
         mean = sum(vals) / len(vals)
         scale[k] = (mean, math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals)) or 1.0)
-    vec = {s.id: [(f[k] - scale[k][0]) / scale[k][1] for k in names] for s, f in zip(pool, feats)}
+    vec = {s.id: [(f[k] - scale[k][0]) / scale[k][1] for k in names] for s, f in zip(pool, feats, strict=False)}
     labels = sorted({s.label for s in pool})
     # each label's lent copies as one array; a taken copy is masked (inf), so argmin keeps
     # picking the first nearest copy still free, as the list version did, in numpy
@@ -261,10 +261,10 @@ def _flow_pick(
     edges = [e for e in edges if e[2] > 0]
     if not edges:
         return [None if k else [] for _, k in rows]
-    r_, c_, w_ = zip(*edges)
+    r_, c_, w_ = zip(*edges, strict=False)
     graph = csr_matrix((np.asarray(w_, dtype=np.int32), (r_, c_)), shape=(sink + 1, sink + 1))
     flow = maximum_flow(graph, src, sink, method="dinic").flow.tocoo()
-    used = {(int(a), int(b)) for a, b, f in zip(flow.row, flow.col, flow.data) if f > 0}
+    used = {(int(a), int(b)) for a, b, f in zip(flow.row, flow.col, flow.data, strict=False) if f > 0}
     out: list[list[str] | None] = []
     for j, (allowed, k) in enumerate(rows):
         got = [lab for lab in allowed if (1 + j, index[lab]) in used]

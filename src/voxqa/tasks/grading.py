@@ -131,7 +131,7 @@ class Grading:
                              reasoning=f"{locate} {inspect} Decide: {feature.grades[grade].lower()}. Answer: {text}.",
                              chance=0.5)
             return [(name, grade == 1, item)]
-        options = [f"Grade {g}: {t}" for g, t in zip(feature.scale, feature.grades)]
+        options = [f"Grade {g}: {t}" for g, t in zip(feature.scale, feature.grades, strict=False)]
         out: list[Candidate] = [(None, None, make_item(
             v, task=TASK, subtask=feature.name, frame=None, label=name,
             question=f"Grade the {feature.criterion} in {where} on the MOAKS scale.",

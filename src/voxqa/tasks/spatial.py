@@ -443,7 +443,7 @@ class Spatial:
         """Other structures by centroid distance: the hardest distractors."""
         return sorted(
             (o for o in g.structures if o.name not in exclude),
-            key=lambda o: (sum((p - q) ** 2 for p, q in zip(o.centroid_ras, s.centroid_ras)), o.name),
+            key=lambda o: (sum((p - q) ** 2 for p, q in zip(o.centroid_ras, s.centroid_ras, strict=False)), o.name),
         )
 
     def _size(self, v: StudyView, g: SegGeometry, ctx: BuildContext, r):
@@ -571,7 +571,7 @@ class Spatial:
                 ctx.skip("counting/lesion_count", "a counted lesion is on no shown frame")
                 continue
             parts = "; ".join(f"{c.voxels} voxels at {_xyz(c.centroid_ras)} ({_cite(e)})"
-                              for c, e in zip(s.components, ev))
+                              for c, e in zip(s.components, ev, strict=False))
             out.append((None, None, self._item(
                 "lesion_count", v, "count", s.name,
                 f"How many separate {_plural(_n(s))} are there?",

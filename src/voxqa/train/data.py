@@ -148,7 +148,7 @@ def check_resize(processor: Any, profile: Profile, image_sizes: Sequence[tuple[i
     if patch is None or len(grids) != len(image_sizes):
         raise TrainDataError(f"profile {profile.spec} writes boxes in the pixels Qwen2.5-VL resizes to, but "
                              f"this processor ({type(processor.image_processor).__name__}) reports no resize grid")
-    for (w, h), (_, gh, gw) in zip(image_sizes, grids):
+    for (w, h), (_, gh, gw) in zip(image_sizes, grids, strict=False):
         seen, assumed = (int(gw) * patch, int(gh) * patch), profile.space.size(w, h)
         if seen != assumed:
             raise TrainDataError(f"the processor resizes a {w}x{h} frame to {seen[0]}x{seen[1]}, but profile "

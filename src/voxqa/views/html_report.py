@@ -93,7 +93,7 @@ def _chart(runs: list[dict[str, Any]], names: list[str]) -> str:
     x0 = left + gap / 2
     for t, metric, gw in groups:
         bx = x0 + (gw - len(runs) * bar) / 2
-        for ri, (r, name) in enumerate(zip(runs, names)):
+        for ri, (r, name) in enumerate(zip(runs, names, strict=False)):
             g = r["by"]["task"].get(t)
             m = g["metrics"].get(metric) if g else None
             if not m or m.get("mean") is None:
@@ -159,7 +159,7 @@ def _context_chart(scored: list[Any], names: list[str], frame_size: dict[str, tu
     runs = []
     for sr in scored:
         tally: dict[str, list[int]] = {}
-        for it, rec in zip(sr.items, sr.records):
+        for it, rec in zip(sr.items, sr.records, strict=False):
             right = rec["scores"].get("correct")
             if right is None or it.prior_answerable:
                 continue
@@ -204,7 +204,7 @@ def _group_chart(runs: list[dict[str, Any]], names: list[str], key: str, svg_id:
     for li, label in enumerate(labels):
         y0 = head + 4 + li * row
         parts.append(_t(left - 6, y0 + step * len(runs) / 2 + 3, f"{label[:40]} (n={counts[label]})", anchor="end"))
-        for ri, (r, name) in enumerate(zip(runs, names)):
+        for ri, (r, name) in enumerate(zip(runs, names, strict=False)):
             m = r["by"][key].get(label, {}).get("metrics", {}).get("accuracy")
             if m and m["mean"] is not None:
                 y = y0 + ri * step
@@ -226,7 +226,7 @@ def training_logs(scored: list[Any], names: list[str]) -> dict[str, list[dict[st
     """Per run of a model `voxqa train` wrote (``hf:OUT/model``), its ``OUT/train_log.jsonl``
     rows: base and fine-tuned models side by side, with how the fine-tuning went."""
     logs = {}
-    for name, sr in zip(names, scored):
+    for name, sr in zip(names, scored, strict=False):
         path = sr.identity["model"].get("path")
         log = Path(path).parent / "train_log.jsonl" if path else None
         if log is not None and log.is_file():
@@ -388,7 +388,7 @@ def _pair_rows(results: list[dict[str, Any]], runs: list[str]) -> list[list[str]
     """Pair accuracy (original + mirrored twin both right) per run, overall and by category;
     [] when no results.json has pairs."""
     rows = []
-    for run, r in zip(runs, results):
+    for run, r in zip(runs, results, strict=False):
         pa = r.get("pair_accuracy")
         if not pa or not (pa.get("overall") or {}).get("n_pairs"):
             continue  # no results.json pair accuracy, or a dataset without mirrored twins
@@ -407,7 +407,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
         raise ValueError("give at least one run folder")
     results = load_results(runs)
     scored = [scored_run(run) for run in runs]  # per-item gold and scores, as results.json
-    by_id = [{it.id: (gold, rec) for it, gold, rec in zip(sr.items, sr.golds, sr.records)}
+    by_id = [{it.id: (gold, rec) for it, gold, rec in zip(sr.items, sr.golds, sr.records, strict=False)}
              for sr in scored]
     folder = scored[0].folder
     items = scored[0].items
@@ -417,7 +417,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     names = run_names([sr.identity for sr in scored], runs)
     ious = {name: [rec["scores"]["miou"] for rec in sr.records
                    if rec["answer_type"] == "boxes" and not rec["failed"]]
-            for name, sr in zip(names, scored)}
+            for name, sr in zip(names, scored, strict=False)}
 
     secrets = env_secrets(*(sr.identity["model"].get("api_key_env") for sr in scored))
 
@@ -432,7 +432,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
         gold = by_id[0][it.id][0]
         run_preds = []
         pred_boxes: dict[int, list[dict[str, Any]]] = {}
-        for ri, (sr, table) in enumerate(zip(scored, by_id)):
+        for ri, (sr, table) in enumerate(zip(scored, by_id, strict=False)):
             rec = sr.preds.get(it.id)
             correct = ""
             if it.id in table and "correct" in table[it.id][1]["scores"]:

@@ -127,7 +127,7 @@ class HFLocal:
                     if not fut.done():
                         fut.set_exception(err)
                 continue
-            for (_, fut), out in zip(batch, outs):
+            for (_, fut), out in zip(batch, outs, strict=False):
                 if not fut.done():
                     fut.set_result(out)
 
