@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from helpers import data_unavailable
+
 PHANTOM_N = 24
 PHANTOM_SEED = 11
 BUILD_SEED = 5
@@ -40,13 +42,6 @@ def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace
     )
 
 
-def data_unavailable(reason: str) -> None:
-    """Skip a real-data test locally; in CI (CI set) real-data tests must run, so fail."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (real-data tests may not skip in CI)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared real-data root from VOXQA_TEST_DATA; skips (fails in CI) when absent."""
@@ -67,32 +62,3 @@ def shared_reference(shared_data: Path) -> Path:
     if not (path / "samples").is_dir():
         data_unavailable(f"{path} has no samples/ (set VOXQA_TEST_REFERENCE=../shared/reference)")
     return path
-
-
-def rendered_phantom(root: Path, *, n: int, seed: int, size: int, context: int,
-                     fractions=(0.5, 0.25, 0.25), workers: int = 1) -> Path:
-    """A fastMRI+-style phantom, built and rendered: the dataset folder."""
-    from voxqa.build import build_fastmri_plus
-    from voxqa.phantom import write_phantom
-    from voxqa.render import RenderSettings, render_dataset
-
-    p = write_phantom(root / "src", n=n, seed=seed)
-    out = root / "ds"
-    build_fastmri_plus([(p["annotations"], p["file_list"])], out, volumes=p["volumes"], fractions=fractions)
-    render_dataset(out, RenderSettings(size=size, context=context), workers=workers)
-    return out
-
-
-def rendered_segmentation(root: Path, *, size: int, context: int) -> Path:
-    """The segmentation phantom (one CT study), built and rendered: the dataset folder."""
-    from voxqa.build import build_segmentation
-    from voxqa.phantom import write_segmentation_phantom
-    from voxqa.render import RenderSettings, render_dataset
-    from voxqa.sources.segmentation import SegSpec
-
-    s = write_segmentation_phantom(root / "seg_src")
-    out = root / "seg"
-    build_segmentation([SegSpec(study_id="s", image=s["image"], labels=s["labels"],
-                                label_names=s["label_names"], modality="CT")], out, fractions=(1.0, 0.0, 0.0))
-    render_dataset(out, RenderSettings(size=size, context=context), workers=1)
-    return out

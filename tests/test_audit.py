@@ -19,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import data_unavailable
+from helpers import data_unavailable
 from typer.testing import CliRunner
 
 from voxqa.build import build_fastmri_plus

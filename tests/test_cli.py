@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from voxqa.cli import app
@@ -55,6 +56,7 @@ def test_build_errors_name_the_problem(tmp_path):
     assert res.exit_code == 2 and "items.jsonl" in res.output
 
 
+@pytest.mark.slow
 def test_console_script_demo(tmp_path):
     """The README's first command, as a real process."""
     out = tmp_path / "demo"
@@ -122,6 +124,7 @@ def test_render_export_profiles(tmp_path):
     assert res.exit_code == 0 and "qwen2.5-vl" in res.output and "<loc0160><loc0448>" in res.output
 
 
+@pytest.mark.slow
 def test_demo_with_a_served_model(tmp_path):
     """`voxqa demo --base-url` also evaluates a model on an OpenAI-compatible server."""
     from openai_stub import StubServer

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import rendered_phantom, rendered_segmentation
+from helpers import rendered_phantom, rendered_segmentation
 from typer.testing import CliRunner
 
 from voxqa.cli import app

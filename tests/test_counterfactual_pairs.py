@@ -65,6 +65,7 @@ def _pair_accuracy(ds: Path, out: Path, model: str) -> dict:
     return score_run(out)
 
 
+@pytest.mark.slow
 def test_oracle_gets_both_of_every_pair_and_the_blind_learner_one(multi: Path, tmp_path) -> None:
     oracle = _pair_accuracy(multi, tmp_path / "oracle", "oracle")
     assert oracle["pair_accuracy"]["overall"]["value"] == 1.0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import rendered_phantom
+from helpers import rendered_phantom
 from openai_stub import StubServer
 from PIL import Image
 
@@ -173,6 +173,7 @@ def test_controls(rendered, tmp_path) -> None:
             assert len(sent) == len(item.images) and not set(sent) & own, item.id
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(rendered, tmp_path) -> None:
     targets = _targets(rendered)
     run = tmp_path / "run"
@@ -272,7 +273,7 @@ def test_compare_leaderboard(rendered, tmp_path) -> None:
 
 
 def test_mirrored_control_flips_images_sides_and_boxes(tmp_path) -> None:
-    from conftest import rendered_segmentation
+    from helpers import rendered_segmentation
 
     from voxqa.eval.score import score_run
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import datasets
 import pytest
-from conftest import rendered_phantom, rendered_segmentation
+from helpers import rendered_phantom, rendered_segmentation
 
 from voxqa.boxes.profiles import PROFILES, Profile
 from voxqa.dataset.folder import ITEMS, read_items, read_studies, write_jsonl

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import rendered_phantom
+from helpers import rendered_phantom
 
 from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import rendered_phantom
+from helpers import rendered_phantom
 from openai_stub import StubServer
 from typer.testing import CliRunner
 
@@ -147,7 +147,7 @@ def test_report_glossary_and_sample_note(runs, tmp_path) -> None:
 def _chromium() -> str:
     import shutil
 
-    from conftest import data_unavailable
+    from helpers import data_unavailable
 
     path = shutil.which("chromium")
     if path is None:  # .ci/run installs Debian's chromium; locally: apt-get install chromium
@@ -296,7 +296,7 @@ def test_report_category_chart_and_control_panel(runs, tmp_path) -> None:
     import html
     import json
 
-    from conftest import rendered_segmentation
+    from helpers import rendered_segmentation
     from playwright.sync_api import sync_playwright
 
     from voxqa.views.html_report import build_report

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-from conftest import rendered_phantom, rendered_segmentation
+from helpers import rendered_phantom, rendered_segmentation
 
 from voxqa.boxes.profiles import PROFILES, Profile, get_profile
 from voxqa.dataset.folder import read_items, read_studies

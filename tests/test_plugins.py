@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import rendered_phantom
+from helpers import rendered_phantom
 from typer.testing import CliRunner
 
 from voxqa.cli import app

@@ -14,7 +14,7 @@ import nrrd
 import numpy as np
 import pydicom
 import pytest
-from conftest import data_unavailable
+from helpers import data_unavailable
 from nibabel.affines import apply_affine
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 from reference import NON_PATHOLOGY, link, norm_label, parse_csv
-from conftest import data_unavailable
+from helpers import data_unavailable
 
 from voxqa.build import build_fastmri_plus
 from voxqa.dataset.folder import read_items, read_json, read_studies
@@ -147,6 +147,7 @@ def test_count_answers_equal_independently_linked_instances(built) -> None:
             assert comps == set(mine), (s.id, lab)
 
 
+@pytest.mark.slow
 def test_two_builds_with_the_same_seed_are_byte_identical(built, tmp_path: Path) -> None:
     """The second build runs in a fresh interpreter with another str-hash seed, so set
     iteration order cannot leak into the output either."""

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import data_unavailable
+from helpers import data_unavailable
 
 from voxqa.build import build_reports
 from voxqa.dataset.folder import read_items

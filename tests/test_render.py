@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import rendered_phantom
+from helpers import rendered_phantom
 from PIL import Image
 
 from voxqa.build import build_fastmri_plus, build_segmentation

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import rendered_segmentation
+from helpers import rendered_segmentation
 from openai_stub import StubServer
 from typer.testing import CliRunner
 

@@ -45,6 +45,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_ray_build_render_and_recipe_are_byte_identical_to_local(ray_cluster, specs, tmp_path) -> None:
     local, remote = tmp_path / "local", tmp_path / "ray"
     build_segmentation(specs, local, fractions=(0.5, 0.0, 0.5))
@@ -132,11 +133,12 @@ def test_cli_executor_ray_on_a_running_cluster(ray_cluster, specs, tmp_path) -> 
     assert res.exit_code == 2 and "unknown executor 'dask'" in res.output
 
 
+@pytest.mark.slow
 def test_eval_on_ray_actors_scores_like_local(ray_cluster, tmp_path) -> None:
     """`voxqa eval --executor ray`: the model on Ray actors; run identity and scores equal the local run."""
     import json
 
-    from conftest import rendered_segmentation
+    from helpers import rendered_segmentation
     from typer.testing import CliRunner
 
     from voxqa.cli import app
@@ -158,6 +160,7 @@ def test_eval_on_ray_actors_scores_like_local(ray_cluster, tmp_path) -> None:
     assert res.exit_code == 2 and "unknown model spec 'nope'" in res.output
 
 
+@pytest.mark.slow
 def test_a_lost_replica_is_a_failed_request_not_an_answer(ray_cluster, tmp_path) -> None:
     from voxqa.eval.models.distributed import RayModels
     from voxqa.eval.prompts import Prompt

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import rendered_phantom, rendered_segmentation
+from helpers import rendered_phantom, rendered_segmentation
 
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.compare import leaderboard

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("trl")
 pytest.importorskip("torchvision")  # Qwen-family processors
 import torch  # noqa: E402
-from conftest import rendered_phantom  # noqa: E402
+from helpers import rendered_phantom  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from voxqa.cli import app  # noqa: E402
@@ -94,6 +94,7 @@ def test_recipes_and_accelerate_configs_are_complete():
     assert FILES == ("ddp.yaml", "zero3.yaml", "fsdp.yaml")
 
 
+@pytest.mark.slow
 def test_llava_full_finetune_halves_loss_and_answers_json(ds, llava, tmp_path):
     examples = _repeated(load_examples(ds))
     out = tmp_path / "run"
@@ -120,6 +121,7 @@ def qwen(ds, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_qwen25vl_halves_loss_and_lora_adapter_loads_through_hf(ds, qwen, tmp_path):
     examples = _repeated(load_examples(ds, profile="qwen2.5-vl"))
     out = tmp_path / "full"
@@ -160,6 +162,7 @@ def test_refused_before_training(ds, llava, qwen, tmp_path):
         train(replace(cfg, out=tmp_path / "c"), examples=replace(examples, rows=[row, *examples.rows[1:]]))
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_weights(ds, llava, tmp_path):
     from transformers import TrainerCallback
 
@@ -183,6 +186,7 @@ def test_interrupted_run_resumes_to_the_same_weights(ds, llava, tmp_path):
     assert max(float((whole[k] - again[k]).abs().max()) for k in whole) < 1e-6
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_with_the_same_global_batch(ds, llava, tmp_path):
     """torchrun, 2 CPU processes (gloo), batch 1 each vs one process with batch 2, same 2 items."""
     examples = _repeated(load_examples(ds), times=1)
@@ -208,6 +212,7 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(ds, llava, t
     assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-5
 
 
+@pytest.mark.slow
 def test_build_export_train_eval_report_end_to_end(ds, llava, tmp_path):
     """The user's loop through the CLI: export trl -> train -> eval base and fine-tuned -> report."""
     cli = CliRunner()
