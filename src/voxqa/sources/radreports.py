@@ -106,7 +106,7 @@ class RadiologyReports:
         verdicts = Counter(c.verdict for c in self.claims)
         return {
             "options": {"extractor": self.extractor.name, "min_frame_pixels": self.min_pixels},
-            "source_files": seg_source_files(self.specs, with_names=False)
+            "source_files": seg_source_files(self.specs, ("image", "labels"))
             + [{"path": str(self.reports_path), "role": "reports"}],
             "box_convention": {"frame_orientation": FRAME_CONVENTION},
             "world_convention": WORLD_CONVENTION,

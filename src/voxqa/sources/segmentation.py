@@ -390,15 +390,11 @@ def _any_label(label: str) -> bool:
     return True
 
 
-def seg_source_files(specs: Sequence[SegSpec], with_names: bool) -> list[dict[str, Any]]:
-    """The manifest's ``source_files`` of image + labels (+ label names) studies."""
-    roles = ("image", "labels", "label_names") if with_names else ("image", "labels")
-    return [
-        {"study_id": sp.study_id, "path": str(p), "role": role}
-        for sp in specs
-        for p, role in zip((sp.image, sp.labels, sp.label_names), roles, strict=False)
-        if p is not None
-    ]
+def seg_source_files(specs: Sequence[SegSpec], roles: Sequence[str] = ("image", "labels", "label_names")
+                     ) -> list[dict[str, Any]]:
+    """The manifest's ``source_files``: each study's files of the given roles (SegSpec fields)."""
+    return [{"study_id": sp.study_id, "path": str(p), "role": role}
+            for sp in specs for role in roles if (p := getattr(sp, role)) is not None]
 
 
 @dataclass
@@ -467,7 +463,7 @@ class SegmentationSource:
 
     def manifest(self, ctx: BuildContext, studies: Sequence[Study], items: Sequence[Item]) -> dict[str, Any]:
         return {
-            "source_files": seg_source_files(self.specs, with_names=True),
+            "source_files": seg_source_files(self.specs),
             "box_convention": {"frame_orientation": FRAME_CONVENTION},
             "world_convention": WORLD_CONVENTION,
             "spatial_margins": MARGINS.manifest(),
