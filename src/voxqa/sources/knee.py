@@ -50,7 +50,7 @@ from voxqa.dataset.frame_policy import DEFAULT_FRAMES, FramePolicy
 from voxqa.dataset.manifest import WORLD_CONVENTION
 from voxqa.errors import BuildError
 from voxqa.io import open_volume
-from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
+from voxqa.schema import Box, Box3D, Finding, GradeAnswer, Item, Study, VolumeRef
 from voxqa.sources.csvinput import csv_path, csv_reader, study_rows
 from voxqa.sources.segmentation import load_segmentation
 
@@ -549,15 +549,15 @@ def grade_baselines(items: Sequence[Item]) -> dict[str, dict[str, Any]]:
     """Per grade feature: uniform chance beside the constant-answer baseline (the most common
     grade and the share of items it gets right). MOAKS grades are skewed towards 0, so the
     constant answer is the honest floor a model must beat."""
-    groups: dict[str, list[Item]] = defaultdict(list)
+    groups: dict[str, list[GradeAnswer]] = defaultdict(list)
     for it in items:
-        if it.answer.type == "grade":
-            groups[it.subtask].append(it)
+        if isinstance(it.answer, GradeAnswer):
+            groups[it.subtask].append(it.answer)
     out: dict[str, dict[str, Any]] = {}
-    for subtask, group in sorted(groups.items()):
-        grades = Counter(it.answer.value for it in group)
+    for subtask, answers in sorted(groups.items(), key=lambda kv: kv[0]):
+        grades = Counter(a.value for a in answers)
         top, n = max(sorted(grades.items()), key=lambda kv: kv[1])
-        out[subtask] = {"items": len(group), "chance": round(1 / len(group[0].answer.scale), 4),
-                        "constant_answer": top, "constant_accuracy": round(n / len(group), 4),
+        out[subtask] = {"items": len(answers), "chance": round(1 / len(answers[0].scale), 4),
+                        "constant_answer": top, "constant_accuracy": round(n / len(answers), 4),
                         "grades": {str(g): c for g, c in sorted(grades.items())}}
     return out
