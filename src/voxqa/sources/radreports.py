@@ -54,8 +54,9 @@ class RadiologyReports:
 
     def __post_init__(self) -> None:
         self.extractor = self.extractor or RuleExtractor()
-        self.min_pixels = MIN_FRAME_PIXELS if self.min_pixels is None else self.min_pixels
-        self.questions = ReportQuestions(self.min_pixels)
+        min_pixels = MIN_FRAME_PIXELS if self.min_pixels is None else self.min_pixels
+        self.min_pixels = min_pixels
+        self.questions = ReportQuestions(min_pixels)
 
     def is_pathology(self, label: str) -> bool:
         return True
@@ -114,7 +115,7 @@ class RadiologyReports:
                                                 "touch_tolerance_mm", "min_size_ratio"),
             "claims": {"total": len(self.claims),
                        **{v: verdicts.get(v, 0) for v in ("supported", "contradicted", "unverifiable")}},
-            "volume_frames": None,  # not recorded for this source (its manifest layout as released)
+            "volume_frames": None,  # this manifest never recorded it: left out, so manifests stay byte-identical
         }
 
     def write_extra(self, out: Path, studies: Sequence[Study], items: Sequence[Item]) -> None:
