@@ -4,6 +4,8 @@ with the common manifest, its own keys, the audit and the staged write."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,3 +109,9 @@ def test_the_build_entry_point_is_run_build_with_its_source(tmp_path: Path) -> N
     run_build(SegmentationSource(specs=[spec]), tmp_path / "b", name="segmentation", seed=2)
     for name in ("items.jsonl", "studies.jsonl", "manifest.json", "build_report.json", "audit.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_the_audit_takes_the_frame_policy_from_its_home_not_from_render() -> None:
+    code = "import sys, voxqa.dataset.audit; print('voxqa.render' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "False"
