@@ -16,7 +16,7 @@ from voxqa.dataset.folder import read_items, read_studies
 from voxqa.anatomy.frames import axial_frame
 from voxqa.io import open_volume
 from voxqa.phantom import write_phantom, write_segmentation_phantom
-from voxqa.tasks.base import volume_frames
+from voxqa.dataset.frame_policy import FramePolicy
 from voxqa.render import RENDER, RenderSettings, map_box, output_size, parse_window, render_dataset
 from voxqa.sources.segmentation import SegSpec
 
@@ -68,7 +68,7 @@ def test_images_per_item(fastmri) -> None:
             assert frames == it.frames
         else:  # one frame set per study, a function of its frame count only
             assert per_study.setdefault(it.study_id, frames) == frames
-            assert frames == volume_frames(studies[it.study_id].frame_count, 6)
+            assert frames == FramePolicy(6).frames(studies[it.study_id].frame_count)
         for im in it.images:
             assert (fastmri / im.path).is_file()
         for e in it.evidence:
@@ -193,10 +193,10 @@ def test_mp4_per_volume(tmp_path) -> None:
 
 
 def test_volume_frames_depend_on_the_frame_count_only() -> None:
-    assert volume_frames(12, 16) == list(range(12)) and volume_frames(12, None) == list(range(12))
-    assert volume_frames(31, 4) == [0, 10, 20, 30]
-    assert volume_frames(None, 4) == []
-    assert len(volume_frames(45, 16)) == 16
+    assert FramePolicy(16).frames(12) == list(range(12)) and FramePolicy(None).frames(12) == list(range(12))
+    assert FramePolicy(4).frames(31) == [0, 10, 20, 30]
+    assert FramePolicy(4).frames(None) == []
+    assert len(FramePolicy(16).frames(45)) == 16
 
 
 def _shown_frame_learner(train, held, features) -> float:

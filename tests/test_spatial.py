@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from voxqa.build import build_segmentation, relate
+from voxqa.build import build_segmentation
 from voxqa.cli import app
 from voxqa.dataset.folder import read_items, read_json, read_studies
 from voxqa.anatomy.frames import axial_frame
 from voxqa.io import open_volume
 from voxqa.anatomy.labelnames import display_name, side_of
 from voxqa.phantom import ORGANS, write_segmentation_phantom
-from voxqa.sources.segmentation import SegSpec, load_segmentation
+from voxqa.sources.segmentation import SegSpec, load_segmentation, relate
 
 ALL_TRAIN = (1.0, 0.0, 0.0)
 

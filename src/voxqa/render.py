@@ -8,7 +8,7 @@ that is an optional resize (longer side = ``size``), applied identically to pixe
 a box maps to the smallest pixel box of the resized image that covers it.
 
 Which frames an item shows: a frame-level item its own frame; a volume-level item the study's
-frame set, ``voxqa.tasks.base.volume_frames``: all frames up to ``context``, else ``context``
+frame set, ``voxqa.dataset.frame_policy.FramePolicy``: all frames up to ``context``, else ``context``
 evenly spaced ones. The set depends on the frame count only, never on the annotations (the
 ``Frame k:`` labels are prompt text, so adding evidence frames would tell a normal volume from an
 abnormal one). The build assumes the default ``context`` and does not ask volume-level questions
@@ -48,7 +48,7 @@ from voxqa.dataset.paths import inside
 from voxqa.anatomy.frames import frame_image
 from voxqa.io import VolumeError, open_volume
 from voxqa.schema import ImageRef, Item, Study
-from voxqa.tasks.base import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, volume_frames
+from voxqa.dataset.frame_policy import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, FramePolicy
 
 RENDER = "render.json"
 PROGRESS = "render.progress.jsonl"  # one line per finished study while a render runs
@@ -129,12 +129,6 @@ def map_box(box: Sequence[int], src: tuple[int, int], dst: tuple[int, int]) -> t
         min(dst[0], math.ceil(box[2] * sx - 1e-9)),
         min(dst[1], math.ceil(box[3] * sy - 1e-9)),
     )
-
-
-def frame_set(study: Study, context: int | None) -> list[int]:
-    """The frames every volume-level item of a study shows: a function of its frame count
-    only (``volume_frames``, the rule the task families filter volume-level items by)."""
-    return volume_frames(study.frame_count, context)
 
 
 def _frame_image(volume_data: np.ndarray, study: Study, k: int) -> np.ndarray:
@@ -225,7 +219,7 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1,
     for it in items:
         needed[it.study_id] |= set(it.frames)
     renderable = {sid: s for sid, s in studies.items() if s.volume is not None and sid in needed}
-    sets = {sid: frame_set(s, settings.context) for sid, s in renderable.items()}
+    sets = {sid: FramePolicy(settings.context).frames(s.frame_count) for sid, s in renderable.items()}
     finished = _read_progress(folder / PROGRESS, settings.key())
     records: dict[str, dict[str, Any]] = {}
     jobs = []

@@ -14,11 +14,11 @@ import numpy as np
 from scipy import ndimage
 
 from voxqa.anatomy.labelnames import side_of
+from voxqa.anatomy.margins import MARGINS
 from voxqa.anatomy.structures import Structure
 
 Voxel = tuple[int, int, int]
 
-TOUCH_TOLERANCE_MM = 3.0  # two structures "touch" when their voxels come this close
 NEAR_MM = 20.0  # non-touching pairs whose bounding boxes are this close are asked as "no"
 
 
@@ -44,7 +44,7 @@ class SegGeometry:
     side_conflicts: list[str] = field(default_factory=list)
     #: A counterfactual twin: the study flipped along patient x (only side questions asked).
     mirrored: bool = False
-    #: Frames a volume-level item of this study shows (``tasks.base.volume_frames``); None:
+    #: Frames a volume-level item of this study shows (``FramePolicy.frames``); None:
     #: all. Volume-level questions cite and ask only what these frames show.
     shown_frames: set[int] | None = None
 
@@ -94,7 +94,7 @@ def contacts(
     shape: tuple[int, int, int],
     structures: Sequence[Structure],
     spacing: Sequence[float],
-    tol_mm: float = TOUCH_TOLERANCE_MM,
+    tol_mm: float = MARGINS.touch_tolerance_mm,
     near_mm: float = NEAR_MM,
 ) -> tuple[set[frozenset[str]], set[frozenset[str]]]:
     """(pairs that touch within ``tol_mm``, pairs whose boxes are within ``near_mm`` but

@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from voxqa.dataset.frame_policy import DEFAULT_FRAMES
 from voxqa.schema import Item, Study
 
 AUDIT = "audit.json"
@@ -67,13 +68,6 @@ _WORD = re.compile(r"[a-z]+|#")
 # --------------------------------------------------------------------------- frames shown
 
 
-def _volume_frame_set(study: Study) -> list[int]:
-    """The frames ``voxqa render`` (default settings) shows with a volume-level item."""
-    from voxqa.render import RenderSettings, frame_set
-
-    return list(frame_set(study, RenderSettings().context))
-
-
 def shown_frames(item: Item, study: Study | None) -> list[int]:
     """Frame indices a model is shown with ``item`` (the ``Frame k:`` labels of its prompt).
 
@@ -87,7 +81,7 @@ def shown_frames(item: Item, study: Study | None) -> list[int]:
         return []
     if item.level == "frame":
         return list(item.frames)
-    return _volume_frame_set(study)
+    return DEFAULT_FRAMES.frames(study.frame_count)
 
 
 class FramesShown:
@@ -110,7 +104,7 @@ class FramesShown:
         study = self.studies.get(item.study_id)
         if item.images is None and study is not None and study.volume is not None and item.level == "volume":
             if item.study_id not in self._sets:
-                self._sets[item.study_id] = _volume_frame_set(study)
+                self._sets[item.study_id] = DEFAULT_FRAMES.frames(study.frame_count)
             return self._sets[item.study_id]
         return shown_frames(item, study)
 

@@ -16,11 +16,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from voxqa import __version__
-from voxqa.build import BOX_CONVENTION, counts
-from voxqa.dataset.audit import attach_audit, write_audit
+from voxqa.build import ordered_items, write_built
 from voxqa.dataset.build_report import BuildReport
-from voxqa.dataset.folder import sha256_file, write_dataset
+from voxqa.dataset.folder import sha256_file
+from voxqa.dataset.manifest import common_manifest
 from voxqa.dataset.paths import UnsafePath, inside
 from voxqa.errors import BuildError
 from voxqa.schema import Item, Study
@@ -92,28 +91,16 @@ def _as_tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
 def write_imported(out: Path, *, name: str, source: str, command: str, options: dict[str, Any],
                    files: Sequence[tuple[Path, str]], studies: list[Study], items: list[Item],
                    report: BuildReport, extra: dict[str, Any]) -> dict[str, Any]:
-    """Write an imported dataset like a build: manifest (with the source files' sha256), the
-    blind audit, and the build report; returns the manifest."""
-    items = sorted(items, key=lambda it: (it.study_id, it.task, it.subtask, it.level, it.id))
-    seen: set[str] = set()
-    for it in items:
-        if it.id in seen:
-            raise BuildError(f"internal error: duplicate item id {it.id}")
-        seen.add(it.id)
-    manifest: dict[str, Any] = {
-        "name": name,
-        "voxqa_version": __version__,
-        "command": command,
-        "options": options,
-        "source": source,
+    """Write an imported dataset like a build (``voxqa.build.write_built``): the common
+    manifest with the source files' sha256 and the importer's ``extra`` keys, the blind
+    audit, and the build report; returns the manifest."""
+    items = ordered_items(items)
+    manifest = common_manifest(name=name, source=source, command=command, options=options,
+                               studies=studies, items=items) | {
         "source_files": [{"path": str(p), "role": role, "sha256": sha256_file(p)} for p, role in files],
-        "box_convention": BOX_CONVENTION,
-        "counts": counts(studies, items),
         **extra,
     }
-    audit = attach_audit(manifest, items, studies)
-    write_dataset(out, manifest, studies, items, report.to_dict())
-    write_audit(out, audit)
+    write_built(out, manifest, studies, items, report)
     return manifest
 
 

@@ -8,13 +8,11 @@ from pathlib import Path
 from voxqa.radreports.claims import Claim
 from voxqa.radreports.inputs import read_reports
 from voxqa.radreports.verify import verify
-from voxqa.sources.segmentation import SegSpec, load_segmentation
+from voxqa.sources.segmentation import SegSpec, load_segmentation, relate
 
 
 def check_reports(specs: Sequence[SegSpec], reports_path: Path, extractor) -> list[Claim]:  # noqa: ANN001 - an extractor
     """Every claim of every study's report, verified against its segmentation."""
-    from voxqa.build import relate  # build imports the report modules lazily; keep it one-way
-
     reports = read_reports(reports_path)
     claims: list[Claim] = []
     for spec in specs:

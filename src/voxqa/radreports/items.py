@@ -98,21 +98,24 @@ def _evidence(s: Structure, g: SegGeometry) -> Evidence:
 
 
 class ReportQuestions:
-    """Builds report items for all studies at once (balancing needs the population)."""
+    """Builds report items for all studies at once (balancing needs the population), from
+    each view's ``radreport`` (a ReportStudy; views without one are not asked about)."""
+
+    name = "radreports"
 
     def __init__(self, min_pixels: int = MIN_FRAME_PIXELS):
         self.min_pixels = min_pixels
         #: caption-grounding item id -> its report sentence (for the RadGrounder target)
         self.sentences: dict[str, str] = {}
 
-    def generate(self, views: Sequence[StudyView], reports: Mapping[str, ReportStudy], ctx: BuildContext) -> list[Item]:
+    def generate(self, views: Sequence[StudyView], ctx: BuildContext) -> list[Item]:
         by_id = {v.id: v for v in views}
         candidates: list[Candidate] = []
         out: list[Item] = []
         for v in views:
-            if v.geometry.mirrored or v.id not in reports:
+            rep: ReportStudy | None = v.radreport
+            if v.geometry.mirrored or rep is None:
                 continue
-            rep = reports[v.id]
             twin = by_id.get(mirrored_id(v.id))
             supported = [c for c in rep.claims if c.verdict == "supported"]
             for claim in supported:

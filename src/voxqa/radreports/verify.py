@@ -1,12 +1,12 @@
 """Verify claims against a study's segmentation geometry (world coordinates, RAS+ mm).
 
 The decisions are the ones ``voxqa build segmentation`` asks questions with, imported, not
-re-derived: ``tasks.spatial.axis_order`` (centroids >= MIN_CENTROID_MM apart, extents
-overlapping by <= MAX_OVERLAP_MM) for above/below, anterior/posterior and left/right of
+re-derived: ``tasks.spatial.axis_order`` (centroids >= ``MARGINS.min_centroid_separation_mm`` apart,
+extents overlapping by <= ``max_extent_overlap_mm``) for above/below, anterior/posterior and left/right of
 another structure; ``centricity_order`` for medial/lateral; the contact sets of
-``anatomy.relations.contacts`` (within TOUCH_TOLERANCE_MM) for adjacency; lesion
-containers for "within"; the size rule (MIN_SIZE_RATIO, never for cut-off structures) for
-"larger". A structure's side of the body is its centroid's, at least MIN_CENTROID_MM from
+``anatomy.relations.contacts`` (within ``touch_tolerance_mm``) for adjacency; lesion
+containers for "within"; the size rule (``min_size_ratio``, never for cut-off structures) for
+"larger". A structure's side of the body is its centroid's, at least ``min_centroid_separation_mm`` from
 the midline (as ``relations.side_conflicts`` judges a sided name).
 
 Verdicts: ``supported``, ``contradicted``, or ``unverifiable`` (structure not segmented,
@@ -22,11 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from voxqa.anatomy.labelnames import is_lesion, midline, pair_of, side_of
-from voxqa.anatomy.relations import TOUCH_TOLERANCE_MM, NEAR_MM, SegGeometry
+from voxqa.anatomy.margins import MARGINS
+from voxqa.anatomy.relations import NEAR_MM, SegGeometry
 from voxqa.anatomy.structures import Structure
 from voxqa.radreports.claims import Claim, Verdict, combine
 from voxqa.radreports.lexicon import LESION
-from voxqa.tasks.spatial import MIN_CENTROID_MM, MIN_SIZE_RATIO, axis_order, centricity_order
+from voxqa.tasks.spatial import axis_order, centricity_order
 
 #: relation -> (world axis, True when structures[0] is the higher one along it)
 AXES = {"superior": (2, True), "inferior": (2, False), "anterior": (1, True), "posterior": (1, False),
@@ -113,8 +114,8 @@ def _presence(term: str, found: list[str], everything: Mapping[str, int], claime
 def _side(s: Structure, side: str, g: SegGeometry) -> Result:
     dx = s.centroid_ras[0] - g.midline_x  # +x is the patient's right
     where = f"{s.name} centroid x = {s.centroid_ras[0]:.1f} mm, midline x = {g.midline_x:.1f} mm"
-    if abs(dx) < MIN_CENTROID_MM:
-        return "unverifiable", f"{where}: within {MIN_CENTROID_MM:g} mm of the midline", [s.name]
+    if abs(dx) < MARGINS.min_centroid_separation_mm:
+        return "unverifiable", f"{where}: within {MARGINS.min_centroid_separation_mm:g} mm of the midline", [s.name]
     actual = "right" if dx > 0 else "left"
     return ("supported" if actual == side else "contradicted"), f"{where}: on the patient's {actual}", [s.name]
 
@@ -147,18 +148,18 @@ def _binary(relation: str, a: Structure, b: Structure, g: SegGeometry) -> Result
     if relation == "adjacent":
         pair = frozenset(used)
         if pair in g.touching:
-            return "supported", f"voxels of {a.name} and {b.name} lie within {TOUCH_TOLERANCE_MM:g} mm", used
+            return "supported", f"voxels of {a.name} and {b.name} lie within {MARGINS.touch_tolerance_mm:g} mm", used
         gap = "boxes within" if pair in g.near_not_touching else "boxes more than"
         return "contradicted", (f"{a.name} and {b.name} do not touch ({gap} {NEAR_MM:g} mm, no voxels "
-                                f"within {TOUCH_TOLERANCE_MM:g} mm)"), used
+                                f"within {MARGINS.touch_tolerance_mm:g} mm)"), used
     if relation == "larger":
         if a.truncated or b.truncated:
             cut = ", ".join(s.name for s in (a, b) if s.truncated)
             return "unverifiable", f"cut off by the field of view (truncated): {cut}", used
         sizes = f"{a.name} {a.volume_ml:.1f} mL, {b.name} {b.volume_ml:.1f} mL"
         big, small = max(a.volume_ml, b.volume_ml), min(a.volume_ml, b.volume_ml)
-        if big < MIN_SIZE_RATIO * small:
-            return "unverifiable", f"{sizes}: within a factor {MIN_SIZE_RATIO:g}", used
+        if big < MARGINS.min_size_ratio * small:
+            return "unverifiable", f"{sizes}: within a factor {MARGINS.min_size_ratio:g}", used
         return ("supported" if a.volume_ml > b.volume_ml else "contradicted"), sizes, used
     raise ValueError(f"unknown relation {relation!r}")
 

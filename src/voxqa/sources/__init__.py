@@ -1,10 +1,7 @@
 """Annotation sources: each turns one dataset's files into voxqa Studies.
 
-A source module exposes ``NAME`` and a ``load_studies(...)`` function returning
-``list[Study]`` and recording every repair and drop in a BuildReport. Register new sources
-in ``SOURCES`` below.
+A source is a class implementing ``voxqa.sources.base.Source`` (its inputs, ``load``, its
+question families and manifest keys); ``voxqa.build.run_build`` builds any of them. Register
+new sources in ``voxqa.sources.registry.SOURCES`` (a module of its own: the question
+families import source vocabularies, so this package imports no source eagerly).
 """
-
-from voxqa.sources import fastmri_plus
-
-SOURCES = {fastmri_plus.NAME: fastmri_plus}

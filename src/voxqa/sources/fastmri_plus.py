@@ -19,20 +19,27 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from voxqa.sources.csvinput import csv_reader
-from voxqa.errors import BuildError
 from voxqa.boxes.geometry import clip
-from voxqa.boxes.instances import link_instances
-from voxqa.io import VolumeError, probe_fastmri_h5
+from voxqa.boxes.instances import LINK_RULE, link_instances
 from voxqa.dataset.build_report import BuildReport
-from voxqa.schema import Box, Box3D, Finding, Study, VolumeRef
+from voxqa.dataset.folder import sha256_file
+from voxqa.dataset.frame_policy import DEFAULT_FRAMES
+from voxqa.errors import BuildError
+from voxqa.io import VolumeError, probe_fastmri_h5
+from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
+from voxqa.sources.csvinput import csv_reader
+from voxqa.tasks import FAMILIES, BuildContext, StudyView, TaskFamily
 
 NAME = "fastmri_plus"
 MODALITY = "MR"
 COLUMNS = ("file", "slice", "study_level", "x", "y", "width", "height", "label")
+#: The question families asked of fastMRI+ studies (``voxqa.tasks.FAMILIES``).
+FAMILY_NAMES = ("detection", "localization", "counting", "classification", "captioning")
 # fastMRI reconstruction_rss frames are 320 x 320 for knee and brain; used when no HDF5 is given.
 DEFAULT_FRAME_SIZE = {"knee": (320, 320), "brain": (320, 320)}
 # Labels that are not abnormalities: excluded from "any abnormality" questions, still localised.
@@ -340,3 +347,56 @@ def load_studies(
     report.totals["volumes"] = len(studies)
     report.totals["volumes_reviewed_without_rows"] = len(listed - set(by_file))
     return studies
+
+
+@dataclass
+class FastMRIPlus:
+    """``voxqa build fastmri-plus``: annotation CSV / file-list pairs, volumes optional."""
+
+    pairs: list[tuple[Path, Path]]
+    volumes: Path | None = None
+    anatomy: str | None = None
+    name = NAME
+    command = "fastmri-plus"
+    split_unit = "patient_id (fastMRI+: the volume)"
+    frames = DEFAULT_FRAMES
+
+    def is_pathology(self, label: str) -> bool:
+        return is_pathology(label)
+
+    def load(self, report: BuildReport) -> list[StudyView]:
+        studies = load_studies(self.pairs, report, volumes=self.volumes, anatomy=self.anatomy)
+        return [StudyView(s, is_pathology) for s in studies]
+
+    def families(self) -> list[TaskFamily]:
+        return [FAMILIES[name] for name in FAMILY_NAMES]
+
+    def manifest(self, ctx: BuildContext, studies: Sequence[Study], items: Sequence[Item]) -> dict[str, Any]:
+        sizes = Counter((s.anatomy, s.frame_size, s.frame_size_source) for s in studies)
+        return {
+            "options": {
+                "annotations": [str(a) for a, _ in self.pairs],
+                "file_lists": [str(f) for _, f in self.pairs],
+                "volumes": str(self.volumes) if self.volumes else None,
+                "anatomy": self.anatomy,
+            },
+            "source_files": [
+                {"path": str(p), "role": role, "sha256": sha256_file(p)}
+                for a, f in self.pairs
+                for p, role in ((a, "annotations"), (f, "file_list"))
+            ],
+            "box_convention": {"frame_orientation": "reconstruction_rss flipped up/down (img[:, ::-1, :]), "
+                                                    "as fastMRI+"},
+            "frame_sizes": [
+                {"anatomy": a, "width": w, "height": h, "source": src, "studies": n}
+                for (a, (w, h), src), n in sorted(sizes.items())
+            ],
+            "default_frame_size": {a: list(s) for a, s in DEFAULT_FRAME_SIZE.items()},
+            "instance_linking": LINK_RULE,
+            "vocabulary": {"pathology": ctx.pathology_vocab, "boxed": ctx.boxed_vocab},
+            "non_pathology_labels": sorted(NON_PATHOLOGY),
+            "item_id_format": "study_id:subtask:(v|f<frame>):label-slug",
+        }
+
+    def write_extra(self, out: Path, studies: Sequence[Study], items: Sequence[Item]) -> None:
+        pass

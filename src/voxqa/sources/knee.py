@@ -28,14 +28,16 @@ in build_report.json.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from voxqa.anatomy.frames import (
+    SAGITTAL_FRAME_CONVENTION,
     SAGITTAL_VIEW_AXIS,
     sagittal_frame_size,
     sagittal_view,
@@ -43,11 +45,17 @@ from voxqa.anatomy.frames import (
 from voxqa.anatomy.structures import Structure, measure
 from voxqa.boxes.geometry import union_box
 from voxqa.dataset.build_report import BuildReport
+from voxqa.dataset.folder import sha256_file
+from voxqa.dataset.frame_policy import DEFAULT_FRAMES, FramePolicy
+from voxqa.dataset.manifest import WORLD_CONVENTION
 from voxqa.errors import BuildError
 from voxqa.io import open_volume
-from voxqa.schema import Box, Box3D, Finding, Study, VolumeRef
+from voxqa.schema import Box, Box3D, Finding, GradeAnswer, Item, Study, VolumeRef
 from voxqa.sources.csvinput import csv_path, csv_reader, study_rows
 from voxqa.sources.segmentation import load_segmentation
+
+if TYPE_CHECKING:  # the grading family imports this module's vocabulary: tasks are imported late
+    from voxqa.tasks.base import BuildContext, StudyView, TaskFamily
 
 NAME = "knee"
 BONE_REGIONS = (
@@ -413,14 +421,11 @@ def grade_finding(g: Grade) -> Finding:
                    attributes={"region": g.region, "feature": g.feature, "grade": g.grade})
 
 
-ShownFrames = Callable[[int], set[int]]  # frame count -> frames a volume-level item shows
-
-
 def load_study(spec: KneeSpec, grades: list[Grade], boxes: dict[str, Box3D] | None,
-               report: BuildReport, shown_frames: ShownFrames) -> Study:
+               report: BuildReport, frames: FramePolicy) -> Study:
     """One knee study on its sagittal frames; the volume is read, measured and let go.
-    ``shown_frames`` is the build's ``tasks.base.volume_frames`` rule (key frames are picked
-    among the frames items show)."""
+    ``frames`` is the build's frame policy (key frames are picked among the frames items
+    show)."""
     findings: list[Finding] = []
     volume = None
     if spec.image is not None:
@@ -433,7 +438,7 @@ def load_study(spec: KneeSpec, grades: list[Grade], boxes: dict[str, Box3D] | No
             raise BuildError(f"{spec.where}: {spec.image} states no patient orientation, which the "
                              "sagittal knee frames need; give assume_orientation (e.g. RAS or LPS)")
         shape = image.shape
-        shown = shown_frames(int(shape[0]))
+        shown = set(frames.frames(int(shape[0])))
         if spec.labels is not None:
             findings = _label_findings(spec, seg.labels, image.affine, raw, shown, report)
         volume = VolumeRef(path=str(spec.image), loader=image.format,
@@ -470,7 +475,7 @@ def _check_frames(spec: KneeSpec, findings: list[Finding], geometry: dict) -> No
 
 
 def load_studies(studies_csv: Path, grades_csv: Path, boxes_csv: Path | None, report: BuildReport,
-                 shown_frames: ShownFrames) -> list[Study]:
+                 frames: FramePolicy) -> list[Study]:
     """Every usable study; an unreadable one is a counted skip (an error under --strict)."""
     specs = read_studies_csv(studies_csv, box_only_allowed=boxes_csv is not None)
     ids = {s.study_id for s in specs}
@@ -484,9 +489,75 @@ def load_studies(studies_csv: Path, grades_csv: Path, boxes_csv: Path | None, re
         try:
             studies.append(load_study(spec, grades.get(spec.study_id, []),
                                       boxes.get(spec.study_id) if boxes_csv is not None else None,
-                                      report, shown_frames))
+                                      report, frames))
         except (BuildError, ValueError) as exc:  # VolumeError is a ValueError
             report.add("skipped", "study_unreadable", where=spec.where, study=spec.study_id, error=str(exc))
     report.totals["studies"] = len(studies)
     report.totals["grades"] = sum(len(g) for g in grades.values())
     return studies
+
+
+@dataclass
+class KneeGrading:
+    """``voxqa build knee-grading``: studies.csv + grades.csv [+ boxes.csv], graded on
+    sagittal frames."""
+
+    studies_csv: Path
+    grades_csv: Path
+    boxes_csv: Path | None = None
+    frames: FramePolicy = DEFAULT_FRAMES
+    name = NAME
+    command = "knee-grading"
+    split_unit = "patient_id"
+
+    def is_pathology(self, label: str) -> bool:
+        return True
+
+    def load(self, report: BuildReport) -> list[StudyView]:
+        from voxqa.tasks.base import StudyView  # late, as the imports above
+
+        studies = load_studies(self.studies_csv, self.grades_csv, self.boxes_csv, report, self.frames)
+        if not studies:
+            raise BuildError(f"{self.studies_csv}: no study could be built (see the errors in build_report.json)")
+        return [StudyView(s, self.is_pathology) for s in studies]
+
+    def families(self) -> list[TaskFamily]:
+        from voxqa.tasks import FAMILIES  # late, as the imports above
+
+        return [FAMILIES["grading"]]
+
+    def manifest(self, ctx: BuildContext, studies: Sequence[Study], items: Sequence[Item]) -> dict[str, Any]:
+        return {
+            "options": {"frames": self.frames.cap or "all"},
+            "source_files": [
+                {"path": str(p), "role": role, "sha256": sha256_file(p)}
+                for p, role in ((self.studies_csv, "studies"), (self.grades_csv, "grades"),
+                                (self.boxes_csv, "boxes"))
+                if p is not None
+            ],
+            "box_convention": {"frame_orientation": SAGITTAL_FRAME_CONVENTION,
+                               "box3d": "frames [frame_start, frame_end] inclusive, pixel box max exclusive"},
+            "world_convention": WORLD_CONVENTION,
+            "grade_baselines": grade_baselines(items),
+        }
+
+    def write_extra(self, out: Path, studies: Sequence[Study], items: Sequence[Item]) -> None:
+        pass
+
+
+def grade_baselines(items: Sequence[Item]) -> dict[str, dict[str, Any]]:
+    """Per grade feature: uniform chance beside the constant-answer baseline (the most common
+    grade and the share of items it gets right). MOAKS grades are skewed towards 0, so the
+    constant answer is the honest floor a model must beat."""
+    groups: dict[str, list[GradeAnswer]] = defaultdict(list)
+    for it in items:
+        if isinstance(it.answer, GradeAnswer):
+            groups[it.subtask].append(it.answer)
+    out: dict[str, dict[str, Any]] = {}
+    for subtask, answers in sorted(groups.items(), key=lambda kv: kv[0]):
+        grades = Counter(a.value for a in answers)
+        top, n = max(sorted(grades.items()), key=lambda kv: kv[1])
+        out[subtask] = {"items": len(answers), "chance": round(1 / len(answers[0].scale), 4),
+                        "constant_answer": top, "constant_accuracy": round(n / len(answers), 4),
+                        "grades": {str(g): c for g, c in sorted(grades.items())}}
+    return out

@@ -1,4 +1,5 @@
-"""Image + segmentation inputs for segmentation-grounded questions (loading only).
+"""Image + segmentation inputs for segmentation-grounded questions: loading, measuring and
+relating the structures (``SegGeometry``), and the ``voxqa build segmentation`` source.
 
 Both are reoriented to RAS+ and must share one voxel grid: a question's box is drawn on the
 image's frames, so labels on another grid would point at the wrong anatomy. Only the labels'
@@ -10,20 +11,48 @@ without ``--ml``).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from rich.console import Console
+from rich.progress import Progress
 
-from voxqa.sources.csvinput import csv_path, study_rows
-from voxqa.errors import BuildError
-from voxqa.io import LazyVolume, Volume, mirror_x, open_header, open_volume
-from voxqa.io.dicom import NON_IMAGE_MODALITIES
-from voxqa.anatomy.labelnames import canonical_name, header_label_names, read_json_names
+from voxqa.anatomy.frames import FRAME_CONVENTION, frame_size
+from voxqa.anatomy.labelnames import canonical_name, header_label_names, is_lesion, midline, read_json_names
+from voxqa.anatomy.margins import MARGINS
+from voxqa.anatomy.relations import (
+    SegGeometry,
+    contacts,
+    containers,
+    estimate_midline,
+    interior_point,
+    label_masks,
+    mask_folder,
+    owners,
+    side_conflicts,
+)
 from voxqa.anatomy.structures import Structure, measure, measure_masks
+from voxqa.boxes.geometry import union_box
+from voxqa.dataset.build_report import BuildReport
+from voxqa.dataset.frame_policy import DEFAULT_FRAMES, FramePolicy
+from voxqa.dataset.manifest import WORLD_CONVENTION
+from voxqa.dataset.paths import check_study_id
+from voxqa.errors import BuildError
+from voxqa.executors import Executor, LocalExecutor
+from voxqa.io import LazyVolume, Volume, VolumeError, mirror_x, open_header, open_volume
+from voxqa.io.dicom import NON_IMAGE_MODALITIES
+from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
+from voxqa.sources.csvinput import csv_path, study_rows
+
+if TYPE_CHECKING:  # tasks are imported late: the grading family imports the knee source, which loads from here
+    from voxqa.tasks.base import BuildContext, StudyView, TaskFamily
+
+NAME = "segmentation"
 
 MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr")
 #: Largest image/labels affine difference (mm) still taken as one grid: above the rounding of
@@ -247,3 +276,201 @@ def read_studies_csv(path: Path) -> list[SegSpec]:
             **{k: (rec.get(k) or "").strip() or None for k in ("patient_id", "modality", "anatomy")},
         ))
     return specs
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def relate(seg: SegmentationInput, mirrored: bool = False) -> tuple[list[Structure], SegGeometry]:
+    """All structures measured, and the geometry questions are asked from (tiny ones out)."""
+    shape = seg.image.shape
+    measured = seg.measure(components_for=[n for n in seg.names.values() if is_lesion(n)])
+    mask_in = label_masks(seg.labels) if seg.labels is not None else mask_folder(seg.masks or {})
+    absent = sorted(set(seg.names.values()) - {s.name for s in measured})
+    tiny = [s.name for s in measured if s.voxels < MARGINS.min_structure_voxels]
+    structures = [s for s in measured if s.voxels >= MARGINS.min_structure_voxels]
+    midline_x, midline_src = estimate_midline(structures, midline, shape, seg.affine)
+    touching, near = contacts(mask_in, shape, structures, seg.spacing)
+    interior = {s.name: interior_point(mask_in, s) for s in structures}
+    geometry = SegGeometry(
+        structures=structures, shape=shape, midline_x=midline_x,
+        midline_source=midline_src, touching=touching, near_not_touching=near,
+        interior_points=interior,
+        point_owners={name: owners(mask_in, structures, v) for name, v in interior.items()},
+        containers=containers(mask_in, shape, structures, [s.name for s in structures if is_lesion(s.name)]),
+        absent=absent,
+        tiny=tiny,
+        orientation_known=seg.orientation_known,
+        # a mirrored twin contradicts every sided name by construction
+        side_conflicts=[] if mirrored or not seg.orientation_known else side_conflicts(
+            structures, midline_x, MARGINS.min_centroid_separation_mm),
+        mirrored=mirrored,
+    )
+    return measured, geometry
+
+
+def _structure_finding(s: Structure, raw_name: str) -> Finding:
+    """A segmented structure as a Finding: its axial frame boxes and 3D box, plus geometry."""
+    boxes = [Box(frame=k, box=b) for k, b in sorted(s.frame_boxes.items())]
+    union = union_box([b.box for b in boxes])
+    return Finding(
+        label=s.name,
+        raw_label=raw_name,
+        boxes=boxes,
+        box3d=Box3D(frame_start=boxes[0].frame, frame_end=boxes[-1].frame, box=union),
+        attributes={
+            "label_id": s.label_id,
+            "voxels": s.voxels,
+            "volume_ml": round(s.volume_ml, 3),
+            "centroid_x_mm": round(s.centroid_ras[0], 2),
+            "centroid_y_mm": round(s.centroid_ras[1], 2),
+            "centroid_z_mm": round(s.centroid_ras[2], 2),
+            "components": -1 if s.components is None else len(s.components),
+            "truncated": s.truncated,
+        },
+    )
+
+
+def segmentation_study(spec: SegSpec, seg: SegmentationInput, study_id: str,
+                       mirrored: bool) -> tuple[Study, SegGeometry]:
+    """One study and its geometry (``mirrored``: the counterfactual twin of ``seg``)."""
+    shape = seg.image.shape
+    measured, geometry = relate(seg, mirrored)
+    study = Study(
+        id=study_id,
+        patient_id=spec.patient_id or spec.study_id,
+        source=NAME,
+        modality=spec.modality or seg.modality_hint or "unknown",
+        anatomy=spec.anatomy or "unknown",
+        volume=VolumeRef(path=str(spec.image), loader=seg.image.format, mirrored=mirrored,
+                         assumed_orientation=spec.assume_orientation if seg.orientation_known else None),
+        shape=tuple(int(n) for n in shape),
+        spacing=tuple(float(x) for x in seg.spacing),
+        affine=[[float(v) for v in row] for row in seg.affine],
+        view_axis=2,
+        frame_count=int(shape[2]),
+        frame_count_source="volume",
+        frame_size=frame_size(shape),
+        frame_size_source="volume",
+        findings=[_structure_finding(s, seg.raw_names.get(s.label_id, s.name)) for s in measured],
+    )
+    return study, geometry
+
+
+def study_with_twin(spec: SegSpec, seg: SegmentationInput) -> list[tuple[Study, SegGeometry]]:
+    """The study measured and related (world coordinates, RAS+); with a patient orientation,
+    also its mirrored twin (for the counterfactual side questions)."""
+    from voxqa.tasks.spatial import mirrored_id  # late, as the imports above
+
+    out = [segmentation_study(spec, seg, spec.study_id, mirrored=False)]
+    if seg.orientation_known:
+        out.append(segmentation_study(spec, seg.mirrored(), mirrored_id(spec.study_id), mirrored=True))
+    return out
+
+
+def load_segmentation_study(spec: SegSpec) -> list[tuple[Study, SegGeometry]]:
+    """Read one study's files, then ``study_with_twin`` (run on the build's executor)."""
+    seg = load_segmentation(spec.image, spec.labels, spec.label_names, spec.assume_orientation)
+    return study_with_twin(spec, seg)
+
+
+def seg_views(pairs: Sequence[tuple[Study, SegGeometry]], frames: FramePolicy) -> list[StudyView]:
+    """Views of segmentation studies; their volume-level questions cite and ask only what
+    render will show (``SegGeometry.shown_frames``)."""
+    from voxqa.tasks.base import StudyView  # late, as the imports above
+
+    views = []
+    for study, g in pairs:
+        g.shown_frames = set(frames.frames(study.frame_count))
+        views.append(StudyView(study, _any_label, g))
+    return views
+
+
+def _any_label(label: str) -> bool:
+    return True
+
+
+def seg_source_files(specs: Sequence[SegSpec], roles: Sequence[str] = ("image", "labels", "label_names")
+                     ) -> list[dict[str, Any]]:
+    """The manifest's ``source_files``: each study's files of the given roles (SegSpec fields)."""
+    return [{"study_id": sp.study_id, "path": str(p), "role": role}
+            for sp in specs for role in roles if (p := getattr(sp, role)) is not None]
+
+
+@dataclass
+class SegmentationSource:
+    """``voxqa build segmentation``: image + segmentation pairs, read and measured on
+    ``executor`` (default: this process); only their compact geometry comes back."""
+
+    specs: Sequence[SegSpec]
+    executor: Executor | None = None
+    name = NAME
+    command = "segmentation"
+    split_unit = "patient_id"
+    frames = DEFAULT_FRAMES
+
+    def is_pathology(self, label: str) -> bool:
+        return True
+
+    def load(self, report: BuildReport) -> list[StudyView]:
+        for spec in self.specs:  # ids name folders under frames/: refused before anything is read
+            check_study_id(spec.study_id, f"study of {spec.image}")
+        pairs: list[tuple[Study, SegGeometry]] = []
+        with Progress(transient=True, disable=not Console(stderr=True).is_terminal) as progress:
+            task = progress.add_task("measuring structures", total=len(self.specs))
+            errors: list[str] = []
+            pool = self.executor or LocalExecutor()
+            outcomes = {}
+            try:
+                for i, outcome in pool.run(load_segmentation_study, self.specs):
+                    outcomes[i] = outcome
+                    progress.advance(task)
+            except BaseException:
+                pool.stop()
+                raise
+            for i, spec in enumerate(self.specs):  # in the order given, whatever order they finished in
+                try:
+                    for study, g in outcomes[i].result():
+                        pairs.append((study, g))
+                        if not study.findings and not g.mirrored:
+                            report.add("warning", "labels_empty_no_questions", study=spec.study_id,
+                                       labels=str(spec.labels))
+                except (BuildError, VolumeError) as exc:
+                    report.add("skipped", "study_unreadable", study=spec.study_id, error=str(exc))
+                    errors.append(str(exc))
+        if not pairs:
+            raise BuildError("no study given" if not errors else errors[0] if len(errors) == 1
+                             else f"none of the {len(errors)} studies could be read; the first: {errors[0]}")
+        for study, g in pairs:
+            if g.mirrored:
+                continue
+            for name in g.tiny:
+                report.add("info", "structure_too_small_not_asked", study=study.id, structure=name)
+            if not g.orientation_known:
+                report.add("warning", "no_patient_orientation_no_side_questions", study=study.id,
+                           hint="pass --assume-orientation (e.g. RAS or LPS) if you know it")
+            for name in g.side_conflicts:
+                report.add("warning", "side_in_name_contradicts_geometry_no_side_questions",
+                           study=study.id, structure=name)
+        report.totals["studies"] = len(pairs)
+        report.totals["structures"] = sum(len(s.findings) for s, _ in pairs)
+        return seg_views(pairs, self.frames)
+
+    def families(self) -> list[TaskFamily]:
+        from voxqa.tasks import FAMILIES  # late, as the imports above
+
+        return [FAMILIES["spatial"]]
+
+    def manifest(self, ctx: BuildContext, studies: Sequence[Study], items: Sequence[Item]) -> dict[str, Any]:
+        return {
+            "source_files": seg_source_files(self.specs),
+            "box_convention": {"frame_orientation": FRAME_CONVENTION},
+            "world_convention": WORLD_CONVENTION,
+            "spatial_margins": MARGINS.manifest(),
+            "counterfactual_pairs": "side questions are also asked of each study mirrored along "
+            "patient x (study id + '.mirrored', same patient and split, same question text, the "
+            "other answer); both items share a pair_id",
+        }
+
+    def write_extra(self, out: Path, studies: Sequence[Study], items: Sequence[Item]) -> None:
+        pass

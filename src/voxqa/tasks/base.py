@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
-from voxqa.schema import Evidence, Finding, Item, Study
+from voxqa.dataset.frame_policy import DEFAULT_FRAMES, FramePolicy
 from voxqa.dataset.splits import unit_interval
+from voxqa.schema import Evidence, Finding, Item, Study
 
 T = TypeVar("T")
 
@@ -42,49 +43,18 @@ class BuildContext:
     n_options: int = 4
     max_frame_items_per_study: int = 2
     skipped: Counter[str] = field(default_factory=Counter)  # questions not asked, and why
-    # the render cap the build assumes for volume-level items (RenderSettings.context)
-    volume_frame_cap: int | None = 16  # == DEFAULT_VOLUME_FRAMES; None: all frames
+    # the frames volume-level items show (render them with the same cap)
+    frames: FramePolicy = DEFAULT_FRAMES
 
     def shows(self, view: StudyView, evidence: Iterable[Evidence]) -> bool:
         """Whether every evidence frame is among the frames a volume-level item of this
         study shows (always true where the volume is not known: nothing is rendered)."""
-        shown = shown_volume_frames(view.study, self.volume_frame_cap)
+        shown = self.frames.shown(view.study)
         return shown is None or {e.frame for e in evidence} <= shown
 
     def skip(self, template: str, reason: str = "evidence_frames_not_shown", count: int = 1) -> None:
         """Count ``count`` questions of ``template`` not asked, and why (build_report)."""
         self.skipped[f"{template}: {reason}"] += count
-
-
-# Frames a volume-level item shows (render's default RenderSettings.context).
-DEFAULT_VOLUME_FRAMES = 16
-VOLUME_FRAMES_RULE = (
-    "a volume-level item shows every frame of its volume if it has at most `cap` frames, else "
-    "`cap` evenly spaced frames round(i * (n - 1) / (cap - 1)), i = 0..cap-1; the set depends "
-    "only on the volume's frame count n, never on its annotations. Volume-level questions whose "
-    "evidence frames are not all shown are not asked (build_report: question_not_asked). "
-    "Box-only studies (no volume; frame count only a lower bound from the annotations) are not "
-    "rendered and not filtered."
-)
-
-
-def volume_frames(frame_count: int | None, cap: int | None = DEFAULT_VOLUME_FRAMES) -> list[int]:
-    """The frames every volume-level item of a volume with ``frame_count`` frames shows:
-    all of them up to ``cap`` (None: no cap), else ``cap`` evenly spaced ones. A function of
-    the frame count alone, so the frames shown say nothing about the answer."""
-    n = frame_count or 0
-    if cap is None or n <= cap:
-        return list(range(n))
-    return sorted({round(i * (n - 1) / max(cap - 1, 1)) for i in range(cap)})
-
-
-def shown_volume_frames(study: Study, cap: int | None = DEFAULT_VOLUME_FRAMES) -> set[int] | None:
-    """``volume_frames`` of a study whose frame count comes from its volume; None for
-    box-only studies, whose frame count is a lower bound derived from the annotations
-    themselves (so no rule may use it) and which have no volume to render."""
-    if study.frame_count_source != "volume":
-        return None
-    return set(volume_frames(study.frame_count, cap))
 
 
 def rng(seed: int, *key: object) -> random.Random:
@@ -129,11 +99,13 @@ def frames_text(frames: Sequence[int]) -> str:
 class StudyView:
     """Read-only indexes over one study's findings, shared by all families."""
 
-    def __init__(self, study: Study, is_pathology: Callable[[str], bool], geometry: Any = None):
+    def __init__(self, study: Study, is_pathology: Callable[[str], bool], geometry: Any = None,
+                 radreport: Any = None):
         self.study = study
         self.id = study.id
         self._is_pathology = is_pathology
         self.geometry = geometry  # relations.SegGeometry for segmentation studies
+        self.radreport = radreport  # radreports.items.ReportStudy for studies with a radiology report
 
     @property
     def split(self) -> str:

@@ -41,7 +41,6 @@ from voxqa.tasks.base import (
     frames_text,
     group_by,
     make_item,
-    shown_volume_frames,
     yes_no,
 )
 
@@ -115,7 +114,7 @@ class Grading:
                      evidence: list[Evidence], ctx: BuildContext) -> list[Candidate]:
         where = _where(name)
         locate = _locate(name, region, evidence)
-        lesion = _lesion_frames(v, feature.lesion, name, shown_volume_frames(v.study, ctx.volume_frame_cap))
+        lesion = _lesion_frames(v, feature.lesion, name, ctx.frames.shown(v.study))
         span = "" if region is None or region.box3d is None else \
             f"frames {region.box3d.frame_start}-{region.box3d.frame_end}"
         finding = LESION_WORDS.get(feature.lesion or "", "")

@@ -1,7 +1,7 @@
 """Localization: where is a finding (frame-indexed boxes) and on which frames is it?
 
 Every kept box of the source is evidence of the volume-level "where" item of its label, so
-no annotation is left unasked, unless the volume's rendered frame set (``volume_frames``, a
+no annotation is left unasked, unless the volume's rendered frame set (``FramePolicy``, a
 function of the frame count only) misses one of the label's frames: then the volume-level
 items of that label are not asked (counted in ``ctx.skipped``), as the model could not see it. Frame-level items ask about each instance's key frame (its
 largest box) and answer with all boxes of that label on that frame.

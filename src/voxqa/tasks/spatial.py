@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 
 from voxqa.anatomy.frames import voxel_box_to_frame_box
 from voxqa.anatomy.labelnames import display_name, is_lesion, side_of
+from voxqa.anatomy.margins import MARGINS
 from voxqa.anatomy.relations import SegGeometry
 from voxqa.anatomy.structures import Component, Structure
 from voxqa.schema import Evidence, Item
@@ -48,12 +49,6 @@ CATEGORIES = {
     "count": "Spatial Extent & Boundaries",
     "presence": "Spatial Extent & Boundaries",
 }
-MIN_STRUCTURE_VOXELS = 8  # smaller structures (often segmentation specks) are not asked about
-MIN_CENTROID_MM = 10.0  # centroids at least this far apart along the asked axis
-MAX_OVERLAP_MM = 5.0  # extents along the asked axis may overlap by at most this much
-MIN_SIZE_RATIO = 1.2  # "which is larger": the larger at least 20% larger
-MIN_PAIRED_RATIO = 1.1  # "which side is larger" for paired organs: at least 10% larger
-VOLUME_TOLERANCE = 0.10  # relative tolerance accepted for a volume in mL
 FRAME_MARGIN = 2  # "not on frame k": k at least this many frames outside the extent
 PRESENCE_FRAMES = 3  # frames per structure asked "is X on frame k" (yes and no each)
 MAX_PAIRS_PER_STUDY = 12  # per pairwise subtask, to keep studies comparable in weight
@@ -66,13 +61,13 @@ AXES = {"vertical": (2, "superior", "inferior"), "anterior_posterior": (1, "ante
 
 def axis_order(a: Structure, b: Structure, axis: int) -> tuple[Structure, Structure] | None:
     """(higher, lower) along world ``axis`` (0 x: right, 1 y: anterior, 2 z: superior) when
-    the margins make the order unambiguous: centroids at least MIN_CENTROID_MM apart and
-    extents overlapping by at most MAX_OVERLAP_MM; None otherwise. Shared with report
+    the margins make the order unambiguous: centroids at least MARGINS.min_centroid_separation_mm apart and
+    extents overlapping by at most MARGINS.max_extent_overlap_mm; None otherwise. Shared with report
     verification (voxqa.radreports.verify), so a claim is judged as a question is asked."""
     hi, lo = (a, b) if a.centroid_ras[axis] > b.centroid_ras[axis] else (b, a)
-    if hi.centroid_ras[axis] - lo.centroid_ras[axis] < MIN_CENTROID_MM:
+    if hi.centroid_ras[axis] - lo.centroid_ras[axis] < MARGINS.min_centroid_separation_mm:
         return None
-    if hi.bbox_ras_min[axis] - lo.bbox_ras_max[axis] < -MAX_OVERLAP_MM:
+    if hi.bbox_ras_min[axis] - lo.bbox_ras_max[axis] < -MARGINS.max_extent_overlap_mm:
         return None
     return hi, lo
 
@@ -90,8 +85,8 @@ def centricity_order(a: Structure, b: Structure, midline_x: float) -> tuple[Stru
     margins as ``axis_order``, on distances from the midline); None otherwise."""
     da, db = abs(a.centroid_ras[0] - midline_x), abs(b.centroid_ras[0] - midline_x)
     near, far = (a, b) if da < db else (b, a)
-    if (abs(da - db) < MIN_CENTROID_MM
-            or midline_span(near, midline_x)[1] - midline_span(far, midline_x)[0] > MAX_OVERLAP_MM):
+    if (abs(da - db) < MARGINS.min_centroid_separation_mm
+            or midline_span(near, midline_x)[1] - midline_span(far, midline_x)[0] > MARGINS.max_extent_overlap_mm):
         return None
     return near, far
 
@@ -261,9 +256,9 @@ class Spatial:
                 continue
             dx = s.centroid_ras[0] - m
             right = dx > 0
-            crosses = s.bbox_ras_min[0] < m - MAX_OVERLAP_MM if right else (
-                s.bbox_ras_max[0] > m + MAX_OVERLAP_MM)
-            if abs(dx) < MIN_CENTROID_MM or crosses:
+            crosses = s.bbox_ras_min[0] < m - MARGINS.max_extent_overlap_mm if right else (
+                s.bbox_ras_max[0] > m + MARGINS.max_extent_overlap_mm)
+            if abs(dx) < MARGINS.min_centroid_separation_mm or crosses:
                 ctx.skip("spatial/laterality", "too close to the midline")
                 continue
             side = "right" if right else "left"
@@ -286,11 +281,11 @@ class Spatial:
                 ctx.skip("spatial/laterality", "paired organ cut off by the field of view")
                 continue
             big, small = (s, other) if s.volume_ml >= other.volume_ml else (other, s)
-            if big.volume_ml < MIN_PAIRED_RATIO * small.volume_ml:
+            if big.volume_ml < MARGINS.min_paired_size_ratio * small.volume_ml:
                 ctx.skip("spatial/laterality", "paired sizes too similar")
                 continue
             dx_big, dx_small = big.centroid_ras[0] - m, small.centroid_ras[0] - m
-            if dx_big * dx_small >= 0 or min(abs(dx_big), abs(dx_small)) < MIN_CENTROID_MM:
+            if dx_big * dx_small >= 0 or min(abs(dx_big), abs(dx_small)) < MARGINS.min_centroid_separation_mm:
                 ctx.skip("spatial/laterality", "paired organs not on opposite sides")
                 continue
             side = "right" if dx_big > 0 else "left"
@@ -452,7 +447,7 @@ class Spatial:
                 ctx.skip("spatial/size", "structure cut off by the field of view")
                 return False
             big, small = max(a.volume_ml, b.volume_ml), min(a.volume_ml, b.volume_ml)
-            ok = big >= MIN_SIZE_RATIO * small
+            ok = big >= MARGINS.min_size_ratio * small
             if not ok:
                 ctx.skip("spatial/size", "volumes too similar")
             return ok
@@ -478,7 +473,7 @@ class Spatial:
             why = f"{_where(s, g)}; {s.voxels} voxels of {s.volume_ml / s.voxels * 1000:.2f} mm^3."
             out.append((None, None, self._item(
                 "volume_ml", v, "size", s.name, f"What is the volume of the {_n(s)} in mL?",
-                {"type": "number", "value": ml, "tolerance": round(VOLUME_TOLERANCE * ml, 3)},
+                {"type": "number", "value": ml, "tolerance": round(MARGINS.volume_relative_tolerance * ml, 3)},
                 f"{ml} mL", _ev(s, g), why, None, variant="ml", prior=_normal(s))))
         return out
 

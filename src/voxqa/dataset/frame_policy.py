@@ -1,0 +1,56 @@
+"""Which frames a volume-level item shows: one rule for build, render, audit and eval.
+
+The set depends on the volume's frame count only, never on its annotations: the ``Frame k:``
+labels are prompt text, so adding evidence frames would tell a normal volume from an
+abnormal one. The build asks volume-level questions only when their evidence frames are in
+the set; render draws the set; the audit reads the set as prompt text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from voxqa.schema import Study
+
+#: Frames a volume-level item shows by default (``voxqa build`` and ``voxqa render``).
+DEFAULT_VOLUME_FRAMES = 16
+VOLUME_FRAMES_RULE = (
+    "a volume-level item shows every frame of its volume if it has at most `cap` frames, else "
+    "`cap` evenly spaced frames round(i * (n - 1) / (cap - 1)), i = 0..cap-1; the set depends "
+    "only on the volume's frame count n, never on its annotations. Volume-level questions whose "
+    "evidence frames are not all shown are not asked (build_report: question_not_asked). "
+    "Box-only studies (no volume; frame count only a lower bound from the annotations) are not "
+    "rendered and not filtered."
+)
+
+
+@dataclass(frozen=True)
+class FramePolicy:
+    """The volume frame set: all frames up to ``cap`` (None: no cap), else ``cap`` evenly
+    spaced ones."""
+
+    cap: int | None = DEFAULT_VOLUME_FRAMES
+
+    def frames(self, frame_count: int | None) -> list[int]:
+        """The frames every volume-level item of a volume with ``frame_count`` frames shows."""
+        n = frame_count or 0
+        if self.cap is None or n <= self.cap:
+            return list(range(n))
+        return sorted({round(i * (n - 1) / max(self.cap - 1, 1)) for i in range(self.cap)})
+
+    def shown(self, study: Study) -> set[int] | None:
+        """``frames`` of a study whose frame count comes from its volume; None for box-only
+        studies, whose frame count is a lower bound derived from the annotations themselves
+        (so no rule may use it) and which have no volume to render."""
+        if study.frame_count_source != "volume":
+            return None
+        return set(self.frames(study.frame_count))
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest's ``volume_frames`` entry."""
+        return {"cap": self.cap, "rule": VOLUME_FRAMES_RULE}
+
+
+#: The policy of a default build and render (and of the audit of an unrendered dataset).
+DEFAULT_FRAMES = FramePolicy()
