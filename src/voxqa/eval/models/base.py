@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from voxqa.errors import VoxqaError
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 
@@ -25,10 +26,10 @@ class ModelAdapter(Protocol):
         ...
 
 
-class PermanentError(RuntimeError):
+class PermanentError(VoxqaError, RuntimeError):
     """A failure retrying cannot fix (bad request, missing model): recorded, not retried."""
 
 
-class ServerConfigError(ValueError):
+class ServerConfigError(VoxqaError, ValueError):
     """The server cannot serve this run at all (unreachable, bad URL, key refused, model not
     found): the run stops at once instead of recording every item as failed."""

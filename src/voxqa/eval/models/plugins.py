@@ -41,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from voxqa.errors import VoxqaError
 from voxqa.eval.redact import redact
 from voxqa.eval.models.base import PermanentError, ServerConfigError
 from voxqa.eval.prompts import Prompt
@@ -51,7 +52,7 @@ BUILTIN_NAMES = frozenset({"random", "prior", "oracle", "openai", "hf", "py"})
 CONTEXT_ARGS = ("dataset", "profile", "seed")
 
 
-class PluginError(ValueError):
+class PluginError(VoxqaError, ValueError):
     """A plug-in could not be loaded; the message is one line that starts with the spec."""
 
 
