@@ -259,9 +259,7 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
         if path not in checked:
             dataset_png(folder, path, what)
             checked.add(path)
-    preflight = getattr(model, "preflight", None)
-    if preflight is not None:
-        await preflight()
+    await model.preflight()
     secrets = env_secrets(model.identity().get("api_key_env"))
 
     created = not cfg.out.exists()
@@ -330,9 +328,7 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
     finally:
         if not writer.fh.closed:
             writer.close()
-        close = getattr(model, "close", None)
-        if close is not None:
-            await close()
+        await model.close()
     return counts
 
 
