@@ -144,4 +144,7 @@ def read_studies(folder: Path) -> list[Study]:
 def read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MissingFileError(f"{path}: not found")
-    return orjson.loads(path.read_bytes())
+    try:
+        return orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON ({exc})") from None
