@@ -8,9 +8,8 @@ under ``voxqa --debug``. Every other exception is a bug and ends in its tracebac
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
@@ -35,7 +34,7 @@ class _PlainTypes:
 
 
 class _Command(_PlainTypes, TyperCommand):
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
         """The command, with a ``VoxqaError`` shown as one line (exit code 2) unless --debug."""
         try:
             return super().invoke(ctx)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -36,7 +36,7 @@ def eval_(
     import asyncio
 
     from voxqa.boxes.profiles import get_profile
-    from voxqa.eval.models import make_model, parse_model_args
+    from voxqa.eval.models import ModelAdapter, make_model, parse_model_args
     from voxqa.eval.run import CORRUPT, RunConfig, run_eval
 
     if out.exists() and not out.is_dir():
@@ -44,13 +44,14 @@ def eval_(
     if split not in ("train", "val", "test", "all"):
         raise InputError(f"--split {split!r} is not a split; use one of train, val, test or all")
     profile = get_profile(profile).spec  # recorded in run.json as one canonical spec
-    model_kwargs = dict(profile=profile, base_url=base_url or None, seed=seed, api_key_env=api_key_env,
-                        timeout=timeout, max_retries=max_retries, model_args=parse_model_args(model_arg or []))
+    model_kwargs: dict[str, Any] = dict(
+        profile=profile, base_url=base_url or None, seed=seed, api_key_env=api_key_env, timeout=timeout,
+        max_retries=max_retries, model_args=parse_model_args(model_arg or []))
     executor(executor_name, workers, address)  # refuses unknown names and a stray --address; joins Ray
     if executor_name == "ray":
         from voxqa.eval.models.distributed import RayModels
 
-        adapter = RayModels(model, folder, workers, **model_kwargs)
+        adapter: ModelAdapter = RayModels(model, folder, workers, **model_kwargs)
     else:
         adapter = make_model(model, folder, **model_kwargs)
     cfg = RunConfig(dataset=folder, out=out, split=None if split == "all" else split, mode=mode,
