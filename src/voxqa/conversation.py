@@ -31,6 +31,7 @@ from typing import Protocol
 
 from voxqa.boxes.profiles import Profile
 from voxqa.dataset.paths import inside
+from voxqa.errors import InputError
 from voxqa.render import map_box
 from voxqa.schema import Item
 from voxqa.sources.knee import FEATURES, moaks_scores
@@ -103,7 +104,7 @@ class _Boxes:
         assert item.images
         sizes = {(im.width, im.height) for im in item.images}
         if len(sizes) != 1:
-            raise ValueError(f"item {item.id}: its images differ in size {sorted(sizes)}")
+            raise InputError(f"item {item.id}: its images differ in size {sorted(sizes)}")
         self.size = sizes.pop()
         self.frame_size = frame_size
         self.index = {im.frame: i for i, im in enumerate(item.images)}
@@ -111,7 +112,7 @@ class _Boxes:
         self.evidence: list[BoxRef] = []
         for e in item.evidence:
             if e.image_box is None:
-                raise ValueError(f"item {item.id}: evidence on frame {e.frame} has no image_box")
+                raise InputError(f"item {item.id}: evidence on frame {e.frame} has no image_box")
             ref = self._ref(e.frame, e.image_box)
             self.evidence.append(ref)
             self.by_stored.setdefault(tuple(e.box), ref)

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from voxqa.errors import InputError, MissingExtra
+
 EXECUTORS = ("local", "ray")
 RAY_MAX_RETRIES = 3  # a worker killed mid-task (OOM, node lost) is retried this often
 
@@ -131,7 +133,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise ImportError("--executor ray needs Ray: pip install 'voxqa[ray]'") from None
+            raise MissingExtra("--executor ray needs Ray: pip install 'voxqa[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
             ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
@@ -163,8 +165,8 @@ def make_executor(name: str = "local", workers: int = 1, address: str | None = N
     of a Ray cluster started here (ignored with ``address``)."""
     if name == "local":
         if address is not None:
-            raise ValueError("--address is for --executor ray")
+            raise InputError("--address is for --executor ray")
         return LocalExecutor(workers)
     if name == "ray":
         return RayExecutor(address, num_cpus=workers if workers > 1 else None)
-    raise ValueError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
+    raise InputError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")

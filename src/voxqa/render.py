@@ -42,6 +42,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
+from voxqa.errors import InputError, VoxqaError
 from voxqa.executors import Executor, LocalExecutor
 from voxqa.dataset.folder import ITEMS, dumps, read_items, read_studies, write_jsonl
 from voxqa.dataset.paths import inside
@@ -85,11 +86,11 @@ def parse_window(text: str) -> tuple[float, float]:
     try:
         level, width = (float(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"window must be one of {', '.join(WINDOWS)} or 'level,width', got {text!r}"
         ) from None
     if width <= 0:
-        raise ValueError(f"window width must be positive, got {width}")
+        raise InputError(f"window width must be positive, got {width}")
     return level, width
 
 
@@ -294,7 +295,7 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1,
     return summary
 
 
-class RenderInterrupted(Exception):
+class RenderInterrupted(VoxqaError):
     """Ctrl-C during a render: finished studies are recorded, the rest resume next time."""
 
 

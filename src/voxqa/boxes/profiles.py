@@ -56,6 +56,7 @@ from voxqa.boxes.syntax import (
     Syntax,
     TaggedList,
 )
+from voxqa.errors import InputError
 
 @dataclass(frozen=True)
 class Profile:
@@ -256,21 +257,21 @@ def get_profile(spec: str) -> Profile:
     the known names or options otherwise."""
     name, _, opts = spec.partition(":")
     if name not in PROFILES:
-        raise ValueError(f"unknown box profile {name!r}; known: {', '.join(PROFILES)}")
+        raise InputError(f"unknown box profile {name!r}; known: {', '.join(PROFILES)}")
     if not opts:
         return PROFILES[name]
     if name not in OPTIONS:
-        raise ValueError(f"box profile {name!r} takes no options, got {opts!r}")
+        raise InputError(f"box profile {name!r} takes no options, got {opts!r}")
     values: dict[str, int] = {}
     for pair in opts.split(","):
         key, eq, value = pair.partition("=")
         if key not in OPTIONS[name] or not eq or not value.strip().isdigit() or int(value) <= 0:
-            raise ValueError(f"bad option {pair!r} for box profile {name}: use "
+            raise InputError(f"bad option {pair!r} for box profile {name}: use "
                              + ", ".join(f"{k}=<positive int>" for k in OPTIONS[name]))
         values[key] = int(value)
     merged = {"min_pixels": QWEN25_MIN_PIXELS, "max_pixels": QWEN25_MAX_PIXELS} | values
     if merged["min_pixels"] > merged["max_pixels"]:
-        raise ValueError(f"box profile {spec}: min_pixels {merged['min_pixels']} > max_pixels {merged['max_pixels']}")
+        raise InputError(f"box profile {spec}: min_pixels {merged['min_pixels']} > max_pixels {merged['max_pixels']}")
     return _qwen25(**merged)
 
 
@@ -300,7 +301,7 @@ def check_processor(profile: Profile, path: Path) -> list[str]:
     try:
         config = json.loads(file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{file}: cannot read a preprocessor config ({exc})") from None
+        raise InputError(f"{file}: cannot read a preprocessor config ({exc})") from None
     config = config.get("image_processor", config)  # processor_config.json nests it
     if not isinstance(profile.space, Resized):
         return []

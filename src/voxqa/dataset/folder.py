@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel
 
+from voxqa.errors import InputError, MissingFileError
 from voxqa.schema import Item, Study
 
 M = TypeVar("M", bound=BaseModel)
@@ -113,7 +114,7 @@ def write_dataset(
 def _read_models(path: Path, model: type[M]) -> list[M]:
     """Models validated straight from their JSON lines (pydantic's parser: fastest)."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (is {path.parent} a voxqa dataset folder?)")
+        raise MissingFileError(f"{path}: not found (is {path.parent} a voxqa dataset folder?)")
     rows: list[M] = []
     with no_gc(), path.open("rb") as fh:
         for n, line in enumerate(fh, start=1):
@@ -121,7 +122,7 @@ def _read_models(path: Path, model: type[M]) -> list[M]:
                 try:
                     rows.append(model.model_validate_json(line))
                 except ValueError as exc:
-                    raise ValueError(f"{path}:{n}: not a valid {model.__name__} ({exc})") from None
+                    raise InputError(f"{path}:{n}: not a valid {model.__name__} ({exc})") from None
     return rows
 
 
@@ -142,5 +143,8 @@ def read_studies(folder: Path) -> list[Study]:
 
 def read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found")
-    return orjson.loads(path.read_bytes())
+        raise MissingFileError(f"{path}: not found")
+    try:
+        return orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON ({exc})") from None

@@ -14,11 +14,13 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from voxqa.errors import VoxqaError
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STUDY_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 
-class UnsafePath(ValueError):
+class UnsafePath(VoxqaError, ValueError):
     """A path from dataset or run content that leaves its folder, or is not what it claims."""
 
 

@@ -11,6 +11,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 
+from voxqa.errors import InputError
 from voxqa.schema import Split, Study
 
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
@@ -21,10 +22,10 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(p) for p in text.split(","))
     except ValueError:
-        raise ValueError(f"split fractions must be numbers, got {text!r}") from None
+        raise InputError(f"split fractions must be numbers, got {text!r}") from None
     if (len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts)
             or abs(sum(parts) - 1) > 1e-6):
-        raise ValueError(f"split fractions must be three finite, non-negative numbers summing to 1: {text!r}")
+        raise InputError(f"split fractions must be three finite, non-negative numbers summing to 1: {text!r}")
     return parts  # type: ignore[return-value]
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from voxqa.errors import InputError
 from voxqa.eval.score import RESULTS, score_run, scored_run
 
 HEADLINE = {"localization": "miou", "captioning": "bleu"}  # else accuracy
@@ -229,3 +230,16 @@ def uplift_table(uplift: list[dict[str, Any]]) -> tuple[list[str], list[list[str
         rows.append([pair["model"], "macro over features"]
                     + [f"({pair['macro'][m]:+.3f})" if m in pair["macro"] else "" for m in UPLIFT_METRICS])
     return header, rows
+
+
+def add_region_uplift(run: Path, other: Path) -> dict[str, Any]:
+    """Write ``region_uplift`` (oracle_region minus structured, per grading feature) of ``run``
+    and ``other`` (the same model in the other mode) into RUN/results.json; returns it."""
+    pairs = region_uplift(load_results([other, run]))
+    if not pairs:
+        raise InputError(f"{run} and {other} are not one model's structured and oracle_region runs "
+                         "(same model, control, profile, split and tasks)")
+    results = orjson.loads((run / RESULTS).read_bytes())
+    results["region_uplift"] = pairs[0]
+    (run / RESULTS).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return pairs[0]

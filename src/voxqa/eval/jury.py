@@ -28,6 +28,7 @@ from pathlib import Path
 
 import orjson
 
+from voxqa.errors import InputError
 from voxqa.eval.models.base import PermanentError
 from voxqa.eval.models.openai_chat import OpenAIChat
 from voxqa.eval.prompts import Prompt
@@ -60,9 +61,9 @@ class Verdict:
 class Jury:
     def __init__(self, judges: Sequence[OpenAIChat], run: Path, concurrency: int = 4, batch: int = 1):
         if not 1 <= len(judges) <= 3:
-            raise ValueError(f"a jury has 1 to 3 judges, got {len(judges)}")
+            raise InputError(f"a jury has 1 to 3 judges, got {len(judges)}")
         if batch < 1:
-            raise ValueError(f"batch must be at least 1, got {batch}")
+            raise InputError(f"batch must be at least 1, got {batch}")
         self.judges, self.path, self.concurrency, self.batch = list(judges), Path(run) / CACHE, concurrency, batch
         self.cache: dict[str, bool] = {}
         if self.path.is_file():
@@ -150,3 +151,10 @@ def _read_reply(reply: str, ids: list[str], single: bool) -> dict[str, bool]:
         if isinstance(row, dict) and str(row.get("id")) in ids and isinstance(row.get("correct"), bool):
             out.setdefault(str(row["id"]), row["correct"])
     return out
+
+
+def make_jury(specs: Sequence[str], base_url: str | None, run: Path, api_key_env: str = "OPENAI_API_KEY") -> Jury:
+    """The jury of ``--judge openai:MODEL`` (1-3 of them) on the server at ``base_url``."""
+    if not base_url or any(not j.startswith("openai:") for j in specs):
+        raise InputError("--judge takes openai:MODEL and needs --judge-base-url")
+    return Jury([OpenAIChat(j.split(":", 1)[1], base_url, api_key_env=api_key_env, max_tokens=8) for j in specs], run)

@@ -87,6 +87,7 @@ from typing import Any
 
 from voxqa.boxes.profiles import Profile, get_profile
 from voxqa.boxes.spaces import decode_point
+from voxqa.errors import VoxqaError
 from voxqa.schema import Item
 
 Number = int | float
@@ -101,7 +102,7 @@ class ParseResult:
     error: str | None = None
 
 
-class ParseError(ValueError):
+class ParseError(VoxqaError, ValueError):
     """Why a reply holds no answer of the expected type (becomes ``ParseResult.error``)."""
 
 

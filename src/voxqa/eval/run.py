@@ -40,6 +40,7 @@ from voxqa import __version__
 from voxqa.boxes.profiles import Profile, get_profile
 from voxqa.dataset.folder import ITEMS, read_items, read_studies
 from voxqa.dataset.paths import dataset_png, inside
+from voxqa.errors import InputError, VoxqaError
 from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png
 from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
 from voxqa.eval.redact import env_secrets, redact
@@ -69,7 +70,7 @@ class RunConfig:
     seed: int = 0
 
 
-class RunMismatch(ValueError):
+class RunMismatch(VoxqaError, ValueError):
     """The run folder belongs to another configuration."""
 
 
@@ -132,7 +133,7 @@ def read_predictions(path: Path, set_aside: bool = False) -> dict[str, dict[str,
                 raise TypeError("item_id is not a string")
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             if not set_aside:
-                raise ValueError(
+                raise InputError(
                     f"{path}:{n}: not a prediction record ({type(exc).__name__}: {exc}); "
                     f"re-run `voxqa eval` with the same --out to set the line aside and ask its item again"
                 ) from None
@@ -207,7 +208,7 @@ def check_expressible(profile: Profile, items: list[Item]) -> None:
     bad = Counter(it.template for it in items if it.answer.type in profile.cannot)
     if bad:
         kinds = ", ".join(sorted({it.answer.type for it in items if it.answer.type in profile.cannot}))
-        raise ValueError(f"profile {profile.name} cannot express {kinds} answers: {sum(bad.values())} selected "
+        raise InputError(f"profile {profile.name} cannot express {kinds} answers: {sum(bad.values())} selected "
                          f"items ({', '.join(sorted(bad))}); leave them out with --tasks")
 
 
@@ -233,9 +234,9 @@ def volume_box_reader(profile: Profile, study: Study, item: Item) -> Callable[[l
 async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
     """Answer every selected item not yet answered ``ok``; returns counts."""
     if cfg.mode not in MODES:
-        raise ValueError(f"unknown mode {cfg.mode!r}; known: {', '.join(MODES)}")
+        raise InputError(f"unknown mode {cfg.mode!r}; known: {', '.join(MODES)}")
     if cfg.control not in CONTROLS:
-        raise ValueError(f"unknown control {cfg.control!r}; known: {', '.join(CONTROLS)}")
+        raise InputError(f"unknown control {cfg.control!r}; known: {', '.join(CONTROLS)}")
     profile = get_profile(cfg.profile)
     folder = cfg.dataset.resolve()
     every = read_items(folder)
@@ -258,9 +259,7 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
         if path not in checked:
             dataset_png(folder, path, what)
             checked.add(path)
-    preflight = getattr(model, "preflight", None)
-    if preflight is not None:
-        await preflight()
+    await model.preflight()
     secrets = env_secrets(model.identity().get("api_key_env"))
 
     created = not cfg.out.exists()
@@ -329,9 +328,7 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
     finally:
         if not writer.fh.closed:
             writer.close()
-        close = getattr(model, "close", None)
-        if close is not None:
-            await close()
+        await model.close()
     return counts
 
 
@@ -347,3 +344,18 @@ def _remove_run(out: Path) -> None:
         out.rmdir()
     except OSError:
         pass
+
+
+def check_one_dataset(runs: Sequence[Path]) -> None:
+    """Refuse runs of different datasets side by side (run.json's ``dataset_sha256``); a missing
+    or broken run.json is left for the caller's own reading of the run to report."""
+    seen: dict[str, list[str]] = {}
+    for run in runs:
+        try:
+            ident = orjson.loads((run / RUN).read_bytes())["identity"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        seen.setdefault(ident.get("dataset_sha256", "?"), []).append(str(run))
+    if len(seen) > 1:
+        groups = "; ".join(f"{', '.join(r)} (dataset {h[:12]})" for h, r in seen.items())
+        raise InputError(f"these runs are of {len(seen)} different datasets: {groups}; compare runs of one dataset")

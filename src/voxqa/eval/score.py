@@ -24,6 +24,7 @@ import orjson
 
 from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
+from voxqa.errors import InputError, MissingFileError, VoxqaError
 from voxqa.eval.controls import mirror_item
 from voxqa.eval.jury import Jury
 from voxqa.eval.metrics import aggregate, all_groups, ar_score, holm, score_item, wilson
@@ -35,7 +36,7 @@ from voxqa.schema import Item, Study
 RESULTS = "results.json"
 
 
-class IncompleteRun(ValueError):
+class IncompleteRun(VoxqaError, ValueError):
     """A run with failed requests: not the model's accuracy unless asked for (labelled)."""
 
 
@@ -114,7 +115,7 @@ def scored_run(run: Path) -> ScoredRun:
     requests get no score)."""
     run = Path(run)
     if not (run / RUN).is_file():
-        raise FileNotFoundError(f"{run / RUN}: not found (is {run} a voxqa run folder?)")
+        raise MissingFileError(f"{run / RUN}: not found (is {run} a voxqa run folder?)")
     ident = orjson.loads((run / RUN).read_bytes())["identity"]
     folder = Path(ident["dataset"])
     cfg = RunConfig(dataset=folder, out=run, split=ident["split"], control=ident["control"],
@@ -127,7 +128,7 @@ def scored_run(run: Path) -> ScoredRun:
     else:
         items = select(every, cfg)
     if not items:
-        raise ValueError(f"{run}: the run selects no items")
+        raise InputError(f"{run}: the run selects no items")
     vocabularies = dataset_vocabulary(every, studies.values())  # the whole dataset's labels
     records, golds = [], []
     points = get_profile(ident["profile"]).answer_form == "points"  # box answers read as points

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from voxqa.dataset.splits import SPLITS
+from voxqa.errors import VoxqaError
 from voxqa.schema import Item
 
 
-class SelectionError(ValueError):
+class SelectionError(VoxqaError, ValueError):
     """The split / task filter selects nothing, or names what the dataset does not have."""
 
 

@@ -17,6 +17,7 @@ from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.dataset.paths import check_png
 from voxqa.conversation import Sample, build_sample
+from voxqa.errors import InputError
 from voxqa.export.base import ExportFormat, write_json
 from voxqa.export.hf import HfFormat
 from voxqa.export.llamafactory import LlamaFactoryFormat
@@ -43,9 +44,9 @@ def export_dataset(
     ``qwen2.5-vl:max_pixels=1003520``, ...); ``split`` keeps one split (train/val/test), None keeps all.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
+        raise InputError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     if split not in (None, "train", "val", "test"):
-        raise ValueError(f"split must be train, val or test, got {split!r}")
+        raise InputError(f"split must be train, val or test, got {split!r}")
     exporter, profile = FORMATS[fmt], get_profile(convention)
     folder, out = Path(folder).resolve(), Path(out)
     frame_sizes = {s.id: s.frame_size for s in read_studies(folder)}
@@ -64,7 +65,7 @@ def export_dataset(
         samples.setdefault(item.split, []).append(sample)
     if not samples:  # nothing to train on: an error, not an empty export
         where = f" of split {split}" if split else ""
-        raise ValueError(f"{folder}: no item{where} has rendered images: run `voxqa render {folder}` first"
+        raise InputError(f"{folder}: no item{where} has rendered images: run `voxqa render {folder}` first"
                          if skipped else f"{folder}: no item{where} to export")
 
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from voxqa.boxes.profiles import Profile
 from voxqa.conversation import IMAGE_TOKEN, BoxStyle, InlineBoxes, Sample
+from voxqa.errors import MissingExtra
 
 
 class HfFormat:
@@ -27,7 +28,7 @@ class HfFormat:
         try:
             import datasets
         except ImportError:
-            raise RuntimeError("the hf export needs `pip install 'voxqa[export]'` (datasets, pyarrow)") from None
+            raise MissingExtra("the hf export needs `pip install 'voxqa[export]'` (datasets, pyarrow)") from None
         features = datasets.Features({
             "id": datasets.Value("string"),
             "split": datasets.Value("string"),

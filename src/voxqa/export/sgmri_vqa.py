@@ -33,6 +33,7 @@ from typing import Any
 from voxqa.boxes.profiles import Profile
 from voxqa.conversation import BoxRef, BoxStyle, Sample
 from voxqa.dataset.folder import read_studies
+from voxqa.errors import InputError
 from voxqa.export.base import write_json
 from voxqa.render import map_box
 from voxqa.schema import Item, Study
@@ -153,7 +154,7 @@ class SgmriVqaFormat:
 
     def box_style(self, profile: Profile) -> BoxStyle:
         if profile.name != "pixel":
-            raise ValueError(f"the sgmri-vqa format writes pixel boxes (<bbx>[x,y,w,h]</bbx>); "
+            raise InputError(f"the sgmri-vqa format writes pixel boxes (<bbx>[x,y,w,h]</bbx>); "
                              f"export it with --profile pixel, not {profile.spec}")
         return PixelXYWH()
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from voxqa.boxes.profiles import PROFILES, Profile
 from voxqa.conversation import BoxRef, Sample, text_messages
+from voxqa.errors import InputError
 from voxqa.export.base import write_json, write_split_jsonl
 
 BBOX = "<bbox>"
@@ -48,7 +49,7 @@ class SwiftObjects:
 
     def __init__(self, profile: Profile):
         if profile.name not in TEMPLATES:
-            raise ValueError(f"the swift export writes boxes ms-swift converts itself; profile {profile.name} "
+            raise InputError(f"the swift export writes boxes ms-swift converts itself; profile {profile.name} "
                              f"has no ms-swift template with its box form (use one of {', '.join(TEMPLATES)})")
         self.bbox_type = "norm1" if profile.name == "norm1" else "real"
         self.ref: list[str] = []

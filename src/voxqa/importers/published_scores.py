@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from voxqa.errors import InputError
 from voxqa.eval.jury import CACHE
 from voxqa.eval.metrics import THRESHOLDS
 
@@ -71,7 +72,7 @@ def ct_spatialvqa(run: Path, records: Sequence[Mapping[str, Any]]) -> dict[str, 
 
     released = run / PUBLISHED_VERDICTS
     if not released.is_file():
-        raise ValueError(f"{run}: no {PUBLISHED_VERDICTS}; --as-published ct-spatialvqa scores a run "
+        raise InputError(f"{run}: no {PUBLISHED_VERDICTS}; --as-published ct-spatialvqa scores a run "
                          "imported with `voxqa import ct-spatialvqa-run`")
     lists: dict[str, list[bool]] = orjson.loads(released.read_bytes())
     n_pos = min(len(v) for v in lists.values())
@@ -247,4 +248,4 @@ def as_published(name: str, run: Path, records: Sequence[Mapping[str, Any]],
         return ct_spatialvqa(run, records)
     if name == "sgmri-vqa":
         return sgmri_vqa(records, replies, golds)
-    raise ValueError(f"unknown benchmark {name!r} for --as-published; known: {', '.join(NAMES)}")
+    raise InputError(f"unknown benchmark {name!r} for --as-published; known: {', '.join(NAMES)}")

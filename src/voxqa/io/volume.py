@@ -20,13 +20,15 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
+from voxqa.errors import InputError, VoxqaError
+
 PathLike = str | os.PathLike[str]
 
 #: Negating x and y turns an LPS affine into an RAS one (and back).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-class VolumeError(ValueError):
+class VolumeError(VoxqaError, ValueError):
     """A volume could not be read or is unusable; the message names file and problem."""
 
     def __init__(self, path: PathLike, problem: str) -> None:
@@ -145,7 +147,7 @@ def parse_orientation(codes: str) -> str:
     """'ras', 'LPS', ... -> 'RAS' / 'LPS'; one code per axis, each world axis once."""
     c = codes.strip().upper()
     if len(c) != 3 or any(ch not in _AXIS_CODES for ch in c) or len({_AXIS_CODES[ch][0] for ch in c}) != 3:
-        raise ValueError(f"orientation {codes!r} is not three axis codes naming each of R/L, A/P, "
+        raise InputError(f"orientation {codes!r} is not three axis codes naming each of R/L, A/P, "
                          "S/I once (e.g. RAS, LPS)")
     return c
 

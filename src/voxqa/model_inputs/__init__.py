@@ -27,6 +27,7 @@ from rich.progress import Progress
 from voxqa.anatomy.frames import FRAME_CONVENTION
 from voxqa.dataset.folder import dumps, read_studies
 from voxqa.dataset.paths import inside
+from voxqa.errors import InputError
 from voxqa.executors import Executor, LocalExecutor
 from voxqa.io import VolumeError, open_volume
 from voxqa.model_inputs.base import (
@@ -131,7 +132,7 @@ def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = Fals
                   executor: Executor | None = None) -> dict[str, Any]:
     """Write recipe ``name``'s model inputs for every study with a volume; returns recipe.json's content."""
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
+        raise InputError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
     recipe = RECIPES[name]
     key = settings_key(recipe)
     studies = read_studies(folder)

@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from voxqa.errors import VoxqaError
 from voxqa.schema import Box3D, Study
 
 StoredAxis = Literal["frame", "y", "x"]
@@ -30,7 +31,7 @@ STORED_AXES: tuple[StoredAxis, ...] = ("frame", "y", "x")  # the axes of the sto
 AIR_HU = -1024.0  # what a CT pads with when a recipe has no clip minimum
 
 
-class RecipeRefused(ValueError):
+class RecipeRefused(VoxqaError, ValueError):
     """A study a recipe cannot render (e.g. HU or spacing asked of a volume without them)."""
 
 

@@ -31,12 +31,13 @@ from typing import Any
 from voxqa.boxes.profiles import Profile, check_processor, get_profile
 from voxqa.boxes.spaces import Resized
 from voxqa.dataset.folder import read_items, read_studies
+from voxqa.errors import VoxqaError
 from voxqa.eval.prompts import build_prompt
 
 EXPORT_SUMMARY = "voxqa_export.json"
 
 
-class TrainDataError(ValueError):
+class TrainDataError(VoxqaError, ValueError):
     """The data cannot be trained on as asked (the message says which example and why)."""
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from voxqa.errors import InputError
+
 Distributed = Literal["none", "zero3", "fsdp"]
 # attention and MLP projections of Llama/Qwen-style language models (3DReasonKnee's targets)
 ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -100,4 +102,4 @@ def get_recipe(name: str) -> Recipe:
     try:
         return RECIPES[name]
     except KeyError:
-        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}") from None
+        raise InputError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}") from None

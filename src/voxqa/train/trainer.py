@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from voxqa.errors import InputError
 from voxqa.train.data import Examples, check_examples, check_pixel_limits, load_examples, to_dataset
 from voxqa.train.launch import write_accelerate_configs
 from voxqa.train.recipes import Lora, Recipe, get_recipe
@@ -61,7 +62,7 @@ class TrainConfig:
 def resolve_recipe(cfg: TrainConfig) -> Recipe:
     """The named recipe with the command line's overrides."""
     if cfg.lora is not None and cfg.full:
-        raise ValueError("--lora and --full exclude each other")
+        raise InputError("--lora and --full exclude each other")
     recipe = get_recipe(cfg.recipe)
     overrides = {k: v for k, v in {"epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
                                    "grad_accum": cfg.grad_accum, "max_frames": cfg.max_frames,
@@ -72,7 +73,7 @@ def resolve_recipe(cfg: TrainConfig) -> Recipe:
         overrides["lora"] = replace(recipe.lora or Lora(), r=cfg.lora, alpha=2 * cfg.lora)
     recipe = replace(recipe, **overrides)
     if recipe.lora is not None and recipe.train_vision:
-        raise ValueError("LoRA adapts the language model only; use --full to train the vision tower")
+        raise InputError("LoRA adapts the language model only; use --full to train the vision tower")
     return recipe
 
 
@@ -230,9 +231,9 @@ def train(cfg: TrainConfig, examples: Examples | None = None, callbacks: list[An
     out = Path(cfg.out)
     checkpoint = _newest_checkpoint(out / CHECKPOINTS)
     if cfg.resume and checkpoint is None:
-        raise ValueError(f"--resume: no checkpoint under {out / CHECKPOINTS}")
+        raise InputError(f"--resume: no checkpoint under {out / CHECKPOINTS}")
     if not cfg.resume and (checkpoint is not None or (out / LOG).exists()):
-        raise ValueError(f"{out} holds an earlier run: pass --resume to continue it, or choose a new --out")
+        raise InputError(f"{out} holds an earlier run: pass --resume to continue it, or choose a new --out")
     trainer, recipe, _, facts = build_trainer(cfg, examples, callbacks, checkpoint if cfg.resume else None)
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)

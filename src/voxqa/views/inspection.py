@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import RenderableType
 from rich.table import Table
 
 from voxqa.dataset.folder import REPORT, read_items, read_json
@@ -100,21 +100,21 @@ def audit_table(audit: dict[str, Any]) -> Table:
     return table
 
 
-def show(folder: Path, console: Console | None = None) -> None:
-    console = console or Console()
+def overview(folder: Path) -> list[RenderableType]:
+    """What `voxqa inspect` shows of a dataset folder, in order (the caller prints them)."""
     items = read_items(folder)
-    console.print(f"[bold]{folder}[/]: {len(items)} items")
+    parts: list[RenderableType] = [f"[bold]{folder}[/]: {len(items)} items"]
     keys = [("task", "Items by task"), ("template", "Items by template"), ("level", "Items by level")]
     if any(it.category for it in items):
         keys.append(("category", "Spatial items by CT-SpatialVQA category"))
     for key, title in keys:
-        console.print(counts_table([it for it in items if getattr(it, key)], key, title))
+        parts.append(counts_table([it for it in items if getattr(it, key)], key, title))
     labels = Table(title="Items by label (top 30)")
     labels.add_column("label")
     labels.add_column("items", justify="right")
     for label, n in Counter(it.label or "(none)" for it in items).most_common(30):
         labels.add_row(label, str(n))
-    console.print(labels)
+    parts.append(labels)
 
     balance = Table(title="Answer balance (blind_best = accuracy of the best constant answer)")
     for col in ("split", "template", "n", "chance", "blind_best", "answers / positions"):
@@ -126,14 +126,14 @@ def show(folder: Path, console: Console | None = None) -> None:
         flag = " [red]!" if beats_chance(row) else ""
         balance.add_row(row["split"], row["template"], str(row["n"]), chance,
                         f"{row['blind_best']:.3f}{flag}", shown)
-    console.print(balance)
+    parts.append(balance)
 
     from voxqa.dataset.audit import AUDIT
 
     if (folder / AUDIT).is_file():
-        console.print(audit_table(read_json(folder / AUDIT)))
+        parts.append(audit_table(read_json(folder / AUDIT)))
     else:
-        console.print(f"No {AUDIT} in {folder}: run `voxqa audit {folder}` for the blind audit.")
+        parts.append(f"No {AUDIT} in {folder}: run `voxqa audit {folder}` for the blind audit.")
 
     if (folder / REPORT).is_file():
         report = read_json(folder / REPORT)
@@ -144,4 +144,5 @@ def show(folder: Path, console: Console | None = None) -> None:
             for reason, entry in report.get(kind, {}).items():
                 ex = entry["examples"][0] if entry["examples"] else {}
                 rep.add_row(kind, reason, str(entry["count"]), str(ex)[:80])
-        console.print(rep)
+        parts.append(rep)
+    return parts

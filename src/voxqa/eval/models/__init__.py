@@ -11,6 +11,7 @@ from typing import Any
 
 from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
+from voxqa.errors import InputError
 from voxqa.eval.models.base import ModelAdapter, PermanentError
 from voxqa.eval.models.baselines import Oracle, Prior, Random
 from voxqa.eval.models.openai_chat import OpenAIChat
@@ -34,10 +35,10 @@ def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: st
     if name not in BUILTIN_NAMES:
         ep = find(name)
         if ep is None:
-            raise ValueError(f"unknown model spec {spec!r}; known: {_known()}")
+            raise InputError(f"unknown model spec {spec!r}; known: {_known()}")
         return load_entry_point(spec, ep, context, model_args or {})
     if model_args:
-        raise ValueError(f"{spec}: model args are for plug-ins (py:MODULE:FACTORY or an installed "
+        raise InputError(f"{spec}: model args are for plug-ins (py:MODULE:FACTORY or an installed "
                          f"plug-in), not built-in specs; got {', '.join(sorted(model_args))}")
     warn_clash(name)
     if spec == "oracle":
@@ -53,14 +54,14 @@ def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: st
         return Random(get_profile(profile), seed, {t: sorted(set(v)) for t, v in numbers.items()})
     if spec.startswith("openai:"):
         if not base_url:
-            raise ValueError("openai:MODEL needs --base-url (e.g. http://localhost:8000/v1)")
+            raise InputError("openai:MODEL needs --base-url (e.g. http://localhost:8000/v1)")
         return OpenAIChat(spec.split(":", 1)[1], base_url, api_key_env=api_key_env,
                           timeout=timeout, max_retries=max_retries, seed=seed)
     if spec.startswith("hf:"):
         from voxqa.eval.models.hf_local import HFLocal  # transformers is an optional extra
 
         return HFLocal(spec.split(":", 1)[1])
-    raise ValueError(f"unknown model spec {spec!r}; known: {_known()}")
+    raise InputError(f"unknown model spec {spec!r}; known: {_known()}")
 
 
 def _known() -> str:

@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from voxqa.boxes.profiles import Profile
+from voxqa.eval.models.base import ModelAdapter
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item, Study
 from voxqa.dataset.splits import unit_interval
@@ -31,7 +32,7 @@ def _letters(indices: list[int]) -> str:
     return ", ".join(LETTERS[i] for i in indices)
 
 
-class Oracle:
+class Oracle(ModelAdapter):
     spec = "oracle"
 
     def identity(self) -> dict[str, Any]:
@@ -41,7 +42,7 @@ class Oracle:
         return prompt.target
 
 
-class Random:
+class Random(ModelAdapter):
     spec = "random"
 
     def __init__(self, profile: Profile, seed: int = 0, numbers: dict[str, list[float]] | None = None):
@@ -81,7 +82,7 @@ class Random:
         return "No abnormality."
 
 
-class Prior:
+class Prior(ModelAdapter):
     """Blind: the audit's text-only learner per template, fitted on the train split (no image)."""
 
     spec = "prior"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from voxqa.eval.models.base import ModelAdapter
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 
@@ -28,20 +29,16 @@ class _Holder:
         return self.model.identity()
 
     async def preflight(self) -> None:
-        check = getattr(self.model, "preflight", None)
-        if check is not None:
-            await check()
+        await self.model.preflight()
 
     async def answer(self, prompt: Prompt, item: Item) -> str:
         return await self.model.answer(prompt, item)
 
     async def close(self) -> None:
-        close = getattr(self.model, "close", None)
-        if close is not None:
-            await close()
+        await self.model.close()
 
 
-class RayModels:
+class RayModels(ModelAdapter):
     """``spec`` on ``replicas`` Ray actors (Ray must be initialised: see voxqa.executors)."""
 
     def __init__(self, spec: str, dataset: Path, replicas: int, **kwargs: Any):

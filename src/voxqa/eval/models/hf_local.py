@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from voxqa.eval.models.base import PermanentError
+from voxqa.eval.models.base import ModelAdapter, PermanentError
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 
@@ -57,7 +57,7 @@ def _merged_adapter(folder: Path, base: str, dtype: Any) -> Any:
     return PeftModel.from_pretrained(model, str(folder), local_files_only=True).merge_and_unload()
 
 
-class HFLocal:
+class HFLocal(ModelAdapter):
     def __init__(self, path: str, *, max_new_tokens: int = 64, batch_size: int = 4,
                  device: str = "cpu", dtype: str | None = None):
         folder = Path(path)

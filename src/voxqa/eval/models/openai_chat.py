@@ -28,7 +28,7 @@ import httpx
 import orjson
 
 from voxqa.dataset.paths import read_png
-from voxqa.eval.models.base import PermanentError, ServerConfigError
+from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
 from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
@@ -38,7 +38,7 @@ FATAL_STATUS = {401, 403, 404}  # not about one item: the key, the model or the 
 PREFLIGHT_TIMEOUT = 10.0
 
 
-class OpenAIChat:
+class OpenAIChat(ModelAdapter):
     def __init__(self, model: str, base_url: str | list[str], *, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 120.0, max_retries: int = 5, max_tokens: int = 1024,
                  backoff: float = 1.0, seed: int = 0):

@@ -21,7 +21,7 @@ are called like the built-in adapters'. voxqa wraps it in :class:`PluginModel`, 
 identity (recorded in run.json) holds the spec, the factory, the model args and the plug-in's
 own identity, so runs of different plug-ins or settings never mix on resume.
 
-Every problem while loading is a :class:`PluginError` (a ``ValueError``, so the command line
+Every problem while loading is a :class:`PluginError` (a ``VoxqaError``, so the command line
 prints it as one line) that starts with the spec.
 """
 
@@ -41,8 +41,9 @@ from typing import Any
 
 import orjson
 
+from voxqa.errors import VoxqaError
 from voxqa.eval.redact import redact
-from voxqa.eval.models.base import PermanentError, ServerConfigError
+from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 
@@ -51,7 +52,7 @@ BUILTIN_NAMES = frozenset({"random", "prior", "oracle", "openai", "hf", "py"})
 CONTEXT_ARGS = ("dataset", "profile", "seed")
 
 
-class PluginError(ValueError):
+class PluginError(VoxqaError, ValueError):
     """A plug-in could not be loaded; the message is one line that starts with the spec."""
 
 
@@ -170,7 +171,7 @@ def _masked(value: Any) -> Any:
         return [_masked(v) for v in value]
     return redact(value) if isinstance(value, str) else value
 
-class PluginModel:
+class PluginModel(ModelAdapter):
     """A plug-in's adapter as the runner sees it: a checked protocol and a combined identity."""
 
     def __init__(self, spec: str, factory: str, inner: Any, model_args: Mapping[str, Any]):
