@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import rendered_phantom
+from helpers import rendered_phantom
 from typer.testing import CliRunner
 
 import voxqa

@@ -9,6 +9,7 @@ import typer
 
 from voxqa.cli.common import (ADDRESS_HELP, EXECUTOR_HELP, FRACTIONS_HELP, SEED_HELP, built, console, executor,
                               frames_option)
+from voxqa.dataset.frame_policy import DEFAULT_VOLUME_FRAMES
 from voxqa.errors import InputError
 
 _EXTRACTOR_HELP = "rules (offline English/German lexicon) or openai:MODEL (with --base-url)."
@@ -154,7 +155,7 @@ def build_knee_grading(
     seed: Annotated[int, typer.Option("--seed", metavar="N", help=SEED_HELP)] = 0,
     split_fractions: Annotated[str, typer.Option("--split-fractions", metavar="TRAIN,VAL,TEST", help=FRACTIONS_HELP)] = "0.8,0.1,0.1",
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first unusable row or study.")] = False,
-    frames: Annotated[str, typer.Option("--frames", metavar="K|all", help="Frames volume-level items show (render with the same --frames): K evenly spaced, or all.")] = "16",
+    frames: Annotated[str, typer.Option("--frames", metavar="K|all", help="Frames volume-level items show (render with the same --frames): K evenly spaced, or all.")] = str(DEFAULT_VOLUME_FRAMES),
 ) -> None:
     """Knee MRI + MOAKS grades -> grading items with region-first reasoning and region 3D
     boxes, on sagittal frames (3DReasonKnee)."""
