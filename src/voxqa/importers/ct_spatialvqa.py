@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -247,42 +247,10 @@ def import_ct_spatialvqa_run(dataset: Path, evals: Sequence[Path], out: Path, *,
         if name in judges:
             raise BuildError(f"{path}: a second file of judge {name}")
         judges[name] = (path, read_eval(path))
-
-    # predictions: per (q, a) group, the i-th released item gets the i-th answer of the fullest file
-    fullest = max(judges, key=lambda j: (len(judges[j][1]), j))
-    predictions: dict[str, str] = {}
-    queue: dict[tuple[str, str], deque[str]] = {k: deque(v) for k, v in groups.items()}
     gaps: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for n, e in enumerate(judges[fullest][1]):
-        q = queue.get((e["question"], e["answer"]))
-        if not q:
-            gaps["prediction_without_item"].append({"file": str(judges[fullest][0]), "index": n})
-            continue
-        predictions[q.popleft()] = e["prediction"]
-    for iid in released:
-        if iid not in predictions:
-            gaps["item_without_prediction"].append({"item": iid})
-
-    # verdicts: each judge's entry goes to an item of its (q, a) group with the same prediction
-    verdicts: list[dict[str, Any]] = []
-    judged: dict[str, int] = {}
-    for name, (path, rows) in sorted(judges.items()):
-        free: dict[tuple[str, str, str], deque[str]] = defaultdict(deque)
-        for key, ids in groups.items():
-            for iid in ids:
-                if iid in predictions:
-                    free[(*key, predictions[iid])].append(iid)
-        for n, e in enumerate(rows):
-            q = free.get((e["question"], e["answer"], e["prediction"]))
-            if not q:
-                gaps["verdict_without_item"].append({"judge": name, "file": str(path), "index": n})
-                continue
-            iid = q.popleft()
-            verdicts.append({"item_id": iid, "judge": f"published:{name}", "verdict": e["is_correct"],
-                             "source": str(path), "index": n})
-        judged[name] = len(rows) - sum(1 for g in gaps["verdict_without_item"] if g["judge"] == name)
-        for iid in (i for q in free.values() for i in q):
-            gaps["item_not_judged"].append({"judge": name, "item": iid})
+    fullest = max(judges, key=lambda j: (len(judges[j][1]), j))
+    predictions = _aligned_predictions(released, groups, judges[fullest], gaps)
+    verdicts, judged = _aligned_verdicts(groups, judges, predictions, gaps)
 
     out.mkdir(parents=True, exist_ok=True)
     spec = f"published:{model or _model_name(evals)}"
@@ -320,6 +288,53 @@ def import_ct_spatialvqa_run(dataset: Path, evals: Sequence[Path], out: Path, *,
     }
     (out / IMPORT_REPORT).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return report
+
+
+def _aligned_predictions(released: Sequence[str], groups: Mapping[tuple[str, str], list[str]],
+                         fullest: tuple[Path, list[dict[str, Any]]],
+                         gaps: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """Per (question, answer) group, the i-th released item gets the i-th answer of the fullest
+    eval file; entries without an item and items without an answer are counted in ``gaps``."""
+    path, rows = fullest
+    predictions: dict[str, str] = {}
+    queue: dict[tuple[str, str], deque[str]] = {k: deque(v) for k, v in groups.items()}
+    for n, e in enumerate(rows):
+        q = queue.get((e["question"], e["answer"]))
+        if not q:
+            gaps["prediction_without_item"].append({"file": str(path), "index": n})
+            continue
+        predictions[q.popleft()] = e["prediction"]
+    for iid in released:
+        if iid not in predictions:
+            gaps["item_without_prediction"].append({"item": iid})
+    return predictions
+
+
+def _aligned_verdicts(groups: Mapping[tuple[str, str], list[str]],
+                      judges: Mapping[str, tuple[Path, list[dict[str, Any]]]], predictions: Mapping[str, str],
+                      gaps: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Each judge's entry goes to an item of its (question, answer) group with the same
+    prediction: the verdicts, and per judge how many entries found an item."""
+    verdicts: list[dict[str, Any]] = []
+    judged: dict[str, int] = {}
+    for name, (path, rows) in sorted(judges.items()):
+        free: dict[tuple[str, str, str], deque[str]] = defaultdict(deque)
+        for key, ids in groups.items():
+            for iid in ids:
+                if iid in predictions:
+                    free[(*key, predictions[iid])].append(iid)
+        for n, e in enumerate(rows):
+            q = free.get((e["question"], e["answer"], e["prediction"]))
+            if not q:
+                gaps["verdict_without_item"].append({"judge": name, "file": str(path), "index": n})
+                continue
+            iid = q.popleft()
+            verdicts.append({"item_id": iid, "judge": f"published:{name}", "verdict": e["is_correct"],
+                             "source": str(path), "index": n})
+        judged[name] = len(rows) - sum(1 for g in gaps["verdict_without_item"] if g["judge"] == name)
+        for iid in (i for q in free.values() for i in q):
+            gaps["item_not_judged"].append({"judge": name, "item": iid})
+    return verdicts, judged
 
 
 def _model_name(evals: Sequence[Path]) -> str:
