@@ -88,16 +88,6 @@ def sagittal_frame_size(shape: tuple[int, ...]) -> tuple[int, int]:
     return int(shape[1]), int(shape[2])
 
 
-def voxel_box_to_sagittal_box3d(
-    box: tuple[int, int, int, int, int, int], shape: tuple[int, ...]
-) -> tuple[int, int, tuple[int, int, int, int]]:
-    """RAS+ voxel box (i0, j0, k0, i1, j1, k1), max exclusive -> (first frame, last frame
-    inclusive, pixel box [x0, y0, x1, y1) on the sagittal frames)."""
-    i0, j0, k0, i1, j1, k1 = box
-    n_i, n_j, n_k = (int(n) for n in shape[:3])
-    return n_i - i1, n_i - 1 - i0, (n_j - j1, n_k - k1, n_j - j0, n_k - k0)
-
-
 def frame_image(data: np.ndarray, view_axis: int, k: int) -> np.ndarray:
     """Frame k of a RAS+ canonical array under its study's convention (``Study.view_axis``)."""
     if view_axis == SAGITTAL_VIEW_AXIS:

@@ -61,7 +61,6 @@ _SCALES = (
 )
 _SCALE_KEY = "__scale__"
 MOAKS_WRAPPERS = ("MOAKS_scores", "MOAKS_grade")
-HORNS = ("anterior", "body", "posterior")
 
 
 @dataclass(frozen=True)
