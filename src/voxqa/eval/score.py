@@ -26,7 +26,10 @@ from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.controls import mirror_item
 from voxqa.eval.jury import Jury
-from voxqa.eval.metrics import aggregate, all_groups, ar_score, holm, score_item, wilson
+from voxqa.eval.metrics.aggregate import aggregate, all_groups
+from voxqa.eval.metrics.items import score_item
+from voxqa.eval.metrics.statistics import holm, wilson
+from voxqa.eval.metrics.text import ar_score
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
 from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.render import map_box

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from voxqa.eval.jury import CACHE
-from voxqa.eval.metrics import THRESHOLDS
+from voxqa.eval.metrics.boxes import THRESHOLDS
 
 #: Benchmarks whose published metrics ``score --as-published`` computes.
 NAMES = ("sgmri-vqa", "ct-spatialvqa")
