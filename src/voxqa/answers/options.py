@@ -27,9 +27,14 @@ def letters(indices: list[int] | tuple[int, ...]) -> str:
     return ", ".join(letter(i) for i in indices)
 
 
+def index_of(name: str) -> int:
+    """The 0-based option index of letter ``name`` (either case): "B" -> 1."""
+    return ord(name.upper()) - ord("A")
+
+
 def letter_index(name: str, options: list[str]) -> int:
-    """The 0-based index of option letter ``name`` (either case); past the last option fails."""
-    index = ord(name.upper()) - ord("A")
+    """``index_of`` an option letter of the item's ``options``; past the last option fails."""
+    index = index_of(name)
     if index >= len(options):
         raise ParseError(f"letter {name.upper()} is past the last of {len(options)} options")
     return index
