@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -63,6 +63,11 @@ class AnswerType:
     instruction: ClassVar[str]
     #: the answer holds (or, for text, may quote) boxes: the user turn gets the profile's box hint
     holds_boxes: ClassVar[bool] = False
+    #: free text: judged by text metrics and the jury; the boxes it quotes are scored as the
+    #: training target writes them (in the profile's convention)
+    free_text: ClassVar[bool] = False
+    #: values are numbers: the random baseline draws them from the template's train values
+    numeric: ClassVar[bool] = False
     #: the blind audit fits a text-only learner for it (``voxqa.dataset.audit``)
     audited: ClassVar[bool] = False
     #: how many of the item's options an answer selects: "one", "many", or None (no options)
@@ -105,6 +110,10 @@ class AnswerType:
     def boxes_of(self, value: Any) -> list[tuple[int, list[int]]]:
         """(frame, box) pairs of a JSON-form value, for drawing and quoting; none by default."""
         return []
+
+    def on_image(self, value: Any, to_image: Callable[[Sequence[int]], list[int]]) -> Any:
+        """A JSON-form value with its stored-frame boxes mapped to the rendered image."""
+        return value
 
     def hashable(self, value: Any) -> Any:
         """The value as a hashable class label (the blind audit's learners)."""

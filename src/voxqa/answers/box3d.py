@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from voxqa.answers.base import AnswerType, Scores, ScoreContext, TargetWriter
@@ -98,6 +98,9 @@ class Box3DType(AnswerType):
                      numbers: Sequence[float]) -> str:
         im, box = random_box(item, rng, profile)
         return f"frames {im.frame}-{im.frame}, {box}"
+
+    def on_image(self, value: Any, to_image: Callable[[Sequence[int]], list[int]]) -> Any:
+        return {**value, "box": to_image(value["box"])}
 
     def boxes_of(self, value: Any) -> list[tuple[int, list[int]]]:
         if isinstance(value, dict) and "box" in value:

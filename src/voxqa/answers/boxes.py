@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,6 +220,9 @@ class Boxes(AnswerType):
                      numbers: Sequence[float]) -> str:
         im, box = random_box(item, rng, profile)
         return f"Frame {im.frame}: {box}"
+
+    def on_image(self, value: Any, to_image: Callable[[Sequence[int]], list[int]]) -> Any:
+        return [{"frame": b["frame"], "box": to_image(b["box"])} for b in value]
 
     def boxes_of(self, value: Any) -> list[tuple[int, list[int]]]:
         if isinstance(value, list):

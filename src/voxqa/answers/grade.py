@@ -59,6 +59,7 @@ class Grade(AnswerType):
     name = "grade"
     instruction = "Answer with the grade number."
     audited = True
+    numeric = True
     constant_reply = "0"
 
     def parse(self, reply: Reply, ctx: ParseContext) -> int:

@@ -79,6 +79,7 @@ class NumberType(AnswerType):
     name = "number"
     instruction = "Answer with a number."
     audited = True
+    numeric = True
     constant_reply = "0"
 
     def parse(self, reply: Reply, ctx: ParseContext) -> Number:

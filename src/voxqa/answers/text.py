@@ -23,6 +23,7 @@ class Text(AnswerType):
     name = "text"
     instruction = "Answer in a few sentences."
     holds_boxes = True
+    free_text = True
     constant_reply = NO_FINDING
 
     def parse(self, reply: Reply, ctx: ParseContext) -> str:
