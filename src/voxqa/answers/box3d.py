@@ -11,14 +11,14 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from voxqa.answers.base import AnswerType, Scores, ScoreContext, TargetWriter
 from voxqa.answers.boxes import BOX_KEYS, is_number, pixels, random_box, written_boxes
 from voxqa.answers.reply import Number, ParseContext, ParseError, Reply, json_values
 from voxqa.boxes.profiles import Profile
 from voxqa.eval.metrics.boxes import BOX3D_THRESHOLDS, box3d_iou
-from voxqa.schema import Item
+from voxqa.schema import Box3DAnswer, Item
 
 _FRAME_RANGE_WORDS = re.compile(r"\bframes?\s*(\d+)\s*(?:-|–|—|\bto\b|\bthrough\b)\s*(\d+)", re.IGNORECASE)
 
@@ -90,7 +90,7 @@ class Box3DType(AnswerType):
         return {"iou3d": v, **{f"acc@{t}": float(v >= t) for t in BOX3D_THRESHOLDS}}
 
     def target(self, item: Item, write: TargetWriter) -> str:
-        v = item.answer.value
+        v = cast(Box3DAnswer, item.answer).value
         return (f'{{"frame_start": {v.frame_start}, "frame_end": {v.frame_end}, '
                 f'"bbox": {write.box(v.frame_start, v.box)}}}')
 

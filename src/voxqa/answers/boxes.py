@@ -27,14 +27,14 @@ import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from voxqa.answers.base import AnswerType, Scores, ScoreContext, TargetWriter
 from voxqa.answers.reply import NONE_ANSWERS, Number, ParseContext, ParseError, Reply, json_values, normal
 from voxqa.boxes.profiles import Profile
 from voxqa.boxes.spaces import decode_point
 from voxqa.eval.metrics.boxes import THRESHOLDS, as_dict, hits_at, iou_matrix, match_boxes
-from voxqa.schema import ImageRef, Item
+from voxqa.schema import BoxesAnswer, ImageRef, Item
 
 _NUM = r"(-?\d+(?:\.\d+)?)"
 _BBX = re.compile(rf"<bbx>\s*\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\]\s*</bbx>", re.IGNORECASE)
@@ -213,7 +213,7 @@ class Boxes(AnswerType):
 
     def target(self, item: Item, write: TargetWriter) -> str:
         return "[" + ", ".join(
-            f'{{"frame": {b.frame}, "bbox": {write.box(b.frame, b.box)}}}' for b in item.answer.value
+            f'{{"frame": {b.frame}, "bbox": {write.box(b.frame, b.box)}}}' for b in cast(BoxesAnswer, item.answer).value
         ) + "]"
 
     def random_reply(self, item: Item, rng: random.Random, profile: Profile,

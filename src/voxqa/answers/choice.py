@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -31,7 +31,7 @@ from voxqa.answers.options import (
 from voxqa.answers.reply import ParseContext, ParseError, Reply
 from voxqa.answers.yes_no import score_single
 from voxqa.boxes.profiles import Profile
-from voxqa.schema import Item
+from voxqa.schema import ChoiceAnswer, Item
 
 
 class Choice(AnswerType):
@@ -64,7 +64,7 @@ class Choice(AnswerType):
         return score_single(gold, pred)
 
     def target(self, item: Item, write: TargetWriter) -> str:
-        index = item.answer.value
+        index = cast(ChoiceAnswer, item.answer).value
         return write.text(f"{marked(index)} {(item.options or [])[index]}")
 
     def chance(self, item: Item) -> float | None:

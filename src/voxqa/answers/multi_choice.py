@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -21,7 +21,7 @@ from voxqa.answers.options import LETTER_TOKEN, PLACEHOLDER, letter, letter_inde
 from voxqa.answers.reply import NONE_ANSWERS, ParseContext, ParseError, Reply, normal
 from voxqa.boxes.profiles import Profile
 from voxqa.eval.metrics.statistics import set_prf
-from voxqa.schema import Item
+from voxqa.schema import Item, MultiChoiceAnswer
 
 _OPTION_WORD = re.compile(r"\boption\b", re.IGNORECASE)
 _ITEM_SEPARATOR = re.compile(r"[,;&\n]|\band\b", re.IGNORECASE)
@@ -71,7 +71,7 @@ class MultiChoice(AnswerType):
 
     def target(self, item: Item, write: TargetWriter) -> str:
         options = item.options or []
-        return write.text("; ".join(f"{marked(i)} {options[i]}" for i in item.answer.value) or "none")
+        return write.text("; ".join(f"{marked(i)} {options[i]}" for i in cast(MultiChoiceAnswer, item.answer).value) or "none")
 
     def chance(self, item: Item) -> float | None:
         return 1 / (2 ** len(item.options or []) - 1)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import cast
 
 from voxqa.answers.base import AnswerType, Scores, ScoreContext, TargetWriter
 from voxqa.answers.reply import ParseContext, ParseError, Reply
 from voxqa.boxes.profiles import Profile
 from voxqa.eval.metrics.text import bleu, entity_f1, rouge_l, token_f1
-from voxqa.schema import Item
+from voxqa.schema import Item, TextAnswer
 
 NO_FINDING = "No abnormality."
 
@@ -40,7 +41,7 @@ class Text(AnswerType):
                 "entity_f1": entity_f1(pred, gold, ctx.vocabulary), "token_f1": token_f1(pred, gold)}
 
     def target(self, item: Item, write: TargetWriter) -> str:
-        return write.text(item.answer.value)
+        return write.text(cast(TextAnswer, item.answer).value)
 
     def random_reply(self, item: Item, rng: random.Random, profile: Profile,
                      numbers: Sequence[float]) -> str:
