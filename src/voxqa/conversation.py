@@ -8,8 +8,9 @@ summary), the profile's prompt hint. The assistant turn is the JSON text
 
     {"reasoning": ..., "answer": ..., "bboxes": [{"frame": k, "label": ..., "bbox": [...]}]}
 
-with one ``bboxes`` entry per evidence entry (its ``image_box``); a knee MOAKS grade also
-carries 3DReasonKnee's ``"MOAKS_scores"`` before ``bboxes``. Boxes are written in the
+with one ``bboxes`` entry per evidence entry (its ``image_box``); the answer is written by its
+answer type (``voxqa.answers``), which may add fields before ``bboxes`` (a knee MOAKS grade
+carries 3DReasonKnee's ``"MOAKS_scores"``). Boxes are written in the
 chosen profile's convention on the image the model sees, and so is every box quoted in the
 question, reasoning or a text answer: items quote boxes in pixels of the *stored* frame,
 which stop being true once `voxqa render` resizes the frame. A quoted box is recognised only
@@ -35,7 +36,6 @@ from voxqa.boxes.profiles import Profile
 from voxqa.dataset.paths import inside
 from voxqa.render import map_box
 from voxqa.schema import Item
-from voxqa.sources.knee import FEATURES, moaks_scores
 
 IMAGE_TOKEN = "<image>"
 BOX_TEXT = re.compile(r"\[(\d+), (\d+), (\d+), (\d+)\]")
@@ -163,14 +163,6 @@ class _Target:
         return self.style.box(self.boxes.stored(frame, box))
 
 
-def _moaks(item: Item) -> str:
-    """A knee grade's 3DReasonKnee structured target, ``"MOAKS_scores": {...}, `` (else ""),
-    so exports and the structured mode speak ReasonKnee-Bench's format as well as voxqa's."""
-    if item.answer.type != "grade" or item.task != "grading" or item.subtask not in FEATURES:
-        return ""
-    return json.dumps(moaks_scores(item.label, item.subtask, item.answer.value))[1:-1] + ", "
-
-
 def wants_box_hint(item: Item) -> bool:
     """Whether the user turn ends with the profile's box hint: answers with boxes only. A text
     answer (a grounded summary) quotes boxes when the study has any; every text item gets the
@@ -207,7 +199,7 @@ def build_sample(
         f'{{"frame": {e.frame}, "label": "{style.label(e.label)}", "bbox": {style.box(ref)}}}'
         for e, ref in zip(item.evidence, boxes.evidence, strict=False)
     )
-    target = f'{{"reasoning": {reasoning}, "answer": {answer}, {_moaks(item)}"bboxes": [{cited}]}}'
+    target = f'{{"reasoning": {reasoning}, "answer": {answer}, {kind.target_fields(item)}"bboxes": [{cited}]}}'
     return Sample(
         item=item,
         images=[str(inside(folder, im.path, f"item {item.id}")) for im in item.images],

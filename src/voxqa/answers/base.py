@@ -95,6 +95,10 @@ class AnswerType:
         """The answer as JSON text in the training target (``"answer": ...``)."""
         return json.dumps(item.answer.value)
 
+    def target_fields(self, item: Item) -> str:
+        """More target fields after the answer, each JSON member followed by ", "; none by default."""
+        return ""
+
     def chance(self, item: Item) -> float | None:
         """P(a uniform random answer is right), where the answer space is finite."""
         return None

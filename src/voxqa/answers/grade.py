@@ -9,16 +9,17 @@ quadratic weighted kappa; an unparsed grade counts as the farthest grade of the 
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from voxqa.answers.base import AnswerType, Scores, ScoreContext
 from voxqa.answers.number import random_number, the_number, within
 from voxqa.answers.reply import ParseContext, ParseError, Reply, json_values
 from voxqa.boxes.profiles import Profile
-from voxqa.schema import Item
+from voxqa.schema import GradeAnswer, Item
 
 _GRADE = re.compile(r"\bgrade\s*:?\s*(\d+)\b", re.IGNORECASE)
 MOAKS_KEYS = ("MOAKS_scores", "MOAKS_grade")  # 3DReasonKnee's Q45/Q51 write "MOAKS_grade"
@@ -93,6 +94,16 @@ class Grade(AnswerType):
         correct = float(pred == gold)
         return {"correct": correct, "a_score": correct, "abs_error": float(abs(pred - gold)),
                 "grade_gold": float(gold), "grade_pred": float(pred)}
+
+    def target_fields(self, item: Item) -> str:
+        """A knee grade's 3DReasonKnee structured target, ``"MOAKS_scores": {...}, ``, so exports
+        and the structured mode speak ReasonKnee-Bench's format as well as voxqa's."""
+        from voxqa.sources.knee import FEATURES, moaks_scores
+
+        if item.task != "grading" or item.subtask not in FEATURES:
+            return ""
+        grade = cast(GradeAnswer, item.answer).value
+        return json.dumps(moaks_scores(item.label, item.subtask, grade))[1:-1] + ", "
 
     def random_reply(self, item: Item, rng: random.Random, profile: Profile,
                      numbers: Sequence[float]) -> str:
