@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from openai_stub import StubServer  # noqa: E402 - the test suite's loopback server
 
 from voxqa.build import build_fastmri_plus  # noqa: E402
-from voxqa.eval.metrics import aggregate, score_item  # noqa: E402
+from voxqa.eval.metrics.aggregate import aggregate  # noqa: E402
+from voxqa.eval.metrics.items import score_item  # noqa: E402
 from voxqa.eval.models import make_model  # noqa: E402
 from voxqa.eval.run import RunConfig, run_eval  # noqa: E402
 from voxqa.phantom import write_phantom  # noqa: E402

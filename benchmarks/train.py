@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import rendered_phantom  # noqa: E402
+from helpers import rendered_phantom  # noqa: E402
 
 from voxqa.train.data import load_examples, to_dataset  # noqa: E402
 from voxqa.train.tiny import texts, write_tiny_qwen25vl  # noqa: E402

@@ -221,7 +221,7 @@ def test_scores_oracle_perfect_random_near_chance(rendered, tmp_path) -> None:
     assert set(oracle["by"]) >= {"task", "task/subtask", "level", "label"}
     rnd = json.loads((tmp_path / "random" / "results.json").read_text())
     # a random guesser scores chance: no group of its results file is flagged below chance
-    from voxqa.eval.metrics import all_groups
+    from voxqa.eval.metrics.aggregate import all_groups
 
     groups = all_groups(rnd)
     tested = [g for g in groups if g["below_chance_test"]]

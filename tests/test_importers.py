@@ -245,7 +245,7 @@ def test_released_a_score_parsing_reproduces_the_published_bugs() -> None:
 
 def test_sgmri_as_published_columns_match_hand_computed_values() -> None:
     """The README table's columns from per-item records, each value computed by hand below."""
-    from voxqa.eval.metrics import score_item
+    from voxqa.eval.metrics.items import score_item
     from voxqa.importers.published_scores import sgmri_vqa
 
     def rec(iid: str, task: str, answer_type: str, scores: dict) -> dict:

@@ -13,23 +13,11 @@ from pycocotools.cocoeval import COCOeval
 from rouge_score import rouge_scorer
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score
 
-from voxqa.eval.metrics import (
-    RECALL_THRESHOLDS,
-    THRESHOLDS,
-    aggregate,
-    all_groups,
-    below_chance_p,
-    holm,
-    average_precision,
-    bleu,
-    box3d_iou,
-    extract_entities,
-    match_boxes,
-    rouge_l,
-    score_answer,
-    score_item,
-    set_prf,
-)
+from voxqa.eval.metrics.aggregate import aggregate, all_groups
+from voxqa.eval.metrics.boxes import RECALL_THRESHOLDS, THRESHOLDS, average_precision, box3d_iou, match_boxes
+from voxqa.eval.metrics.items import score_answer, score_item
+from voxqa.eval.metrics.statistics import below_chance_p, holm, set_prf
+from voxqa.eval.metrics.text import bleu, extract_entities, rouge_l
 from voxqa.boxes.geometry import iou
 from voxqa.schema import BoxesAnswer, NumberAnswer
 

@@ -1,4 +1,4 @@
-"""voxqa.eval.parse: every accepted reply format, the exported targets of real phantom items
+"""voxqa.eval.parse and the answer types' readers: every accepted reply format, the exported targets of real phantom items
 read back to their answers under every box profile, and replies that must fail cleanly."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from helpers import rendered_phantom, rendered_segmentation
 
 from voxqa.boxes.profiles import PROFILES, Profile, get_profile
 from voxqa.dataset.folder import read_items, read_studies
-from voxqa.eval.parse import PARSERS, ParseResult, clean_reply, parse_answer
+from voxqa.answers import ANSWER_TYPES
+from voxqa.answers.reply import clean_reply
+from voxqa.eval.parse import ParseResult, parse_answer
 from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.render import map_box
 from voxqa.schema import Answer, Item
@@ -421,7 +423,7 @@ def test_refusal_fails_for_every_typed_answer(item: Item) -> None:
 
 def test_registry_covers_every_answer_type_and_results_are_frozen() -> None:
     types = {m.model_fields["type"].default for m in get_args(get_args(Answer)[0])}
-    assert set(PARSERS) == types
+    assert set(ANSWER_TYPES) == types
     result = parse_answer("yes", YES_NO)
     assert result == ParseResult(True, "yes", None)
     with pytest.raises(dataclasses.FrozenInstanceError):

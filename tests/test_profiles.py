@@ -12,7 +12,7 @@ from test_parse import fails, make_item, ok
 
 from voxqa.boxes.profiles import PROFILES, check_processor, get_profile
 from voxqa.boxes.syntax import MARKERS
-from voxqa.eval.metrics import score_item
+from voxqa.eval.metrics.items import score_item
 from voxqa.model_inputs import RECIPES, m3d_normalized
 from voxqa.schema import Box3D
 

@@ -20,7 +20,7 @@ from voxqa.build import build_reports
 from voxqa.cli import app
 from voxqa.boxes.geometry import iou
 from voxqa.dataset.folder import read_items
-from voxqa.eval.metrics import Grounded, grounding_scores, match_keywords
+from voxqa.eval.metrics.grounding import Grounded, grounding_scores, match_keywords
 from voxqa.eval.parse import parse_answer
 from voxqa.phantom import write_segmentation_phantom
 from voxqa.render import RenderSettings, render_dataset

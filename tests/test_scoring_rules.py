@@ -13,7 +13,8 @@ from helpers import rendered_phantom, rendered_segmentation
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.compare import leaderboard
 from voxqa.eval.controls import mirror_item
-from voxqa.eval.metrics import all_groups, score_item
+from voxqa.eval.metrics.aggregate import all_groups
+from voxqa.eval.metrics.items import score_item
 from voxqa.eval.models import make_model
 from voxqa.eval.run import RunConfig, run_eval
 from voxqa.eval.score import ScoredRun, dataset_vocabulary, pair_accuracy, results_of, score_run

@@ -26,7 +26,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from voxqa.cli import app  # noqa: E402
 from voxqa.eval.models.hf_local import HFLocal  # noqa: E402
-from voxqa.eval.parse import clean_reply, json_values  # noqa: E402
+from voxqa.answers.reply import clean_reply, json_values  # noqa: E402
 from voxqa.eval.prompts import Prompt  # noqa: E402
 from voxqa.train import TrainConfig, TrainDataError, read_log, train  # noqa: E402
 from voxqa.train.data import Examples, load_examples  # noqa: E402

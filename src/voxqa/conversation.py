@@ -8,8 +8,9 @@ summary), the profile's prompt hint. The assistant turn is the JSON text
 
     {"reasoning": ..., "answer": ..., "bboxes": [{"frame": k, "label": ..., "bbox": [...]}]}
 
-with one ``bboxes`` entry per evidence entry (its ``image_box``); a knee MOAKS grade also
-carries 3DReasonKnee's ``"MOAKS_scores"`` before ``bboxes``. Boxes are written in the
+with one ``bboxes`` entry per evidence entry (its ``image_box``); the answer is written by its
+answer type (``voxqa.answers``), which may add fields before ``bboxes`` (a knee MOAKS grade
+carries 3DReasonKnee's ``"MOAKS_scores"``). Boxes are written in the
 chosen profile's convention on the image the model sees, and so is every box quoted in the
 question, reasoning or a text answer: items quote boxes in pixels of the *stored* frame,
 which stop being true once `voxqa render` resizes the frame. A quoted box is recognised only
@@ -29,12 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from voxqa.answers import ANSWER_TYPES
+from voxqa.answers.options import marked
 from voxqa.boxes.profiles import Profile
 from voxqa.dataset.paths import inside
 from voxqa.errors import InputError
 from voxqa.render import map_box
 from voxqa.schema import Item
-from voxqa.sources.knee import FEATURES, moaks_scores
 
 IMAGE_TOKEN = "<image>"
 BOX_TEXT = re.compile(r"\[(\d+), (\d+), (\d+), (\d+)\]")
@@ -149,52 +151,24 @@ def _json_string(text: str, boxes: _Boxes, style: BoxStyle) -> str:
     return '"' + _rewrite(text, boxes, style, lambda s: json.dumps(s, ensure_ascii=False)[1:-1]) + '"'
 
 
-def _letter(index: int) -> str:
-    return f"({chr(ord('A') + index)})"
+class _Target:
+    """The ``TargetWriter`` answer types write their target with (``voxqa.answers.base``)."""
 
+    def __init__(self, boxes: _Boxes, style: BoxStyle):
+        self.boxes, self.style = boxes, style
 
-def _answer(item: Item, boxes: _Boxes, style: BoxStyle) -> str:
-    """The human-readable answer as JSON text (boxes in the style, in text order)."""
-    a = item.answer
-    options = item.options or []
-    if a.type == "choice":
-        return _json_string(f"{_letter(a.value)} {options[a.value]}", boxes, style)
-    if a.type == "multi_choice":
-        chosen = "; ".join(f"{_letter(i)} {options[i]}" for i in a.value) or "none"
-        return _json_string(chosen, boxes, style)
-    if a.type in ("yes_no", "number", "frames", "grade"):
-        return json.dumps(a.value)
-    if a.type == "text":
-        return _json_string(a.value, boxes, style)
-    if a.type == "boxes":
-        return "[" + ", ".join(
-            f'{{"frame": {b.frame}, "bbox": {style.box(boxes.stored(b.frame, b.box))}}}' for b in a.value
-        ) + "]"
-    if a.type == "box3d":
-        v = a.value
-        ref = boxes.stored(v.frame_start, v.box)
-        return (f'{{"frame_start": {v.frame_start}, "frame_end": {v.frame_end}, '
-                f'"bbox": {style.box(ref)}}}')
-    raise ValueError(f"item {item.id}: no export rule for answer type {a.type!r}")
+    def text(self, text: str) -> str:
+        return _json_string(text, self.boxes, self.style)
 
-
-def _moaks(item: Item) -> str:
-    """A knee grade's 3DReasonKnee structured target, ``"MOAKS_scores": {...}, `` (else ""),
-    so exports and the structured mode speak ReasonKnee-Bench's format as well as voxqa's."""
-    if item.answer.type != "grade" or item.task != "grading" or item.subtask not in FEATURES:
-        return ""
-    return json.dumps(moaks_scores(item.label, item.subtask, item.answer.value))[1:-1] + ", "
-
-
-# answer types whose answer holds boxes: only their user turn carries the profile's box hint.
-# A text answer (a grounded summary) quotes boxes when the study has any; every text item gets
-# the hint, so its presence never tells a study without findings apart.
-BOX_ANSWERS = ("boxes", "box3d", "text")
+    def box(self, frame: int, box: Sequence[int]) -> str:
+        return self.style.box(self.boxes.stored(frame, box))
 
 
 def wants_box_hint(item: Item) -> bool:
-    """Whether the user turn ends with the profile's box hint (answers with boxes only)."""
-    return item.answer.type in BOX_ANSWERS
+    """Whether the user turn ends with the profile's box hint: answers with boxes only. A text
+    answer (a grounded summary) quotes boxes when the study has any; every text item gets the
+    hint, so its presence never tells a study without findings apart."""
+    return ANSWER_TYPES[item.answer.type].holds_boxes
 
 
 def build_sample(
@@ -207,15 +181,13 @@ def build_sample(
     """
     assert item.images
     boxes = _Boxes(item, frame_size)
-    if item.answer.type == "boxes":  # answer boxes may be quoted before the answer is written
-        for b in item.answer.value:
-            boxes.stored(b.frame, b.box)
-    elif item.answer.type == "box3d":
-        boxes.stored(item.answer.value.frame_start, item.answer.value.box)
+    kind = ANSWER_TYPES[item.answer.type]
+    for frame, box in kind.boxes_of(item.answer.model_dump(mode="json")["value"]):
+        boxes.stored(frame, box)  # answer boxes may be quoted before the answer is written
 
     question = _plain(item.question, boxes, style)
     options = None if item.options is None else [_plain(o, boxes, style) for o in item.options]
-    body = [question] + [f"{_letter(i)} {o}" for i, o in enumerate(options or [])]
+    body = [question] + [f"{marked(i)} {o}" for i, o in enumerate(options or [])]
     user: list[str | None] = []
     for n, im in enumerate(item.images):
         user += [("\n" if n else "") + f"Frame {im.frame}: ", None]
@@ -223,12 +195,12 @@ def build_sample(
     user.append("\n" + "\n".join(body + hint))
 
     reasoning = _json_string(item.reasoning, boxes, style)
-    answer = _answer(item, boxes, style)
+    answer = kind.target(item, _Target(boxes, style))
     cited = ", ".join(
         f'{{"frame": {e.frame}, "label": "{style.label(e.label)}", "bbox": {style.box(ref)}}}'
         for e, ref in zip(item.evidence, boxes.evidence, strict=False)
     )
-    target = f'{{"reasoning": {reasoning}, "answer": {answer}, {_moaks(item)}"bboxes": [{cited}]}}'
+    target = f'{{"reasoning": {reasoning}, "answer": {answer}, {kind.target_fields(item)}"bboxes": [{cited}]}}'
     return Sample(
         item=item,
         images=[str(inside(folder, im.path, f"item {item.id}")) for im in item.images],

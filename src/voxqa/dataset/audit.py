@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from voxqa.answers import ANSWER_TYPES
 from voxqa.dataset.frame_policy import DEFAULT_FRAMES
 from voxqa.schema import Item, Study
 
@@ -55,7 +56,7 @@ MIN_TRAIN = 20  # train items a template needs for the audit to say anything
 MIN_EVAL = 20  # val + test items
 CONFIDENCE = 0.95
 MAX_NUMBER_CLASSES = 40  # numbers with more distinct train values are regressed, not classified
-AUDITED_TYPES = ("yes_no", "choice", "multi_choice", "number", "grade")
+AUDITED_TYPES = tuple(name for name, kind in ANSWER_TYPES.items() if kind.audited)
 STATUS_NOT_AUDITED = "not audited (answer type)"
 
 _BOX = re.compile(
@@ -172,19 +173,11 @@ _View = tuple[tuple, dict[str, float]]  # (memo key, features) of one item's tex
 
 def answer_of(item: Item) -> Any:
     """The gold answer as a hashable value (multi-choice: a sorted tuple)."""
-    a = item.answer
-    return tuple(sorted(a.value)) if a.type == "multi_choice" else a.value
+    return ANSWER_TYPES[item.answer.type].hashable(item.answer.value)
 
 
 def is_correct(item: Item, pred: Any) -> bool:
-    a = item.answer
-    if pred is None:
-        return False
-    if a.type in ("number", "grade"):
-        return abs(float(pred) - float(a.value)) <= getattr(a, "tolerance", 0.0) + 1e-9
-    if a.type == "multi_choice":
-        return tuple(sorted(pred)) == tuple(sorted(a.value))
-    return pred == a.value
+    return pred is not None and ANSWER_TYPES[item.answer.type].matches(item.answer, pred)
 
 
 def _constant(train: Sequence[Item]) -> Any:
@@ -283,12 +276,13 @@ class TemplateLearner:
     def __init__(self, answer_type: str, train: Sequence[Item], views: Sequence[_View],
                  option_row: Callable[[_View, str, int], dict[str, float]] | None = None):
         self.answer_type = answer_type
+        self.selects = ANSWER_TYPES[answer_type].selects  # choice items: one row per option
         self.constant = _constant(train)
         self.option_row = option_row or (lambda view, opt, i: option_features(view[1], opt, i))
-        if answer_type in ("choice", "multi_choice"):
+        if self.selects:
             rows, labels = [], []
             for it, view in zip(train, views, strict=False):
-                gold = set(answer_of(it)) if answer_type == "multi_choice" else {it.answer.value}
+                gold = set(answer_of(it)) if self.selects == "many" else {it.answer.value}
                 for i, opt in enumerate(it.options or []):
                     rows.append(self.option_row(view, opt, i))
                     labels.append(int(i in gold))
@@ -303,7 +297,7 @@ class TemplateLearner:
         if not items:
             return []
         f = self.fitted
-        if self.answer_type in ("choice", "multi_choice"):
+        if self.selects:
             rows, owner = [], []
             for n, (it, view) in enumerate(zip(items, views, strict=False)):
                 for i, opt in enumerate(it.options or []):
@@ -316,7 +310,7 @@ class TemplateLearner:
             per: list[list[tuple[int, float]]] = [[] for _ in items]
             for (n, i), pi in zip(owner, p, strict=False):
                 per[n].append((i, pi))
-            if self.answer_type == "choice":
+            if self.selects == "one":
                 return [max(s, key=lambda t: (t[1], -t[0]))[0] if s else None for s in per]
             return [tuple(i for i, pi in s if pi > 0.5) for s in per]
         if isinstance(f, _Regressed):

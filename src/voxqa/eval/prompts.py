@@ -5,7 +5,7 @@ image after a text label "Frame k:" with k the 0-based frame index stored in the
 the question with its boxes in the profile's convention, the options as (A), (B), ... and,
 for answers with boxes, the profile's box hint. The mode decides what follows:
 
-* ``minimal``: one line saying how to answer (by answer type);
+* ``minimal``: one line saying how to answer (the answer type's ``instruction``);
 * ``structured``: the JSON schema {"reasoning", "answer", "bboxes"} (3DReasonKnee found an
   explicit schema helps), the same target the exports train on, and the box hint for the
   "bboxes" where the user turn has none;
@@ -18,23 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from voxqa.answers import ANSWER_TYPES
 from voxqa.boxes.profiles import Profile
 from voxqa.dataset.paths import check_png
 from voxqa.conversation import InlineBoxes, build_sample, wants_box_hint
 from voxqa.schema import Item
 
 MODES = ("minimal", "structured", "oracle_region")
-ANSWER_FORMAT = {
-    "yes_no": "Answer with yes or no.",
-    "choice": "Answer with the letter of one option.",
-    "multi_choice": "Answer with the letters of all correct options, separated by commas.",
-    "number": "Answer with a number.",
-    "frames": "Answer with the frame numbers as labelled, e.g. 3-5, 9.",
-    "boxes": "Answer with one line per box: Frame k: then the box.",
-    "box3d": "Answer as: frames a-b, then the box on frame a.",
-    "text": "Answer in a few sentences.",
-    "grade": "Answer with the grade number.",
-}
 STRUCTURED = (
     'Reply with JSON only: {"reasoning": "<your reasoning>", "answer": <your answer>, '
     '"bboxes": [{"frame": <frame number>, "label": "<finding>", "bbox": <the box numbers as a JSON list>}]}'
@@ -72,7 +62,7 @@ def build_prompt(item: Item, folder: Path, frame_size: tuple[int, int], profile:
             for e in item.evidence if e.image_box is not None
         )
         parts.append(("text", f"\nThe relevant region: {given}."))
-    tail = STRUCTURED if mode == "structured" else ANSWER_FORMAT[item.answer.type]
+    tail = STRUCTURED if mode == "structured" else ANSWER_TYPES[item.answer.type].instruction
     if mode == "structured" and not wants_box_hint(item):  # its "bboxes" need the convention
         tail += "\n" + profile.hint
     parts.append(("text", "\n" + tail))

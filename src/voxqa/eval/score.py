@@ -22,12 +22,16 @@ from typing import Any
 
 import orjson
 
+from voxqa.answers import ANSWER_TYPES
 from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.errors import InputError, MissingFileError, VoxqaError
 from voxqa.eval.controls import mirror_item
 from voxqa.eval.jury import Jury
-from voxqa.eval.metrics import aggregate, all_groups, ar_score, holm, score_item, wilson
+from voxqa.eval.metrics.aggregate import aggregate, all_groups
+from voxqa.eval.metrics.items import score_item
+from voxqa.eval.metrics.statistics import holm, wilson
+from voxqa.eval.metrics.text import ar_score
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
 from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.render import map_box
@@ -47,19 +51,14 @@ def gold_value(item: Item, frame_size: tuple[int, int], folder: Path, profile: s
     if mirrored:  # stored boxes flipped too: the same item the model was shown
         item = mirror_item(item, frame_size)
     value = item.answer.model_dump(mode="json")["value"]
-    if item.answer.type == "text" and item.images:
+    kind = ANSWER_TYPES[item.answer.type]
+    if not item.images:
+        return value
+    if kind.free_text:
         p = get_profile(profile)
         return json.loads(build_sample(item, folder, frame_size, p, InlineBoxes(p)).target)["answer"]
-    if item.answer.type not in ("boxes", "box3d") or not item.images:
-        return value
     size = (item.images[0].width, item.images[0].height)
-
-    def to_image(box: Any) -> list[int]:
-        return list(map_box(box, frame_size, size))
-
-    if item.answer.type == "boxes":
-        return [{"frame": b["frame"], "box": to_image(b["box"])} for b in value]
-    return {**value, "box": to_image(value["box"])}
+    return kind.on_image(value, lambda box: list(map_box(box, frame_size, size)))
 
 
 def macro_averages(results: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -80,7 +79,8 @@ def _judge(jury: Jury, items: list[Item], golds: list[Any], preds: dict[str, Any
            records: list[dict[str, Any]]) -> None:
     """Jury verdicts for the parsed free-text answers (unparsed ones score 0); the reference
     is the gold text as the model was asked to write it (boxes in its convention)."""
-    todo = [(i, it) for i, it in enumerate(items) if it.answer.type == "text" and not records[i]["failed"]]
+    todo = [(i, it) for i, it in enumerate(items)
+            if ANSWER_TYPES[it.answer.type].free_text and not records[i]["failed"]]
     asked = [(i, it) for i, it in todo if records[i]["parse_ok"]]
     verdicts = asyncio.run(jury.verdicts(
         {it.id: (it.question, str(golds[i]), str(preds[it.id]["parsed"])) for i, it in asked}))

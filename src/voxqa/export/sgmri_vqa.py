@@ -30,6 +30,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from voxqa.answers.options import marked
 from voxqa.boxes.profiles import Profile
 from voxqa.conversation import BoxRef, BoxStyle, Sample
 from voxqa.dataset.folder import read_studies
@@ -89,7 +90,7 @@ def _task(item: Item) -> str | None:
 
 
 def _letters(indices: list[int]) -> str:
-    return ", ".join(f"({chr(ord('A') + i)})" for i in indices)
+    return ", ".join(marked(i) for i in indices)
 
 
 def _answer(s: Sample, target: dict[str, Any], study: Study) -> str:
@@ -127,7 +128,7 @@ def _record(s: Sample, study: Study) -> dict[str, Any] | None:
     target = json.loads(s.target)
     question = _sgmri_text(s.question)
     if s.options:
-        question += " " + " ".join(f"({chr(ord('A') + i)}) {o}" for i, o in enumerate(s.options))
+        question += " " + " ".join(f"{marked(i)} {o}" for i, o in enumerate(s.options))
     common = {"volume_id": s.item.study_id,
               "modality": study.anatomy if study.anatomy in ("knee", "brain") else study.modality,
               "task": task, "type": qtype, "question": question,

@@ -35,9 +35,10 @@ from typing import Any
 
 import orjson
 
+from voxqa.answers.options import letter
 from voxqa.errors import InputError
 from voxqa.eval.jury import CACHE
-from voxqa.eval.metrics import THRESHOLDS
+from voxqa.eval.metrics.boxes import THRESHOLDS
 
 #: Benchmarks whose published metrics ``score --as-published`` computes.
 NAMES = ("sgmri-vqa", "ct-spatialvqa")
@@ -170,9 +171,9 @@ def released_a_score(reply: str, answer_type: str, gold: Any) -> float:
         return float(released_number(text) == float(gold))
     letters = released_letters(text)
     if answer_type == "choice":
-        return float(bool(letters) and letters[0] == chr(ord("A") + gold))
+        return float(bool(letters) and letters[0] == letter(gold))
     if answer_type == "multi_choice":
-        g = {chr(ord("A") + i) for i in gold}
+        g = {letter(i) for i in gold}
         p = set(letters)
         hit = len(g & p)
         return 2 * hit / (len(g) + len(p)) if hit else 0.0

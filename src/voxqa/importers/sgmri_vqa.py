@@ -38,6 +38,7 @@ from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 from typing import Any
 
+from voxqa.answers.options import index_of, letter as option_letter
 from voxqa.boxes.geometry import clip, union_box
 from voxqa.boxes.instances import LINK_RULE, link_instances
 from voxqa.dataset.build_report import BuildReport
@@ -371,7 +372,7 @@ def _rewrite(text: str, r: Record, frames: _Frames, boxes: dict[tuple[int, tuple
 def _options(question: str, where: str) -> list[str]:
     opts = [(letter, _label(text)) for letter, text in OPTION.findall(question)]
     letters = [letter for letter, _ in opts]
-    if not opts or letters != [chr(ord("A") + i) for i in range(len(opts))]:
+    if not opts or letters != [option_letter(i) for i in range(len(opts))]:
         raise BuildError(f"{where}: field 'question' has no options '(A) ... (B) ...' in order")
     return [text for _, text in opts]
 
@@ -381,9 +382,9 @@ def _letters(answer: str, n: int, where: str, multi: bool) -> list[int]:
     out = []
     for p in parts:
         m = LETTER.match(p)
-        if not m or ord(m.group(1)) - ord("A") >= n:
+        if not m or index_of(m.group(1)) >= n:
             raise BuildError(f"{where}: field 'answer' {answer!r} is not an option letter of the question")
-        out.append(ord(m.group(1)) - ord("A"))
+        out.append(index_of(m.group(1)))
     return sorted(set(out))
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voxqa.answers.options import marked
 from voxqa.schema import Evidence, Item
 from voxqa.tasks.base import (
     BuildContext,
@@ -47,7 +48,6 @@ from voxqa.tasks.base import (
 )
 
 TASK = "classification"
-LETTERS = "ABCDEFGHIJ"
 
 
 @dataclass
@@ -376,14 +376,14 @@ class Classification:
 
     def _single(self, spec: _Single, distractors: list[str], position: int) -> Item:
         options = distractors[:position] + [spec.label] + distractors[position:]
-        letter = LETTERS[position]
+        letter = marked(position)
         return make_item(
             spec.view, task=TASK, subtask=spec.subtask, frame=spec.frame, label=spec.label,
             question=spec.question, options=options,
             answer={"type": "choice", "value": position},
-            answer_text=f"({letter}) {spec.label}", evidence=spec.evidence,
+            answer_text=f"{letter} {spec.label}", evidence=spec.evidence,
             reasoning=f"{spec.why} The other options have no box on frames "
-            f"{max(spec.frame - 1, 0)}-{spec.frame + 1}. Answer: ({letter}) {spec.label}.",
+            f"{max(spec.frame - 1, 0)}-{spec.frame + 1}. Answer: {letter} {spec.label}.",
             chance=1 / len(options), instance=spec.instance,
         )
 
@@ -514,7 +514,7 @@ class Classification:
             else f"{lab} (study-level)"
             for lab in sorted(true)
         ]
-        letters = ", ".join(f"({LETTERS[i]})" for i in answer)
+        letters = ", ".join(marked(i) for i in answer)
         return make_item(
             v, task=TASK, subtask="findings_present", frame=None, label=None,
             question="Which of the following abnormal findings are present in this volume? "

@@ -27,28 +27,21 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from voxqa import __version__
+from voxqa.answers import ANSWER_TYPES
 from voxqa.dataset.paths import inside, read_png
 from voxqa.eval.compare import cell, headline, leaderboard, load_results, region_uplift, run_names, uplift_table
 from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.score import scored_run
+from voxqa.schema import Item
 
 # Okabe-Ito (colour-blind safe), without its bluish green: ground truth is drawn green
 COLORS = ["#E69F00", "#0072B2", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 GT_COLOR = "#0a0"
 
 
-def _parsed_text(item: Any, parsed: Any) -> str:
-    """A parsed answer as people read it: a choice as its option letter and text."""
-    if parsed is None:
-        return ""
-    options = item.options or []
-    kind = item.answer.type
-    if kind == "choice" and isinstance(parsed, int) and 0 <= parsed < len(options):
-        return f"{chr(65 + parsed)}. {options[parsed]}"
-    if kind == "multi_choice" and isinstance(parsed, list) and all(
-            isinstance(p, int) and 0 <= p < len(options) for p in parsed):
-        return "; ".join(f"{chr(65 + p)}. {options[p]}" for p in parsed) or "(none)"
-    return orjson.dumps(parsed).decode()
+def _parsed_text(item: Item, parsed: Any) -> str:
+    """A parsed answer as people read it (a choice as its option letter and text)."""
+    return "" if parsed is None else ANSWER_TYPES[item.answer.type].display(item, parsed)
 
 
 def _t(x: float, y: float, text: str, size: int = 10, anchor: str = "start", extra: str = "") -> str:
@@ -154,7 +147,7 @@ def _context_chart(scored: list[Any], names: list[str], frame_size: dict[str, tu
     """Accuracy by how many frames an item shows and by the size of its finding (largest
     evidence box / stored frame area), per run, drawn as the label chart; "" without data.
     Where a model fails says what to fix: small findings, or long frame sequences."""
-    from voxqa.eval.metrics import wilson
+    from voxqa.eval.metrics.statistics import wilson
 
     runs = []
     for sr in scored:
@@ -356,15 +349,6 @@ def _control_panel(results: list[dict[str, Any]]) -> tuple[list[str], list[list[
     return ["model"] + [f"control={c}" for c in controls], rows
 
 
-def _boxes_of(value: Any) -> list[tuple[int, list[int]]]:
-    """(frame, box) pairs of a parsed or gold boxes / box3d value."""
-    if isinstance(value, list):
-        return [(b["frame"], list(b["box"])) for b in value if isinstance(b, dict) and "box" in b]
-    if isinstance(value, dict) and "box" in value:
-        return [(value["frame_start"], list(value["box"]))]
-    return []
-
-
 def _audit_rows(folder: Path) -> tuple[str | None, list[list[str]]]:
     """The dataset's blind audit (audit.json) as table rows; (None, []) when there is none."""
     from voxqa.dataset.audit import AUDIT, audit_rows, fmt
@@ -429,6 +413,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     frame_size = {st.id: st.frame_size for st in read_studies(folder)}
     entries = []
     for it in shown:
+        kind = ANSWER_TYPES[it.answer.type]
         gold = by_id[0][it.id][0]
         run_preds = []
         pred_boxes: dict[int, list[dict[str, Any]]] = {}
@@ -438,7 +423,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
             if it.id in table and "correct" in table[it.id][1]["scores"]:
                 correct = str(int(table[it.id][1]["scores"]["correct"] or 0))
             if rec is not None and rec["status"] == "ok" and rec["parse_ok"]:
-                for frame, box in _boxes_of(rec["parsed"]):
+                for frame, box in kind.boxes_of(rec["parsed"]):
                     pred_boxes.setdefault(frame, []).append(
                         {"box": box, "color": COLORS[ri % len(COLORS)], "run": names[ri]})
             ok = rec is not None and rec["status"] == "ok" and rec["parse_ok"]
@@ -452,7 +437,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
         for e in it.evidence:
             if e.image_box is not None:
                 gt_boxes.setdefault(e.frame, []).append({"box": list(e.image_box), "stored": list(e.box)})
-        for frame, box in _boxes_of(gold if scored[0].identity["control"] != "mirrored" else None):
+        for frame, box in kind.boxes_of(gold if scored[0].identity["control"] != "mirrored" else None):
             if box in [g["box"] for g in gt_boxes.get(frame, [])]:
                 continue
             gt_boxes.setdefault(frame, []).append({"box": box, "stored": None})
@@ -472,7 +457,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
             "correct": [p["correct"] for p in run_preds], "disagree": int(len(set(marks)) > 1),
             "frames": frames, "question": it.question, "options": it.options,
             "answer_text": it.answer_text, "reasoning": it.reasoning, "predictions": run_preds,
-            "stored_boxes": bool(it.images) and it.answer.type in ("boxes", "box3d", "text")
+            "stored_boxes": bool(it.images) and kind.holds_boxes
             and bool(re.search(r"\[\d+, \d+, \d+, \d+\]", it.answer_text or "")),
         })
 

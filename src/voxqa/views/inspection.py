@@ -14,19 +14,13 @@ from typing import Any
 from rich.console import RenderableType
 from rich.table import Table
 
+from voxqa.answers import ANSWER_TYPES
 from voxqa.dataset.folder import REPORT, read_items, read_json
 from voxqa.schema import Item
 
 
 def _answer_key(it: Item) -> str | None:
-    a = it.answer
-    if a.type in ("yes_no", "choice"):
-        return str(a.value)
-    if a.type == "multi_choice":
-        return ",".join(map(str, a.value))
-    if a.type == "number":
-        return str(a.value)
-    return None
+    return ANSWER_TYPES[it.answer.type].balance_key(it.answer.value)
 
 
 def answer_balance(items: list[Item]) -> list[dict[str, Any]]:
@@ -49,7 +43,7 @@ def answer_balance(items: list[Item]) -> list[dict[str, Any]]:
             "chance": sum(chances) / len(chances) if chances else None,
             "distribution": dict(sorted(values.items())),
         }
-        if group[0].answer.type == "choice":
+        if ANSWER_TYPES[group[0].answer.type].selects == "one":  # option positions balanced?
             positions = Counter(it.answer.value for it in group)
             row["positions"] = {str(p): positions.get(p, 0) for p in range(max(positions) + 1)}
         rows.append(row)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from voxqa.answers import ANSWER_TYPES
 from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.errors import InputError
@@ -49,7 +50,7 @@ def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: st
             return Prior(train, read_studies(dataset))
         numbers: dict[str, list[float]] = defaultdict(list)
         for it in train:
-            if it.answer.type in ("number", "grade"):
+            if ANSWER_TYPES[it.answer.type].numeric:
                 numbers[it.template].append(it.answer.value)
         return Random(get_profile(profile), seed, {t: sorted(set(v)) for t, v in numbers.items()})
     if spec.startswith("openai:"):

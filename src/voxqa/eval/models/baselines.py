@@ -14,22 +14,16 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter, defaultdict
 from typing import Any
 
+from voxqa.answers import ANSWER_TYPES
 from voxqa.boxes.profiles import Profile
 from voxqa.eval.models.base import ModelAdapter
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item, Study
 from voxqa.dataset.splits import unit_interval
-
-LETTERS = "ABCDEFGHIJ"
-
-
-def _letters(indices: list[int]) -> str:
-    return ", ".join(LETTERS[i] for i in indices)
 
 
 class Oracle(ModelAdapter):
@@ -54,42 +48,14 @@ class Random(ModelAdapter):
 
     async def answer(self, prompt: Prompt, item: Item) -> str:
         r = random.Random(int(unit_interval("random", self.seed, item.id) * 2**53))
-        kind = item.answer.type
-        shown = [im for im in item.images or []]
-        if kind == "yes_no":
-            return r.choice(["yes", "no"])
-        if kind == "choice":
-            return LETTERS[r.randrange(len(item.options or [1]))]
-        if kind == "multi_choice":
-            n = len(item.options or [])
-            picked = [i for i in range(n) if r.random() < 0.5] or [r.randrange(max(n, 1))]
-            return _letters(picked)
-        if kind in ("number", "grade"):
-            pool = self.numbers.get(item.template) or list(range(11))
-            return str(r.choice(pool))
-        if kind == "frames":
-            frames = [im.frame for im in shown] or [0]
-            a, b = sorted(r.sample(range(len(frames)), 2)) if len(frames) > 1 else (0, 0)
-            return ", ".join(str(f) for f in frames[a:b + 1])
-        if kind in ("boxes", "box3d"):
-            im = r.choice(shown)
-            x0, x1 = sorted(r.sample(range(im.width + 1), 2))
-            y0, y1 = sorted(r.sample(range(im.height + 1), 2))
-            box = self.profile.encode((x0, y0, x1, y1), im.width, im.height)
-            if kind == "box3d":
-                return f"frames {im.frame}-{im.frame}, {json.dumps(box)}"
-            return f"Frame {im.frame}: {json.dumps(box)}"
-        return "No abnormality."
+        numbers = self.numbers.get(item.template) or []
+        return ANSWER_TYPES[item.answer.type].random_reply(item, r, self.profile, numbers)
 
 
 class Prior(ModelAdapter):
     """Blind: the audit's text-only learner per template, fitted on the train split (no image)."""
 
     spec = "prior"
-
-    # Answer for a template never seen in train: a fixed guess per answer type.
-    FALLBACK = {"yes_no": "no", "choice": "A", "multi_choice": "A", "number": "0", "grade": "0",
-                "frames": "0", "text": "No abnormality."}
 
     def __init__(self, train: list[Item], studies: list[Study] | None = None):
         from voxqa.dataset.audit import TextOnlyGuesser
@@ -102,35 +68,21 @@ class Prior(ModelAdapter):
 
     @staticmethod
     def _text(it: Item) -> str:
-        a = it.answer
-        if a.type == "choice":
-            return LETTERS[a.value]
-        if a.type == "multi_choice":
-            return _letters(a.value) or "none"
-        if a.type == "frames":
-            return ", ".join(map(str, a.value))
-        if a.type in ("boxes", "box3d"):
-            return ""  # no blind prior for a location
-        return str(a.value)
-
-    @staticmethod
-    def _format(kind: str, value: object) -> str:
-        if kind == "choice":
-            return LETTERS[int(value)]  # type: ignore[arg-type]
-        if kind == "multi_choice":
-            return _letters(list(value)) or "none"  # type: ignore[call-overload]
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
+        kind = ANSWER_TYPES[it.answer.type]
+        return kind.reply_text(it.answer.value) if kind.blind_prior else ""
 
     def identity(self) -> dict[str, Any]:
         return {"spec": self.spec, "templates": len(self.best), "learner": "audit text-only",
                 "learned_templates": len(self.guesser.learners)}
 
     async def answer(self, prompt: Prompt, item: Item) -> str:
-        if item.answer.type in ("boxes", "box3d"):
+        kind = ANSWER_TYPES[item.answer.type]
+        if not kind.blind_prior:
             return ""  # no blind prior for a location
         pred = self.guesser.predict([item])[0]
         if pred is not None:
-            return self._format(item.answer.type, pred)
-        return self.best.get(item.template, self.FALLBACK.get(item.answer.type, ""))
+            if isinstance(pred, float) and pred.is_integer():
+                pred = int(pred)
+            return kind.reply_text(pred)
+        # a template never seen in train: a fixed guess per answer type
+        return self.best.get(item.template, kind.constant_reply)

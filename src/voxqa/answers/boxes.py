@@ -1,0 +1,233 @@
+"""boxes: frame-indexed 2D boxes, ``value`` a list of {frame, box} in canonical pixels.
+
+Reading, in the answer text: the profile's own syntax (``<|box_start|>``, ``<loc..>``,
+``<box>[[..]]</box>``, ...); JSON {"bbox_2d"|"bbox"|"box"|"box_2d": [...], "frame": k} and
+lists of them; bare lists of the profile's numbers; ``<bbx>[x, y, w, h]</bbx>`` (SGMRI-VQA;
+x-first profiles). Another family's syntax fails. Point profiles give {"frame", "point": [x,
+y]}. A box without its own "frame" takes the last "Frame k" written before it, else the only
+image's frame (items showing one image), else fails. The structured ``bboxes`` are read only
+when the answer field holds no box. "none" -> [].
+
+Every box's numbers, in whatever syntax, are in the profile's space (``voxqa.boxes.spaces``)
+on the rendered image of the box's frame (``item.images``; a frame the item did not show is
+sized like its first image, as the export does; without images, ``frame_size``). ``<bbx>``
+values are x, y, width, height in that space's units. The result is canonical pixels of the
+rendered image, ``{"frame": k, "box": [x0, y0, x1, y1]}`` in the order written, neither
+clipped nor reordered: an invalid box stays visibly invalid for the metric to judge. Boxes on
+frames the item did not show are kept (they simply match nothing).
+
+Scores: mean IoU (= SGMRI-VQA's V-score) and TP/FP/FN per IoU threshold; point answers
+(point profiles) ``point_hit`` and ``point_in_box``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from voxqa.answers.base import AnswerType, Scores, ScoreContext, TargetWriter
+from voxqa.answers.reply import NONE_ANSWERS, Number, ParseContext, ParseError, Reply, json_values, normal
+from voxqa.boxes.profiles import Profile
+from voxqa.boxes.spaces import decode_point
+from voxqa.eval.metrics.boxes import THRESHOLDS, as_dict, hits_at, iou_matrix, match_boxes
+from voxqa.schema import BoxesAnswer, ImageRef, Item
+
+_NUM = r"(-?\d+(?:\.\d+)?)"
+_BBX = re.compile(rf"<bbx>\s*\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\]\s*</bbx>", re.IGNORECASE)
+_FRAME_MENTION = re.compile(r"\bframe\b\s*[#:]?\s*(\d+)", re.IGNORECASE)
+BOX_KEYS = ("bbox_2d", "bbox", "box", "box_2d")
+
+
+@dataclass(frozen=True)
+class Written:
+    """A box as the model wrote it: numbers in the profile's space, at offset ``pos``."""
+
+    pos: int
+    values: list[Any]
+    frame: Any = None  # the frame written with the box itself (a JSON "frame"), if any
+
+
+def number(text: str) -> Number:
+    return float(text) if "." in text else int(text)
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def json_boxes(pos: int, value: Any, arity: int, frame: Any = None) -> list[Written]:
+    """Boxes inside one JSON value: dicts with a box key (and maybe "frame"), lists of ``arity`` numbers."""
+    if isinstance(value, dict):
+        frame = value.get("frame", frame)
+        key = next((k for k in BOX_KEYS if k in value), None)
+        if key is not None:
+            return [Written(pos, value[key], frame)]
+        return [b for v in value.values() for b in json_boxes(pos, v, arity, frame)]
+    if isinstance(value, list):
+        if len(value) == arity and all(is_number(v) for v in value):
+            return [Written(pos, value, frame)]
+        return [b for v in value for b in json_boxes(pos, v, arity, frame)]
+    return []
+
+
+def _blank(text: str, spans: list[tuple[int, int]]) -> str:
+    for a, b in spans:
+        text = text[:a] + " " * (b - a) + text[b:]
+    return text
+
+
+def written_boxes(text: str, profile: Profile) -> list[Written]:
+    """Every box in ``text`` in the profile's own syntax, in its JSON form, or as SGMRI-VQA's
+    ``<bbx>[x, y, w, h]</bbx>`` (xy profiles), in text order. Another family's syntax is
+    refused; written forms are blanked before JSON is sought so no box is read twice."""
+    family = profile.foreign(text)
+    if family is not None:
+        raise ParseError(f"the reply writes boxes the way {family} does, but the profile is {profile.name}")
+    found = [Written(f.pos, f.values) for f in profile.find(text)]
+    spans = [(f.pos, f.end) for f in profile.find(text)]
+    if profile.space.arity == 4 and getattr(profile.space, "order", "xy") == "xy":
+        for m in _BBX.finditer(text):
+            x, y, w, h = (number(g) for g in m.groups())
+            found.append(Written(m.start(), [x, y, x + w, y + h]))
+            spans.append(m.span())
+    arity = 2 if profile.answer_form == "points" else profile.space.arity
+    for pos, value in json_values(_blank(text, spans)):
+        found += json_boxes(pos, value, arity)
+    return sorted(found, key=lambda b: b.pos)
+
+
+def _frame_of(box: Written, text: str, ctx: ParseContext) -> int:
+    """The box's own frame, else the last "Frame k" before it, else the only image's frame."""
+    frame = box.frame
+    if frame is None:
+        mentions = list(_FRAME_MENTION.finditer(text, 0, box.pos))
+        frame = int(mentions[-1][1]) if mentions else ctx.only_frame()
+    if frame is None:
+        raise ParseError(f"box {box.values} has no frame and the item shows several images")
+    if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
+        raise ParseError(f"frame {frame!r} is not a frame index")
+    return frame
+
+
+def pixels(values: Any, frame: int, ctx: ParseContext) -> list[int]:
+    """Canonical pixels of a box written in the profile's space on ``frame``'s image."""
+    if not isinstance(values, list):
+        raise ParseError(f"box {values!r} is not a list of numbers")
+    try:
+        return list(ctx.profile.decode(values, *ctx.size(frame)))
+    except ValueError as exc:
+        raise ParseError(str(exc)) from None
+
+
+def _point(values: Any, frame: int, ctx: ParseContext) -> list[float]:
+    """Pixel position of a point written in percent of ``frame``'s image."""
+    try:
+        return [round(v, 2) for v in decode_point(values, *ctx.size(frame))]
+    except (TypeError, ValueError) as exc:
+        raise ParseError(f"point {values!r}: {exc}") from None
+
+
+def random_box(item: Item, rng: random.Random, profile: Profile) -> tuple[ImageRef, str]:
+    """A uniform random box on a random shown image, in the profile's convention."""
+    im = rng.choice(item.images or [])
+    x0, x1 = sorted(rng.sample(range(im.width + 1), 2))
+    y0, y1 = sorted(rng.sample(range(im.height + 1), 2))
+    return im, json.dumps(profile.encode((x0, y0, x1, y1), im.width, im.height))
+
+
+def _inside(point: Mapping[str, Any], box: Mapping[str, Any]) -> bool:
+    x, y = point["point"]
+    x0, y0, x1, y1 = box["box"]
+    return point["frame"] == box["frame"] and x0 <= x < x1 and y0 <= y < y1
+
+
+def _score_points(gold: Sequence[Mapping[str, Any]], pred: Sequence[Any] | None) -> Scores:
+    """Point answers (Molmo-style profiles): ``point_hit`` is the share of gold boxes holding
+    a point on their frame; ``point_in_box`` the share of points inside some gold box (no
+    gold boxes: 1 for no points, else 0). An unparseable answer scores 0 on both. Box
+    metrics do not apply to points."""
+    if pred is None:
+        return {"point_hit": 0.0, "point_in_box": 0.0}
+    points = [as_dict(p) for p in pred]
+    hit = sum(any(_inside(p, g) for p in points) for g in gold) / len(gold) if gold else float(not points)
+    inside = sum(any(_inside(p, g) for g in gold) for p in points) / len(points) if points else float(not gold)
+    return {"point_hit": hit, "point_in_box": inside}
+
+
+def _score_boxes(gold: Sequence[Any], pred: Sequence[Any] | None) -> Scores:
+    """Mean IoU over gold boxes (= SGMRI-VQA's V-score) and TP/FP/FN per IoU threshold.
+
+    Mean IoU uses the matching with the largest total IoU; hits at each threshold use their
+    own matching (``hits_at``): the most pairs with IoU >= t, which the max-total-IoU matching
+    can miss. No gold boxes: mean IoU is 1 for an empty prediction and 0 otherwise. An
+    unparseable prediction predicts nothing: every gold box is a false negative, mean IoU 0.
+    """
+    gold = [as_dict(b) for b in gold]
+    boxes = [as_dict(b) for b in pred] if pred is not None else []
+    ious = [v for _, _, v in match_boxes(gold, boxes)]
+    miou = sum(ious) / len(gold) if gold else float(pred is not None and not boxes)
+    scores: Scores = {"miou": miou, "v_score": miou}
+    m = iou_matrix(gold, boxes)
+    for t in THRESHOLDS:
+        tp = hits_at(m, t)
+        scores |= {f"tp@{t}": float(tp), f"fp@{t}": float(len(boxes) - tp),
+                   f"fn@{t}": float(len(gold) - tp)}
+    return scores
+
+
+class Boxes(AnswerType):
+    name = "boxes"
+    instruction = "Answer with one line per box: Frame k: then the box."
+    holds_boxes = True
+    blind_prior = False
+
+    def parse(self, reply: Reply, ctx: ParseContext) -> list[dict[str, Any]]:
+        """Every box of the answer with its frame, in pixels (points for point profiles); the
+        structured ``bboxes`` (the evidence) stand in only when the answer field names no box."""
+        if normal(reply.scope()) in NONE_ANSWERS:
+            return []
+        text = reply.answer
+        written = written_boxes(text, ctx.profile)
+        if not written and reply.bboxes:
+            arity = 2 if ctx.profile.answer_form == "points" else ctx.profile.space.arity
+            text, written = "", json_boxes(0, reply.bboxes, arity)
+        if not written:
+            raise ParseError("no box found")
+        out = []
+        for box in written:
+            frame = _frame_of(box, text, ctx)
+            if ctx.profile.answer_form == "points":
+                out.append({"frame": frame, "point": _point(box.values, frame, ctx)})
+            else:
+                out.append({"frame": frame, "box": pixels(box.values, frame, ctx)})
+        return out
+
+    def score(self, gold: Any, pred: Any, ctx: ScoreContext) -> Scores:
+        if ctx.points:
+            return _score_points([as_dict(b) for b in gold], pred)
+        return _score_boxes(gold, pred)
+
+    def target(self, item: Item, write: TargetWriter) -> str:
+        return "[" + ", ".join(
+            f'{{"frame": {b.frame}, "bbox": {write.box(b.frame, b.box)}}}' for b in cast(BoxesAnswer, item.answer).value
+        ) + "]"
+
+    def random_reply(self, item: Item, rng: random.Random, profile: Profile,
+                     numbers: Sequence[float]) -> str:
+        im, box = random_box(item, rng, profile)
+        return f"Frame {im.frame}: {box}"
+
+    def on_image(self, value: Any, to_image: Callable[[Sequence[int]], list[int]]) -> Any:
+        return [{"frame": b["frame"], "box": to_image(b["box"])} for b in value]
+
+    def boxes_of(self, value: Any) -> list[tuple[int, list[int]]]:
+        if isinstance(value, list):
+            return [(b["frame"], list(b["box"])) for b in value if isinstance(b, dict) and "box" in b]
+        return []
+
+
+BOXES = Boxes()

@@ -1,0 +1,73 @@
+"""frames: which frames show something, ``value`` sorted 0-based frame indices.
+
+Reading: ints and inclusive ranges "3-5", "3 to 5", "3 through 5": "[3, 4, 5]", "frames 3-5,
+9", "frame 7"; "none" -> []. Sorted unique ints. A count given as context ("(of 24 frames
+shown)") is not a frame. Scores: frame precision, recall and F1.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from voxqa.answers.base import AnswerType, Scores, ScoreContext
+from voxqa.answers.reply import NONE_ANSWERS, ParseContext, ParseError, Reply, normal
+from voxqa.boxes.profiles import Profile
+from voxqa.eval.metrics.statistics import set_prf
+from voxqa.schema import Item
+
+_FRAME_RANGE = re.compile(r"(\d+)\s*(?:-|–|—|\bto\b|\bthrough\b)\s*(\d+)", re.IGNORECASE)
+_INT = re.compile(r"\b\d+\b")
+_DECIMAL = re.compile(r"\d\.\d")
+MAX_RANGE = 10_000  # frames in one range; more is a misread, not a volume
+
+
+def _range(first: int, last: int) -> range:
+    if last < first or last - first >= MAX_RANGE:
+        raise ParseError(f"frame range {first}-{last} is empty or implausibly long")
+    return range(first, last + 1)
+
+
+_CONTEXT_COUNT = re.compile(r"\([^()]*\b(?:of|out of|total)\b[^()]*\)|\b(?:out\s+)?of\s+\d+\s+(?:frames|slices|images)\b",
+                            re.IGNORECASE)
+
+
+class Frames(AnswerType):
+    name = "frames"
+    instruction = "Answer with the frame numbers as labelled, e.g. 3-5, 9."
+    constant_reply = "0"
+
+    def parse(self, reply: Reply, ctx: ParseContext) -> list[int]:
+        """Sorted unique frames of ints and inclusive ranges; a decimal is no frame index, and a
+        count given as context ("(of 24 frames shown)", "of 24 slices") is not a frame."""
+        scope = _CONTEXT_COUNT.sub(" ", reply.scope())
+        if normal(scope) in NONE_ANSWERS:
+            return []
+        if _DECIMAL.search(scope):
+            raise ParseError("frame numbers are integers")
+        frames: set[int] = set()
+        for m in _FRAME_RANGE.finditer(scope):
+            frames.update(_range(int(m[1]), int(m[2])))
+        frames.update(int(v) for v in _INT.findall(_FRAME_RANGE.sub(" ", scope)))
+        if not frames:
+            raise ParseError("no frame numbers found")
+        return sorted(frames)
+
+    def score(self, gold: Sequence[int], pred: Sequence[int] | None, ctx: ScoreContext) -> Scores:
+        p, r, f1 = set_prf(gold, pred)
+        return {"frame_precision": p, "frame_recall": r, "frame_f1": f1}
+
+    def random_reply(self, item: Item, rng: random.Random, profile: Profile,
+                     numbers: Sequence[float]) -> str:
+        """A random run of consecutive shown frames."""
+        frames = [im.frame for im in item.images or []] or [0]
+        a, b = sorted(rng.sample(range(len(frames)), 2)) if len(frames) > 1 else (0, 0)
+        return ", ".join(str(f) for f in frames[a:b + 1])
+
+    def reply_text(self, value: Any) -> str:
+        return ", ".join(map(str, value))
+
+
+FRAMES = Frames()
