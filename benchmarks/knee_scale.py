@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from voxqa.build import build_knee_grading
-from voxqa.sources.knee import FEATURES, REGIONS
+from voxqa.anatomy.knee import FEATURES, REGIONS
 
 N_FRAMES = 160  # OAI DESS: 160 sagittal frames of 384 x 384
 

@@ -23,7 +23,7 @@ from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.parse import parse_answer
 from voxqa.phantom import write_knee_phantom
 from voxqa.render import to_uint8
-from voxqa.sources.knee import FEATURES, label_name, moaks_scores, region_name
+from voxqa.anatomy.knee import FEATURES, label_name, moaks_scores, region_name
 
 runner = CliRunner()
 

@@ -252,12 +252,12 @@ def knee_phantom(variant: int = 0, side: str = "right") -> tuple[np.ndarray, np.
     """(image, label map, RAS affine, id -> name, [(region, feature, grade)]) of one knee.
 
     Regions are blocks shifted by up to one voxel per ``variant``; every (region, feature) of
-    ``voxqa.sources.knee.FEATURES`` gets a random grade (0 half the time, as real grades skew), and a bone region with a BML,
+    ``voxqa.anatomy.knee.FEATURES`` gets a random grade (0 half the time, as real grades skew), and a bone region with a BML,
     cartilage loss or osteophyte grade > 0 gets that lesion as its own label
     (``<kind>_<region>``, thickness growing with the grade). Medial is towards the body's
     midline: the patient's left (low i) in a right knee, the right (high i) in a left knee.
     """
-    from voxqa.sources.knee import FEATURES
+    from voxqa.anatomy.knee import FEATURES
 
     r = np.random.default_rng(1000 + variant)
     n_i = KNEE_SHAPE[0]

@@ -18,6 +18,7 @@ from typing import Any, cast
 from voxqa.answers.base import AnswerType, Scores, ScoreContext
 from voxqa.answers.number import random_number, the_number, within
 from voxqa.answers.reply import ParseContext, ParseError, Reply, json_values
+from voxqa.anatomy.knee import FEATURES, moaks_key, moaks_scores
 from voxqa.boxes.profiles import Profile
 from voxqa.schema import GradeAnswer, Item
 
@@ -33,8 +34,6 @@ def _moaks_entry(scores: dict[str, Any], item: Item) -> Any:
     """The item's grade in a ``MOAKS_scores`` object: its ``"<region> <group>"`` entry (or the
     only entry: 3DReasonKnee asks one region per question), then its component (or
     ``"grade"``, or the only value; Q46/47 nest ``{"grade": g}``, Q44/45 do not)."""
-    from voxqa.sources.knee import FEATURES, moaks_key
-
     group, component = moaks_key(item.label or "", item.subtask) if item.subtask in FEATURES else ("", None)
     entries = {_norm_key(k): v for k, v in scores.items()}
     entry = entries.get(_norm_key(group), next(iter(entries.values())) if len(entries) == 1 else None)
@@ -98,8 +97,6 @@ class Grade(AnswerType):
     def target_fields(self, item: Item) -> str:
         """A knee grade's 3DReasonKnee structured target, ``"MOAKS_scores": {...}, ``, so exports
         and the structured mode speak ReasonKnee-Bench's format as well as voxqa's."""
-        from voxqa.sources.knee import FEATURES, moaks_scores
-
         if item.task != "grading" or item.subtask not in FEATURES:
             return ""
         grade = cast(GradeAnswer, item.answer).value

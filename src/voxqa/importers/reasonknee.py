@@ -22,7 +22,7 @@ and counted. The released inconsistency of extrusion grades (Q44/45 a bare grade
 ``{"grade": g}``) is read as written by the template.
 
 One voxqa item per graded component (task ``grading``): a 0/1 component is a yes/no item, any
-other a ``grade`` item with its scale. Components that ``voxqa.sources.knee`` names (the MOAKS
+other a ``grade`` item with its scale. Components that ``voxqa.anatomy.knee`` names (the MOAKS
 feature table of the knee grading family) get its feature name as subtask and its region as
 label, so a reply in 3DReasonKnee's MOAKS JSON is parsed to the right entry; the rest keep the
 released key words. The component's MOAKS JSON, in the released form, is the item's
@@ -47,7 +47,8 @@ from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
 from voxqa.importers import field, load_json, ras_shape, volume_file, write_imported
 from voxqa.schema import Item, Study, VolumeRef
-from voxqa.sources.knee import DEFAULT_FRAME_SIZE, FEATURES, JOINT, region_name
+from voxqa.anatomy.knee import FEATURES, JOINT, region_name
+from voxqa.sources.knee import DEFAULT_FRAME_SIZE
 from voxqa.tasks.base import slug
 
 NAME = "reasonknee"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -48,9 +48,10 @@ from voxqa.io import LazyVolume, Volume, VolumeError, mirror_x, open_header, ope
 from voxqa.io.dicom import NON_IMAGE_MODALITIES
 from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
 from voxqa.sources.csvinput import csv_path, study_rows
+from voxqa.tasks import FAMILIES
+from voxqa.tasks.base import BuildContext, StudyView, TaskFamily
+from voxqa.tasks.spatial import mirrored_id
 
-if TYPE_CHECKING:  # tasks are imported late: the grading family imports the knee source, which loads from here
-    from voxqa.tasks.base import BuildContext, StudyView, TaskFamily
 
 NAME = "segmentation"
 
@@ -360,7 +361,6 @@ def segmentation_study(spec: SegSpec, seg: SegmentationInput, study_id: str,
 def study_with_twin(spec: SegSpec, seg: SegmentationInput) -> list[tuple[Study, SegGeometry]]:
     """The study measured and related (world coordinates, RAS+); with a patient orientation,
     also its mirrored twin (for the counterfactual side questions)."""
-    from voxqa.tasks.spatial import mirrored_id  # late, as the imports above
 
     out = [segmentation_study(spec, seg, spec.study_id, mirrored=False)]
     if seg.orientation_known:
@@ -377,7 +377,6 @@ def load_segmentation_study(spec: SegSpec) -> list[tuple[Study, SegGeometry]]:
 def seg_views(pairs: Sequence[tuple[Study, SegGeometry]], frames: FramePolicy) -> list[StudyView]:
     """Views of segmentation studies; their volume-level questions cite and ask only what
     render will show (``SegGeometry.shown_frames``)."""
-    from voxqa.tasks.base import StudyView  # late, as the imports above
 
     views = []
     for study, g in pairs:
@@ -457,7 +456,6 @@ class SegmentationSource:
         return seg_views(pairs, self.frames)
 
     def families(self) -> list[TaskFamily]:
-        from voxqa.tasks import FAMILIES  # late, as the imports above
 
         return [FAMILIES["spatial"]]
 

@@ -9,7 +9,7 @@ given the region. So every trace goes region first:
    label map, ``<kind>_<region>``), else the region's frames;
 3. **grade**: the MOAKS criterion the grade meets.
 
-Items per graded (region, feature) of a study (``voxqa.sources.knee.FEATURES``):
+Items per graded (region, feature) of a study (``voxqa.anatomy.knee.FEATURES``):
 
 * ``grading/<feature>``: the grade, answer type ``grade``, the scale as options. Real grades
   are skewed towards 0, so a constant answer beats uniform chance: grade items carry no
@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from voxqa.schema import Evidence, Finding, Item
-from voxqa.sources.knee import BONE_REGIONS, FEATURES, JOINT, Feature, display
+from voxqa.anatomy.knee import BONE_REGIONS, FEATURES, JOINT, Feature, display
 from voxqa.tasks.base import (
     BuildContext,
     StudyView,
