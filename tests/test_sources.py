@@ -115,3 +115,14 @@ def test_the_audit_takes_the_frame_policy_from_its_home_not_from_render() -> Non
     code = "import sys, voxqa.dataset.audit; print('voxqa.render' in sys.modules)"
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "False"
+
+
+def test_voxqa_build_has_one_command_per_registered_source() -> None:
+    """The command line and the registry agree: `voxqa build NAME` exists exactly for the
+    registered sources, so a new source cannot be registered without its command (or the reverse)."""
+    import typer.main
+
+    from voxqa.cli import build_app
+
+    commands = set(typer.main.get_command(build_app).list_commands(None))
+    assert commands == set(SOURCES)
