@@ -5,13 +5,15 @@ a study id used as a folder name, an export's image paths and a run's files are 
 through ``inside`` (symlinks followed), which refuses anything that leaves the folder; study
 ids are checked at build time by ``check_study_id``; an image is opened only after
 ``check_png`` has seen the PNG signature.
+
+Nothing here is cached: a folder may change between two checks (a symlink swapped, a frame
+re-rendered), and each check must see it as it is now.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -22,50 +24,30 @@ class UnsafePath(ValueError):
     """A path from dataset or run content that leaves its folder, or is not what it claims."""
 
 
-@lru_cache(maxsize=1 << 17)
-def _resolved(folder: str, relative: str) -> tuple[Path, Path | None]:
-    """(root, target) resolved once per process (target None: not a relative path): an eval
-    run asks for the same few thousand frames tens of thousands of times, and each resolve
-    walks every path component."""
-    root = Path(folder).resolve()
-    rel = Path(relative)
-    if rel.is_absolute() or relative == "" or "\x00" in relative:
-        return root, None
-    return root, (root / rel).resolve()
-
-
 def inside(folder: Path | str, relative: Path | str, what: str) -> Path:
     """``folder / relative`` resolved (symlinks followed); refused unless it stays inside
     ``folder`` (itself resolved). ``what`` names the item in the one-line error."""
-    key = os.fspath(folder)
-    root, target = _resolved(key if os.path.isabs(key) else os.path.join(os.getcwd(), key), os.fspath(relative))
-    if target is None:
+    root = Path(folder).resolve()
+    text = os.fspath(relative)
+    if text == "" or "\x00" in text or os.path.isabs(text):
         raise UnsafePath(f"{what}: path {str(relative)!r} must be relative to {root}")
+    target = (root / text).resolve()
     if target != root and not target.is_relative_to(root):
         raise UnsafePath(f"{what}: path {str(relative)!r} leaves {root} (resolves to {target}); refused")
     return target
 
 
 def check_png(path: Path | str, what: str) -> Path:
-    """``path`` if it is a file starting with the PNG signature, else a one-line error. A file
-    seen as a PNG is not opened again while its size and modification time stay the same."""
+    """``path`` if it is a file starting with the PNG signature, else a one-line error."""
     path = Path(path)
     try:
-        st = path.stat()
-        key = (os.fspath(path), st.st_mtime_ns, st.st_size)
-        if key in _PNGS_SEEN:
-            return path
         with path.open("rb") as fh:
             head = fh.read(len(PNG_MAGIC))
     except OSError as exc:
         raise UnsafePath(f"{what}: cannot read image {path}: {exc.strerror or exc}") from None
     if head != PNG_MAGIC:
         raise UnsafePath(f"{what}: {path} is not a PNG (no PNG signature); refused")
-    _PNGS_SEEN.add(key)
     return path
-
-
-_PNGS_SEEN: set[tuple[str, int, int]] = set()
 
 
 def read_png(path: Path | str, what: str) -> bytes:
