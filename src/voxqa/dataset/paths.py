@@ -6,14 +6,18 @@ through ``inside`` (symlinks followed), which refuses anything that leaves the f
 ids are checked at build time by ``check_study_id``; an image is opened only after
 ``check_png`` has seen the PNG signature.
 
-Nothing here is cached: a folder may change between two checks (a symlink swapped, a frame
-re-rendered), and each check must see it as it is now.
+Nothing is cached for the process: a folder may change between two checks (a symlink swapped,
+a frame re-rendered), and each check sees it as it is now. Only inside ``one_run()`` (one eval
+run) does ``inside`` resolve each path once, as the run asks for the same frames again and again.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -24,17 +28,41 @@ class UnsafePath(ValueError):
     """A path from dataset or run content that leaves its folder, or is not what it claims."""
 
 
+_RUN: ContextVar[dict[tuple[str, str], Path] | None] = ContextVar("voxqa_paths_run", default=None)
+
+
+@contextmanager
+def one_run() -> Iterator[None]:
+    """Within the block, ``inside`` resolves each (folder, path) once and reuses the answer: an
+    eval run asks for the same few thousand frames tens of thousands of times, and each resolve
+    walks every path component. The answers end with the block (tasks started in it share them)."""
+    token = _RUN.set({})
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+
+
 def inside(folder: Path | str, relative: Path | str, what: str) -> Path:
     """``folder / relative`` resolved (symlinks followed); refused unless it stays inside
     ``folder`` (itself resolved). ``what`` names the item in the one-line error."""
-    root = Path(folder).resolve()
-    text = os.fspath(relative)
-    if text == "" or "\x00" in text or os.path.isabs(text):
-        raise UnsafePath(f"{what}: path {str(relative)!r} must be relative to {root}")
-    target = (root / text).resolve()
-    if target != root and not target.is_relative_to(root):
-        raise UnsafePath(f"{what}: path {str(relative)!r} leaves {root} (resolves to {target}); refused")
-    return target
+    known = _RUN.get()
+    if known is None:
+        return _inside(os.fspath(folder), os.fspath(relative), what)
+    key = (os.path.abspath(folder), os.fspath(relative))
+    if key not in known:
+        known[key] = _inside(*key, what)
+    return known[key]
+
+
+def _inside(folder: str, relative: str, what: str) -> Path:
+    root = os.path.realpath(folder)
+    if relative == "" or "\x00" in relative or os.path.isabs(relative):
+        raise UnsafePath(f"{what}: path {relative!r} must be relative to {root}")
+    target = os.path.realpath(os.path.join(root, relative))
+    if target != root and not target.startswith(root.rstrip(os.sep) + os.sep):
+        raise UnsafePath(f"{what}: path {relative!r} leaves {root} (resolves to {target}); refused")
+    return Path(target)
 
 
 def check_png(path: Path | str, what: str) -> Path:

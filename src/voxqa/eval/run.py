@@ -37,7 +37,7 @@ from PIL import Image
 from voxqa import __version__
 from voxqa.boxes.profiles import Profile, get_profile
 from voxqa.dataset.folder import ITEMS, read_items, read_studies
-from voxqa.dataset.paths import dataset_png, inside
+from voxqa.dataset.paths import dataset_png, inside, one_run
 from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png
 from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
 from voxqa.eval.redact import env_secrets, redact
@@ -206,8 +206,12 @@ def volume_box_reader(profile: Profile, study: Study, item: Item) -> Callable[[l
 
 async def run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress | None = None) -> dict[str, Any]:
     """Answer every selected item not yet answered ``ok``; returns counts. Each answered item
-    advances ``progress`` (default: ``rich_progress()``)."""
-    progress = progress or rich_progress()  # today's CLI default, until the CLI passes its own
+    advances ``progress`` (default: ``rich_progress()``). Image paths are resolved once per run."""
+    with one_run():
+        return await _run_eval(cfg, model, progress or rich_progress())  # the default: today's CLI bar
+
+
+async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> dict[str, Any]:
     if cfg.mode not in MODES:
         raise ValueError(f"unknown mode {cfg.mode!r}; known: {', '.join(MODES)}")
     if cfg.control not in CONTROLS:
