@@ -80,8 +80,11 @@ def test_a_symlink_planted_at_the_temp_name_is_not_followed(folder, outside, mon
 
 def test_appending_through_a_symlink_is_refused(folder, outside) -> None:
     (folder / "predictions.jsonl").symlink_to(outside)
+    (folder / "predictions.corrupt.jsonl").symlink_to(outside)
     with pytest.raises(OSError):
         JsonlAppender(folder / "predictions.jsonl")
+    with pytest.raises(OSError):
+        fileio.append_bytes(folder / "predictions.corrupt.jsonl", b"torn line\n")
     assert outside.read_bytes() == b"OUTSIDE"
 
 

@@ -92,6 +92,12 @@ def write_jsonl(path: Path | str, rows: Iterable[T], encode: Callable[[T], bytes
         fh.writelines(map(encode, rows))
 
 
+def append_bytes(path: Path | str, data: bytes) -> None:
+    """``data`` appended to ``path`` in one ``write`` (a symlink at ``path`` is refused)."""
+    with os.fdopen(os.open(path, _APPEND, 0o666), "ab") as fh:
+        fh.write(data)
+
+
 class JsonlAppender:
     """Appends JSONL lines to ``path``, each handed to the OS in one ``write`` at once, so a
     killed process loses nothing appended and leaves at most a torn last line (readers cut it

@@ -44,7 +44,7 @@ from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, build_prompt
 from voxqa.eval.selection import check_selection
-from voxqa.fileio import JsonlAppender, write_bytes, write_json
+from voxqa.fileio import JsonlAppender, append_bytes, atomic_write, write_bytes, write_json
 from voxqa.progress import Progress, rich_progress, tracking
 from voxqa.render import map_box
 from voxqa.schema import Item, Study
@@ -143,8 +143,7 @@ def read_predictions(path: Path, set_aside: bool = False) -> dict[str, dict[str,
         kept.append(line)
     if bad:
         log.info("%s: %d lines that are not records set aside in %s", path, len(bad), CORRUPT)
-        with (path.parent / CORRUPT).open("ab") as fh:
-            fh.write(b"".join(b + b"\n" for b in bad))
+        append_bytes(path.parent / CORRUPT, b"".join(b + b"\n" for b in bad))
         write_bytes(path, b"".join(k + b"\n" for k in kept))
     return records
 
@@ -164,7 +163,8 @@ def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], 
         for im in item.images:
             p = blank_dir / f"blank_{im.width}x{im.height}.png"
             if not p.is_file():
-                Image.fromarray(np.zeros((im.height, im.width), np.uint8), mode="L").save(p)
+                with atomic_write(p) as fh:
+                    Image.fromarray(np.zeros((im.height, im.width), np.uint8), mode="L").save(fh, format="PNG")
             paths.append(str(p))
         return paths
     # shuffled: the same number of frames from the next study (in sorted order)
