@@ -50,6 +50,8 @@ from voxqa.io import VolumeError, open_volume
 from voxqa.schema import ImageRef, Item, Study
 from voxqa.tasks.base import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, volume_frames
 
+log = logging.getLogger(__name__)
+
 RENDER = "render.json"
 PROGRESS = "render.progress.jsonl"  # one line per finished study while a render runs
 FRAMES_DIR = "frames"
@@ -61,7 +63,6 @@ WINDOWS = {
     "brain": (40.0, 80.0),
     "mediastinum": (50.0, 350.0),
 }
-log = logging.getLogger(__name__)
 DEFAULT_CT_WINDOW = "abdomen"
 MR_PERCENTILES = (0.5, 99.5)  # robust per-volume scaling for MR and anything not CT
 PERCENTILE_SAMPLE = 2**18  # voxels the percentiles are estimated from (regular grid)

@@ -49,11 +49,12 @@ from voxqa.progress import Progress, rich_progress, tracking
 from voxqa.render import map_box
 from voxqa.schema import Item, Study
 
+log = logging.getLogger(__name__)
+
 RUN = "run.json"
 PREDICTIONS = "predictions.jsonl"
 FLUSH_EVERY = 16  # lines between fsyncs
 FLUSH_SECONDS = 2.0
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -57,11 +57,12 @@ __all__ = [
     "render_recipe",
 ]
 
+log = logging.getLogger(__name__)
+
 RECIPES_DIR = "recipes"
 SUMMARY = "recipe.json"
 RECORD = ".record.json"  # per-study sidecar; never "recipe.json", whatever the study id
 FORMAT = 1  # bump when an unchanged setting starts to produce other bytes
-log = logging.getLogger(__name__)
 CT_WINDOWS = (Window(-1225.0, 1025.0), Window(-135.0, 215.0), Window(0.0, 80.0))  # MedGemma's R, G, B
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
