@@ -7,8 +7,9 @@ ids are checked at build time by ``check_study_id``; an image is opened only aft
 ``check_png`` has seen the PNG signature.
 
 Nothing is cached for the process: a folder may change between two checks (a symlink swapped,
-a frame re-rendered), and each check sees it as it is now. Only inside ``one_run()`` (one eval
-run) does ``inside`` resolve each path once, as the run asks for the same frames again and again.
+a frame re-rendered), and each check sees it as it is now. Only within ``resolve_once()`` (one
+eval run, one export) does ``inside`` resolve each path once, as the items of a study ask for
+the same frames again and again.
 """
 
 from __future__ import annotations
@@ -28,25 +29,26 @@ class UnsafePath(ValueError):
     """A path from dataset or run content that leaves its folder, or is not what it claims."""
 
 
-_RUN: ContextVar[dict[tuple[str, str], Path] | None] = ContextVar("voxqa_paths_run", default=None)
+_RESOLVED: ContextVar[dict[tuple[str, str], Path] | None] = ContextVar("voxqa_resolved_paths", default=None)
 
 
 @contextmanager
-def one_run() -> Iterator[None]:
+def resolve_once() -> Iterator[None]:
     """Within the block, ``inside`` resolves each (folder, path) once and reuses the answer: an
-    eval run asks for the same few thousand frames tens of thousands of times, and each resolve
-    walks every path component. The answers end with the block (tasks started in it share them)."""
-    token = _RUN.set({})
+    eval run or export asks for the same few thousand frames tens of thousands of times, and each
+    resolve walks every path component. The answers end with the block (asyncio tasks started in
+    it share them)."""
+    token = _RESOLVED.set({})
     try:
         yield
     finally:
-        _RUN.reset(token)
+        _RESOLVED.reset(token)
 
 
 def inside(folder: Path | str, relative: Path | str, what: str) -> Path:
     """``folder / relative`` resolved (symlinks followed); refused unless it stays inside
     ``folder`` (itself resolved). ``what`` names the item in the one-line error."""
-    known = _RUN.get()
+    known = _RESOLVED.get()
     if known is None:
         return _inside(os.fspath(folder), os.fspath(relative), what)
     key = (os.path.abspath(folder), os.fspath(relative))

@@ -37,7 +37,7 @@ from PIL import Image
 from voxqa import __version__
 from voxqa.boxes.profiles import Profile, get_profile
 from voxqa.dataset.folder import ITEMS, read_items, read_studies
-from voxqa.dataset.paths import dataset_png, inside, one_run
+from voxqa.dataset.paths import dataset_png, inside, resolve_once
 from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png
 from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
 from voxqa.eval.redact import env_secrets, redact
@@ -208,7 +208,7 @@ def volume_box_reader(profile: Profile, study: Study, item: Item) -> Callable[[l
 async def run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress | None = None) -> dict[str, Any]:
     """Answer every selected item not yet answered ``ok``; returns counts. Each answered item
     advances ``progress`` (default: ``rich_progress()``). Image paths are resolved once per run."""
-    with one_run():
+    with resolve_once():
         return await _run_eval(cfg, model, progress or rich_progress())  # the default: today's CLI bar
 
 
