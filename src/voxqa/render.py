@@ -28,8 +28,8 @@ entry ``image_box``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -39,21 +39,22 @@ from typing import Any
 import numpy as np
 import orjson
 from PIL import Image
-from rich.console import Console
-from rich.progress import Progress
 
 from voxqa.errors import InputError, VoxqaError
 from voxqa.executors import Executor, LocalExecutor
-from voxqa.dataset.folder import ITEMS, dumps, read_items, read_studies, write_jsonl
+from voxqa.dataset.folder import ITEMS, read_items, read_studies, write_jsonl
 from voxqa.dataset.paths import inside
+from voxqa.fileio import TEMP_SUFFIX, JsonlAppender, atomic_write, dumps_line, write_bytes, write_json
+from voxqa.progress import Progress, rich_progress, tracking
 from voxqa.anatomy.frames import frame_image
 from voxqa.io import VolumeError, open_volume
 from voxqa.schema import ImageRef, Item, Study
 from voxqa.dataset.frame_policy import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, FramePolicy
 
+log = logging.getLogger(__name__)
+
 RENDER = "render.json"
 PROGRESS = "render.progress.jsonl"  # one line per finished study while a render runs
-PART = ".part"  # suffix of a PNG being written; renamed into place when complete
 FRAMES_DIR = "frames"
 # CT windows (level, width) in HU, by the names radiologists use.
 WINDOWS = {
@@ -171,9 +172,8 @@ def render_study(job: tuple[Study, list[int], Path, RenderSettings, bool]) -> di
             img = Image.fromarray(to_uint8(_frame_image(vol.data, study, k), lo, hi), mode="L")
             if out_size != (width, height):
                 img = img.resize(out_size, Image.Resampling.BILINEAR)
-            part = path.with_name(path.name + PART)
-            img.save(part, format="PNG")
-            os.replace(part, path)  # only complete PNGs ever carry the .png name
+            with atomic_write(path) as fh:  # only complete PNGs ever carry the .png name
+                img.save(fh, format="PNG")
             record["written"] += 1
         record["frames"][str(k)] = rel
     if settings.video_fps:
@@ -208,9 +208,11 @@ def _write_video(data: np.ndarray, study: Study, folder: Path, size: tuple[int, 
 
 
 def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1,
-                   executor: Executor | None = None) -> dict[str, Any]:
+                   executor: Executor | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Render every frame the items need; rewrite items.jsonl with images and image boxes.
-    Studies run on ``executor`` (default: a local pool of ``workers``)."""
+    Studies run on ``executor`` (default: a local pool of ``workers``); each finished study
+    advances ``progress`` (default: ``rich_progress()``)."""
+    progress = progress or rich_progress()  # today's CLI default, until the CLI passes its own
     studies = {s.id: s for s in read_studies(folder)}
     items = read_items(folder)
     previous = orjson.loads((folder / RENDER).read_bytes()) if (folder / RENDER).is_file() else {}
@@ -233,28 +235,27 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1,
         else:
             jobs.append((s, frames, folder, settings, resume or bool(finished)))
     if not finished:  # a fresh journal for this render's settings
-        (folder / PROGRESS).write_bytes(orjson.dumps({"settings_key": settings.key()}) + b"\n")
+        write_bytes(folder / PROGRESS, dumps_line({"settings_key": settings.key()}))
+    elif records:
+        log.info("resuming a render: %d studies already done", len(records))
 
     errors: dict[str, str] = {}
-    err = Console(stderr=True)  # progress on stderr, and only on a terminal
-    with Progress(transient=True, console=err, disable=not err.is_terminal) as progress, \
-            (folder / PROGRESS).open("ab") as journal:
-        task = progress.add_task("rendering studies", total=len(jobs))
+    with tracking(progress, "rendering studies", len(jobs)) as advance, JsonlAppender(folder / PROGRESS) as journal:
         pool = executor or LocalExecutor(workers)
         try:
             for i, outcome in pool.run(render_study, jobs):
                 sid = jobs[i][0].id
                 try:
                     records[sid] = outcome.result()
-                    journal.write(orjson.dumps({"study": sid, "record": records[sid]}) + b"\n")
-                    journal.flush()
+                    journal.write({"study": sid, "record": records[sid]})
                 except (VolumeError, OSError, ValueError) as exc:
+                    log.info("study %s not rendered: %s", sid, exc)
                     errors[sid] = str(exc)
-                progress.advance(task)
+                advance()
         except KeyboardInterrupt:
             pool.stop()
-            for job in jobs:  # PNGs cut off mid-write never got their name: drop the parts
-                for part in (folder / FRAMES_DIR / job[0].id).glob("*" + PART):
+            for job in jobs:  # PNGs cut off mid-write never got their name: drop the temps
+                for part in (folder / FRAMES_DIR / job[0].id).glob("*" + TEMP_SUFFIX):
                     part.unlink(missing_ok=True)
             done_now = sum(1 for sid in renderable if sid in records)
             raise RenderInterrupted(
@@ -288,9 +289,7 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1,
         },
         "volume_frames_rule": VOLUME_FRAMES_RULE,
     }
-    tmp = folder / (RENDER + ".tmp")
-    tmp.write_bytes(dumps(summary))
-    tmp.replace(folder / RENDER)
+    write_json(folder / RENDER, summary)
     (folder / PROGRESS).unlink(missing_ok=True)  # render.json now records every study
     return summary
 

@@ -48,6 +48,7 @@ from typing import Any
 
 from voxqa.answers import ANSWER_TYPES
 from voxqa.dataset.frame_policy import DEFAULT_FRAMES
+from voxqa.fileio import write_json
 from voxqa.schema import Item, Study
 
 AUDIT = "audit.json"
@@ -513,17 +514,13 @@ def attach_audit(manifest: dict[str, Any], items: Sequence[Item],
 
 
 def write_audit(folder: Path, audit: dict[str, Any]) -> None:
-    """Write ``audit.json`` (atomic rename)."""
-    from voxqa.dataset.folder import dumps
-
-    tmp = folder / (AUDIT + ".tmp")
-    tmp.write_bytes(dumps(audit))
-    tmp.replace(folder / AUDIT)
+    """Write ``audit.json`` (atomically)."""
+    write_json(folder / AUDIT, audit)
 
 
 def audit_dataset(folder: Path, *, update_manifest: bool = True) -> dict[str, Any]:
     """Audit a dataset folder: writes ``audit.json`` and the manifest's ``audit`` entry."""
-    from voxqa.dataset.folder import MANIFEST, dumps, read_items, read_json, read_studies
+    from voxqa.dataset.folder import MANIFEST, read_items, read_json, read_studies
 
     folder = Path(folder)
     result = audit_items(read_items(folder), read_studies(folder))
@@ -531,9 +528,7 @@ def audit_dataset(folder: Path, *, update_manifest: bool = True) -> dict[str, An
     if update_manifest and (folder / MANIFEST).is_file():
         manifest = read_json(folder / MANIFEST)
         manifest["audit"] = audit_summary(result)
-        tmp = folder / (MANIFEST + ".tmp")
-        tmp.write_bytes(dumps(manifest))
-        tmp.replace(folder / MANIFEST)
+        write_json(folder / MANIFEST, manifest)
     return result
 
 

@@ -18,6 +18,8 @@ import orjson
 from pydantic import BaseModel
 
 from voxqa.errors import InputError, MissingFileError
+from voxqa import fileio
+from voxqa.fileio import dumps as dumps  # build.py still imports it from here; import voxqa.fileio there
 from voxqa.schema import Item, Study
 
 M = TypeVar("M", bound=BaseModel)
@@ -30,7 +32,11 @@ REPORT = "build_report.json"
 
 @contextmanager
 def no_gc() -> Iterator[None]:
-    """Builds and reads allocate many small acyclic objects; cyclic GC passes only cost time."""
+    """Cyclic GC paused for the block: builds and reads allocate many small acyclic objects,
+    and GC passes over them only cost time. The collector is process-wide, so this is for short
+    blocks of library work only; on leaving (an error included) it is re-enabled if, and only
+    if, it was enabled on entering, so nested blocks and a caller that turned it off itself
+    keep their state."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -48,21 +54,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
+def model_line(row: BaseModel) -> bytes:
+    """A model's JSONL line: pydantic's own JSON, fields in schema order."""
+    return row.__pydantic_serializer__.to_json(row) + b"\n"
 
 
 def write_jsonl(path: Path, rows: Iterable[BaseModel]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("wb") as fh:
-        batch: list[bytes] = []
-        for row in rows:
-            batch.append(row.__pydantic_serializer__.to_json(row) + b"\n")
-            if len(batch) == 1024:
-                fh.write(b"".join(batch))
-                batch.clear()
-        fh.write(b"".join(batch))
-    tmp.replace(path)
+    """Models as JSONL (``model_line``), written atomically."""
+    fileio.write_jsonl(path, rows, model_line)
 
 
 def check_out_folder(out: Path) -> None:
@@ -100,7 +99,7 @@ def write_dataset(
     write_jsonl(stage / STUDIES, studies)
     write_jsonl(stage / ITEMS, items)
     for name, obj in ((REPORT, report), (MANIFEST, manifest)):
-        (stage / name).write_bytes(dumps(obj))
+        fileio.write_json(stage / name, obj)
     if out.exists():
         old = out.parent / f".{out.name}.replaced"
         shutil.rmtree(old, ignore_errors=True)

@@ -5,13 +5,20 @@ a study id used as a folder name, an export's image paths and a run's files are 
 through ``inside`` (symlinks followed), which refuses anything that leaves the folder; study
 ids are checked at build time by ``check_study_id``; an image is opened only after
 ``check_png`` has seen the PNG signature.
+
+Nothing is cached for the process: a folder may change between two checks (a symlink swapped,
+a frame re-rendered), and each check sees it as it is now. Only within ``resolve_once()`` (one
+eval run, one export) does ``inside`` resolve each path once, as the items of a study ask for
+the same frames again and again.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from voxqa.errors import VoxqaError
@@ -24,50 +31,55 @@ class UnsafePath(VoxqaError, ValueError):
     """A path from dataset or run content that leaves its folder, or is not what it claims."""
 
 
-@lru_cache(maxsize=1 << 17)
-def _resolved(folder: str, relative: str) -> tuple[Path, Path | None]:
-    """(root, target) resolved once per process (target None: not a relative path): an eval
-    run asks for the same few thousand frames tens of thousands of times, and each resolve
-    walks every path component."""
-    root = Path(folder).resolve()
-    rel = Path(relative)
-    if rel.is_absolute() or relative == "" or "\x00" in relative:
-        return root, None
-    return root, (root / rel).resolve()
+_RESOLVED: ContextVar[dict[tuple[str, str], Path] | None] = ContextVar("voxqa_resolved_paths", default=None)
+
+
+@contextmanager
+def resolve_once() -> Iterator[None]:
+    """Within the block, ``inside`` resolves each (folder, path) once and reuses the answer: an
+    eval run or export asks for the same few thousand frames tens of thousands of times, and each
+    resolve walks every path component. The answers end with the block (asyncio tasks started in
+    it share them)."""
+    token = _RESOLVED.set({})
+    try:
+        yield
+    finally:
+        _RESOLVED.reset(token)
 
 
 def inside(folder: Path | str, relative: Path | str, what: str) -> Path:
     """``folder / relative`` resolved (symlinks followed); refused unless it stays inside
     ``folder`` (itself resolved). ``what`` names the item in the one-line error."""
-    key = os.fspath(folder)
-    root, target = _resolved(key if os.path.isabs(key) else os.path.join(os.getcwd(), key), os.fspath(relative))
-    if target is None:
-        raise UnsafePath(f"{what}: path {str(relative)!r} must be relative to {root}")
-    if target != root and not target.is_relative_to(root):
-        raise UnsafePath(f"{what}: path {str(relative)!r} leaves {root} (resolves to {target}); refused")
-    return target
+    known = _RESOLVED.get()
+    if known is None:
+        return _inside(os.fspath(folder), os.fspath(relative), what)
+    key = (os.path.abspath(folder), os.fspath(relative))
+    if key not in known:
+        known[key] = _inside(*key, what)
+    return known[key]
+
+
+def _inside(folder: str, relative: str, what: str) -> Path:
+    root = os.path.realpath(folder)
+    if relative == "" or "\x00" in relative or os.path.isabs(relative):
+        raise UnsafePath(f"{what}: path {relative!r} must be relative to {root}")
+    target = os.path.realpath(os.path.join(root, relative))
+    if target != root and not target.startswith(root.rstrip(os.sep) + os.sep):
+        raise UnsafePath(f"{what}: path {relative!r} leaves {root} (resolves to {target}); refused")
+    return Path(target)
 
 
 def check_png(path: Path | str, what: str) -> Path:
-    """``path`` if it is a file starting with the PNG signature, else a one-line error. A file
-    seen as a PNG is not opened again while its size and modification time stay the same."""
+    """``path`` if it is a file starting with the PNG signature, else a one-line error."""
     path = Path(path)
     try:
-        st = path.stat()
-        key = (os.fspath(path), st.st_mtime_ns, st.st_size)
-        if key in _PNGS_SEEN:
-            return path
         with path.open("rb") as fh:
             head = fh.read(len(PNG_MAGIC))
     except OSError as exc:
         raise UnsafePath(f"{what}: cannot read image {path}: {exc.strerror or exc}") from None
     if head != PNG_MAGIC:
         raise UnsafePath(f"{what}: {path} is not a PNG (no PNG signature); refused")
-    _PNGS_SEEN.add(key)
     return path
-
-
-_PNGS_SEEN: set[tuple[str, int, int]] = set()
 
 
 def read_png(path: Path | str, what: str) -> bytes:

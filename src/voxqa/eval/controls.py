@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from voxqa.dataset.paths import check_png
+from voxqa.fileio import atomic_write
 from voxqa.conversation import BOX_TEXT
 from voxqa.schema import Item
 
@@ -87,6 +88,6 @@ def mirrored_png(src: Path, controls: Path) -> Path:
     dst = controls / "mirrored" / f"{tag}_{src.name}"
     if not dst.is_file():
         dst.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(check_png(src, "image")) as im:
-            Image.fromarray(np.asarray(im)[:, ::-1].copy()).save(dst)
+        with Image.open(check_png(src, "image")) as im, atomic_write(dst) as fh:  # never a half PNG to reuse
+            Image.fromarray(np.asarray(im)[:, ::-1].copy()).save(fh, format="PNG")
     return dst

@@ -32,6 +32,7 @@ from voxqa.errors import InputError
 from voxqa.eval.models.base import PermanentError
 from voxqa.eval.models.openai_chat import OpenAIChat
 from voxqa.eval.prompts import Prompt
+from voxqa.fileio import JsonlAppender
 
 CACHE = "jury.jsonl"
 QUESTION = (
@@ -77,7 +78,7 @@ class Jury:
         return hashlib.sha256("\x1f".join([judge.spec, judge.base_url, *texts]).encode()).hexdigest()
 
     async def _ask(self, judge: OpenAIChat, cases: Mapping[str, Case], gate: asyncio.Semaphore,
-                   out) -> dict[str, bool | str]:  # noqa: ANN001 - the open cache file
+                   out: JsonlAppender) -> dict[str, bool | str]:
         """One request for ``cases`` (item id -> case): item id -> verdict, or the failure."""
         if len(cases) == 1 and self.batch == 1:
             ((item_id, (q, r, c)),) = cases.items()
@@ -99,15 +100,14 @@ class Jury:
             verdicts[item_id] = found[item_id]
             key = self._key(judge, *case)
             self.cache[key] = found[item_id]
-            out.write(orjson.dumps({"key": key, "judge": judge.spec, "verdict": found[item_id]}) + b"\n")
-        out.flush()
+            out.write({"key": key, "judge": judge.spec, "verdict": found[item_id]})
         return verdicts
 
     async def verdicts(self, cases: Mapping[str, Case]) -> dict[str, Verdict]:
         """The jury's verdict per item id."""
         gate = asyncio.Semaphore(self.concurrency)
         votes: dict[str, dict[str, bool | str]] = {i: {} for i in cases}
-        with self.path.open("ab") as out:
+        with JsonlAppender(self.path) as out:
             try:
                 requests = []
                 for judge in self.judges:

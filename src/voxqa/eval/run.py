@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -33,13 +33,11 @@ from typing import Any
 import numpy as np
 import orjson
 from PIL import Image
-from rich.console import Console
-from rich.progress import Progress
 
 from voxqa import __version__
 from voxqa.boxes.profiles import Profile, get_profile
 from voxqa.dataset.folder import ITEMS, read_items, read_studies
-from voxqa.dataset.paths import dataset_png, inside
+from voxqa.dataset.paths import dataset_png, inside, resolve_once
 from voxqa.errors import InputError, VoxqaError
 from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png
 from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
@@ -47,8 +45,12 @@ from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, build_prompt
 from voxqa.eval.selection import check_selection
+from voxqa.fileio import JsonlAppender, append_bytes, atomic_write, write_bytes, write_json
+from voxqa.progress import Progress, rich_progress, tracking
 from voxqa.render import map_box
 from voxqa.schema import Item, Study
+
+log = logging.getLogger(__name__)
 
 RUN = "run.json"
 PREDICTIONS = "predictions.jsonl"
@@ -142,38 +144,10 @@ def read_predictions(path: Path, set_aside: bool = False) -> dict[str, dict[str,
         records[item_id] = rec
         kept.append(line)
     if bad:
-        with (path.parent / CORRUPT).open("ab") as fh:
-            fh.write(b"".join(b + b"\n" for b in bad))
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(b"".join(k + b"\n" for k in kept))
-        tmp.replace(path)
+        log.info("%s: %d lines that are not records set aside in %s", path, len(bad), CORRUPT)
+        append_bytes(path.parent / CORRUPT, b"".join(b + b"\n" for b in bad))
+        write_bytes(path, b"".join(k + b"\n" for k in kept))
     return records
-
-
-class _Appender:
-    """Whole-line appends handed to the OS at once (a killed process loses nothing written),
-    fsynced to disk every FLUSH_EVERY lines or FLUSH_SECONDS (a power cut loses little)."""
-
-    def __init__(self, path: Path):
-        self.fh = path.open("ab")
-        self.pending = 0
-        self.last = time.monotonic()
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.fh.write(orjson.dumps(record) + b"\n")
-        self.fh.flush()
-        self.pending += 1
-        if self.pending >= FLUSH_EVERY or time.monotonic() - self.last > FLUSH_SECONDS:
-            self.sync()
-
-    def sync(self) -> None:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.pending, self.last = 0, time.monotonic()
-
-    def close(self) -> None:
-        self.sync()
-        self.fh.close()
 
 
 def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], folder: Path) -> list[str] | None:
@@ -191,7 +165,8 @@ def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], 
         for im in item.images:
             p = blank_dir / f"blank_{im.width}x{im.height}.png"
             if not p.is_file():
-                Image.fromarray(np.zeros((im.height, im.width), np.uint8), mode="L").save(p)
+                with atomic_write(p) as fh:
+                    Image.fromarray(np.zeros((im.height, im.width), np.uint8), mode="L").save(fh, format="PNG")
             paths.append(str(p))
         return paths
     # shuffled: the same number of frames from the next study (in sorted order)
@@ -231,8 +206,14 @@ def volume_box_reader(profile: Profile, study: Study, item: Item) -> Callable[[l
     return read
 
 
-async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
-    """Answer every selected item not yet answered ``ok``; returns counts."""
+async def run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress | None = None) -> dict[str, Any]:
+    """Answer every selected item not yet answered ``ok``; returns counts. Each answered item
+    advances ``progress`` (default: ``rich_progress()``). Image paths are resolved once per run."""
+    with resolve_once():
+        return await _run_eval(cfg, model, progress or rich_progress())  # the default: today's CLI bar
+
+
+async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> dict[str, Any]:
     if cfg.mode not in MODES:
         raise InputError(f"unknown mode {cfg.mode!r}; known: {', '.join(MODES)}")
     if cfg.control not in CONTROLS:
@@ -271,12 +252,12 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
         if old.get("identity") != ident:
             raise RunMismatch(f"{cfg.out} holds a different run ({RUN} identity differs); use a new --out")
     else:
-        run_file.write_bytes(orjson.dumps({"identity": ident, "voxqa_version": __version__,
-                                           "config": {k: str(v) for k, v in asdict(cfg).items()}},
-                                          option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        write_json(run_file, {"identity": ident, "voxqa_version": __version__,
+                              "config": {k: str(v) for k, v in asdict(cfg).items()}}, newline=False)
     done = read_predictions(cfg.out / PREDICTIONS, set_aside=True)
     todo = [it for it in items if done.get(it.id, {}).get("status") != "ok"]
-    writer = _Appender(cfg.out / PREDICTIONS)
+    log.info("%s: %d of %d items to answer", cfg.out, len(todo), len(items))
+    writer = JsonlAppender(cfg.out / PREDICTIONS, sync_every=FLUSH_EVERY, sync_seconds=FLUSH_SECONDS)
     gate = asyncio.Semaphore(max(1, cfg.concurrency))
     counts = {"items": len(items), "already_done": len(items) - len(todo), "ok": 0, "failed": 0}
 
@@ -303,13 +284,11 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
         counts[record["status"]] += 1
 
     try:
-        err = Console(stderr=True)  # progress on stderr, and only on a terminal
-        with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
-            task = progress.add_task(f"{model.spec} on {len(todo)} items", total=len(todo))
+        with tracking(progress, f"{model.spec} on {len(todo)} items", len(todo)) as advance:
 
             async def tracked(item: Item) -> None:
                 await one(item)
-                progress.advance(task)
+                advance()
 
             tasks = [asyncio.ensure_future(tracked(it)) for it in todo]
             if tasks:  # the first error (a ServerConfigError) stops every other request
@@ -326,7 +305,7 @@ async def run_eval(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
             _remove_run(cfg.out)
         raise
     finally:
-        if not writer.fh.closed:
+        if not writer.closed:
             writer.close()
         await model.close()
     return counts

@@ -33,6 +33,7 @@ from voxqa.eval.metrics.items import score_item
 from voxqa.eval.metrics.statistics import holm, wilson
 from voxqa.eval.metrics.text import ar_score
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
+from voxqa.fileio import write_json
 from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.render import map_box
 from voxqa.schema import Item, Study
@@ -262,5 +263,10 @@ def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = Fals
         results["as_published"] = published(
             as_published, sr.run, sr.records, {i: p.get("raw") for i, p in sr.preds.items()},
             {it.id: gold for it, gold in zip(sr.items, sr.golds, strict=False)})
-    (sr.run / RESULTS).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    write_results(sr.run, results)
     return results
+
+
+def write_results(run: Path, results: dict[str, Any]) -> None:
+    """``run/results.json``, written atomically (a rescore or an uplift rewrite included)."""
+    write_json(run / RESULTS, results, newline=False)

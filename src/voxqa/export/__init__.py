@@ -15,7 +15,7 @@ from typing import Any
 
 from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
-from voxqa.dataset.paths import check_png
+from voxqa.dataset.paths import check_png, resolve_once
 from voxqa.conversation import Sample, build_sample
 from voxqa.errors import InputError
 from voxqa.export.base import ExportFormat, write_json
@@ -53,16 +53,20 @@ def export_dataset(
 
     samples: dict[str, list[Sample]] = {}
     skipped = 0
-    for item in read_items(folder):
-        if split is not None and item.split != split:
-            continue
-        if not item.images:
-            skipped += 1
-            continue
-        sample = build_sample(item, folder, frame_sizes[item.study_id], profile, exporter.box_style(profile))
-        for path in sample.images:  # inside the dataset (build_sample) and a PNG
-            check_png(path, f"item {item.id}")
-        samples.setdefault(item.split, []).append(sample)
+    checked: set[str] = set()
+    with resolve_once():  # the items of a study share their frames
+        for item in read_items(folder):
+            if split is not None and item.split != split:
+                continue
+            if not item.images:
+                skipped += 1
+                continue
+            sample = build_sample(item, folder, frame_sizes[item.study_id], profile, exporter.box_style(profile))
+            for path in sample.images:  # inside the dataset (build_sample) and a PNG
+                if path not in checked:
+                    check_png(path, f"item {item.id}")
+                    checked.add(path)
+            samples.setdefault(item.split, []).append(sample)
     if not samples:  # nothing to train on: an error, not an empty export
         where = f" of split {split}" if split else ""
         raise InputError(f"{folder}: no item{where} has rendered images: run `voxqa render {folder}` first"

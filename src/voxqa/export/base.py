@@ -1,4 +1,4 @@
-"""What every export format shares: the format protocol and atomic file writers.
+"""What every export format shares: the format protocol and the layout of its JSON files.
 
 The conversation itself (user turn, JSON target, box styles) is ``voxqa.conversation``,
 shared with evaluation so that models are trained and tested on the same text.
@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from voxqa import fileio
 from voxqa.boxes.profiles import Profile
 from voxqa.conversation import BoxStyle, Sample
 
@@ -31,19 +32,19 @@ class ExportFormat(Protocol):
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Pretty JSON, written to a temp name and renamed into place."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    """Pretty JSON with keys in the order the format documents (not sorted), written atomically."""
+    fileio.write_json(path, obj, sort_keys=False)
+
+
+def export_line(row: dict[str, Any]) -> bytes:
+    """An export's JSONL line: the ``json`` module's layout (``", "`` and ``": "`` separators,
+    which orjson cannot write), kept so that exported files stay byte for byte as they were."""
+    return json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """One JSON object per line, written to a temp name and renamed into place."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    """One JSON object per line (``export_line``), written atomically."""
+    fileio.write_jsonl(path, rows, export_line)
 
 
 def write_split_jsonl(samples: dict[str, list[Sample]], out: Path,

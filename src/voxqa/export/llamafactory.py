@@ -27,6 +27,7 @@ from voxqa.boxes.profiles import Profile
 from voxqa.boxes.spaces import Resized
 from voxqa.conversation import BoxStyle, InlineBoxes, Sample, text_messages
 from voxqa.export.base import write_json
+from voxqa.fileio import write_text
 
 DATASET_INFO = "dataset_info.json"
 ARGS = "llamafactory_args.yaml"
@@ -71,7 +72,5 @@ class LlamaFactoryFormat:
             lines.append(f"# the processor must use min_pixels {profile.space.min_pixels}, max_pixels "
                          f"{profile.space.max_pixels} (check: voxqa profiles --check-processor MODEL "
                          f"--profile {profile.spec})")
-        tmp = out / (ARGS + ".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tmp.replace(out / ARGS)
+        write_text(out / ARGS, "\n".join(lines) + "\n")
         return written + [DATASET_INFO, ARGS]

@@ -32,6 +32,7 @@ from voxqa.boxes.profiles import PROFILES, Profile
 from voxqa.conversation import BoxRef, Sample, text_messages
 from voxqa.errors import InputError
 from voxqa.export.base import write_json, write_split_jsonl
+from voxqa.fileio import write_text
 
 BBOX = "<bbox>"
 ENV = {"QWENVL_BBOX_FORMAT": "new"}
@@ -86,5 +87,5 @@ class SwiftFormat:
             "id": s.item.id, "messages": text_messages(s), "images": s.images, "objects": _objects(s),
         })
         write_json(out / "swift_args.json", {"env": ENV, "template": TEMPLATES[profile.name], "profile": profile.spec})
-        (out / "swift_env.sh").write_text("".join(f"export {k}={v}\n" for k, v in ENV.items()), encoding="utf-8")
+        write_text(out / "swift_env.sh", "".join(f"export {k}={v}\n" for k, v in ENV.items()))
         return files + ["swift_args.json", "swift_env.sh"]

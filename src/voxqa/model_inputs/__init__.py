@@ -14,21 +14,20 @@ parallel over studies; a refused or unreadable study is counted, and fatal only 
 from __future__ import annotations
 
 import hashlib
-import os
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
-from rich.console import Console
-from rich.progress import Progress
 
 from voxqa.anatomy.frames import FRAME_CONVENTION
-from voxqa.dataset.folder import dumps, read_studies
+from voxqa.dataset.folder import read_studies
 from voxqa.dataset.paths import inside
 from voxqa.errors import InputError
 from voxqa.executors import Executor, LocalExecutor
+from voxqa.fileio import TEMP_SUFFIX, atomic_write, write_json
 from voxqa.io import VolumeError, open_volume
 from voxqa.model_inputs.base import (
     Recipe,
@@ -44,6 +43,7 @@ from voxqa.model_inputs.base import (
 )
 from voxqa.model_inputs.slices import SliceRecipe
 from voxqa.model_inputs.volume import VolumeRecipe
+from voxqa.progress import Progress, rich_progress, tracking
 from voxqa.schema import Study
 
 __all__ = [
@@ -58,9 +58,10 @@ __all__ = [
     "render_recipe",
 ]
 
+log = logging.getLogger(__name__)
+
 RECIPES_DIR = "recipes"
 SUMMARY = "recipe.json"
-PART = ".part"
 RECORD = ".record.json"  # per-study sidecar; never "recipe.json", whatever the study id
 FORMAT = 1  # bump when an unchanged setting starts to produce other bytes
 CT_WINDOWS = (Window(-1225.0, 1025.0), Window(-135.0, 215.0), Window(0.0, 80.0))  # MedGemma's R, G, B
@@ -104,15 +105,12 @@ def _render_study(job: tuple[Study, str, Path, str]) -> dict[str, Any]:
     array, transform, extra = recipe.make(stack, spacing, study.modality)
     rel = f"{RECIPES_DIR}/{name}/{study.id}.npy"
     path = inside(folder, rel, f"study {study.id!r}")
-    part = path.with_name(path.name + PART)
-    with part.open("wb") as fh:
+    with atomic_write(path) as fh:
         np.save(fh, array, allow_pickle=False)
-    os.replace(part, path)
     record = {"file": rel, "shape": list(array.shape), "dtype": str(array.dtype),
               "transform": transform.to_json(), **extra}
-    sidecar = path.with_name(study.id + RECORD + PART)
-    sidecar.write_bytes(dumps({"settings_key": key, "volume": _volume_id(study), "record": record}))
-    os.replace(sidecar, path.with_name(study.id + RECORD))  # written last: marks the study done
+    # written last: marks the study done
+    write_json(path.with_name(study.id + RECORD), {"settings_key": key, "volume": _volume_id(study), "record": record})
     return record
 
 
@@ -129,8 +127,10 @@ def _finished(folder: Path, study: Study, name: str, key: str) -> dict[str, Any]
 
 
 def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = False,
-                  executor: Executor | None = None) -> dict[str, Any]:
-    """Write recipe ``name``'s model inputs for every study with a volume; returns recipe.json's content."""
+                  executor: Executor | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Write recipe ``name``'s model inputs for every study with a volume; returns recipe.json's
+    content. Each finished study advances ``progress`` (default: ``rich_progress()``)."""
+    progress = progress or rich_progress()  # today's CLI default, until the CLI passes its own
     if name not in RECIPES:
         raise InputError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
     recipe = RECIPES[name]
@@ -148,6 +148,7 @@ def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = Fals
         except RecipeRefused as exc:
             if strict:
                 raise
+            log.info("study %s refused by recipe %s: %s", s.id, name, exc)
             refused[s.id] = str(exc)
             continue
         done = _finished(folder, s, name, key)
@@ -157,9 +158,7 @@ def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = Fals
             jobs.append((s, name, folder, key))
 
     failed: dict[str, str] = {}
-    err = Console(stderr=True)  # progress on stderr, and only on a terminal
-    with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
-        task = progress.add_task(f"recipe {name}", total=len(jobs))
+    with tracking(progress, f"recipe {name}", len(jobs)) as advance:
         pool = executor or LocalExecutor(workers)
         try:
             for i, outcome in pool.run(_render_study, jobs):
@@ -169,11 +168,12 @@ def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = Fals
                 except (VolumeError, OSError, ValueError) as exc:
                     if strict:
                         raise
+                    log.info("study %s failed in recipe %s: %s", sid, name, exc)
                     failed[sid] = str(exc)
-                progress.advance(task)
+                advance()
         except BaseException:  # Ctrl-C or strict: stop now; only complete files carry their names
             pool.stop()
-            for part in out_dir.glob("*" + PART):
+            for part in out_dir.glob("*" + TEMP_SUFFIX):
                 part.unlink(missing_ok=True)
             raise
 
@@ -194,8 +194,6 @@ def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = Fals
         },
         "counts": {"studies": len(records), "refused": len(refused), "failed": len(failed)},
     }
-    tmp = out_dir / (SUMMARY + PART)
-    tmp.write_bytes(dumps(summary))
-    tmp.replace(out_dir / SUMMARY)  # the same bytes whether studies were resumed or redone
+    write_json(out_dir / SUMMARY, summary)  # the same bytes whether studies were resumed or redone
     summary["counts"]["written"] = len(jobs) - len(failed)
     return summary

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from voxqa.anatomy.labelnames import canonical_name
 from voxqa.errors import BuildError
 from voxqa.eval.redact import redact
+from voxqa.fileio import JsonlAppender
 from voxqa.radreports.claims import Claim, Language, Relation
 from voxqa.radreports.extract_rules import sentences
 
@@ -95,8 +96,8 @@ class OpenAIExtractor:
             self.cache[key] = self._ask(sentence, language)
             if self.cache_path is not None:
                 self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-                with self.cache_path.open("ab") as fh:
-                    fh.write(orjson.dumps({"key": key, "sentence": sentence, "claims": self.cache[key]}) + b"\n")
+                with JsonlAppender(self.cache_path) as out:
+                    out.write({"key": key, "sentence": sentence, "claims": self.cache[key]})
         return self.cache[key]
 
     def _ask(self, sentence: str, language: str) -> list[dict]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from voxqa.fileio import write_text
 from voxqa.train.recipes import Recipe
 
 FILES = ("ddp.yaml", "zero3.yaml", "fsdp.yaml")
@@ -64,6 +65,6 @@ def write_accelerate_configs(recipe: Recipe, folder: Path, num_processes: int = 
     paths = []
     for name, cfg in accelerate_configs(recipe, num_processes).items():
         path = folder / name
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        write_text(path, yaml.safe_dump(cfg, sort_keys=False))
         paths.append(path)
     return paths

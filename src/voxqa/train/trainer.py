@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from voxqa.errors import InputError
+from voxqa.fileio import append_bytes, write_text
 from voxqa.train.data import Examples, check_examples, check_pixel_limits, load_examples, to_dataset
 from voxqa.train.launch import write_accelerate_configs
 from voxqa.train.recipes import Lora, Recipe, get_recipe
@@ -128,8 +129,7 @@ def _log_callback(path: Path, samples_per_step: int) -> Any:
                    "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"),
                    "samples_per_s": (state.global_step - step0) * samples_per_step / dt,
                    "tokens_per_s": (tokens - tokens0) / dt}
-            with path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
+            append_bytes(path, (json.dumps(row) + "\n").encode("utf-8"))
             self.last = (now, state.global_step, tokens)
 
     return JsonlLog()
@@ -149,7 +149,7 @@ def _newest_checkpoint(folder: Path) -> Path | None:
 def _trim_log(out: Path, step: int) -> None:
     """Drop log lines past ``step`` (written after the checkpoint a resumed run restarts from)."""
     rows = [r for r in read_log(out) if r["step"] <= step]
-    (out / LOG).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_text(out / LOG, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def build_trainer(cfg: TrainConfig, examples: Examples | None = None, callbacks: list[Any] | None = None,
@@ -249,5 +249,5 @@ def train(cfg: TrainConfig, examples: Examples | None = None, callbacks: list[An
                "train_loss": result.training_loss, "first_loss": log[0]["loss"] if log else None,
                "last_loss": log[-1]["loss"] if log else None, "model": str(out / MODEL)}
     if trainer.is_world_process_zero():
-        (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -33,6 +33,7 @@ from voxqa.eval.compare import cell, headline, leaderboard, load_results, region
 from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.score import scored_run
 from voxqa.schema import Item
+from voxqa.fileio import write_text
 
 # Okabe-Ito (colour-blind safe), without its bluish green: ground truth is drawn green
 COLORS = ["#E69F00", "#0072B2", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
@@ -483,5 +484,5 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
     )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    write_text(out, page)
     return out

@@ -20,7 +20,6 @@ import asyncio
 import base64
 import os
 import random
-from functools import lru_cache
 from urllib.parse import urlsplit
 from typing import Any
 
@@ -168,9 +167,9 @@ class OpenAIChat(ModelAdapter):
             self._client = None
 
 
-@lru_cache(maxsize=4096)
 def _data_url(path: str) -> str:
-    """A PNG as a data URL; cached, as the items of a study share their frames."""
+    """A PNG as a data URL, read for each request: reading and encoding a frame costs microseconds
+    next to the request, and a frame re-rendered since the last request is sent as it is now."""
     return "data:image/png;base64," + base64.b64encode(read_png(path, "image")).decode()
 
 
