@@ -51,3 +51,26 @@ def test_render_and_eval_report_every_step_to_the_callers_progress(tmp_path: Pat
                          progress=shown))
     assert shown.calls == [("start", "oracle on 0 items", 0), ("done",)]
     assert capfd.readouterr() == ("", "")  # library code printed nothing
+
+
+def test_builds_report_loading_and_item_generation_to_the_callers_progress(tmp_path: Path, capfd) -> None:
+    """A segmentation build advances once per study measured and once per question family, on
+    the caller's object; nothing reaches stdout or stderr (the old bar drew on stdout)."""
+    from voxqa.build import build_segmentation
+    from voxqa.phantom import write_segmentation_phantom
+    from voxqa.sources.segmentation import SegSpec
+
+    specs = []
+    for v in (1, 2):
+        s = write_segmentation_phantom(tmp_path / f"seg{v}", variant=v)
+        specs.append(SegSpec(study_id=f"s{v}", image=s["image"], labels=s["labels"],
+                             label_names=s["label_names"], modality="CT"))
+    capfd.readouterr()
+    shown = Recorder()
+    build_segmentation(specs, tmp_path / "ds", fractions=(1.0, 0.0, 0.0), progress=shown)
+    starts = [c for c in shown.calls if c[0] == "start"]
+    assert [c[1] for c in starts] == ["measuring structures", "generating items"]
+    assert starts[0][2] == 2 and starts[1][2] >= 1
+    assert shown.calls.count(("advance", 1)) == 2 + starts[1][2]
+    assert shown.calls.count(("done",)) == 2
+    assert capfd.readouterr() == ("", "")

@@ -12,9 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import Progress
-
 from voxqa.dataset.audit import attach_audit, write_audit
 from voxqa.dataset.build_report import BuildReport
 from voxqa.dataset.folder import no_gc, write_dataset
@@ -23,6 +20,7 @@ from voxqa.dataset.manifest import common_manifest, extend, split_manifest
 from voxqa.dataset.splits import assign_splits
 from voxqa.errors import BuildError
 from voxqa.executors import Executor
+from voxqa.progress import SILENT, Progress, tracking
 from voxqa.schema import Item, Study
 from voxqa.sources.base import Source
 from voxqa.sources.fastmri_plus import FastMRIPlus
@@ -35,17 +33,19 @@ Fractions = tuple[float, float, float]
 
 
 def run_build(source: Source, out: Path, *, name: str, seed: int = 0,
-              fractions: Fractions = (0.8, 0.1, 0.1), strict: bool = False) -> dict[str, Any]:
-    """Build a dataset folder from ``source``; returns the manifest."""
+              fractions: Fractions = (0.8, 0.1, 0.1), strict: bool = False,
+              progress: Progress = SILENT) -> dict[str, Any]:
+    """Build a dataset folder from ``source``; returns the manifest. Loading studies and
+    generating items advance ``progress`` (the command line shows it on stderr)."""
     with no_gc():
         report = BuildReport(strict=strict)
-        views = source.load(report)
+        views = source.load(report, progress)
         studies = [v.study for v in views]
         assign_splits(studies, seed, fractions)
         pathology_vocab, boxed_vocab = vocabularies(studies, source.is_pathology)
         ctx = BuildContext(seed=seed, is_pathology=source.is_pathology, pathology_vocab=pathology_vocab,
                            boxed_vocab=boxed_vocab, frames=source.frames)
-        items = generate_items(views, ctx, source.families())
+        items = generate_items(views, ctx, source.families(), progress)
         for reason, n in sorted(ctx.skipped.items()):
             report.add("info", "question_not_asked: " + reason, n)
         manifest = common_manifest(
@@ -60,14 +60,14 @@ def run_build(source: Source, out: Path, *, name: str, seed: int = 0,
         return manifest
 
 
-def generate_items(views: Sequence[StudyView], ctx: BuildContext, families: Sequence[TaskFamily]) -> list[Item]:
+def generate_items(views: Sequence[StudyView], ctx: BuildContext, families: Sequence[TaskFamily],
+                   progress: Progress = SILENT) -> list[Item]:
     """Run the task families; ids must come out unique."""
     items: list[Item] = []
-    with Progress(transient=True, disable=not Console(stderr=True).is_terminal) as progress:
-        task = progress.add_task("generating items", total=len(families))
+    with tracking(progress, "generating items", len(families)) as advance:
         for family in families:
             items += family.generate(views, ctx)
-            progress.advance(task)
+            advance()
     return ordered_items(items)
 
 
@@ -115,10 +115,12 @@ def build_fastmri_plus(
     fractions: Fractions = (0.8, 0.1, 0.1),
     strict: bool = False,
     name: str = "fastmri-plus",
+    progress: Progress = SILENT,
 ) -> dict[str, Any]:
     """Build a dataset folder from fastMRI+ CSVs; returns the manifest."""
     source = FastMRIPlus(pairs=pairs, volumes=volumes, anatomy=anatomy)
-    return run_build(source, out, name=name, seed=seed, fractions=fractions, strict=strict)
+    return run_build(source, out, name=name, seed=seed, fractions=fractions, strict=strict,
+                     progress=progress)
 
 
 def build_segmentation(
@@ -129,13 +131,15 @@ def build_segmentation(
     fractions: Fractions = (0.8, 0.1, 0.1),
     strict: bool = False,
     name: str = "segmentation",
+    progress: Progress = SILENT,
     executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Build a spatial-QA dataset folder from image + segmentation pairs. Studies are read
     and measured on ``executor`` (default: this process); only their compact geometry comes
     back, and everything after (splits, balancing, writing) runs here on all studies."""
     source = SegmentationSource(specs=specs, executor=executor)
-    return run_build(source, out, name=name, seed=seed, fractions=fractions, strict=strict)
+    return run_build(source, out, name=name, seed=seed, fractions=fractions, strict=strict,
+                     progress=progress)
 
 
 def build_knee_grading(
@@ -148,6 +152,7 @@ def build_knee_grading(
     fractions: Fractions = (0.8, 0.1, 0.1),
     strict: bool = False,
     name: str = "knee-grading",
+    progress: Progress = SILENT,
     frame_cap: int | None = DEFAULT_VOLUME_FRAMES,
 ) -> dict[str, Any]:
     """Build a MOAKS knee grading dataset (sources/knee.py, tasks/grading.py) on sagittal frames.
@@ -157,7 +162,8 @@ def build_knee_grading(
     time and let go once measured: only region boxes and grades stay in memory."""
     source = KneeGrading(studies_csv=studies_csv, grades_csv=grades_csv, boxes_csv=boxes_csv,
                          frames=FramePolicy(frame_cap))
-    return run_build(source, out, name=name, seed=seed, fractions=fractions, strict=strict)
+    return run_build(source, out, name=name, seed=seed, fractions=fractions, strict=strict,
+                     progress=progress)
 
 
 def build_reports(
@@ -171,10 +177,12 @@ def build_reports(
     strict: bool = False,
     min_pixels: int | None = None,
     name: str = "reports",
+    progress: Progress = SILENT,
 ) -> dict[str, Any]:
     """Report-grounded items: claims read from each study's report (``extractor``, default
     the offline rules), verified against its segmentation, written to ``out/claims.jsonl``;
     items from supported claims and per-frame grounding (``voxqa.radreports``), plus
     ``out/grounding.jsonl`` with each caption-grounding target in RadGrounder's syntax."""
     source = RadiologyReports(specs=specs, reports_path=reports_path, extractor=extractor, min_pixels=min_pixels)
-    return run_build(source, out, name=name, seed=seed, fractions=fractions, strict=strict)
+    return run_build(source, out, name=name, seed=seed, fractions=fractions, strict=strict,
+                     progress=progress)

@@ -1,6 +1,7 @@
 """The whole pipeline on built-in synthetic data (`voxqa demo`): phantoms -> two builds ->
 render -> oracle/prior/random (and optionally a served model) on the test splits -> HTML
-reports and leaderboard rows. Progress goes to a callback; the caller prints."""
+reports and leaderboard rows. Each step is announced to a callback and long loops advance a
+``voxqa.progress.Progress``; the caller shows both."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from voxqa.errors import InputError
+from voxqa.progress import SILENT, Progress
 
 FRACTIONS = (0.6, 0.2, 0.2)
 #: Segmented abdomens per split: phantom variants (other "patients") picked by the split their
@@ -18,14 +20,15 @@ FRACTIONS = (0.6, 0.2, 0.2)
 ABDOMENS = {"train": 3, "test": 2}
 LEADERBOARD_HEADER = ["dataset", "model", "n", "accuracy [95% CI]"]  # n: test items accuracy covers
 
-Progress = Callable[[str], None]
+Announce = Callable[[str], None]  # one line per step of the demo
 
 
 def _quiet(message: str) -> None:
-    """No progress reporting."""
+    """No announcements."""
 
 
-def build_demo_datasets(out: Path, seed: int = 0, progress: Progress = _quiet) -> tuple[Path, Path]:
+def build_demo_datasets(out: Path, seed: int = 0, announce: Announce = _quiet,
+                        progress: Progress = SILENT) -> tuple[Path, Path]:
     """The demo's fastMRI+-style box dataset and segmentation dataset under ``out``; refuses a
     folder holding a demo of another seed (its phantoms and runs would be mixed with these)."""
     from voxqa.build import build_fastmri_plus, build_segmentation
@@ -37,10 +40,10 @@ def build_demo_datasets(out: Path, seed: int = 0, progress: Progress = _quiet) -
     for made in (dataset, spatial):
         if (made / "manifest.json").is_file() and orjson.loads((made / "manifest.json").read_bytes()).get("seed") != seed:
             raise InputError(f"{out} holds a demo made with another --seed; give a new --out or remove {out}")
-    progress("building the fastMRI+-style phantom dataset")
+    announce("building the fastMRI+-style phantom dataset")
     paths = write_phantom(out / "phantom", n=24, seed=seed)
     build_fastmri_plus([(paths["annotations"], paths["file_list"])], dataset, volumes=paths["volumes"],
-                       seed=seed, fractions=FRACTIONS)
+                       seed=seed, fractions=FRACTIONS, progress=progress)
     picked: dict[str, list[tuple[int, str]]] = {split: [] for split in ABDOMENS}
     for v in range(1, 200):
         sid = f"abdomen_{v:02d}"
@@ -49,19 +52,20 @@ def build_demo_datasets(out: Path, seed: int = 0, progress: Progress = _quiet) -
             picked[sp].append((v, sid))
         if all(len(picked[k]) == n for k, n in ABDOMENS.items()):
             break
-    progress(f"building the segmentation phantom dataset ({sum(map(len, picked.values()))} abdomens)")
+    announce(f"building the segmentation phantom dataset ({sum(map(len, picked.values()))} abdomens)")
     specs = []
     for v, sid in sorted(picked["train"] + picked["test"]):
         seg = write_segmentation_phantom(out / "segmentation_phantom" / sid, variant=v)
         specs.append(SegSpec(study_id=sid, image=seg["image"], labels=seg["labels"],
                              label_names=seg["label_names"], modality="CT", anatomy="abdomen"))
-    build_segmentation(specs, spatial, seed=seed, fractions=FRACTIONS)
+    build_segmentation(specs, spatial, seed=seed, fractions=FRACTIONS, progress=progress)
     return dataset, spatial
 
 
 def evaluate_demo(out: Path, datasets: tuple[Path, Path], seed: int = 0, base_url: str | None = None,
                   model_name: str = "default", profile: str = "pixel",
-                  progress: Progress = _quiet) -> tuple[list[list[str]], tuple[Path, Path]]:
+                  announce: Announce = _quiet,
+                  progress: Progress = SILENT) -> tuple[list[list[str]], tuple[Path, Path]]:
     """Render both demo datasets, evaluate the baselines (and ``openai:model_name`` with
     ``base_url``) on their test splits and write one HTML report each: (leaderboard rows under
     ``LEADERBOARD_HEADER``, a chance row first per dataset; the two reports)."""
@@ -79,15 +83,16 @@ def evaluate_demo(out: Path, datasets: tuple[Path, Path], seed: int = 0, base_ur
     dataset, spatial = datasets
     for data, name, runs_dir, page in ((dataset, "fastMRI+ boxes", out / "runs", out / "report.html"),
                                        (spatial, "spatial", out / "spatial_runs", out / "spatial_report.html")):
-        progress(f"rendering and evaluating {data}")
-        render_dataset(data, RenderSettings(size=192), workers=2)  # the frames the build assumed
+        announce(f"rendering and evaluating {data}")
+        render_dataset(data, RenderSettings(size=192), workers=2, progress=progress)  # the frames the build assumed
         if not any(it.split == "test" and it.images for it in read_items(data)):
             raise InputError(f"the demo's {data} has no rendered test items; try another --seed")
         runs = []
         for spec in models:
             run = runs_dir / spec.replace(":", "_").replace("/", "_")
             adapter = make_model(spec, data, seed=seed, base_url=base_url, profile=profile)
-            asyncio.run(run_eval(RunConfig(dataset=data, out=run, split="test", profile=profile), adapter))
+            asyncio.run(run_eval(RunConfig(dataset=data, out=run, split="test", profile=profile), adapter,
+                                 progress))
             score_run(run)
             runs.append(run)
         reports.append(build_report(runs, page, max_items=120))

@@ -45,7 +45,7 @@ from voxqa.executors import Executor, LocalExecutor
 from voxqa.dataset.folder import ITEMS, read_items, read_studies, write_jsonl
 from voxqa.dataset.paths import inside
 from voxqa.fileio import TEMP_SUFFIX, JsonlAppender, atomic_write, dumps_line, write_bytes, write_json
-from voxqa.progress import Progress, rich_progress, tracking
+from voxqa.progress import SILENT, Progress, tracking
 from voxqa.anatomy.frames import frame_image
 from voxqa.io import VolumeError, open_volume
 from voxqa.schema import ImageRef, Item, Study
@@ -208,11 +208,10 @@ def _write_video(data: np.ndarray, study: Study, folder: Path, size: tuple[int, 
 
 
 def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1,
-                   executor: Executor | None = None, progress: Progress | None = None) -> dict[str, Any]:
+                   executor: Executor | None = None, progress: Progress = SILENT) -> dict[str, Any]:
     """Render every frame the items need; rewrite items.jsonl with images and image boxes.
     Studies run on ``executor`` (default: a local pool of ``workers``); each finished study
-    advances ``progress`` (default: ``rich_progress()``)."""
-    progress = progress or rich_progress()  # today's CLI default, until the CLI passes its own
+    advances ``progress``."""
     studies = {s.id: s for s in read_studies(folder)}
     items = read_items(folder)
     previous = orjson.loads((folder / RENDER).read_bytes()) if (folder / RENDER).is_file() else {}

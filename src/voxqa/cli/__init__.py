@@ -8,6 +8,8 @@ under ``voxqa --debug``. Every other exception is a bug and ends in its tracebac
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -67,9 +69,12 @@ def _print_version(value: bool) -> None:
 def _main(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="Print the version and exit.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show errors with their traceback.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show errors with their traceback, and voxqa's log messages on stderr.")] = False,
 ) -> None:
-    pass  # --debug is read by _Command.invoke from the root context
+    # library code reports through module loggers (voxqa.*), shown with --debug only;
+    # _Command.invoke also reads --debug from the root context
+    if debug:
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s: %(message)s")
 
 
 _COMMANDS = (  # (typer app, command name or None for the function's name, function), in help order

@@ -10,6 +10,7 @@ import typer
 from voxqa.cli.common import (ADDRESS_HELP, EXECUTOR_HELP, FRACTIONS_HELP, SEED_HELP, built, console, executor,
                               frames_option)
 from voxqa.dataset.frame_policy import DEFAULT_VOLUME_FRAMES
+from voxqa.progress import rich_progress
 from voxqa.errors import InputError
 
 _EXTRACTOR_HELP = "rules (offline English/German lexicon) or openai:MODEL (with --base-url)."
@@ -39,7 +40,7 @@ def build_fastmri_plus(
     fractions = parse_fractions(split_fractions)
     check_out_folder(out)  # before the slow part
     manifest = build(list(zip(annotations, file_list, strict=False)), out, volumes=volumes, anatomy=anatomy,
-                     seed=seed, fractions=fractions, strict=strict)
+                     seed=seed, fractions=fractions, strict=strict, progress=rich_progress())
     built(out, manifest)
 
 
@@ -87,6 +88,7 @@ def build_segmentation(
         specs = [SegSpec(study_id=name, image=image, labels=labels, label_names=label_names,
                          modality=modality, assume_orientation=assume_orientation)]
     manifest = build(specs, out, seed=seed, fractions=fractions, strict=strict,
+                     progress=rich_progress(),
                      executor=executor(executor_name, workers, address))
     built(out, manifest)
 
@@ -116,6 +118,7 @@ def build_reports(
     specs = read_studies_csv(studies)
     ex = make_extractor(extractor, base_url, api_key_env, out.parent / f".{out.name}.claims-cache")
     manifest = build(specs, reports, out, extractor=ex, seed=seed, fractions=fractions, strict=strict,
+                     progress=rich_progress(),
                      min_pixels=min_pixels)
     c = manifest["claims"]
     console.print(f"claims: {c['total']} ({c['supported']} supported, {c['contradicted']} contradicted, "
@@ -167,5 +170,6 @@ def build_knee_grading(
     fractions = parse_fractions(split_fractions)
     check_out_folder(out)
     manifest = build(studies, grades, out, boxes_csv=boxes, seed=seed, fractions=fractions, strict=strict,
+                     progress=rich_progress(),
                      frame_cap=frame_cap)
     built(out, manifest)

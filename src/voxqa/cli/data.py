@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from voxqa.cli.common import ADDRESS_HELP, EXECUTOR_HELP, console, executor, frames_option
 from voxqa.dataset.frame_policy import DEFAULT_VOLUME_FRAMES
+from voxqa.progress import rich_progress
 from voxqa.errors import needs_extra
 
 
@@ -19,7 +20,7 @@ def _render_recipe(folder: Path, name: str, workers: int, strict: bool, pool) ->
     from voxqa.model_inputs import render_recipe
 
     try:
-        summary = render_recipe(folder, name, workers, strict, pool)
+        summary = render_recipe(folder, name, workers, strict, pool, rich_progress())
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] finished studies are kept; run again to resume")
         raise typer.Exit(code=130) from None
@@ -61,7 +62,7 @@ def render(
             import imageio_ffmpeg  # noqa: F401 - fail early with a clear message
     settings = RenderSettings(size=size, window=window, context=context, video_fps=mp4)
     try:
-        summary = render_dataset(folder, settings, workers, pool)
+        summary = render_dataset(folder, settings, workers, pool, rich_progress())
     except RenderInterrupted as exc:
         console.print(f"[yellow]interrupted:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(code=130) from None

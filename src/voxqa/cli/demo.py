@@ -9,9 +9,10 @@ import typer
 from rich.markup import escape
 
 from voxqa.cli.common import console
+from voxqa.progress import rich_progress
 
 
-def _progress(message: str) -> None:
+def _announce(message: str) -> None:
     console.print(f"[bold]demo:[/] {escape(message)}", soft_wrap=True)
 
 
@@ -30,11 +31,12 @@ def demo(
     from voxqa.demo import LEADERBOARD_HEADER, build_demo_datasets, evaluate_demo
     from voxqa.eval.compare import render_table
 
-    dataset, spatial = build_demo_datasets(out, seed, _progress)
+    dataset, spatial = build_demo_datasets(out, seed, _announce, rich_progress())
     console.print(f"[green]demo datasets:[/] {dataset} (fastMRI+-style boxes) and {spatial} "
                   "(segmentation spatial QA); each has items.jsonl, manifest.json, build_report.json; "
                   "see them with `voxqa inspect`", soft_wrap=True)
-    table, reports = evaluate_demo(out, (dataset, spatial), seed, base_url, model_name, profile, _progress)
+    table, reports = evaluate_demo(out, (dataset, spatial), seed, base_url, model_name, profile, _announce,
+                                   rich_progress())
     console.print(f"[green]demo reports:[/] {reports[0]} (fastMRI+-style boxes) and {reports[1]} "
                   "(segmentation spatial QA); open them in a browser", soft_wrap=True)
     text = render_table(LEADERBOARD_HEADER, table, "md").rstrip("\n")

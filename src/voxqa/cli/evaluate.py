@@ -8,7 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from voxqa.cli.common import ADDRESS_HELP, console, executor
+from voxqa.progress import rich_progress
 from voxqa.errors import InputError
+from voxqa.fileio import write_text
 
 
 def eval_(
@@ -57,7 +59,7 @@ def eval_(
     cfg = RunConfig(dataset=folder, out=out, split=None if split == "all" else split, mode=mode,
                     control=control, profile=profile, limit=limit, concurrency=concurrency,
                     tasks=tuple(t.strip() for t in tasks.split(",")) if tasks else None, seed=seed)
-    counts = asyncio.run(run_eval(cfg, adapter))
+    counts = asyncio.run(run_eval(cfg, adapter, rich_progress()))
     console.print(f"[green]eval[/] {model} -> {out}: {counts}", soft_wrap=True)
     if (out / CORRUPT).is_file():  # partial success: say so in one line
         console.print(f"[yellow]warning:[/] lines of {out / 'predictions.jsonl'} that were not records "
@@ -135,11 +137,11 @@ def compare(
     if out is None:
         print(text)
     else:
-        out.write_text(text)
+        write_text(out, text)
         console.print(f"[green]leaderboard[/] {out} ({len(rows) - 1} runs)")
         if uplift[1] and fmt == "csv":
             extra = out.with_name(out.stem + ".uplift.csv")
-            extra.write_text(render_table(*uplift, fmt))
+            write_text(extra, render_table(*uplift, fmt))
             console.print(f"[green]GT-region uplift[/] {extra}")
 
 

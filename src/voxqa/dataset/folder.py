@@ -19,7 +19,6 @@ from pydantic import BaseModel
 
 from voxqa.errors import InputError, MissingFileError
 from voxqa import fileio
-from voxqa.fileio import dumps as dumps  # build.py still imports it from here; import voxqa.fileio there
 from voxqa.schema import Item, Study
 
 M = TypeVar("M", bound=BaseModel)

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from voxqa.errors import InputError
-from voxqa.eval.score import RESULTS, score_run, scored_run
+from voxqa.eval.score import RESULTS, score_run, scored_run, write_results
 
 HEADLINE = {"localization": "miou", "captioning": "bleu"}  # else accuracy
 FALLBACK = ("accuracy", "set_f1", "frame_f1", "miou", "iou3d", "bleu")
@@ -241,5 +241,5 @@ def add_region_uplift(run: Path, other: Path) -> dict[str, Any]:
                          "(same model, control, profile, split and tasks)")
     results = orjson.loads((run / RESULTS).read_bytes())
     results["region_uplift"] = pairs[0]
-    (run / RESULTS).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    write_results(run, results)
     return pairs[0]

@@ -46,7 +46,7 @@ from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, build_prompt
 from voxqa.eval.selection import check_selection
 from voxqa.fileio import JsonlAppender, append_bytes, atomic_write, write_bytes, write_json
-from voxqa.progress import Progress, rich_progress, tracking
+from voxqa.progress import SILENT, Progress, tracking
 from voxqa.render import map_box
 from voxqa.schema import Item, Study
 
@@ -206,11 +206,11 @@ def volume_box_reader(profile: Profile, study: Study, item: Item) -> Callable[[l
     return read
 
 
-async def run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress | None = None) -> dict[str, Any]:
+async def run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress = SILENT) -> dict[str, Any]:
     """Answer every selected item not yet answered ``ok``; returns counts. Each answered item
-    advances ``progress`` (default: ``rich_progress()``). Image paths are resolved once per run."""
+    advances ``progress``. Image paths are resolved once per run."""
     with resolve_once():
-        return await _run_eval(cfg, model, progress or rich_progress())  # the default: today's CLI bar
+        return await _run_eval(cfg, model, progress)
 
 
 async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> dict[str, Any]:

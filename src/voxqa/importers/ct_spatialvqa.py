@@ -44,6 +44,7 @@ from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
 from voxqa.eval.jury import CACHE
 from voxqa.eval.run import PREDICTIONS, RUN, dataset_hash
+from voxqa.fileio import write_bytes, write_json, write_jsonl
 from voxqa.importers import field, load_json, ras_shape, volume_file, write_imported
 from voxqa.schema import Item, Study, VolumeRef
 
@@ -195,7 +196,7 @@ def import_ct_spatialvqa(qa: Path, out: Path, *, categories: Path | None = None,
             extra={"categories": {"multi_label": True, "stored_as": f"Item.category joined by {CATEGORY_SEPARATOR!r}"},
                    "released_order": RELEASED_ORDER},
         )
-        (out / RELEASED_ORDER).write_bytes(orjson.dumps({"qa": str(qa), "item_ids": order}))
+        write_bytes(out / RELEASED_ORDER, orjson.dumps({"qa": str(qa), "item_ids": order}))
         return manifest
 
 
@@ -260,20 +261,14 @@ def import_ct_spatialvqa_run(dataset: Path, evals: Sequence[Path], out: Path, *,
         "mode": "published", "control": "none", "profile": "pixel", "split": None,
         "tasks": None, "limit": None, "seed": 0,
     }
-    (out / RUN).write_bytes(orjson.dumps({"identity": identity, "voxqa_version": __version__,
-                                          "imported": {"format": "ct-spatialvqa-run"}},
-                                         option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-    with (out / PREDICTIONS).open("wb") as fh:
-        for iid in released:
-            if iid in predictions:
-                fh.write(orjson.dumps({"item_id": iid, "status": "ok", "raw": predictions[iid],
-                                       "parsed": predictions[iid], "parse_ok": True, "parse_error": None,
-                                       "error": None, "seconds": None}) + b"\n")
-    with (out / CACHE).open("wb") as fh:
-        for v in verdicts:
-            fh.write(orjson.dumps({"key": _jury_key(v["judge"], items[v["item_id"]], predictions[v["item_id"]]),
-                                   **v}) + b"\n")
-    (out / PUBLISHED_VERDICTS).write_bytes(orjson.dumps(
+    write_json(out / RUN, {"identity": identity, "voxqa_version": __version__,
+                           "imported": {"format": "ct-spatialvqa-run"}}, newline=False)
+    write_jsonl(out / PREDICTIONS, ({"item_id": iid, "status": "ok", "raw": predictions[iid],
+                                     "parsed": predictions[iid], "parse_ok": True, "parse_error": None,
+                                     "error": None, "seconds": None} for iid in released if iid in predictions))
+    write_jsonl(out / CACHE, ({"key": _jury_key(v["judge"], items[v["item_id"]], predictions[v["item_id"]]), **v}
+                              for v in verdicts))
+    write_bytes(out / PUBLISHED_VERDICTS, orjson.dumps(
         {name: [e["is_correct"] for e in rows] for name, (_, rows) in sorted(judges.items())}))
     report = {
         "format": "ct-spatialvqa-run",
@@ -286,7 +281,7 @@ def import_ct_spatialvqa_run(dataset: Path, evals: Sequence[Path], out: Path, *,
         "alignment": "by (question, answer, prediction); identical (question, answer) pairs of "
                      "several cases in the released QA order",
     }
-    (out / IMPORT_REPORT).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    write_json(out / IMPORT_REPORT, report, newline=False)
     return report
 
 

@@ -43,7 +43,7 @@ from voxqa.model_inputs.base import (
 )
 from voxqa.model_inputs.slices import SliceRecipe
 from voxqa.model_inputs.volume import VolumeRecipe
-from voxqa.progress import Progress, rich_progress, tracking
+from voxqa.progress import SILENT, Progress, tracking
 from voxqa.schema import Study
 
 __all__ = [
@@ -127,10 +127,9 @@ def _finished(folder: Path, study: Study, name: str, key: str) -> dict[str, Any]
 
 
 def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = False,
-                  executor: Executor | None = None, progress: Progress | None = None) -> dict[str, Any]:
+                  executor: Executor | None = None, progress: Progress = SILENT) -> dict[str, Any]:
     """Write recipe ``name``'s model inputs for every study with a volume; returns recipe.json's
-    content. Each finished study advances ``progress`` (default: ``rich_progress()``)."""
-    progress = progress or rich_progress()  # today's CLI default, until the CLI passes its own
+    content. Each finished study advances ``progress``."""
     if name not in RECIPES:
         raise InputError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
     recipe = RECIPES[name]

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from voxqa.dataset.build_report import BuildReport
 from voxqa.dataset.frame_policy import FramePolicy
+from voxqa.progress import SILENT, Progress
 from voxqa.schema import Item, Study
 from voxqa.tasks.base import BuildContext, StudyView, TaskFamily
 
@@ -35,9 +36,9 @@ class Source(Protocol):
         """Whether a label is an abnormality (detection and classification ask about those)."""
         ...
 
-    def load(self, report: BuildReport) -> list[StudyView]:
-        """Every usable study, as a view; repairs and drops are counted in ``report``. Raises
-        BuildError when no study can be built."""
+    def load(self, report: BuildReport, progress: Progress = SILENT) -> list[StudyView]:
+        """Every usable study, as a view; repairs and drops are counted in ``report``, long loads
+        advance ``progress``. Raises BuildError when no study can be built."""
         ...
 
     def families(self) -> Sequence[TaskFamily]:

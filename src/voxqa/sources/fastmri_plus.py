@@ -31,6 +31,7 @@ from voxqa.dataset.folder import sha256_file
 from voxqa.dataset.frame_policy import DEFAULT_FRAMES
 from voxqa.errors import BuildError
 from voxqa.io import VolumeError, probe_fastmri_h5
+from voxqa.progress import SILENT, Progress
 from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
 from voxqa.sources.csvinput import csv_reader
 from voxqa.tasks import FAMILIES, BuildContext, StudyView, TaskFamily
@@ -364,7 +365,7 @@ class FastMRIPlus:
     def is_pathology(self, label: str) -> bool:
         return is_pathology(label)
 
-    def load(self, report: BuildReport) -> list[StudyView]:
+    def load(self, report: BuildReport, progress: Progress = SILENT) -> list[StudyView]:
         studies = load_studies(self.pairs, report, volumes=self.volumes, anatomy=self.anatomy)
         return [StudyView(s, is_pathology) for s in studies]
 

@@ -58,6 +58,7 @@ from voxqa.dataset.frame_policy import DEFAULT_FRAMES, FramePolicy
 from voxqa.dataset.manifest import WORLD_CONVENTION
 from voxqa.errors import BuildError
 from voxqa.io import open_volume
+from voxqa.progress import SILENT, Progress
 from voxqa.schema import Box, Box3D, Finding, GradeAnswer, Item, Study, VolumeRef
 from voxqa.sources.csvinput import csv_path, csv_reader, study_rows
 from voxqa.sources.segmentation import load_segmentation
@@ -363,7 +364,7 @@ class KneeGrading:
     def is_pathology(self, label: str) -> bool:
         return True
 
-    def load(self, report: BuildReport) -> list[StudyView]:
+    def load(self, report: BuildReport, progress: Progress = SILENT) -> list[StudyView]:
 
         studies = load_studies(self.studies_csv, self.grades_csv, self.boxes_csv, report, self.frames)
         if not studies:

@@ -19,7 +19,9 @@ from voxqa.anatomy.frames import FRAME_CONVENTION
 from voxqa.anatomy.margins import MARGINS
 from voxqa.anatomy.relations import SegGeometry
 from voxqa.dataset.build_report import BuildReport
-from voxqa.dataset.folder import dumps, write_jsonl
+from voxqa.dataset.folder import write_jsonl
+from voxqa.fileio import dumps
+from voxqa.fileio import write_jsonl as write_lines
 from voxqa.dataset.frame_policy import DEFAULT_FRAMES
 from voxqa.dataset.manifest import WORLD_CONVENTION
 from voxqa.dataset.paths import check_study_id
@@ -30,6 +32,7 @@ from voxqa.radreports.extract_rules import RuleExtractor
 from voxqa.radreports.inputs import read_reports
 from voxqa.radreports.items import MIN_FRAME_PIXELS, ReportQuestions, ReportStudy, frame_pixels, radgrounder_caption
 from voxqa.radreports.verify import verify
+from voxqa.progress import SILENT, Progress
 from voxqa.schema import Item, Study
 from voxqa.sources.segmentation import SegSpec, load_segmentation, seg_source_files, seg_views, study_with_twin
 from voxqa.tasks.base import BuildContext, StudyView, TaskFamily
@@ -61,7 +64,7 @@ class RadiologyReports:
     def is_pathology(self, label: str) -> bool:
         return True
 
-    def load(self, report: BuildReport) -> list[StudyView]:
+    def load(self, report: BuildReport, progress: Progress = SILENT) -> list[StudyView]:
         reports = read_reports(self.reports_path)
         for spec in self.specs:
             check_study_id(spec.study_id, f"study of {spec.image}")
@@ -135,4 +138,4 @@ class RadiologyReports:
                          "target_radgrounder": radgrounder_caption(sentence, it.evidence, width, height,
                                                                    facts.label_ids, facts.language),
                          "target_voxqa": it.answer_text})
-        (out / "grounding.jsonl").write_bytes(b"".join(dumps(r).replace(b"\n", b"") + b"\n" for r in rows))
+        write_lines(out / "grounding.jsonl", rows, lambda r: dumps(r).replace(b"\n", b"") + b"\n")

@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
-from rich.console import Console
-from rich.progress import Progress
 
 from voxqa.anatomy.frames import FRAME_CONVENTION, frame_size
 from voxqa.anatomy.labelnames import canonical_name, header_label_names, is_lesion, midline, read_json_names
@@ -46,6 +44,7 @@ from voxqa.errors import BuildError
 from voxqa.executors import Executor, LocalExecutor
 from voxqa.io import LazyVolume, Volume, VolumeError, mirror_x, open_header, open_volume
 from voxqa.io.dicom import NON_IMAGE_MODALITIES
+from voxqa.progress import SILENT, Progress, tracking
 from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
 from voxqa.sources.csvinput import csv_path, study_rows
 from voxqa.tasks import FAMILIES
@@ -411,19 +410,18 @@ class SegmentationSource:
     def is_pathology(self, label: str) -> bool:
         return True
 
-    def load(self, report: BuildReport) -> list[StudyView]:
+    def load(self, report: BuildReport, progress: Progress = SILENT) -> list[StudyView]:
         for spec in self.specs:  # ids name folders under frames/: refused before anything is read
             check_study_id(spec.study_id, f"study of {spec.image}")
         pairs: list[tuple[Study, SegGeometry]] = []
-        with Progress(transient=True, disable=not Console(stderr=True).is_terminal) as progress:
-            task = progress.add_task("measuring structures", total=len(self.specs))
+        with tracking(progress, "measuring structures", len(self.specs)) as advance:
             errors: list[str] = []
             pool = self.executor or LocalExecutor()
             outcomes = {}
             try:
                 for i, outcome in pool.run(load_segmentation_study, self.specs):
                     outcomes[i] = outcome
-                    progress.advance(task)
+                    advance()
             except BaseException:
                 pool.stop()
                 raise
