@@ -25,7 +25,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -226,34 +226,14 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> 
     check_expressible(profile, items)
     studies = {s.id: s for s in read_studies(folder)}
     frame_sizes = {sid: s.frame_size for sid, s in studies.items()}
-    by_study: dict[str, list[str]] = {}  # a study's frame set, for the shuffled control
-    for it in sorted(every, key=lambda it: it.level != "volume"):
-        if it.images:
-            by_study.setdefault(it.study_id, [im.path for im in it.images])
-    # containment and PNG signatures of every image a request may show, before anything is
-    # sent or written (the shuffled control shows other studies' frame sets)
-    to_check = [(im.path, f"item {it.id}") for it in items for im in it.images or []]
-    if cfg.control == "shuffled":
-        to_check += [(path, f"study {sid} (shuffled control)") for sid, paths in by_study.items() for path in paths]
-    checked: set[str] = set()
-    for path, what in to_check:
-        if path not in checked:
-            dataset_png(folder, path, what)
-            checked.add(path)
+    by_study = _frame_sets(every)
+    _check_images(folder, items, by_study if cfg.control == "shuffled" else {})
     await model.preflight()
     secrets = env_secrets(model.identity().get("api_key_env"))
 
     created = not cfg.out.exists()
     cfg.out.mkdir(parents=True, exist_ok=True)
-    ident = identity(cfg, model)
-    run_file = cfg.out / RUN
-    if run_file.is_file():
-        old = orjson.loads(run_file.read_bytes())
-        if old.get("identity") != ident:
-            raise RunMismatch(f"{cfg.out} holds a different run ({RUN} identity differs); use a new --out")
-    else:
-        write_json(run_file, {"identity": ident, "voxqa_version": __version__,
-                              "config": {k: str(v) for k, v in asdict(cfg).items()}}, newline=False)
+    _claim_run(cfg, identity(cfg, model))
     done = read_predictions(cfg.out / PREDICTIONS, set_aside=True)
     todo = [it for it in items if done.get(it.id, {}).get("status") != "ok"]
     log.info("%s: %d of %d items to answer", cfg.out, len(todo), len(items))
@@ -290,15 +270,7 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> 
                 await one(item)
                 advance()
 
-            tasks = [asyncio.ensure_future(tracked(it)) for it in todo]
-            if tasks:  # the first error (a ServerConfigError) stops every other request
-                finished, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                for t in pending:
-                    t.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                for t in finished:
-                    if t.exception() is not None:
-                        raise t.exception()
+            await _all_or_first_error([tracked(it) for it in todo])
     except ServerConfigError:
         writer.close()
         if created and counts["ok"] == 0:  # nothing worth keeping: no half-written run folder
@@ -309,6 +281,55 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> 
             writer.close()
         await model.close()
     return counts
+
+
+def _frame_sets(every: Sequence[Item]) -> dict[str, list[str]]:
+    """Each study's frame set (a volume-level item's images, else the first item's), which the
+    shuffled control shows for another study."""
+    by_study: dict[str, list[str]] = {}
+    for it in sorted(every, key=lambda it: it.level != "volume"):
+        if it.images:
+            by_study.setdefault(it.study_id, [im.path for im in it.images])
+    return by_study
+
+
+def _check_images(folder: Path, items: Sequence[Item], shown_for_others: Mapping[str, list[str]]) -> None:
+    """Containment and PNG signature of every image a request may show (the items' own, and the
+    frame sets the shuffled control shows instead), before anything is sent or written."""
+    to_check = [(im.path, f"item {it.id}") for it in items for im in it.images or []]
+    to_check += [(path, f"study {sid} (shuffled control)") for sid, paths in shown_for_others.items()
+                 for path in paths]
+    checked: set[str] = set()
+    for path, what in to_check:
+        if path not in checked:
+            dataset_png(folder, path, what)
+            checked.add(path)
+
+
+def _claim_run(cfg: RunConfig, ident: dict[str, Any]) -> None:
+    """Write run.json in a new run folder; a resumed run must have the same identity."""
+    run_file = cfg.out / RUN
+    if run_file.is_file():
+        old = orjson.loads(run_file.read_bytes())
+        if old.get("identity") != ident:
+            raise RunMismatch(f"{cfg.out} holds a different run ({RUN} identity differs); use a new --out")
+    else:
+        write_json(run_file, {"identity": ident, "voxqa_version": __version__,
+                              "config": {k: str(v) for k, v in asdict(cfg).items()}}, newline=False)
+
+
+async def _all_or_first_error(requests: Sequence[Coroutine[Any, Any, None]]) -> None:
+    """Run every request; the first error (a ServerConfigError) cancels the others and is raised."""
+    tasks = [asyncio.ensure_future(r) for r in requests]
+    if not tasks:
+        return
+    finished, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for t in finished:
+        if (exc := t.exception()) is not None:
+            raise exc
 
 
 def _remove_run(out: Path) -> None:
