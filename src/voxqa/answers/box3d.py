@@ -76,7 +76,7 @@ class Box3DType(AnswerType):
         if found is None:
             m = _FRAME_RANGE_WORDS.search(text)
             boxes = written_boxes(text[m.end():], ctx.profile) if m else []
-            if not boxes:
+            if m is None or not boxes:
                 raise ParseError('no "frames a-b, <box>", frame_start/frame_end/bbox or 6-number 3D box found')
             found = {"frame_start": int(m[1]), "frame_end": int(m[2]), "box": boxes[0].values}
         for key in ("frame_start", "frame_end"):

@@ -100,7 +100,8 @@ class Grade(AnswerType):
         if item.task != "grading" or item.subtask not in FEATURES:
             return ""
         grade = cast(GradeAnswer, item.answer).value
-        return json.dumps(moaks_scores(item.label, item.subtask, grade))[1:-1] + ", "
+        region = cast(str, item.label)  # a grading item names its region
+        return json.dumps(moaks_scores(region, item.subtask, grade))[1:-1] + ", "
 
     def random_reply(self, item: Item, rng: random.Random, profile: Profile,
                      numbers: Sequence[float]) -> str:

@@ -26,7 +26,7 @@ class _PlainTypes:
     """Help without Python type names: flags show no value type, an argument only its metavar."""
 
     def get_params(self, ctx):  # noqa: ANN001, ANN201 - click's signature
-        params = super().get_params(ctx)  # type: ignore[misc]
+        params = super().get_params(ctx)
         for param in params:
             if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
                 param.metavar = ""

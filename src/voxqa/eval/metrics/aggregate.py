@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -80,7 +80,7 @@ def _score(r: Mapping[str, Any], key: str) -> float | None:
 
 def _mean_metrics(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
     # one pass over the records' own (few) scores, not one pass per metric
-    wanted = {key: [] for key in MEAN_METRICS.values()}
+    wanted: dict[str, list[tuple[int, float]]] = {key: [] for key in MEAN_METRICS.values()}
     for i, r in enumerate(records):
         for key, v in r["scores"].items():
             if v is not None and key in wanted:
@@ -174,11 +174,11 @@ def _qwk(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
     has = np.array([g is not None and p is not None for g, p in pairs])
     if not has.any():
         return []
-    values = np.array(sorted({v for pair, h in zip(pairs, has, strict=True) if h for v in pair}))
+    values = np.array(sorted({v for pair, h in zip(pairs, has, strict=True) if h for v in pair if v is not None}))
     n_lab = len(values)
     cols = np.zeros((len(records), n_lab * n_lab))
     for i in np.flatnonzero(has):
-        g, p = (int(np.searchsorted(values, v)) for v in pairs[i])
+        g, p = (int(np.searchsorted(values, cast(float, v))) for v in pairs[i])  # both known: has[i]
         cols[i, g * n_lab + p] = 1.0
     weights = (values[:, None] - values[None, :]) ** 2
 
@@ -210,7 +210,7 @@ def _resampled_sums(cols: np.ndarray, n_boot: int, rng: np.random.Generator) -> 
     return np.concatenate(out)
 
 
-def _finite(x: float) -> float | None:
+def _finite(x: float | np.ndarray) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
@@ -251,7 +251,7 @@ def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarra
                            "ci_method": "wilson", "n": n}
             continue
         k = c.shape[1]
-        boot = m.stat(sums[:, start:start + k])
+        boot = m.stat(cast(np.ndarray, sums)[:, start:start + k])  # set: this metric is bootstrapped
         boot = boot[np.isfinite(boot)]  # resamples where the metric is undefined
         ci = [float(v) for v in np.percentile(boot, [tail, 100.0 - tail])] if len(boot) else None
         out[m.name] = {"mean": _finite(m.stat(total)), "ci": ci, "ci_method": "bootstrap", "n": n}

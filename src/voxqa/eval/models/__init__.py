@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from voxqa.answers import ANSWER_TYPES
 from voxqa.boxes.profiles import get_profile
@@ -51,7 +51,7 @@ def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: st
         numbers: dict[str, list[float]] = defaultdict(list)
         for it in train:
             if ANSWER_TYPES[it.answer.type].numeric:
-                numbers[it.template].append(it.answer.value)
+                numbers[it.template].append(cast(float, it.answer.value))  # numeric types hold numbers
         return Random(get_profile(profile), seed, {t: sorted(set(v)) for t, v in numbers.items()})
     if spec.startswith("openai:"):
         if not base_url:
