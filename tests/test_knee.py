@@ -276,14 +276,24 @@ def test_replies_in_3dreasonknee_form(small: SimpleNamespace) -> None:
         "frame_start": v.frame_start, "frame_end": v.frame_end, "box": list(v.box)}
 
 
-def test_a_stated_frame_set_is_cited_and_rendered(small: SimpleNamespace, tmp_path: Path) -> None:
-    """--frames 4: items cite only the 4 evenly spaced frames render --frames 4 shows."""
+def test_a_stated_frame_set_is_cited_audited_and_rendered(small: SimpleNamespace, tmp_path: Path) -> None:
+    """--frames 4: items cite only the 4 evenly spaced frames; the audit of the unrendered
+    dataset and render (without --frames) follow the policy the manifest records."""
+    from voxqa.dataset.audit import FramesShown, audit_dataset
+    from voxqa.dataset.folder import read_studies
+    from voxqa.dataset.frame_policy import recorded_policy
+
     ds = build(small.ph, tmp_path / "ds", "--frames", "4")
-    assert json.loads((ds / "manifest.json").read_text())["volume_frames"]["cap"] == 4
+    manifest = json.loads((ds / "manifest.json").read_text())
+    assert manifest["volume_frames"]["cap"] == 4
     shown = {0, 5, 10, 15}  # round(i * 15 / 3)
     items = read_items(ds)
     assert {e.frame for it in items for e in it.evidence} <= shown
-    cli("render", ds, "--frames", "4")
+    seen = FramesShown({s.id: s for s in read_studies(ds)}, recorded_policy(manifest))
+    volume_items = [it for it in items if it.level == "volume"]
+    assert volume_items and all(set(seen(it)) == shown for it in volume_items)
+    assert json.loads((ds / "audit.json").read_text()) == audit_dataset(ds, update_manifest=False)
+    cli("render", ds)
     render = json.loads((ds / "render.json").read_text())
     assert render["counts"]["volume_items_evidence_not_shown"] == 0
     assert {im.frame for it in read_items(ds) for im in it.images} == shown

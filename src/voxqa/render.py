@@ -42,14 +42,14 @@ from PIL import Image
 
 from voxqa.errors import InputError, VoxqaError
 from voxqa.executors import Executor, LocalExecutor
-from voxqa.dataset.folder import ITEMS, read_items, read_studies, write_jsonl
+from voxqa.dataset.folder import ITEMS, MANIFEST, read_items, read_json, read_studies, write_jsonl
 from voxqa.dataset.paths import inside
 from voxqa.fileio import TEMP_SUFFIX, JsonlAppender, atomic_write, dumps_line, write_bytes, write_json
 from voxqa.progress import SILENT, Progress, tracking
 from voxqa.anatomy.frames import frame_image
 from voxqa.io import VolumeError, open_volume
 from voxqa.schema import ImageRef, Item, Study
-from voxqa.dataset.frame_policy import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, FramePolicy
+from voxqa.dataset.frame_policy import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, FramePolicy, recorded_policy
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,13 @@ class RenderSettings:
 
     def key(self) -> str:
         return hashlib.sha256(orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def recorded_frames(folder: Path) -> int | None:
+    """The frame cap ``folder`` was built for (its manifest's ``volume_frames``): render's
+    default, so volume-level items show the frames the build asked its questions about."""
+    manifest = folder / MANIFEST
+    return recorded_policy(read_json(manifest) if manifest.is_file() else {}).cap
 
 
 def parse_window(text: str) -> tuple[float, float]:

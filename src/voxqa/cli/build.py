@@ -158,7 +158,7 @@ def build_knee_grading(
     seed: Annotated[int, typer.Option("--seed", metavar="N", help=SEED_HELP)] = 0,
     split_fractions: Annotated[str, typer.Option("--split-fractions", metavar="TRAIN,VAL,TEST", help=FRACTIONS_HELP)] = "0.8,0.1,0.1",
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first unusable row or study.")] = False,
-    frames: Annotated[str, typer.Option("--frames", metavar="K|all", help="Frames volume-level items show (render with the same --frames): K evenly spaced, or all.")] = str(DEFAULT_VOLUME_FRAMES),
+    frames: Annotated[str, typer.Option("--frames", metavar="K|all", help="Frames volume-level items show (recorded in the manifest; render follows it): K evenly spaced, or all.")] = str(DEFAULT_VOLUME_FRAMES),
 ) -> None:
     """Knee MRI + MOAKS grades -> grading items with region-first reasoning and region 3D
     boxes, on sagittal frames (3DReasonKnee)."""

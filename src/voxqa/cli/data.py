@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from voxqa.cli.common import ADDRESS_HELP, EXECUTOR_HELP, console, executor, frames_option
-from voxqa.dataset.frame_policy import DEFAULT_VOLUME_FRAMES
 from voxqa.progress import rich_progress
 from voxqa.errors import needs_extra
 
@@ -38,7 +37,7 @@ def render(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A voxqa dataset folder (built with volumes).")],
     size: Annotated[Optional[int], typer.Option("--size", min=16, metavar="PIXELS", help="Longer image side in pixels (default: native).")] = None,
     window: Annotated[Optional[str], typer.Option("--window", metavar="NAME|L,W", help="CT window: abdomen, lung, bone, brain, mediastinum or 'level,width' (default: abdomen for CT, percentiles otherwise).")] = None,
-    frames: Annotated[str, typer.Option("--frames", metavar="K|all", help="Context frames per study for volume-level items: a number K, or 'all'.")] = str(DEFAULT_VOLUME_FRAMES),
+    frames: Annotated[Optional[str], typer.Option("--frames", metavar="K|all", help="Context frames per study for volume-level items: a number K, or 'all' (default: the frame set the dataset was built for, recorded in its manifest; 16 when none is).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, metavar="N", help="Processes rendering studies in parallel.")] = 1,
     mp4: Annotated[Optional[float], typer.Option("--mp4", min=0.1, metavar="FPS", help="Also write one MP4 per study at this frame rate (needs the 'video' extra).")] = None,
     executor_name: Annotated[str, typer.Option("--executor", metavar="local|ray", help=EXECUTOR_HELP)] = "local",
@@ -48,13 +47,13 @@ def render(
 ) -> None:
     """Write 8-bit PNG frames and add `images` / evidence `image_box` to items.jsonl."""
     from voxqa.dataset.audit import audit_dataset
-    from voxqa.render import RenderInterrupted, RenderSettings, parse_window, render_dataset
+    from voxqa.render import RenderInterrupted, RenderSettings, parse_window, recorded_frames, render_dataset
 
     pool = executor(executor_name, workers, address)
     if recipe is not None:
         _render_recipe(folder, recipe, workers, strict, pool)
         return
-    context = frames_option(frames, "a positive whole number")
+    context = frames_option(frames, "a positive whole number") if frames is not None else recorded_frames(folder)
     if window is not None:
         parse_window(window)
     if mp4 is not None:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from voxqa.answers import ANSWER_TYPES
-from voxqa.dataset.frame_policy import DEFAULT_FRAMES
+from voxqa.dataset.frame_policy import DEFAULT_FRAMES, FramePolicy, recorded_policy
 from voxqa.fileio import write_json
 from voxqa.schema import Item, Study
 
@@ -70,12 +70,12 @@ _WORD = re.compile(r"[a-z]+|#")
 # --------------------------------------------------------------------------- frames shown
 
 
-def shown_frames(item: Item, study: Study | None) -> list[int]:
+def shown_frames(item: Item, study: Study | None, policy: FramePolicy = DEFAULT_FRAMES) -> list[int]:
     """Frame indices a model is shown with ``item`` (the ``Frame k:`` labels of its prompt).
 
     Rendered items: their images. Otherwise what render would show: a frame-level item its
-    frames; a volume-level item the study's frame set; nothing for a study render cannot
-    draw (no volume).
+    frames; a volume-level item the study's frame set under ``policy``; nothing for a study
+    render cannot draw (no volume).
     """
     if item.images is not None:
         return [im.frame for im in item.images]
@@ -83,14 +83,15 @@ def shown_frames(item: Item, study: Study | None) -> list[int]:
         return []
     if item.level == "frame":
         return list(item.frames)
-    return DEFAULT_FRAMES.frames(study.frame_count)
+    return policy.frames(study.frame_count)
 
 
 class FramesShown:
     """``shown_frames`` for many items, with the per-study volume frame set computed once."""
 
-    def __init__(self, studies: dict[str, Study] | None):
+    def __init__(self, studies: dict[str, Study] | None, policy: FramePolicy = DEFAULT_FRAMES):
         self.studies = studies or {}
+        self.policy = policy
         self._sets: dict[str, list[int]] = {}
 
     def source(self, item: Item) -> str:
@@ -106,9 +107,9 @@ class FramesShown:
         study = self.studies.get(item.study_id)
         if item.images is None and study is not None and study.volume is not None and item.level == "volume":
             if item.study_id not in self._sets:
-                self._sets[item.study_id] = DEFAULT_FRAMES.frames(study.frame_count)
+                self._sets[item.study_id] = self.policy.frames(study.frame_count)
             return self._sets[item.study_id]
-        return shown_frames(item, study)
+        return shown_frames(item, study, self.policy)
 
 
 # --------------------------------------------------------------------------- features
@@ -432,18 +433,20 @@ def _group_row(template: str, train: list[Item], held: list[Item],
     return row
 
 
-def audit_items(items: Sequence[Item], studies: Iterable[Study] | None = None) -> dict[str, Any]:
+def audit_items(items: Sequence[Item], studies: Iterable[Study] | None = None,
+                frames: FramePolicy = DEFAULT_FRAMES) -> dict[str, Any]:
     """The audit of a dataset's items: per template (headline items) and per
-    prior-answerable template, with a summary. Deterministic: same items -> same dict."""
+    prior-answerable template, with a summary; unrendered volume-level items show the frames
+    of ``frames``, the dataset's policy. Deterministic: same items -> same dict."""
     from voxqa.dataset.folder import no_gc
 
     with no_gc():  # many small objects, no cycles: GC passes over the items only cost time
-        return _audit_items(items, studies)
+        return _audit_items(items, studies, frames)
 
 
-def _audit_items(items: Sequence[Item], studies: Iterable[Study] | None) -> dict[str, Any]:
+def _audit_items(items: Sequence[Item], studies: Iterable[Study] | None, policy: FramePolicy) -> dict[str, Any]:
     by_id = {s.id: s for s in studies or []}
-    frames = FramesShown(by_id)
+    frames = FramesShown(by_id, policy)
     groups: dict[tuple[bool, str], dict[str, list[Item]]] = defaultdict(lambda: {"train": [], "held": []})
     for it in items:
         groups[(it.prior_answerable, it.template)]["train" if it.split == "train" else "held"].append(it)
@@ -508,7 +511,7 @@ def attach_audit(manifest: dict[str, Any], items: Sequence[Item],
                  studies: Iterable[Study]) -> dict[str, Any]:
     """The end of every build: audit the items, put the summary in ``manifest["audit"]``;
     returns the full audit for :func:`write_audit`."""
-    audit = audit_items(items, studies)
+    audit = audit_items(items, studies, recorded_policy(manifest))
     manifest["audit"] = audit_summary(audit)
     return audit
 
@@ -523,10 +526,10 @@ def audit_dataset(folder: Path, *, update_manifest: bool = True) -> dict[str, An
     from voxqa.dataset.folder import MANIFEST, read_items, read_json, read_studies
 
     folder = Path(folder)
-    result = audit_items(read_items(folder), read_studies(folder))
+    manifest = read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else None
+    result = audit_items(read_items(folder), read_studies(folder), recorded_policy(manifest or {}))
     write_audit(folder, result)
-    if update_manifest and (folder / MANIFEST).is_file():
-        manifest = read_json(folder / MANIFEST)
+    if update_manifest and manifest is not None:
         manifest["audit"] = audit_summary(result)
         write_json(folder / MANIFEST, manifest)
     return result

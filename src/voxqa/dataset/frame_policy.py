@@ -9,6 +9,7 @@ the set; render draws the set; the audit reads the set as prompt text.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from voxqa.schema import Study
@@ -52,5 +53,12 @@ class FramePolicy:
         return {"cap": self.cap, "rule": VOLUME_FRAMES_RULE}
 
 
-#: The policy of a default build and render (and of the audit of an unrendered dataset).
+#: The policy of a default build and render.
 DEFAULT_FRAMES = FramePolicy()
+
+
+def recorded_policy(manifest: Mapping[str, Any]) -> FramePolicy:
+    """The policy a dataset was built with (its manifest's ``volume_frames``), which render and
+    the audit of unrendered items follow; datasets that record none use the default."""
+    entry = manifest.get("volume_frames")
+    return FramePolicy(entry["cap"]) if isinstance(entry, Mapping) and "cap" in entry else DEFAULT_FRAMES
