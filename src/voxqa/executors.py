@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 from voxqa.errors import InputError, MissingExtra
 
-EXECUTORS = ("local", "ray")
 RAY_MAX_RETRIES = 3  # a worker killed mid-task (OOM, node lost) is retried this often
 
 
@@ -91,6 +90,13 @@ class LocalExecutor:
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
 
+    @classmethod
+    def from_options(cls, workers: int, address: str | None) -> LocalExecutor:
+        """``--executor local --workers N``; there is no cluster to address."""
+        if address is not None:
+            raise InputError("--address is for --executor ray")
+        return cls(workers)
+
     def run(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Outcome]]:
         if self.workers == 1:
             for i, job in enumerate(jobs):
@@ -140,6 +146,11 @@ class RayExecutor:
                      log_to_driver=False, ignore_reinit_error=True)
         self._pending: list[Any] = []
 
+    @classmethod
+    def from_options(cls, workers: int, address: str | None) -> RayExecutor:
+        """``--executor ray [--address A]``; without an address, a local Ray with ``workers`` CPUs."""
+        return cls(address, num_cpus=workers if workers > 1 else None)
+
     def run(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Outcome]]:
         ray = self.ray
         task = ray.remote(max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(fn)
@@ -160,13 +171,16 @@ class RayExecutor:
             self.ray.cancel(ref, force=True)
 
 
+#: ``--executor NAME`` -> the executor built from ``--workers`` and ``--address``.
+EXECUTORS: dict[str, Callable[[int, str | None], Executor]] = {
+    "local": LocalExecutor.from_options,
+    "ray": RayExecutor.from_options,
+}
+
+
 def make_executor(name: str = "local", workers: int = 1, address: str | None = None) -> Executor:
     """The executor ``--executor NAME`` names; ``workers`` is the local pool size or the CPUs
     of a Ray cluster started here (ignored with ``address``)."""
-    if name == "local":
-        if address is not None:
-            raise InputError("--address is for --executor ray")
-        return LocalExecutor(workers)
-    if name == "ray":
-        return RayExecutor(address, num_cpus=workers if workers > 1 else None)
-    raise InputError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
+    if name not in EXECUTORS:
+        raise InputError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
+    return EXECUTORS[name](workers, address)
