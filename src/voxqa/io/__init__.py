@@ -35,7 +35,6 @@ from .volume import (
 
 __all__ = [
     "FORMATS",
-    "HEADERS",
     "Header",
     "LazyVolume",
     "Volume",
@@ -51,32 +50,30 @@ __all__ = [
     "read_fastmri_h5",
     "read_nifti",
     "read_nrrd",
+    "VolumeFormat",
 ]
 
-FORMATS: dict[str, Callable[[PathLike], Volume]] = {
-    "fastmri_h5": read_fastmri_h5,
-    "nifti": read_nifti,
-    "dicom": read_dicom_series,
-    "nrrd": read_nrrd,
-}
+@dataclass(frozen=True)
+class VolumeFormat:
+    """One file format: the suffixes that name it, its reader and its header reader (the
+    same grid without the voxels). ``orientable``: an ``assume`` orientation applies to a
+    file of this format that states none (fastMRI's pixel grid has none to give)."""
 
-#: Each format's grid without its voxels, the same as its ``FORMATS`` reader's.
-HEADERS: dict[str, Callable[[PathLike], Header]] = {
-    "fastmri_h5": read_fastmri_header,
-    "nifti": read_nifti_header,
-    "dicom": read_dicom_header,
-    "nrrd": read_nrrd_header,
-}
+    name: str
+    suffixes: tuple[str, ...]
+    read: Callable[[PathLike], Volume]
+    read_header: Callable[[PathLike], Header]
+    orientable: bool = True
 
-_SUFFIXES = {
-    ".h5": "fastmri_h5",
-    ".hdf5": "fastmri_h5",
-    ".nii": "nifti",
-    ".nii.gz": "nifti",
-    ".nrrd": "nrrd",
-    ".nhdr": "nrrd",
-    ".dcm": "dicom",
-}
+
+#: Every format ``open_volume`` reads, by name (``VolumeRef.loader``); a folder is a DICOM series.
+FORMATS: dict[str, VolumeFormat] = {f.name: f for f in (
+    VolumeFormat("fastmri_h5", (".h5", ".hdf5"), read_fastmri_h5, read_fastmri_header, orientable=False),
+    VolumeFormat("nifti", (".nii", ".nii.gz"), read_nifti, read_nifti_header),
+    VolumeFormat("dicom", (".dcm",), read_dicom_series, read_dicom_header),
+    VolumeFormat("nrrd", (".nrrd", ".nhdr"), read_nrrd, read_nrrd_header),
+)}
+_SUFFIXES = {suffix: f.name for f in FORMATS.values() for suffix in f.suffixes}
 
 
 def detect_format(path: PathLike) -> str:
@@ -102,7 +99,7 @@ def _resolve(path: PathLike, format: str | None) -> tuple[Path, str]:
 
 def _takes_assumption(fmt: str, world_known: bool, assume: str | None) -> bool:
     """``assume`` orients files that state no orientation; fastMRI's pixel grid has none to give."""
-    return assume is not None and not world_known and fmt != "fastmri_h5"
+    return assume is not None and not world_known and FORMATS[fmt].orientable
 
 
 def open_volume(path: PathLike, *, canonical: bool = True, format: str | None = None,
@@ -113,7 +110,7 @@ def open_volume(path: PathLike, *, canonical: bool = True, format: str | None = 
     ignored for files that do.
     """
     p, fmt = _resolve(path, format)
-    vol = FORMATS[fmt](p)
+    vol = FORMATS[fmt].read(p)
     if _takes_assumption(fmt, vol.world_known, assume):
         vol = assume_orientation(vol, assume)  # type: ignore[arg-type]
     return canonicalize(vol) if canonical and vol.world_known else vol
@@ -170,7 +167,7 @@ def open_header(path: PathLike, *, canonical: bool = True, format: str | None = 
     """``open_volume``'s result without reading voxels: the same grid (shape, RAS+ affine,
     orientation), from the header; the same arguments."""
     p, fmt = _resolve(path, format)
-    header = HEADERS[fmt](p)
+    header = FORMATS[fmt].read_header(p)
     shape, world_known, frame_axis = header.shape, header.world_known, header.frame_axis
     affine, spacing = check_affine(header.affine, p)  # as Volume takes it: the same float64 numbers
     if _takes_assumption(fmt, world_known, assume):
