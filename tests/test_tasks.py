@@ -526,3 +526,53 @@ def test_multi_choice_correct_and_wrong_options_come_from_one_pool(ds) -> None:
         assert "artifact" not in it.options
         n += 1
     assert n > 0
+
+
+# --------------------------------------------------------------------------- knee slabs
+
+
+VOLUME_TEMPLATES = ("counting/finding_types/volume", "captioning/grounded_summary/volume",
+                    "detection/any_abnormality/volume")
+
+
+def _volume_answers(folder: Path) -> dict[str, Counter]:
+    """Per volume-level template: how often each answer (a caption: normal or not) occurs."""
+    out: dict[str, Counter] = defaultdict(Counter)
+    for it in read_items(folder):
+        if it.template in VOLUME_TEMPLATES:
+            value = it.answer.value
+            out[it.template][value == "No findings annotated." if it.answer.type == "text" else value] += 1
+    return out
+
+
+def test_knee_slabs_keep_their_volume_questions(tmp_path: Path) -> None:
+    """36-slice volumes (fastMRI knee) whose lesions span a few slices: 16 evenly spaced frames
+    miss the evidence of every annotated volume, so volume questions were left to the normal
+    ones (finding types all 0, captions all "No findings annotated."). A fastMRI+ build shows
+    every frame, a function of the frame count only: annotated volumes keep their questions."""
+    src = write_phantom(tmp_path / "src", n=40, seed=5, shape=(36, 40, 40))
+    normal = sum(1 for i in range(40) if i % 4 == 3)
+    capped, full = tmp_path / "capped", tmp_path / "full"
+    build_fastmri_plus([(src["annotations"], src["file_list"])], capped, volumes=src["volumes"], frame_cap=16)
+    build_fastmri_plus([(src["annotations"], src["file_list"])], full, volumes=src["volumes"])
+
+    before = _volume_answers(capped)
+    assert set(before["counting/finding_types/volume"]) == {0}  # the old rule: only normal volumes asked
+    assert before["captioning/grounded_summary/volume"] == Counter({True: normal})
+    assert not before["detection/any_abnormality/volume"]  # nothing left to balance "no" against
+
+    after = _volume_answers(full)
+    types = after["counting/finding_types/volume"]
+    assert sum(types.values()) == 40 and types[0] == normal  # every volume asked, zeros only for normal ones
+    assert after["captioning/grounded_summary/volume"] == Counter({True: normal, False: 40 - normal})
+    assert after["detection/any_abnormality/volume"] == Counter({"yes": normal, "no": normal})
+    report = read_json(full / "build_report.json")
+    assert not [r for r in report.get("info", {}) if "evidence_frames_not_shown" in r]
+
+    manifest = read_json(full / "manifest.json")
+    assert manifest["volume_frames"]["cap"] is None and manifest["options"]["frames"] == "all"
+    from voxqa.dataset.frame_policy import recorded_policy
+
+    policy = recorded_policy(manifest)  # render and the audit follow it: every frame, the same for all
+    assert {tuple(policy.frames(s.frame_count)) for s in read_studies(full)} == {tuple(range(36))}
+    assert read_json(capped / "manifest.json")["volume_frames"]["cap"] == 16

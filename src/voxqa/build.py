@@ -116,9 +116,11 @@ def build_fastmri_plus(
     strict: bool = False,
     name: str = "fastmri-plus",
     progress: Progress = SILENT,
+    frame_cap: int | None = None,
 ) -> dict[str, Any]:
-    """Build a dataset folder from fastMRI+ CSVs; returns the manifest."""
-    source = FastMRIPlus(pairs=pairs, volumes=volumes, anatomy=anatomy)
+    """Build a dataset folder from fastMRI+ CSVs; returns the manifest. ``frame_cap``: the
+    frames volume-level items show (``FramePolicy``; None: every frame, the default)."""
+    source = FastMRIPlus(pairs=pairs, volumes=volumes, anatomy=anatomy, frames=FramePolicy(frame_cap))
     return run_build(source, out, name=name, seed=seed, fractions=fractions, strict=strict,
                      progress=progress)
 

@@ -11,8 +11,8 @@ Which frames an item shows: a frame-level item its own frame; a volume-level ite
 frame set, ``voxqa.dataset.frame_policy.FramePolicy``: all frames up to ``context``, else ``context``
 evenly spaced ones. The set depends on the frame count only, never on the annotations (the
 ``Frame k:`` labels are prompt text, so adding evidence frames would tell a normal volume from an
-abnormal one). The build assumes the default ``context`` and does not ask volume-level questions
-whose evidence frames that set misses; rendering with another ``context`` is allowed, and the
+abnormal one). The build records its policy in the manifest (render's default ``context``) and does
+not ask volume-level questions whose evidence frames that set misses; rendering with another ``context`` is allowed, and the
 volume-level items whose evidence is then not all shown are counted in ``render.json``
 (``counts.volume_items_evidence_not_shown``).
 

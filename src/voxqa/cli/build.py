@@ -25,6 +25,7 @@ def build_fastmri_plus(
     seed: Annotated[int, typer.Option("--seed", metavar="N", help=SEED_HELP)] = 0,
     split_fractions: Annotated[str, typer.Option("--split-fractions", metavar="TRAIN,VAL,TEST", help=FRACTIONS_HELP)] = "0.8,0.1,0.1",
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first dropped row or unreadable volume.")] = False,
+    frames: Annotated[str, typer.Option("--frames", metavar="K|all", help="Frames volume-level items show (recorded in the manifest; render follows it): every frame, or K evenly spaced (questions whose evidence they miss are not asked).")] = "all",
 ) -> None:
     """fastMRI+ radiologist boxes -> grounded detection/localization/counting/classification/captioning items."""
     from voxqa.build import build_fastmri_plus as build
@@ -37,10 +38,11 @@ def build_fastmri_plus(
         raise InputError(f"--anatomy must be knee or brain, got {anatomy!r}")
     if volumes is not None and not volumes.is_dir():
         raise InputError(f"--volumes {volumes}: not a folder")
+    frame_cap = frames_option(frames, "a positive number")
     fractions = parse_fractions(split_fractions)
     check_out_folder(out)  # before the slow part
     manifest = build(list(zip(annotations, file_list, strict=False)), out, volumes=volumes, anatomy=anatomy,
-                     seed=seed, fractions=fractions, strict=strict, progress=rich_progress())
+                     seed=seed, fractions=fractions, strict=strict, progress=rich_progress(), frame_cap=frame_cap)
     built(out, manifest)
 
 

@@ -17,7 +17,8 @@ from voxqa.schema import Study
 #: Frames a volume-level item shows by default (``voxqa build`` and ``voxqa render``).
 DEFAULT_VOLUME_FRAMES = 16
 VOLUME_FRAMES_RULE = (
-    "a volume-level item shows every frame of its volume if it has at most `cap` frames, else "
+    "a volume-level item shows every frame of its volume if it has at most `cap` frames (`cap` "
+    "null: always every frame), else "
     "`cap` evenly spaced frames round(i * (n - 1) / (cap - 1)), i = 0..cap-1; the set depends "
     "only on the volume's frame count n, never on its annotations. Volume-level questions whose "
     "evidence frames are not all shown are not asked (build_report: question_not_asked). "
@@ -55,6 +56,9 @@ class FramePolicy:
 
 #: The policy of a default build and render.
 DEFAULT_FRAMES = FramePolicy()
+#: Every frame: fastMRI+ builds (knee slabs of ~36 slices whose boxes span a few slices, so no
+#: sparser set shows the evidence of most annotated volumes; SGMRI-VQA shows every slice too).
+ALL_FRAMES = FramePolicy(None)
 
 
 def recorded_policy(manifest: Mapping[str, Any]) -> FramePolicy:

@@ -28,7 +28,7 @@ from voxqa.boxes.geometry import clip
 from voxqa.boxes.instances import LINK_RULE, link_instances
 from voxqa.dataset.build_report import BuildReport
 from voxqa.dataset.folder import sha256_file
-from voxqa.dataset.frame_policy import DEFAULT_FRAMES
+from voxqa.dataset.frame_policy import ALL_FRAMES, FramePolicy
 from voxqa.errors import BuildError
 from voxqa.io import VolumeError, probe_fastmri_h5
 from voxqa.progress import SILENT, Progress
@@ -357,10 +357,12 @@ class FastMRIPlus:
     pairs: list[tuple[Path, Path]]
     volumes: Path | None = None
     anatomy: str | None = None
+    #: every frame by default: knee boxes span a few of ~36 slices, so a capped set would leave
+    #: the volume-level questions to the normal volumes (their evidence is never cut off)
+    frames: FramePolicy = ALL_FRAMES
     name = NAME
     command = "fastmri-plus"
     split_unit = "patient_id (fastMRI+: the volume)"
-    frames = DEFAULT_FRAMES
 
     def is_pathology(self, label: str) -> bool:
         return is_pathology(label)
@@ -380,6 +382,7 @@ class FastMRIPlus:
                 "file_lists": [str(f) for _, f in self.pairs],
                 "volumes": str(self.volumes) if self.volumes else None,
                 "anatomy": self.anatomy,
+                "frames": self.frames.cap or "all",
             },
             "source_files": [
                 {"path": str(p), "role": role, "sha256": sha256_file(p)}

@@ -24,7 +24,7 @@ def _answer_key(it: Item) -> str | None:
 
 
 def answer_balance(items: list[Item]) -> list[dict[str, Any]]:
-    """One row per (split, template) with discrete answers."""
+    """One row per (split, template) with discrete answers (texts count as one answer each)."""
     groups: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for it in items:
         if _answer_key(it) is not None:
@@ -48,6 +48,10 @@ def answer_balance(items: list[Item]) -> list[dict[str, Any]]:
             row["positions"] = {str(p): positions.get(p, 0) for p in range(max(positions) + 1)}
         rows.append(row)
     return rows
+
+
+def _short(answer: str, width: int = 40) -> str:
+    return answer if len(answer) <= width else answer[: width - 3] + "..."
 
 
 def beats_chance(row: dict[str, Any]) -> bool:
@@ -115,8 +119,11 @@ def overview(folder: Path) -> list[RenderableType]:
         balance.add_column(col, overflow="fold")
     for row in answer_balance(items):
         chance = f"{row['chance']:.3f}" if row["chance"] is not None else "-"
-        dist = row.get("positions") or row["distribution"]
-        shown = ", ".join(f"{k}:{v}" for k, v in list(dist.items())[:8])
+        if "positions" in row:
+            shown = ", ".join(f"{k}:{v}" for k, v in list(row["positions"].items())[:8])
+        else:  # the most common answers first (a caption shortened): what a blind guess would say
+            common = sorted(row["distribution"].items(), key=lambda kv: (-kv[1], kv[0]))[:8]
+            shown = ", ".join(f"{_short(k)}:{v}" for k, v in common)
         flag = " [red]!" if beats_chance(row) else ""
         balance.add_row(row["split"], row["template"], str(row["n"]), chance,
                         f"{row['blind_best']:.3f}{flag}", shown)
