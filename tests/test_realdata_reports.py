@@ -54,3 +54,20 @@ def test_sample_build_items_from_supported_claims(reports_dir: Path, tmp_path: P
     for it in spatial:
         assert (it.study_id.removesuffix(".mirrored"), it.reasoning.split('"')[1]) in supported
     assert json.loads((tmp_path / "ds" / "audit.json").read_text())["flagged"] == []
+
+
+def test_caption_grounding_has_one_gold_per_prompt(reports_dir: Path, tmp_path: Path) -> None:
+    """"Caption this image and detect keywords." named neither sentence nor keywords: on the
+    shared reports 80 prompts (study, frame, question) carried 2-7 different box sets, so the
+    best possible exact match was 0.307. The question now states the sentence and its keywords."""
+    build_reports(read_studies_csv(reports_dir / "studies.csv"), reports_dir / "reports.jsonl",
+                  tmp_path / "ds", fractions=(1.0, 0.0, 0.0))
+    grounding = [it for it in read_items(tmp_path / "ds") if it.subtask == "report_grounding"]
+    assert len(grounding) > 100 and {it.language for it in grounding} == {"en", "de"}
+    golds: dict[tuple, set[str]] = {}
+    for it in grounding:
+        golds.setdefault((it.study_id, tuple(it.frames), it.question), set()).add(it.answer.model_dump_json())
+    assert [g for g in golds.values() if len(g) > 1] == []
+    rows = {r["item_id"]: r for r in map(json.loads, (tmp_path / "ds" / "grounding.jsonl").open())}
+    for it in grounding:
+        assert f'"{rows[it.id]["sentence"]}"' in it.question  # the sentence asked about, quoted

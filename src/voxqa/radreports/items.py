@@ -296,15 +296,22 @@ class ReportQuestions:
                 grounded = [n for n in keywords if rep.frame_pixels.get(n, {}).get(k, 0) >= self.min_pixels
                             and n in by and k in by[n].frame_boxes]
                 if grounded:
-                    out.append((None, None, self._grounding(v, sentence, grounded, k, lang)))
+                    out.append((None, None, self._grounding(v, sentence, keywords, grounded, k, lang)))
         return out
 
-    def _grounding(self, v: StudyView, sentence: str, grounded: list[str], k: int, lang: str) -> Item:
+    def _grounding(self, v: StudyView, sentence: str, keywords: list[str], grounded: list[str], k: int,
+                   lang: str) -> Item:
+        """The boxes of the sentence's keywords visible on frame ``k``. The question states the
+        sentence and all its keywords (visible or not), so a prompt has one gold: a frame shows
+        keywords of several sentences, and "caption this image" could mean any of them."""
         by = v.geometry.by_name()
         ev = [Evidence(label=n, frame=k, box=by[n].frame_boxes[k]) for n in grounded]
         caption = sentence + " " + "; ".join(f"{keyword(e.label, lang)} [{', '.join(map(str, e.box))}]" for e in ev)
-        q = ("Beschreibe dieses Bild und markiere die Schlüsselwörter." if lang == "de"
-             else "Caption this image and detect keywords.")
+        words = ", ".join(keyword(n, lang) for n in keywords)
+        q = (f"Markiere in diesem Bild die Schlüsselwörter dieses Befundsatzes: \"{sentence}\" "
+             f"Schlüsselwörter: {words}. Gib für jedes hier sichtbare Schlüsselwort seine Box an." if lang == "de"
+             else f"Ground the keywords of this report sentence on this image: \"{sentence}\" "
+             f"Keywords: {words}. Give the box of each keyword visible here.")
         item = make_item(v, task="localization", subtask="report_grounding", frame=k, label=None, question=q,
                          answer={"type": "boxes", "value": [{"frame": e.frame, "box": list(e.box)} for e in ev]},
                          answer_text=caption, evidence=ev,
