@@ -215,7 +215,7 @@ def test_scores_oracle_perfect_random_near_chance(rendered, tmp_path) -> None:
         assert res.exit_code == 0, res.output
     oracle = json.loads((tmp_path / "oracle" / "results.json").read_text())
     metrics = oracle["overall"]["metrics"]
-    for name in ("accuracy", "set_f1", "frame_f1", "miou", "bleu"):
+    for name in ("accuracy", "set_f1", "frame_f1", "miou", "bleu", "entity_f1"):
         assert metrics[name]["mean"] == pytest.approx(1.0), name
     assert oracle["overall"]["parse_failures"]["count"] == 0
     assert set(oracle["by"]) >= {"task", "task/subtask", "level", "label"}

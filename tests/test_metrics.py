@@ -17,7 +17,7 @@ from voxqa.eval.metrics.aggregate import aggregate, all_groups
 from voxqa.eval.metrics.boxes import RECALL_THRESHOLDS, THRESHOLDS, average_precision, box3d_iou, match_boxes
 from voxqa.eval.metrics.items import score_answer, score_item
 from voxqa.eval.metrics.statistics import below_chance_p, holm, set_prf
-from voxqa.eval.metrics.text import bleu, extract_entities, rouge_l
+from voxqa.eval.metrics.text import bleu, entity_f1, extract_entities, rouge_l
 from voxqa.boxes.geometry import iou
 from voxqa.schema import BoxesAnswer, NumberAnswer
 
@@ -339,22 +339,64 @@ def test_rouge_l_matches_rouge_score_and_lcs():
         assert rouge_l(hyp, ref) == pytest.approx(_lcs_f1(hyp, ref))
 
 
-def test_entities_and_entity_f1():
+def test_entities_are_grounded_on_their_frames_and_boxes():
     vocab = ["Meniscus Tear", "Tear", "kidney_right", "Edema"]
-    ref = ("Meniscus Tear: 2 lesion(s) on frames 3-5, 9, boxes Frame 14: [1, 2, 30, 40] "
-           "Meniscus Tear.")
+    ref = ("Meniscus Tear: 2 lesion(s) on frames 3-5, 9, boxes Frame 4: [1, 2, 30, 40] "
+           "Meniscus Tear; Frame 9: [5, 5, 9, 9] Meniscus Tear.")
     assert extract_entities(ref, vocab) == {
-        ("label", "meniscus tear"), *(("frame", k) for k in (3, 4, 5, 9, 14))}
-    hyp = "A tear of the right kidney on frame 4 and Kidney Right edema."
+        *(("label@frame", f"meniscus tear@{k}") for k in (3, 4, 5, 9)),
+        ("box", "meniscus tear@4:[1.0, 2.0, 30.0, 40.0]"), ("box", "meniscus tear@9:[5.0, 5.0, 9.0, 9.0]")}
+    # a label placed nowhere stays a bare label; frames of a clause belong to its labels only
+    hyp = "A tear of the right kidney. Kidney Right edema on frame 4."
     assert extract_entities(hyp, vocab) == {
-        ("label", "tear"), ("label", "kidney right"), ("label", "edema"), ("side", "right"),
-        ("frame", 4)}
-    s = score_item("text", ref, hyp, vocabulary=vocab)
-    assert s["entity_f1"] == pytest.approx(set_prf(extract_entities(ref, vocab),
-                                                   extract_entities(hyp, vocab))[2])
+        ("label", "tear"), ("label@frame", "kidney right@4"), ("label@frame", "edema@4"), ("side", "right")}
     assert score_item("text", ref, ref, vocabulary=vocab)["entity_f1"] == 1.0
     assert score_item("text", ref, None)["bleu"] == 0.0
-    assert len(extract_entities("frames 0-999999999", [])) <= 5000
+    assert score_item("text", "No findings annotated.", "No findings annotated.", vocabulary=vocab)["entity_f1"] == 1.0
+    assert len(extract_entities("Tear on frames 0-999999999", vocab)) <= 5000
+
+
+CAPTION = ("Meniscus Tear: 1 lesion(s) on frames 14-15, boxes Frame 14: [108, 168, 123, 178] Meniscus Tear; "
+           "Frame 15: [108, 168, 124, 179] Meniscus Tear. Joint Effusion: 1 lesion(s) on frames 20-21, boxes "
+           "Frame 20: [86, 51, 255, 150] Joint Effusion; Frame 21: [80, 37, 278, 154] Joint Effusion.")
+KNEE = ["Meniscus Tear", "Joint Effusion", "Bone - Lesion"]
+
+
+def _swap(text: str, a: str, b: str) -> str:
+    return text.replace(a, "\0").replace(b, a).replace("\0", b)
+
+
+def test_a_caption_with_findings_on_each_others_frames_scores_no_entity():
+    """The case that fooled the text metrics: each finding put on the other's frames and boxes.
+    Words and n-grams barely change, grounded entities are all wrong."""
+    swapped = _swap(CAPTION, "Meniscus Tear", "Joint Effusion")
+    s = score_item("text", CAPTION, swapped, vocabulary=KNEE)
+    assert s["token_f1"] == 1.0 and s["bleu"] > 0.9  # surface overlap: not grounded
+    assert s["entity_f1"] == 0.0
+    assert score_item("text", CAPTION, CAPTION, vocabulary=KNEE)["entity_f1"] == 1.0  # the oracle
+    # right frames, a box off its lesion (IoU < 0.5): the frame counts, the box does not
+    moved = CAPTION.replace("[108, 168, 123, 178]", "[130, 168, 145, 178]")
+    assert entity_f1(moved, CAPTION, KNEE) == pytest.approx(2 * 7 / 16)
+    # a box a few pixels off (IoU >= 0.5) still counts; half the findings right: about half
+    near = CAPTION.replace("[108, 168, 123, 178]", "[109, 168, 123, 178]")
+    assert entity_f1(near, CAPTION, KNEE) == 1.0
+    half = CAPTION.split(" Joint Effusion: ")[0]
+    assert entity_f1(half, CAPTION, KNEE) == pytest.approx(2 * 4 / 12)
+
+
+@pytest.mark.parametrize("written", [
+    "Frame 14: <|object_ref_start|>meniscus tear<|object_ref_end|><|box_start|>(438,156),(703,375)<|box_end|>",
+    "Frame 14: meniscus tear<loc_437><loc_156><loc_703><loc_375>",
+    "Frame 14: <ref>meniscus tear</ref><box>438 156 703 375</box>",
+    'Frame 14: [{"bbox_2d": [438, 156, 703, 375], "label": "meniscus tear"}]',
+])
+def test_grounded_entities_read_every_profile_box_form(written):
+    entities = extract_entities(written, KNEE)
+    assert ("label@frame", "meniscus tear@14") in entities
+    assert [e for e in entities if e[0] == "box"] == [("box", "meniscus tear@14:[438.0, 156.0, 703.0, 375.0]")] \
+        or [e for e in entities if e[0] == "box"] == [("box", "meniscus tear@14:[437.0, 156.0, 703.0, 375.0]")]
+    assert entity_f1(written, written, KNEE) == 1.0
+    assert entity_f1(written.replace("14", "15", 1), written, KNEE) == 0.0
 
 
 # --- aggregation ------------------------------------------------------------------------------

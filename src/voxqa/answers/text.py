@@ -1,7 +1,9 @@
 """text: free text (captions, report findings), judged by text metrics.
 
 Reading: the answer, stripped; fails only when empty. Scores: BLEU, ROUGE-L, token F1 and
-entity F1 over the finding labels, sides and frames it names (``voxqa.eval.metrics.text``).
+entity F1 over the findings it places right, label + frame and label + frame + box
+(``voxqa.eval.metrics.text``), since n-gram scores cannot tell a finding on its own frames from
+one on another finding's.
 A text answer may quote boxes, so its user turn carries the profile's box hint.
 """
 
