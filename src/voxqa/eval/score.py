@@ -7,7 +7,8 @@ prediction count as unanswered (wrong, and in the parse-failure count).
 
 Headline numbers (``overall``, ``by``) leave out items marked ``prior_answerable`` (answerable
 from anatomy alone); they are scored on their own under ``excluded_prior_answerable`` and in
-the ``prior_answerable`` groupings. Mirrored twins (``pair_id``) add ``pair_accuracy``.
+the ``prior_answerable`` groupings. Mirrored twins (``pair_id``) add ``pair_accuracy``. An
+``oracle_region`` run records the items that mode refuses (``excluded_oracle_region``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from voxqa.eval.metrics.aggregate import aggregate, all_groups
 from voxqa.eval.metrics.items import score_item
 from voxqa.eval.metrics.statistics import holm, wilson
 from voxqa.eval.metrics.text import ar_score
-from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
+from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, oracle_region_refusals, read_predictions, select
 from voxqa.fileio import write_json
 from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.render import map_box
@@ -105,6 +106,8 @@ class ScoredRun:
     golds: list[Any]
     preds: dict[str, dict[str, Any]]
     records: list[dict[str, Any]]
+    #: ``oracle_region`` runs: the items the mode left out (their answer is the region)
+    refused: dict[str, Any] | None = None
 
     @property
     def folder(self) -> Path:
@@ -120,7 +123,8 @@ def scored_run(run: Path) -> ScoredRun:
     ident = orjson.loads((run / RUN).read_bytes())["identity"]
     folder = Path(ident["dataset"])
     cfg = RunConfig(dataset=folder, out=run, split=ident["split"], control=ident["control"],
-                    tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"])
+                    tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"],
+                    mode=ident["mode"])
     studies = {s.id: s for s in read_studies(folder)}
     every = read_items(folder)
     preds = read_predictions(run / PREDICTIONS)
@@ -153,7 +157,8 @@ def scored_run(run: Path) -> ScoredRun:
             "parse_ok": ok, "scores": scores, "failed": failed,
             "prior_answerable": "true" if it.prior_answerable else "false",
         })
-    return ScoredRun(run, ident, items, golds, preds, records)
+    refused = oracle_region_refusals(every, cfg) if ident["mode"] == "oracle_region" else None
+    return ScoredRun(run, ident, items, golds, preds, records, refused)
 
 
 def dataset_vocabulary(items: Iterable[Item], studies: Iterable[Study]) -> dict[str, list[str]]:
@@ -232,6 +237,8 @@ def results_of(sr: ScoredRun) -> dict[str, Any]:
     holm(groups)
     results["macro"] = macro_averages(results)
     results["pair_accuracy"] = pair_accuracy(sr.items, sr.records)
+    if sr.refused is not None:
+        results["excluded_oracle_region"] = sr.refused
     return results
 
 
