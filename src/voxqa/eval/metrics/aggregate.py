@@ -64,9 +64,6 @@ class _Metric:
     cols: np.ndarray  # (items, k), zero rows for items the metric does not cover
     stat: Callable[[np.ndarray], np.ndarray]  # (..., k) sums -> (...)
     has: np.ndarray  # (items,) bool: the items the metric covers
-    #: (items,) least value charged to an unparsed item (NaN for parsed ones), for means of
-    #: errors: such an item gets max(this, the largest value of the group's parsed items)
-    floor: np.ndarray | None = None
 
 
 def _ratio(s: np.ndarray) -> np.ndarray:
@@ -85,27 +82,16 @@ def _mean_metrics(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
         for key, v in r["scores"].items():
             if v is not None and key in wanted:
                 wanted[key].append((i, v))
-    unparsed = [(i, r["scores"]["unparsed_error"]) for i, r in enumerate(records)
-                if r["scores"].get("unparsed_error") is not None]
     out = []
     for name, key in MEAN_METRICS.items():
-        extra = unparsed if key == "abs_error" else []
-        if not wanted[key] and not extra:
+        if not wanted[key]:
             continue
         v = np.zeros(len(records))
         has = np.zeros(len(records), bool)
-        floor = None
-        if wanted[key]:
-            rows, vals = zip(*wanted[key], strict=False)
-            v[list(rows)] = vals
-            has[list(rows)] = True
-        if extra:
-            floor = np.full(len(records), np.nan)
-            rows, vals = zip(*extra, strict=False)
-            floor[list(rows)] = vals
-            v[list(rows)] = vals
-            has[list(rows)] = True
-        out.append(_Metric(name, np.column_stack([v, has]), _ratio, has, floor))
+        rows, vals = zip(*wanted[key], strict=False)
+        v[list(rows)] = vals
+        has[list(rows)] = True
+        out.append(_Metric(name, np.column_stack([v, has]), _ratio, has))
     return out
 
 
@@ -224,16 +210,7 @@ def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarra
                  confidence: float) -> dict[str, Any]:
     """Statistics of the records at ``rows``; metrics covering none of them are omitted."""
     metrics = [m for m in metrics if m.has[rows].any()]
-    cols = []
-    for m in metrics:
-        c = m.cols[rows].copy()
-        if m.floor is not None:  # unparsed items: max(own floor, largest parsed value of the group)
-            fl = m.floor[rows]
-            pending = ~np.isnan(fl)
-            parsed = m.has[rows] & ~pending
-            worst = c[parsed, 0].max() if parsed.any() else 0.0
-            c[pending, 0] = np.maximum(fl[pending], worst)
-        cols.append(c)
+    cols = [m.cols[rows] for m in metrics]
     # a fresh generator per group: a group's CIs do not depend on which other groups exist
     rng = np.random.default_rng(seed)
     # very large groups get fewer resamples (never under MIN_BOOT): cost stays ~BOOT_BUDGET draws
@@ -264,7 +241,10 @@ def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarra
         test = {"n": int(tested.sum()), "correct": int(round(float(co[tested].sum()))),
                 "expected": float(ch[tested].sum()), "p": p, "method": method,
                 "p_holm": None, "family_size": None}
-    group_chance = ch[~np.isnan(ch)]
+    # chance is over the items accuracy covers (those with a ``correct`` score), the same
+    # items as the accuracy beside it; undefined (None) when one of them has no chance
+    judged = ~np.isnan(co)
+    group_chance = ch[judged] if judged.any() and not np.isnan(ch[judged]).any() else np.array([])
     failures = int((~parse_ok[rows]).sum())
     return {
         "n": len(rows),
@@ -291,8 +271,8 @@ def aggregate(records: Sequence[Mapping[str, Any]],
     ``score_item``. A tuple key groups by joined values ("task/subtask": subtask names repeat
     across tasks); records whose key value is None (no label, no category) are left out of
     that key's groups. Means are over items having the score (MAE over every number / grade
-    item: an unparsed one is charged max(its ``unparsed_error``, the group's largest parsed
-    error)); CIs are Wilson for ``BINARY_METRICS``, else percentile bootstrap over items
+    item: an unparsed one is charged its scale's fixed penalty, ``answers.number.unparsed_penalty``);
+    ``chance`` is the mean chance of the items ``accuracy`` covers (None if one lacks it); CIs are Wilson for ``BINARY_METRICS``, else percentile bootstrap over items
     (``n_boot`` resamples, seeded numpy Generator, deterministic). Below-chance tests are
     Holm-corrected across the groups of this output (``holm`` again over a whole results file
     when it holds several outputs).
