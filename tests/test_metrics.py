@@ -593,3 +593,35 @@ def test_groups_and_unparseable_items():
     loc = out["by"]["task"]["localization"]
     assert loc["metrics"]["miou"]["mean"] == 0.0 and loc["metrics"]["recall@0.5"]["mean"] == 0.0
     assert "accuracy" not in loc["metrics"]
+
+
+def test_patient_clustered_intervals_widen_when_a_patient_yields_many_items():
+    """10 patients of 10 items each, a patient's items all right (5 patients) or all wrong (5):
+    accuracy 0.5 over 100 items, but only 10 independent outcomes. The item-level Wilson interval
+    is [0.404, 0.596]; the cluster bootstrap draws patients, and its interval is about that of 5
+    of 10, far wider. Without patients there is no ci_patient."""
+    recs = [_record("yes_no", score_item("yes_no", "yes", "yes" if p < 5 else "no"), chance=0.5,
+                    patient=f"p{p}") for p in range(10) for _ in range(10)]
+    acc = aggregate(recs, (), n_boot=2000)["overall"]["metrics"]["accuracy"]
+    assert acc["ci"] == pytest.approx([0.404, 0.596], abs=1e-3)
+    lo, hi = acc["ci_patient"]
+    assert acc["n_patients"] == 10 and lo <= 0.25 and hi >= 0.75  # 5/10: about [0.2, 0.8]
+    assert aggregate(recs, (), n_boot=2000) == aggregate(recs, (), n_boot=2000)  # seeded
+    bare = [{k: v for k, v in r.items() if k != "patient"} for r in recs]
+    assert "ci_patient" not in aggregate(bare, (), n_boot=50)["overall"]["metrics"]["accuracy"]
+
+
+def test_patient_clustered_intervals_match_the_item_bootstrap_with_one_item_per_patient():
+    """One item per patient: the cluster bootstrap resamples exactly as the item bootstrap does
+    (same seed, clusters in item order), so a bootstrapped metric's intervals are equal; for
+    accuracy it is close to the Wilson interval."""
+    rng = random.Random(3)
+    recs = []
+    for i in range(200):
+        gold = rng.randrange(6)
+        pred = gold if rng.random() < 0.6 else rng.randrange(6)
+        recs.append(_record("number", score_item("number", gold, pred, scale=(0, 5)), chance=1 / 6,
+                            patient=f"patient{199 - i:03d}"))  # ids not in item order
+    m = aggregate(recs, (), n_boot=1000)["overall"]["metrics"]
+    assert m["mae"]["ci_patient"] == m["mae"]["ci"] and m["mae"]["n_patients"] == 200
+    assert m["accuracy"]["ci_patient"] == pytest.approx(m["accuracy"]["ci"], abs=0.02)

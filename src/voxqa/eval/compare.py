@@ -7,7 +7,8 @@ a run of ``oracle`` the oracle row. Columns: run, n (items the run selected), an
 (requests that never came back), unparseable (answers that came back unreadable, by answer
 type), accuracy with its 95% CI and the number of items it covers, each task's headline metric
 (accuracy where answers are closed, mean IoU for localization, BLEU for captions) with its 95%
-CI, and pair accuracy (mirrored twin pairs with both answers right, results.json
+CI (and, on a line "by patient", the patient-clustered interval: items of one patient are not
+independent), and pair accuracy (mirrored twin pairs with both answers right, results.json
 ``pair_accuracy.overall``) when a run has pairs. "!" marks a run significantly below chance
 (one-sided exact test, Holm-corrected over the groups of the run's results file). Headline
 numbers leave out prior-answerable items (results.json does). Runs in ``oracle_region`` mode
@@ -82,9 +83,12 @@ def _metric_cell(m: dict[str, Any] | None, below: bool | None, name: str | None 
     text = f"{m['mean']:.3f}" + _ci_text(ci, "\n")
     if m.get("n") is not None:
         text += f"\nn={m['n']}"
+    if m.get("ci_patient") and None not in m["ci_patient"][:2]:
+        text += f"\nby patient {_ci_text(m['ci_patient'], '')} ({m.get('n_patients')} patients)"
     if name:
         text = f"{name} {text}"
-    return _c(text + (" !" if below else ""), below, value=m["mean"], ci=ci, n=m.get("n"))
+    return _c(text + (" !" if below else ""), below, value=m["mean"], ci=ci, n=m.get("n"),
+              ci_patient=m.get("ci_patient"), n_patients=m.get("n_patients"))
 
 
 def leaderboard(runs: list[Path], results: list[dict[str, Any]] | None = None,

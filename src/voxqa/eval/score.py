@@ -160,6 +160,7 @@ def scored_run(run: Path) -> ScoredRun:
         records.append({
             "item_id": it.id, "task": it.task, "subtask": it.subtask, "level": it.level,
             "label": it.label, "category": it.category, "anatomy": studies[it.study_id].anatomy,
+            "patient": studies[it.study_id].patient_id,
             "template": it.template, "answer_type": it.answer.type, "chance": item_chance(it, scale),
             "parse_ok": ok, "scores": scores, "failed": failed,
             "prior_answerable": "true" if it.prior_answerable else "false",

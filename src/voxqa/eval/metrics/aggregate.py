@@ -1,7 +1,8 @@
 """Aggregation: per-group means of per-item scores with 95% CIs, chance and parse failures.
 
 ``aggregate(records, group_keys)`` -> per-group means with 95% CIs (Wilson score intervals
-for proportions, i.e. metrics that are 0/1 per item; percentile bootstrap for the rest),
+for proportions, i.e. metrics that are 0/1 per item; percentile bootstrap for the rest; and
+beside them a patient-clustered bootstrap interval, ``ci_patient``),
 chance, parse failures and a below-chance flag: a one-sided exact test of the correct count
 against the items' chance (binomial when every item has the same chance, Poisson-binomial
 otherwise), Holm-corrected across every group of the results file.
@@ -205,10 +206,40 @@ def all_groups(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [results["overall"], *(g for groups in results["by"].values() for g in groups.values())]
 
 
+def _patient_cis(metrics: Sequence[_Metric], cols: Sequence[np.ndarray], has: Sequence[np.ndarray],
+                 clusters: np.ndarray, n_boot: int, seed: int, tail: float) -> list[tuple[list[float] | None, int]]:
+    """Per metric, the percentile interval of the cluster bootstrap (patients drawn with
+    replacement, each with all of its items) and the number of patients it covers. Clusters
+    are numbered in order of first appearance, so with one item per patient the resamples are
+    the item bootstrap's."""
+    _, first, inverse = np.unique(clusters, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # cluster code -> rank of its first item
+    inverse = order[inverse]
+    g = len(first)
+    stacked = np.hstack(cols)
+    sums = np.zeros((g, stacked.shape[1]))
+    np.add.at(sums, inverse, stacked)
+    rng = np.random.default_rng(seed)
+    n_boot = max(min(n_boot, MIN_BOOT), min(n_boot, BOOT_BUDGET // max(g, 1)))
+    boot_sums = _resampled_sums(sums, n_boot, rng)
+    out, start = [], 0
+    for m, c, h in zip(metrics, cols, has, strict=True):
+        k = c.shape[1]
+        boot = m.stat(boot_sums[:, start:start + k])
+        boot = boot[np.isfinite(boot)]
+        ci = [float(v) for v in np.percentile(boot, [tail, 100.0 - tail])] if len(boot) else None
+        covered = np.zeros(g, bool)
+        covered[inverse[h]] = True
+        out.append((ci, int(covered.sum())))
+        start += k
+    return out
+
+
 def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarray,
                  correct: np.ndarray, parse_ok: np.ndarray, n_boot: int, seed: int,
-                 confidence: float) -> dict[str, Any]:
-    """Statistics of the records at ``rows``; metrics covering none of them are omitted."""
+                 confidence: float, patients: np.ndarray | None = None) -> dict[str, Any]:
+    """Statistics of the records at ``rows``; metrics covering none of them are omitted.
+    With ``patients`` (a cluster code per record), each metric also gets ``ci_patient``."""
     metrics = [m for m in metrics if m.has[rows].any()]
     cols = [m.cols[rows] for m in metrics]
     # a fresh generator per group: a group's CIs do not depend on which other groups exist
@@ -233,6 +264,11 @@ def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarra
         ci = [float(v) for v in np.percentile(boot, [tail, 100.0 - tail])] if len(boot) else None
         out[m.name] = {"mean": _finite(m.stat(total)), "ci": ci, "ci_method": "bootstrap", "n": n}
         start += k
+    if patients is not None and metrics:
+        has = [m.has[rows] for m in metrics]
+        for m, (ci, n_patients) in zip(metrics, _patient_cis(metrics, cols, has, patients[rows], n_boot, seed, tail),
+                                       strict=True):
+            out[m.name] |= {"ci_patient": ci, "n_patients": n_patients}
     ch, co = chance[rows], correct[rows]
     tested = ~np.isnan(ch) & ~np.isnan(co)
     test = None
@@ -273,7 +309,10 @@ def aggregate(records: Sequence[Mapping[str, Any]],
     that key's groups. Means are over items having the score (MAE over every number / grade
     item: an unparsed one is charged its scale's fixed penalty, ``answers.number.unparsed_penalty``);
     ``chance`` is the mean chance of the items ``accuracy`` covers (None if one lacks it); CIs are Wilson for ``BINARY_METRICS``, else percentile bootstrap over items
-    (``n_boot`` resamples, seeded numpy Generator, deterministic). Below-chance tests are
+    (``n_boot`` resamples, seeded numpy Generator, deterministic). When every record has a
+    ``patient``, each metric also gets ``ci_patient``: a percentile cluster bootstrap that draws
+    patients with replacement, each with all its items (items of one patient are not
+    independent: one CT yields dozens), and ``n_patients``. Below-chance tests are
     Holm-corrected across the groups of this output (``holm`` again over a whole results file
     when it holds several outputs).
     """
@@ -287,10 +326,13 @@ def aggregate(records: Sequence[Mapping[str, Any]],
                         for r in records])
     # a failed request (no answer came back) is counted as failed, never as a parse failure
     parse_ok = np.array([bool(r["parse_ok"]) or bool(r.get("failed")) for r in records])
+    # patient-clustered intervals when every record names its patient
+    patients = (np.unique([str(r["patient"]) for r in records], return_inverse=True)[1]
+                if all(r.get("patient") is not None for r in records) else None)
 
     def stats(rows: Sequence[int]) -> dict[str, Any]:
         return _group_stats(metrics, np.asarray(rows), chance, correct, parse_ok, n_boot, seed,
-                            confidence)
+                            confidence, patients)
 
     by: dict[str, dict[str, Any]] = {}
     for key in group_keys:
