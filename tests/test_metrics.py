@@ -609,6 +609,14 @@ def test_patient_clustered_intervals_widen_when_a_patient_yields_many_items():
     assert aggregate(recs, (), n_boot=2000) == aggregate(recs, (), n_boot=2000)  # seeded
     bare = [{k: v for k, v in r.items() if k != "patient"} for r in recs]
     assert "ci_patient" not in aggregate(bare, (), n_boot=50)["overall"]["metrics"]["accuracy"]
+    # two patients (a small segmentation test split): no interval, not a narrow one
+    two = [r | {"patient": "a" if i < 50 else "b"} for i, r in enumerate(recs)]
+    acc = aggregate(two, (), n_boot=200)["overall"]["metrics"]["accuracy"]
+    assert acc["ci_patient"] is None and acc["n_patients"] == 2
+    # all right on 12 patients: the bootstrap alone says [1, 1]; the interval keeps Wilson's width
+    right = [_record("yes_no", score_item("yes_no", "yes", "yes"), chance=0.5, patient=f"p{i % 12}") for i in range(60)]
+    acc = aggregate(right, (), n_boot=200)["overall"]["metrics"]["accuracy"]
+    assert acc["ci_patient"] == pytest.approx(acc["ci"]) and acc["ci"][0] < 0.95
 
 
 def test_patient_clustered_intervals_match_the_item_bootstrap_with_one_item_per_patient():

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from voxqa.errors import InputError
+from voxqa.eval.metrics.aggregate import MIN_PATIENTS
 from voxqa.eval.score import RESULTS, score_run, scored_run, write_results
 
 HEADLINE = {"localization": "miou", "captioning": "bleu"}  # else accuracy
@@ -85,6 +86,8 @@ def _metric_cell(m: dict[str, Any] | None, below: bool | None, name: str | None 
         text += f"\nn={m['n']}"
     if m.get("ci_patient") and None not in m["ci_patient"][:2]:
         text += f"\nby patient {_ci_text(m['ci_patient'], '')} ({m.get('n_patients')} patients)"
+    elif m.get("n_patients") is not None:
+        text += f"\nby patient: none ({m['n_patients']} patients, under {MIN_PATIENTS})"
     if name:
         text = f"{name} {text}"
     return _c(text + (" !" if below else ""), below, value=m["mean"], ci=ci, n=m.get("n"),

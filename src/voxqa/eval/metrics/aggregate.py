@@ -181,6 +181,9 @@ def _qwk(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
 
 BOOT_BUDGET = 20_000_000  # resampled item draws per group
 MIN_BOOT = 200
+#: Fewest patients a patient-clustered interval is given for: with fewer, the cluster bootstrap
+#: has a handful of distinct resamples (2 patients: 3) and its interval means nothing.
+MIN_PATIENTS = 10
 
 
 def _resampled_sums(cols: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -268,6 +271,11 @@ def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarra
         has = [m.has[rows] for m in metrics]
         for m, (ci, n_patients) in zip(metrics, _patient_cis(metrics, cols, has, patients[rows], n_boot, seed, tail),
                                        strict=True):
+            item_ci = out[m.name]["ci"]
+            if n_patients < MIN_PATIENTS or ci is None:
+                ci = None  # a bootstrap over a handful of patients has no coverage to speak of
+            elif item_ci is not None:  # clustering never makes an estimate surer than independent items
+                ci = [min(ci[0], item_ci[0]), max(ci[1], item_ci[1])]
             out[m.name] |= {"ci_patient": ci, "n_patients": n_patients}
     ch, co = chance[rows], correct[rows]
     tested = ~np.isnan(ch) & ~np.isnan(co)
@@ -312,7 +320,8 @@ def aggregate(records: Sequence[Mapping[str, Any]],
     (``n_boot`` resamples, seeded numpy Generator, deterministic). When every record has a
     ``patient``, each metric also gets ``ci_patient``: a percentile cluster bootstrap that draws
     patients with replacement, each with all its items (items of one patient are not
-    independent: one CT yields dozens), and ``n_patients``. Below-chance tests are
+    independent: one CT yields dozens), widened to contain the item-level ``ci``, None with
+    fewer than ``MIN_PATIENTS`` patients; and ``n_patients``. Below-chance tests are
     Holm-corrected across the groups of this output (``holm`` again over a whole results file
     when it holds several outputs).
     """
