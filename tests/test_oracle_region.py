@@ -52,7 +52,7 @@ def test_every_yes_no_item_gets_a_line_that_does_not_tell_its_answer(ds: Path) -
     for level in ("frame", "volume"):
         group = [it for it in yes_no if it.level == level]
         yes = [it.answer.value == "yes" for it in group]
-        lines = [region_line(it, profile) for it in group]
+        lines = [region_line(it, profile, sizes[it.study_id]) for it in group]
         assert all(LINE in ln for ln in lines)
         # the line's form (boxes or whole frames or whole volume) is the same for yes and no
         forms = {(y, ln.count("whole frame"), "whole volume" in ln, "[" in ln) for y, ln in zip(yes, lines, strict=True)}
@@ -63,6 +63,12 @@ def test_every_yes_no_item_gets_a_line_that_does_not_tell_its_answer(ds: Path) -
         assert old_rule > 0.9  # what the old line (evidence only) gave away
     p = build_prompt(yes_no[0], ds, sizes[yes_no[0].study_id], profile, "oracle_region")
     assert LINE in "".join(t for k, t in p.parts if k == "text")
+    # a question that quotes a box gets that box as its region, whether or not it is evidence
+    # (a "no" item has none): the box comes from the question's text, never from the answer
+    no = next(it for it in yes_no if it.answer.value == "no" and it.frames)
+    quoting = no.model_copy(update={"question": f"Is there edema inside the box [0, 0, 16, 16] on frame {no.frames[0]}?"})
+    assert not quoting.evidence
+    assert region_line(quoting, profile, sizes[no.study_id]).startswith(f"\n{LINE} Frame {no.frames[0]}: [")
 
 
 def test_region_answers_are_refused(ds: Path) -> None:
@@ -71,7 +77,7 @@ def test_region_answers_are_refused(ds: Path) -> None:
     for it in items:
         if it.task == "localization" or it.answer.type in ("boxes", "frames", "text"):
             with pytest.raises(RegionIsTheAnswer, match="cannot give its region"):
-                region_line(it, profile)
+                region_line(it, profile, (320, 320))
     with pytest.raises(RegionIsTheAnswer, match="every selected item's answer is the region"):
         asyncio.run(run_eval(RunConfig(dataset=ds, out=ds.parent / "loc", split="test", mode="oracle_region",
                                        tasks=("localization",)), Oracle()))

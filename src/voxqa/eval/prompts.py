@@ -24,13 +24,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from voxqa.answers import ANSWER_TYPES
 from voxqa.boxes.profiles import Profile
 from voxqa.dataset.paths import check_png
 from voxqa.conversation import BOX_TEXT, InlineBoxes, build_sample, wants_box_hint
 from voxqa.errors import InputError
-from voxqa.schema import Evidence, Item
+from voxqa.render import map_box
+from voxqa.schema import Item
 
 MODES = ("minimal", "structured", "oracle_region")
 STRUCTURED = (
@@ -59,32 +61,38 @@ def region_refusal(item: Item) -> str | None:
     return None
 
 
-def asked_region(item: Item) -> tuple[list[Evidence], list[int]]:
+#: A region box: (frame, box in stored-frame pixels, box in rendered-image pixels if known).
+RegionBox = tuple[int, tuple[int, int, int, int], tuple[int, int, int, int] | None]
+
+
+def asked_region(item: Item) -> tuple[list[RegionBox], list[int]]:
     """The region ``item``'s question asks about, chosen without looking at the answer: (boxes,
-    frames). Boxes: a graded subregion's (``NAMED_REGION_TASKS``), else the evidence boxes the
-    question quotes; frames (whole frames): the frames the question names when there are no
-    boxes; both empty: the whole volume."""
+    frames). Boxes: a graded subregion's (``NAMED_REGION_TASKS``), else the boxes the question's
+    text quotes (on the frame it names); frames (whole frames): the frames the question names
+    when there are no boxes; both empty: the whole volume."""
     if item.task in NAMED_REGION_TASKS and item.evidence:
-        return list(item.evidence), []
-    quoted = {tuple(int(g) for g in m.groups()) for m in BOX_TEXT.finditer(item.question)}
-    boxes = [e for e in item.evidence if tuple(e.box) in quoted]
-    return (boxes, []) if boxes else ([], list(item.frames))
+        return [(e.frame, e.box, e.image_box) for e in item.evidence], []
+    quoted = [tuple(int(g) for g in m.groups()) for m in BOX_TEXT.finditer(item.question)]
+    if quoted and len(item.frames) == 1:
+        return [(item.frames[0], cast(tuple[int, int, int, int], box), None) for box in quoted], []
+    return [], list(item.frames)
 
 
-def region_line(item: Item, profile: Profile) -> str:
+def region_line(item: Item, profile: Profile, frame_size: tuple[int, int]) -> str:
     """The ``oracle_region`` line: the asked region in the profile's convention on the rendered
-    images; raises ``RegionIsTheAnswer`` for an item the mode refuses."""
+    images (``frame_size``: the stored frame's); raises ``RegionIsTheAnswer`` for an item the
+    mode refuses."""
     if (why := region_refusal(item)) is not None:
         raise RegionIsTheAnswer(f"item {item.id}: --mode oracle_region cannot give its region: {why}")
     boxes, frames = asked_region(item)
-    size = {im.frame: (im.width, im.height) for im in item.images or []}
     if boxes:
-        missing = [e.frame for e in boxes if e.image_box is None]
-        if missing or not size:
-            raise InputError(f"item {item.id}: render the dataset first (no image box on frames {missing})")
+        if not item.images:
+            raise InputError(f"item {item.id}: render the dataset first")
+        size = {im.frame: (im.width, im.height) for im in item.images}
+        first = next(iter(size.values()))  # every image of an item has one size
         given = "; ".join(
-            f"Frame {e.frame}: {profile.encode(e.image_box, *size.get(e.frame, next(iter(size.values()))))}"
-            for e in boxes if e.image_box is not None)
+            f"Frame {frame}: {profile.encode(shown or map_box(box, frame_size, size.get(frame, first)), *size.get(frame, first))}"
+            for frame, box, shown in boxes)
     elif frames:
         given = "; ".join(f"Frame {k} (the whole frame)" for k in frames)
     else:
@@ -117,7 +125,7 @@ def build_prompt(item: Item, folder: Path, frame_size: tuple[int, int], profile:
         else:
             parts.append(("text", piece))
     if mode == "oracle_region":
-        parts.append(("text", region_line(item, profile)))
+        parts.append(("text", region_line(item, profile, frame_size)))
     tail = STRUCTURED if mode == "structured" else ANSWER_TYPES[item.answer.type].instruction
     if mode == "structured" and not wants_box_hint(item):  # its "bboxes" need the convention
         tail += "\n" + profile.hint
