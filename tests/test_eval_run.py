@@ -259,7 +259,9 @@ def test_compare_leaderboard(rendered, tmp_path) -> None:
         n = res["answered"] + res["failed"] + res["missing"]
         assert row[1:4] == [str(n), str(res["answered"]), str(res["failed"])]
         acc = res["overall"]["metrics"]["accuracy"]
-        assert row[5].startswith(f"{acc['mean']:.3f} [") and row[5].endswith(f"n={acc['n']}")
+        assert row[5].startswith(f"{acc['mean']:.3f} [")
+        assert acc["ci_patient"] is None and acc["n_patients"] < 10  # a few test patients: no interval
+        assert row[5].endswith(f"n={acc['n']} by patient: none ({acc['n_patients']} patients, under 10)")
     assert rows[2][5].startswith("1.000") and rows[2][4] == "0"
     assert all(len(r) == len(rows[0]) for r in rows)
     res = runner.invoke(app, ["compare", str(tmp_path / "oracle"), str(tmp_path / "prior"),

@@ -511,21 +511,56 @@ def test_random_guessing_is_not_flagged_below_chance():
     assert not any(g["below_chance"] for g in all_groups(out))
 
 
-def test_mae_charges_unparsed_numbers_never_less_than_parsed_errors():
-    """errors 2 and 0 parsed; unparsed gold 3 -> max(|3|, 2) = 3; unparsed gold 1 -> max(1, 2)."""
-    parsed = [_record("number", score_item("number", 10, 12)), _record("number", score_item("number", 5, 5))]
-    big = _record("number", score_item("number", 3, None), parse_ok=False)
-    small = _record("number", score_item("number", 1, None), parse_ok=False)
+def test_mae_charges_an_unparsed_answer_the_fixed_span_of_its_scale():
+    """Counts stated on [0, 4]: an unparsed answer costs 4 whatever its gold and whatever the
+    other items' errors (before: max(|gold|, the group's largest parsed error), so gold 1 among
+    parsed errors 2 and 0 cost 2, and alone it cost 1). Grades on 0-3 cost the span 3."""
+    scale = (0, 4)
+    parsed = [_record("number", score_item("number", 1, 3, scale=scale)),  # error 2
+              _record("number", score_item("number", 2, 2, scale=scale))]  # error 0
+    big = _record("number", score_item("number", 3, None, scale=scale), parse_ok=False)
+    small = _record("number", score_item("number", 1, None, scale=scale), parse_ok=False)
+    assert big["scores"]["abs_error"] == small["scores"]["abs_error"] == 4.0
     mae = lambda recs: aggregate(recs, (), n_boot=50)["overall"]["metrics"]["mae"]  # noqa: E731
     assert mae(parsed)["mean"] == pytest.approx(1.0)
-    assert mae(parsed + [big])["mean"] == pytest.approx(5 / 3) and mae(parsed + [big])["n"] == 3
-    assert mae(parsed + [small])["mean"] == pytest.approx(4 / 3)
-    # every item unparsed: each is charged its own floor, |gold|
-    assert mae([big, small])["mean"] == pytest.approx(2.0)
-    # a grade on scale 0-3 with gold 1: farthest grade 3, floor 2
+    assert mae(parsed + [big])["mean"] == pytest.approx(6 / 3) and mae(parsed + [big])["n"] == 3
+    assert mae(parsed + [small])["mean"] == pytest.approx(6 / 3)
+    assert mae([big, small])["mean"] == pytest.approx(4.0)
+    # the issue's case: gold 2, answering 50 costs 48; not parsing costs the span, here 4
+    assert score_item("number", 2, 50, scale=scale)["abs_error"] == 48.0
+    assert score_item("number", 2, None)["abs_error"] is None  # no stated scale: no error to charge
     g = score_item("grade", 1, None, scale=(0, 1, 2, 3))
-    assert g["unparsed_error"] == 2.0 and g["abs_error"] is None
-    assert mae([_record("grade", g, parse_ok=False), _record("grade", score_item("grade", 1, 2))])["mean"] == 1.5
+    assert g["abs_error"] == 3.0 and g["grade_pred"] == 3.0  # MAE: the span; QWK: the farthest grade
+    assert mae([_record("grade", g, parse_ok=False), _record("grade", score_item("grade", 1, 2))])["mean"] == 2.0
+
+
+def test_stated_range_and_uniform_chance_by_hand():
+    from voxqa.answers.number import stated_range, uniform_chance, unparsed_penalty
+
+    assert stated_range([2, 5, 3]) == (0, 5) and stated_range([0, 0]) == (0, 1)
+    assert stated_range([-2, 3]) == (-2, 3)
+    assert unparsed_penalty((0, 5)) == 5.0 and unparsed_penalty((0, 1, 2, 3)) == 3.0
+    assert uniform_chance(2, 0.0, (0, 5)) == pytest.approx(1 / 6)  # one of 0..5
+    assert uniform_chance(2, 1.0, (0, 5)) == pytest.approx(3 / 6)  # 1, 2, 3
+    assert uniform_chance(0, 1.0, (0, 5)) == pytest.approx(2 / 6)  # 0, 1
+    assert uniform_chance(2.5, 0.5, (0.0, 10.0)) == pytest.approx(0.1)  # [2, 3] of [0, 10]
+
+
+def test_chance_is_over_the_items_accuracy_covers():
+    """Two yes/no items (chance 1/2) and a count on 0..5 (chance 1/6): chance (1/2 + 1/2 + 1/6)
+    / 3 = 7/18 beside accuracy over the same 3 items; before, the count had no chance and the
+    chance row was 1/2 over 2 items while accuracy covered 3. A box item (no accuracy) does not
+    count; an accuracy item without a chance leaves chance undefined rather than partial."""
+    recs = [_record("yes_no", score_item("yes_no", "yes", "yes"), chance=0.5),
+            _record("yes_no", score_item("yes_no", "no", "yes"), chance=0.5),
+            _record("number", score_item("number", 2, 3, scale=(0, 5)), chance=1 / 6),
+            _record("boxes", score_item("boxes", [{"frame": 0, "box": [0, 0, 4, 4]}], []), chance=None)]
+    out = aggregate(recs, (), n_boot=50)["overall"]
+    assert out["metrics"]["accuracy"]["n"] == 3 and out["metrics"]["accuracy"]["mean"] == pytest.approx(1 / 3)
+    assert out["chance"] == pytest.approx(7 / 18)
+    assert out["below_chance_test"]["n"] == 3
+    recs[2]["chance"] = None
+    assert aggregate(recs, (), n_boot=50)["overall"]["chance"] is None
 
 
 def test_every_metric_scores_unparsed_as_worst():
@@ -537,7 +572,7 @@ def test_every_metric_scores_unparsed_as_worst():
     for kind, gold in cases:
         s = score_item(kind, gold, None, vocabulary=["Edema"])
         for key, v in s.items():
-            if key in ("gold_class", "unparsed_error") or key.startswith("fn@"):
+            if key == "gold_class" or key.startswith("fn@"):
                 continue
             assert v in (0.0, None), (kind, key, v)
 
@@ -600,3 +635,43 @@ def test_groups_and_unparseable_items():
     loc = out["by"]["task"]["localization"]
     assert loc["metrics"]["miou"]["mean"] == 0.0 and loc["metrics"]["recall@0.5"]["mean"] == 0.0
     assert "accuracy" not in loc["metrics"]
+
+
+def test_patient_clustered_intervals_widen_when_a_patient_yields_many_items():
+    """10 patients of 10 items each, a patient's items all right (5 patients) or all wrong (5):
+    accuracy 0.5 over 100 items, but only 10 independent outcomes. The item-level Wilson interval
+    is [0.404, 0.596]; the cluster bootstrap draws patients, and its interval is about that of 5
+    of 10, far wider. Without patients there is no ci_patient."""
+    recs = [_record("yes_no", score_item("yes_no", "yes", "yes" if p < 5 else "no"), chance=0.5,
+                    patient=f"p{p}") for p in range(10) for _ in range(10)]
+    acc = aggregate(recs, (), n_boot=2000)["overall"]["metrics"]["accuracy"]
+    assert acc["ci"] == pytest.approx([0.404, 0.596], abs=1e-3)
+    lo, hi = acc["ci_patient"]
+    assert acc["n_patients"] == 10 and lo <= 0.25 and hi >= 0.75  # 5/10: about [0.2, 0.8]
+    assert aggregate(recs, (), n_boot=2000) == aggregate(recs, (), n_boot=2000)  # seeded
+    bare = [{k: v for k, v in r.items() if k != "patient"} for r in recs]
+    assert "ci_patient" not in aggregate(bare, (), n_boot=50)["overall"]["metrics"]["accuracy"]
+    # two patients (a small segmentation test split): no interval, not a narrow one
+    two = [r | {"patient": "a" if i < 50 else "b"} for i, r in enumerate(recs)]
+    acc = aggregate(two, (), n_boot=200)["overall"]["metrics"]["accuracy"]
+    assert acc["ci_patient"] is None and acc["n_patients"] == 2
+    # all right on 12 patients: the bootstrap alone says [1, 1]; the interval keeps Wilson's width
+    right = [_record("yes_no", score_item("yes_no", "yes", "yes"), chance=0.5, patient=f"p{i % 12}") for i in range(60)]
+    acc = aggregate(right, (), n_boot=200)["overall"]["metrics"]["accuracy"]
+    assert acc["ci_patient"] == pytest.approx(acc["ci"]) and acc["ci"][0] < 0.95
+
+
+def test_patient_clustered_intervals_match_the_item_bootstrap_with_one_item_per_patient():
+    """One item per patient: the cluster bootstrap resamples exactly as the item bootstrap does
+    (same seed, clusters in item order), so a bootstrapped metric's intervals are equal; for
+    accuracy it is close to the Wilson interval."""
+    rng = random.Random(3)
+    recs = []
+    for i in range(200):
+        gold = rng.randrange(6)
+        pred = gold if rng.random() < 0.6 else rng.randrange(6)
+        recs.append(_record("number", score_item("number", gold, pred, scale=(0, 5)), chance=1 / 6,
+                            patient=f"patient{199 - i:03d}"))  # ids not in item order
+    m = aggregate(recs, (), n_boot=1000)["overall"]["metrics"]
+    assert m["mae"]["ci_patient"] == m["mae"]["ci"] and m["mae"]["n_patients"] == 200
+    assert m["accuracy"]["ci_patient"] == pytest.approx(m["accuracy"]["ci"], abs=0.02)

@@ -43,6 +43,9 @@ def test_random_baseline_is_not_flagged_below_chance(phantom, tmp_path) -> None:
         res = score_run(out)
         groups = all_groups(res)
         assert any(g["below_chance_test"] for g in groups)
+        # chance, accuracy and the test cover the same items, counts included (before: not counts)
+        assert res["overall"]["below_chance_test"]["n"] == res["overall"]["metrics"]["accuracy"]["n"]
+        assert res["by"]["task"]["counting"]["chance"] is not None
         assert not res["overall"]["below_chance"]
         assert not any(g["below_chance"] for g in res["by"]["task"].values())
         flagged_files += any(g["below_chance"] for g in groups)

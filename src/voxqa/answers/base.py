@@ -29,8 +29,9 @@ Scores = dict[str, float | None]
 
 @dataclass(frozen=True)
 class ScoreContext:
-    """What scoring needs beyond gold and prediction: a number's absolute ``tolerance``, a
-    grade's ``scale`` (an unparsed grade counts as the farthest one), the finding labels a
+    """What scoring needs beyond gold and prediction: a number's absolute ``tolerance``, the
+    answer's ``scale`` (a grade's grades, a number template's stated (low, high) range: an
+    unparsed answer is charged its span), the finding labels a
     text may mention (``vocabulary``, for entity F1) and whether boxes were asked for as
     points (a point profile)."""
 

@@ -4,7 +4,8 @@ Reading: "grade k" (the last one), else a number read as for ``number``; or 3DRe
 ``{"MOAKS_scores": {"<region> <group>": {"<component>": k}}}`` (the item's entry; beside a
 structured answer both must agree); it must be an int in the item's ``answer.scale`` (when
 the scale is not empty). Scores: ``correct``, absolute error and the (gold, pred) pair for
-quadratic weighted kappa; an unparsed grade counts as the farthest grade of the scale.
+quadratic weighted kappa; an unparsed grade counts as the farthest grade of the scale (QWK)
+and is charged the scale's span (MAE).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from voxqa.answers.base import AnswerType, Scores, ScoreContext
-from voxqa.answers.number import random_number, the_number, within
+from voxqa.answers.number import random_number, the_number, unparsed_penalty, within
 from voxqa.answers.reply import ParseContext, ParseError, Reply, json_values
 from voxqa.anatomy.knee import FEATURES, moaks_key, moaks_scores
 from voxqa.boxes.profiles import Profile
@@ -82,13 +83,13 @@ class Grade(AnswerType):
         return value
 
     def score(self, gold: int, pred: int | None, ctx: ScoreContext) -> Scores:
-        """An unparseable grade counts for QWK as the grade farthest from gold (the worst answer);
-        without a scale it cannot be placed and is left out of QWK (it still counts as wrong)."""
+        """An unparseable grade is charged the scale's span as its absolute error (the worst
+        error any grade can make) and counts for QWK as the grade farthest from gold; without a
+        scale it has neither (it still counts as wrong)."""
         scale = ctx.scale
         if pred is None:
             worst = max(scale, key=lambda s: abs(s - gold)) if scale else None
-            floor = abs(worst - gold) if worst is not None else abs(gold)
-            return {"correct": 0.0, "a_score": 0.0, "abs_error": None, "unparsed_error": float(floor),
+            return {"correct": 0.0, "a_score": 0.0, "abs_error": unparsed_penalty(scale),
                     "grade_gold": float(gold), "grade_pred": None if worst is None else float(worst)}
         correct = float(pred == gold)
         return {"correct": correct, "a_score": correct, "abs_error": float(abs(pred - gold)),

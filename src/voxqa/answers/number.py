@@ -75,6 +75,35 @@ def within(answer: Any, pred: Any) -> bool:
     return abs(float(pred) - float(answer.value)) <= getattr(answer, "tolerance", 0.0) + 1e-9
 
 
+def stated_range(values: Sequence[float]) -> tuple[float, float]:
+    """A number template's stated range, from its gold answers (every split): from 0 (or its
+    least value, when negative) to its largest value, at least 1 wide. Counts and sizes never
+    go below 0, so "0" is always in range."""
+    low = min(0, *values) if values else 0
+    high = max(values) if values else 1
+    return low, max(high, low + 1)
+
+
+def unparsed_penalty(scale: Sequence[float]) -> float | None:
+    """The absolute error an unparsed answer is charged: the span of its scale (a grade's
+    grades, a number's stated range), the worst error any answer on the scale can make; None
+    without a scale."""
+    return float(max(scale) - min(scale)) if len(scale) else None
+
+
+def uniform_chance(gold: float, tolerance: float, scale: Sequence[float]) -> float | None:
+    """P(a uniform draw on the scale is within ``tolerance`` of ``gold``): over its integers
+    when the scale and gold are integers (counts), else over the interval; None without one."""
+    if not len(scale):
+        return None
+    low, high = min(scale), max(scale)
+    if all(float(v).is_integer() for v in (low, high, gold)):
+        hits = [v for v in range(int(low), int(high) + 1) if abs(v - gold) <= tolerance + 1e-9]
+        return len(hits) / (int(high) - int(low) + 1)
+    overlap = min(high, gold + tolerance) - max(low, gold - tolerance)
+    return max(0.0, overlap) / (high - low) if high > low else None
+
+
 class NumberType(AnswerType):
     name = "number"
     instruction = "Answer with a number."
@@ -87,12 +116,12 @@ class NumberType(AnswerType):
         return the_number(reply)
 
     def score(self, gold: float, pred: float | None, ctx: ScoreContext) -> Scores:
-        """An unparseable number has no error of its own; ``unparsed_error`` (|gold|, the error of
-        answering 0) is the least it is charged: ``aggregate`` gives it the largest absolute error
-        of its group's parsed answers when that is larger, so MAE never improves by not parsing."""
+        """An unparseable number is charged the fixed penalty of its template's stated range
+        (``ctx.scale`` = (low, high), ``unparsed_penalty``: high - low, at least any in-range
+        answer's error); without a stated range it has no absolute error."""
         if pred is None:
-            return {"correct": 0.0, "within_tolerance": 0.0, "a_score": 0.0, "abs_error": None,
-                    "unparsed_error": abs(float(gold))}
+            return {"correct": 0.0, "within_tolerance": 0.0, "a_score": 0.0,
+                    "abs_error": unparsed_penalty(ctx.scale)}
         err = abs(float(pred) - float(gold))
         ok = float(err <= ctx.tolerance + 1e-9)  # 1e-9: "0.3" must be within 0.1 of 0.2 in floats
         return {"correct": ok, "within_tolerance": ok, "a_score": ok, "abs_error": err}

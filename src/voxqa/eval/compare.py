@@ -7,10 +7,13 @@ a run of ``oracle`` the oracle row. Columns: run, n (items the run selected), an
 (requests that never came back), unparseable (answers that came back unreadable, by answer
 type), accuracy with its 95% CI and the number of items it covers, each task's headline metric
 (accuracy where answers are closed, mean IoU for localization, BLEU for captions) with its 95%
-CI, and pair accuracy (mirrored twin pairs with both answers right, results.json
+CI (and, on a line "by patient", the patient-clustered interval: items of one patient are not
+independent), and pair accuracy (mirrored twin pairs with both answers right, results.json
 ``pair_accuracy.overall``) when a run has pairs. "!" marks a run significantly below chance
 (one-sided exact test, Holm-corrected over the groups of the run's results file). Headline
-numbers leave out prior-answerable items (results.json does).
+numbers leave out prior-answerable items (results.json does). Runs in ``oracle_region`` mode
+(the region asked about given) come last, under a labelled section row: they answer an
+easier question on fewer items and are never ranked with the headline runs.
 """
 
 from __future__ import annotations
@@ -23,9 +26,14 @@ from typing import Any
 import orjson
 
 from voxqa.errors import InputError
+from voxqa.eval.metrics.aggregate import MIN_PATIENTS
 from voxqa.eval.score import RESULTS, score_run, scored_run, write_results
 
 HEADLINE = {"localization": "miou", "captioning": "bleu"}  # else accuracy
+#: The prompt mode that gives the region asked about: its runs are shown apart, below the headline rows.
+ORACLE_MODE = "oracle_region"
+REGION_GIVEN = ("given the region (oracle_region): not comparable with the rows above, off the "
+                "headline; items whose answer is the region are left out")
 FALLBACK = ("accuracy", "set_f1", "frame_f1", "miou", "iou3d", "bleu")
 LEGEND = ("! = significantly below chance (one-sided exact binomial test of the correct count"
           " against the items' chance, Holm-corrected, p < 0.05)")
@@ -76,9 +84,14 @@ def _metric_cell(m: dict[str, Any] | None, below: bool | None, name: str | None 
     text = f"{m['mean']:.3f}" + _ci_text(ci, "\n")
     if m.get("n") is not None:
         text += f"\nn={m['n']}"
+    if m.get("ci_patient") and None not in m["ci_patient"][:2]:
+        text += f"\nby patient {_ci_text(m['ci_patient'], '')} ({m.get('n_patients')} patients)"
+    elif m.get("n_patients") is not None:
+        text += f"\nby patient: none ({m['n_patients']} patients, under {MIN_PATIENTS})"
     if name:
         text = f"{name} {text}"
-    return _c(text + (" !" if below else ""), below, value=m["mean"], ci=ci, n=m.get("n"))
+    return _c(text + (" !" if below else ""), below, value=m["mean"], ci=ci, n=m.get("n"),
+              ci_patient=m.get("ci_patient"), n_patients=m.get("n_patients"))
 
 
 def leaderboard(runs: list[Path], results: list[dict[str, Any]] | None = None,
@@ -104,7 +117,12 @@ def leaderboard(runs: list[Path], results: list[dict[str, Any]] | None = None,
         group = next((r["by"]["task"][t] for r in results if t in r["by"]["task"]), None)
         chance.append(_c(_fmt(group.get("chance")) if group else ""))
     rows = [chance + ([_c("")] if with_pairs else [])]
-    for name, r, sr in zip(names, results, scored, strict=False):
+    given = [ORACLE_MODE == (sr.identity.get("mode") or "") for sr in scored]
+    order = [i for i, g in enumerate(given) if not g] + [i for i, g in enumerate(given) if g]
+    for n, i in enumerate(order):
+        name, r, sr = names[i], results[i], scored[i]
+        if given[i] and (n == 0 or not given[order[n - 1]]):  # the section row, once
+            rows.append([_c(REGION_GIVEN, section=True)] + [_c("") for _ in header[1:]])
         unparsed: dict[str, int] = {}
         for rec in sr.records:
             if not rec["parse_ok"] and not rec["failed"]:

@@ -26,7 +26,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png
 from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
 from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.parse import parse_answer
-from voxqa.eval.prompts import MODES, Prompt, build_prompt
+from voxqa.eval.prompts import MODES, Prompt, RegionIsTheAnswer, build_prompt, region_refusal
 from voxqa.eval.selection import check_selection
 from voxqa.fileio import JsonlAppender, append_bytes, atomic_write, write_bytes, write_json
 from voxqa.progress import SILENT, Progress, tracking
@@ -81,14 +81,34 @@ def dataset_hash(folder: Path) -> str:
 
 
 def select(items: Sequence[Item], cfg: RunConfig) -> list[Item]:
-    """Items of the split and tasks asked for, rendered, in file order, up to ``limit``."""
+    """Items of the split and tasks asked for, rendered, in file order, up to ``limit``; in
+    ``oracle_region`` mode without the items whose answer is the region (``region_refusal``),
+    so its items are the other modes' less those."""
     chosen = [
         it for it in items
         if (cfg.split is None or it.split == cfg.split)
         and (cfg.tasks is None or it.task in cfg.tasks)
         and it.images
     ]
-    return chosen[: cfg.limit] if cfg.limit is not None else chosen
+    chosen = chosen[: cfg.limit] if cfg.limit is not None else chosen
+    return [it for it in chosen if not region_refusal(it)] if cfg.mode == "oracle_region" else chosen
+
+
+def oracle_region_refusals(items: Sequence[Item], cfg: RunConfig) -> dict[str, Any]:
+    """The rendered items of the split and tasks that ``oracle_region`` mode leaves out (their
+    answer is the region), counted per template with the reason; raises
+    ``RegionIsTheAnswer`` when it leaves out every one of them."""
+    asked = select(items, replace(cfg, mode="minimal"))
+    refused = [it for it in asked if region_refusal(it)]
+    if asked and len(refused) == len(asked):
+        raise RegionIsTheAnswer(
+            f"--mode oracle_region: every selected item's answer is the region ({', '.join(sorted({it.task for it in refused}))}); "
+            "choose other --tasks, or another mode")
+    templates: dict[str, int] = {}
+    for it in refused:
+        templates[it.template] = templates.get(it.template, 0) + 1
+    return {"count": len(refused), "templates": dict(sorted(templates.items())),
+            "reason": "the region is the answer (a location, or a text quoting the findings' boxes)"}
 
 
 def identity(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
@@ -222,6 +242,8 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> 
     folder = cfg.dataset.resolve()
     every = read_items(folder)
     items = select(every, cfg)
+    if not items and cfg.mode == "oracle_region":
+        oracle_region_refusals(every, cfg)  # explains a selection the mode refused wholly
     check_selection(folder, every, items, cfg.split, cfg.tasks)  # before anything is written
     check_expressible(profile, items)
     studies = {s.id: s for s in read_studies(folder)}

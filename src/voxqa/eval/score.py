@@ -7,7 +7,10 @@ prediction count as unanswered (wrong, and in the parse-failure count).
 
 Headline numbers (``overall``, ``by``) leave out items marked ``prior_answerable`` (answerable
 from anatomy alone); they are scored on their own under ``excluded_prior_answerable`` and in
-the ``prior_answerable`` groupings. Mirrored twins (``pair_id``) add ``pair_accuracy``.
+the ``prior_answerable`` groupings. Mirrored twins (``pair_id``) add ``pair_accuracy``. Number
+and grade templates are scored on a stated scale (``scales``: the range an unparsed answer's
+fixed MAE penalty and a missing chance come from, ``answer_scales``). An
+``oracle_region`` run records the items that mode refuses (``excluded_oracle_region``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import orjson
 
 from voxqa.answers import ANSWER_TYPES
+from voxqa.answers.number import stated_range, uniform_chance, unparsed_penalty
 from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.errors import InputError, MissingFileError, VoxqaError
@@ -32,11 +36,11 @@ from voxqa.eval.metrics.aggregate import aggregate, all_groups
 from voxqa.eval.metrics.items import score_item
 from voxqa.eval.metrics.statistics import holm, wilson
 from voxqa.eval.metrics.text import ar_score
-from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, select
+from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, oracle_region_refusals, read_predictions, select
 from voxqa.fileio import write_json
 from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.render import map_box
-from voxqa.schema import Item, Study
+from voxqa.schema import GradeAnswer, Item, NumberAnswer, Study
 
 RESULTS = "results.json"
 
@@ -105,6 +109,10 @@ class ScoredRun:
     golds: list[Any]
     preds: dict[str, dict[str, Any]]
     records: list[dict[str, Any]]
+    #: ``oracle_region`` runs: the items the mode left out (their answer is the region)
+    refused: dict[str, Any] | None = None
+    #: number and grade templates: the scale their chance and unparsed penalty come from
+    scales: dict[str, dict[str, Any]] | None = None
 
     @property
     def folder(self) -> Path:
@@ -120,7 +128,8 @@ def scored_run(run: Path) -> ScoredRun:
     ident = orjson.loads((run / RUN).read_bytes())["identity"]
     folder = Path(ident["dataset"])
     cfg = RunConfig(dataset=folder, out=run, split=ident["split"], control=ident["control"],
-                    tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"])
+                    tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"],
+                    mode=ident["mode"])
     studies = {s.id: s for s in read_studies(folder)}
     every = read_items(folder)
     preds = read_predictions(run / PREDICTIONS)
@@ -131,6 +140,7 @@ def scored_run(run: Path) -> ScoredRun:
     if not items:
         raise InputError(f"{run}: the run selects no items")
     vocabularies = dataset_vocabulary(every, studies.values())  # the whole dataset's labels
+    scales = answer_scales(every)
     records, golds = [], []
     points = get_profile(ident["profile"]).answer_form == "points"  # box answers read as points
     for it in items:
@@ -141,19 +151,64 @@ def scored_run(run: Path) -> ScoredRun:
         failed = bool(pred and pred["status"] == "failed")
         # a failed request is no answer of the model's: it gets no score (it is counted as
         # failed and makes the run incomplete), never a wrong one
+        scale = scales.get(it.template, {}).get("range", ())
         scores = {} if failed else score_item(
             it.answer.type, golds[-1], pred["parsed"] if ok else None,
-            tolerance=getattr(it.answer, "tolerance", 0.0), scale=getattr(it.answer, "scale", ()),
+            tolerance=getattr(it.answer, "tolerance", 0.0), scale=getattr(it.answer, "scale", None) or scale,
             vocabulary=vocabularies.get(studies[it.study_id].anatomy, ()), points=points,
         )
         records.append({
             "item_id": it.id, "task": it.task, "subtask": it.subtask, "level": it.level,
             "label": it.label, "category": it.category, "anatomy": studies[it.study_id].anatomy,
-            "template": it.template, "answer_type": it.answer.type, "chance": it.chance,
+            "patient": studies[it.study_id].patient_id,
+            "template": it.template, "answer_type": it.answer.type, "chance": item_chance(it, scale),
             "parse_ok": ok, "scores": scores, "failed": failed,
             "prior_answerable": "true" if it.prior_answerable else "false",
         })
-    return ScoredRun(run, ident, items, golds, preds, records)
+    refused = oracle_region_refusals(every, cfg) if ident["mode"] == "oracle_region" else None
+    return ScoredRun(run, ident, items, golds, preds, records, refused,
+                     {t: scales[t] for t in sorted({it.template for it in items}) if t in scales})
+
+
+def answer_scales(items: Iterable[Item]) -> dict[str, dict[str, Any]]:
+    """Per number or grade template, the scale its items are scored on (stated in results.json
+    ``scales``): ``range`` (a number template's ``stated_range`` over its gold answers in every
+    split; a grade's scale, else the same range of its golds), ``unparsed_penalty`` (the absolute
+    error an unparsed answer is charged: the range's span) and ``chance`` (how an item's chance
+    is defined when it has none: a uniform draw on the range)."""
+    golds: dict[str, list[float]] = defaultdict(list)
+    grades: dict[str, list[int]] = {}
+    for it in items:
+        if isinstance(it.answer, (NumberAnswer, GradeAnswer)):
+            golds[it.template].append(float(it.answer.value))
+        if isinstance(it.answer, GradeAnswer) and it.answer.scale:
+            grades.setdefault(it.template, sorted(it.answer.scale))
+    out = {}
+    for template, values in sorted(golds.items()):
+        if template in grades:
+            scale: list[float] = list(grades[template])
+        else:
+            low, high = stated_range(values)
+            whole = all(float(v).is_integer() for v in (low, high, *values))
+            scale = [int(low), int(high)] if whole else [low, high]
+        out[template] = {"range": scale, "unparsed_penalty": unparsed_penalty(scale),
+                         "chance": "uniform draw on the range (integers when the range and answers are)"
+                         if template not in grades else "uniform draw of a grade of the scale"}
+    return out
+
+
+def item_chance(item: Item, scale: Sequence[float]) -> float | None:
+    """The item's chance; for a number or grade item without one, a uniform draw on its scale
+    (a grade's grades; a number's stated range), so chance covers every item accuracy does."""
+    if item.chance is not None:
+        return item.chance
+    answer = item.answer
+    if isinstance(answer, GradeAnswer):
+        grades = answer.scale or (list(range(int(min(scale)), int(max(scale)) + 1)) if scale else [])
+        return 1 / len(grades) if grades else None
+    if isinstance(answer, NumberAnswer):
+        return uniform_chance(float(answer.value), answer.tolerance, scale)
+    return None
 
 
 def dataset_vocabulary(items: Iterable[Item], studies: Iterable[Study]) -> dict[str, list[str]]:
@@ -232,6 +287,10 @@ def results_of(sr: ScoredRun) -> dict[str, Any]:
     holm(groups)
     results["macro"] = macro_averages(results)
     results["pair_accuracy"] = pair_accuracy(sr.items, sr.records)
+    if sr.refused is not None:
+        results["excluded_oracle_region"] = sr.refused
+    if sr.scales:
+        results["scales"] = sr.scales
     return results
 
 

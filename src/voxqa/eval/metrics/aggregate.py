@@ -1,7 +1,8 @@
 """Aggregation: per-group means of per-item scores with 95% CIs, chance and parse failures.
 
 ``aggregate(records, group_keys)`` -> per-group means with 95% CIs (Wilson score intervals
-for proportions, i.e. metrics that are 0/1 per item; percentile bootstrap for the rest),
+for proportions, i.e. metrics that are 0/1 per item; percentile bootstrap for the rest; and
+beside them a patient-clustered bootstrap interval, ``ci_patient``),
 chance, parse failures and a below-chance flag: a one-sided exact test of the correct count
 against the items' chance (binomial when every item has the same chance, Poisson-binomial
 otherwise), Holm-corrected across every group of the results file.
@@ -64,9 +65,6 @@ class _Metric:
     cols: np.ndarray  # (items, k), zero rows for items the metric does not cover
     stat: Callable[[np.ndarray], np.ndarray]  # (..., k) sums -> (...)
     has: np.ndarray  # (items,) bool: the items the metric covers
-    #: (items,) least value charged to an unparsed item (NaN for parsed ones), for means of
-    #: errors: such an item gets max(this, the largest value of the group's parsed items)
-    floor: np.ndarray | None = None
 
 
 def _ratio(s: np.ndarray) -> np.ndarray:
@@ -85,27 +83,16 @@ def _mean_metrics(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
         for key, v in r["scores"].items():
             if v is not None and key in wanted:
                 wanted[key].append((i, v))
-    unparsed = [(i, r["scores"]["unparsed_error"]) for i, r in enumerate(records)
-                if r["scores"].get("unparsed_error") is not None]
     out = []
     for name, key in MEAN_METRICS.items():
-        extra = unparsed if key == "abs_error" else []
-        if not wanted[key] and not extra:
+        if not wanted[key]:
             continue
         v = np.zeros(len(records))
         has = np.zeros(len(records), bool)
-        floor = None
-        if wanted[key]:
-            rows, vals = zip(*wanted[key], strict=False)
-            v[list(rows)] = vals
-            has[list(rows)] = True
-        if extra:
-            floor = np.full(len(records), np.nan)
-            rows, vals = zip(*extra, strict=False)
-            floor[list(rows)] = vals
-            v[list(rows)] = vals
-            has[list(rows)] = True
-        out.append(_Metric(name, np.column_stack([v, has]), _ratio, has, floor))
+        rows, vals = zip(*wanted[key], strict=False)
+        v[list(rows)] = vals
+        has[list(rows)] = True
+        out.append(_Metric(name, np.column_stack([v, has]), _ratio, has))
     return out
 
 
@@ -194,6 +181,9 @@ def _qwk(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
 
 BOOT_BUDGET = 20_000_000  # resampled item draws per group
 MIN_BOOT = 200
+#: Fewest patients a patient-clustered interval is given for: with fewer, the cluster bootstrap
+#: has a handful of distinct resamples (2 patients: 3) and its interval means nothing.
+MIN_PATIENTS = 10
 
 
 def _resampled_sums(cols: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -219,21 +209,42 @@ def all_groups(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [results["overall"], *(g for groups in results["by"].values() for g in groups.values())]
 
 
+def _patient_cis(metrics: Sequence[_Metric], cols: Sequence[np.ndarray], has: Sequence[np.ndarray],
+                 clusters: np.ndarray, n_boot: int, seed: int, tail: float) -> list[tuple[list[float] | None, int]]:
+    """Per metric, the percentile interval of the cluster bootstrap (patients drawn with
+    replacement, each with all of its items) and the number of patients it covers. Clusters
+    are numbered in order of first appearance, so with one item per patient the resamples are
+    the item bootstrap's."""
+    _, first, inverse = np.unique(clusters, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # cluster code -> rank of its first item
+    inverse = order[inverse]
+    g = len(first)
+    stacked = np.hstack(cols)
+    sums = np.zeros((g, stacked.shape[1]))
+    np.add.at(sums, inverse, stacked)
+    rng = np.random.default_rng(seed)
+    n_boot = max(min(n_boot, MIN_BOOT), min(n_boot, BOOT_BUDGET // max(g, 1)))
+    boot_sums = _resampled_sums(sums, n_boot, rng)
+    out, start = [], 0
+    for m, c, h in zip(metrics, cols, has, strict=True):
+        k = c.shape[1]
+        boot = m.stat(boot_sums[:, start:start + k])
+        boot = boot[np.isfinite(boot)]
+        ci = [float(v) for v in np.percentile(boot, [tail, 100.0 - tail])] if len(boot) else None
+        covered = np.zeros(g, bool)
+        covered[inverse[h]] = True
+        out.append((ci, int(covered.sum())))
+        start += k
+    return out
+
+
 def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarray,
                  correct: np.ndarray, parse_ok: np.ndarray, n_boot: int, seed: int,
-                 confidence: float) -> dict[str, Any]:
-    """Statistics of the records at ``rows``; metrics covering none of them are omitted."""
+                 confidence: float, patients: np.ndarray | None = None) -> dict[str, Any]:
+    """Statistics of the records at ``rows``; metrics covering none of them are omitted.
+    With ``patients`` (a cluster code per record), each metric also gets ``ci_patient``."""
     metrics = [m for m in metrics if m.has[rows].any()]
-    cols = []
-    for m in metrics:
-        c = m.cols[rows].copy()
-        if m.floor is not None:  # unparsed items: max(own floor, largest parsed value of the group)
-            fl = m.floor[rows]
-            pending = ~np.isnan(fl)
-            parsed = m.has[rows] & ~pending
-            worst = c[parsed, 0].max() if parsed.any() else 0.0
-            c[pending, 0] = np.maximum(fl[pending], worst)
-        cols.append(c)
+    cols = [m.cols[rows] for m in metrics]
     # a fresh generator per group: a group's CIs do not depend on which other groups exist
     rng = np.random.default_rng(seed)
     # very large groups get fewer resamples (never under MIN_BOOT): cost stays ~BOOT_BUDGET draws
@@ -256,6 +267,16 @@ def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarra
         ci = [float(v) for v in np.percentile(boot, [tail, 100.0 - tail])] if len(boot) else None
         out[m.name] = {"mean": _finite(m.stat(total)), "ci": ci, "ci_method": "bootstrap", "n": n}
         start += k
+    if patients is not None and metrics:
+        has = [m.has[rows] for m in metrics]
+        for m, (ci, n_patients) in zip(metrics, _patient_cis(metrics, cols, has, patients[rows], n_boot, seed, tail),
+                                       strict=True):
+            item_ci = out[m.name]["ci"]
+            if n_patients < MIN_PATIENTS or ci is None:
+                ci = None  # a bootstrap over a handful of patients has no coverage to speak of
+            elif item_ci is not None:  # clustering never makes an estimate surer than independent items
+                ci = [min(ci[0], item_ci[0]), max(ci[1], item_ci[1])]
+            out[m.name] |= {"ci_patient": ci, "n_patients": n_patients}
     ch, co = chance[rows], correct[rows]
     tested = ~np.isnan(ch) & ~np.isnan(co)
     test = None
@@ -264,7 +285,10 @@ def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarra
         test = {"n": int(tested.sum()), "correct": int(round(float(co[tested].sum()))),
                 "expected": float(ch[tested].sum()), "p": p, "method": method,
                 "p_holm": None, "family_size": None}
-    group_chance = ch[~np.isnan(ch)]
+    # chance is over the items accuracy covers (those with a ``correct`` score), the same
+    # items as the accuracy beside it; undefined (None) when one of them has no chance
+    judged = ~np.isnan(co)
+    group_chance = ch[judged] if judged.any() and not np.isnan(ch[judged]).any() else np.array([])
     failures = int((~parse_ok[rows]).sum())
     return {
         "n": len(rows),
@@ -291,9 +315,13 @@ def aggregate(records: Sequence[Mapping[str, Any]],
     ``score_item``. A tuple key groups by joined values ("task/subtask": subtask names repeat
     across tasks); records whose key value is None (no label, no category) are left out of
     that key's groups. Means are over items having the score (MAE over every number / grade
-    item: an unparsed one is charged max(its ``unparsed_error``, the group's largest parsed
-    error)); CIs are Wilson for ``BINARY_METRICS``, else percentile bootstrap over items
-    (``n_boot`` resamples, seeded numpy Generator, deterministic). Below-chance tests are
+    item: an unparsed one is charged its scale's fixed penalty, ``answers.number.unparsed_penalty``);
+    ``chance`` is the mean chance of the items ``accuracy`` covers (None if one lacks it); CIs are Wilson for ``BINARY_METRICS``, else percentile bootstrap over items
+    (``n_boot`` resamples, seeded numpy Generator, deterministic). When every record has a
+    ``patient``, each metric also gets ``ci_patient``: a percentile cluster bootstrap that draws
+    patients with replacement, each with all its items (items of one patient are not
+    independent: one CT yields dozens), widened to contain the item-level ``ci``, None with
+    fewer than ``MIN_PATIENTS`` patients; and ``n_patients``. Below-chance tests are
     Holm-corrected across the groups of this output (``holm`` again over a whole results file
     when it holds several outputs).
     """
@@ -307,10 +335,13 @@ def aggregate(records: Sequence[Mapping[str, Any]],
                         for r in records])
     # a failed request (no answer came back) is counted as failed, never as a parse failure
     parse_ok = np.array([bool(r["parse_ok"]) or bool(r.get("failed")) for r in records])
+    # patient-clustered intervals when every record names its patient
+    patients = (np.unique([str(r["patient"]) for r in records], return_inverse=True)[1]
+                if all(r.get("patient") is not None for r in records) else None)
 
     def stats(rows: Sequence[int]) -> dict[str, Any]:
         return _group_stats(metrics, np.asarray(rows), chance, correct, parse_ok, n_boot, seed,
-                            confidence)
+                            confidence, patients)
 
     by: dict[str, dict[str, Any]] = {}
     for key in group_keys:

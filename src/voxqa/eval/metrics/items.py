@@ -20,8 +20,9 @@ def score_item(answer_type: str, gold: Any, pred: Any, *, tolerance: float = 0.0
                scale: Sequence[int] = (), vocabulary: Sequence[str] = (), points: bool = False) -> Scores:
     """Scores of one prediction; ``pred=None`` (unparseable) scores as wrong / zero.
 
-    ``tolerance`` is a number answer's absolute tolerance, ``scale`` a grade answer's scale
-    (used to score an unparseable grade as the farthest grade), ``vocabulary`` the finding
+    ``tolerance`` is a number answer's absolute tolerance, ``scale`` a grade answer's scale or
+    a number template's stated range (an unparseable answer is charged its span; a grade also
+    counts as the farthest grade for QWK), ``vocabulary`` the finding
     labels a text answer may mention (for ``entity_f1``); ``points`` says a box answer was
     asked for as points (a point profile), scored by ``point_hit`` / ``point_in_box``.
     """
