@@ -100,3 +100,35 @@ def test_report_side_questions_are_counterfactual_pairs(reports_dir: Path, tmp_p
     assert both == 0
     gold = [all(parse_answer(it.answer_text, it).value == it.answer.value for it in pair) for pair in closed]
     assert all(gold)
+
+
+def test_mirrored_control_flips_report_items_by_meaning(reports_dir: Path, tmp_path: Path) -> None:
+    """A perfect reader of the left-right flipped image answers each side question as the
+    mirrored twin's gold (options "right"/"left" or "rechts"/"links"), and a question about
+    sided structures as the same study's question about their counterparts: the mirrored
+    control's gold is that answer for every report item."""
+    from voxqa.eval.controls import mirror_item
+    from voxqa.radreports.lexicon import mirror_sides
+
+    rows = [json.loads(line) for line in (reports_dir / "reports.jsonl").read_text().splitlines()]
+    reports = tmp_path / "reports.jsonl"
+    reports.write_text("".join(json.dumps({**r, "text": r["text"] + SIDED[r["language"]]}) + "\n" for r in rows))
+    build_reports(read_studies_csv(reports_dir / "studies.csv"), reports, tmp_path / "ds", fractions=(1.0, 0.0, 0.0))
+    items = [it for it in read_items(tmp_path / "ds") if it.task == "spatial"]
+    twin = {(it.pair_id, it.variant): it for it in items if it.pair_id}
+    paired = [it for it in items if it.pair_id]
+    assert {it.language for it in paired} == {"en", "de"} and {it.answer.type for it in paired} == {"choice", "text"}
+    for it in paired:  # the flipped image is the twin: its answer, by meaning
+        other = twin[it.pair_id, "mirrored" if it.variant == "original" else "original"]
+        seen = mirror_item(it)
+        assert seen.options == it.options and mirror_sides(seen.question) == it.question
+        assert seen.answer == other.answer and seen.answer_text == other.answer_text, it.id
+    by_question = {(it.study_id, it.question): it for it in items}
+    sided = [it for it in items if not it.pair_id and mirror_sides(it.question) != it.question]
+    assert sided  # "the left kidney ... the left lung lower lobe" reads "the right kidney ..."
+    for it in sided:
+        seen = mirror_item(it)
+        counterpart = by_question.get((it.study_id, seen.question))
+        assert counterpart is None or counterpart.answer == seen.answer
+        assert seen.answer == it.answer or it.answer.type == "text"  # a text answer's side words swap
+    assert any((it.study_id, mirror_item(it).question) in by_question for it in sided)
