@@ -1,7 +1,8 @@
 """Image controls: how much does a model use the image at all?
 
 * ``blank``: black frames of the same size;
-* ``shuffled``: the frame set of another study;
+* ``shuffled``: the frame set of a study of another patient (``shuffled_donors``: never the
+  study's own mirrored twin or another scan of the same patient);
 * ``mirrored``: every frame flipped left-right, with the answers that depend on it flipped
   too, by meaning: every side word of every language the lexicon knows swaps in the
   question, options and answer text ("the left kidney" reads "the right kidney", which is
@@ -17,18 +18,40 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from voxqa.dataset.paths import check_png
+from voxqa.errors import InputError
 from voxqa.fileio import atomic_write
 from voxqa.conversation import BOX_TEXT
 from voxqa.radreports.lexicon import mirror_sides
 from voxqa.schema import Answer, Item
 
 CONTROLS = ("none", "blank", "shuffled", "mirrored")
+
+
+def shuffled_donors(patient_of: Mapping[str, str]) -> dict[str, str]:
+    """For each study (id -> patient id), the study whose frames the shuffled control shows
+    instead: one of the next patient's studies in sorted patient order (cyclic), spread by the
+    study's rank within its own patient. Deterministic, and never the same patient, so a
+    mirrored twin (same patient) never stands in for its original."""
+    by_patient: dict[str, list[str]] = {}
+    for study, patient in sorted(patient_of.items()):
+        by_patient.setdefault(patient, []).append(study)
+    patients = sorted(by_patient)
+    if len(patients) < 2:
+        raise InputError("the shuffled control shows frames of another patient: the selection "
+                         f"holds {len(patients)} patient(s); it needs at least two")
+    donors = {}
+    for i, patient in enumerate(patients):
+        pool = by_patient[patients[(i + 1) % len(patients)]]
+        for j, study in enumerate(by_patient[patient]):
+            donors[study] = pool[j % len(pool)]
+    return donors
 
 
 def mirror_box(box, width: int) -> tuple[int, int, int, int]:
