@@ -248,7 +248,7 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> 
         t0 = time.monotonic()
         async with gate:
             try:
-                raw, error = await model.answer(prompt, item), None
+                raw, error = await model.answer(prompt, shown), None
             except (PermanentError, RuntimeError, OSError) as exc:
                 raw, error = None, redact(f"{type(exc).__name__}: {exc}", secrets)
         if raw is not None:
@@ -257,7 +257,7 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> 
                                   "raw": raw, "parsed": None, "parse_ok": False, "parse_error": None,
                                   "error": error, "seconds": round(time.monotonic() - t0, 3)}
         if raw is not None:
-            parsed = parse_answer(raw, item, cfg.profile, frame_size=frame_sizes[item.study_id],
+            parsed = parse_answer(raw, shown, cfg.profile, frame_size=frame_sizes[item.study_id],
                                   volume_box=volume_box_reader(profile, studies[item.study_id], item))
             record.update(parsed=parsed.value, parse_ok=parsed.ok, parse_error=parsed.error)
         writer.write(record)
