@@ -137,7 +137,13 @@ class ReportQuestions:
               frame: int | None = None, prior: bool = False) -> Item:
         cites = "; ".join(f"Frame {e.frame}: [{', '.join(map(str, e.box))}] {e.label}" for e in evidence)
         said = "Befund" if language == "de" else "The report says"
-        reasoning = (f"{said}: \"{claim.sentence}\" Verified on the segmentation: {claim.reason}."
+        verified = f"Verified on the segmentation: {claim.reason}"
+        if v.geometry.mirrored:  # the sentence is about the original; the twin's answer rests on its own geometry
+            g, by = v.geometry, v.geometry.by_name()
+            xs = ", ".join(f"{e.label} centroid x = {by[e.label].centroid_ras[0]:.1f} mm" for e in evidence)
+            verified = (f"This is the study mirrored along patient x (+x is the patient's right): "
+                        f"midline x = {g.midline_x:.1f} mm, {xs}")
+        reasoning = (f"{said}: \"{claim.sentence}\" {verified}."
                      + (f" Boxes: {cites}." if cites else "") + f" Answer: {text}.")
         item = make_item(v, task=task, subtask=f"report_{CATEGORY[claim.relation]}", frame=frame, label=label,
                          question=question, answer=answer, answer_text=text, evidence=evidence,
