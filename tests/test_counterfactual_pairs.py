@@ -116,3 +116,47 @@ def test_totalsegmentator_crops_build_audits_clean(shared_data: Path, tmp_path) 
     assert manifest["audit"]["flagged"] == []
     passed = [t for t, r in audit["templates"].items() if r["status"] == "pass"]
     assert {"detection/presence/frame", "detection/presence/volume"} <= set(passed)
+
+
+def test_shuffled_control_shows_another_patients_frames(tmp_path: Path) -> None:
+    """Three patients, one scanned twice, each study with its mirrored twin: under
+    ``--control shuffled`` no item is shown frames of its own patient (its twin, or the
+    patient's other scan), and the choice is the same on every run."""
+    from voxqa.eval.models.base import ModelAdapter
+
+    specs = []
+    for study, patient, v in (("a1", "A", 1), ("a2", "A", 2), ("b", "B", 3), ("c", "C", 4)):
+        p = write_segmentation_phantom(tmp_path / "src" / study, variant=v)
+        specs.append(SegSpec(study_id=study, patient_id=patient, image=p["image"], labels=p["labels"],
+                             label_names=p["label_names"], modality="CT"))
+    build_segmentation(specs, tmp_path / "ds", fractions=(1.0, 0.0, 0.0))
+    render_dataset(tmp_path / "ds", RenderSettings(size=48), workers=1)
+    patient = {"a1": "A", "a2": "A", "b": "B", "c": "C"}
+
+    class Recorder(ModelAdapter):
+        spec = "recorder"
+
+        def __init__(self) -> None:
+            self.shown: dict[str, set[str]] = {}
+
+        def identity(self) -> dict:
+            return {"spec": self.spec}
+
+        async def answer(self, prompt, item) -> str:  # noqa: ANN001
+            self.shown[item.id] = {Path(v).parent.name for k, v in prompt.parts if k == "image"}
+            return "yes"
+
+    runs = []
+    for n in range(2):
+        model = Recorder()
+        asyncio.run(run_eval(RunConfig(dataset=tmp_path / "ds", out=tmp_path / f"run{n}", split=None,
+                                       control="shuffled"), model))
+        runs.append(model.shown)
+    items = {it.id: it for it in read_items(tmp_path / "ds") if it.images}
+    assert runs[0] == runs[1] and set(runs[0]) == set(items)
+    kinds = set()
+    for item_id, studies in runs[0].items():
+        own = patient[items[item_id].study_id.removesuffix(".mirrored")]
+        assert studies and all(patient[s.removesuffix(".mirrored")] != own for s in studies), item_id
+        kinds.add((items[item_id].level, items[item_id].study_id.endswith(".mirrored")))
+    assert {("volume", False), ("volume", True), ("frame", False)} <= kinds

@@ -71,3 +71,81 @@ def test_caption_grounding_has_one_gold_per_prompt(reports_dir: Path, tmp_path: 
     rows = {r["item_id"]: r for r in map(json.loads, (tmp_path / "ds" / "grounding.jsonl").open())}
     for it in grounding:
         assert f'"{rows[it.id]["sentence"]}"' in it.question  # the sentence asked about, quoted
+
+
+# Side claims about structures whose names carry a side, and a left/right relation, in both languages.
+SIDED = {"en": " The left kidney lies on the left side. The right kidney is located on the right. "
+               "The spleen lies to the left of the aorta. The left kidney lies to the left of the aorta.",
+         "de": " Die linke Niere liegt links. Die rechte Niere liegt rechts. Die Vena cava inferior liegt rechts der Aorta."}
+_ASKS = r"right or left side|rechten oder linken Körperseite|to the right or to the left of|rechts oder links"
+_SIDE = r"\b(left|right|linke\w*|rechte\w*|links|rechts)\b"
+
+
+def test_report_side_questions_are_counterfactual_pairs(reports_dir: Path, tmp_path: Path) -> None:
+    """No side question names its structure's side; every left/right item has a mirrored twin
+    with the same text and the answer from the twin's geometry: the blind learner gets no
+    pair right, the gold (the oracle) every pair."""
+    import asyncio
+    import re
+
+    from voxqa.eval.models.baselines import Prior
+    from voxqa.eval.parse import parse_answer
+
+    rows = [json.loads(line) for line in (reports_dir / "reports.jsonl").read_text().splitlines()]
+    reports = tmp_path / "reports.jsonl"
+    reports.write_text("".join(json.dumps({**r, "text": r["text"] + SIDED[r["language"]]}) + "\n" for r in rows))
+    build_reports(read_studies_csv(reports_dir / "studies.csv"), reports, tmp_path / "ds", fractions=(1.0, 0.0, 0.0))
+    items = read_items(tmp_path / "ds")
+    sides = [it for it in items if it.subtask == "report_laterality"]
+    assert {it.language for it in sides} == {"en", "de"}
+    assert [it.question for it in sides if re.search(_SIDE, re.sub(_ASKS, "", it.question))] == []
+    pairs: dict[str, list] = {}
+    for it in sides:
+        assert it.pair_id is not None and not it.prior_answerable
+        pairs.setdefault(it.pair_id, []).append(it)
+    assert len(pairs) >= 7 and all(len(p) == 2 for p in pairs.values())
+    for a, b in pairs.values():
+        assert a.question == b.question and a.answer != b.answer
+        assert {a.study_id, b.study_id} == {a.study_id.removesuffix(".mirrored"), a.study_id.removesuffix(".mirrored") + ".mirrored"}
+    prior = Prior([it for it in items if it.split == "train"])
+    closed = [p for p in pairs.values() if p[0].answer.type == "choice"]
+    both = 0
+    for pair in closed:
+        right = [parse_answer(asyncio.run(prior.answer(None, it)), it).value == it.answer.value  # type: ignore[arg-type]
+                 for it in pair]
+        both += all(right)
+    assert both == 0
+    gold = [all(parse_answer(it.answer_text, it).value == it.answer.value for it in pair) for pair in closed]
+    assert all(gold)
+
+
+def test_mirrored_control_flips_report_items_by_meaning(reports_dir: Path, tmp_path: Path) -> None:
+    """A perfect reader of the left-right flipped image answers each side question as the
+    mirrored twin's gold (options "right"/"left" or "rechts"/"links"), and a question about
+    sided structures as the same study's question about their counterparts: the mirrored
+    control's gold is that answer for every report item."""
+    from voxqa.eval.controls import mirror_item
+    from voxqa.radreports.lexicon import mirror_sides
+
+    rows = [json.loads(line) for line in (reports_dir / "reports.jsonl").read_text().splitlines()]
+    reports = tmp_path / "reports.jsonl"
+    reports.write_text("".join(json.dumps({**r, "text": r["text"] + SIDED[r["language"]]}) + "\n" for r in rows))
+    build_reports(read_studies_csv(reports_dir / "studies.csv"), reports, tmp_path / "ds", fractions=(1.0, 0.0, 0.0))
+    items = [it for it in read_items(tmp_path / "ds") if it.task == "spatial"]
+    twin = {(it.pair_id, it.variant): it for it in items if it.pair_id}
+    paired = [it for it in items if it.pair_id]
+    assert {it.language for it in paired} == {"en", "de"} and {it.answer.type for it in paired} == {"choice", "text"}
+    for it in paired:  # the flipped image is the twin: its answer, by meaning
+        other = twin[it.pair_id, "mirrored" if it.variant == "original" else "original"]
+        seen = mirror_item(it)
+        assert seen.options == it.options and mirror_sides(seen.question) == it.question
+        assert seen.answer == other.answer and seen.answer_text == other.answer_text, it.id
+    by_question = {(it.study_id, it.question): it for it in items}
+    sided = [it for it in items if not it.pair_id and mirror_sides(it.question) != it.question]
+    assert sided  # "the left kidney ... the left lung lower lobe" reads "the right kidney ..."
+    for it in sided:
+        seen = mirror_item(it)
+        counterpart = by_question.get((it.study_id, seen.question))
+        assert counterpart is None or counterpart.answer == seen.answer
+        assert seen.answer == it.answer or it.answer.type == "text"  # a text answer's side words swap
+    assert any((it.study_id, mirror_item(it).question) in by_question for it in sided)

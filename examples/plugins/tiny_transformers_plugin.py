@@ -24,7 +24,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llam
                           PreTrainedModel, PreTrainedTokenizerBase)
 
 from voxqa.eval.prompts import Prompt
-from voxqa.schema import Item
+from voxqa.eval.models import ShownItem
 
 
 def build_tiny(seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -70,7 +70,7 @@ class TinyTransformers:
         """What decides the answers: which weights, and how they decode (greedy)."""
         return {**self.source, "max_new_tokens": self.max_new_tokens, "greedy": True}
 
-    def answer(self, prompt: Prompt, item: Item) -> str:
+    def answer(self, prompt: Prompt, item: ShownItem) -> str:
         enc = self.tokenizer(f"USER: {prompt_text(prompt)}\nASSISTANT:", return_tensors="pt")
         with torch.inference_mode():
             out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,

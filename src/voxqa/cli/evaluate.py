@@ -20,7 +20,7 @@ def eval_(
     base_url: Annotated[Optional[list[str]], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible server, e.g. http://localhost:8000/v1; repeat it for replicas of the model (load-balanced).")] = None,
     split: Annotated[str, typer.Option("--split", metavar="train|val|test|all", help="Which items to ask.")] = "test",
     mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="Prompt mode: minimal, structured or oracle_region.")] = "minimal",
-    control: Annotated[str, typer.Option("--control", metavar="CONTROL", help="Image control: none, blank (blank frames), shuffled (frames of another study) or mirrored (the mirrored study).")] = "none",
+    control: Annotated[str, typer.Option("--control", metavar="CONTROL", help="Image control: none, blank (blank frames), shuffled (frames of another patient's study) or mirrored (the mirrored study).")] = "none",
     profile: Annotated[str, typer.Option("--profile", metavar="PROFILE", help="Box profile spec of the model, e.g. gemini or qwen2.5-vl:max_pixels=1003520 (see `voxqa profiles`).")] = "pixel",
     model_arg: Annotated[Optional[list[str]], typer.Option("--model-arg", metavar="KEY=VALUE", help="Keyword argument for a plug-in model's factory (repeatable; values are strings).")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, metavar="N", help="Requests in flight at once.")] = 4,

@@ -39,7 +39,7 @@ from voxqa.boxes.profiles import Profile, get_profile
 from voxqa.dataset.folder import ITEMS, read_items, read_studies
 from voxqa.dataset.paths import dataset_png, inside, resolve_once
 from voxqa.errors import InputError, VoxqaError
-from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png
+from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png, shuffled_donors
 from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
 from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.parse import parse_answer
@@ -170,7 +170,8 @@ def read_predictions(path: Path, set_aside: bool = False) -> dict[str, dict[str,
     return records
 
 
-def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], folder: Path) -> list[str] | None:
+def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], donors: Mapping[str, str],
+                    folder: Path) -> list[str] | None:
     """PNG paths replacing the item's images under a control, or None for the real ones."""
     assert item.images
     if cfg.control == "none":
@@ -189,10 +190,8 @@ def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], 
                     Image.fromarray(np.zeros((im.height, im.width), np.uint8), mode="L").save(fh, format="PNG")
             paths.append(str(p))
         return paths
-    # shuffled: the same number of frames from the next study (in sorted order)
-    studies = sorted(by_study)
-    other = studies[(studies.index(item.study_id) + 1) % len(studies)]
-    pool = by_study[other]
+    # shuffled: the same number of frames from a study of another patient
+    pool = by_study[donors[item.study_id]]
     return [str(inside(folder, pool[i % len(pool)], f"item {item.id} (shuffled control)"))
             for i in range(len(item.images))]
 
@@ -249,6 +248,7 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> 
     studies = {s.id: s for s in read_studies(folder)}
     frame_sizes = {sid: s.frame_size for sid, s in studies.items()}
     by_study = _frame_sets(every)
+    donors = shuffled_donors({sid: studies[sid].patient_id for sid in by_study}) if cfg.control == "shuffled" else {}
     _check_images(folder, items, by_study if cfg.control == "shuffled" else {})
     await model.preflight()
     secrets = env_secrets(model.identity().get("api_key_env"))
@@ -266,11 +266,11 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> 
     async def one(item: Item) -> None:
         shown = mirror_item(item, frame_sizes[item.study_id]) if cfg.control == "mirrored" else item
         prompt: Prompt = build_prompt(shown, folder, frame_sizes[item.study_id], profile, cfg.mode,
-                                      _control_images(cfg, item, by_study, folder))
+                                      _control_images(cfg, item, by_study, donors, folder))
         t0 = time.monotonic()
         async with gate:
             try:
-                raw, error = await model.answer(prompt, item), None
+                raw, error = await model.answer(prompt, shown), None
             except (PermanentError, RuntimeError, OSError) as exc:
                 raw, error = None, redact(f"{type(exc).__name__}: {exc}", secrets)
         if raw is not None:
@@ -279,7 +279,7 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> 
                                   "raw": raw, "parsed": None, "parse_ok": False, "parse_error": None,
                                   "error": error, "seconds": round(time.monotonic() - t0, 3)}
         if raw is not None:
-            parsed = parse_answer(raw, item, cfg.profile, frame_size=frame_sizes[item.study_id],
+            parsed = parse_answer(raw, shown, cfg.profile, frame_size=frame_sizes[item.study_id],
                                   volume_box=volume_box_reader(profile, studies[item.study_id], item))
             record.update(parsed=parsed.value, parse_ok=parsed.ok, parse_error=parsed.error)
         writer.write(record)

@@ -8,7 +8,10 @@ and the geometry that confirmed it. Questions use the report's language (``Item.
 
 Balance (the blind audit): closed questions come in both orders from one claim ("is A
 anterior or posterior to B" and "... B ... A"), so answers are balanced per pair of names;
-side questions have a mirrored twin (the study flipped along patient x, the other answer);
+left/right questions (a structure's side, "is A to the right or left of B") follow the spatial
+family's rules: never about a structure whose name carries its side, and each with its mirrored
+twin (the study flipped along patient x: same text, the answer from the twin's geometry), so a
+reader of anatomical priors gets one of each pair right and they count as headline items;
 yes/no questions whose negatives cannot come from the same claim (contact, presence) are
 balanced per (split, template, names[, frame]) and the rest counted as not asked.
 """
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voxqa.anatomy.labelnames import display_name, is_lesion
+from voxqa.anatomy.labelnames import display_name, is_lesion, side_of
 from voxqa.anatomy.relations import SegGeometry
 from voxqa.anatomy.structures import Structure
 from voxqa.boxes.profiles import PROFILES
@@ -134,7 +137,13 @@ class ReportQuestions:
               frame: int | None = None, prior: bool = False) -> Item:
         cites = "; ".join(f"Frame {e.frame}: [{', '.join(map(str, e.box))}] {e.label}" for e in evidence)
         said = "Befund" if language == "de" else "The report says"
-        reasoning = (f"{said}: \"{claim.sentence}\" Verified on the segmentation: {claim.reason}."
+        verified = f"Verified on the segmentation: {claim.reason}"
+        if v.geometry.mirrored:  # the sentence is about the original; the twin's answer rests on its own geometry
+            g, by = v.geometry, v.geometry.by_name()
+            xs = ", ".join(f"{e.label} centroid x = {by[e.label].centroid_ras[0]:.1f} mm" for e in evidence)
+            verified = (f"This is the study mirrored along patient x (+x is the patient's right): "
+                        f"midline x = {g.midline_x:.1f} mm, {xs}")
+        reasoning = (f"{said}: \"{claim.sentence}\" {verified}."
                      + (f" Boxes: {cites}." if cites else "") + f" Answer: {text}.")
         item = make_item(v, task=task, subtask=f"report_{CATEGORY[claim.relation]}", frame=frame, label=label,
                          question=question, answer=answer, answer_text=text, evidence=evidence,
@@ -174,6 +183,8 @@ class ReportQuestions:
         # relations between normal organs are anatomical knowledge (scored apart, as in spatial)
         prior = not (is_lesion(a.name) or is_lesion(b.name))
         out: list[Candidate] = []
+        if claim.relation in AXES and AXES[claim.relation][0] == 0:
+            return self._sides_of(v, twin, claim, a, b, lang, ctx)
         if claim.relation in AXES:
             axis, a_higher = AXES[claim.relation]
             hi_word, lo_word = words[axis]
@@ -190,7 +201,7 @@ class ReportQuestions:
                     word, ev, 0.5, [hi_word, lo_word], variant=second.name, language=lang, prior=prior)))
             word = hi_word if a_higher else lo_word
             if lang == "en":
-                word = f"to the {word} of" if axis == 0 else f"{word} to"
+                word = f"{word} to"
             out.append((None, None, self._open(v, claim, a, b, word, ev, lang, prior)))
             return out
         if claim.relation in ("medial", "lateral", "larger"):
@@ -235,24 +246,73 @@ class ReportQuestions:
 
     def _side(self, v: StudyView, twin: StudyView | None, claim: Claim, s: Structure, lang: str,
               ctx: BuildContext) -> list[Candidate]:
-        """Left or right, with the mirrored twin (same question, the other side)."""
-        if twin is None or s.name not in twin.geometry.by_name():
-            ctx.skip("spatial/report_laterality", "no mirrored twin")
+        """Left or right, with the mirrored twin (same question, the side from the twin's
+        geometry); never about a structure whose name says its side."""
+        if side_of(s.name):
+            ctx.skip("spatial/report_laterality", "side in the structure's name (the question would state it)")
+            return []
+        views = self._twins(v, twin, [s], ctx)
+        if not views:
             return []
         words = WORDS[lang]["side"]
         q = (f"Liegt {_n(s.name, lang)} auf der rechten oder linken Körperseite?" if lang == "de"
              else f"Is {_n(s.name, lang)} on the patient's right or left side?")
         out = []
-        for view, variant in ((v, "original"), (twin, "mirrored")):
+        for view in views:
             g = view.geometry
             t = g.by_name()[s.name]
             side = words[0] if t.centroid_ras[0] > g.midline_x else words[1]
-            it = self._item(view, claim, "side", s.name, q, {"type": "choice", "value": list(words).index(side)},
-                            side, [_evidence(t, g)], 0.5, list(words), language=lang)
-            out.append(it.model_copy(update={"variant": variant}))
-        for it in out:  # the twin shares the original's id as pair_id
-            it.pair_id = out[0].id
-        return [(None, None, it) for it in out]
+            out.append(self._item(view, claim, "side", s.name, q, {"type": "choice", "value": list(words).index(side)},
+                                  side, [_evidence(t, g)], 0.5, list(words), language=lang))
+        return _paired(out, ctx)
+
+    def _sides_of(self, v: StudyView, twin: StudyView | None, claim: Claim, a: Structure, b: Structure,
+                  lang: str, ctx: BuildContext) -> list[Candidate]:
+        """"Is A to the right or left of B?" (both orders, and the open "where" question), each
+        with its mirrored twin: the same text, the answer from the twin's geometry. A reader of
+        anatomical priors gets one of each pair right, so these are headline items; never
+        about a structure whose name says its side."""
+        if side_of(a.name) or side_of(b.name):
+            ctx.skip("spatial/report_laterality", "side in a structure's name (the question would state it)")
+            return []
+        views = self._twins(v, twin, [a, b], ctx)
+        if not views:
+            return []
+        hi_word, lo_word = WORDS[lang][0]
+        per_view: list[list[Item]] = []
+        for view in views:
+            g = view.geometry
+            by = g.by_name()
+            ta, tb = by[a.name], by[b.name]
+            ev = [_evidence(ta, g), _evidence(tb, g)]
+            a_right = ta.centroid_ras[0] > tb.centroid_ras[0]
+            items = []
+            for first, second, first_right in ((ta, tb, a_right), (tb, ta, not a_right)):
+                word = hi_word if first_right else lo_word
+                if lang == "de":
+                    q = f"Liegt {_n(first.name, lang)} {hi_word} oder {lo_word} {_n(second.name, lang, 'zu')}?"
+                else:
+                    q = f"Is {_n(first.name, lang)} to the {hi_word} or to the {lo_word} of {_n(second.name, lang)}?"
+                items.append(self._item(
+                    view, claim, "choice", first.name, q, {"type": "choice", "value": [hi_word, lo_word].index(word)},
+                    word, ev, 0.5, [hi_word, lo_word], variant=second.name, language=lang))
+            word = hi_word if a_right else lo_word
+            items.append(self._open(view, claim, ta, tb, f"to the {word} of" if lang == "en" else word, ev, lang,
+                                    False))
+            per_view.append(items)
+        out: list[Candidate] = []
+        for pair in zip(*per_view, strict=True):
+            out += _paired(list(pair), ctx)
+        return out
+
+    @staticmethod
+    def _twins(v: StudyView, twin: StudyView | None, ss: Sequence[Structure],
+               ctx: BuildContext) -> list[StudyView]:
+        """The study and its mirrored twin, when the twin holds every structure asked about."""
+        if twin is None or any(s.name not in twin.geometry.by_name() for s in ss):
+            ctx.skip("spatial/report_laterality", "no mirrored twin")
+            return []
+        return [v, twin]
 
     # -- RefRad2D-style ---------------------------------------------------------------------
     def _frames(self, v: StudyView, rep: ReportStudy, ctx: BuildContext) -> list[Candidate]:
@@ -331,6 +391,18 @@ class ReportQuestions:
                          reasoning="The study's report findings.", chance=None)
         item.language = rep.language
         return [item]
+
+
+def _paired(pair: list[Item], ctx: BuildContext) -> list[Candidate]:
+    """An original item and its mirrored twin: same text, the twin's answer from its own
+    geometry; the twin shares the original's id as ``pair_id``. A twin whose answer is not
+    the other one (a structure on the midline) drops the pair."""
+    original, mirrored = pair
+    if original.question != mirrored.question or original.answer == mirrored.answer:
+        ctx.skip("spatial/report_laterality", "mirrored twin not asked")
+        return []
+    return [(None, None, it.model_copy(update={"variant": variant, "pair_id": original.id}))
+            for it, variant in ((original, "original"), (mirrored, "mirrored"))]
 
 
 def keyword(label: str, language: str) -> str:

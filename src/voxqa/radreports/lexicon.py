@@ -121,6 +121,35 @@ SIDE_FREE = {
     "de": {r"links|linke[nrs]?": "left", r"rechts|rechte[nrs]?": "right"},
 }
 
+#: Each language's words for the patient's sides, as (right, left) stems and the endings they
+#: take ("left"; "links", "linken", "rechter"): what the mirrored control swaps.
+SIDE_STEMS = {"en": ("right", "left", r""), "de": ("recht", "link", r"s|e[nrs]?")}
+
+
+@cache
+def _side_pattern() -> re.Pattern[str]:
+    words = [f"{stem}(?:{ends})" if ends else stem for right, left, ends in SIDE_STEMS.values()
+             for stem in (right, left)]
+    return re.compile(rf"\b({'|'.join(words)})\b", re.IGNORECASE)
+
+
+def _mirror_word(word: str) -> str:
+    low = word.lower()
+    for right, left, _ in SIDE_STEMS.values():
+        for stem, other in ((right, left), (left, right)):
+            if low.startswith(stem) and _side_pattern().fullmatch(word):
+                swapped = other + low[len(stem):]
+                return swapped.capitalize() if word[0].isupper() else swapped
+    return word
+
+
+def mirror_sides(text: str) -> str:
+    """``text`` as it reads of the patient mirrored left-right: every side word of every
+    language the lexicon knows swapped ("the left kidney" -> "the right kidney", "rechts" ->
+    "links", "der linken Niere" -> "der rechten Niere"); an involution."""
+    return _side_pattern().sub(lambda m: _mirror_word(m.group(0)), text)
+
+
 #: Relation phrases between two structures; "smaller" is "larger" with the two swapped.
 _DE_OF = r"(?: (?:der|des|dem|den|von|vom|zur?|zum))?"
 RELATIONS: dict[str, dict[str, str]] = {

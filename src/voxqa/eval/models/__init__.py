@@ -13,7 +13,7 @@ from voxqa.answers import ANSWER_TYPES
 from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.errors import InputError
-from voxqa.eval.models.base import ModelAdapter, PermanentError
+from voxqa.eval.models.base import ModelAdapter, PermanentError, ShownItem
 from voxqa.eval.models.baselines import Oracle, Prior, Random
 from voxqa.eval.models.openai_chat import OpenAIChat
 from voxqa.eval.models.plugins import (BUILTIN_NAMES, PluginError, find, installed, load_entry_point, load_py,
@@ -70,4 +70,4 @@ def _known() -> str:
     return ", ".join([*SPECS, *(f"{n} (plug-in)" for n in installed() if n not in BUILTIN_NAMES)])
 
 
-__all__ = ["ModelAdapter", "PermanentError", "PluginError", "SPECS", "make_model", "parse_model_args"]
+__all__ = ["ModelAdapter", "PermanentError", "PluginError", "SPECS", "ShownItem", "make_model", "parse_model_args"]

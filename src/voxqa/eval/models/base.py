@@ -8,6 +8,7 @@ must score 100%).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 from voxqa.errors import VoxqaError
@@ -28,7 +29,8 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     async def answer(self, prompt: Prompt, item: Item) -> str:
-        """Raw model text for one item (raise on failure; the runner retries and records)."""
+        """Raw model text for one item, as shown (under a control, its reading: the mirrored
+        item under ``mirrored``); raise on failure, the runner retries and records."""
 
     async def preflight(self) -> None:
         """Check, before anything is written, that the model can serve the run at all (raise
@@ -39,6 +41,38 @@ class ModelAdapter(ABC):
         """Release what the run used (connections, actors); called once when the run's
         answering ends, also when it ends in an error. Default: nothing to release."""
         return None
+
+
+@dataclass(frozen=True)
+class ShownItem:
+    """What a model outside voxqa (a plug-in) is given of an item: what its prompt shows and
+    the ids bookkeeping needs, never the answer, its text, evidence, reasoning or twin links.
+    Under ``--control mirrored`` it is the mirrored reading (question and options as shown
+    with the flipped images). The built-in baselines read the whole item: the oracle's gold
+    is its purpose, and random / prior draw on answer spaces and the train split."""
+
+    id: str
+    study_id: str  # names the volume (a 3D model reads its own input of it)
+    task: str
+    template: str
+    level: str
+    frames: tuple[int, ...]  # 0-based frames the question is about; () for the whole volume
+    question: str
+    options: tuple[str, ...] | None
+    answer_type: str  # the form the answer takes (the prompt's answer instruction says it)
+    language: str | None
+    images: tuple[str, ...]  # absolute paths of the PNGs shown, in order (the control's, if any)
+    image_frames: tuple[int, ...]  # the stored frame each shown image is labelled with
+
+    @classmethod
+    def of(cls, item: Item, prompt: Prompt) -> ShownItem:
+        """The shown part of ``item`` (already the control's reading) with ``prompt``'s images."""
+        return cls(id=item.id, study_id=item.study_id, task=item.task, template=item.template,
+                   level=item.level, frames=tuple(item.frames), question=item.question,
+                   options=None if item.options is None else tuple(item.options),
+                   answer_type=item.answer.type, language=item.language,
+                   images=tuple(v for kind, v in prompt.parts if kind == "image"),
+                   image_frames=tuple(im.frame for im in item.images or []))
 
 
 class PermanentError(VoxqaError, RuntimeError):

@@ -14,7 +14,9 @@ of them if it takes ``**kwargs``), ``arg`` when the spec has one, and every mode
 (``--model-arg KEY=VALUE``, values are strings). A model arg the factory does not take is an
 error, not ignored, so a typo never runs the wrong model.
 
-The factory returns an object with ``identity() -> dict`` and ``answer(prompt, item) -> str``,
+The factory returns an object with ``identity() -> dict`` and ``answer(prompt, item) -> str``
+(``prompt`` without its ``target``, ``item`` a ``ShownItem``: only what the prompt shows, never
+the gold; under ``--control mirrored`` the mirrored reading),
 async or plain (a plain one runs in a worker thread, one call at a time, so the event loop
 stays free and the plug-in need not be thread-safe); optional ``preflight()`` and ``close()``
 are called like the built-in adapters'. voxqa wraps it in :class:`PluginModel`, whose
@@ -28,6 +30,7 @@ prints it as one line) that starts with the spec.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import inspect
 import re
@@ -43,7 +46,7 @@ import orjson
 
 from voxqa.errors import VoxqaError
 from voxqa.eval.redact import redact
-from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
+from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError, ShownItem
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 
@@ -199,11 +202,14 @@ class PluginModel(ModelAdapter):
                 "plugin": _masked(self.inner.identity())}
 
     async def answer(self, prompt: Prompt, item: Item) -> str:
+        """The plug-in's answer to what the prompt shows: the prompt without its target and
+        the item's ``ShownItem``, never the gold."""
+        shown, blind = ShownItem.of(item, prompt), dataclasses.replace(prompt, target="")
         try:
             if self._is_async:
-                raw = await self.inner.answer(prompt, item)
+                raw = await self.inner.answer(blind, shown)
             else:
-                raw = await asyncio.to_thread(self._answer_in_thread, prompt, item)
+                raw = await asyncio.to_thread(self._answer_in_thread, blind, shown)
         except (PermanentError, RuntimeError, OSError, ServerConfigError):
             raise  # the runner's own classes: recorded (or stopping the run) as for any adapter
         except Exception as exc:  # noqa: BLE001 - a plug-in bug fails its item, not the run
@@ -212,7 +218,7 @@ class PluginModel(ModelAdapter):
             raise PermanentError(f"{self.spec}: answer() returned a {type(raw).__name__}, not a str")
         return raw
 
-    def _answer_in_thread(self, prompt: Prompt, item: Item) -> Any:
+    def _answer_in_thread(self, prompt: Prompt, item: ShownItem) -> Any:
         with self._one_at_a_time:
             return self.inner.answer(prompt, item)
 
