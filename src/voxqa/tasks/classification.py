@@ -240,7 +240,7 @@ def _nonempty_subsets(n: int) -> list[tuple[int, ...]]:
 
 
 def _flow_pick(
-    rows: Sequence[tuple[Sequence[str], int]], cap: dict[str, int]
+    rows: Sequence[tuple[Sequence[str], int]], cap: dict[str, int], r: random.Random | None = None
 ) -> list[list[str] | None]:
     """For each row (allowed labels, how many), that many distinct allowed labels, with
     label ``L`` taken at most ``cap[L]`` times in all (no cap where absent), by maximum flow
@@ -250,6 +250,9 @@ def _flow_pick(
     from scipy.sparse.csgraph import maximum_flow
 
     labels = sorted({lab for allowed, _ in rows for lab in allowed})
+    if r is not None:  # augmenting paths follow edge order: shuffled, so which labels a row
+        r.shuffle(labels)  # gets does not follow from the labels it could take
+        rows = [(r.sample(list(allowed), len(allowed)), k) for allowed, k in rows]
     m = len(rows)
     index = {lab: m + 1 + i for i, lab in enumerate(labels)}
     src, sink = 0, m + 1 + len(labels)
@@ -273,7 +276,8 @@ def _flow_pick(
 
 
 def _balanced_wrong(
-    chosen: Sequence[tuple[StudyView, list[str], tuple[int, ...]]], right: Counter[str], n: int
+    chosen: Sequence[tuple[StudyView, list[str], tuple[int, ...]]], right: Counter[str], n: int,
+    r: random.Random | None = None,
 ) -> tuple[list[list[str] | None], Counter[str]]:
     """Wrong options per study (``n - len(subset)`` labels of its ``absent`` list) so that
     every label is wrong ``slots / right-total`` times per time it is right (rounded per
@@ -286,7 +290,7 @@ def _balanced_wrong(
     spare = slots - sum(target.values())
     for lab in sorted(labels, key=lambda lab: (-(exact[lab] - target[lab]), lab))[: max(spare, 0)]:
         target[lab] += 1
-    out = _flow_pick([(absent, n - len(sub)) for _, absent, sub in chosen], target)
+    out = _flow_pick([(absent, n - len(sub)) for _, absent, sub in chosen], target, r)
     got = Counter(lab for o in out if o is not None for lab in o)
     deficit = Counter({lab: target[lab] - got[lab] for lab in labels if got[lab] < target[lab]})
     if all(o is not None for o in out):
@@ -435,14 +439,15 @@ class Classification:
             pool = [c for c in cands if c[0].id not in excluded]
             chosen = self._plan_subsets(pool, subsets, n)
             trues = _flow_pick(
-                [(v.pathology, len(sub)) for v, _, sub in chosen], cap_right
+                [(v.pathology, len(sub)) for v, _, sub in chosen], cap_right,
+                rng(ctx.seed, "multi_choice_true", split, anatomy),
             )
             short = [chosen[j][0].id for j, t in enumerate(trues) if t is None]
             if short:
                 excluded.update(short)
                 continue
             right = Counter(lab for t in trues for lab in t)  # type: ignore[union-attr]
-            falses, deficit = _balanced_wrong(chosen, right, n)
+            falses, deficit = _balanced_wrong(chosen, right, n, rng(ctx.seed, "multi_choice_wrong", split, anatomy))
             if not deficit:
                 break
             ratio = sum(n - len(sub) for _, _, sub in chosen) / max(sum(right.values()), 1)
