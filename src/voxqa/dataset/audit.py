@@ -25,16 +25,18 @@ sizes (``likeliest_subset``; "p > 0.5 per option" picks every option when most a
 Numbers with more than ``MAX_NUMBER_CLASSES`` distinct train values are regressed (ridge)
 instead. Choice and multi-choice templates also get per split label-rate rules
 (``LabelRateRule``: the option least / most often right in train), templates without chance
-the most frequent train answer. Other answer types (boxes, frames, 3D boxes, text) are not
+(except grades) the most frequent train answer. Other answer types (boxes, frames, 3D boxes, text) are not
 audited.
 
 A template is **flagged** when the exact (Clopper-Pearson) interval of some learner's val+test
 accuracy, 95% Bonferroni-corrected over the template's learners, lies wholly above or wholly
 below the reference: the mean of the items' ``chance``, or for templates without one (counts)
 the accuracy of guessing from the train answer distribution (the best constant would be a
-degenerate reference: a skewed answer distribution is itself a shortcut). Far below chance is
-a leak too: reversed, it is far above. Below ``MIN_TRAIN`` train or ``MIN_EVAL`` val+test items the status is
-``insufficient``: the audit says so instead of passing. Items marked ``prior_answerable``
+degenerate reference: a skewed answer distribution is itself a shortcut); grades, skewed by
+nature and reported beside the constant answer, keep the constant as their reference. Far
+below chance is a leak too: reversed, it is far above. Below ``MIN_TRAIN`` train or
+``MIN_EVAL`` val+test items the status is ``insufficient``: the audit says so instead of
+passing. Items marked ``prior_answerable``
 (answerable from anatomical knowledge by nature) are audited as their own groups; their
 flags are informative and not counted as failures.
 
@@ -495,13 +497,13 @@ def _answer_rate_reference(train: Sequence[Item], held: Sequence[Item]) -> float
 
 
 def _learners(template: str, train: list[Item], held: list[Item],
-              guesser: TextOnlyGuesser, const: Any, reference_is_chance: bool) -> dict[str, list[Any]]:
+              guesser: TextOnlyGuesser, const: Any, reference_given: bool) -> dict[str, list[Any]]:
     """Predictions on ``held`` of every learner the audit tries on one template."""
     preds: dict[str, list[Any]] = {"linear": guesser.predict(held)}
     if ANSWER_TYPES[held[0].answer.type].selects:
         for least, name in ((True, "least_right_in_train"), (False, "most_right_in_train")):
             preds[name] = LabelRateRule(train, least).predict(held)
-    if not reference_is_chance:
+    if not reference_given:  # the constant is a learner only where it is not the reference
         preds["constant"] = [const] * len(held)
     return preds
 
@@ -528,9 +530,12 @@ def _group_row(template: str, train: list[Item], held: list[Item],
         return row
     const = _constant(train)
     const_k = sum(is_correct(it, const) for it in held)
-    with_chance = row["chance"] is not None
-    reference = row["chance"] if with_chance else _answer_rate_reference(train, held)
-    preds = _learners(template, train, held, guesser, const, with_chance)
+    # grades are skewed by nature and reported beside the constant answer (docs/knee.md):
+    # their reference stays the constant; counts are compared with guessing
+    kind = "chance" if row["chance"] is not None else "constant" if types[0] == "grade" else "guess"
+    reference = {"chance": row["chance"], "constant": const_k / len(held),
+                 "guess": _answer_rate_reference(train, held)}[kind]
+    preds = _learners(template, train, held, guesser, const, kind != "guess")
     confidence = 1 - (1 - CONFIDENCE) / len(preds)  # Bonferroni over the learners tried
     learners: dict[str, dict[str, Any]] = {}
     for name, pred in preds.items():
@@ -546,7 +551,7 @@ def _group_row(template: str, train: list[Item], held: list[Item],
                      "accuracy": _r(const_k / len(held)), "correct": const_k},
         "learner": learners["linear"],  # the prior baseline's learner
         "learners": learners,
-        "reference": "chance" if with_chance else "train answer distribution",
+        "reference": {"chance": "chance", "constant": "constant", "guess": "train answer distribution"}[kind],
         "reference_accuracy": _r(reference),
         "flagged_by": flagged_by,
         "flagged": flagged,
@@ -612,7 +617,8 @@ def _audit_items(items: Sequence[Item], studies: Iterable[Study] | None, policy:
             "interval": f"Clopper-Pearson exact, {CONFIDENCE:.0%} Bonferroni-corrected over the learners of a template",
             "flag_rule": "flagged when any learner's interval lies wholly above or wholly below the "
                          "reference (the mean item chance; where items have none: guessing from the "
-                         "train answer distribution); below chance is a reversible leak",
+                         "train answer distribution, for grades the constant answer); below "
+                         "chance is a reversible leak",
             "minimum": {"train": MIN_TRAIN, "eval": MIN_EVAL},
             "answer_types_audited": list(AUDITED_TYPES),
         },
@@ -664,7 +670,8 @@ def audit_dataset(folder: Path, *, update_manifest: bool = True) -> dict[str, An
 
 
 def audit_rows(audit: dict[str, Any]) -> list[dict[str, Any]]:
-    """Flat rows (group, template, n, chance, constant, learner, ci, status) for tables."""
+    """Flat rows (group, template, n, chance, constant, linear learner, ci, reference, the
+    learners that flag it, status) for tables."""
     rows = []
     for group in ("templates", "prior_answerable"):
         for t, r in audit.get(group, {}).items():
@@ -675,6 +682,9 @@ def audit_rows(audit: dict[str, Any]) -> list[dict[str, Any]]:
                 "template": t, "answer_type": r["answer_type"], "n_train": r["n_train"], "n": r["n"],
                 "chance": r.get("chance"), "constant": (r.get("constant") or {}).get("accuracy"),
                 "learner": learner.get("accuracy"), "ci": ci, "flagged": r.get("flagged", False),
+                "reference": r.get("reference_accuracy", r.get("chance")),
+                "flagged_by": [f"{n} {r['learners'][n]['accuracy']} ({r['learners'][n]['flag']})"
+                               for n in r.get("flagged_by", [])],
                 "status": r["status"], "reason": r.get("reason", ""),
             })
     return rows
