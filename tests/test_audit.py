@@ -224,7 +224,26 @@ def test_real_fastmri_plus_build_audits_clean(shared_data: Path, tmp_path) -> No
         data_unavailable(f"{root} lacks the fastMRI+ CSVs")
     manifest = build_fastmri_plus(pairs, tmp_path / "ds", seed=0, fractions=(0.8, 0.1, 0.1))
     assert manifest["audit"]["insufficient"] == []
-    assert_unflagged(read_json(tmp_path / "ds" / AUDIT))
+    audit = read_json(tmp_path / "ds" / AUDIT)
+    # open leaks the stronger audit exposes (none of them is new to the build): quoted box
+    # size x label (hidden before by the reversed pooled balance) and skewed count answers;
+    # nothing else may be flagged
+    assert audit["flagged"] == sorted(KNOWN_REAL_LEAKS), {
+        t: audit["templates"][t]["learners"] for t in audit["flagged"]}
+    no_new = {**audit, "templates": {t: r for t, r in audit["templates"].items() if t not in KNOWN_REAL_LEAKS}}
+    assert_unflagged(no_new)
+    # the label-rate rules are at chance in every choice template (split-aware balance)
+    for t, r in audit["templates"].items():
+        for name in ("least_right_in_train", "most_right_in_train"):
+            if name in r.get("learners", {}):
+                assert r["learners"][name]["flag"] is None, (t, name, r["learners"][name])
+
+
+KNOWN_REAL_LEAKS = {
+    IN_BOX: "label x quoted box size: the linear learner 0.34 held out",
+    "counting/finding_types/volume": "answer skew: the constant 0.32 vs guessing 0.21",
+    "counting/instances/volume": "answer skew: the constant 0.41 vs guessing 0.34",
+}
 
 
 def test_numbers_with_many_values_are_regressed(built) -> None:
@@ -244,7 +263,7 @@ def test_numbers_with_many_values_are_regressed(built) -> None:
                                            "answer": NumberAnswer(value=v, tolerance=0.3 * v)}))
     assert len({it.answer.value for it in items if it.split == "train"}) > MAX_NUMBER_CLASSES
     row = audit_items(items, built.studies.values())["templates"]["counting/instances/volume"]
-    assert row["reference"] == "constant" and row["constant"]["accuracy"] < 0.35
+    assert row["reference"] == "train answer distribution" and row["constant"]["accuracy"] < 0.35
     assert row["learner"]["accuracy"] > 0.7 and row["flagged"]
 
 

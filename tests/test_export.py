@@ -228,8 +228,10 @@ def test_trl_jsonl_loads_with_datasets_and_images_decode(rendered, tmp_path) -> 
 
 
 def test_quoted_boxes_are_rewritten_to_the_rendered_image(rendered, tmp_path) -> None:
-    """Items quote boxes on the stored 128 px frame; the exported text must quote the 200 px image."""
-    export_dataset(rendered["knee"], "llamafactory", tmp_path / "lf", split="test")
+    """Items quote boxes on the stored 128 px frame; the exported text must quote the 200 px image.
+    (Train split: single-choice items are balanced within each split, and the 12-study
+    phantom's test split is too small for one.)"""
+    export_dataset(rendered["knee"], "llamafactory", tmp_path / "lf", split="train")
     rows = {r.id: r for r in read_llamafactory(tmp_path / "lf", PROFILES["pixel"])}
     n = 0
     for it in read_items(rendered["knee"]):

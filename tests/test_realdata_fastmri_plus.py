@@ -359,3 +359,52 @@ def test_label_frequency_does_not_give_single_choice_answers_away(built) -> None
         if _beats_chance(acc, n, chance):
             leaks[template] = (round(acc, 3), n)
     assert leaks == {}
+
+
+def test_single_choice_labels_are_right_one_in_n_times_shown_in_every_split(built) -> None:
+    """Balance within each split: pooled over splits, a label's train hit rate mirrored its
+    held-out one and "the option least often right in train" scored 0.40 on val + test."""
+    shown: dict[tuple, Counter] = defaultdict(Counter)
+    for it in built.items:
+        if it.answer.type == "choice" and it.task == "classification":
+            for i, o in enumerate(it.options):
+                shown[(it.template, it.split, o)][i == it.answer.value] += 1
+    off = {k: dict(c) for k, c in shown.items() if c[False] != 3 * c[True]}
+    assert off == {} and len(shown) > 100
+
+
+def test_select_all_option_sets_do_not_carry_the_answer(built) -> None:
+    """A learner on option x other options (and x the whole set), fitted on train, stays at
+    chance on val + test (it reached 0.23 vs 1/15 when options were picked by a max flow in
+    label order)."""
+    import numpy as np
+    from scipy.sparse import csr_matrix
+    from scipy.stats import binomtest
+    from sklearn.linear_model import LogisticRegression
+
+    from voxqa.dataset.audit import likeliest_subset
+
+    fp = [it for it in built.items if it.subtask == "findings_present"]
+    train = [it for it in fp if it.split == "train"]
+    held = [it for it in fp if it.split != "train"]
+
+    def rows(it):
+        for i, o in enumerate(it.options):
+            yield {"o=" + o, o + "|set=" + "+".join(sorted(it.options))} | {
+                f"{o}|{m}" for j, m in enumerate(it.options) if j != i}
+
+    vocab = {k: j for j, k in enumerate(sorted({k for it in train for r in rows(it) for k in r}))}
+
+    def matrix(its):
+        cols = [[vocab[k] for k in r if k in vocab] for it in its for r in rows(it)]
+        ptr = np.cumsum([0] + [len(c) for c in cols])
+        return csr_matrix((np.ones(ptr[-1]), [j for c in cols for j in c], ptr), shape=(len(cols), len(vocab)))
+
+    y = [int(i in it.answer.value) for it in train for i in range(len(it.options))]
+    clf = LogisticRegression(solver="liblinear").fit(matrix(train), y)
+    p = clf.predict_proba(matrix(held))[:, 1].reshape(len(held), -1)
+    sizes = Counter(len(it.answer.value) for it in train)
+    k = sum(likeliest_subset(dict(enumerate(pi)), sizes) == tuple(it.answer.value)
+            for it, pi in zip(held, p, strict=True))
+    low = binomtest(k, len(held)).proportion_ci(method="exact").low
+    assert low <= 1 / 15, (k, len(held))

@@ -9,11 +9,11 @@ for the volume question, labels absent from the whole study. Blind tells removed
   the question quotes (anatomy, box size / position and frame; frame only for
   ``finding_on_frame``, see ``_context_bins``) and, per bin, every label is shown as a wrong
   option exactly ``n - 1`` times per time it is right, lent to items with the nearest boxes
-  (``_balanced_distractors``). ``finding_on_frame`` is balanced per bin within each split
-  (balance pooled over splits made a label's share in val + test the mirror image of its
-  share in train, which a learner exploited in reverse); ``finding_in_box`` pools splits
-  (``PER_SPLIT``: its bins are too small in val / test to lend distractors with matching
-  boxes). Labels above 1 / n of a bin's answers are trimmed; the items not asked are
+  (``_balanced_distractors``). Bins are per split (a bin too small within its split is
+  pooled upwards within that split): balance pooled over splits made a label's share in
+  val + test the mirror image of its share in train, which "pick the label least often
+  right in train" exploited in reverse. Labels above 1 / n of a bin's answers are
+  trimmed; the items not asked are
   counted in ``ctx.skipped`` (build_report ``question_not_asked``);
 * position: single-choice answers are placed round-robin over option positions per
   (split, template); multi-choice answer subsets are spread evenly per (split, anatomy),
@@ -74,14 +74,11 @@ def _near_labels(spec: _Single) -> set[str]:
     return near | set(v.study_labels)
 
 
-# Context bins for single-choice items: quantile bins per feature (per anatomy); a bin with
-# fewer than MIN_BIN items is pooled with its siblings into the coarser bin above it.
+# Context bins for single-choice items: quantile bins per feature (per anatomy), per split; a
+# bin with fewer than MIN_BIN items of its split is pooled into the coarser bin above it.
 BOX_BINS = (("area", 4), ("cy", 2), ("cx", 2), ("frame", 3))
 FRAME_BINS = (("frame", 4),)
 MIN_BIN = 24
-# Single-choice subtasks balanced within each split (per context bin), others with splits
-# pooled; see ``Classification._singles``.
-PER_SPLIT = ("finding_on_frame",)
 
 
 def _context(spec: _Single) -> dict[str, float]:
@@ -104,7 +101,9 @@ def _quantile_bin(values: Sequence[float], q: int) -> list[int]:
 
 
 def _context_bins(specs: Sequence[_Single], subtask: str) -> dict[tuple, list[_Single]]:
-    """Specs grouped by (anatomy, feature bins...); small bins pooled upwards."""
+    """Specs grouped by (split, anatomy, feature bins...): quantile edges over all splits,
+    so a bin means the same in every split; a bin with fewer than ``MIN_BIN`` specs of its
+    split is pooled upwards within that split."""
     dims = BOX_BINS if subtask == "finding_in_box" else FRAME_BINS
     keys: dict[str, tuple] = {}
     for anatomy, group in group_by(specs, lambda s: s.view.study.anatomy).items():
@@ -113,17 +112,18 @@ def _context_bins(specs: Sequence[_Single], subtask: str) -> dict[tuple, list[_S
         cols = [_quantile_bin([f[name] for f in feats], q) for name, q in dims]
         for i, s in enumerate(group):
             keys[s.id] = (str(anatomy),) + tuple(c[i] for c in cols)
+    split = {s.id: s.view.split for s in specs}
     depth = 1 + len(dims)
-    while depth > 1:  # pool bins that are too small into their parent
-        sizes = Counter(k[:depth] for k in keys.values())
+    while depth > 1:  # pool bins too small within their split into their parent
+        sizes = Counter((split[sid], k[:depth]) for sid, k in keys.items())
         small = {k for k, c in sizes.items() if c < MIN_BIN}
         for sid, k in keys.items():
-            if len(k) == depth and k in small:
+            if len(k) == depth and (split[sid], k) in small:
                 keys[sid] = k[: depth - 1]
         depth -= 1
     out: dict[tuple, list[_Single]] = defaultdict(list)
     for s in sorted(specs, key=lambda s: s.id):
-        out[keys[s.id]].append(s)
+        out[(s.view.split, *keys[s.id])].append(s)
     return dict(out)
 
 
@@ -240,7 +240,7 @@ def _nonempty_subsets(n: int) -> list[tuple[int, ...]]:
 
 
 def _flow_pick(
-    rows: Sequence[tuple[Sequence[str], int]], cap: dict[str, int]
+    rows: Sequence[tuple[Sequence[str], int]], cap: dict[str, int], r: random.Random | None = None
 ) -> list[list[str] | None]:
     """For each row (allowed labels, how many), that many distinct allowed labels, with
     label ``L`` taken at most ``cap[L]`` times in all (no cap where absent), by maximum flow
@@ -250,6 +250,9 @@ def _flow_pick(
     from scipy.sparse.csgraph import maximum_flow
 
     labels = sorted({lab for allowed, _ in rows for lab in allowed})
+    if r is not None:  # augmenting paths follow edge order: shuffled, so which labels a row
+        r.shuffle(labels)  # gets does not follow from the labels it could take
+        rows = [(r.sample(list(allowed), len(allowed)), k) for allowed, k in rows]
     m = len(rows)
     index = {lab: m + 1 + i for i, lab in enumerate(labels)}
     src, sink = 0, m + 1 + len(labels)
@@ -273,7 +276,8 @@ def _flow_pick(
 
 
 def _balanced_wrong(
-    chosen: Sequence[tuple[StudyView, list[str], tuple[int, ...]]], right: Counter[str], n: int
+    chosen: Sequence[tuple[StudyView, list[str], tuple[int, ...]]], right: Counter[str], n: int,
+    r: random.Random | None = None,
 ) -> tuple[list[list[str] | None], Counter[str]]:
     """Wrong options per study (``n - len(subset)`` labels of its ``absent`` list) so that
     every label is wrong ``slots / right-total`` times per time it is right (rounded per
@@ -286,7 +290,7 @@ def _balanced_wrong(
     spare = slots - sum(target.values())
     for lab in sorted(labels, key=lambda lab: (-(exact[lab] - target[lab]), lab))[: max(spare, 0)]:
         target[lab] += 1
-    out = _flow_pick([(absent, n - len(sub)) for _, absent, sub in chosen], target)
+    out = _flow_pick([(absent, n - len(sub)) for _, absent, sub in chosen], target, r)
     got = Counter(lab for o in out if o is not None for lab in o)
     deficit = Counter({lab: target[lab] - got[lab] for lab in labels if got[lab] < target[lab]})
     if all(o is not None for o in out):
@@ -347,21 +351,17 @@ class Classification:
         shown, bin) = 1 / n for every label. That needs every label to be the answer of at
         most 1 / n of its bin's items; the items of labels above that share are not asked
         (``ctx.skipped``), nor items that cannot get ``n - 1`` wrong options of the bin.
-        Subtasks in ``PER_SPLIT`` are balanced within each split of a bin, the others with
-        splits pooled.
+        Bins are per split, so the balance holds in every split on its own.
         """
         n = ctx.n_options
         r = rng(ctx.seed, "choice", subtask)
         template = f"{TASK}/{subtask}/frame"
         picked: list[tuple[_Single, list[str]]] = []
-        per_split = subtask in PER_SPLIT
-        split_key = (lambda s: s.view.split) if per_split else (lambda s: "pooled")
         for _, members in sorted(_context_bins(specs, subtask).items()):
-            for _, part in group_by(members, split_key).items():
-                chosen, dropped = _balanced_distractors(part, n, r)
-                picked += chosen
-                for reason, count in sorted(dropped.items()):
-                    ctx.skip(template, reason, count)
+            chosen, dropped = _balanced_distractors(members, n, r)
+            picked += chosen
+            for reason, count in sorted(dropped.items()):
+                ctx.skip(template, reason, count)
         picked.sort(key=lambda p: p[0].id)
         r.shuffle(picked)
         out = []
@@ -439,14 +439,15 @@ class Classification:
             pool = [c for c in cands if c[0].id not in excluded]
             chosen = self._plan_subsets(pool, subsets, n)
             trues = _flow_pick(
-                [(v.pathology, len(sub)) for v, _, sub in chosen], cap_right
+                [(v.pathology, len(sub)) for v, _, sub in chosen], cap_right,
+                rng(ctx.seed, "multi_choice_true", split, anatomy),
             )
             short = [chosen[j][0].id for j, t in enumerate(trues) if t is None]
             if short:
                 excluded.update(short)
                 continue
             right = Counter(lab for t in trues for lab in t)  # type: ignore[union-attr]
-            falses, deficit = _balanced_wrong(chosen, right, n)
+            falses, deficit = _balanced_wrong(chosen, right, n, rng(ctx.seed, "multi_choice_wrong", split, anatomy))
             if not deficit:
                 break
             ratio = sum(n - len(sub) for _, _, sub in chosen) / max(sum(right.values()), 1)

@@ -77,7 +77,9 @@ def counts_table(items: list[Item], key: str, title: str) -> Table:
 
 
 def audit_table(audit: dict[str, Any]) -> Table:
-    """The blind audit as a table: per template n, chance, constant answer, learner, CI, status."""
+    """The blind audit as a table: per template n, chance, constant answer, linear learner, CI,
+    status (a flagged row names each learner that flags it, its accuracy and tail, and the
+    reference)."""
     from voxqa.dataset.audit import audit_rows, fmt
 
     m = audit.get("method", {}).get("minimum", {})
@@ -92,6 +94,7 @@ def audit_table(audit: dict[str, Any]) -> Table:
         status = "not audited" if r["status"].startswith("not audited") else r["status"]
         if r["status"] == "flagged":
             status = "[red]flagged[/]" if r["group"] == "headline" else "[yellow]flagged (prior-answerable)[/]"
+            status += f" by {', '.join(r['flagged_by'])} vs {fmt(r['reference'])}" if r["flagged_by"] else ""
         name = r["template"] + (" (prior-answerable)" if r["group"] != "headline" else "")
         table.add_row(name, str(r["n_train"]), str(r["n"]), fmt(r["chance"]), fmt(r["constant"]),
                       fmt(r["learner"]), ci, status)
