@@ -149,3 +149,22 @@ def test_mirrored_control_flips_report_items_by_meaning(reports_dir: Path, tmp_p
         assert counterpart is None or counterpart.answer == seen.answer
         assert seen.answer == it.answer or it.answer.type == "text"  # a text answer's side words swap
     assert any((it.study_id, mirror_item(it).question) in by_question for it in sided)
+
+
+def test_a_fact_stated_twice_is_asked_once(reports_dir: Path, tmp_path: Path) -> None:
+    """A report that repeats a sentence (the same supported claim twice) builds: the fact is
+    asked once, ids stay unique, and the repeat is counted in the build report (it used to
+    stop the build with duplicate item ids)."""
+    rows = [json.loads(line) for line in (reports_dir / "reports.jsonl").read_text().splitlines()]
+    again = " The inferior vena cava lies to the right of the aorta."
+    reports = tmp_path / "reports.jsonl"
+    reports.write_text("".join(json.dumps({**r, "text": r["text"] + (again if r["study_id"] == "ts_mr_en" else "")})
+                               + "\n" for r in rows))
+    studies = read_studies_csv(reports_dir / "studies.csv")
+    build_reports(studies, reports_dir / "reports.jsonl", tmp_path / "once", fractions=(1.0, 0.0, 0.0))
+    build_reports(studies, reports, tmp_path / "twice", fractions=(1.0, 0.0, 0.0))
+    once, twice = read_items(tmp_path / "once"), read_items(tmp_path / "twice")
+    assert len({it.id for it in twice}) == len(twice)
+    assert {it.id for it in twice if it.task != "captioning"} == {it.id for it in once if it.task != "captioning"}
+    report = json.loads((tmp_path / "twice" / "build_report.json").read_text())
+    assert "the report states a fact already asked" in json.dumps(report)

@@ -100,6 +100,20 @@ def _evidence(s: Structure, g: SegGeometry) -> Evidence:
     return Evidence(label=s.name, frame=k, box=s.frame_boxes[k])
 
 
+def _first_of_each(candidates: list[Candidate], ctx: BuildContext) -> list[Candidate]:
+    """A report that states one fact twice ("The IVC lies to the right of the aorta" in two
+    sentences) asks it once: the first sentence's item; each repeat is counted."""
+    seen: set[str] = set()
+    kept: list[Candidate] = []
+    for c in candidates:
+        if c[2].id in seen:
+            ctx.skip(c[2].template, "the report states a fact already asked")
+            continue
+        seen.add(c[2].id)
+        kept.append(c)
+    return kept
+
+
 class ReportQuestions:
     """Builds report items for all studies at once (balancing needs the population), from
     each view's ``radreport`` (a ReportStudy; views without one are not asked about)."""
@@ -128,7 +142,7 @@ class ReportQuestions:
                 ctx.skip("captioning/report_generation", "the report contradicts its segmentation")
             else:
                 out += self._report(v, rep)
-        return out + balance_candidates(candidates, ctx, "reports", "dropped to balance")
+        return out + balance_candidates(_first_of_each(candidates, ctx), ctx, "reports", "dropped to balance")
 
     # -- CT-SpatialVQA-style --------------------------------------------------------------
     def _item(self, v: StudyView, claim: Claim, kind: str, label: str, question: str, answer: dict,
