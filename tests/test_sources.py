@@ -79,6 +79,7 @@ def test_each_registered_source_builds_through_run_build(command: str, tmp_path:
     common_options = {k: manifest["options"][k] for k in ("seed", "split_fractions", "strict")}
     assert common_options == {"seed": 3, "split_fractions": [1.0, 0.0, 0.0], "strict": False}
     assert manifest["splits"]["unit"] == source.split_unit
+    assert manifest["volume_frames"] == source.frames.manifest()  # every source records its frame policy
     assert manifest["box_convention"]["format"] == "pixel_xyxy"  # common, plus the source's frame orientation
     assert "frame_orientation" in manifest["box_convention"]
     # the items written are the ones counted and audited, from the source's families

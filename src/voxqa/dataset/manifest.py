@@ -57,12 +57,10 @@ def common_manifest(*, name: str, source: str, command: str, options: dict[str, 
 
 def extend(manifest: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     """``manifest`` with a source's ``own`` keys: dict values add to the common ones (options,
-    box_convention), None leaves a key out, anything else is set."""
+    box_convention), anything else is set."""
     out = dict(manifest)
     for key, value in own.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = out[key] | value
         else:
             out[key] = value

@@ -47,7 +47,7 @@ class Source(Protocol):
 
     def manifest(self, ctx: BuildContext, studies: Sequence[Study], items: Sequence[Item]) -> dict[str, Any]:
         """This source's manifest keys. ``options`` and ``box_convention`` add to the common
-        ones; a key given as None is left out of the manifest."""
+        ones."""
         ...
 
     def write_extra(self, out: Path, studies: Sequence[Study], items: Sequence[Item]) -> None:

@@ -118,7 +118,6 @@ class RadiologyReports:
                                                 "touch_tolerance_mm", "min_size_ratio"),
             "claims": {"total": len(self.claims),
                        **{v: verdicts.get(v, 0) for v in ("supported", "contradicted", "unverifiable")}},
-            "volume_frames": None,  # this manifest never recorded it: left out, so manifests stay byte-identical
         }
 
     def write_extra(self, out: Path, studies: Sequence[Study], items: Sequence[Item]) -> None:
