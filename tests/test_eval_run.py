@@ -354,3 +354,23 @@ def test_macro_averages_weigh_groups_equally() -> None:
         "rare": {"metrics": {"accuracy": {"mean": 0.1}}},
     }}}
     assert macro_averages(results) == {"label": {"accuracy": pytest.approx(0.5)}}
+
+
+def test_any_reply_is_its_items_outcome_never_the_runs_end(rendered, tmp_path) -> None:
+    """Content that is a number or a list, or a reply nested past the JSON reader's depth, is
+    that item's recorded failure or parse failure; the run answers every item and, with
+    failed items, is refused as incomplete by score."""
+    from voxqa.eval.score import score_run
+
+    replies = iter([7, ["yes"], "[" * 1200 + "yes", "yes"] * 100)
+    with StubServer(lambda content: next(replies)) as srv:
+        model = make_model("openai:stub-vlm", rendered, base_url=srv.url, max_retries=1)
+        counts = _run(rendered, tmp_path / "run", model, split="val", concurrency=1, limit=8)
+    assert counts == {"items": 8, "already_done": 0, "ok": 4, "failed": 4}
+    records = list(read_predictions(tmp_path / "run" / PREDICTIONS).values())
+    assert sorted(r["error"] for r in records if r["status"] == "failed") == \
+        ["the reply is a int, not text"] * 2 + ["the reply is a list, not text"] * 2
+    nested = [r for r in records if r["status"] == "ok" and r["raw"].startswith("[[")]
+    assert len(nested) == 2 and all(not r["parse_ok"] and r["parse_error"] for r in nested)
+    with pytest.raises(ValueError, match="incomplete|failed"):
+        score_run(tmp_path / "run")

@@ -50,3 +50,5 @@ def parse_answer(
         return ParseResult(True, ANSWER_TYPES[item.answer.type].parse(read_reply(raw or ""), ctx))
     except ParseError as exc:
         return ParseResult(False, None, str(exc))
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:  # text no reader expected
+        return ParseResult(False, None, f"unreadable reply ({type(exc).__name__}: {exc})")

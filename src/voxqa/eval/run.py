@@ -40,7 +40,7 @@ from voxqa.dataset.folder import ITEMS, read_items, read_studies
 from voxqa.dataset.paths import dataset_png, inside, resolve_once
 from voxqa.errors import InputError, VoxqaError
 from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png, shuffled_donors
-from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
+from voxqa.eval.models.base import ModelAdapter, ServerConfigError
 from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, RegionIsTheAnswer, build_prompt, region_refusal
@@ -271,8 +271,12 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> 
         async with gate:
             try:
                 raw, error = await model.answer(prompt, shown), None
-            except (PermanentError, RuntimeError, OSError) as exc:
+            except ServerConfigError:  # the server cannot serve this run at all: stop it
+                raise
+            except Exception as exc:  # any other failure is this item's: recorded, asked again on resume
                 raw, error = None, redact(f"{type(exc).__name__}: {exc}", secrets)
+        if error is None and not isinstance(raw, str):  # e.g. a JSON number or list as the content
+            raw, error = None, f"the reply is a {type(raw).__name__}, not text"
         if raw is not None:
             raw = redact(raw, secrets)
         record: dict[str, Any] = {"item_id": item.id, "status": "failed" if error else "ok",
