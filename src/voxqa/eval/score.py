@@ -148,9 +148,9 @@ def scored_run(run: Path) -> ScoredRun:
         ok = bool(pred and pred["status"] == "ok" and pred["parse_ok"])
         golds.append(gold_value(it, studies[it.study_id].frame_size, folder, ident["profile"],
                                 mirrored=ident["control"] == "mirrored"))
-        failed = bool(pred and pred["status"] == "failed")
-        # a failed request is no answer of the model's: it gets no score (it is counted as
-        # failed and makes the run incomplete), never a wrong one
+        failed = pred is None or pred["status"] == "failed"
+        # a failed request, or an item never asked (a run cut short), is no answer of the
+        # model's: it gets no score (it makes the run incomplete), never a wrong one
         scale = scales.get(it.template, {}).get("range", ())
         scores = {} if failed else score_item(
             it.answer.type, golds[-1], pred["parsed"] if ok else None,
@@ -302,20 +302,20 @@ def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = Fals
     ``as_published`` names a benchmark whose own metrics are added (``voxqa.importers.published_scores``)."""
     sr = scored_run(run)
     status = [sr.preds.get(it.id, {}).get("status") for it in sr.items]
-    failed = status.count("failed")
-    if failed and not allow_incomplete:
+    failed, missing = status.count("failed"), status.count(None)
+    if (failed or missing) and not allow_incomplete:
         raise IncompleteRun(
-            f"{sr.run}: {failed} of {len(sr.items)} requests failed (no answer came back; errors in "
-            f"{PREDICTIONS}): the run is incomplete. Re-run `voxqa eval` with the same --out to retry "
-            "them, or score it with --allow-incomplete (results labelled incomplete)")
+            f"{sr.run}: {failed} of {len(sr.items)} requests failed (errors in {PREDICTIONS}) and "
+            f"{missing} were never asked: the run is incomplete. Re-run `voxqa eval` with the same "
+            "--out to ask them, or score it with --allow-incomplete (results labelled incomplete)")
     if jury is not None:
         _judge(jury, sr.items, sr.golds, sr.preds, sr.records)
     results = results_of(sr)
     results["run"] = sr.identity
     results["answered"] = status.count("ok")
     results["failed"] = failed
-    results["missing"] = status.count(None)
-    results["incomplete"] = failed > 0
+    results["missing"] = missing
+    results["incomplete"] = failed + missing > 0
     if as_published is not None:
         from voxqa.importers.published_scores import as_published as published
 
