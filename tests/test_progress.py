@@ -4,6 +4,7 @@ the caller's object and draw nothing themselves."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from voxqa.build import build_fastmri_plus
@@ -38,6 +39,8 @@ def test_render_and_eval_report_every_step_to_the_callers_progress(tmp_path: Pat
     n = summary["counts"]["studies_rendered"]
     assert n > 0
     assert shown.calls == [("start", "rendering studies", n), *[("advance", 1)] * n, ("done",)]
+    audit = json.loads((ds / "audit.json").read_text())  # render audits the frames it drew, for every caller
+    assert set(audit["frames_shown_from"]) == {"images"}
 
     shown = Recorder()
     counts = asyncio.run(run_eval(RunConfig(dataset=ds, out=tmp_path / "run", split=None),

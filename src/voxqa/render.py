@@ -43,6 +43,7 @@ from PIL import Image
 from voxqa.errors import InputError, VoxqaError
 from voxqa.executors import Executor, LocalExecutor
 from voxqa.dataset.folder import ITEMS, MANIFEST, read_items, read_json, read_studies, write_jsonl
+from voxqa.dataset.audit import audit_dataset
 from voxqa.dataset.paths import inside
 from voxqa.fileio import TEMP_SUFFIX, JsonlAppender, atomic_write, dumps_line, write_bytes, write_json
 from voxqa.progress import SILENT, Progress, tracking
@@ -297,6 +298,7 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1,
     }
     write_json(folder / RENDER, summary)
     (folder / PROGRESS).unlink(missing_ok=True)  # render.json now records every study
+    audit_dataset(folder)  # the frames a prompt shows changed: audit.json and the manifest follow
     return summary
 
 

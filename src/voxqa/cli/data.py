@@ -46,7 +46,8 @@ def render(
     strict: Annotated[bool, typer.Option("--strict", help="With --recipe: stop at the first refused or unreadable study.")] = False,
 ) -> None:
     """Write 8-bit PNG frames and add `images` / evidence `image_box` to items.jsonl."""
-    from voxqa.dataset.audit import audit_dataset
+    from voxqa.dataset.audit import AUDIT
+    from voxqa.dataset.folder import read_json
     from voxqa.render import RenderInterrupted, RenderSettings, parse_window, recorded_frames, render_dataset
 
     pool = executor(executor_name, workers, address)
@@ -71,7 +72,7 @@ def render(
         f"({c['frames_written']} written, the rest kept), {c['items_with_images']} items with images; "
         f"not rendered: {len(skipped['no_volume'])} box-only studies, {len(skipped['unreadable'])} unreadable"
     )
-    result = audit_dataset(folder)  # the frames shown changed: audit again
+    result = read_json(folder / AUDIT)  # render audited the frames it drew
     console.print(f"blind audit (rendered frames): {result['status']}"
                   + (f" ({', '.join(result['flagged'])})" if result["flagged"] else ""), soft_wrap=True)
 
