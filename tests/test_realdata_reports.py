@@ -168,3 +168,18 @@ def test_a_fact_stated_twice_is_asked_once(reports_dir: Path, tmp_path: Path) ->
     assert {it.id for it in twice if it.task != "captioning"} == {it.id for it in once if it.task != "captioning"}
     report = json.loads((tmp_path / "twice" / "build_report.json").read_text())
     assert "the report states a fact already asked" in json.dumps(report)
+
+
+def test_every_yes_no_question_text_is_answered_yes_as_often_as_no(reports_dir: Path, tmp_path: Path) -> None:
+    """Balance holds per question text within each split, so the language a question is
+    written in gives nothing away ("Ist das Rückenmark ...?" was always "no": spinal cord was
+    balanced over English and German together)."""
+    from collections import Counter
+
+    build_reports(read_studies_csv(reports_dir / "studies.csv"), reports_dir / "reports.jsonl",
+                  tmp_path / "ds")
+    yes_no = [it for it in read_items(tmp_path / "ds") if it.answer.type == "yes_no"]
+    assert len(yes_no) >= 20
+    by_text = Counter((it.split, it.template, it.question, it.answer.value) for it in yes_no)
+    unequal = {k[:3] for k in by_text if by_text[(*k[:3], "yes")] != by_text[(*k[:3], "no")]}
+    assert unequal == set()

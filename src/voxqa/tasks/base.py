@@ -200,11 +200,15 @@ def balance(
 
 def balance_candidates(candidates: Iterable[tuple[Hashable, bool | None, Item]], ctx: BuildContext,
                        purpose: str, reason: str) -> list[Item]:
-    """Items from ``(key, side, item)`` candidates: per (split, template, key) as many ``True``
-    as ``False`` sides, drawn with the seed (``purpose`` names the stream), ``None`` sides kept
-    as they are; what balancing drops is counted under ``reason``."""
+    """Items from ``(key, side, item)`` candidates: per (split, template, language, key) as many
+    ``True`` as ``False`` sides, drawn with the seed (``purpose`` names the stream), ``None``
+    sides kept as they are; what balancing drops is counted under ``reason``. The language is
+    part of the question's text, so it is balanced too (else "Ist das Rückenmark ..." could
+    always be answered "no")."""
     out: list[Item] = []
-    for (split, template, key), group in group_by(candidates, lambda c: (c[2].split, c[2].template, c[0])).items():
+    for (split, template, key), group in group_by(
+            candidates, lambda c: (c[2].split, c[2].template, c[0] if c[2].language is None else (c[2].language, c[0]))
+    ).items():
         yes = [item for _, side, item in group if side is True]
         no = [item for _, side, item in group if side is False]
         out += [item for _, side, item in group if side is None]
