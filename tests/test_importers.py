@@ -346,7 +346,17 @@ CT_VERDICTS = {"gpt": [True, False, False, True, True], "qwen": [True, True, Fal
 CT_POSITIONAL, CT_ALIGNED = 1 / 4, 3 / 4
 
 
-def write_ct(root: Path, order: list[int] | None = None, extra: bool = False) -> dict:
+#: VILA-M3's case: Gemini wrote entries with ``is_correct: null`` (reasoning "BLOCKED_OR_EMPTY_RESPONSE")
+#: in place of verdicts; every entry is there, so nothing is shifted.
+CT_NULL_VERDICTS = {"gpt": [True, False, False, True, True], "qwen": [True, True, False, False, True],
+                    "gemini2.5": [True, "null", "null", True, False]}
+# hand-computed, released rule (a null vote is 0; floor(100 * mean) / 100 >= 0.66):
+# rows 1 1 1 | 0 1 0 | 0 0 0 | 1 0 1 | 1 1 0 -> T F F T T = 3/5; aligned: items 0, 3, 4 (all judged) -> 3/3
+CT_NULL_POSITIONAL, CT_NULL_ALIGNED = 3 / 5, 1.0
+
+
+def write_ct(root: Path, order: list[int] | None = None, extra: bool = False,
+             verdicts_by_judge: dict | None = None) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     rows = [dict(zip(("case_id", "question", "answer"), r, strict=False)) | {"image_path": _volume_path(r[0])} for r in CT_QA]
     order = order or list(range(len(rows)))
@@ -363,9 +373,11 @@ def write_ct(root: Path, order: list[int] | None = None, extra: bool = False) ->
         data = np.random.default_rng(1).integers(-1000, 400, (24, 20, 4)).astype(np.int16)
         nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 2.0, 1.0])), path)
     evals = []
-    for judge, verdicts in CT_VERDICTS.items():
+    for judge, verdicts in (verdicts_by_judge or CT_VERDICTS).items():
         entries = [{"case_id": None, "question": CT_QA[i][1], "answer": CT_QA[i][2], "prediction": CT_PREDICTIONS[i],
-                    "is_correct": verdicts[i]} | ({"reasoning": "same fact"} if extra else {})
+                    "is_correct": None if verdicts[i] == "null" else verdicts[i]}
+                   | ({"reasoning": "BLOCKED_OR_EMPTY_RESPONSE"} if verdicts[i] == "null" else {})
+                   | ({"reasoning": "same fact"} if extra and verdicts[i] != "null" else {})
                    for i in order if verdicts[i] is not None]
         name = f"toy_{judge}_eval_full.json" if judge.startswith("gemini") else f"toy_{judge}_eval.json"
         (root / name).write_text(json.dumps(entries))
@@ -415,6 +427,37 @@ def test_ct_spatialvqa_hidden_variant_reordered_with_extra_fields(tmp_path: Path
     assert block["voxqa"]["jury_accuracy"] == pytest.approx(CT_ALIGNED)
     # positional rows now: items 4 | 1 with Gemini's 2 | 2 with 3 | 3 with 0 -> T, F, F, T
     assert block["as_published"]["jury_accuracy"] == pytest.approx(2 / 4)
+
+
+def test_ct_spatialvqa_null_verdicts_are_recorded_jury_failures(tmp_path: Path) -> None:
+    """VILA-M3's released Gemini file has five entries with ``is_correct: null``; the import
+    used to refuse the whole file. Now each is a recorded jury failure of that judge: as
+    published it counts as not correct (3/5, hand-computed above), aligned the item is left out
+    (3/3 over the items every judge judged), and the import report and summary say so."""
+    src = write_ct(tmp_path / "src", verdicts_by_judge=CT_NULL_VERDICTS)
+    ds, run = tmp_path / "ds", tmp_path / "run"
+    invoke("import", "ct-spatialvqa", "--qa", src["qa"], "--categories", src["categories"], "--out", ds)
+    out = invoke("import", "ct-spatialvqa-run", "--dataset", ds, *[a for e in src["evals"] for a in ("--eval", e)],
+                 "--out", run)
+    assert "jury failures 2" in out and "counted as not correct as published" in " ".join(out.split())
+    report = read_json(run / "import_report.json")
+    failures = report["jury_failures"]
+    assert (failures["count"], failures["items"]) == (2, 2)
+    assert [(f["judge"], f["index"], f["reasoning"]) for f in failures["entries"]] == [
+        ("gemini", 1, "BLOCKED_OR_EMPTY_RESPONSE"), ("gemini", 2, "BLOCKED_OR_EMPTY_RESPONSE")]
+    assert report["judges"]["gemini"] | {"file": None} == {"file": None, "entries": 5, "aligned": 5, "failed": 2,
+                                                           "model": report["judges"]["gemini"]["model"]}
+    assert all(g["count"] == 0 for g in report["gaps"].values())  # nothing lost or shifted
+    assert "counted as not correct" in failures["as_published"]
+    # the jury cache holds verdicts only: a failure is never read back as a "no"
+    cached = [json.loads(line) for line in (run / "jury.jsonl").open()]
+    assert len(cached) == 13 and all(isinstance(c["verdict"], bool) for c in cached)
+    invoke("score", run, "--as-published", "ct-spatialvqa")
+    block = read_json(run / "results.json")["as_published"]
+    assert block["as_published"]["jury_accuracy"] == pytest.approx(CT_NULL_POSITIONAL)
+    assert (block["as_published"]["n"], block["as_published"]["null_verdicts_counted_wrong"]) == (5, 2)
+    assert block["voxqa"]["jury_accuracy"] == pytest.approx(CT_NULL_ALIGNED) and block["voxqa"]["n"] == 3
+    assert (block["voxqa"]["items_missing_a_verdict"], block["voxqa"]["items_with_jury_failures"]) == (2, 2)
 
 
 @pytest.mark.parametrize(("target", "change", "message"), [

@@ -66,8 +66,11 @@ def import_ct_spatialvqa_run(
     report = run_import(dataset, evals, out, model=model)
     gaps = ", ".join(f"{k} {v['count']}" for k, v in report["gaps"].items() if v["count"]) or "none"
     judged = ", ".join(f"{k} {v['aligned']}/{v['entries']}" for k, v in report["judges"].items())
+    failed = report["jury_failures"]["count"]
+    failures = (f"; jury failures {failed} (null verdicts: no verdict of that judge, left out of the aligned "
+                "accuracy; counted as not correct as published)" if failed else "")
     console.print(f"[green]imported[/] {report['model']}: {report['predictions']} predictions, judges {judged} "
-                  f"aligned; gaps: {gaps}; details in {escape(str(out / IMPORT_REPORT))}. Score it with "
+                  f"aligned; gaps: {gaps}{failures}; details in {escape(str(out / IMPORT_REPORT))}. Score it with "
                   f"`voxqa score {escape(str(out))} --as-published ct-spatialvqa`", soft_wrap=True)
 
 

@@ -9,7 +9,10 @@ Released files (github.com/Mashrafi27/CT-SpatialVQA @ e25374c):
   ``{case_id: {"qa_pairs": [{question, answer, category: [...]}]}}``, multi-label;
 * ``benchmarking/reports/llm_eval/<model>_{gpt,qwen}_eval.json`` and
   ``<model>_gemini2.5_eval_full.json``: lists of ``{case_id (null), question, answer,
-  prediction, is_correct[, reasoning]}``, one per judge.
+  prediction, is_correct[, reasoning]}``, one per judge. ``is_correct`` is null where the
+  judge gave no verdict (the evaluators write null for a failed request, an empty or blocked
+  reply, or an unreadable one: ``evaluate_with_gemini.py`` L189-233; VILA-M3's Gemini file has
+  five, entries 4155-4159, reasoning "BLOCKED_OR_EMPTY_RESPONSE").
 
 Every answer is free text (``text`` items, scored by the jury). A question's categories are
 kept in ``Item.category`` as one string, sorted and joined by ``"; "`` (the schema holds one
@@ -23,7 +26,11 @@ matched to an item by (question, answer, prediction). The release has no case id
 files and some identical (question, answer) pairs belong to several cases; within such a group
 entries are taken in the released QA order (``released_order.json`` of the dataset), the only
 thing that tells those items apart. A verdict left without an item, or an item a judge did not
-judge, is a recorded gap (``import_report.json`` of the run), never a shifted verdict.
+judge, is a recorded gap (``import_report.json`` of the run), never a shifted verdict. A null
+verdict is a recorded jury failure of that judge for its item (``jury_failures``): the item
+gets no verdict from that judge, so the aligned accuracy leaves it out (over the items every
+judge judged); the published combination counted it as not correct (``1.0 if val is True else
+0.0``, ``build_correctness_matrix.py`` L230-231), and so does ``score --as-published``.
 """
 
 from __future__ import annotations
@@ -220,7 +227,10 @@ def read_eval(path: Path) -> list[dict[str, Any]]:
     for n, rec in enumerate(data):
         where = f"{path}[{n}]"
         row = {k: field(rec, k, where, str) for k in EVAL_FIELDS[:3]}
-        row["is_correct"] = field(rec, "is_correct", where, bool)
+        # null: the judge gave no verdict (a recorded jury failure), any other non-bool is an unknown shape
+        row["is_correct"] = field(rec, "is_correct", where, (bool, type(None)))
+        reasoning = rec.get("reasoning")
+        row["reasoning"] = reasoning if isinstance(reasoning, str) else None
         out.append(row)
     return out
 
@@ -251,7 +261,7 @@ def import_ct_spatialvqa_run(dataset: Path, evals: Sequence[Path], out: Path, *,
     gaps: dict[str, list[dict[str, Any]]] = defaultdict(list)
     fullest = max(judges, key=lambda j: (len(judges[j][1]), j))
     predictions = _aligned_predictions(released, groups, judges[fullest], gaps)
-    verdicts, judged = _aligned_verdicts(groups, judges, predictions, gaps)
+    verdicts, judged, failures = _aligned_verdicts(groups, judges, predictions, gaps)
 
     out.mkdir(parents=True, exist_ok=True)
     spec = f"published:{model or _model_name(evals)}"
@@ -274,10 +284,18 @@ def import_ct_spatialvqa_run(dataset: Path, evals: Sequence[Path], out: Path, *,
         "format": "ct-spatialvqa-run",
         "model": spec,
         "judges": {name: {"file": str(judges[name][0]), "entries": len(judges[name][1]),
-                          "aligned": judged[name], "model": JUDGES[name]} for name in sorted(judges)},
+                          "aligned": judged[name], "failed": sum(f["judge"] == name for f in failures),
+                          "model": JUDGES[name]} for name in sorted(judges)},
         "predictions_from": fullest,
         "predictions": len(predictions),
         "gaps": {k: {"count": len(v), "examples": v[:5]} for k, v in sorted(gaps.items())},
+        "jury_failures": {
+            "count": len(failures), "items": len({f["item_id"] for f in failures}), "entries": failures,
+            "as_published": "counted as not correct: the released combination takes 1.0 if is_correct is "
+                            "True else 0.0 (build_correctness_matrix.py L230-231), as score --as-published does",
+            "voxqa": "no verdict of that judge for the item: the aligned accuracy is over the items every "
+                     "judge judged, so the item is left out of it",
+        },
         "alignment": "by (question, answer, prediction); identical (question, answer) pairs of "
                      "several cases in the released QA order",
     }
@@ -307,10 +325,14 @@ def _aligned_predictions(released: Sequence[str], groups: Mapping[tuple[str, str
 
 def _aligned_verdicts(groups: Mapping[tuple[str, str], list[str]],
                       judges: Mapping[str, tuple[Path, list[dict[str, Any]]]], predictions: Mapping[str, str],
-                      gaps: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                      gaps: dict[str, list[dict[str, Any]]],
+                      ) -> tuple[list[dict[str, Any]], dict[str, int], list[dict[str, Any]]]:
     """Each judge's entry goes to an item of its (question, answer) group with the same
-    prediction: the verdicts, and per judge how many entries found an item."""
+    prediction: the verdicts, per judge how many entries found an item, and the entries with a
+    null verdict (jury failures: they take their item's place, so nothing after them shifts,
+    but give it no verdict)."""
     verdicts: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
     judged: dict[str, int] = {}
     for name, (path, rows) in sorted(judges.items()):
         free: dict[tuple[str, str, str], deque[str]] = defaultdict(deque)
@@ -324,17 +346,23 @@ def _aligned_verdicts(groups: Mapping[tuple[str, str], list[str]],
                 gaps["verdict_without_item"].append({"judge": name, "file": str(path), "index": n})
                 continue
             iid = q.popleft()
+            if e["is_correct"] is None:
+                failures.append({"item_id": iid, "judge": name, "file": str(path), "index": n,
+                                 "reasoning": e["reasoning"]})
+                continue
             verdicts.append({"item_id": iid, "judge": f"published:{name}", "verdict": e["is_correct"],
                              "source": str(path), "index": n})
         judged[name] = len(rows) - sum(1 for g in gaps["verdict_without_item"] if g["judge"] == name)
         for iid in (i for q in free.values() for i in q):
             gaps["item_not_judged"].append({"judge": name, "item": iid})
-    return verdicts, judged
+    return verdicts, judged, failures
 
 
 def _model_name(evals: Sequence[Path]) -> str:
-    """m3d_gpt_eval.json -> m3d: the released files start with the model's name."""
-    names = {p.name.split("_")[0] for p in evals}
+    """m3d_gpt_eval.json -> m3d, vila_m3_vista3d_qwen_eval.json -> vila_m3_vista3d: the
+    released file name before its judge (as ``build_correctness_matrix.py`` L95-100 strips the
+    judge suffix)."""
+    names = {p.name[:p.name.lower().index(f"_{judge_of(p)}")] for p in evals}
     if len(names) != 1:
         raise BuildError(f"the eval files name several models ({', '.join(sorted(names))}); give --model")
     return names.pop()

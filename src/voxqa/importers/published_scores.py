@@ -8,9 +8,11 @@ docs/importers.md (the as-published vs voxqa table).
 * ``ct-spatialvqa``: jury accuracy, correct iff ``floor(100 * mean(votes)) / 100 >= 0.66``
   (``build_correctness_matrix.py`` + ``compute_llm_jury_accuracy.py``: 2 of 3 judges).
   *As published*: the judges' released verdict lists combined by list position, truncated to
-  the shortest (their L219-231). *Aligned* (voxqa): each item's verdicts as matched by
-  ``import ct-spatialvqa-run`` (question, answer, prediction), over the items every judge
-  judged; also per category, an item counting in each of its categories.
+  the shortest (their L219-231), a null verdict (no verdict: a failed or blocked judge
+  request) counted as not correct (L230-231). *Aligned* (voxqa): each item's verdicts as
+  matched by ``import ct-spatialvqa-run`` (question, answer, prediction), over the items every
+  judge judged (an item with a null verdict is a recorded jury failure and left out); also per
+  category, an item counting in each of its categories.
 * ``sgmri-vqa``: A-Score, V-Score, "mAP" and AR-Score per SGMRI task, x100, and "Avg", the
   unweighted mean of the task columns (README table). *As published*, A-Score re-parses the
   reply with the released rules (``metrics/utils.py``: yes before the substring "no", the
@@ -58,9 +60,11 @@ VOXQA_TO_SGMRI = {"detection": "detection", "classification": "classification",
                   "counting": "counting", "localization": "localization", "captioning": "captioning"}
 
 
-def published_jury_correct(votes: Sequence[bool]) -> bool:
-    """The released rule: the average vote rounded down to hundredths, at least 0.66."""
-    return math.floor(100 * sum(votes) / len(votes)) / 100 >= JURY_THRESHOLD
+def published_jury_correct(votes: Sequence[bool | None]) -> bool:
+    """The released rule: the average vote rounded down to hundredths, at least 0.66; a null
+    vote (the judge gave no verdict) counts as not correct (``build_correctness_matrix.py``
+    L230-234: ``1.0 if val is True else 0.0``)."""
+    return math.floor(100 * sum(v is True for v in votes) / len(votes)) / 100 >= JURY_THRESHOLD
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -69,15 +73,18 @@ def _mean(values: Sequence[float]) -> float | None:
 
 def ct_spatialvqa(run: Path, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Jury accuracy as published (positional) and aligned, from an imported released run."""
-    from voxqa.importers.ct_spatialvqa import CATEGORY_SEPARATOR, PUBLISHED_VERDICTS
+    from voxqa.importers.ct_spatialvqa import CATEGORY_SEPARATOR, IMPORT_REPORT, PUBLISHED_VERDICTS
 
     released = run / PUBLISHED_VERDICTS
     if not released.is_file():
         raise InputError(f"{run}: no {PUBLISHED_VERDICTS}; --as-published ct-spatialvqa scores a run "
                          "imported with `voxqa import ct-spatialvqa-run`")
-    lists: dict[str, list[bool]] = orjson.loads(released.read_bytes())
+    lists: dict[str, list[bool | None]] = orjson.loads(released.read_bytes())
     n_pos = min(len(v) for v in lists.values())
     positional = [published_jury_correct([lists[j][i] for j in sorted(lists)]) for i in range(n_pos)]
+    null_votes = sum(lists[j][i] is None for j in lists for i in range(n_pos))
+    report_file = run / IMPORT_REPORT
+    failures = (orjson.loads(report_file.read_bytes()).get("jury_failures") or {}) if report_file.is_file() else {}
 
     votes: dict[str, dict[str, bool]] = defaultdict(dict)
     for line in (run / CACHE).read_bytes().splitlines():
@@ -97,12 +104,14 @@ def ct_spatialvqa(run: Path, records: Sequence[Mapping[str, Any]]) -> dict[str, 
         "as_published": {
             "label": "as published: judges combined by list position, truncated to the shortest list",
             "jury_accuracy": _mean([float(x) for x in positional]), "n": n_pos,
+            "null_verdicts_counted_wrong": null_votes,
         },
         "voxqa": {
             "label": "aligned: each item's own verdicts (matched by question, answer, prediction), "
                      "items all judges judged",
             "jury_accuracy": _mean([float(x) for x in right.values()]), "n": len(right),
             "items_missing_a_verdict": sum(1 for r in records if r["item_id"] not in complete),
+            "items_with_jury_failures": failures.get("items", 0),
             "by_category": {c: {"jury_accuracy": _mean([float(x) for x in v]), "n": len(v)}
                             for c, v in sorted(by_category.items())},
         },
