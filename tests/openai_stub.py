@@ -1,6 +1,6 @@
 """A real OpenAI-compatible chat server on loopback, scripted by the test.
 
-``answer(content)`` maps the user message's content parts to the reply; ``faults`` is a list consumed one
+``answer(content)`` maps the (last) user message's content parts to the reply; ``faults`` is a list consumed one
 per request: "429" (with Retry-After: 0), "500", "slow" (sleeps past the client timeout),
 "truncated" (a cut JSON body), "400" (permanent), or None for a normal answer.
 ``models``: the ids ``GET /v1/models`` lists (404 without). ``echo_auth``: an HTTP status
@@ -62,7 +62,7 @@ class StubServer:
                 if fault == "slow":
                     time.sleep(stub.slow)
                 time.sleep(stub.delay)
-                content = body["messages"][0]["content"]
+                content = body["messages"][-1]["content"]  # the user turn (after a system message, if any)
                 reply = {"id": "x", "object": "chat.completion", "model": body["model"],
                          "choices": [{"index": 0, "finish_reason": "stop",
                                       "message": {"role": "assistant", "content": stub.answer(content)}}]}

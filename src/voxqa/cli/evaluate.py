@@ -87,9 +87,10 @@ def _print_score(run: Path, jury=None, allow_incomplete: bool = False,  # noqa: 
 
 def score(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="A run folder of `voxqa eval`.")],
-    judge: Annotated[Optional[list[str]], typer.Option("--judge", metavar="openai:MODEL", help="openai:MODEL judging free-text answers (1-3, majority vote).")] = None,
+    judge: Annotated[Optional[list[str]], typer.Option("--judge", metavar="openai:MODEL", help="openai:MODEL judging free-text answers (repeatable: 1-3 judges, or 3 for --jury-protocol ct-spatialvqa).")] = None,
     judge_base_url: Annotated[Optional[str], typer.Option("--judge-base-url", metavar="URL", help="OpenAI-compatible server of the judges.")] = None,
     judge_api_key_env: Annotated[str, typer.Option("--judge-api-key-env", metavar="NAME", help="Environment variable holding the judges' API key.")] = "OPENAI_API_KEY",
+    jury_protocol: Annotated[str, typer.Option("--jury-protocol", metavar="voxqa|ct-spatialvqa", help="How the judges are asked and vote: voxqa (one item per request, majority of 1-3) or ct-spatialvqa (the paper's fixed prompt, 5 items a request, 2 of 3 judges; docs/reports.md).")] = "voxqa",
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Score a run with failed requests anyway (labelled incomplete).")] = False,
     as_published: Annotated[Optional[str], typer.Option("--as-published", metavar="sgmri-vqa|ct-spatialvqa", help="Add the benchmark's own headline metrics, computed as published, beside voxqa's (docs/importers.md).")] = None,
     uplift_from: Annotated[Optional[Path], typer.Option("--uplift-from", metavar="RUN", help="The same model's run in the other of the structured / oracle_region modes: adds the GT-region uplift per grading feature to results.json.")] = None,
@@ -99,7 +100,7 @@ def score(
     if judge:
         from voxqa.eval.jury import make_jury
 
-        jury = make_jury(judge, judge_base_url, run, api_key_env=judge_api_key_env)
+        jury = make_jury(judge, judge_base_url, run, api_key_env=judge_api_key_env, protocol=jury_protocol)
     if as_published is not None:
         from voxqa.importers.published_scores import NAMES
 

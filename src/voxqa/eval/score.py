@@ -311,6 +311,8 @@ def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = Fals
     if jury is not None:
         _judge(jury, sr.items, sr.golds, sr.preds, sr.records)
     results = results_of(sr)
+    if jury is not None:
+        results["jury"] = jury.describe()
     results["run"] = sr.identity
     results["answered"] = status.count("ok")
     results["failed"] = failed

@@ -28,7 +28,6 @@ docs/importers.md (the as-published vs voxqa table).
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -40,11 +39,11 @@ import orjson
 from voxqa.answers.options import letter
 from voxqa.errors import InputError
 from voxqa.eval.jury import CACHE
+from voxqa.eval.jury_protocols import ct_spatialvqa_correct
 from voxqa.eval.metrics.boxes import THRESHOLDS
 
 #: Benchmarks whose published metrics ``score --as-published`` computes.
 NAMES = ("sgmri-vqa", "ct-spatialvqa")
-JURY_THRESHOLD = 0.66
 #: SGMRI README columns -> (SGMRI task, metric).
 SGMRI_COLUMNS = {
     "Detection": ("detection", "a_score"),
@@ -61,10 +60,10 @@ VOXQA_TO_SGMRI = {"detection": "detection", "classification": "classification",
 
 
 def published_jury_correct(votes: Sequence[bool | None]) -> bool:
-    """The released rule: the average vote rounded down to hundredths, at least 0.66; a null
-    vote (the judge gave no verdict) counts as not correct (``build_correctness_matrix.py``
-    L230-234: ``1.0 if val is True else 0.0``)."""
-    return math.floor(100 * sum(v is True for v in votes) / len(votes)) / 100 >= JURY_THRESHOLD
+    """The released rule (``voxqa.eval.jury_protocols.ct_spatialvqa_correct``, shared with the
+    ``ct-spatialvqa`` jury protocol): the average vote rounded down to hundredths, at least
+    0.66; a null vote (the judge gave no verdict) counts as not correct."""
+    return ct_spatialvqa_correct(votes)
 
 
 def _mean(values: Sequence[float]) -> float | None:
