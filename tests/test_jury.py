@@ -92,7 +92,7 @@ def test_three_loopback_judges_two_of_three(tmp_path: Path) -> None:
     assert {i: v.score for i, v in got.items()} == EXPECTED
     assert got["item-e"].failures == ["openai:gemini: no verdict for this item in its reply"]
     for server in servers:
-        assert [len(_ENTRY.findall(r["messages"][-1]["content"][0]["text"])) for r in server.requests] == [5, 1]
+        assert sorted(len(_ENTRY.findall(r["messages"][-1]["content"][0]["text"])) for r in server.requests) == [1, 5]
         assert all(r["messages"][0] == {"role": "system", "content": "You are a strict medical QA evaluator."}
                    and r["max_tokens"] == 512 and r["temperature"] == 0.0 for r in server.requests)
     # cached under the protocol: the default protocol's keys never see these verdicts
