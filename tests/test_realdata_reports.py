@@ -183,3 +183,28 @@ def test_every_yes_no_question_text_is_answered_yes_as_often_as_no(reports_dir: 
     by_text = Counter((it.split, it.template, it.question, it.answer.value) for it in yes_no)
     unequal = {k[:3] for k in by_text if by_text[(*k[:3], "yes")] != by_text[(*k[:3], "no")]}
     assert unequal == set()
+
+
+def test_keyword_swapped_model_scored_by_giou_on_the_shared_reports(reports_dir: Path, tmp_path: Path) -> None:
+    """The 384 report-grounding items of the shared reports (126 with two or more keywords): a
+    model that puts every keyword on another keyword's box has perfect boxes (mean IoU, V-score
+    and box F1@0.5 all 1.000); scored by keyword-box pairs it gets G-IoU 0.675 (the hand
+    computation from the gold boxes) and keyword F1@0.5 0.506, while the oracle gets 1."""
+    from helpers import run_keyword_models, swapped_giou
+
+    from voxqa.render import RenderSettings, render_dataset
+
+    ds = tmp_path / "ds"
+    build_reports(read_studies_csv(reports_dir / "studies.csv"), reports_dir / "reports.jsonl", ds,
+                  fractions=(1.0, 0.0, 0.0))
+    render_dataset(ds, RenderSettings(size=None))
+    grounding = [it for it in read_items(ds) if it.subtask == "report_grounding"]
+    assert (len(grounding), sum(len(it.answer.value) >= 2 for it in grounding)) == (384, 126)
+    results = run_keyword_models(ds, tmp_path)
+    got = {name: {k: m["mean"] for k, m in r["by"]["task/subtask"]["localization/report_grounding"]["metrics"].items()}
+           for name, r in results.items()}
+    assert all(got["oracle"][k] == 1.0 for k in ("g_iou", "keyword_f1", "keyword_f1@0.5", "miou"))
+    swapped = got["swapped"]
+    assert swapped["miou"] == swapped["v_score"] == swapped["f1@0.5"] == 1.0
+    assert swapped["g_iou"] == pytest.approx(swapped_giou(grounding)) and round(swapped["g_iou"], 3) == 0.675
+    assert round(swapped["keyword_f1@0.5"], 3) == 0.506 and swapped["keyword_f1"] == 1.0

@@ -268,6 +268,87 @@ def test_giou_threshold_synonyms_and_empty_predictions() -> None:
                                                              Grounded("left kidney", LIVER)]) == [(0, 1, 1.0)]
 
 
+def test_grounding_items_scored_by_keyword_box_pairs(built: Path, tmp_path: Path) -> None:
+    """A reply that puts every keyword on another keyword's box has perfect boxes: mean IoU and
+    box F1@0.5 are 1. Scored by keyword-box pairs (results.json, leaderboard, report) it gets
+    G-IoU below 1, the hand-computed value; the oracle gets 1 on every keyword metric."""
+    from helpers import run_keyword_models, swapped_giou
+
+    from voxqa.eval.compare import leaderboard, render_table
+
+    render_dataset(built, RenderSettings(size=None), workers=1)
+    grounding = [it for it in read_items(built) if it.subtask == "report_grounding"]
+    several = [it for it in grounding if len(it.answer.value) > 1]
+    assert several and all(len({b.keyword for b in it.answer.value}) == len(it.answer.value) for it in grounding)
+    results = run_keyword_models(built, tmp_path)
+    metrics = {name: {k: m["mean"] for k, m in r["by"]["task/subtask"]["localization/report_grounding"]["metrics"].items()}
+               for name, r in results.items()}
+    oracle, swapped = metrics["oracle"], metrics["swapped"]
+    assert all(oracle[k] == 1.0 for k in ("g_iou", "keyword_iou", "keyword_f1", "keyword_f1@0.5", "miou"))
+    assert swapped["miou"] == swapped["v_score"] == swapped["f1@0.5"] == 1.0  # boxes alone cannot tell
+    assert swapped["g_iou"] == pytest.approx(swapped_giou(grounding)) and swapped["g_iou"] < 1.0
+    assert swapped["keyword_f1"] == 1.0 and swapped["keyword_f1@0.5"] < 1.0  # right words, wrong boxes
+    header, rows = leaderboard([tmp_path / "oracle", tmp_path / "swapped"])
+    board = render_table(header, rows, "md")
+    assert "localization (g_iou)" in header and "keyword grounding (F1, F1@0.5)" in header
+    assert f"{swapped['g_iou']:.3f}" in board and f"F1@0.5 {swapped['keyword_f1@0.5']:.3f}" in board
+
+
+def test_grounding_reply_keywords_in_every_form(built: Path) -> None:
+    """The keyword a reply gives a box: a JSON "label" / "keyword", the profile's own tag
+    (RadGrounder), or the words before the box on its line (another language's word for the
+    same structure matches); unnamed boxes are no predicted keywords."""
+    from voxqa.answers.boxes import BOXES
+    from voxqa.answers.base import ScoreContext
+
+    render_dataset(built, RenderSettings(size=None), workers=1)
+    item = next(it for it in read_items(built) if it.subtask == "report_grounding" and len(it.answer.value) == 2
+                and it.language == "en")
+    (a, b), k = item.answer.value, item.answer.value[0].frame
+    gold = [bx.model_dump() for bx in item.answer.value]
+
+    def box(x) -> str:
+        return json.dumps(list(x.box))
+
+    replies = {
+        "json": json.dumps([{"frame": k, "keyword": a.keyword, "bbox": list(a.box)},
+                            {"frame": k, "label": b.keyword, "bbox": list(b.box)}]),
+        "lines": f"{a.keyword}: Frame {k}: {box(a)}\n{b.keyword}: Frame {k}: {box(b)}",
+        "one line": f"Frame {k}: {a.keyword} {box(a)}, {b.keyword} {box(b)}",
+    }
+    for form, reply in replies.items():
+        parsed = parse_answer(reply, item)
+        assert parsed.ok, (form, parsed.error)
+        assert [(p["keyword"], p["box"]) for p in parsed.value] == [(a.keyword, list(a.box)), (b.keyword, list(b.box))], form
+        assert BOXES.score(gold, parsed.value, ScoreContext())["g_iou"] == 1.0, form
+    width, height = item.images[0].width, item.images[0].height
+    tags = " ".join(PROFILES["radgrounder"].write(x.box, width, height, x.keyword) for x in (a, b))
+    assert [p["keyword"] for p in parse_answer(tags, item, profile="radgrounder").value] == [a.keyword, b.keyword]
+    german = {"liver": "Leber", "spleen": "Milz", "aorta": "Aorta", "spinal cord": "Rückenmark"}
+    if a.keyword in german:  # "Leber" names the liver as well as "liver" does
+        parsed = parse_answer(f"{german[a.keyword]}: Frame {k}: {box(a)}", item)
+        assert BOXES.score(gold, parsed.value, ScoreContext())["keyword_tp"] == 1.0
+    unnamed = parse_answer(f"Frame {k}: {box(a)}\nFrame {k}: {box(b)}", item).value
+    scores = BOXES.score(gold, unnamed, ScoreContext())
+    assert "keyword" not in unnamed[0] and scores["miou"] == 1.0 and scores["g_iou"] == 0.0
+    assert (scores["keyword_tp"], scores["keyword_fp"], scores["keyword_fn"]) == (0.0, 0.0, 2.0)
+
+
+def test_mirrored_grounding_keywords_name_the_mirrored_side(built: Path) -> None:
+    """Under the mirrored control "left kidney" is where the right one shows: the gold keyword
+    flips with the question's side words, so it is always a keyword the question names."""
+    from voxqa.eval.controls import mirror_item
+
+    grounding = [it for it in read_items(built) if it.subtask == "report_grounding"]
+    sided = [it for it in grounding if any(" left " in f" {b.keyword} " for b in it.answer.value)]
+    assert sided
+    for it in grounding:
+        for shown in (it, mirror_item(it)):
+            words = shown.question.split("Keywords: " if it.language == "en" else "Schlüsselwörter: ", 1)[1]
+            assert all(b.keyword in words for b in shown.answer.value), (shown.question, shown.answer)
+    assert {b.keyword for it in sided for b in mirror_item(it).answer.value} >= {"right kidney"}
+
+
 # --- the jury: verdicts by item id -----------------------------------------------------------------
 
 def test_jury_keys_verdicts_by_item_id_with_reordering_and_dropping_judge(tmp_path: Path) -> None:

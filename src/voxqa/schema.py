@@ -149,11 +149,19 @@ class FramesAnswer(Model):
     value: list[int]
 
 
+class KeywordBox(Box):
+    """A box that grounds a keyword (report grounding, RadGrounder-style): the keyword as the
+    question names it, kept with its box so scoring can pair them (G-IoU)."""
+
+    keyword: str = Field(min_length=1)
+
+
 class BoxesAnswer(Model):
-    """Frame-indexed boxes: ``value`` lists {frame, box} in canonical pixels."""
+    """Frame-indexed boxes: ``value`` lists {frame, box} in canonical pixels; grounding items
+    list {frame, box, keyword} (``KeywordBox``) and are also scored by keyword-box pairs."""
 
     type: Literal["boxes"] = "boxes"
-    value: list[Box]
+    value: list[KeywordBox | Box]
 
 
 class Box3DAnswer(Model):

@@ -18,6 +18,16 @@ frames the item did not show are kept (they simply match nothing).
 
 Scores: mean IoU (= SGMRI-VQA's V-score) and TP/FP/FN per IoU threshold; point answers
 (point profiles) ``point_hit`` and ``point_in_box``.
+
+Keyword grounding (gold boxes with a ``keyword``, ``schema.KeywordBox``: report grounding):
+each parsed box also carries the keyword the reply names for it: the label written with the
+box (a JSON ``"label"`` or ``"keyword"`` beside the box, the profile syntax's own label such as
+RadGrounder's ``<p bbox=...>keyword</p>`` or Qwen's ``<|object_ref_start|>``), else the words
+before the box on its line, after any earlier box and without its ``Frame k:`` ("liver: Frame
+3: [...]"). Such items are also scored by keyword-box pairs (``eval.metrics.grounding``:
+``g_iou``, ``keyword_iou``, keyword TP/FP/FN overall and at IoU 0.5): box metrics ignore
+which keyword a box is given, so a reply that puts every keyword on another keyword's box has
+mean IoU 1. A box the reply names no keyword for is no predicted keyword.
 """
 
 from __future__ import annotations
@@ -34,12 +44,18 @@ from voxqa.answers.reply import NONE_ANSWERS, Number, ParseContext, ParseError, 
 from voxqa.boxes.profiles import Profile
 from voxqa.boxes.spaces import decode_point
 from voxqa.eval.metrics.boxes import THRESHOLDS, as_dict, hits_at, iou_matrix, match_boxes
-from voxqa.schema import BoxesAnswer, ImageRef, Item
+from voxqa.eval.metrics.grounding import Grounded, keyword_scores
+from voxqa.schema import BoxesAnswer, ImageRef, Item, KeywordBox
 
 _NUM = r"(-?\d+(?:\.\d+)?)"
 _BBX = re.compile(rf"<bbx>\s*\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\]\s*</bbx>", re.IGNORECASE)
 _FRAME_MENTION = re.compile(r"\bframe\b\s*[#:]?\s*(\d+)", re.IGNORECASE)
 BOX_KEYS = ("bbox_2d", "bbox", "box", "box_2d")
+#: Keys a JSON box may name its keyword (its label) under.
+LABEL_KEYS = ("label", "keyword")
+#: Where a box written earlier on the same line ends: the words after it are the next box's.
+_BOX_END = re.compile(r".*[\]}>]", re.DOTALL)
+_EDGE = " \t:;,.-=*\"'`"
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,7 @@ class Written:
     pos: int
     values: list[Any]
     frame: Any = None  # the frame written with the box itself (a JSON "frame"), if any
+    label: str | None = None  # the label written with the box itself (JSON, the syntax's own)
 
 
 def number(text: str) -> Number:
@@ -65,7 +82,8 @@ def json_boxes(pos: int, value: Any, arity: int, frame: Any = None) -> list[Writ
         frame = value.get("frame", frame)
         key = next((k for k in BOX_KEYS if k in value), None)
         if key is not None:
-            return [Written(pos, value[key], frame)]
+            label = next((value[k] for k in LABEL_KEYS if isinstance(value.get(k), str)), None)
+            return [Written(pos, value[key], frame, label)]
         return [b for v in value.values() for b in json_boxes(pos, v, arity, frame)]
     if isinstance(value, list):
         if len(value) == arity and all(is_number(v) for v in value):
@@ -87,7 +105,7 @@ def written_boxes(text: str, profile: Profile) -> list[Written]:
     family = profile.foreign(text)
     if family is not None:
         raise ParseError(f"the reply writes boxes the way {family} does, but the profile is {profile.name}")
-    found = [Written(f.pos, f.values) for f in profile.find(text)]
+    found = [Written(f.pos, f.values, label=f.label) for f in profile.find(text)]
     spans = [(f.pos, f.end) for f in profile.find(text)]
     if profile.space.arity == 4 and getattr(profile.space, "order", "xy") == "xy":
         for m in _BBX.finditer(text):
@@ -111,6 +129,23 @@ def _frame_of(box: Written, text: str, ctx: ParseContext) -> int:
     if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
         raise ParseError(f"frame {frame!r} is not a frame index")
     return frame
+
+
+def _named(box: Written, text: str) -> str | None:
+    """The keyword a reply names for ``box``: its own label, else the words before it on its
+    line (after any earlier box there, without "Frame k"), else None."""
+    if box.label is not None and box.label.strip(_EDGE):
+        return box.label.strip(_EDGE)
+    before = text[text.rfind("\n", 0, box.pos) + 1:box.pos]
+    if (end := _BOX_END.match(before)) is not None:
+        before = before[end.end():]
+    words = " ".join(_FRAME_MENTION.sub(" ", before).split()).strip(_EDGE)
+    return words or None
+
+
+def grounds_keywords(item: Item) -> bool:
+    """Whether ``item``'s gold boxes ground keywords (report grounding): scored by keyword-box pairs."""
+    return isinstance(item.answer, BoxesAnswer) and any(isinstance(b, KeywordBox) for b in item.answer.value)
 
 
 def pixels(values: Any, frame: int, ctx: ParseContext) -> list[int]:
@@ -158,6 +193,16 @@ def _score_points(gold: Sequence[Mapping[str, Any]], pred: Sequence[Any] | None)
     return {"point_hit": hit, "point_in_box": inside}
 
 
+def _score_keywords(gold: Sequence[Mapping[str, Any]], pred: Sequence[Any] | None) -> Scores:
+    """Keyword-box pairs (``eval.metrics.grounding.keyword_scores``): gold boxes with their
+    keywords against the predicted boxes the reply named a keyword for; an unparseable
+    prediction names none."""
+    def grounded(boxes: Sequence[Any]) -> list[Grounded]:
+        return [Grounded(b["keyword"], tuple(b["box"]), b["frame"]) for b in map(as_dict, boxes)
+                if b.get("keyword")]
+    return keyword_scores(grounded(gold), grounded(pred or []))
+
+
 def _score_boxes(gold: Sequence[Any], pred: Sequence[Any] | None) -> Scores:
     """Mean IoU over gold boxes (= SGMRI-VQA's V-score) and TP/FP/FN per IoU threshold.
 
@@ -197,23 +242,33 @@ class Boxes(AnswerType):
             text, written = "", json_boxes(0, reply.bboxes, arity)
         if not written:
             raise ParseError("no box found")
-        out = []
+        out: list[dict[str, Any]] = []
+        keywords = grounds_keywords(ctx.item)
         for box in written:
             frame = _frame_of(box, text, ctx)
             if ctx.profile.answer_form == "points":
                 out.append({"frame": frame, "point": _point(box.values, frame, ctx)})
             else:
                 out.append({"frame": frame, "box": pixels(box.values, frame, ctx)})
+            if keywords and (word := _named(box, text)) is not None:
+                out[-1]["keyword"] = word
         return out
 
     def score(self, gold: Any, pred: Any, ctx: ScoreContext) -> Scores:
         if ctx.points:
             return _score_points([as_dict(b) for b in gold], pred)
-        return _score_boxes(gold, pred)
+        scores = _score_boxes(gold, pred)
+        if any(as_dict(b).get("keyword") for b in gold):
+            scores |= _score_keywords(gold, pred)
+        return scores
 
     def target(self, item: Item, write: TargetWriter) -> str:
+        """``[{"frame": k, "bbox": [...]}, ...]``; a keyword box writes its keyword as the box's
+        ``"label"``, as the target's ``bboxes`` do."""
         return "[" + ", ".join(
-            f'{{"frame": {b.frame}, "bbox": {write.box(b.frame, b.box)}}}' for b in cast(BoxesAnswer, item.answer).value
+            f'{{"frame": {b.frame}, '
+            + (f'"label": {write.text(b.keyword)}, ' if isinstance(b, KeywordBox) else "")
+            + f'"bbox": {write.box(b.frame, b.box)}}}' for b in cast(BoxesAnswer, item.answer).value
         ) + "]"
 
     def random_reply(self, item: Item, rng: random.Random, profile: Profile,
@@ -222,7 +277,7 @@ class Boxes(AnswerType):
         return f"Frame {im.frame}: {box}"
 
     def on_image(self, value: Any, to_image: Callable[[Sequence[int]], list[int]]) -> Any:
-        return [{"frame": b["frame"], "box": to_image(b["box"])} for b in value]
+        return [b | {"box": to_image(b["box"])} for b in value]
 
     def boxes_of(self, value: Any) -> list[tuple[int, list[int]]]:
         if isinstance(value, list):

@@ -6,9 +6,10 @@ first; a run of the ``prior`` baseline is the blind row (the blind audit's text-
 a run of ``oracle`` the oracle row. Columns: run, n (items the run selected), answered, failed
 (requests that never came back), unparseable (answers that came back unreadable, by answer
 type), accuracy with its 95% CI and the number of items it covers, each task's headline metric
-(accuracy where answers are closed, mean IoU for localization, BLEU for captions) with its 95%
+(accuracy where answers are closed, mean IoU for localization, BLEU for captions; G-IoU for a
+task whose box items all ground keywords, as report grounding does) with its 95%
 CI (and, on a line "by patient", the patient-clustered interval: items of one patient are not
-independent), and pair accuracy (mirrored twin pairs with both answers right, results.json
+independent), keyword F1 and F1@0.5 when a run has keyword-grounding items, and pair accuracy (mirrored twin pairs with both answers right, results.json
 ``pair_accuracy.overall``) when a run has pairs. "!" marks a run significantly below chance
 (one-sided exact test, Holm-corrected over the groups of the run's results file). Headline
 numbers leave out prior-answerable items (results.json does). Runs in ``oracle_region`` mode
@@ -30,6 +31,12 @@ from voxqa.eval.metrics.aggregate import MIN_PATIENTS
 from voxqa.eval.score import RESULTS, score_run, scored_run, write_results
 
 HEADLINE = {"localization": "miou", "captioning": "bleu"}  # else accuracy
+#: A group whose box items all ground keywords (report grounding) is headlined by G-IoU:
+#: mean IoU ignores which keyword a box is given.
+GROUNDING = "g_iou"
+#: The leaderboard's keyword-grounding column (when a run has grounding items): keyword F1
+#: overall and at IoU 0.5, micro over the run's grounding items (RadGrounder's F1 and F1@0.5).
+KEYWORD_COLUMN = "keyword grounding (F1, F1@0.5)"
 #: The prompt mode that gives the region asked about: its runs are shown apart, below the headline rows.
 ORACLE_MODE = "oracle_region"
 REGION_GIVEN = ("given the region (oracle_region): not comparable with the rows above, off the "
@@ -42,6 +49,9 @@ LEGEND = ("! = significantly below chance (one-sided exact binomial test of the 
 def headline(task: str, group: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     metrics = group["metrics"]
     name = HEADLINE.get(task, "accuracy")
+    grounding, boxes = metrics.get(GROUNDING) or {}, metrics.get("miou") or {}
+    if grounding.get("mean") is not None and grounding.get("n") == boxes.get("n"):
+        return GROUNDING, grounding  # every box item of the group grounds keywords
     if metrics.get(name, {}).get("mean") is None:
         name = next((m for m in FALLBACK if metrics.get(m, {}).get("mean") is not None), name)
     return name, metrics.get(name)
@@ -109,14 +119,16 @@ def leaderboard(runs: list[Path], results: list[dict[str, Any]] | None = None,
         group = next(r["by"]["task"][t] for r in results if t in r["by"]["task"])
         metric_of[t] = headline(t, group)[0]
     with_pairs = any(((r.get("pair_accuracy") or {}).get("overall") or {}).get("n_pairs") for r in results)
+    with_keywords = any("keyword_f1" in r["overall"]["metrics"] for r in results)
     header = (["run", "n", "answered", "failed", "unparseable", "accuracy"]
-              + [f"{t} ({metric_of[t]})" for t in tasks] + (["pair accuracy"] if with_pairs else []))
+              + [f"{t} ({metric_of[t]})" for t in tasks] + ([KEYWORD_COLUMN] if with_keywords else [])
+              + (["pair accuracy"] if with_pairs else []))
 
     chance = [_c("chance"), _c(""), _c(""), _c(""), _c(""), _c(_fmt(results[0]["overall"].get("chance")))]
     for t in tasks:
         group = next((r["by"]["task"][t] for r in results if t in r["by"]["task"]), None)
         chance.append(_c(_fmt(group.get("chance")) if group else ""))
-    rows = [chance + ([_c("")] if with_pairs else [])]
+    rows = [chance + ([_c("")] if with_keywords else []) + ([_c("")] if with_pairs else [])]
     given = [ORACLE_MODE == (sr.identity.get("mode") or "") for sr in scored]
     order = [i for i, g in enumerate(given) if not g] + [i for i, g in enumerate(given) if g]
     for n, i in enumerate(order):
@@ -143,6 +155,8 @@ def leaderboard(runs: list[Path], results: list[dict[str, Any]] | None = None,
                 continue
             mname, metric = headline(t, group)
             row.append(_metric_cell(metric, group.get("below_chance"), None if mname == metric_of[t] else mname))
+        if with_keywords:
+            row.append(_keyword_cell(r["overall"]["metrics"]))
         if with_pairs:
             pairs = (r.get("pair_accuracy") or {}).get("overall") or {}
             value, ci = pairs.get("value"), pairs.get("ci")
@@ -152,6 +166,19 @@ def leaderboard(runs: list[Path], results: list[dict[str, Any]] | None = None,
             row.append(_c(text, value=value, ci=ci, n=pairs.get("n_pairs")))
         rows.append(row)
     return header, rows
+
+
+def _keyword_cell(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Keyword F1 and F1@0.5 with their intervals, and the gold keywords they count; "" for a
+    run without grounding items."""
+    f1, at = metrics.get("keyword_f1") or {}, metrics.get("keyword_f1@0.5") or {}
+    if f1.get("mean") is None:
+        return _c("")
+    text = f"F1 {f1['mean']:.3f}" + _ci_text(f1.get("ci"), " ")
+    if at.get("mean") is not None:
+        text += f"\nF1@0.5 {at['mean']:.3f}" + _ci_text(at.get("ci"), " ")
+    text += f"\nn={f1.get('n')} items"
+    return _c(text, value=at.get("mean"), ci=at.get("ci"), n=f1.get("n"))
 
 
 def _ci_text(ci: list[float | None] | None, sep: str) -> str:

@@ -29,7 +29,7 @@ from voxqa.errors import InputError
 from voxqa.fileio import atomic_write
 from voxqa.conversation import BOX_TEXT
 from voxqa.radreports.lexicon import mirror_sides
-from voxqa.schema import Answer, Item
+from voxqa.schema import Answer, Item, KeywordBox
 
 CONTROLS = ("none", "blank", "shuffled", "mirrored")
 
@@ -121,10 +121,15 @@ def _mirror_options(options: list[str]) -> tuple[list[str], list[int] | None]:
 
 def _mirror_answer(item: Item) -> Answer:
     """The answer of the mirrored reading: the other side among side options, the side words
-    of a text answer swapped; everything else (boxes aside) as it was."""
+    of a text answer and of grounded keywords swapped ("left kidney" is where the right one
+    shows); everything else (boxes aside) as it was."""
     answer = item.answer
     if answer.type == "text":
         return answer.model_copy(update={"value": mirror_sides(answer.value)})
+    if answer.type == "boxes":
+        return answer.model_copy(update={"value": [
+            b.model_copy(update={"keyword": mirror_sides(b.keyword)}) if isinstance(b, KeywordBox) else b
+            for b in answer.value]})
     if item.options is None:
         return answer
     moved = _mirror_options(item.options)[1]

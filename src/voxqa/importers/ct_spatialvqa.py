@@ -251,7 +251,7 @@ def import_ct_spatialvqa_run(dataset: Path, evals: Sequence[Path], out: Path, *,
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)  # (q, a) -> item ids, released order
     for iid in released:
         it = items[iid]
-        groups[(it.question, it.answer.value)].append(iid)  # type: ignore[union-attr]
+        groups[(it.question, str(it.answer.value))].append(iid)  # every item is a text answer
     judges = {}
     for path in evals:
         name = judge_of(path)

@@ -383,11 +383,13 @@ class ReportQuestions:
         caption = sentence + " " + "; ".join(f"{keyword(e.label, lang)} [{', '.join(map(str, e.box))}]" for e in ev)
         words = ", ".join(keyword(n, lang) for n in keywords)
         q = (f"Markiere in diesem Bild die Schlüsselwörter dieses Befundsatzes: \"{sentence}\" "
-             f"Schlüsselwörter: {words}. Gib für jedes hier sichtbare Schlüsselwort seine Box an." if lang == "de"
+             f"Schlüsselwörter: {words}. Nenne jedes hier sichtbare Schlüsselwort mit seiner Box." if lang == "de"
              else f"Ground the keywords of this report sentence on this image: \"{sentence}\" "
-             f"Keywords: {words}. Give the box of each keyword visible here.")
+             f"Keywords: {words}. Name each keyword visible here with its box.")
+        # each box with the keyword it grounds, as the question names it: scored by keyword-box pairs (G-IoU)
         item = make_item(v, task="localization", subtask="report_grounding", frame=k, label=None, question=q,
-                         answer={"type": "boxes", "value": [{"frame": e.frame, "box": list(e.box)} for e in ev]},
+                         answer={"type": "boxes", "value": [{"frame": e.frame, "box": list(e.box),
+                                                             "keyword": keyword(e.label, lang)} for e in ev]},
                          answer_text=caption, evidence=ev,
                          reasoning=f"Keywords of \"{sentence}\" visible on frame {k}: "
                                    + "; ".join(f"Frame {k}: [{', '.join(map(str, e.box))}] {e.label}" for e in ev) + ".",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.console import RenderableType
 from rich.table import Table
@@ -44,7 +44,7 @@ def answer_balance(items: list[Item]) -> list[dict[str, Any]]:
             "distribution": dict(sorted(values.items())),
         }
         if ANSWER_TYPES[group[0].answer.type].selects == "one":  # option positions balanced?
-            positions = Counter(it.answer.value for it in group)
+            positions = Counter(cast(int, it.answer.value) for it in group)  # an option index
             row["positions"] = {str(p): positions.get(p, 0) for p in range(max(positions) + 1)}
         rows.append(row)
     return rows

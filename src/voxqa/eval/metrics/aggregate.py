@@ -9,7 +9,10 @@ otherwise), Holm-corrected across every group of the results file.
 
 Paper-compatible names: ``a_score`` (SGMRI-VQA: closed-form accuracy, set F1 for
 multi-choice), ``v_score`` (SGMRI-VQA: mean IoU over ground-truth boxes after Hungarian
-matching within frames) and accuracy per CT-SpatialVQA ``category`` group.
+matching within frames), accuracy per CT-SpatialVQA ``category`` group, and RadGrounder's
+keyword grounding: ``g_iou`` (mean per-item G-IoU over items with gold keywords),
+``keyword_iou`` (mean over items with a match of their matches' mean IoU) and
+``keyword_precision`` / ``keyword_recall`` / ``keyword_f1`` (micro, and ``@0.5``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, cast
 import numpy as np
 
 from voxqa.eval.metrics.boxes import AP_IOU, BOX3D_THRESHOLDS, THRESHOLDS, coco_ap
+from voxqa.eval.metrics.grounding import IOU_AT
 from voxqa.eval.metrics.statistics import below_chance_p, holm, wilson
 
 DEFAULT_GROUP_KEYS: tuple[str | tuple[str, ...], ...] = (
@@ -41,6 +45,8 @@ MEAN_METRICS = {
     "v_score": "v_score",
     "point_hit": "point_hit",
     "point_in_box": "point_in_box",
+    "g_iou": "g_iou",
+    "keyword_iou": "keyword_iou",
     "iou3d": "iou3d",
     **{f"acc@{t}": f"acc@{t}" for t in BOX3D_THRESHOLDS},
     "bleu": "bleu",
@@ -127,6 +133,20 @@ def _box_metrics(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
                 for kind in ("precision", "recall", "f1")]
         if t == AP_IOU:
             out.append(_Metric(f"ap@{t}", cols, _ap_stat, has))
+    return out
+
+
+def _keyword_metrics(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
+    """Keyword grounding (RadGrounder): micro precision / recall / F1 of matched keywords over
+    predicted / gold ones, overall and counting a match only at IoU >= 0.5 (``@0.5``)."""
+    out = []
+    for at in ("", f"@{IOU_AT:g}"):
+        rows = [[_score(r, f"keyword_{k}{at}") for k in ("tp", "fp", "fn")] for r in records]
+        has = np.array([row[0] is not None for row in rows])
+        if not has.any():
+            continue
+        cols = np.array([row if h else [0.0] * 3 for row, h in zip(rows, has, strict=True)], dtype=float)
+        out += [_Metric(f"keyword_{kind}{at}", cols, _micro_stat(kind), has) for kind in ("precision", "recall", "f1")]
     return out
 
 
@@ -329,7 +349,7 @@ def aggregate(records: Sequence[Mapping[str, Any]],
     if not records:
         raise ValueError("no records to aggregate")
     metrics = (_mean_metrics(records) + _balanced_accuracy(records) + _box_metrics(records)
-               + _qwk(records))
+               + _keyword_metrics(records) + _qwk(records))
     chance = np.array([np.nan if r.get("chance") is None else r["chance"] for r in records])
     correct = np.array([np.nan if _score(r, "correct") is None else _score(r, "correct")
                         for r in records])
