@@ -22,12 +22,13 @@ Scores: mean IoU (= SGMRI-VQA's V-score) and TP/FP/FN per IoU threshold; point a
 Keyword grounding (gold boxes with a ``keyword``, ``schema.KeywordBox``: report grounding):
 each parsed box also carries the keyword the reply names for it: the label written with the
 box (a JSON ``"label"`` or ``"keyword"`` beside the box, the profile syntax's own label such as
-RadGrounder's ``<p bbox=...>keyword</p>`` or Qwen's ``<|object_ref_start|>``), else the words
-before the box on its line, after any earlier box and without its ``Frame k:`` ("liver: Frame
-3: [...]"). Such items are also scored by keyword-box pairs (``eval.metrics.grounding``:
-``g_iou``, ``keyword_iou``, keyword TP/FP/FN overall and at IoU 0.5): box metrics ignore
-which keyword a box is given, so a reply that puts every keyword on another keyword's box has
-mean IoU 1. A box the reply names no keyword for is no predicted keyword.
+RadGrounder's ``<p bbox=...>keyword</p>`` or Qwen's ``<|object_ref_start|>``), else, for a box
+written on its own (not inside a JSON list or object), the words before it on its line, after
+any earlier box and without its ``Frame k:`` ("liver: Frame 3: [...]"). Such items are also
+scored by keyword-box pairs (``eval.metrics.grounding``: ``g_iou``, ``keyword_iou``, keyword
+TP/FP/FN overall and at IoU 0.5): box metrics ignore which keyword a box is given, so a reply
+that puts every keyword on another keyword's box has mean IoU 1. A box the reply names no
+keyword for is no predicted keyword.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Written:
     values: list[Any]
     frame: Any = None  # the frame written with the box itself (a JSON "frame"), if any
     label: str | None = None  # the label written with the box itself (JSON, the syntax's own)
+    top: bool = True  # written on its own, not inside a JSON list or object: the words before it may name it
 
 
 def number(text: str) -> Number:
@@ -76,19 +78,20 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def json_boxes(pos: int, value: Any, arity: int, frame: Any = None) -> list[Written]:
-    """Boxes inside one JSON value: dicts with a box key (and maybe "frame"), lists of ``arity`` numbers."""
+def json_boxes(pos: int, value: Any, arity: int, frame: Any = None, top: bool = True) -> list[Written]:
+    """Boxes inside one JSON value: dicts with a box key (and maybe "frame" and a label), lists
+    of ``arity`` numbers; ``top``: the value stands alone in the text (not inside another)."""
     if isinstance(value, dict):
         frame = value.get("frame", frame)
         key = next((k for k in BOX_KEYS if k in value), None)
         if key is not None:
             label = next((value[k] for k in LABEL_KEYS if isinstance(value.get(k), str)), None)
-            return [Written(pos, value[key], frame, label)]
-        return [b for v in value.values() for b in json_boxes(pos, v, arity, frame)]
+            return [Written(pos, value[key], frame, label, top)]
+        return [b for v in value.values() for b in json_boxes(pos, v, arity, frame, False)]
     if isinstance(value, list):
         if len(value) == arity and all(is_number(v) for v in value):
-            return [Written(pos, value, frame)]
-        return [b for v in value for b in json_boxes(pos, v, arity, frame)]
+            return [Written(pos, value, frame, None, top)]
+        return [b for v in value for b in json_boxes(pos, v, arity, frame, False)]
     return []
 
 
@@ -132,10 +135,13 @@ def _frame_of(box: Written, text: str, ctx: ParseContext) -> int:
 
 
 def _named(box: Written, text: str) -> str | None:
-    """The keyword a reply names for ``box``: its own label, else the words before it on its
-    line (after any earlier box there, without "Frame k"), else None."""
+    """The keyword a reply names for ``box``: its own label, else (a box written on its own,
+    not inside a JSON list or object) the words before it on its line (after any earlier box
+    there, without "Frame k"), else None."""
     if box.label is not None and box.label.strip(_EDGE):
         return box.label.strip(_EDGE)
+    if not box.top:
+        return None
     before = text[text.rfind("\n", 0, box.pos) + 1:box.pos]
     if (end := _BOX_END.match(before)) is not None:
         before = before[end.end():]

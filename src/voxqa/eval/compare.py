@@ -7,10 +7,11 @@ a run of ``oracle`` the oracle row. Columns: run, n (items the run selected), an
 (requests that never came back), unparseable (answers that came back unreadable, by answer
 type), accuracy with its 95% CI and the number of items it covers, each task's headline metric
 (accuracy where answers are closed, mean IoU for localization, BLEU for captions; G-IoU for a
-task whose box items all ground keywords, as report grounding does) with its 95%
-CI (and, on a line "by patient", the patient-clustered interval: items of one patient are not
-independent), keyword F1 and F1@0.5 when a run has keyword-grounding items, and pair accuracy (mirrored twin pairs with both answers right, results.json
-``pair_accuracy.overall``) when a run has pairs. "!" marks a run significantly below chance
+task whose box items all ground keywords, as report grounding does) with its 95% CI (and, on
+a line "by patient", the patient-clustered interval: items of one patient are not
+independent), keyword F1 and F1@0.5 when a run has keyword-grounding items, and pair accuracy
+(mirrored twin pairs with both answers right, results.json ``pair_accuracy.overall``) when a
+run has pairs. "!" marks a run significantly below chance
 (one-sided exact test, Holm-corrected over the groups of the run's results file). Headline
 numbers leave out prior-answerable items (results.json does). Runs in ``oracle_region`` mode
 (the region asked about given) come last, under a labelled section row: they answer an
@@ -169,8 +170,8 @@ def leaderboard(runs: list[Path], results: list[dict[str, Any]] | None = None,
 
 
 def _keyword_cell(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Keyword F1 and F1@0.5 with their intervals, and the gold keywords they count; "" for a
-    run without grounding items."""
+    """Keyword F1 and F1@0.5 with their intervals, and the grounding items they cover; "" for
+    a run without grounding items."""
     f1, at = metrics.get("keyword_f1") or {}, metrics.get("keyword_f1@0.5") or {}
     if f1.get("mean") is None:
         return _c("")
