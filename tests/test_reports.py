@@ -275,6 +275,7 @@ def test_grounding_items_scored_by_keyword_box_pairs(built: Path, tmp_path: Path
     from helpers import run_keyword_models, swapped_giou
 
     from voxqa.eval.compare import leaderboard, render_table
+    from voxqa.views.html_report import build_report
 
     render_dataset(built, RenderSettings(size=None), workers=1)
     grounding = [it for it in read_items(built) if it.subtask == "report_grounding"]
@@ -292,6 +293,8 @@ def test_grounding_items_scored_by_keyword_box_pairs(built: Path, tmp_path: Path
     board = render_table(header, rows, "md")
     assert "localization (g_iou)" in header and "keyword grounding (F1, F1@0.5)" in header
     assert f"{swapped['g_iou']:.3f}" in board and f"F1@0.5 {swapped['keyword_f1@0.5']:.3f}" in board
+    page = build_report([tmp_path / "oracle", tmp_path / "swapped"], tmp_path / "report.html", max_items=5).read_text()
+    assert "keyword grounding (F1, F1@0.5)" in page and f"g_iou {swapped['g_iou']:.3f}" in page  # subtask table
 
 
 def test_grounding_reply_keywords_in_every_form(built: Path) -> None:
