@@ -102,3 +102,89 @@ def test_spreadsheet_safe_keeps_plain_numbers() -> None:
         assert spreadsheet_safe(number) == number
     for formula in ("=1+1", "-1+2", "+A1", "@SUM(A1)", "\t=1", "\r=1", "-", " =1", "\tindent"):
         assert spreadsheet_safe(formula) == "'" + formula
+
+
+# ---------------------------------------------------------------- untrusted text on the terminal
+
+ESC_TITLE = "\x1b]0;PWNED\x07\x1b[31m"  # OSC: retitle the window; CSI: recolour
+
+
+def _no_control_sequences(output: str) -> None:
+    assert "\x1b" not in output and "\x07" not in output and "\u202e" not in output, repr(output)
+    assert "Traceback" not in output and "MarkupError" not in output, output
+
+
+def test_inspect_shows_hostile_labels_literally(tmp_path) -> None:
+    """Defect: `inspect` crashed on a label ``Effusion [/oops]`` (rich markup), dropped
+    ``[grade 2]`` from another as a style, and wrote ESC/OSC sequences from labels raw."""
+    from voxqa.build import build_fastmri_plus
+    from voxqa.phantom import write_phantom
+
+    src = write_phantom(tmp_path / "src", n=8, seed=3)
+    csv = src["annotations"]
+    text = csv.read_text()
+    text = (text.replace("Joint Effusion ", "Effusion [/oops]").replace("Meniscus Tear", "Meniscus Tear [grade 2]")
+            .replace("Periarticular cysts", f"Cyst {ESC_TITLE}red\u202e"))
+    csv.write_text(text)
+    build_fastmri_plus([(csv, src["file_list"])], tmp_path / "ds", volumes=src["volumes"], fractions=(0.5, 0.25, 0.25))
+    res = runner.invoke(app, ["inspect", str(tmp_path / "ds")], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    _no_control_sequences(res.output)
+    for label in ("Effusion [/oops]", "Meniscus Tear [grade 2]", "Cyst \\x1b]0;PWNED\\x07\\x1b[31mred\\u202e"):
+        assert f"│ {label} " in res.output, (label, res.output)
+
+
+def test_check_reports_prints_hostile_sentences_literally(tmp_path) -> None:
+    """Defect: `check-reports` crashed on a contradicted sentence containing ``[/bold]`` (a
+    traceback with exit code 1, which means "contradictions found"), and wrote ESC/OSC
+    sequences from report text raw."""
+    import json
+
+    from voxqa.phantom import write_segmentation_phantom
+
+    s = write_segmentation_phantom(tmp_path / "src")
+    studies = tmp_path / "studies.csv"
+    studies.write_text("study_id,image,labels,label_names,patient_id,modality\n"
+                       f"en,{s['image']},{s['labels']},{s['label_names']},p1,CT\n")
+    reports = tmp_path / "reports.jsonl"
+    text = f"The spleen is located on the right [/bold]. Status post splenectomy {ESC_TITLE}\u202egnp.exe."
+    reports.write_text(json.dumps({"study_id": "en", "language": "en", "text": text}) + "\n")
+    res = runner.invoke(app, ["check-reports", "--studies", str(studies), "--reports", str(reports)])
+    assert res.exit_code == 1, res.output  # contradictions found, and nothing else
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    _no_control_sequences(res.output)
+    flat = " ".join(res.output.split())
+    assert '"The spleen is located on the right [/bold]."' in flat, flat
+    assert '"Status post splenectomy \\x1b]0;PWNED\\x07\\x1b[31m\\u202egnp.exe."' in flat, flat
+    assert "2 claims: 0 supported, 2 contradicted, 0 unverifiable" in flat
+
+
+def test_server_text_in_an_error_reaches_the_terminal_literally(tmp_path) -> None:
+    """Defect: the model list of a server (in the 'not served' error) reached the terminal with
+    its escape sequences."""
+    from helpers import rendered_phantom
+    from openai_stub import StubServer
+
+    ds = rendered_phantom(tmp_path, n=4, seed=2, size=48, context=2)
+    served = f"evil{ESC_TITLE}[/bold][red]"
+    with StubServer(lambda content: "yes", models=[served]) as srv:
+        res = runner.invoke(app, ["eval", str(ds), "--model", "openai:m", "--base-url", srv.url, "--split", "all",
+                                  "--out", str(tmp_path / "run")])
+        assert not srv.requests
+    _one_line_error(res, "is not served by", "evil\\x1b]0;PWNED\\x07\\x1b[31m[/bold][red]")
+    _no_control_sequences(res.output)
+
+
+def test_printable_and_markup_safe() -> None:
+    from voxqa.views.terminal import markup_safe, printable
+
+    assert printable("a\tb\nc") == "a\tb\nc"
+    assert printable("a\tb\nc\r", one_line=True) == "a\\tb\\nc\\r"
+    assert printable("\x00\x1b\x7f\x9b\u2066ok") == "\\x00\\x1b\\x7f\\x9b\\u2066ok"
+    assert printable("Grüße, 肝臓 ✓") == "Grüße, 肝臓 ✓"  # text is shown as written
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    hostile = "x [/bold] [grade 2] [@click=a] \\[b] c:\\"
+    console.print(f"[red]{markup_safe(hostile)}[/]")  # inside a tag, as the commands print it
+    assert console.export_text() == "x [/bold] [grade 2] [@click=a] \\[b] c:\\\n"

@@ -13,13 +13,13 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from voxqa import __version__
 from voxqa.cli import build, data, demo, evaluate, importers, train
 from voxqa.cli.common import console
 from voxqa.errors import VoxqaError
+from voxqa.views.terminal import markup_safe, printable
 
 
 class _PlainTypes:
@@ -45,7 +45,7 @@ class _Command(_PlainTypes, TyperCommand):
                 raise
             from voxqa.eval.redact import redact
 
-            console.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", soft_wrap=True)
+            console.print(f"[bold red]error:[/] {markup_safe(redact(str(exc)))}", soft_wrap=True)
             raise typer.Exit(code=2) from None
 
 
@@ -57,6 +57,14 @@ app = typer.Typer(help="voxqa: spatially grounded QA over medical volumes.", no_
 build_app = typer.Typer(help="Build a QA dataset folder from a source.", no_args_is_help=True, cls=_Group)
 import_app = typer.Typer(help="Import a published benchmark in its released format as a voxqa dataset (or a released run as a voxqa run); see docs/importers.md.", no_args_is_help=True, cls=_Group)
 app.add_typer(build_app, name="build")
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines (which quote dataset and server text) with control characters shown as
+    escapes (``voxqa.views.terminal.printable``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 def _print_version(value: bool) -> None:
@@ -74,7 +82,9 @@ def _main(
     # library code reports through module loggers (voxqa.*), shown with --debug only;
     # _Command.invoke also reads --debug from the root context
     if debug:
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s: %(message)s")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_PrintableFormatter("%(name)s: %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 _COMMANDS = (  # (typer app, command name or None for the function's name, function), in help order
