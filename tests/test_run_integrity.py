@@ -4,9 +4,16 @@ one run folder, and spreadsheet formulas in CSV cells."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from voxqa.cli import app
@@ -188,3 +195,170 @@ def test_printable_and_markup_safe() -> None:
     hostile = "x [/bold] [grade 2] [@click=a] \\[b] c:\\"
     console.print(f"[red]{markup_safe(hostile)}[/]")  # inside a tag, as the commands print it
     assert console.export_text() == "x [/bold] [grade 2] [@click=a] \\[b] c:\\\n"
+
+
+# ---------------------------------------------------------------- SIGTERM like Ctrl-C
+
+SLOWED = textwrap.dedent("""
+    import importlib, sys, time
+    from voxqa.cli import app
+
+    module, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    mod = importlib.import_module(module)
+    real = getattr(mod, name)
+
+    def slow(job):  # every job takes `seconds`, so the command runs long enough to be stopped
+        time.sleep(seconds)
+        return real(job)
+
+    slow.__module__, slow.__qualname__ = module, name  # pickled by reference: the pool runs it
+    setattr(mod, name, slow)
+    sys.argv = ["voxqa"] + sys.argv[4:]
+    app()
+""")
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids of ``pid``'s descendants (psutil, else a /proc scan by parent id)."""
+    try:
+        import psutil
+    except ImportError:
+        parents: dict[int, int] = {}
+        for d in Path("/proc").iterdir():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (ValueError, OSError, IndexError):
+                continue
+        found, todo = [], [pid]
+        while todo:
+            kids = [p for p, pp in parents.items() if pp == todo.pop()]
+            found += kids
+            todo += kids
+        return found
+    return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _slowed(tmp_path: Path, target: str, seconds: float, *args: str) -> subprocess.Popen:
+    script = tmp_path / "slowed.py"
+    script.write_text(SLOWED)
+    module, name = target.rsplit(".", 1)
+    return subprocess.Popen([sys.executable, str(script), module, name, str(seconds), *args],
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr.txt").open("w"),
+                            start_new_session=True, env={**os.environ, "COLUMNS": "250"})
+
+
+def _wait_for(condition, what: str, proc: subprocess.Popen, seconds: float = 60) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"{what} did not happen")
+        time.sleep(0.05)
+
+
+def _terminated(proc: subprocess.Popen, tmp_path: Path, group: bool) -> tuple[list[int], str]:
+    """SIGTERM to the command (or its whole process group, as a supervisor sends it); it must
+    end within 5 s with the interrupted exit code, and no child of it may outlive it."""
+    from voxqa.cli.common import INTERRUPTED
+
+    workers = _children(proc.pid)
+    (os.killpg if group else os.kill)(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the command kept running after SIGTERM")
+    err = (tmp_path / "stderr.txt").read_text()
+    time.sleep(0.2)
+    left = [p for p in workers if _running(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"workers left behind: {left}"
+    assert proc.returncode == INTERRUPTED == 130, (proc.returncode, err)
+    assert "Traceback" not in err and "interrupted" in err, err
+    return workers, err
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["driver", "process-group"])
+def test_sigterm_stops_a_parallel_render_and_its_workers(tmp_path, group) -> None:
+    """Defect: SIGTERM to `render --workers 2` ended the driver at once and left both pool
+    workers behind, blocked forever."""
+    import orjson
+
+    from voxqa.build import build_fastmri_plus
+    from voxqa.phantom import write_phantom
+    from voxqa.render import PROGRESS, RENDER
+
+    p = write_phantom(tmp_path / "src", n=12, seed=4)
+    ds = tmp_path / "ds"
+    build_fastmri_plus([(p["annotations"], p["file_list"])], ds, volumes=p["volumes"], fractions=(0.5, 0.25, 0.25))
+    args = ["render", str(ds), "--size", "64", "--frames", "4", "--workers", "2"]
+    proc = _slowed(tmp_path, "voxqa.render.render_study", 1.5, *args)
+    journal = ds / PROGRESS
+    _wait_for(lambda: journal.is_file() and len(journal.read_bytes().splitlines()) >= 2, "a finished study", proc)
+    workers, err = _terminated(proc, tmp_path, group)
+    assert len(workers) == 2
+    assert "run the same command again to resume" in err
+    assert not (ds / RENDER).exists() and not list(ds.rglob("*.part"))
+    done = len(journal.read_bytes().splitlines()) - 1
+    assert 1 <= done < 12
+
+    res = subprocess.run([sys.executable, "-m", "voxqa", *args], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    counts = orjson.loads((ds / RENDER).read_bytes())["counts"]
+    assert counts["studies_rendered"] == 12 and counts["frames_written"] < counts["frames"]  # resumed
+
+
+def test_sigterm_stops_a_parallel_segmentation_build(tmp_path) -> None:
+    """Defect: SIGTERM to `build segmentation --workers 2` left its pool workers behind."""
+    from voxqa.phantom import write_segmentation_phantom
+
+    s = write_segmentation_phantom(tmp_path / "seg")
+    studies = tmp_path / "studies.csv"
+    studies.write_text("study_id,image,labels,label_names,patient_id,modality\n" + "".join(
+        f"s{i},{s['image']},{s['labels']},{s['label_names']},p{i},CT\n" for i in range(6)))
+    out = tmp_path / "ds"
+    proc = _slowed(tmp_path, "voxqa.sources.segmentation.load_segmentation_study", 5.0, "build", "segmentation",
+                   "--studies", str(studies), "--out", str(out), "--workers", "2")
+    _wait_for(lambda: len(_children(proc.pid)) >= 2, "two workers started", proc)
+    time.sleep(0.5)
+    _terminated(proc, tmp_path, group=False)
+    assert not out.exists() and not list(tmp_path.glob(".ds.*"))  # a build is all or nothing
+
+
+def test_sigterm_stops_an_eval_which_then_resumes(tmp_path) -> None:
+    """SIGTERM during `eval` ends it like Ctrl-C: requests cancelled, the answers written kept
+    (whole lines), exit code 130, and the same command resumes the rest, each item once."""
+    import json
+
+    from helpers import rendered_phantom
+    from openai_stub import StubServer
+
+    ds = rendered_phantom(tmp_path, n=6, seed=2, size=48, context=2)
+    run = tmp_path / "run"
+    (tmp_path / "stderr.txt").touch()
+    with StubServer(lambda content: "yes", delay=0.2) as srv:
+        args = ["eval", str(ds), "--model", "openai:m", "--base-url", srv.url, "--out", str(run), "--split", "all",
+                "--concurrency", "4", "--limit", "40"]
+        proc = subprocess.Popen([sys.executable, "-m", "voxqa", *args], stdout=subprocess.DEVNULL,
+                                stderr=(tmp_path / "stderr.txt").open("w"), start_new_session=True)
+        predictions = run / "predictions.jsonl"
+        _wait_for(lambda: predictions.is_file() and predictions.read_bytes().count(b"\n") >= 8, "8 answers", proc)
+        _, err = _terminated(proc, tmp_path, group=False)
+        assert "answers already written are kept" in err, err
+        kept = predictions.read_bytes()
+        assert kept.endswith(b"\n") and 8 <= kept.count(b"\n") < 40
+        srv.delay = 0.0
+        res = subprocess.run([sys.executable, "-m", "voxqa", *args], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    ids = [json.loads(line)["item_id"] for line in predictions.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 40

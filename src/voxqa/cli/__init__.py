@@ -3,13 +3,17 @@
 Commands live by family in this package's modules and are registered below, in the order
 ``voxqa --help`` lists them. A command raises a ``VoxqaError`` for anything the user can fix;
 ``_Command.invoke`` shows it as one line (``error: ...``, exit code 2), or with its traceback
-under ``voxqa --debug``. Every other exception is a bug and ends in its traceback.
+under ``voxqa --debug``. Every other exception is a bug and ends in its traceback. SIGTERM is
+handled like Ctrl-C (workers stopped, work finished so far kept), and both end a command with
+``INTERRUPTED`` (130).
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -17,7 +21,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from voxqa import __version__
 from voxqa.cli import build, data, demo, evaluate, importers, train
-from voxqa.cli.common import console
+from voxqa.cli.common import INTERRUPTED, console
 from voxqa.errors import VoxqaError
 from voxqa.views.terminal import markup_safe, printable
 
@@ -35,11 +39,27 @@ class _PlainTypes:
         return params
 
 
+def _sigterm_as_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM does what Ctrl-C does at this moment: whatever SIGINT handler is in place runs
+    (a pool's stop flag, asyncio's cancellation of an eval), else KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
 class _Command(_PlainTypes, TyperCommand):
     def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
-        """The command, with a ``VoxqaError`` shown as one line (exit code 2) unless --debug."""
+        """The command, with a ``VoxqaError`` shown as one line (exit code 2) unless --debug,
+        and SIGTERM handled like Ctrl-C (exit code ``INTERRUPTED``)."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c) if main else None
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # commands with work to resume say so themselves
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(code=INTERRUPTED) from None
         except VoxqaError as exc:
             if ctx.find_root().params.get("debug"):
                 raise
@@ -47,6 +67,9 @@ class _Command(_PlainTypes, TyperCommand):
 
             console.print(f"[bold red]error:[/] {markup_safe(redact(str(exc)))}", soft_wrap=True)
             raise typer.Exit(code=2) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
 
 class _Group(_PlainTypes, TyperGroup):

@@ -11,6 +11,10 @@ from voxqa.views.terminal import markup_safe
 
 console = Console(stderr=True)  # messages; stdout carries results only
 
+#: Exit code of a command stopped by Ctrl-C or SIGTERM (both handled alike: work finished so
+#: far is kept, the same command resumes): 128 + SIGINT, as shells report a Ctrl-C.
+INTERRUPTED = 130
+
 EXECUTOR_HELP = "Where per-study work runs: local (process pool of --workers) or ray (docs: README, 'Past one machine')."
 ADDRESS_HELP = "With --executor ray: a running cluster (auto, or ray://HOST:PORT); default: start a local one."
 SEED_HELP = "Seed of the train/val/test split (and of every random choice in the build)."

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from voxqa.cli.common import ADDRESS_HELP, EXECUTOR_HELP, console, executor, frames_option
+from voxqa.cli.common import ADDRESS_HELP, EXECUTOR_HELP, INTERRUPTED, console, executor, frames_option
 from voxqa.progress import rich_progress
 from voxqa.errors import needs_extra
 from voxqa.views.terminal import markup_safe
@@ -22,7 +22,7 @@ def _render_recipe(folder: Path, name: str, workers: int, strict: bool, pool) ->
         summary = render_recipe(folder, name, workers, strict, pool, rich_progress())
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] finished studies are kept; run again to resume")
-        raise typer.Exit(code=130) from None
+        raise typer.Exit(code=INTERRUPTED) from None
     c, skipped = summary["counts"], summary["not_rendered"]
     console.print(f"[green]recipe {markup_safe(name)}[/] {markup_safe(folder)}: {c['studies']} studies "
                   f"({c['written']} written) -> {markup_safe(folder / 'recipes' / name)}", soft_wrap=True)
@@ -65,7 +65,7 @@ def render(
         summary = render_dataset(folder, settings, workers, pool, rich_progress())
     except RenderInterrupted as exc:
         console.print(f"[yellow]interrupted:[/] {markup_safe(exc)}", soft_wrap=True)
-        raise typer.Exit(code=130) from None
+        raise typer.Exit(code=INTERRUPTED) from None
     c, skipped = summary["counts"], summary["not_rendered"]
     console.print(
         f"[green]rendered[/] {markup_safe(folder)}: {c['frames']} frames of {c['studies_rendered']} studies "

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from voxqa.cli.common import ADDRESS_HELP, console, executor
+from voxqa.cli.common import ADDRESS_HELP, INTERRUPTED, console, executor
 from voxqa.progress import rich_progress
 from voxqa.errors import InputError
 from voxqa.fileio import write_text
@@ -40,7 +40,7 @@ def eval_(
 
     from voxqa.boxes.profiles import get_profile
     from voxqa.eval.models import ModelAdapter, make_model, parse_model_args
-    from voxqa.eval.run import CORRUPT, RunConfig, run_eval
+    from voxqa.eval.run import CORRUPT, PREDICTIONS, RunConfig, run_eval
 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file, not a run folder")
@@ -60,7 +60,12 @@ def eval_(
     cfg = RunConfig(dataset=folder, out=out, split=None if split == "all" else split, mode=mode,
                     control=control, profile=profile, limit=limit, concurrency=concurrency,
                     tasks=tuple(t.strip() for t in tasks.split(",")) if tasks else None, seed=seed)
-    counts = asyncio.run(run_eval(cfg, adapter, rich_progress()))
+    try:
+        counts = asyncio.run(run_eval(cfg, adapter, rich_progress()))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the answers written are kept
+        console.print(f"[yellow]interrupted:[/] answers already written are kept in "
+                      f"{markup_safe(out / PREDICTIONS)}; run the same command again to resume", soft_wrap=True)
+        raise typer.Exit(code=INTERRUPTED) from None
     console.print(f"[green]eval[/] {markup_safe(model)} -> {markup_safe(out)}: {counts}", soft_wrap=True)
     if (out / CORRUPT).is_file():  # partial success: say so in one line
         console.print(f"[yellow]warning:[/] lines of {markup_safe(out / 'predictions.jsonl')} that were not "

@@ -345,11 +345,18 @@ def _claim_run(cfg: RunConfig, ident: dict[str, Any]) -> None:
 
 
 async def _all_or_first_error(requests: Sequence[Coroutine[Any, Any, None]]) -> None:
-    """Run every request; the first error (a ServerConfigError) cancels the others and is raised."""
+    """Run every request; the first error (a ServerConfigError) cancels the others and is raised,
+    and so does an interruption (Ctrl-C, SIGTERM): no request outlives the run's predictions file."""
     tasks = [asyncio.ensure_future(r) for r in requests]
     if not tasks:
         return
-    finished, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    try:
+        finished, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     for t in pending:
         t.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
