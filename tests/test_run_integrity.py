@@ -362,3 +362,49 @@ def test_sigterm_stops_an_eval_which_then_resumes(tmp_path) -> None:
         assert res.returncode == 0, res.stderr
     ids = [json.loads(line)["item_id"] for line in predictions.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 40
+
+
+# ---------------------------------------------------------------- one eval per run folder
+
+
+def test_a_second_eval_on_one_run_folder_is_refused(tmp_path) -> None:
+    """Defect: two evals on one --out at once both ran (104 requests and records for 60 items).
+    The second is refused naming the folder and the holder; a holder killed with -9 leaves
+    its lock file, but not its lock, so the next eval resumes."""
+    import json
+
+    from helpers import rendered_phantom
+    from openai_stub import StubServer
+
+    ds = rendered_phantom(tmp_path, n=6, seed=2, size=48, context=2)
+    run = tmp_path / "run"
+    with StubServer(lambda content: "yes", delay=0.5) as srv:
+        args = ["eval", str(ds), "--model", "openai:m", "--base-url", srv.url, "--out", str(run), "--split", "all",
+                "--concurrency", "2", "--limit", "30"]
+        first = subprocess.Popen([sys.executable, "-m", "voxqa", *args], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        predictions = run / "predictions.jsonl"
+        _wait_for(lambda: predictions.is_file() and predictions.read_bytes().count(b"\n") >= 2, "2 answers", first)
+        asked = len(srv.requests)
+        second = runner.invoke(app, args)
+        _one_line_error(second, f"{run} is in use by another voxqa eval (pid {first.pid} on ",
+                        "wait for it to end or use another --out")
+        assert len(srv.requests) - asked <= 2  # only the first's requests in flight: none of the second's
+        assert json.loads((run / "run.json").read_text())["identity"]["model"]["spec"] == "openai:m"
+
+        os.killpg(first.pid, signal.SIGKILL)  # a crash: the lock file stays, the lock goes with the process
+        first.wait()
+        assert (run / "run.lock").is_file()
+        srv.delay = 0.0
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+    ids = [json.loads(line)["item_id"] for line in predictions.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 30
+    assert not (run / "run.lock").exists()  # removed when the eval ended
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "run.lock").symlink_to(tmp_path / "elsewhere")
+    res = runner.invoke(app, ["eval", str(ds), "--model", "oracle", "--out", str(other), "--split", "all"])
+    _one_line_error(res, f"{other / 'run.lock'}: cannot lock")
+    assert not (tmp_path / "elsewhere").exists()
