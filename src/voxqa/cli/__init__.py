@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -39,7 +40,7 @@ class _PlainTypes:
         return params
 
 
-def _sigterm_as_ctrl_c(signum: int, frame: object) -> None:
+def _sigterm_as_ctrl_c(signum: int, frame: FrameType | None) -> None:
     """SIGTERM does what Ctrl-C does at this moment: whatever SIGINT handler is in place runs
     (a pool's stop flag, asyncio's cancellation of an eval), else KeyboardInterrupt."""
     handler = signal.getsignal(signal.SIGINT)
