@@ -26,6 +26,8 @@ from typing import Any, BinaryIO, TypeVar
 
 import orjson
 
+from voxqa.errors import VoxqaError
+
 TEMP_SUFFIX = ".part"  # every temp file ends so; an interrupted writer's leftovers match "*.part"
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -145,7 +147,7 @@ class JsonlAppender:
         self.close()
 
 
-class LockHeld(Exception):
+class LockHeld(VoxqaError):
     """``held_lock``'s file is locked by another process; ``holder`` is what that one wrote there."""
 
     def __init__(self, path: Path, holder: str):
