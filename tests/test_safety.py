@@ -99,6 +99,12 @@ def test_report_refuses_to_embed_a_file_outside_the_dataset(clean, tmp_path) -> 
     res = runner.invoke(app, ["eval", str(ds), "--model", "oracle", "--split", "all", "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     _rewrite(ds / "items.jsonl", lambda r: r.get("images") and r["images"][0].update(path=_escape_path(ds, secret)))
+    from voxqa.eval.run import dataset_hash
+
+    run_json = tmp_path / "run" / "run.json"  # a crafted run to match: the dataset hash check passes
+    meta = json.loads(run_json.read_text())
+    meta["identity"]["dataset_sha256"] = dataset_hash(ds)
+    run_json.write_text(json.dumps(meta))
     res = runner.invoke(app, ["report", str(tmp_path / "run"), "--out", str(tmp_path / "report.html")])
     assert res.exit_code != 0 and "leaves" in res.output
     assert not (tmp_path / "report.html").exists()

@@ -8,7 +8,8 @@ byte-identical to the local one. The driver only ever holds what the function re
 (compact per-study records), never a volume.
 
 * ``local`` (default): in this process for one worker (no start-up, no pickling), else a
-  process pool whose workers ignore Ctrl-C, so the driver can stop them at once.
+  process pool whose workers ignore Ctrl-C and SIGTERM (which a terminal or a supervisor sends
+  to the whole process group): the driver stops them at once, so none is left behind.
 * ``ray``: Ray tasks on a running cluster (``--address auto`` or ``ray://HOST:PORT``) or on a
   local one started here. A task whose worker dies is retried by Ray (``max_retries``); an
   exception raised by the function itself is the job's outcome, not retried.
@@ -61,24 +62,28 @@ class _Done:
 
 
 @contextmanager
-def _ctrl_c_as_flag() -> Iterator[threading.Event]:
-    """While waiting on the pool, Ctrl-C only sets a flag (in the main thread): a
+def _interrupts_as_flag() -> Iterator[threading.Event]:
+    """While waiting on the pool, Ctrl-C and SIGTERM only set a flag (in the main thread): a
     KeyboardInterrupt raised inside the pool's condition variables can leave a lock held and
-    hang the exit; the caller raises it at a safe point instead."""
+    hang the exit; the caller raises it at a safe point instead, and stops the workers (a
+    SIGTERM's default, ending the driver alone, would leave them blocked forever)."""
     flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
-    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+    previous = {sig: signal.signal(sig, lambda *_: flag.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the driver, which stops them (no worker tracebacks)."""
+def _leave_interrupts_to_the_driver() -> None:
+    """Workers leave Ctrl-C and SIGTERM to the driver, which stops them (``LocalExecutor.stop``):
+    no worker tracebacks, no pool broken under the driver before it can stop it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class LocalExecutor:
@@ -105,10 +110,10 @@ class LocalExecutor:
                 except Exception as exc:  # noqa: BLE001 - the job's outcome, raised by result()
                     yield i, _Done(error=exc)
             return
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint)
-        futures: dict[Future, int] = {self._pool.submit(fn, job): i for i, job in enumerate(jobs)}
-        pending = set(futures)
-        with _ctrl_c_as_flag() as interrupted:
+        with _interrupts_as_flag() as interrupted:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_leave_interrupts_to_the_driver)
+            futures: dict[Future, int] = {self._pool.submit(fn, job): i for i, job in enumerate(jobs)}
+            pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=futures.__getitem__):
@@ -124,8 +129,8 @@ class LocalExecutor:
             return
         procs = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:
-            proc.terminate()
+        for proc in procs:  # they ignore SIGTERM; what they leave half-written has a temp name
+            proc.kill()
         for proc in procs:
             proc.join(timeout=5)
 

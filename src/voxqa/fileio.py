@@ -26,6 +26,8 @@ from typing import Any, BinaryIO, TypeVar
 
 import orjson
 
+from voxqa.errors import VoxqaError
+
 TEMP_SUFFIX = ".part"  # every temp file ends so; an interrupted writer's leftovers match "*.part"
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -143,3 +145,52 @@ class JsonlAppender:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class LockHeld(VoxqaError):
+    """``held_lock``'s file is locked by another process; ``holder`` is what that one wrote there."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f"{path} is locked by {holder}")
+        self.path, self.holder = path, holder
+
+
+_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+@contextmanager
+def held_lock(path: Path | str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` for the block (the file created if missing, a symlink
+    refused), holding "pid N on HOST"; ``LockHeld`` at once if another process holds it. The
+    kernel releases a lock when its process ends, however it ends (kill -9 included), so a
+    crashed holder never blocks a folder; the file is removed on release. Without ``fcntl``
+    (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    import socket
+
+    path = Path(path)
+    while True:
+        fd = os.open(path, _LOCK, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise LockHeld(path, holder or "a process starting up") from None
+        try:  # a holder removes the file as it releases: lock the file now at the path, not that one
+            if os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before the lock goes: whoever opened it meanwhile retries
+        os.close(fd)

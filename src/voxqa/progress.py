@@ -51,11 +51,13 @@ class _RichProgress:
         from rich.console import Console
         from rich.progress import Progress as Bar
 
+        from voxqa.views.terminal import markup_safe
+
         self.done()
         err = Console(stderr=True)
         self._bar = Bar(transient=True, console=err, disable=not err.is_terminal)
         self._bar.start()
-        self._task = self._bar.add_task(what, total=total)
+        self._task = self._bar.add_task(markup_safe(what, one_line=True), total=total)  # a model's name
 
     def advance(self, steps: int = 1) -> None:
         if self._bar is not None:

@@ -3,23 +3,28 @@
 Commands live by family in this package's modules and are registered below, in the order
 ``voxqa --help`` lists them. A command raises a ``VoxqaError`` for anything the user can fix;
 ``_Command.invoke`` shows it as one line (``error: ...``, exit code 2), or with its traceback
-under ``voxqa --debug``. Every other exception is a bug and ends in its traceback.
+under ``voxqa --debug``. Every other exception is a bug and ends in its traceback. SIGTERM is
+handled like Ctrl-C (workers stopped, work finished so far kept), and both end a command with
+``INTERRUPTED`` (130).
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from voxqa import __version__
 from voxqa.cli import build, data, demo, evaluate, importers, train
-from voxqa.cli.common import console
+from voxqa.cli.common import INTERRUPTED, console
 from voxqa.errors import VoxqaError
+from voxqa.views.terminal import markup_safe, printable
 
 
 class _PlainTypes:
@@ -35,18 +40,37 @@ class _PlainTypes:
         return params
 
 
+def _sigterm_as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM does what Ctrl-C does at this moment: whatever SIGINT handler is in place runs
+    (a pool's stop flag, asyncio's cancellation of an eval), else KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
 class _Command(_PlainTypes, TyperCommand):
     def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
-        """The command, with a ``VoxqaError`` shown as one line (exit code 2) unless --debug."""
+        """The command, with a ``VoxqaError`` shown as one line (exit code 2) unless --debug,
+        and SIGTERM handled like Ctrl-C (exit code ``INTERRUPTED``)."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c) if main else None
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # commands with work to resume say so themselves
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(code=INTERRUPTED) from None
         except VoxqaError as exc:
             if ctx.find_root().params.get("debug"):
                 raise
             from voxqa.eval.redact import redact
 
-            console.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", soft_wrap=True)
+            console.print(f"[bold red]error:[/] {markup_safe(redact(str(exc)))}", soft_wrap=True)
             raise typer.Exit(code=2) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
 
 class _Group(_PlainTypes, TyperGroup):
@@ -57,6 +81,14 @@ app = typer.Typer(help="voxqa: spatially grounded QA over medical volumes.", no_
 build_app = typer.Typer(help="Build a QA dataset folder from a source.", no_args_is_help=True, cls=_Group)
 import_app = typer.Typer(help="Import a published benchmark in its released format as a voxqa dataset (or a released run as a voxqa run); see docs/importers.md.", no_args_is_help=True, cls=_Group)
 app.add_typer(build_app, name="build")
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines (which quote dataset and server text) with control characters shown as
+    escapes (``voxqa.views.terminal.printable``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 def _print_version(value: bool) -> None:
@@ -74,7 +106,9 @@ def _main(
     # library code reports through module loggers (voxqa.*), shown with --debug only;
     # _Command.invoke also reads --debug from the root context
     if debug:
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s: %(message)s")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_PrintableFormatter("%(name)s: %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 _COMMANDS = (  # (typer app, command name or None for the function's name, function), in help order

@@ -12,6 +12,7 @@ from voxqa.cli.common import (ADDRESS_HELP, EXECUTOR_HELP, FRACTIONS_HELP, SEED_
 from voxqa.dataset.frame_policy import DEFAULT_VOLUME_FRAMES
 from voxqa.progress import rich_progress
 from voxqa.errors import InputError
+from voxqa.views.terminal import markup_safe
 
 _EXTRACTOR_HELP = "rules (offline English/German lexicon) or openai:MODEL (with --base-url)."
 
@@ -124,7 +125,7 @@ def build_reports(
                      min_pixels=min_pixels)
     c = manifest["claims"]
     console.print(f"claims: {c['total']} ({c['supported']} supported, {c['contradicted']} contradicted, "
-                  f"{c['unverifiable']} unverifiable): {out / 'claims.jsonl'}")
+                  f"{c['unverifiable']} unverifiable): {markup_safe(out / 'claims.jsonl')}")
     built(out, manifest)
 
 
@@ -145,7 +146,9 @@ def check_reports(
     claims = check(specs, reports, make_extractor(extractor, base_url, api_key_env))
     bad = [c for c in claims if c.verdict == "contradicted"]
     for c in bad:
-        console.print(f"[red]contradicted[/] {c.study_id}: \"{c.sentence}\" ({c.reason})", highlight=False)
+        console.print(f"[red]contradicted[/] {markup_safe(c.study_id, one_line=True)}: "
+                      f"\"{markup_safe(c.sentence)}\" ({markup_safe(c.reason, one_line=True)})",
+                      highlight=False)
     counts = {v: sum(c.verdict == v for c in claims) for v in ("supported", "contradicted", "unverifiable")}
     console.print(f"{len(claims)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
     if bad:

@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 
 from voxqa.errors import InputError
+from voxqa.views.terminal import markup_safe
 
 console = Console(stderr=True)  # messages; stdout carries results only
+
+#: Exit code of a command stopped by Ctrl-C or SIGTERM (both handled alike: work finished so
+#: far is kept, the same command resumes): 128 + SIGINT, as shells report a Ctrl-C.
+INTERRUPTED = 130
 
 EXECUTOR_HELP = "Where per-study work runs: local (process pool of --workers) or ray (docs: README, 'Past one machine')."
 ADDRESS_HELP = "With --executor ray: a running cluster (auto, or ray://HOST:PORT); default: start a local one."
@@ -21,14 +25,14 @@ def built(out: Path, manifest: dict) -> None:
     """The summary of a build: counts, the blind audit's status, and a partial build in one line."""
     c = manifest["counts"]
     console.print(
-        f"[green]built[/] {out}: {c['studies']} studies, {c['items']} items "
+        f"[green]built[/] {markup_safe(out)}: {c['studies']} studies, {c['items']} items "
         f"({', '.join(f'{k} {v}' for k, v in c['items_by_task'].items())})"
     )
     audit = manifest["audit"]  # the blind audit run at the end of every build
     color = {"pass": "green", "flagged": "red"}.get(audit["status"], "yellow")
-    detail = audit.get("flagged") or audit.get("insufficient") or []
-    console.print(f"[{color}]blind audit: {audit['status']}[/]" + (f" ({', '.join(detail)})" if detail else ""),
-                  soft_wrap=True)
+    detail = audit.get("flagged") or audit.get("insufficient") or []  # template names hold labels
+    console.print(f"[{color}]blind audit: {audit['status']}[/]"
+                  + (f" ({markup_safe(', '.join(detail), one_line=True)})" if detail else ""), soft_wrap=True)
     import orjson
 
     from voxqa.dataset.build_report import partial_summary
@@ -37,9 +41,9 @@ def built(out: Path, manifest: dict) -> None:
     report_path = out / REPORT
     left_out = partial_summary(orjson.loads(report_path.read_bytes()))
     if left_out or not c["items"]:  # partial success: say so in one line
-        console.print(f"[yellow]warning:[/] partial build: {escape(left_out or '0 items')}"
+        console.print(f"[yellow]warning:[/] partial build: {markup_safe(left_out or '0 items', one_line=True)}"
                       + ("; 0 items" if left_out and not c["items"] else "")
-                      + f"; details in {escape(str(report_path))}", soft_wrap=True)
+                      + f"; details in {markup_safe(report_path)}", soft_wrap=True)
 
 
 def executor(name: str, workers: int, address: str | None):  # noqa: ANN201 - voxqa.executors.Executor

@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
-from voxqa.cli.common import ADDRESS_HELP, EXECUTOR_HELP, console, executor, frames_option
+from voxqa.cli.common import ADDRESS_HELP, EXECUTOR_HELP, INTERRUPTED, console, executor, frames_option
 from voxqa.progress import rich_progress
 from voxqa.errors import needs_extra
+from voxqa.views.terminal import markup_safe
 
 
 def _render_recipe(folder: Path, name: str, workers: int, strict: bool, pool) -> None:  # noqa: ANN001
@@ -22,15 +22,15 @@ def _render_recipe(folder: Path, name: str, workers: int, strict: bool, pool) ->
         summary = render_recipe(folder, name, workers, strict, pool, rich_progress())
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] finished studies are kept; run again to resume")
-        raise typer.Exit(code=130) from None
+        raise typer.Exit(code=INTERRUPTED) from None
     c, skipped = summary["counts"], summary["not_rendered"]
-    console.print(f"[green]recipe {escape(name)}[/] {folder}: {c['studies']} studies ({c['written']} written) "
-                  f"-> {folder / 'recipes' / name}", soft_wrap=True)
+    console.print(f"[green]recipe {markup_safe(name)}[/] {markup_safe(folder)}: {c['studies']} studies "
+                  f"({c['written']} written) -> {markup_safe(folder / 'recipes' / name)}", soft_wrap=True)
     left_out = {k: len(v) for k, v in skipped.items() if v}
     if left_out:
         first = next(iter({**skipped['refused'], **skipped['failed']}.items()), None)
         console.print(f"[yellow]warning:[/] not rendered: {', '.join(f'{n} {k}' for k, n in left_out.items())}"
-                      + (f" (e.g. {escape(first[1])})" if first else ""), soft_wrap=True)
+                      + (f" (e.g. {markup_safe(first[1])})" if first else ""), soft_wrap=True)
 
 
 def render(
@@ -64,17 +64,18 @@ def render(
     try:
         summary = render_dataset(folder, settings, workers, pool, rich_progress())
     except RenderInterrupted as exc:
-        console.print(f"[yellow]interrupted:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(code=130) from None
+        console.print(f"[yellow]interrupted:[/] {markup_safe(exc)}", soft_wrap=True)
+        raise typer.Exit(code=INTERRUPTED) from None
     c, skipped = summary["counts"], summary["not_rendered"]
     console.print(
-        f"[green]rendered[/] {folder}: {c['frames']} frames of {c['studies_rendered']} studies "
+        f"[green]rendered[/] {markup_safe(folder)}: {c['frames']} frames of {c['studies_rendered']} studies "
         f"({c['frames_written']} written, the rest kept), {c['items_with_images']} items with images; "
         f"not rendered: {len(skipped['no_volume'])} box-only studies, {len(skipped['unreadable'])} unreadable"
     )
     result = read_json(folder / AUDIT)  # render audited the frames it drew
     console.print(f"blind audit (rendered frames): {result['status']}"
-                  + (f" ({', '.join(result['flagged'])})" if result["flagged"] else ""), soft_wrap=True)
+                  + (f" ({markup_safe(', '.join(result['flagged']), one_line=True)})" if result["flagged"] else ""),
+                  soft_wrap=True)
 
 
 def export(
@@ -90,9 +91,9 @@ def export(
 
     summary = export_dataset(folder, fmt, out, convention=convention, split=split)
     console.print(
-        f"[green]exported[/] {summary['exported']} items of {folder} as {fmt} "
-        f"({escape(summary['profile'])} boxes, {summary['space']}) to {out}: "
-        f"{', '.join(summary['files'])}; {summary['skipped_no_images']} items without images skipped",
+        f"[green]exported[/] {summary['exported']} items of {markup_safe(folder)} as {markup_safe(fmt)} "
+        f"({markup_safe(summary['profile'])} boxes, {summary['space']}) to {markup_safe(out)}: "
+        f"{markup_safe(', '.join(summary['files']))}; {summary['skipped_no_images']} items without images skipped",
         soft_wrap=True,
     )
 
@@ -111,18 +112,18 @@ def profiles(
         p = get_profile(profile)
         mismatches = compare(p, check_processor)
         if mismatches:
-            console.print(f"[red]error:[/] {check_processor} does not match profile {escape(p.spec)}: "
-                          f"{'; '.join(mismatches)}", soft_wrap=True)
+            console.print(f"[red]error:[/] {markup_safe(check_processor)} does not match profile "
+                          f"{markup_safe(p.spec)}: {markup_safe('; '.join(mismatches))}", soft_wrap=True)
             raise typer.Exit(1)
-        console.print(f"[green]ok[/] {check_processor} matches profile {escape(p.spec)} ({escape(p.description)})",
-                      soft_wrap=True)
+        console.print(f"[green]ok[/] {markup_safe(check_processor)} matches profile {markup_safe(p.spec)} "
+                      f"({markup_safe(p.description)})", soft_wrap=True)
         return
 
     table = Table(title="Box profiles (nothing is ever inferred from the numbers)")
     for col in ("profile", "coordinates", "example answer"):
         table.add_column(col, overflow="fold")
     for p in PROFILES.values():
-        table.add_row(*(escape(v) for v in (p.name, p.description, p.example)))
+        table.add_row(*(markup_safe(v) for v in (p.name, p.description, p.example)))
     Console().print(table)
 
 
@@ -139,10 +140,10 @@ def audit(
 
     result = audit_dataset(folder)
     Console().print(audit_table(result))
-    console.print(f"[green]audit[/] {folder / AUDIT}: status {result['status']}"
-                  + (f", flagged: {', '.join(result['flagged'])}" if result["flagged"] else "")
-                  + (f", insufficient: {', '.join(result['insufficient'])}" if result["insufficient"] else ""),
-                  soft_wrap=True)
+    console.print(f"[green]audit[/] {markup_safe(folder / AUDIT)}: status {result['status']}"
+                  + (f", flagged: {markup_safe(', '.join(result['flagged']), one_line=True)}" if result["flagged"] else "")
+                  + (f", insufficient: {markup_safe(', '.join(result['insufficient']), one_line=True)}"
+                     if result["insufficient"] else ""), soft_wrap=True)
     if strict and result["status"] != "pass":
         raise typer.Exit(code=1)
 
@@ -168,9 +169,10 @@ def phantom(
         from voxqa.phantom import write_knee_phantom
 
         paths = write_knee_phantom(out, n=n, seed=seed)
-        console.print(f"[green]phantom[/] {n} knees: {paths['studies']}, {paths['grades']}")
+        console.print(f"[green]phantom[/] {n} knees: {markup_safe(paths['studies'])}, {markup_safe(paths['grades'])}")
         return
     from voxqa.phantom import write_phantom
 
     paths = write_phantom(out, n=n, seed=seed)
-    console.print(f"[green]phantom[/] {n} volumes in {paths['volumes']}, boxes in {paths['annotations']}")
+    console.print(f"[green]phantom[/] {n} volumes in {markup_safe(paths['volumes'])}, "
+                  f"boxes in {markup_safe(paths['annotations'])}")

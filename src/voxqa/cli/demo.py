@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from voxqa.cli.common import console
 from voxqa.progress import rich_progress
+from voxqa.views.terminal import markup_safe, printable
 
 
 def _announce(message: str) -> None:
-    console.print(f"[bold]demo:[/] {escape(message)}", soft_wrap=True)
+    console.print(f"[bold]demo:[/] {markup_safe(message)}", soft_wrap=True)
 
 
 def demo(
@@ -32,14 +32,14 @@ def demo(
     from voxqa.eval.compare import render_table
 
     dataset, spatial = build_demo_datasets(out, seed, _announce, rich_progress())
-    console.print(f"[green]demo datasets:[/] {dataset} (fastMRI+-style boxes) and {spatial} "
+    console.print(f"[green]demo datasets:[/] {markup_safe(dataset)} (fastMRI+-style boxes) and {markup_safe(spatial)} "
                   "(segmentation spatial QA); each has items.jsonl, manifest.json, build_report.json; "
                   "see them with `voxqa inspect`", soft_wrap=True)
     table, reports = evaluate_demo(out, (dataset, spatial), seed, base_url, model_name, profile, _announce,
                                    rich_progress())
-    console.print(f"[green]demo reports:[/] {reports[0]} (fastMRI+-style boxes) and {reports[1]} "
+    console.print(f"[green]demo reports:[/] {markup_safe(reports[0])} (fastMRI+-style boxes) and {markup_safe(reports[1])} "
                   "(segmentation spatial QA); open them in a browser", soft_wrap=True)
     text = render_table(LEADERBOARD_HEADER, table, "md").rstrip("\n")
     if not any(c.endswith(" !") for row in table for c in row):  # the footnote explains "!" only
         text = text.split("\n\n")[0]
-    print(text)  # stdout: the leaderboard alone, no trailing blank line
+    print(printable(text))  # stdout: the leaderboard alone (a served model's name too), no trailing blank line

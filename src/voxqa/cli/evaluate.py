@@ -7,10 +7,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from voxqa.cli.common import ADDRESS_HELP, console, executor
+from voxqa.cli.common import ADDRESS_HELP, INTERRUPTED, console, executor
 from voxqa.progress import rich_progress
 from voxqa.errors import InputError
 from voxqa.fileio import write_text
+from voxqa.views.terminal import markup_safe, printable
 
 
 def eval_(
@@ -39,7 +40,7 @@ def eval_(
 
     from voxqa.boxes.profiles import get_profile
     from voxqa.eval.models import ModelAdapter, make_model, parse_model_args
-    from voxqa.eval.run import CORRUPT, RunConfig, run_eval
+    from voxqa.eval.run import CORRUPT, PREDICTIONS, RunConfig, run_eval
 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file, not a run folder")
@@ -59,11 +60,17 @@ def eval_(
     cfg = RunConfig(dataset=folder, out=out, split=None if split == "all" else split, mode=mode,
                     control=control, profile=profile, limit=limit, concurrency=concurrency,
                     tasks=tuple(t.strip() for t in tasks.split(",")) if tasks else None, seed=seed)
-    counts = asyncio.run(run_eval(cfg, adapter, rich_progress()))
-    console.print(f"[green]eval[/] {model} -> {out}: {counts}", soft_wrap=True)
+    try:
+        counts = asyncio.run(run_eval(cfg, adapter, rich_progress()))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the answers written are kept
+        console.print(f"[yellow]interrupted:[/] answers already written are kept in "
+                      f"{markup_safe(out / PREDICTIONS)}; run the same command again to resume", soft_wrap=True)
+        raise typer.Exit(code=INTERRUPTED) from None
+    console.print(f"[green]eval[/] {markup_safe(model)} -> {markup_safe(out)}: {counts}", soft_wrap=True)
     if (out / CORRUPT).is_file():  # partial success: say so in one line
-        console.print(f"[yellow]warning:[/] lines of {out / 'predictions.jsonl'} that were not records "
-                      f"are set aside in {out / CORRUPT}; their items were asked again", soft_wrap=True)
+        console.print(f"[yellow]warning:[/] lines of {markup_safe(out / 'predictions.jsonl')} that were not "
+                      f"records are set aside in {markup_safe(out / CORRUPT)}; their items were asked again",
+                      soft_wrap=True)
     _print_score(out)  # failed requests: IncompleteRun, not scored as the model's accuracy
 
 
@@ -75,7 +82,7 @@ def _print_score(run: Path, jury=None, allow_incomplete: bool = False,  # noqa: 
     overall = results["overall"]
     shown = {k: round(v["mean"], 4) for k, v in overall["metrics"].items()
              if v["mean"] is not None and k in ("accuracy", "set_f1", "frame_f1", "miou", "iou3d", "bleu")}
-    console.print(f"[green]scored[/] {run / RESULTS}: n={overall['n']}, {shown}, chance="
+    console.print(f"[green]scored[/] {markup_safe(run / RESULTS)}: n={overall['n']}, {shown}, chance="
                   f"{overall['chance']}, parse failures {overall['parse_failures']}"
                   + (f" [bold red]INCOMPLETE: {results['failed']} requests failed[/]" if results.get("incomplete") else ""),
                   soft_wrap=True)
@@ -136,14 +143,14 @@ def compare(
     if uplift[1] and fmt == "md":
         text += f"\n{UPLIFT_TITLE}\n\n" + render_table(*uplift, fmt, legend=False)
     if out is None:
-        print(text)
+        print(printable(text))  # run names come from run.json: no escape sequence reaches the terminal
     else:
         write_text(out, text)
-        console.print(f"[green]leaderboard[/] {out} ({len(rows) - 1} runs)")
+        console.print(f"[green]leaderboard[/] {markup_safe(out)} ({len(rows) - 1} runs)")
         if uplift[1] and fmt == "csv":
             extra = out.with_name(out.stem + ".uplift.csv")
             write_text(extra, render_table(*uplift, fmt))
-            console.print(f"[green]GT-region uplift[/] {extra}")
+            console.print(f"[green]GT-region uplift[/] {markup_safe(extra)}")
 
 
 def report(
@@ -159,4 +166,4 @@ def report(
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
     check_one_dataset(runs)
     path = build_report(runs, out, max_items=max_items)
-    console.print(f"[green]report[/] {path}")
+    console.print(f"[green]report[/] {markup_safe(path)}")

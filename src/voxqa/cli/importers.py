@@ -6,17 +6,17 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from voxqa.cli.common import built, console
 from voxqa.errors import InputError
+from voxqa.views.terminal import markup_safe
 
 
 def _imported(out: Path, manifest: dict) -> None:
     from voxqa.dataset.folder import REPORT
 
     built(out, manifest)
-    console.print(f"build report: {escape(str(out / REPORT))}", soft_wrap=True)
+    console.print(f"build report: {markup_safe(out / REPORT)}", soft_wrap=True)
 
 
 def import_sgmri_vqa(
@@ -69,9 +69,10 @@ def import_ct_spatialvqa_run(
     failed = report["jury_failures"]["count"]
     failures = (f"; jury failures {failed} (null verdicts: no verdict of that judge, left out of the aligned "
                 "accuracy; counted as not correct as published)" if failed else "")
-    console.print(f"[green]imported[/] {report['model']}: {report['predictions']} predictions, judges {judged} "
-                  f"aligned; gaps: {gaps}{failures}; details in {escape(str(out / IMPORT_REPORT))}. Score it with "
-                  f"`voxqa score {escape(str(out))} --as-published ct-spatialvqa`", soft_wrap=True)
+    console.print(f"[green]imported[/] {markup_safe(report['model'], one_line=True)}: {report['predictions']} "
+                  f"predictions, judges {markup_safe(judged, one_line=True)} aligned; gaps: {markup_safe(gaps)}"
+                  f"{failures}; details in {markup_safe(out / IMPORT_REPORT)}. Score it with "
+                  f"`voxqa score {markup_safe(out)} --as-published ct-spatialvqa`", soft_wrap=True)
 
 
 def import_reasonknee(

@@ -9,6 +9,7 @@ import typer
 
 from voxqa.cli.common import console
 from voxqa.errors import needs_extra
+from voxqa.views.terminal import markup_safe
 
 
 def train(
@@ -40,5 +41,5 @@ def train(
                       save_steps=save_steps)
     summary = run_train(cfg)
     console.print(f"[green]trained[/] {summary['examples']} examples, {summary['steps']} steps, loss "
-                  f"{summary['first_loss']:.3f} -> {summary['last_loss']:.3f}: --model hf:{summary['model']}",
+                  f"{summary['first_loss']:.3f} -> {summary['last_loss']:.3f}: --model hf:{markup_safe(summary['model'])}",
                   soft_wrap=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -200,18 +201,39 @@ def cell(metric: dict[str, Any] | None, below: bool | None) -> str:
     return text + (" !" if below else "")
 
 
+#: Everything a CSV reader or Markdown table takes for a line break (str.splitlines' set).
+_LINE_BREAK = re.compile("\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
 def one_line(c: Any) -> str:
-    """A cell's text on one line (Markdown, CSV): its line breaks become spaces."""
-    return " ".join(str(c["text"] if isinstance(c, dict) else c).split("\n"))
+    """A cell's text on one line (Markdown, CSV): its line breaks become spaces (a carriage
+    return in a crafted name would otherwise start a row of the attacker's in a CSV)."""
+    return " ".join(_LINE_BREAK.split(str(c["text"] if isinstance(c, dict) else c)))
+
+
+#: What a spreadsheet reads as the start of a formula (OWASP, "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A CSV cell no spreadsheet runs as a formula: text starting like one, after blanks too
+    (a model spec ``=HYPERLINK(...)`` from a run.json), gets a leading single quote; plain
+    numbers stay."""
+    if (text.startswith(FORMULA_START) or text.lstrip().startswith(FORMULA_START)) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def render_table(header: list[str], rows: list[list[Any]], fmt: str, legend: bool = True) -> str:
     """Markdown or CSV text of a table (cells: strings or the leaderboard's cell dicts); the
-    Markdown ends with a legend line for "!" unless ``legend`` is False."""
+    Markdown ends with a legend line for "!" unless ``legend`` is False. CSV cells are
+    ``spreadsheet_safe``: run names and labels come from run and dataset files."""
     lines = [[one_line(c) for c in row] for row in rows]
     if fmt == "csv":
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows([header, *lines])
+        csv.writer(buf, lineterminator="\n").writerows(
+            [[spreadsheet_safe(c) for c in row] for row in [header, *lines]])
         return buf.getvalue()
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in lines]

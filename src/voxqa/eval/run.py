@@ -13,6 +13,9 @@ Design (the run folder is the unit of truth):
   the dataset and to be a PNG, and the model's ``preflight`` (if any) checks the server. A
   ``ServerConfigError`` during the run (key refused, model not found) stops it; a run folder
   this start created without a single answer is removed again.
+* One eval at a time writes a run folder: it holds ``run.lock`` (``voxqa.fileio.held_lock``,
+  released by the kernel however the process ends); a second start on the folder is refused
+  (``RunInUse``), naming the holder.
 * Error texts (and raw replies) are stored through ``voxqa.eval.redact``: no API key.
 * Every answer, baselines included, is parsed by ``voxqa.eval.parse`` into the item's answer
   type (boxes in pixels of the rendered image) and stored next to the raw text.
@@ -26,6 +29,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +49,7 @@ from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, RegionIsTheAnswer, build_prompt, region_refusal
 from voxqa.eval.selection import check_selection
-from voxqa.fileio import JsonlAppender, append_bytes, atomic_write, write_bytes, write_json
+from voxqa.fileio import JsonlAppender, LockHeld, append_bytes, atomic_write, held_lock, write_bytes, write_json
 from voxqa.progress import SILENT, Progress, tracking
 from voxqa.render import map_box
 from voxqa.schema import Item, Study
@@ -54,6 +58,7 @@ log = logging.getLogger(__name__)
 
 RUN = "run.json"
 PREDICTIONS = "predictions.jsonl"
+LOCK = "run.lock"  # held while an eval writes the folder
 FLUSH_EVERY = 16  # lines between fsyncs
 FLUSH_SECONDS = 2.0
 
@@ -74,6 +79,10 @@ class RunConfig:
 
 class RunMismatch(VoxqaError, ValueError):
     """The run folder belongs to another configuration."""
+
+
+class RunInUse(VoxqaError):
+    """Another eval is writing the run folder: two would ask every item twice."""
 
 
 def dataset_hash(folder: Path) -> str:
@@ -228,11 +237,11 @@ def volume_box_reader(profile: Profile, study: Study, item: Item) -> Callable[[l
 async def run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress = SILENT) -> dict[str, Any]:
     """Answer every selected item not yet answered ``ok``; returns counts. Each answered item
     advances ``progress``. Image paths are resolved once per run."""
-    with resolve_once():
-        return await _run_eval(cfg, model, progress)
+    with resolve_once(), ExitStack() as held:
+        return await _run_eval(cfg, model, progress, held)
 
 
-async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> dict[str, Any]:
+async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress, held: ExitStack) -> dict[str, Any]:
     if cfg.mode not in MODES:
         raise InputError(f"unknown mode {cfg.mode!r}; known: {', '.join(MODES)}")
     if cfg.control not in CONTROLS:
@@ -255,6 +264,7 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress) -> 
 
     created = not cfg.out.exists()
     cfg.out.mkdir(parents=True, exist_ok=True)
+    _lock_run(cfg.out, held)
     _claim_run(cfg, identity(cfg, model))
     done = read_predictions(cfg.out / PREDICTIONS, set_aside=True)
     todo = [it for it in items if done.get(it.id, {}).get("status") != "ok"]
@@ -332,6 +342,17 @@ def _check_images(folder: Path, items: Sequence[Item], shown_for_others: Mapping
             checked.add(path)
 
 
+def _lock_run(out: Path, held: ExitStack) -> None:
+    """Hold the run folder's lock until ``held`` closes, or refuse: another eval writes it."""
+    try:
+        held.enter_context(held_lock(out / LOCK))
+    except LockHeld as exc:
+        raise RunInUse(f"{out} is in use by another voxqa eval ({exc.holder}); wait for it to end "
+                       "or use another --out") from None
+    except OSError as exc:  # e.g. a symlink planted at run.lock
+        raise RunInUse(f"{out / LOCK}: cannot lock the run folder ({exc.strerror})") from None
+
+
 def _claim_run(cfg: RunConfig, ident: dict[str, Any]) -> None:
     """Write run.json in a new run folder; a resumed run must have the same identity."""
     run_file = cfg.out / RUN
@@ -345,11 +366,18 @@ def _claim_run(cfg: RunConfig, ident: dict[str, Any]) -> None:
 
 
 async def _all_or_first_error(requests: Sequence[Coroutine[Any, Any, None]]) -> None:
-    """Run every request; the first error (a ServerConfigError) cancels the others and is raised."""
+    """Run every request; the first error (a ServerConfigError) cancels the others and is raised,
+    and so does an interruption (Ctrl-C, SIGTERM): no request outlives the run's predictions file."""
     tasks = [asyncio.ensure_future(r) for r in requests]
     if not tasks:
         return
-    finished, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    try:
+        finished, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     for t in pending:
         t.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
@@ -362,7 +390,7 @@ def _remove_run(out: Path) -> None:
     """Remove what one start of ``run_eval`` wrote to a fresh run folder, then the folder."""
     import shutil
 
-    for name in (RUN, PREDICTIONS):
+    for name in (RUN, PREDICTIONS, LOCK):
         (out / name).unlink(missing_ok=True)
     if (out / "controls").is_dir():
         shutil.rmtree(out / "controls")

@@ -28,7 +28,7 @@ import orjson
 from voxqa.answers import ANSWER_TYPES
 from voxqa.answers.number import stated_range, uniform_chance, unparsed_penalty
 from voxqa.boxes.profiles import get_profile
-from voxqa.dataset.folder import read_items, read_studies
+from voxqa.dataset.folder import ITEMS, read_items, read_studies
 from voxqa.errors import InputError, MissingFileError, VoxqaError
 from voxqa.eval.controls import mirror_item
 from voxqa.eval.jury import Jury
@@ -36,7 +36,8 @@ from voxqa.eval.metrics.aggregate import aggregate, all_groups
 from voxqa.eval.metrics.items import score_item
 from voxqa.eval.metrics.statistics import holm, wilson
 from voxqa.eval.metrics.text import ar_score
-from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, oracle_region_refusals, read_predictions, select
+from voxqa.eval.run import (PREDICTIONS, RUN, RunConfig, dataset_hash, oracle_region_refusals, read_predictions,
+                            select)
 from voxqa.fileio import write_json
 from voxqa.conversation import InlineBoxes, build_sample
 from voxqa.render import map_box
@@ -47,6 +48,25 @@ RESULTS = "results.json"
 
 class IncompleteRun(VoxqaError, ValueError):
     """A run with failed requests: not the model's accuracy unless asked for (labelled)."""
+
+
+class DatasetChanged(VoxqaError, ValueError):
+    """The dataset changed after the run was asked (rebuilt, re-rendered): its gold answers
+    are no longer the ones the model was asked about, so no score of the run is meaningful."""
+
+
+def check_dataset_unchanged(run: Path, ident: dict[str, Any]) -> None:
+    """Refuse a run whose dataset's items.jsonl no longer has the sha256 run.json recorded
+    (``dataset_sha256``); a missing items.jsonl is left to ``read_items`` to report."""
+    folder = Path(ident["dataset"])
+    if not (folder / ITEMS).is_file():
+        return
+    recorded, current = ident.get("dataset_sha256"), dataset_hash(folder)
+    if recorded != current:
+        raise DatasetChanged(
+            f"{run}: asked on {folder} with items.jsonl sha256 {str(recorded)[:12]} ({RUN}), but "
+            f"{folder / ITEMS} now has sha256 {current[:12]}: the dataset was rebuilt or re-rendered "
+            "since, so its gold answers are not the run's; evaluate it again with a new --out")
 
 
 def gold_value(item: Item, frame_size: tuple[int, int], folder: Path, profile: str,
@@ -126,6 +146,7 @@ def scored_run(run: Path) -> ScoredRun:
     if not (run / RUN).is_file():
         raise MissingFileError(f"{run / RUN}: not found (is {run} a voxqa run folder?)")
     ident = orjson.loads((run / RUN).read_bytes())["identity"]
+    check_dataset_unchanged(run, ident)
     folder = Path(ident["dataset"])
     cfg = RunConfig(dataset=folder, out=run, split=ident["split"], control=ident["control"],
                     tasks=tuple(ident["tasks"]) if ident["tasks"] else None, limit=ident["limit"],

@@ -2,7 +2,9 @@
 
 ``answer_balance`` is the check behind the promise that a blind guesser cannot beat chance:
 per (split, template) it reports the share of "yes", the share of each option position, and
-the best accuracy a constant answer would reach (``blind_best``) next to ``chance``.
+the best accuracy a constant answer would reach (``blind_best``) next to ``chance``. Labels,
+templates, answers and build-report examples come from the dataset: every cell shows them
+through ``voxqa.views.terminal.markup_safe`` (literally, no markup, no control sequences).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rich.table import Table
 from voxqa.answers import ANSWER_TYPES
 from voxqa.dataset.folder import REPORT, read_items, read_json
 from voxqa.schema import Item
+from voxqa.views.terminal import markup_safe
 
 
 def _answer_key(it: Item) -> str | None:
@@ -72,7 +75,7 @@ def counts_table(items: list[Item], key: str, title: str) -> Table:
     c: Counter[tuple[str, str]] = Counter((str(getattr(it, key)), it.split) for it in items)
     for value in sorted({k for k, _ in c}):
         per = [c[(value, s)] for s in splits]
-        table.add_row(value, *map(str, per), str(sum(per)))
+        table.add_row(markup_safe(value), *map(str, per), str(sum(per)))
     return table
 
 
@@ -83,20 +86,20 @@ def audit_table(audit: dict[str, Any]) -> Table:
     from voxqa.dataset.audit import audit_rows, fmt
 
     m = audit.get("method", {}).get("minimum", {})
-    table = Table(title=f"Blind audit (text-only learner, train -> val+test): {audit.get('status')}; "
-                        f"needs >= {m.get('train')} train and >= {m.get('eval')} val+test items")
+    table = Table(title=f"Blind audit (text-only learner, train -> val+test): {markup_safe(audit.get('status'))}; "
+                        f"needs >= {markup_safe(m.get('train'))} train and >= {markup_safe(m.get('eval'))} val+test items")
     table.add_column("template", overflow="fold", min_width=24)
     for col in ("train", "n", "chance", "const", "learner", "95% CI"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("status", overflow="fold")
     for r in audit_rows(audit):
         ci = f"{fmt(r['ci'][0])}-{fmt(r['ci'][1])}" if r["ci"] else "-"
-        status = "not audited" if r["status"].startswith("not audited") else r["status"]
+        status = "not audited" if r["status"].startswith("not audited") else markup_safe(r["status"])
         if r["status"] == "flagged":
             status = "[red]flagged[/]" if r["group"] == "headline" else "[yellow]flagged (prior-answerable)[/]"
-            status += f" by {', '.join(r['flagged_by'])} vs {fmt(r['reference'])}" if r["flagged_by"] else ""
+            status += f" by {markup_safe(', '.join(r['flagged_by']))} vs {fmt(r['reference'])}" if r["flagged_by"] else ""
         name = r["template"] + (" (prior-answerable)" if r["group"] != "headline" else "")
-        table.add_row(name, str(r["n_train"]), str(r["n"]), fmt(r["chance"]), fmt(r["constant"]),
+        table.add_row(markup_safe(name), str(r["n_train"]), str(r["n"]), fmt(r["chance"]), fmt(r["constant"]),
                       fmt(r["learner"]), ci, status)
     return table
 
@@ -104,7 +107,7 @@ def audit_table(audit: dict[str, Any]) -> Table:
 def overview(folder: Path) -> list[RenderableType]:
     """What `voxqa inspect` shows of a dataset folder, in order (the caller prints them)."""
     items = read_items(folder)
-    parts: list[RenderableType] = [f"[bold]{folder}[/]: {len(items)} items"]
+    parts: list[RenderableType] = [f"[bold]{markup_safe(folder)}[/]: {len(items)} items"]
     keys = [("task", "Items by task"), ("template", "Items by template"), ("level", "Items by level")]
     if any(it.category for it in items):
         keys.append(("category", "Spatial items by CT-SpatialVQA category"))
@@ -114,7 +117,7 @@ def overview(folder: Path) -> list[RenderableType]:
     labels.add_column("label")
     labels.add_column("items", justify="right")
     for label, n in Counter(it.label or "(none)" for it in items).most_common(30):
-        labels.add_row(label, str(n))
+        labels.add_row(markup_safe(label), str(n))
     parts.append(labels)
 
     balance = Table(title="Answer balance (blind_best = accuracy of the best constant answer)")
@@ -128,8 +131,8 @@ def overview(folder: Path) -> list[RenderableType]:
             common = sorted(row["distribution"].items(), key=lambda kv: (-kv[1], kv[0]))[:8]
             shown = ", ".join(f"{_short(k)}:{v}" for k, v in common)
         flag = " [red]!" if beats_chance(row) else ""
-        balance.add_row(row["split"], row["template"], str(row["n"]), chance,
-                        f"{row['blind_best']:.3f}{flag}", shown)
+        balance.add_row(row["split"], markup_safe(row["template"]), str(row["n"]), chance,
+                        f"{row['blind_best']:.3f}{flag}", markup_safe(shown))
     parts.append(balance)
 
     from voxqa.dataset.audit import AUDIT
@@ -137,7 +140,7 @@ def overview(folder: Path) -> list[RenderableType]:
     if (folder / AUDIT).is_file():
         parts.append(audit_table(read_json(folder / AUDIT)))
     else:
-        parts.append(f"No {AUDIT} in {folder}: run `voxqa audit {folder}` for the blind audit.")
+        parts.append(f"No {AUDIT} in {markup_safe(folder)}: run `voxqa audit {markup_safe(folder)}` for the blind audit.")
 
     if (folder / REPORT).is_file():
         report = read_json(folder / REPORT)
@@ -147,6 +150,6 @@ def overview(folder: Path) -> list[RenderableType]:
         for kind in ("repaired", "dropped", "skipped", "info"):
             for reason, entry in report.get(kind, {}).items():
                 ex = entry["examples"][0] if entry["examples"] else {}
-                rep.add_row(kind, reason, str(entry["count"]), str(ex)[:80])
+                rep.add_row(kind, markup_safe(reason), str(entry["count"]), markup_safe(str(ex)[:80]))
         parts.append(rep)
     return parts
