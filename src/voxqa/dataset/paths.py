@@ -4,7 +4,10 @@ Datasets, run folders and model servers come from other people. An item's ``imag
 a study id used as a folder name, an export's image paths and a run's files are all resolved
 through ``inside`` (symlinks followed), which refuses anything that leaves the folder; study
 ids are checked at build time by ``check_study_id``; an image is opened only after
-``check_png`` has seen the PNG signature.
+``check_png`` has seen the PNG signature. A study's ``volume.path`` (the scan render reads)
+must lie in the dataset folder or in a folder the manifest records as the build's input
+(``volume_roots``, ``check_volume``), so an edited studies.jsonl cannot render any scan on the
+machine into the frames.
 
 Nothing is cached for the process: a folder may change between two checks (a symlink swapped,
 a frame re-rendered), and each check sees it as it is now. Only within ``resolve_once()`` (one
@@ -16,15 +19,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 from voxqa.errors import VoxqaError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-STUDY_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+STUDY_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # the whole id (fullmatch: no trailing newline)
 
 
 class UnsafePath(VoxqaError, ValueError):
@@ -101,7 +105,42 @@ def dataset_png(folder: Path | str, relative: Path | str, what: str) -> Path:
 def check_study_id(study_id: str, where: str) -> str:
     """A study id is a folder name under ``frames/``: letters, digits, ``.``, ``_``, ``-``,
     not starting with ``.``; anything else is refused naming the id and where it came from."""
-    if not isinstance(study_id, str) or not STUDY_ID.match(study_id) or len(study_id) > 200:
+    if not isinstance(study_id, str) or not STUDY_ID.fullmatch(study_id) or len(study_id) > 200:
         raise UnsafePath(f"{where}: study id {study_id!r} is not allowed (use letters, digits, '.', "
                          "'_', '-', not starting with '.')")
     return study_id
+
+
+def volume_roots(folder: Path | str, manifest: Mapping[str, Any], extra: Sequence[Path | str] = ()) -> list[str]:
+    """The folders a dataset's volumes may lie in (absolute, sorted): the dataset folder, the
+    folders its manifest records as the build's inputs (``options.volumes`` or
+    ``options.volumes_root``, the folder of each ``source_files`` entry), and ``extra``
+    (``render --volumes-root``)."""
+    manifest = manifest if isinstance(manifest, Mapping) else {}  # a manifest.json that is not an object
+    options = manifest.get("options")
+    named = [options.get(k) for k in ("volumes", "volumes_root")] if isinstance(options, Mapping) else []
+    files = manifest.get("source_files")
+    for entry in files if isinstance(files, list) else []:
+        if isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
+            named.append(os.path.dirname(entry["path"]) or ".")
+    named += [os.fspath(folder), *map(os.fspath, extra)]
+    return sorted({os.path.abspath(r) for r in named if isinstance(r, str) and r and "\x00" not in r})
+
+
+def check_volume(path: str, folder: Path | str, roots: Sequence[str], what: str) -> None:
+    """Refuse a volume path outside ``roots`` (``volume_roots``). Within the dataset folder,
+    whose content came with it, symlinks are followed; the build's input folders are the
+    user's own, so there ``..`` is resolved and links are taken as their owner made them."""
+    if "\x00" not in path:
+        target, dataset = os.path.abspath(path), os.path.realpath(folder)
+        if any(_within(target, root) for root in roots) and (
+                not _within(target, os.path.abspath(folder)) or _within(os.path.realpath(path), dataset)):
+            return
+    shown = ", ".join(roots[:3]) + (f" and {len(roots) - 3} more" if len(roots) > 3 else "")
+    raise UnsafePath(f"{what}: volume {path!r} lies outside the dataset folder and the folders its "
+                     f"manifest records as the build's inputs ({shown}); refused (render --volumes-root "
+                     "DIR allows another folder)")
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
