@@ -87,7 +87,7 @@ def _write_all(fd: int, data: bytes) -> None:
 class _File(io.FileIO):
     """A file whose writes go through ``_os_write``."""
 
-    def write(self, data: Any) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         return _os_write(self.fileno(), data)
 
 
@@ -138,7 +138,7 @@ def atomic_write(path: Path | str) -> Iterator[BinaryIO]:
     on an error (Ctrl-C included) the temp file is removed and ``path`` is untouched. An
     ``OSError`` (disk full, no permission) becomes ``WriteFailed`` naming ``path``."""
     with _replacing(Path(path)) as (fd, _), io.BufferedWriter(_File(fd, "wb")) as fh:
-        yield fh  # type: ignore[misc]
+        yield fh
 
 
 @contextmanager

@@ -34,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import orjson
@@ -361,7 +361,7 @@ def _read_progress(path: Path, key: str) -> dict[str, dict[str, Any]]:
     return done
 
 
-def _journaled(record: Any, sid: str, frames: list[int]) -> bool:
+def _journaled(record: Any, sid: str, frames: list[int]) -> TypeGuard[dict[str, Any]]:
     """Whether a journal record is the finished render of study ``sid``'s ``frames`` as
     ``render_study`` writes it; anything else (the journal came with the dataset) is redrawn."""
     return (isinstance(record, dict)

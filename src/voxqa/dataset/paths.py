@@ -123,18 +123,20 @@ def volume_roots(folder: Path | str, manifest: Mapping[str, Any], extra: Sequenc
     for entry in files if isinstance(files, list) else []:
         if isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
             named.append(os.path.dirname(entry["path"]) or ".")
-    named += [os.fspath(folder), *map(os.fspath, extra)]
+    named += [os.fspath(folder), *(os.fspath(r) for r in extra)]
     return sorted({os.path.abspath(r) for r in named if isinstance(r, str) and r and "\x00" not in r})
 
 
 def check_volume(path: str, folder: Path | str, roots: Sequence[str], what: str) -> None:
-    """Refuse a volume path outside ``roots`` (``volume_roots``). Within the dataset folder,
-    whose content came with it, symlinks are followed; the build's input folders are the
-    user's own, so there ``..`` is resolved and links are taken as their owner made them."""
+    """Refuse a volume path outside ``roots`` (``volume_roots``). Its real path (links
+    followed) may lie in any root; or the path as written (``..`` resolved) in one, unless it
+    is written inside the dataset folder, whose links came with the dataset. In the build's
+    input folders links are the user's own (a data folder of links is common)."""
     if "\x00" not in path:
-        target, dataset = os.path.abspath(path), os.path.realpath(folder)
-        if any(_within(target, root) for root in roots) and (
-                not _within(target, os.path.abspath(folder)) or _within(os.path.realpath(path), dataset)):
+        real, written = os.path.realpath(path), os.path.abspath(path)
+        in_dataset = _within(written, os.path.abspath(folder)) or _within(written, os.path.realpath(folder))
+        if any(_within(real, os.path.realpath(root)) for root in roots) or (
+                not in_dataset and any(_within(written, root) for root in roots)):
             return
     shown = ", ".join(roots[:3]) + (f" and {len(roots) - 3} more" if len(roots) > 3 else "")
     raise UnsafePath(f"{what}: volume {path!r} lies outside the dataset folder and the folders its "

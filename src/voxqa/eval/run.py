@@ -360,9 +360,9 @@ async def _all_or_first_error(requests: Sequence[Coroutine[Any, Any, None]]) -> 
     for t in pending:
         t.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    for t in finished:
-        if (exc := t.exception()) is not None:
-            raise exc
+    errors = [exc for t in finished if (exc := t.exception()) is not None]  # each one retrieved
+    if errors:
+        raise errors[0]
 
 
 def _remove_run(out: Path) -> None:

@@ -164,7 +164,7 @@ def read_splits(paths: Sequence[Path], report: BuildReport) -> dict[str, Split]:
                     out[row["image_filepath"].strip()] = Split(check_study_id(sid, where), row["patient_id"].strip(),
                                                                split, row["image_filepath"].strip())
             except csv.Error as exc:  # a field over the csv module's 131,072-character limit, a NUL byte
-                raise BuildError(f"{path}:{reader.line_num}: not a readable split CSV row ({exc})") from None
+                raise BuildError(f"{path}:{reader.reader.line_num}: not a readable split CSV row ({exc})") from None
             except UnicodeDecodeError as exc:
                 raise BuildError(f"{path}: {not_utf8(exc)}") from None
     return out

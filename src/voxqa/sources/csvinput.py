@@ -30,7 +30,7 @@ def csv_reader(path: Path, columns: Sequence[str], what: str) -> Iterator[csv.Di
                                  f"(expected {','.join(columns)})")
             yield reader
         except csv.Error as exc:
-            raise BuildError(f"{path}:{reader.line_num}: not a readable {what} row ({exc})") from None
+            raise BuildError(f"{path}:{reader.reader.line_num}: not a readable {what} row ({exc})") from None
         except UnicodeDecodeError as exc:
             raise BuildError(f"{path}: {not_utf8(exc)}") from None
 
