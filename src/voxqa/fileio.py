@@ -68,7 +68,7 @@ def _open_own(path: Path | str, flags: int, doing: str) -> int:
         raise
 
 
-def _os_write(fd: int, data: memoryview) -> int:
+def _os_write(fd: int, data: bytes | memoryview) -> int:
     """The one call that hands bytes to the OS (tests inject a full disk here)."""
     return os.write(fd, data)
 

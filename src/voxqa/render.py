@@ -44,7 +44,7 @@ from voxqa.errors import InputError, VoxqaError
 from voxqa.executors import Executor, LocalExecutor
 from voxqa.dataset.folder import ITEMS, MANIFEST, STUDIES, read_items, read_json, read_studies, write_jsonl
 from voxqa.dataset.audit import audit_dataset
-from voxqa.dataset.paths import check_volume, inside, volume_roots
+from voxqa.dataset.paths import VolumeRoots, inside
 from voxqa.fileio import TEMP_SUFFIX, JsonlAppender, atomic_path, atomic_write, dumps_line, read_own, write_bytes, write_json
 from voxqa.progress import SILENT, Progress, tracking
 from voxqa.anatomy.frames import frame_image
@@ -313,15 +313,15 @@ class RenderInterrupted(VoxqaError):
 
 def check_renderable(folder: Path, studies: Iterable[Study], volumes_root: Sequence[Path] = ()) -> None:
     """Refuse, before anything is read or written, a study whose volume lies outside the
-    dataset's folders (``voxqa.dataset.paths.check_volume``) or whose frame count is past
+    dataset's folders (``voxqa.dataset.paths.VolumeRoots``) or whose frame count is past
     ``max_frames()`` (nothing is allocated for a billion frames a studies.jsonl claims)."""
     manifest = folder / MANIFEST
-    roots = volume_roots(folder, read_json(manifest) if manifest.is_file() else {}, volumes_root)
+    roots = VolumeRoots.of(folder, read_json(manifest) if manifest.is_file() else {}, volumes_root)
     limit = max_frames()
     for s in studies:
         where = f"{folder / STUDIES}: study {s.id!r}"
         if s.volume is not None:
-            check_volume(s.volume.path, folder, roots, where)
+            roots.check(s.volume.path, where)
         if (s.frame_count or 0) > limit:
             raise InputError(f"{where}: {s.frame_count} frames, more than the {limit} voxqa accepts "
                              f"({MAX_FRAMES_ENV} raises it)")

@@ -6,7 +6,7 @@ through ``inside`` (symlinks followed), which refuses anything that leaves the f
 ids are checked at build time by ``check_study_id``; an image is opened only after
 ``check_png`` has seen the PNG signature. A study's ``volume.path`` (the scan render reads)
 must lie in the dataset folder or in a folder the manifest records as the build's input
-(``volume_roots``, ``check_volume``), so an edited studies.jsonl cannot render any scan on the
+(``VolumeRoots``), so an edited studies.jsonl cannot render any scan on the
 machine into the frames.
 
 Nothing is cached for the process: a folder may change between two checks (a symlink swapped,
@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,37 +112,56 @@ def check_study_id(study_id: str, where: str) -> str:
     return study_id
 
 
-def volume_roots(folder: Path | str, manifest: Mapping[str, Any], extra: Sequence[Path | str] = ()) -> list[str]:
-    """The folders a dataset's volumes may lie in (absolute, sorted): the dataset folder, the
-    folders its manifest records as the build's inputs (``options.volumes`` or
-    ``options.volumes_root``, the folder of each ``source_files`` entry), and ``extra``
-    (``render --volumes-root``)."""
-    manifest = manifest if isinstance(manifest, Mapping) else {}  # a manifest.json that is not an object
-    options = manifest.get("options")
-    named = [options.get(k) for k in ("volumes", "volumes_root")] if isinstance(options, Mapping) else []
-    files = manifest.get("source_files")
-    for entry in files if isinstance(files, list) else []:
-        if isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
-            named.append(os.path.dirname(entry["path"]) or ".")
-    named += [os.fspath(folder), *(os.fspath(r) for r in extra)]
-    return sorted({os.path.abspath(r) for r in named if isinstance(r, str) and r and "\x00" not in r})
+@dataclass(frozen=True)
+class VolumeRoots:
+    """The folders a dataset's volumes may lie in: the dataset folder, the folders its manifest
+    records as the build's inputs (``options.volumes`` or ``options.volumes_root``, the folder
+    of each ``source_files`` entry), and those ``render --volumes-root`` adds."""
+
+    dataset: tuple[str, str]  # the dataset folder: absolute, and with links resolved
+    written: frozenset[str]  # every root, absolute
+    real: frozenset[str]  # every root, links resolved
+
+    @classmethod
+    def of(cls, folder: Path | str, manifest: Any, extra: Sequence[Path | str] = ()) -> VolumeRoots:
+        manifest = manifest if isinstance(manifest, Mapping) else {}  # a manifest.json that is not an object
+        options = manifest.get("options")
+        named = [options.get(k) for k in ("volumes", "volumes_root")] if isinstance(options, Mapping) else []
+        files = manifest.get("source_files")
+        for entry in files if isinstance(files, list) else []:
+            if isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
+                named.append(os.path.dirname(entry["path"]) or ".")
+        named += [os.fspath(folder), *(os.fspath(r) for r in extra)]
+        written = frozenset(os.path.abspath(r) for r in named if isinstance(r, str) and r and "\x00" not in r)
+        return cls((os.path.abspath(folder), os.path.realpath(folder)), written,
+                   frozenset(os.path.realpath(r) for r in written))
+
+    def check(self, path: str, what: str) -> None:
+        """Refuse a volume path outside the roots. Its real path (links followed) may lie in any
+        root; or the path as written (``..`` resolved) in one, unless it is written inside the
+        dataset folder, whose links came with the dataset. In the build's input folders links
+        are the user's own (a data folder of links is common)."""
+        if "\x00" not in path:
+            written = os.path.abspath(path)
+            in_dataset = any(_within(written, d) for d in self.dataset)
+            if _under(os.path.realpath(path), self.real) or (not in_dataset and _under(written, self.written)):
+                return
+        roots = sorted(self.written)
+        shown = ", ".join(roots[:3]) + (f" and {len(roots) - 3} more" if len(roots) > 3 else "")
+        raise UnsafePath(f"{what}: volume {path!r} lies outside the dataset folder and the folders its "
+                         f"manifest records as the build's inputs ({shown}); refused (render --volumes-root "
+                         "DIR allows another folder)")
 
 
-def check_volume(path: str, folder: Path | str, roots: Sequence[str], what: str) -> None:
-    """Refuse a volume path outside ``roots`` (``volume_roots``). Its real path (links
-    followed) may lie in any root; or the path as written (``..`` resolved) in one, unless it
-    is written inside the dataset folder, whose links came with the dataset. In the build's
-    input folders links are the user's own (a data folder of links is common)."""
-    if "\x00" not in path:
-        real, written = os.path.realpath(path), os.path.abspath(path)
-        in_dataset = _within(written, os.path.abspath(folder)) or _within(written, os.path.realpath(folder))
-        if any(_within(real, os.path.realpath(root)) for root in roots) or (
-                not in_dataset and any(_within(written, root) for root in roots)):
-            return
-    shown = ", ".join(roots[:3]) + (f" and {len(roots) - 3} more" if len(roots) > 3 else "")
-    raise UnsafePath(f"{what}: volume {path!r} lies outside the dataset folder and the folders its "
-                     f"manifest records as the build's inputs ({shown}); refused (render --volumes-root "
-                     "DIR allows another folder)")
+def _under(path: str, roots: frozenset[str]) -> bool:
+    """Whether ``path`` (absolute, normalised) or a folder above it is one of ``roots``."""
+    while True:
+        if path in roots:
+            return True
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
 
 
 def _within(path: str, root: str) -> bool:
