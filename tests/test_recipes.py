@@ -60,9 +60,11 @@ def marker(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def single(marker: Path, tmp_path_factory) -> Path:
-    """The marker dataset without its mirrored twin: the large recipes written once."""
+    """The marker dataset without its mirrored twin: the large recipes written once (its
+    manifest says where the build's inputs lie, so render may read the volume)."""
     out = tmp_path_factory.mktemp("single")
     write_jsonl(out / STUDIES, [s for s in read_studies(marker) if s.id == "ct"])
+    shutil.copy(marker / "manifest.json", out / "manifest.json")
     return out
 
 

@@ -32,6 +32,12 @@ class MissingExtra(VoxqaError, ImportError):
     """An optional extra is not installed; the message says what to pip install."""
 
 
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """A decoding error in words, for a message that names the file: the first byte that is
+    not UTF-8 (Python's own message names neither the file nor what to do)."""
+    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}: {exc.reason}); save it as UTF-8"
+
+
 @contextmanager
 def needs_extra(extra: str, hint: str | None = None) -> Iterator[None]:
     """Turn the ImportError of an optional extra's imports into ``MissingExtra`` naming the

@@ -8,15 +8,26 @@ and leaves the old file as it was. Like the writers this module replaces, atomic
 fsynced (a killed process never leaves a half file; a power cut may lose the newest ones);
 ``JsonlAppender`` fsyncs in batches when asked (run predictions).
 
+A symlink planted where voxqa appends (a journal, predictions) or reads back its own state
+(``read_own``: run.json, render.json, journals) is refused with ``LinkRefused``, never followed:
+dataset and run folders come from other people. A write the OS refuses (disk full, quota,
+permissions) is a ``WriteFailed`` naming the file: an atomic write leaves the old file, an append
+takes back the part of its line that got written, so a resumed run or render finds whole lines.
+
 JSON is encoded with orjson. voxqa's own documents (manifest, audit, render, results, run) are
 ``dumps``: keys sorted, two-space indent. JSONL lines are ``dumps_line``: compact, keys as
-given. Reading stays with the callers (``orjson.loads``).
+given. Reading stays with the callers (``orjson.loads``), through ``read_own`` for voxqa's own
+files in a folder that may have come from someone else.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -29,10 +40,55 @@ import orjson
 from voxqa.errors import VoxqaError
 
 TEMP_SUFFIX = ".part"  # every temp file ends so; an interrupted writer's leftovers match "*.part"
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW
 
 T = TypeVar("T")
+
+
+class LinkRefused(VoxqaError, OSError):
+    """A symlink where voxqa appends to or reads back one of its own files."""
+
+
+class WriteFailed(VoxqaError):
+    """The OS refused a write (disk full, quota, permissions); the message names the file."""
+
+
+def _open_own(path: Path | str, flags: int, doing: str) -> int:
+    """``os.open`` that never follows a symlink at ``path``: a link there is ``LinkRefused``."""
+    try:
+        return os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK) or os.path.islink(path):
+            raise LinkRefused(f"{path}: is a symbolic link; voxqa does not {doing} its own files "
+                              "through a link (remove it and run again)") from None
+        if flags & os.O_WRONLY:
+            raise WriteFailed(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+
+
+def _os_write(fd: int, data: bytes | memoryview) -> int:
+    """The one call that hands bytes to the OS (tests inject a full disk here)."""
+    return os.write(fd, data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``; an OSError carries how many bytes went out before it (``written``)."""
+    view, done = memoryview(data), 0
+    try:
+        while done < len(view):
+            done += _os_write(fd, view[done:])
+    except OSError as exc:
+        exc.written = done  # type: ignore[attr-defined]
+        raise
+
+
+class _File(io.FileIO):
+    """A file whose writes go through ``_os_write``."""
+
+    def write(self, data: Any) -> int:
+        return _os_write(self.fileno(), data)
 
 
 def dumps(obj: Any, *, sort_keys: bool = True, newline: bool = True) -> bytes:
@@ -59,18 +115,63 @@ def _temp_beside(path: Path) -> tuple[int, Path]:
 
 
 @contextmanager
+def _replacing(path: Path) -> Iterator[tuple[int, Path]]:
+    """(fd, name) of a new temp file beside ``path`` that replaces ``path`` when the block ends
+    without an error; on an error it is removed, and an ``OSError`` becomes ``WriteFailed``."""
+    try:
+        fd, temp = _temp_beside(path)
+    except OSError as exc:
+        raise WriteFailed(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        yield fd, temp
+        os.replace(temp, path)
+    except BaseException as exc:
+        temp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise WriteFailed(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+
+
+@contextmanager
 def atomic_write(path: Path | str) -> Iterator[BinaryIO]:
     """A binary file handle whose bytes become ``path`` when the block ends without an error;
-    on an error (Ctrl-C included) the temp file is removed and ``path`` is untouched."""
-    path = Path(path)
-    fd, temp = _temp_beside(path)
+    on an error (Ctrl-C included) the temp file is removed and ``path`` is untouched. An
+    ``OSError`` (disk full, no permission) becomes ``WriteFailed`` naming ``path``."""
+    with _replacing(Path(path)) as (fd, _), io.BufferedWriter(_File(fd, "wb")) as fh:
+        yield fh
+
+
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """For a writer that wants a file name (ffmpeg): a temp file beside ``path``, created
+    empty and exclusively here, which becomes ``path`` when the block ends without an error
+    (removed otherwise). Its name ends in ``.part``: tell the writer the format."""
+    with _replacing(Path(path)) as (fd, temp):
+        os.close(fd)
+        yield temp
+
+
+@contextmanager
+def staged_folder(out: Path | str) -> Iterator[Path]:
+    """For a writer that fills a folder itself (``datasets.save_to_disk``): a fresh, empty
+    folder inside ``out`` (nothing planted in it to follow); when the block ends without an
+    error each entry it holds replaces the one of its name in ``out`` (a link there is
+    replaced, never followed). The stage is removed either way."""
+    out = Path(out)
+    stage = Path(tempfile.mkdtemp(prefix=".stage.", suffix=TEMP_SUFFIX, dir=out))
     try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+        yield stage
+        for entry in sorted(stage.iterdir()):
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.is_symlink() or target.exists():
+                target.unlink()
+            os.replace(entry, target)
+    except OSError as exc:
+        raise WriteFailed(f"cannot write {out}: {exc.strerror or exc}") from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_bytes(path: Path | str, data: bytes) -> None:
@@ -96,24 +197,64 @@ def write_jsonl(path: Path | str, rows: Iterable[T], encode: Callable[[T], bytes
 
 def append_bytes(path: Path | str, data: bytes) -> None:
     """``data`` appended to ``path`` in one ``write`` (a symlink at ``path`` is refused)."""
-    with os.fdopen(os.open(path, _APPEND, 0o666), "ab") as fh:
-        fh.write(data)
+    fd = _open_own(path, _APPEND, "append to")
+    try:
+        _append(fd, path, data)
+    finally:
+        os.close(fd)
+
+
+def _append(fd: int, path: Path | str, data: bytes) -> None:
+    """Append ``data``; on an OS error the part that got written is cut off again (the file
+    ends where it ended) and ``WriteFailed`` names ``path``."""
+    try:
+        _write_all(fd, data)
+    except OSError as exc:
+        written = getattr(exc, "written", 0)
+        if written:
+            try:
+                os.ftruncate(fd, os.fstat(fd).st_size - written)
+            except OSError:
+                pass  # a torn last line: readers cut it off
+        raise WriteFailed(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def read_own(path: Path | str) -> bytes:
+    """The bytes of a file voxqa wrote into a dataset or run folder (run.json, render.json, a
+    journal), read without following a symlink: a link at ``path`` is ``LinkRefused``."""
+    fd = _open_own(path, os.O_RDONLY | _NOFOLLOW, "read back")
+    with open(fd, "rb") as fh:
+        return fh.read()
+
+
+def truncate_own(path: Path | str, size: int) -> None:
+    """Cut one of voxqa's own files to ``size`` bytes (a torn last line), never through a link."""
+    fd = _open_own(path, os.O_WRONLY | _NOFOLLOW, "truncate")
+    try:
+        os.ftruncate(fd, size)
+    except OSError as exc:
+        raise WriteFailed(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
 
 
 class JsonlAppender:
     """Appends JSONL lines to ``path``, each handed to the OS in one ``write`` at once, so a
     killed process loses nothing appended and leaves at most a torn last line (readers cut it
     off). With ``sync_every``, fsynced every that many lines or ``sync_seconds`` (a power cut
-    loses little). A symlink at ``path`` is refused, not followed."""
+    loses little). A symlink at ``path`` is refused, not followed; a line the OS refuses (disk
+    full) is taken back whole and raised as ``WriteFailed``."""
 
     def __init__(self, path: Path | str, *, sync_every: int | None = None, sync_seconds: float = 2.0):
-        self._fh = os.fdopen(os.open(path, _APPEND, 0o666), "ab")
+        self.path = path
+        self._fd: int | None = _open_own(path, _APPEND, "append to")
         self._sync_every, self._sync_seconds = sync_every, sync_seconds
         self._pending, self._last = 0, time.monotonic()
 
     def write(self, record: Any) -> None:
-        self._fh.write(dumps_line(record))
-        self._fh.flush()
+        if self._fd is None:
+            raise ValueError(f"{self.path}: appender is closed")
+        _append(self._fd, self.path, dumps_line(record))
         if self._sync_every is None:
             return
         self._pending += 1
@@ -121,23 +262,28 @@ class JsonlAppender:
             self.sync()
 
     def sync(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        if self._fd is None:
+            return
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise WriteFailed(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         self._pending, self._last = 0, time.monotonic()
 
     @property
     def closed(self) -> bool:
-        return self._fh.closed
+        return self._fd is None
 
     def close(self) -> None:
         """Fsync (when syncing) and close; closing twice is harmless."""
-        if self._fh.closed:
+        if self._fd is None:
             return
         try:
             if self._sync_every is not None:
                 self.sync()
         finally:
-            self._fh.close()
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> JsonlAppender:
         return self

@@ -31,10 +31,10 @@ import hashlib
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import orjson
@@ -42,15 +42,16 @@ from PIL import Image
 
 from voxqa.errors import InputError, VoxqaError
 from voxqa.executors import Executor, LocalExecutor
-from voxqa.dataset.folder import ITEMS, MANIFEST, read_items, read_json, read_studies, write_jsonl
+from voxqa.dataset.folder import ITEMS, MANIFEST, STUDIES, read_items, read_json, read_studies, write_jsonl
 from voxqa.dataset.audit import audit_dataset
-from voxqa.dataset.paths import inside
-from voxqa.fileio import TEMP_SUFFIX, JsonlAppender, atomic_write, dumps_line, write_bytes, write_json
+from voxqa.dataset.paths import VolumeRoots, inside
+from voxqa.fileio import TEMP_SUFFIX, JsonlAppender, atomic_path, atomic_write, dumps_line, read_own, write_bytes, write_json
 from voxqa.progress import SILENT, Progress, tracking
 from voxqa.anatomy.frames import frame_image
 from voxqa.io import VolumeError, open_volume
 from voxqa.schema import ImageRef, Item, Study
-from voxqa.dataset.frame_policy import DEFAULT_VOLUME_FRAMES, VOLUME_FRAMES_RULE, FramePolicy, recorded_policy
+from voxqa.dataset.frame_policy import (DEFAULT_VOLUME_FRAMES, MAX_FRAMES_ENV, VOLUME_FRAMES_RULE, FramePolicy,
+                                        max_frames, recorded_policy)
 
 log = logging.getLogger(__name__)
 
@@ -198,37 +199,41 @@ def _write_video(data: np.ndarray, study: Study, folder: Path, size: tuple[int, 
     n = study.frame_count or 0
     padded = (size[0] + size[0] % 2, size[1] + size[1] % 2)
     rel = f"{FRAMES_DIR}/{study.id}.mp4"
-    writer = imageio_ffmpeg.write_frames(
-        str(inside(folder, rel, f"study {study.id!r}")), padded, pix_fmt_in="gray", fps=fps, macro_block_size=1,
-        output_params=["-threads", "1"],
-    )
-    writer.send(None)
-    for k in range(n):
-        img = Image.fromarray(to_uint8(_frame_image(data, study, k), lo, hi), mode="L")
-        if img.size != size:
-            img = img.resize(size, Image.Resampling.BILINEAR)
-        canvas = np.zeros((padded[1], padded[0]), np.uint8)
-        canvas[: size[1], : size[0]] = np.asarray(img)
-        writer.send(canvas.tobytes())
-    writer.close()
+    with atomic_path(inside(folder, rel, f"study {study.id!r}")) as temp:  # ffmpeg writes a fresh temp file
+        writer = imageio_ffmpeg.write_frames(
+            str(temp), padded, pix_fmt_in="gray", fps=fps, macro_block_size=1,
+            output_params=["-threads", "1", "-f", "mp4"],
+        )
+        writer.send(None)
+        for k in range(n):
+            img = Image.fromarray(to_uint8(_frame_image(data, study, k), lo, hi), mode="L")
+            if img.size != size:
+                img = img.resize(size, Image.Resampling.BILINEAR)
+            canvas = np.zeros((padded[1], padded[0]), np.uint8)
+            canvas[: size[1], : size[0]] = np.asarray(img)
+            writer.send(canvas.tobytes())
+        writer.close()
     return {"path": rel, "fps": fps, "frames": n, "width": padded[0], "height": padded[1],
             "frame_index": "video frame i = volume frame i"}
 
 
 def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1,
-                   executor: Executor | None = None, progress: Progress = SILENT) -> dict[str, Any]:
+                   executor: Executor | None = None, progress: Progress = SILENT,
+                   volumes_root: Sequence[Path] = ()) -> dict[str, Any]:
     """Render every frame the items need; rewrite items.jsonl with images and image boxes.
     Studies run on ``executor`` (default: a local pool of ``workers``); each finished study
-    advances ``progress``."""
+    advances ``progress``. Volumes must lie in the dataset folder, a folder its manifest records
+    as the build's input, or one of ``volumes_root`` (``check_renderable``)."""
     studies = {s.id: s for s in read_studies(folder)}
     items = read_items(folder)
-    previous = orjson.loads((folder / RENDER).read_bytes()) if (folder / RENDER).is_file() else {}
+    previous = _previous_render(folder / RENDER)
     resume = previous.get("settings_key") == settings.key()
 
     needed: dict[str, set[int]] = defaultdict(set)
     for it in items:
         needed[it.study_id] |= set(it.frames)
     renderable = {sid: s for sid, s in studies.items() if s.volume is not None and sid in needed}
+    check_renderable(folder, renderable.values(), volumes_root)
     sets = {sid: FramePolicy(settings.context).frames(s.frame_count) for sid, s in renderable.items()}
     finished = _read_progress(folder / PROGRESS, settings.key())
     records: dict[str, dict[str, Any]] = {}
@@ -237,7 +242,7 @@ def render_dataset(folder: Path, settings: RenderSettings, workers: int = 1,
         inside(folder, f"{FRAMES_DIR}/{sid}", f"study {sid!r}")  # refused here, not as 'unreadable'
         frames = sorted(needed[sid] | set(sets[sid]))
         done = finished.get(sid)
-        if done is not None and set(done["frames"]) == {str(k) for k in frames}:
+        if _journaled(done, sid, frames):
             records[sid] = {**done, "written": 0}  # finished before an interruption: kept
         else:
             jobs.append((s, frames, folder, settings, resume or bool(finished)))
@@ -306,11 +311,40 @@ class RenderInterrupted(VoxqaError):
     """Ctrl-C during a render: finished studies are recorded, the rest resume next time."""
 
 
+def check_renderable(folder: Path, studies: Iterable[Study], volumes_root: Sequence[Path] = ()) -> None:
+    """Refuse, before anything is read or written, a study whose volume lies outside the
+    dataset's folders (``voxqa.dataset.paths.VolumeRoots``) or whose frame count is past
+    ``max_frames()`` (nothing is allocated for a billion frames a studies.jsonl claims)."""
+    manifest = folder / MANIFEST
+    roots = VolumeRoots.of(folder, read_json(manifest) if manifest.is_file() else {}, volumes_root)
+    limit = max_frames()
+    for s in studies:
+        where = f"{folder / STUDIES}: study {s.id!r}"
+        if s.volume is not None:
+            roots.check(s.volume.path, where)
+        if (s.frame_count or 0) > limit:
+            raise InputError(f"{where}: {s.frame_count} frames, more than the {limit} voxqa accepts "
+                             f"({MAX_FRAMES_ENV} raises it)")
+
+
+def _previous_render(path: Path) -> dict[str, Any]:
+    """The last render.json (its settings decide which PNGs are kept); a file that is not one
+    (a planted link is refused) means no PNG is trusted: all are drawn again."""
+    if not path.is_file():
+        return {}
+    try:
+        previous = orjson.loads(read_own(path))
+    except orjson.JSONDecodeError:
+        log.info("%s is not JSON: every frame is drawn again", path)
+        return {}
+    return previous if isinstance(previous, dict) else {}
+
+
 def _read_progress(path: Path, key: str) -> dict[str, dict[str, Any]]:
     """study id -> record of the studies an interrupted render with these settings finished."""
     if not path.is_file():
         return {}
-    lines = path.read_bytes().split(b"\n")
+    lines = read_own(path).split(b"\n")
     try:
         header = orjson.loads(lines[0])
     except orjson.JSONDecodeError:
@@ -325,6 +359,15 @@ def _read_progress(path: Path, key: str) -> dict[str, dict[str, Any]]:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             continue  # a torn last line (killed mid-write): that study is redone
     return done
+
+
+def _journaled(record: Any, sid: str, frames: list[int]) -> TypeGuard[dict[str, Any]]:
+    """Whether a journal record is the finished render of study ``sid``'s ``frames`` as
+    ``render_study`` writes it; anything else (the journal came with the dataset) is redrawn."""
+    return (isinstance(record, dict)
+            and record.get("frames") == {str(k): f"{FRAMES_DIR}/{sid}/{k:04d}.png" for k in frames}
+            and all(isinstance(size := record.get(key), list) and len(size) == 2
+                    and all(type(v) is int and v > 0 for v in size) for key in ("frame_size", "image_size")))
 
 
 def _with_images(item: Item, record: dict[str, Any] | None, volume_frames: list[int]) -> Item:

@@ -153,6 +153,8 @@ def read_json_names(path: Path) -> dict[int, str]:
         table = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BuildError(f"{path}: cannot read label names ({exc})") from exc
+    except RecursionError:  # json recurses per level: [[[[... 100,000 deep
+        raise BuildError(f"{path}: cannot read label names (JSON nested too deeply)") from None
     if isinstance(table, dict) and "segmentAttributes" in table:
         try:
             table = {s["labelID"]: s["SegmentLabel"] for group in table["segmentAttributes"] for s in group}

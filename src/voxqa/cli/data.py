@@ -14,12 +14,12 @@ from voxqa.errors import needs_extra
 from voxqa.views.terminal import markup_safe
 
 
-def _render_recipe(folder: Path, name: str, workers: int, strict: bool, pool) -> None:  # noqa: ANN001
+def _render_recipe(folder: Path, name: str, workers: int, strict: bool, pool, volumes_root: list[Path]) -> None:  # noqa: ANN001
     """`render --recipe`: per-study model-ready arrays and their transforms (voxqa.model_inputs)."""
     from voxqa.model_inputs import render_recipe
 
     try:
-        summary = render_recipe(folder, name, workers, strict, pool, rich_progress())
+        summary = render_recipe(folder, name, workers, strict, pool, rich_progress(), volumes_root)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] finished studies are kept; run again to resume")
         raise typer.Exit(code=INTERRUPTED) from None
@@ -44,6 +44,7 @@ def render(
     address: Annotated[Optional[str], typer.Option("--address", metavar="auto|ray://HOST:PORT", help=ADDRESS_HELP)] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", metavar="NAME", help="Instead of PNG frames, write 3D-model inputs: m3d, med3dvlm, radfm, merlin, ctchat, medgemma-ct or lingshu (docs/recipes.md).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="With --recipe: stop at the first refused or unreadable study.")] = False,
+    volumes_root: Annotated[Optional[list[Path]], typer.Option("--volumes-root", metavar="DIR", help="Also allow volumes in this folder (repeatable); by default a study's volume must lie in the dataset folder or a folder its manifest records as the build's input.")] = None,
 ) -> None:
     """Write 8-bit PNG frames and add `images` / evidence `image_box` to items.jsonl."""
     from voxqa.dataset.audit import AUDIT
@@ -52,7 +53,7 @@ def render(
 
     pool = executor(executor_name, workers, address)
     if recipe is not None:
-        _render_recipe(folder, recipe, workers, strict, pool)
+        _render_recipe(folder, recipe, workers, strict, pool, volumes_root or [])
         return
     context = frames_option(frames, "a positive whole number") if frames is not None else recorded_frames(folder)
     if window is not None:
@@ -62,7 +63,7 @@ def render(
             import imageio_ffmpeg  # noqa: F401 - fail early with a clear message
     settings = RenderSettings(size=size, window=window, context=context, video_fps=mp4)
     try:
-        summary = render_dataset(folder, settings, workers, pool, rich_progress())
+        summary = render_dataset(folder, settings, workers, pool, rich_progress(), volumes_root or [])
     except RenderInterrupted as exc:
         console.print(f"[yellow]interrupted:[/] {markup_safe(exc)}", soft_wrap=True)
         raise typer.Exit(code=INTERRUPTED) from None

@@ -8,11 +8,34 @@ the set; render draws the set; the audit reads the set as prompt text.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any
 
+from voxqa.errors import InputError
 from voxqa.schema import Study
+
+#: Frames (slices) per study accepted from annotations and dataset files: a CSV slice index or
+#: box frame at or past it is a counted drop, a studies.jsonl frame count past it is refused.
+#: Checked before anything is allocated per frame (one CSV row claiming slice 1,000,000,000 made
+#: a build allocate gigabytes). The environment variable of the same name raises it.
+MAX_FRAMES = 10_000
+MAX_FRAMES_ENV = "VOXQA_MAX_FRAMES"
+
+
+def max_frames() -> int:
+    """``MAX_FRAMES``, or ``VOXQA_MAX_FRAMES`` when set (a positive whole number)."""
+    raw = os.environ.get(MAX_FRAMES_ENV)
+    if raw is None:
+        return MAX_FRAMES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"{MAX_FRAMES_ENV}={raw!r}: must be a positive whole number")
+    return value
 
 #: Frames a volume-level item shows by default (``voxqa build`` and ``voxqa render``).
 DEFAULT_VOLUME_FRAMES = 16

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from voxqa.dataset.paths import check_png
+from voxqa.dataset.paths import check_png, inside
 from voxqa.errors import InputError
 from voxqa.fileio import atomic_write
 from voxqa.conversation import BOX_TEXT
@@ -142,10 +142,11 @@ def _mirror_answer(item: Item) -> Answer:
     return answer
 
 
-def mirrored_png(src: Path, controls: Path) -> Path:
-    """A left-right flipped copy of ``src`` under ``controls`` (made once)."""
+def mirrored_png(src: Path, run: Path) -> Path:
+    """A left-right flipped copy of ``src`` under the run folder's ``controls/mirrored`` (made
+    once; resolved inside ``run``, so a link planted there is neither shown nor written through)."""
     tag = hashlib.sha1(str(src).encode()).hexdigest()[:12]
-    dst = controls / "mirrored" / f"{tag}_{src.name}"
+    dst = inside(run, f"controls/mirrored/{tag}_{src.name}", "mirrored control")
     if not dst.is_file():
         dst.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(check_png(src, "image")) as im, atomic_write(dst) as fh:  # never a half PNG to reuse

@@ -38,7 +38,7 @@ from voxqa.eval.jury_protocols import PROTOCOLS, VOXQA, Case, JuryProtocol
 from voxqa.eval.models.base import PermanentError
 from voxqa.eval.models.openai_chat import OpenAIChat
 from voxqa.eval.prompts import Prompt
-from voxqa.fileio import JsonlAppender
+from voxqa.fileio import JsonlAppender, read_own
 
 CACHE = "jury.jsonl"
 
@@ -78,7 +78,7 @@ class Jury:
         self.protocol = protocol
         self.cache: dict[str, bool] = {}
         if self.path.is_file():
-            for line in self.path.read_bytes().splitlines():
+            for line in read_own(self.path).splitlines():  # a link planted in the run folder is refused
                 if line.strip():
                     rec = orjson.loads(line)
                     self.cache[rec["key"]] = rec["verdict"]

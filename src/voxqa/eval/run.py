@@ -49,7 +49,8 @@ from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, RegionIsTheAnswer, build_prompt, region_refusal
 from voxqa.eval.selection import check_selection
-from voxqa.fileio import JsonlAppender, LockHeld, append_bytes, atomic_write, held_lock, write_bytes, write_json
+from voxqa.fileio import (JsonlAppender, LockHeld, WriteFailed, append_bytes, atomic_write, held_lock,
+                          read_own, truncate_own, write_bytes, write_json)
 from voxqa.progress import SILENT, Progress, tracking
 from voxqa.render import map_box
 from voxqa.schema import Item, Study
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 RUN = "run.json"
 PREDICTIONS = "predictions.jsonl"
 LOCK = "run.lock"  # held while an eval writes the folder
+CONTROLS_DIR = "controls"  # the control images a run made (blank, mirrored)
 FLUSH_EVERY = 16  # lines between fsyncs
 FLUSH_SECONDS = 2.0
 
@@ -146,11 +148,10 @@ def read_predictions(path: Path, set_aside: bool = False) -> dict[str, dict[str,
     again."""
     if not path.is_file():
         return {}
-    raw = path.read_bytes()
+    raw = read_own(path)  # a link planted here is refused, never read or cut through
     end = raw.rfind(b"\n") + 1
     if end < len(raw):
-        with path.open("r+b") as fh:
-            fh.truncate(end)
+        truncate_own(path, end)
     records: dict[str, dict[str, Any]] = {}
     kept: list[bytes] = []
     bad: list[bytes] = []
@@ -186,14 +187,13 @@ def _control_images(cfg: RunConfig, item: Item, by_study: dict[str, list[str]], 
     if cfg.control == "none":
         return None
     if cfg.control == "mirrored":
-        return [str(mirrored_png(inside(folder, im.path, f"item {item.id}"), cfg.out / "controls"))
+        return [str(mirrored_png(inside(folder, im.path, f"item {item.id}"), cfg.out))
                 for im in item.images]
     if cfg.control == "blank":
-        blank_dir = cfg.out / "controls"
-        blank_dir.mkdir(parents=True, exist_ok=True)
+        inside(cfg.out, CONTROLS_DIR, "run folder").mkdir(exist_ok=True)
         paths = []
-        for im in item.images:
-            p = blank_dir / f"blank_{im.width}x{im.height}.png"
+        for im in item.images:  # inside: a link planted in the run folder is not shown or written through
+            p = inside(cfg.out, f"{CONTROLS_DIR}/blank_{im.width}x{im.height}.png", "blank control")
             if not p.is_file():
                 with atomic_write(p) as fh:
                     Image.fromarray(np.zeros((im.height, im.width), np.uint8), mode="L").save(fh, format="PNG")
@@ -312,6 +312,10 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress, hel
         if created and counts["ok"] == 0:  # nothing worth keeping: no half-written run folder
             _remove_run(cfg.out)
         raise
+    except WriteFailed as exc:  # disk full: every line written so far is whole, so resume works
+        answered = counts["already_done"] + counts["ok"] + counts["failed"]
+        raise WriteFailed(f"{exc}; eval stopped with {answered} of {len(items)} items recorded in "
+                          f"{cfg.out / PREDICTIONS}: free space and run the same command to resume") from exc
     finally:
         if not writer.closed:
             writer.close()
@@ -357,8 +361,11 @@ def _claim_run(cfg: RunConfig, ident: dict[str, Any]) -> None:
     """Write run.json in a new run folder; a resumed run must have the same identity."""
     run_file = cfg.out / RUN
     if run_file.is_file():
-        old = orjson.loads(run_file.read_bytes())
-        if old.get("identity") != ident:
+        try:
+            old = orjson.loads(read_own(run_file))
+        except orjson.JSONDecodeError:
+            raise RunMismatch(f"{run_file}: not JSON, so not a run this --out can resume; use a new --out") from None
+        if not isinstance(old, dict) or old.get("identity") != ident:
             raise RunMismatch(f"{cfg.out} holds a different run ({RUN} identity differs); use a new --out")
     else:
         write_json(run_file, {"identity": ident, "voxqa_version": __version__,
@@ -381,9 +388,9 @@ async def _all_or_first_error(requests: Sequence[Coroutine[Any, Any, None]]) -> 
     for t in pending:
         t.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    for t in finished:
-        if (exc := t.exception()) is not None:
-            raise exc
+    errors = [exc for t in finished if (exc := t.exception()) is not None]  # each one retrieved
+    if errors:
+        raise errors[0]
 
 
 def _remove_run(out: Path) -> None:
@@ -392,8 +399,8 @@ def _remove_run(out: Path) -> None:
 
     for name in (RUN, PREDICTIONS, LOCK):
         (out / name).unlink(missing_ok=True)
-    if (out / "controls").is_dir():
-        shutil.rmtree(out / "controls")
+    if (out / CONTROLS_DIR).is_dir():
+        shutil.rmtree(out / CONTROLS_DIR)
     try:
         out.rmdir()
     except OSError:

@@ -16,6 +16,7 @@ from pathlib import Path
 from voxqa.boxes.profiles import Profile
 from voxqa.conversation import IMAGE_TOKEN, BoxStyle, InlineBoxes, Sample
 from voxqa.errors import MissingExtra
+from voxqa.fileio import staged_folder
 
 
 class HfFormat:
@@ -53,7 +54,8 @@ class HfFormat:
         bars = datasets.is_progress_bar_enabled()
         datasets.disable_progress_bars()
         try:
-            datasets.DatasetDict(splits).save_to_disk(str(out))
+            with staged_folder(out) as stage:  # datasets writes through whatever it finds in out
+                datasets.DatasetDict(splits).save_to_disk(str(stage))
         finally:
             if bars:
                 datasets.enable_progress_bars()

@@ -33,6 +33,8 @@ def load_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BuildError(f"{path}: {what} is not JSON ({exc})") from None
+    except RecursionError:  # json recurses per level: [[[[... 100,000 deep
+        raise BuildError(f"{path}: {what} is not JSON voxqa reads (nested too deeply)") from None
 
 
 def field(record: Any, name: str, where: str, kinds: type | tuple[type, ...]) -> Any:

@@ -48,7 +48,7 @@ from voxqa import __version__
 from voxqa.dataset.build_report import BuildReport
 from voxqa.dataset.folder import check_out_folder, no_gc, read_items, sha256_file
 from voxqa.dataset.paths import check_study_id
-from voxqa.errors import BuildError
+from voxqa.errors import BuildError, not_utf8
 from voxqa.eval.jury import CACHE
 from voxqa.eval.run import PREDICTIONS, RUN, dataset_hash
 from voxqa.fileio import write_bytes, write_json, write_jsonl
@@ -86,7 +86,11 @@ def read_qa(path: Path, report: BuildReport) -> list[dict[str, str]]:
     if not path.is_file():
         raise BuildError(f"{path}: CT-SpatialVQA QA JSONL not found")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BuildError(f"{path}: {not_utf8(exc)}") from None
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{n}"
@@ -94,6 +98,8 @@ def read_qa(path: Path, report: BuildReport) -> list[dict[str, str]]:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise BuildError(f"{where}: not a JSON record ({exc})") from None
+        except RecursionError:
+            raise BuildError(f"{where}: not a JSON record voxqa reads (nested too deeply)") from None
         row = {k: field(rec, k, where, str) for k in QA_FIELDS}
         extra = sorted(set(rec) - set(QA_FIELDS))
         if extra:

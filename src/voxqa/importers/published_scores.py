@@ -131,7 +131,7 @@ def _reply_answer(raw: str) -> str:
     """The reply's ``answer`` when it is SGMRI's JSON contract, else the whole text."""
     try:
         value = json.loads(raw)
-    except (json.JSONDecodeError, TypeError):
+    except (json.JSONDecodeError, TypeError, RecursionError):  # nested past what json reads: not the contract
         return raw
     if isinstance(value, dict) and "answer" in value:
         return str(value["answer"])

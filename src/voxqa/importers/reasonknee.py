@@ -44,7 +44,7 @@ from voxqa.anatomy.frames import SAGITTAL_VIEW_AXIS
 from voxqa.dataset.build_report import BuildReport
 from voxqa.dataset.folder import check_out_folder, no_gc
 from voxqa.dataset.paths import check_study_id
-from voxqa.errors import BuildError
+from voxqa.errors import BuildError, not_utf8
 from voxqa.importers import field, load_json, ras_shape, volume_file, write_imported
 from voxqa.schema import Item, Study, VolumeRef
 from voxqa.anatomy.knee import FEATURES, JOINT, region_name
@@ -154,14 +154,19 @@ def read_splits(paths: Sequence[Path], report: BuildReport) -> dict[str, Split]:
         split = named[0] if len(named) == 1 else "test"
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in SPLIT_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise BuildError(f"{path}: missing column(s) {', '.join(missing)} (columns: {', '.join(reader.fieldnames or [])})")
-            for row in reader:
-                where = f"{path}:{reader.line_num}"
-                sid = "_".join(row[c].strip() for c in SPLIT_COLUMNS[:5])
-                out[row["image_filepath"].strip()] = Split(check_study_id(sid, where), row["patient_id"].strip(),
-                                                           split, row["image_filepath"].strip())
+            try:
+                missing = [c for c in SPLIT_COLUMNS if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise BuildError(f"{path}: missing column(s) {', '.join(missing)} (columns: {', '.join(reader.fieldnames or [])})")
+                for row in reader:
+                    where = f"{path}:{reader.line_num}"
+                    sid = "_".join(row[c].strip() for c in SPLIT_COLUMNS[:5])
+                    out[row["image_filepath"].strip()] = Split(check_study_id(sid, where), row["patient_id"].strip(),
+                                                               split, row["image_filepath"].strip())
+            except csv.Error as exc:  # a field over the csv module's 131,072-character limit, a NUL byte
+                raise BuildError(f"{path}:{reader.reader.line_num}: not a readable split CSV row ({exc})") from None
+            except UnicodeDecodeError as exc:
+                raise BuildError(f"{path}: {not_utf8(exc)}") from None
     return out
 
 

@@ -71,6 +71,11 @@ class Volume:
         return nib.aff2axcodes(self.affine)
 
 
+#: |det| of the affine's 3x3 part over the product of its column lengths (1 for orthogonal axes,
+#: 0 for parallel ones) below which the voxel axes span no volume.
+SINGULAR_TOLERANCE = 1e-6
+
+
 def check_affine(affine: np.ndarray, path: PathLike) -> tuple[np.ndarray, tuple[float, float, float]]:
     """(float64 4x4 affine, voxel spacing), refusing affines that map voxels onto nothing."""
     affine = np.asarray(affine, dtype=np.float64)
@@ -79,6 +84,10 @@ def check_affine(affine: np.ndarray, path: PathLike) -> tuple[np.ndarray, tuple[
     spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
     if not all(np.isfinite(s) and s > 0 for s in spacing):
         raise VolumeError(path, f"degenerate voxel spacing {spacing}")
+    # voxel axes that span no volume (two parallel): no orientation exists to reorder them to
+    if not abs(np.linalg.det(affine[:3, :3])) > SINGULAR_TOLERANCE * float(np.prod(spacing)):
+        raise VolumeError(path, f"singular affine: its voxel axes {np.round(affine[:3, :3], 4).tolist()} "
+                                "span no volume, so the scan has no orientation")
     return affine, spacing  # type: ignore[return-value]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from voxqa.dataset.folder import read_studies
 from voxqa.dataset.paths import inside
 from voxqa.errors import InputError
 from voxqa.executors import Executor, LocalExecutor
-from voxqa.fileio import TEMP_SUFFIX, atomic_write, write_json
+from voxqa.fileio import TEMP_SUFFIX, atomic_write, read_own, write_json
 from voxqa.io import VolumeError, open_volume
 from voxqa.model_inputs.base import (
     Recipe,
@@ -118,8 +119,10 @@ def _finished(folder: Path, study: Study, name: str, key: str) -> dict[str, Any]
     """The record of a study already written with these settings from this volume, else None."""
     path = inside(folder, f"{RECIPES_DIR}/{name}/{study.id}.npy", f"study {study.id!r}")
     try:
-        done = orjson.loads(path.with_name(study.id + RECORD).read_bytes())
-    except (OSError, orjson.JSONDecodeError):
+        done = orjson.loads(read_own(path.with_name(study.id + RECORD)))
+    except (OSError, orjson.JSONDecodeError):  # a link planted there too: not a finished study
+        return None
+    if not isinstance(done, dict):
         return None
     if done.get("settings_key") != key or done.get("volume") != _volume_id(study) or not path.is_file():
         return None
@@ -127,14 +130,19 @@ def _finished(folder: Path, study: Study, name: str, key: str) -> dict[str, Any]
 
 
 def render_recipe(folder: Path, name: str, workers: int = 1, strict: bool = False,
-                  executor: Executor | None = None, progress: Progress = SILENT) -> dict[str, Any]:
+                  executor: Executor | None = None, progress: Progress = SILENT,
+                  volumes_root: Sequence[Path] = ()) -> dict[str, Any]:
     """Write recipe ``name``'s model inputs for every study with a volume; returns recipe.json's
-    content. Each finished study advances ``progress``."""
+    content. Each finished study advances ``progress``. Volumes are contained as render's are
+    (``voxqa.render.check_renderable``)."""
+    from voxqa.render import check_renderable
+
     if name not in RECIPES:
         raise InputError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
     recipe = RECIPES[name]
     key = settings_key(recipe)
     studies = read_studies(folder)
+    check_renderable(folder, studies, volumes_root)
     out_dir = inside(folder, f"{RECIPES_DIR}/{name}", f"recipe {name!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
 

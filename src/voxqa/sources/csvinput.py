@@ -9,23 +9,30 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from voxqa.dataset.paths import check_study_id
-from voxqa.errors import BuildError
+from voxqa.errors import BuildError, not_utf8
 
 
 @contextmanager
 def csv_reader(path: Path, columns: Sequence[str], what: str) -> Iterator[csv.DictReader]:
     """A DictReader over ``path`` that is known to have ``columns``; ``what`` names the file
-    kind in errors ("fastMRI+ annotation CSV")."""
+    kind in errors ("fastMRI+ annotation CSV"). Text that is not UTF-8, and a row the csv
+    module refuses (a field over its 131,072-character limit, a NUL byte), are one
+    ``BuildError`` naming the file and line, wherever the rows are read."""
     path = Path(path)
     if not path.is_file():
         raise BuildError(f"{path}: {what} not found")
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise BuildError(f"{path}: not a {what}, missing columns {missing} "
-                             f"(expected {','.join(columns)})")
-        yield reader
+        try:
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise BuildError(f"{path}: not a {what}, missing columns {missing} "
+                                 f"(expected {','.join(columns)})")
+            yield reader
+        except csv.Error as exc:
+            raise BuildError(f"{path}:{reader.reader.line_num}: not a readable {what} row ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise BuildError(f"{path}: {not_utf8(exc)}") from None
 
 
 def study_rows(path: Path, columns: Sequence[str], what: str) -> Iterator[tuple[str, str, dict[str, str]]]:

@@ -28,8 +28,8 @@ from voxqa.boxes.geometry import clip
 from voxqa.boxes.instances import LINK_RULE, link_instances
 from voxqa.dataset.build_report import BuildReport
 from voxqa.dataset.folder import sha256_file
-from voxqa.dataset.frame_policy import ALL_FRAMES, FramePolicy
-from voxqa.errors import BuildError
+from voxqa.dataset.frame_policy import ALL_FRAMES, FramePolicy, max_frames
+from voxqa.errors import BuildError, not_utf8
 from voxqa.io import VolumeError, probe_fastmri_h5
 from voxqa.progress import SILENT, Progress
 from voxqa.schema import Box, Box3D, Finding, Item, Study, VolumeRef
@@ -45,6 +45,8 @@ FAMILY_NAMES = ("detection", "localization", "counting", "classification", "capt
 DEFAULT_FRAME_SIZE = {"knee": (320, 320), "brain": (320, 320)}
 # Labels that are not abnormalities: excluded from "any abnormality" questions, still localised.
 VOLUME_NAME = re.compile(r"^file[A-Za-z0-9_]+$")  # file1000000, file_brain_AXFLAIR_200_6002425
+#: Largest box coordinate or size (pixels) a row may state; fastMRI frames are 320-640 wide.
+MAX_BOX_COORDINATE = 100_000
 # Reasons a CSV row is dropped; rows read == rows kept + sum of these.
 ROW_DROP_REASONS = (
     "duplicate_row",
@@ -95,7 +97,11 @@ def read_file_list(path: Path, report: BuildReport) -> list[str]:
         raise BuildError(f"{path}: file list not found")
     names: list[str] = []
     seen: set[str] = set()
-    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BuildError(f"{path}: {not_utf8(exc)}") from None
+    for n, line in enumerate(text.splitlines(), start=1):
         name = line.strip().split(",")[0].strip()
         if not name:
             continue
@@ -142,12 +148,15 @@ def _parse_row(rec: dict[str, str], where: str) -> Row | str:
         return "box coordinates are not numbers"
     if not all(math.isfinite(v) for v in values):
         return "box coordinates are not finite numbers"
+    if any(abs(v) > MAX_BOX_COORDINATE for v in values):
+        return f"box coordinates beyond {MAX_BOX_COORDINATE} pixels: {', '.join(f'{v:g}' for v in values)}"
     x, y, w, h = (round(v) for v in values)  # decimals: rounded, counted by read_annotations
     return Row(file, slice_, False, (x, y, x + w, y + h), raw_label, where)
 
 
 def read_annotations(path: Path, report: BuildReport) -> list[Row]:
     """Parse one fastMRI+ CSV; malformed and exact-duplicate rows are dropped and counted."""
+    limit = max_frames()
     with csv_reader(path, COLUMNS, "fastMRI+ annotation CSV") as reader:
         rows: list[Row] = []
         seen: set[tuple[str, ...]] = set()
@@ -164,6 +173,10 @@ def read_annotations(path: Path, report: BuildReport) -> list[Row]:
             parsed = _parse_row(rec, where)
             if isinstance(parsed, str):
                 report.add("dropped", "malformed_row", where=where, problem=parsed)
+                continue
+            if not parsed.study_level and parsed.slice >= limit:  # before any list per frame
+                report.add("dropped", "slice_out_of_range", where=where, slice=parsed.slice,
+                           limit=f"{limit} frames (VOXQA_MAX_FRAMES)")
                 continue
             if not parsed.study_level:
                 raw = {k: (rec.get(k) or "").strip() for k in ("x", "y", "width", "height")}

@@ -54,7 +54,7 @@ from voxqa.anatomy.structures import Structure, measure
 from voxqa.boxes.geometry import union_box
 from voxqa.dataset.build_report import BuildReport
 from voxqa.dataset.folder import sha256_file
-from voxqa.dataset.frame_policy import DEFAULT_FRAMES, FramePolicy
+from voxqa.dataset.frame_policy import DEFAULT_FRAMES, FramePolicy, max_frames
 from voxqa.dataset.manifest import WORLD_CONVENTION
 from voxqa.errors import BuildError
 from voxqa.io import open_volume
@@ -165,6 +165,7 @@ def read_boxes_csv(path: Path, studies: set[str], report: BuildReport) -> dict[s
     """Per study, region -> 3D box on the sagittal frames."""
     path = Path(path)
     out: dict[str, dict[str, Box3D]] = defaultdict(dict)
+    limit = max_frames()  # checked before any list per frame is made
     with csv_reader(path, BOXES_COLUMNS, "knee boxes CSV") as reader:
         for rec in reader:
             where = f"{path}:{reader.line_num}"
@@ -175,6 +176,7 @@ def read_boxes_csv(path: Path, studies: set[str], report: BuildReport) -> dict[s
                 else "box_row_unknown_region" if region not in REGIONS
                 else "box_row_not_integers" if None in (f0, f1, x0, x1, y0, y1)
                 else "box_row_empty_box" if not (0 <= f0 <= f1 and 0 <= x0 < x1 and 0 <= y0 < y1)  # type: ignore[operator]
+                else "box_row_frame_out_of_range" if f1 >= limit  # type: ignore[operator]
                 else "box_row_repeated" if region in out[study]
                 else None
             )
