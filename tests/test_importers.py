@@ -639,13 +639,15 @@ def test_sgmri_export_round_trip_gives_the_same_items(tmp_path: Path) -> None:
     assert answers(back) == answers(ds)
 
 
-def test_sgmri_export_refuses_a_non_pixel_profile(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profile", ["qwen2-vl", "pixel", "sgmri:frame_base=0"])
+def test_sgmri_export_refuses_a_profile_other_than_sgmris(tmp_path: Path, profile: str) -> None:
+    """The records are written in SGMRI-VQA's convention only: 1-based frames, <bbx> xywh."""
     src = write_sgmri(tmp_path / "src")
     invoke(*_sgmri_args(src, tmp_path / "ds"))
     invoke("render", tmp_path / "ds")
     res = runner.invoke(app, ["export", str(tmp_path / "ds"), "--format", "sgmri-vqa", "--out",
-                              str(tmp_path / "x"), "--profile", "qwen2-vl"])
-    assert res.exit_code == 2 and "--profile pixel" in res.output
+                              str(tmp_path / "x"), "--profile", profile])
+    assert res.exit_code == 2 and "--profile sgmri" in res.output
 
 
 def test_every_importer_is_a_command_documented_with_its_licence() -> None:

@@ -62,8 +62,8 @@ def test_multi_object_examples() -> None:
 
 @pytest.mark.parametrize("name", [n for n, p in PROFILES.items() if "boxes" not in p.cannot])
 def test_round_trip_in_every_family_syntax(name: str) -> None:
-    """Boxes written by the profile's own writer (numbers, label, frame text) read back
-    within the profile's stated rounding on assorted image sizes."""
+    """Boxes written by the profile's own writer (numbers, label, frame text as the profile
+    numbers frames) read back within the profile's stated rounding on assorted image sizes."""
     p, r = PROFILES[name], random.Random(name)
     for w, h in ((1024, 1024), (160, 160), (96, 80), (640, 480), (300, 900)):
         for _ in range(20):
@@ -71,7 +71,7 @@ def test_round_trip_in_every_family_syntax(name: str) -> None:
             y0, y1 = sorted(r.sample(range(h + 1), 2))
             item = make_item({"type": "boxes", "value": [{"frame": 5, "box": [x0, y0, x1, y1]}]},
                              images=[(5, w, h), (6, w, h)])
-            got = ok(f"Frame 5: {p.write((x0, y0, x1, y1), w, h, 'meniscus tear')}", item, name)
+            got = ok(f"Frame {5 + p.frame_base}: {p.write((x0, y0, x1, y1), w, h, 'meniscus tear')}", item, name)
             assert len(got) == 1 and got[0]["frame"] == 5, (name, got)
             if p.answer_form == "points":
                 px, py = got[0]["point"]

@@ -6,7 +6,9 @@ lists of them; bare lists of the profile's numbers; ``<bbx>[x, y, w, h]</bbx>`` 
 x-first profiles). Another family's syntax fails. Point profiles give {"frame", "point": [x,
 y]}. A box without its own "frame" takes the last "Frame k" written before it, else the only
 image's frame (items showing one image), else fails. The structured ``bboxes`` are read only
-when the answer field holds no box. "none" -> [].
+when the answer field holds no box. "none" -> []. Frame numbers are read as the prompt
+labels frames, from the profile's ``frame_base`` (voxqa's 0; SGMRI-VQA's 1 with ``sgmri``),
+and stored 0-based: with base 1, "Frame 1" is frame 0 and "Frame 0" is no frame.
 
 Every box's numbers, in whatever syntax, are in the profile's space (``voxqa.boxes.spaces``)
 on the rendered image of the box's frame (``item.images``; a frame the item did not show is
@@ -90,7 +92,7 @@ def written_boxes(text: str, profile: Profile) -> list[Written]:
     found = [Written(f.pos, f.values) for f in profile.find(text)]
     spans = [(f.pos, f.end) for f in profile.find(text)]
     if profile.space.arity == 4 and getattr(profile.space, "order", "xy") == "xy":
-        for m in _BBX.finditer(text):
+        for m in _BBX.finditer(_blank(text, spans)):  # the sgmri profile's own syntax is read above
             x, y, w, h = (number(g) for g in m.groups())
             found.append(Written(m.start(), [x, y, x + w, y + h]))
             spans.append(m.span())
@@ -100,16 +102,26 @@ def written_boxes(text: str, profile: Profile) -> list[Written]:
     return sorted(found, key=lambda b: b.pos)
 
 
+def stored_frame(label: Any, ctx: ParseContext) -> int:
+    """The stored 0-based frame of a frame number written as the prompt labels frames (from
+    the profile's ``frame_base``)."""
+    base = ctx.profile.frame_base
+    if not isinstance(label, int) or isinstance(label, bool) or label < base:
+        raise ParseError(f"frame {label!r} is not a frame number (frames are numbered from {base})")
+    return label - base
+
+
 def _frame_of(box: Written, text: str, ctx: ParseContext) -> int:
-    """The box's own frame, else the last "Frame k" before it, else the only image's frame."""
-    frame = box.frame
-    if frame is None:
-        mentions = list(_FRAME_MENTION.finditer(text, 0, box.pos))
-        frame = int(mentions[-1][1]) if mentions else ctx.only_frame()
+    """The box's own frame, else the last "Frame k" before it (both as labelled), else the
+    only image's frame."""
+    if box.frame is not None:
+        return stored_frame(box.frame, ctx)
+    mentions = list(_FRAME_MENTION.finditer(text, 0, box.pos))
+    if mentions:
+        return stored_frame(int(mentions[-1][1]), ctx)
+    frame = ctx.only_frame()
     if frame is None:
         raise ParseError(f"box {box.values} has no frame and the item shows several images")
-    if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
-        raise ParseError(f"frame {frame!r} is not a frame index")
     return frame
 
 
@@ -213,13 +225,14 @@ class Boxes(AnswerType):
 
     def target(self, item: Item, write: TargetWriter) -> str:
         return "[" + ", ".join(
-            f'{{"frame": {b.frame}, "bbox": {write.box(b.frame, b.box)}}}' for b in cast(BoxesAnswer, item.answer).value
+            f'{{"frame": {write.frame(b.frame)}, "bbox": {write.box(b.frame, b.box)}}}'
+            for b in cast(BoxesAnswer, item.answer).value
         ) + "]"
 
     def random_reply(self, item: Item, rng: random.Random, profile: Profile,
                      numbers: Sequence[float]) -> str:
         im, box = random_box(item, rng, profile)
-        return f"Frame {im.frame}: {box}"
+        return f"Frame {im.frame + profile.frame_base}: {box}"
 
     def on_image(self, value: Any, to_image: Callable[[Sequence[int]], list[int]]) -> Any:
         return [{"frame": b["frame"], "box": to_image(b["box"])} for b in value]
