@@ -71,7 +71,8 @@ class Jury:
             for line in self.path.read_bytes().splitlines():
                 if line.strip():
                     rec = orjson.loads(line)
-                    self.cache[rec["key"]] = rec["verdict"]
+                    if "verdict" in rec:  # other lines: other protocols' replies (voxqa.eval.gptscore)
+                        self.cache[rec["key"]] = rec["verdict"]
 
     @staticmethod
     def _key(judge: OpenAIChat, *texts: str) -> str:
