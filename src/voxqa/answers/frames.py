@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from voxqa.answers.base import AnswerType, Scores, ScoreContext, TargetWriter
 from voxqa.answers.reply import NONE_ANSWERS, ParseContext, ParseError, Reply, normal
@@ -66,7 +66,7 @@ class Frames(AnswerType):
         return {"frame_precision": p, "frame_recall": r, "frame_f1": f1}
 
     def target(self, item: Item, write: TargetWriter) -> str:
-        return "[" + ", ".join(str(write.frame(k)) for k in item.answer.value) + "]"  # type: ignore[union-attr]
+        return "[" + ", ".join(str(write.frame(k)) for k in cast(list[int], item.answer.value)) + "]"
 
     def random_reply(self, item: Item, rng: random.Random, profile: Profile,
                      numbers: Sequence[float]) -> str:

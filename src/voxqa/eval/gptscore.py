@@ -140,7 +140,8 @@ class GptScorer:
         async def ask(text: str) -> str | Exception:
             try:
                 async with gate:
-                    return await self.judge.answer(Prompt(item_id=PROTOCOL, parts=(("text", text),), target=""), None)
+                    prompt = Prompt(item_id=PROTOCOL, parts=(("text", text),), target="")
+                    return await self.judge.answer(prompt, None)  # type: ignore[arg-type]  # text only: no item
             except (PermanentError, RuntimeError) as exc:
                 return exc
 

@@ -50,7 +50,7 @@ def export_dataset(
         raise InputError(f"split must be train, val or test, got {split!r}")
     exporter = FORMATS[fmt]
     # a format written in one benchmark's convention names its profile (sgmri-vqa: sgmri)
-    profile = get_profile(convention or getattr(exporter, "profile", "pixel"))
+    profile = get_profile(convention or str(getattr(exporter, "profile", "pixel")))
     folder, out = Path(folder).resolve(), Path(out)
     frame_sizes = {s.id: s.frame_size for s in read_studies(folder)}
 

@@ -407,11 +407,11 @@ def sgmri_vqa(items: Sequence[SgmriItem], frame_base: int, gpt: Mapping[str, Gpt
             if gold is None or pred is None:
                 skipped["point_answers"] += 1
                 continue
-            v = released_v_score(gold, pred)
-            if v["v_score"] is not None:
-                add("v_score", v["v_score"])
-            if "map" in v:  # an item without a predicted box has no "mAP" (run_evaluation.py L327-338)
-                add("map", v["map"])
+            vs = released_v_score(gold, pred)
+            if vs["v_score"] is not None:
+                add("v_score", vs["v_score"])
+            if "map" in vs:  # an item without a predicted box has no "mAP" (run_evaluation.py L326-338)
+                add("map", vs["map"])
         elif r["answer_type"] == "text" and task == "captioning":
             g = gpt.get(r["item_id"]) if gpt is not None else None
             ar = _ar(it, g)

@@ -23,9 +23,10 @@ frame_off_by_one_corrected``). Frames in voxqa are then 0-based indices into
 
 Question types map to answer types: closed_ended -> yes_no (or number for counts),
 single_choice -> choice, multiple_choice -> multi_choice, open_ended -> text, and
-localization (any type) -> boxes. Boxes and ``Frame N`` quoted in reasoning and text answers
-are rewritten into voxqa's form (``Frame k: [x0, y0, x1, y1]``, k 0-based) so that prompts and
-exports quote them in the model's box profile like every voxqa item.
+localization (any type) -> boxes. Boxes, ``Frame N`` and frame lists ("frames 7, 8 and
+10-12") quoted in reasoning and text answers are rewritten into voxqa's form (``Frame k: [x0,
+y0, x1, y1]``, k 0-based) so that prompts and exports quote them in the model's box profile
+like every voxqa item; ``--profile sgmri`` numbers them from 1 again, as SGMRI does.
 """
 
 from __future__ import annotations
