@@ -19,6 +19,7 @@ as the exact text of a box the item itself holds (evidence, answer), never by gu
 How a box reaches the text is a ``BoxStyle``: numbers in the profile's convention
 (``InlineBoxes``; quoted in running text as the profile's ``quote`` says), or a placeholder a
 trainer fills in later (ms-swift's export).
+Image paths are absolute, so exports work from any working directory without copying PNGs.
 
 **Frame numbers.** Items store 0-based frame indices. The conversation numbers frames from
 the profile's ``frame_base``: ``Frame {k + base}:`` labels, every ``frame k`` / ``frames a-b,
@@ -26,7 +27,6 @@ c`` in the question, options, reasoning and text answers (``label_frames``), and
 ``"frame"`` and frame list of the target. With voxqa's default (0) the text is the item's;
 with SGMRI-VQA's (1, profile ``sgmri``) a model reads and writes the numbers SGMRI's records
 use, and ``voxqa.answers`` subtracts the base again when it reads a reply.
-Image paths are absolute, so exports work from any working directory without copying PNGs.
 """
 
 from __future__ import annotations

@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from voxqa.answers.base import AnswerType, Scores, ScoreContext, TargetWriter
-from voxqa.answers.reply import NONE_ANSWERS, Number, ParseContext, ParseError, Reply, json_values, normal
+from voxqa.answers.reply import NONE_ANSWERS, ParseContext, ParseError, Reply, json_values, normal
 from voxqa.boxes.profiles import Profile
 from voxqa.boxes.spaces import decode_point
+from voxqa.boxes.syntax import BbxTags
 from voxqa.eval.metrics.boxes import THRESHOLDS, as_dict, hits_at, iou_matrix, match_boxes
 from voxqa.schema import BoxesAnswer, ImageRef, Item
 
-_NUM = r"(-?\d+(?:\.\d+)?)"
-_BBX = re.compile(rf"<bbx>\s*\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\]\s*</bbx>", re.IGNORECASE)
+BBX = BbxTags()  # SGMRI-VQA's <bbx>[x, y, w, h]</bbx>, read by every x-first profile
 _FRAME_MENTION = re.compile(r"\bframe\b\s*[#:]?\s*(\d+)", re.IGNORECASE)
 BOX_KEYS = ("bbox_2d", "bbox", "box", "box_2d")
 
@@ -51,10 +51,6 @@ class Written:
     pos: int
     values: list[Any]
     frame: Any = None  # the frame written with the box itself (a JSON "frame"), if any
-
-
-def number(text: str) -> Number:
-    return float(text) if "." in text else int(text)
 
 
 def is_number(v: Any) -> bool:
@@ -92,10 +88,10 @@ def written_boxes(text: str, profile: Profile) -> list[Written]:
     found = [Written(f.pos, f.values) for f in profile.find(text)]
     spans = [(f.pos, f.end) for f in profile.find(text)]
     if profile.space.arity == 4 and getattr(profile.space, "order", "xy") == "xy":
-        for m in _BBX.finditer(_blank(text, spans)):  # the sgmri profile's own syntax is read above
-            x, y, w, h = (number(g) for g in m.groups())
-            found.append(Written(m.start(), [x, y, x + w, y + h]))
-            spans.append(m.span())
+        for f in BBX.find(_blank(text, spans)):  # the sgmri profile's own syntax is read above
+            x, y, w, h = f.values
+            found.append(Written(f.pos, [x, y, x + w, y + h]))
+            spans.append((f.pos, f.end))
     arity = 2 if profile.answer_form == "points" else profile.space.arity
     for pos, value in json_values(_blank(text, spans)):
         found += json_boxes(pos, value, arity)
