@@ -13,7 +13,7 @@ import datasets
 import pytest
 from helpers import rendered_phantom, rendered_segmentation
 
-from voxqa.boxes.profiles import PROFILES, Profile
+from voxqa.boxes.profiles import PROFILES, Profile, get_profile
 from voxqa.dataset.folder import ITEMS, read_items, read_studies, write_jsonl
 from voxqa.export import FORMATS, SUMMARY, export_dataset
 from voxqa.render import map_box
@@ -149,6 +149,7 @@ def check_rows(folder: Path, rows: list[Row], profile: str, split: str | None = 
     assert sorted(r.id for r in rows) == sorted(items)
     frame_size = {s.id: s.frame_size for s in read_studies(folder)}
     hint = PROFILES[profile].hint
+    base = get_profile(profile).frame_base  # frames as the profile numbers them
     root = folder.resolve()
     for r in rows:
         it: Item = items[r.id]
@@ -159,7 +160,7 @@ def check_rows(folder: Path, rows: list[Row], profile: str, split: str | None = 
             assert r.images == expected and all(Path(p).is_file() for p in r.images)
         # "Frame k: <image>" per image, in order, then question, options, hint (answers with boxes only)
         assert r.user.count("<image>") == len(r.images)
-        assert [int(k) for k in re.findall(r"Frame (\d+): <image>", r.user)] == [im.frame for im in it.images]
+        assert [int(k) for k in re.findall(r"Frame (\d+): <image>", r.user)] == [im.frame + base for im in it.images]
         lines = r.user.split("\n")
         if it.answer.type in ("boxes", "box3d", "text"):
             assert lines[-1] == hint
@@ -170,7 +171,7 @@ def check_rows(folder: Path, rows: list[Row], profile: str, split: str | None = 
         w, h = it.images[0].width, it.images[0].height
         assert len(r.target["bboxes"]) == len(it.evidence)
         for b, e in zip(r.target["bboxes"], it.evidence, strict=False):
-            assert b["frame"] == e.frame and b["label"] == e.label
+            assert b["frame"] == e.frame + base and b["label"] == e.label
             _close(b["bbox"], r.convention, e.image_box, w, h)
         a, answer = it.answer, r.target["answer"]
         if a.type == "choice":
@@ -178,14 +179,16 @@ def check_rows(folder: Path, rows: list[Row], profile: str, split: str | None = 
             assert m and ord(m.group(1)) - 65 == a.value and m.group(2) == it.options[a.value]
         elif a.type == "boxes":
             image_box = {(e.frame, tuple(e.box)): e.image_box for e in it.evidence}
-            assert [x["frame"] for x in answer] == [b.frame for b in a.value]
+            assert [x["frame"] for x in answer] == [b.frame + base for b in a.value]
             for x, b in zip(answer, a.value, strict=False):
                 _close(x["bbox"], r.convention, image_box[(b.frame, tuple(b.box))], w, h)
         elif a.type == "box3d":
             v = a.value
-            assert (answer["frame_start"], answer["frame_end"]) == (v.frame_start, v.frame_end)
+            assert (answer["frame_start"], answer["frame_end"]) == (v.frame_start + base, v.frame_end + base)
             _close(answer["bbox"], r.convention, map_box(v.box, frame_size[it.study_id], (w, h)), w, h)
-        elif a.type in ("yes_no", "number", "frames"):
+        elif a.type == "frames":
+            assert answer == [k + base for k in a.value]
+        elif a.type in ("yes_no", "number"):
             assert answer == a.value
 
 

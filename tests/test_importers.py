@@ -12,9 +12,11 @@ VOXQA_TEST_REFERENCE (= ../shared/reference) and the fastMRI+ CSVs under VOXQA_T
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import random
+import re
 from pathlib import Path
 
 import h5py
@@ -23,14 +25,21 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from voxqa.boxes.profiles import get_profile
 from voxqa.cli import app
 from voxqa.dataset.folder import read_items, read_json, read_studies
 from voxqa.errors import BuildError
 from voxqa.importers.ct_spatialvqa import import_ct_spatialvqa, import_ct_spatialvqa_run
 from voxqa.importers.published_scores import (
+    SgmriItem,
     ct_spatialvqa as ct_published,
     released_a_score,
+    released_matching,
+    released_number,
+    released_v_score,
+    released_video_answer,
     released_yes_no,
+    sgmri_vqa,
 )
 from voxqa.importers.sgmri_vqa import import_sgmri_vqa
 
@@ -44,11 +53,39 @@ def invoke(*args: str) -> str:
     return res.output
 
 
-def oracle_results(ds: Path, run: Path, split: str, *extra: str) -> dict:
+def oracle_results(ds: Path, run: Path, split: str, *extra: str, profile: str = "pixel") -> dict:
     """Render ``ds``, run the oracle through the CLI and score it; results.json."""
     invoke("render", ds, "--frames", "all")
-    invoke("eval", ds, "--model", "oracle", "--out", run, "--split", split)
+    invoke("eval", ds, "--model", "oracle", "--out", run, "--split", split, "--profile", profile)
     invoke("score", run, *extra)
+    return read_json(run / "results.json")
+
+
+class Replay:
+    """A model that replies with given texts (item id -> reply), e.g. a benchmark's released answers."""
+
+    def __init__(self, replies: dict[str, str]):
+        self.replies = replies
+
+    def identity(self) -> dict:
+        return {"name": "replay"}
+
+    def answer(self, prompt, item) -> str:
+        return self.replies[item.id]
+
+
+def replay(replies: str) -> Replay:
+    """``py:test_importers:replay`` with ``--model-arg replies=FILE`` (a JSON object)."""
+    return Replay(json.loads(Path(replies).read_text()))
+
+
+def replay_results(ds: Path, run: Path, replies: dict[str, str], profile: str, *score: str) -> dict:
+    """``voxqa eval`` of the replies on the val split under ``profile``, then ``voxqa score``."""
+    run.mkdir(parents=True)
+    (run.parent / f"{run.name}_replies.json").write_text(json.dumps(replies))
+    invoke("eval", ds, "--model", "py:test_importers:replay", "--model-arg",
+           f"replies={run.parent / f'{run.name}_replies.json'}", "--out", run, "--split", "val", "--profile", profile)
+    invoke("score", run, *score)
     return read_json(run / "results.json")
 
 
@@ -186,7 +223,8 @@ def test_sgmri_import_corrects_knee_off_by_one_and_oracle_scores_100(tmp_path: P
     studies = {s.id: s for s in read_studies(ds)}
     assert studies[KNEE].frame_count == 6 and studies[KNEE].frame_size == (FRAME, FRAME)
 
-    results = oracle_results(ds, tmp_path / "run", "val", "--as-published", "sgmri-vqa")
+    # the oracle in SGMRI-VQA's convention (profile sgmri: frames from 1, <bbx> xywh)
+    results = oracle_results(ds, tmp_path / "run", "val", "--as-published", "sgmri-vqa", profile="sgmri")
     assert_perfect(results)
     published = results["as_published"]["as_published"]
     for column in ("Detection", "Diagnosis", "Classification", "Counting", "Localization (V)", "Captioning"):
@@ -194,6 +232,7 @@ def test_sgmri_import_corrects_knee_off_by_one_and_oracle_scores_100(tmp_path: P
     assert published["columns"]["Localization (AR)"] is None  # voxqa asks localization for boxes only
     assert published["avg"] == pytest.approx(100.0)
     assert published["map"]["localization"] == pytest.approx(100.0)
+    assert published["frame_base"] == 1 and "not_computed" not in published
 
 
 def test_sgmri_hidden_variant_imports_the_same_items(tmp_path: Path) -> None:
@@ -235,50 +274,291 @@ def test_sgmri_file_without_split_in_its_name_needs_split(tmp_path: Path) -> Non
         import_sgmri_vqa(src["qa"], [src["annotations"]], tmp_path / "ds")
 
 
+def released_replies(ds: Path, records: dict[str, list[dict]]) -> dict[str, str]:
+    """Item id -> the released record's answer as a model writing SGMRI-VQA's records would
+    reply: with perfect boxes, i.e. knee frames one later (the released knee off-by-one undone:
+    fastMRI+ slice + 1), brain frames as published. Records are found by the content digest
+    that ends their item's id (``importers/sgmri_vqa.py``: level, task, type, question, answer)."""
+    answers = {}
+    for recs in records.values():
+        for r in recs:
+            level = "frame" if r["level"] == "slice" else "volume"
+            digest = hashlib.sha1("\x1f".join((level, r["task"], r["type"], r["question"], str(r["answer"]))).encode())
+            text = str(r["answer"])
+            if r["modality"] == "knee":
+                text = re.sub(r"Frame (\d+)", lambda m: f"Frame {int(m[1]) + 1}", text)
+            answers[(r["volume_id"], digest.hexdigest()[:10])] = text
+    return {it.id: answers[(it.study_id, it.id.rsplit(":", 1)[1])] for it in read_items(ds)}
+
+
+def test_sgmri_released_answers_score_100_as_published_under_the_sgmri_profile(tmp_path: Path) -> None:
+    """A model answering exactly as the released records do (``Frame N:`` from 1, ``<bbx>``
+    xywh), with perfect boxes: 100 on every as-published column under ``--profile sgmri``. Under
+    voxqa's 0-based prompt (``pixel``) the same replies are read one frame late, so voxqa's own
+    volume V-Score drops to the hand-computed 0.1296 and the as-published V-Score is refused."""
+    src = write_sgmri(tmp_path / "src")
+    ds = tmp_path / "ds"
+    invoke(*_sgmri_args(src, ds))
+    invoke("render", ds, "--frames", "all")
+    replies = released_replies(ds, sgmri_records())
+    results = replay_results(ds, tmp_path / "sgmri", replies, "sgmri", "--as-published", "sgmri-vqa")
+    published = results["as_published"]["as_published"]
+    for column in ("Detection", "Diagnosis", "Classification", "Counting", "Localization (V)"):
+        assert published["columns"][column] == pytest.approx(100.0), column
+    assert published["breakdowns"]["level"]["volume"]["v_score"] == {"mean": pytest.approx(100.0), "count": 2}
+    assert published["map"]["localization"] == pytest.approx(100.0)
+    assert results["by"]["level"]["volume"]["metrics"]["v_score"]["mean"] == pytest.approx(1.0)
+
+    late = replay_results(ds, tmp_path / "pixel", replies, "pixel", "--as-published", "sgmri-vqa")
+    # knee: the tear read on frames 3, 4 (gold 2, 3): one pair left, IoU 42/54 of 3 gold boxes; brain: 0
+    assert late["by"]["level"]["volume"]["metrics"]["v_score"]["mean"] == pytest.approx((42 / 54 / 3 + 0) / 2)
+    late_published = late["as_published"]["as_published"]
+    assert late_published["columns"]["Localization (V)"] is None and late_published["map"] == {}
+    assert "--profile sgmri" in late_published["not_computed"]["Localization (V)"]
+    assert late_published["columns"]["Detection"] == pytest.approx(100.0)  # no frame numbers in it
+
+
+def test_sgmri_profile_prompt_and_target_number_frames_from_one(tmp_path: Path) -> None:
+    """The sgmri profile's prompt labels stored frame k "Frame k+1", quotes boxes as
+    ``<bbx>[x,y,w,h]</bbx>``, and its target's frames count from 1; replies are read back."""
+    from voxqa.conversation import InlineBoxes, build_sample
+    from voxqa.eval.parse import parse_answer
+    from voxqa.eval.prompts import build_prompt
+
+    src = write_sgmri(tmp_path / "src")
+    ds = tmp_path / "ds"
+    invoke(*_sgmri_args(src, ds))
+    invoke("render", ds, "--frames", "all")
+    items = {(it.study_id, it.template): it for it in read_items(ds)}
+    sgmri, pixel = get_profile("sgmri"), get_profile("pixel")
+    where = items[(KNEE, "sgmri/localization/open_ended/volume")]
+    texts = [v for kind, v in build_prompt(where, ds, (FRAME, FRAME), sgmri).parts if kind == "text"]
+    assert [t.strip() for t in texts[:6]] == [f"Frame {k}:" for k in range(1, 7)]
+    assert "<bbx>[x, y, width, height]</bbx>" in texts[-2] and "numbered from 1" in texts[-2]
+    target = json.loads(build_prompt(where, ds, (FRAME, FRAME), sgmri).target)
+    assert target["answer"] == [{"frame": 3, "bbox": [10, 12, 8, 6]}, {"frame": 4, "bbox": [11, 12, 8, 6]},
+                                {"frame": 4, "bbox": [30, 30, 5, 5]}]
+    assert [v.strip() for k, v in build_prompt(where, ds, (FRAME, FRAME), pixel).parts if k == "text"][:2] == [
+        "Frame 0:", "Frame 1:"]  # voxqa's own default: the stored index
+    caption = items[(KNEE, "sgmri/captioning/open_ended/volume")]
+    written = json.loads(build_sample(caption, ds.resolve(), (FRAME, FRAME), sgmri, InlineBoxes(sgmri)).target)
+    assert written["answer"] == "Meniscus Tear: Frame 3: <bbx>[10,12,8,6]</bbx>."  # voxqa stores Frame 2
+    # replies are read as labelled: "Frame 3" is stored frame 2; "Frame 0" is no frame of SGMRI's
+    read = parse_answer("Frame 3: <bbx>[10,12,8,6]</bbx>", where, "sgmri")
+    assert read.ok and read.value == [{"frame": 2, "box": [10, 12, 18, 18]}]
+    assert "numbered from 1" in parse_answer("Frame 0: <bbx>[10,12,8,6]</bbx>", where, "sgmri").error
+    assert parse_answer("Frame 3: <bbx>[10,12,8,6]</bbx>", where, "pixel").value == [{"frame": 3, "box": [10, 12, 18, 18]}]
+
+
+def test_sgmri_import_reads_frame_lists_one_based(tmp_path: Path) -> None:
+    """"frames 2-3 and 5" in a released text are 1-based like "Frame N": imported as voxqa's
+    0-based numbers (brain: published N is slice N - 1), exported back as published."""
+    records = sgmri_records()
+    records["brain_val_volume_qa_pairs.json"].append(
+        {"volume_id": BRAIN, "modality": "T1", "num_slices": 6, "level": "volume", "step": 0, "task": "captioning",
+         "type": "open_ended", "question": "Describe the findings of this volume.",
+         "answer": "A mass on frames 2-3 and 5, best on frame 2: <bbx>[20,20,10,10]</bbx>.", "reasoning": "",
+         "ground_truth": {"final_diagnosis": ["Mass"]}})
+    src = write_sgmri(tmp_path / "src", records)
+    ds = tmp_path / "ds"
+    invoke(*_sgmri_args(src, ds))
+    caption = next(it for it in read_items(ds) if it.study_id == BRAIN and it.task == "captioning")
+    assert caption.answer.value == "A mass on frames 1-2 and 4, best on frame 1: [20, 20, 30, 30]."
+    invoke("render", ds, "--frames", "all")
+    invoke("export", ds, "--format", "sgmri-vqa", "--out", tmp_path / "export")
+    exported = json.loads((tmp_path / "export" / "brain_val_volume_qa_pairs.json").read_text())
+    assert records["brain_val_volume_qa_pairs.json"][-1]["answer"] in [r["answer"] for r in exported]
+
+
+def test_released_v_score_takes_true_positives_from_one_hungarian_matching() -> None:
+    """The issue's matrix [[.9, .3], [.3, 0]] (gold x predicted IoU): the released code matches
+    once (v_score.py L120) - pairs .9 and 0 - and counts a true positive per pair at or above
+    each threshold: F1 1/2 at 0.1, 0.25 and 0.5, "mAP" 0.5 (voxqa's own hits, the largest
+    matching per threshold, give 1, 1, 1/2: 0.833)."""
+    m = np.array([[0.9, 0.3], [0.3, 0.0]])
+    got = released_matching(m)
+    assert got["map"] == pytest.approx(0.5) and got["v_score"] == pytest.approx(0.45)
+    assert [got[f"F1@{t}"] for t in (0.1, 0.25, 0.5)] == pytest.approx([0.5, 0.5, 0.5])
+    # the same matrix from boxes (xyxy; IoU 90/100, 60/200, 27/90, 0), through both scorers
+    from voxqa.eval.metrics.items import score_item
+
+    gold = [[0, 0, 10, 10], [0, 0, 3, 9]]
+    pred = [[0, 0, 9, 10], [4, 0, 20, 10]]
+    xywh = lambda b: [b[0], b[1], b[2] - b[0], b[3] - b[1]]  # noqa: E731
+    assert released_v_score([(1, xywh(b)) for b in gold], [(1, xywh(b)) for b in pred])["map"] == pytest.approx(0.5)
+    mine = score_item("boxes", [{"frame": 0, "box": b} for b in gold], [{"frame": 0, "box": b} for b in pred])
+    f1 = [2 * mine[f"tp@{t}"] / (2 * mine[f"tp@{t}"] + mine[f"fp@{t}"] + mine[f"fn@{t}"]) for t in (0.1, 0.25, 0.5)]
+    assert sum(f1) / 3 == pytest.approx(2.5 / 3)  # voxqa's matching: what as-published used to report
+    # frame-aware only when the gold boxes have frames (volume items): another frame is IoU 0
+    assert released_v_score([(2, [0, 0, 10, 10])], [(3, [0, 0, 10, 10])])["v_score"] == 0.0
+    assert released_v_score([(None, [0, 0, 10, 10])], [(3, [0, 0, 10, 10])])["v_score"] == 1.0
+
+
+def _item(iid: str, task: str, answer_type: str, reply: str | None, gold, parsed=None, *, level: str = "frame",
+          qa_type: str = "x", scores: dict | None = None, question: str = "Q?", published: str | None = None) -> SgmriItem:
+    record = {"item_id": iid, "failed": False, "template": f"sgmri/{task}/{qa_type}/{level}", "task": task,
+              "subtask": task, "level": level, "anatomy": "knee", "answer_type": answer_type,
+              "parse_ok": parsed is not None, "scores": scores or {}}
+    return SgmriItem(record, question, reply, gold, parsed, published)
+
+
+def test_released_map_leaves_out_items_without_a_predicted_box() -> None:
+    """An item whose reply holds no box gets V-Score 0 and no "mAP" (v_score.py L94-103, and
+    run_evaluation.py L327-338 averages "map" where present): one perfect item and one empty
+    one give V 50 and "mAP" 100 (it was 50); the duplicate "Locate the bounding box" phrasing is
+    skipped (run_evaluation.py L184-192)."""
+    box = [{"frame": 2, "box": [0, 0, 10, 10]}]
+    items = [
+        _item("l1", "localization", "boxes", "x", box, box, qa_type="open_ended"),
+        _item("l2", "localization", "boxes", "none", box, [], qa_type="open_ended"),
+        _item("l3", "localization", "boxes", "none", box, [], qa_type="open_ended",
+              question="Locate the bounding box of the tear."),
+    ]
+    block = sgmri_vqa(items, frame_base=1)["as_published"]
+    assert block["columns"]["Localization (V)"] == pytest.approx(50.0)
+    assert block["map"]["localization"] == pytest.approx(100.0)
+    assert block["skipped"] == {"duplicate_localization_question": 1}
+
+
+@pytest.mark.parametrize(("text", "number"), [
+    ("I cannot tell", None),  # no number: the released parser returns nothing (wrong even for gold 0)
+    ("3", 3), (" 12 ", 12), ("-2", -2),
+    ("Therefore, the final answer is: **4**", 4),
+    ("2 lesions, best seen on frame 14", 14),  # the LAST number: a frame index
+    ("No abnormal findings.", 0), ("none", 0), ("zero", 0),
+    ("There are two.", None),
+])
+def test_released_number_reenacts_extract_number(text: str, number: int | None) -> None:
+    """``_extract_number`` (a_score.py L78-110), hand-read case by case."""
+    assert released_number(text) == number
+
+
 def test_released_a_score_parsing_reproduces_the_published_bugs() -> None:
     """The as-published A-Score keeps the released parsing (source-benchmarks.md 1.8 #3, #4)."""
-    assert released_a_score("There is a tear.", "choice", 0) == 1.0  # "a" read as option (A)
+    assert released_a_score("There is a tear.", "(A)", "single_choice") == 1.0  # "a" read as option (A)
     assert released_yes_no("The knee shows an abnormality in the medial meniscus.") is False
-    assert released_a_score('{"answer": "Frame 7 shows 2 findings"}', "number", 2) == 1.0
-    assert released_a_score("Frame 7 shows 2 findings, see frame 9", "number", 2) == 0.0  # last number
+    assert released_yes_no("Yes, no tear is missed.") is True  # the first word wins
+    assert released_yes_no("There is no tear, yes.") is None  # both substrings: nothing
+    assert released_a_score("I cannot tell", "0", "closed_ended") == 0.0  # voxqa read it as 0 (right)
+    assert released_a_score("No abnormal findings", "0", "closed_ended") == 1.0
+    assert released_a_score("Frame 7 shows 2 findings", "2", "closed_ended") == 1.0
+    assert released_a_score("2 findings, see frame 9", "2", "closed_ended") == 0.0  # the last number
+    assert released_a_score('{"answer": 2, "bboxes": [{"frame": 7}]}', "2", "closed_ended") == 0.0  # JSON is text
+    assert released_a_score("It is not (B). (A) and (C).", "(A), (C)", "multiple_choice") == 1.0
+    assert released_a_score("(A) and (B)", "(A), (C)", "multiple_choice") == pytest.approx(0.5)
+    assert released_video_answer("Frames 3-5 show it. Therefore, the final answer is: **Yes**.", "closed_ended") == "Yes"
+    assert released_video_answer("Therefore, the final answer is: B) Meniscus Tear", "single_choice") == "B"
 
 
 def test_sgmri_as_published_columns_match_hand_computed_values() -> None:
-    """The README table's columns from per-item records, each value computed by hand below."""
-    from voxqa.eval.metrics.items import score_item
-    from voxqa.importers.published_scores import sgmri_vqa
-
-    def rec(iid: str, task: str, answer_type: str, scores: dict) -> dict:
-        return {"item_id": iid, "failed": False, "template": f"sgmri/{task}/x/frame", "task": task,
-                "subtask": task, "answer_type": answer_type, "scores": scores}
-
+    """The README table's columns from per-item replies, each value computed by hand below."""
     gold_boxes = [{"frame": 2, "box": [0, 0, 10, 10]}, {"frame": 3, "box": [0, 0, 10, 10]}]
-    records = [
-        rec("d1", "detection", "yes_no", {"a_score": 1.0}),
-        rec("d2", "detection", "yes_no", {"a_score": 1.0}),
-        rec("d3", "detection", "yes_no", {"a_score": 1.0}),
-        rec("g1", "diagnosis", "choice", {"a_score": 0.0}),
-        rec("c1", "counting", "number", {"a_score": 1.0}),
-        rec("c2", "counting", "number", {"a_score": 1.0}),
-        rec("l1", "localization", "boxes", score_item("boxes", gold_boxes, [{"frame": 2, "box": [0, 0, 10, 5]}])),
-        rec("t1", "captioning", "text", {"token_f1": 0.5, "bleu": 0.2, "rouge_l": 0.3, "judge": 1.0}),
+    items = [
+        _item("d1", "detection", "yes_no", "Yes, there is an abnormality.", "yes", "yes", qa_type="closed_ended"),
+        _item("d2", "detection", "yes_no", "No abnormality.", "no", "no", qa_type="closed_ended"),
+        # the substring "no": read as no
+        _item("d3", "detection", "yes_no", "There is an abnormality in the meniscus.", "yes", qa_type="closed_ended",
+              scores={"a_score": 1.0}),
+        _item("g1", "diagnosis", "choice", "There is a tear.", 0, qa_type="single_choice", published="(A)"),
+        _item("c1", "counting", "number", "2 findings, see frame 9", 2, level="volume", qa_type="closed_ended"),
+        _item("c2", "counting", "number", "Frames 3 and 4. Therefore, the final answer is: 3", 3, level="volume",
+              qa_type="closed_ended"),
+        _item("c3", "counting", "number", "I cannot tell", 0, level="volume", qa_type="closed_ended"),
+        _item("l1", "localization", "boxes", "x", gold_boxes, [{"frame": 2, "box": [0, 0, 10, 5]}],
+              level="volume", qa_type="open_ended"),
+        _item("t1", "captioning", "text", "A caption.", "A reference.", "A caption.", level="volume",
+              qa_type="open_ended", scores={"token_f1": 0.5, "bleu": 0.2, "rouge_l": 0.3}),
     ]
-    replies = {"d1": "Yes, there is an abnormality.", "d2": "No abnormality.",
-               "d3": "There is an abnormality in the meniscus.",  # the substring "no": read as no
-               "g1": "There is a tear.",  # the article "a": read as option (A)
-               "c1": "2 findings, see frame 9",  # the last number: 9
-               "c2": "Therefore, the final answer is: 3"}
-    golds = {"d1": "yes", "d2": "no", "d3": "yes", "g1": 0, "c1": 2, "c2": 3}
-    block = sgmri_vqa(records, replies, golds)
+    block = sgmri_vqa(items, frame_base=1)
     columns = block["as_published"]["columns"]
     assert columns["Detection"] == pytest.approx(100 * 2 / 3)
     assert columns["Diagnosis"] == pytest.approx(100.0) and block["voxqa"]["a_score"]["diagnosis"] == 0.0
-    assert columns["Counting"] == pytest.approx(50.0)
+    assert columns["Counting"] == pytest.approx(100 / 3)  # 9 != 2; 3; "I cannot tell": no number
     assert columns["Localization (V)"] == pytest.approx(100 * 0.5 / 2)  # IoU 0.5 on one of two gold boxes
-    assert block["as_published"]["map"]["localization"] == pytest.approx(100 * 2 / 3)  # F1 2/3 at each IoU
-    assert columns["Captioning"] == pytest.approx(100 * (0.4 * 1.0 + 0.2 * (0.5 + 0.2 + 0.3)))
+    # one pair at IoU 0.5: P 1, R 1/2, F1 2/3 at every threshold
+    assert block["as_published"]["map"]["localization"] == pytest.approx(100 * 2 / 3)
+    assert columns["Captioning"] == pytest.approx(100 * (0.5 + 0.2 + 0.3) / 3)  # no judge: the text metrics alone
     assert columns["Classification"] is None and columns["Localization (AR)"] is None
-    assert block["as_published"]["avg"] == pytest.approx((200 / 3 + 100 + 50 + 25 + 60) / 5)
+    assert block["as_published"]["avg"] == pytest.approx((200 / 3 + 100 + 100 / 3 + 25 + 100 / 3) / 5)
+    assert block["as_published"]["breakdowns"]["level"]["volume"]["a_score"] == {"mean": pytest.approx(100 / 3), "count": 3}
+
+
+@pytest.mark.parametrize(("candidate", "own", "score"), [
+    ("7,8,6", "10,10,10", 0.7),  # raw 0.7 / self 1.0
+    ("7, 8, 6\n", "7,7,7", 1.0),  # 0.7 / 0.7, capped at 1
+    ("6,6,6", "4,4,4", 1.0),  # 0.6 / 0.4 = 1.5, capped
+    ("6,6,6", "0,0,0", 0.6),  # a self-rating of 0: raw
+    ("6,6,6", "9,9", 0.6),  # a self-rating not of three numbers: raw (uncapped)
+    ("6,6,6", "nine", 0.0),  # a part that is no number: the released except scores 0
+    ("7,8", None, None),  # not three numbers: no GPTScore (the text metrics alone)
+    ("Score: 7", None, 0.0),
+])
+def test_released_gptscore_arithmetic(candidate: str, own: str | None, score: float | None) -> None:
+    """``_compute_gpt_score`` (ar_score.py L137-182) on hand-computed replies."""
+    from voxqa.eval.gptscore import gpt_score
+
+    got = gpt_score(candidate, own).score
+    assert got == (None if score is None else pytest.approx(score))
+
+
+def test_sgmri_gptscore_protocol_through_the_jury(tmp_path: Path) -> None:
+    """``score --as-published sgmri-vqa --judge``: the caption's GPTScore asks the judge the
+    released prompt (ar_score.py L108-121; temperature 0, max_tokens 20) for the candidate (the
+    whole reply) and, as it gave three numbers, for the reference against itself: "7,8,6" and
+    "10,10,10" give min(0.7 / 1.0, 1) = 0.7, AR = 0.4 * 0.7 + 0.6 * 1 (the oracle's text
+    metrics) = 0.88. Re-scoring asks nothing again. Hand-computed variants: "8,8" is no
+    GPTScore (text metrics alone: 1.0); "n/a" scores 0 (0.6); a self-rating of "5,5,5" caps at
+    1 (1.0); a failed request gives no AR-Score, listed."""
+    from openai_stub import StubServer
+
+    from voxqa.eval.gptscore import PROMPT
+
+    src = write_sgmri(tmp_path / "src")
+    ds = tmp_path / "ds"
+    invoke(*_sgmri_args(src, ds))
+    results = oracle_results(ds, tmp_path / "run", "val", profile="sgmri")
+    assert results["overall"]["parse_failures"]["count"] == 0
+    reference = "Meniscus Tear: Frame 3: <bbx>[10,12,8,6]</bbx>."  # the gold as the model was asked to write it
+
+    def judge(ratings: str, own: str):
+        def answer(content: list) -> str:
+            text = content[0]["text"]
+            if text.startswith("You grade answers"):  # voxqa's own binary jury
+                return "yes"
+            candidate = text.split("Candidate answer:\n")[1].split("\n\nRate the candidate")[0]
+            return own if candidate == reference else ratings
+        return answer
+
+    def score(answer, faults=None) -> dict:
+        with StubServer(answer, faults=faults) as srv:
+            invoke("score", tmp_path / "run", "--as-published", "sgmri-vqa", "--judge", "openai:gpt-4o",
+                   "--judge-base-url", srv.url)
+            requests = list(srv.requests)
+        (tmp_path / "run" / "jury.jsonl").unlink()  # the next variant asks afresh
+        return read_json(tmp_path / "run" / "results.json")["as_published"]["as_published"] | {"requests": requests}
+
+    with StubServer(judge("7,8,6", "10,10,10")) as srv:
+        invoke("score", tmp_path / "run", "--as-published", "sgmri-vqa", "--judge", "openai:gpt-4o", "--judge-base-url", srv.url)
+        rated = [r for r in srv.requests if not r["messages"][0]["content"][0]["text"].startswith("You grade")]
+        assert len(rated) == 2 and all(r["temperature"] == 0.0 and r["max_tokens"] == 20 for r in rated)
+        texts = [r["messages"][0]["content"][0]["text"] for r in rated]
+        candidate = texts[0].split("Candidate answer:\n")[1].split("\n\nRate")[0]
+        assert texts[0] == PROMPT.format(reference=reference, candidate=candidate)
+        assert texts[1] == PROMPT.format(reference=reference, candidate=reference)
+        assert candidate.startswith('{"reasoning"')  # the whole reply, as released
+        n = len(srv.requests)
+        invoke("score", tmp_path / "run", "--as-published", "sgmri-vqa", "--judge", "openai:gpt-4o", "--judge-base-url", srv.url)
+        assert len(srv.requests) == n  # cached in jury.jsonl
+    block = read_json(tmp_path / "run" / "results.json")["as_published"]["as_published"]
+    assert block["columns"]["Captioning"] == pytest.approx(100 * (0.4 * 0.7 + 0.6))
+    assert block["gptscore_judge"] == "openai:gpt-4o"
+    (tmp_path / "run" / "jury.jsonl").unlink()
+
+    assert score(judge("8,8", "10,10,10"))["columns"]["Captioning"] == pytest.approx(100.0)
+    assert score(judge("n/a", "10,10,10"))["columns"]["Captioning"] == pytest.approx(60.0)
+    assert score(judge("7,8,6", "5,5,5"))["columns"]["Captioning"] == pytest.approx(100.0)
+    failed = score(judge("7,8,6", "10,10,10"), faults=[None, "400"])  # the binary jury's, then the rating's
+    assert failed["columns"]["Captioning"] is None and "request failed" in next(iter(failed["ar_failures"].values()))
 
 
 # --------------------------------------------------------------------------- real data
@@ -317,6 +597,48 @@ def test_realdata_sgmri_sample_knee_off_by_one_found_in_every_knee_volume(refere
                 assert (it.study_id, e.frame, *e.box) in rows
                 checked += 1
     assert checked > 0
+
+
+def test_realdata_sgmri_released_records_as_replies_score_100_as_published(reference: Path, shared_data: Path,
+                                                                           tmp_path: Path) -> None:
+    """The shared samples' records as a model's replies (``Frame N:`` from 1, ``<bbx>`` xywh),
+    with perfect boxes (knee frames moved to their fastMRI+ slice, the 4 boxes reaching y = -1
+    clipped to the 320 px frame as stored): under ``--profile sgmri`` as-published Localization
+    (V) and the volume V-Score are 100 (they were 83.9 and 0.381 under voxqa's 0-based
+    prompt, which now leaves the as-published V-Score uncomputed)."""
+    sample = reference / "samples" / "sgmri_vqa"
+    fmp = shared_data / "fastmri_plus"
+    qa = sorted(sample.glob("*_qa_pairs.json"))
+    released = {p.name: json.loads(p.read_text()) for p in qa}
+    frames: dict[str, int] = {}
+    for r in (r for recs in released.values() for r in recs):
+        shown = [int(n) + 1 for n in re.findall(r"Frame (\d+)", str(r["answer"]))] + [r.get("slice_num") or 0]
+        frames[r["volume_id"]] = max([frames.get(r["volume_id"], 0), r.get("num_slices") or 0, *shown])
+    volumes = tmp_path / "volumes"
+    volumes.mkdir()
+    for name, n in frames.items():
+        with h5py.File(volumes / f"{name}.h5", "w") as f:
+            f.create_dataset("reconstruction_rss", data=np.zeros((n, 320, 320), np.float32), compression="gzip")
+    ds = tmp_path / "ds"
+    import_sgmri_vqa(qa, [fmp / "knee.csv", fmp / "brain.csv"], ds,
+                     file_lists=[fmp / "knee_file_list.csv", fmp / "brain_file_list.csv"], volumes=volumes)
+    invoke("render", ds)  # the volume items' capped frame set: boxes on other frames are read all the same
+
+    def clipped(m: re.Match) -> str:
+        x, y, w, h = (int(v) for v in m[1].split(","))
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, 320), min(y + h, 320)
+        return f"<bbx>[{x0},{y0},{x1 - x0},{y1 - y0}]</bbx>"
+
+    replies = {i: re.sub(r"<bbx>\[([-\d,]+)\]</bbx>", clipped, text) for i, text in released_replies(ds, released).items()}
+    block = replay_results(ds, tmp_path / "sgmri", replies, "sgmri", "--as-published", "sgmri-vqa")["as_published"]
+    published = block["as_published"]
+    assert published["columns"]["Localization (V)"] == pytest.approx(100.0)
+    assert published["breakdowns"]["level"]["volume"]["v_score"]["mean"] == pytest.approx(100.0)
+    assert published["map"]["localization"] == pytest.approx(100.0)
+    assert published["columns"]["Detection"] == pytest.approx(100.0) and published["columns"]["Counting"] == pytest.approx(100.0)
+    late = replay_results(ds, tmp_path / "pixel", replies, "pixel", "--as-published", "sgmri-vqa")
+    assert late["by"]["level"]["volume"]["metrics"]["v_score"]["mean"] == pytest.approx(0.3815, abs=1e-4)
+    assert late["as_published"]["as_published"]["columns"]["Localization (V)"] is None
 
 
 # --------------------------------------------------------------------------- CT-SpatialVQA
@@ -668,6 +990,11 @@ def test_sgmri_export_round_trip_gives_the_same_items(tmp_path: Path) -> None:
     volume = json.loads((out / "knee_val_volume_qa_pairs.json").read_text())
     where = next(r for r in volume if r["task"] == "localization")
     assert "Meniscus Tear: Frame 3: <bbx>[10,12,8,6]</bbx>; Frame 4: <bbx>[11,12,8,6]</bbx>" in where["answer"]
+    caption = next(r for r in volume if r["task"] == "captioning")
+    assert caption["answer"] == "Meniscus Tear: Frame 3: <bbx>[10,12,8,6]</bbx>."  # the released text, frame + 1
+    brain = json.loads((out / "brain_val_volume_qa_pairs.json").read_text())
+    assert brain[0]["answer"] == sgmri_records()["brain_val_volume_qa_pairs.json"][0]["answer"]  # as released
+    assert json.loads((out / "sgmri_export.json").read_text())["profile"] == "sgmri"
 
     # read back: the exported frames are 1-based without an off-by-one (CSV slice + 1)
     back = tmp_path / "back"
@@ -682,13 +1009,15 @@ def test_sgmri_export_round_trip_gives_the_same_items(tmp_path: Path) -> None:
     assert answers(back) == answers(ds)
 
 
-def test_sgmri_export_refuses_a_non_pixel_profile(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profile", ["qwen2-vl", "pixel", "sgmri:frame_base=0"])
+def test_sgmri_export_refuses_a_profile_other_than_sgmris(tmp_path: Path, profile: str) -> None:
+    """The records are written in SGMRI-VQA's convention only: 1-based frames, <bbx> xywh."""
     src = write_sgmri(tmp_path / "src")
     invoke(*_sgmri_args(src, tmp_path / "ds"))
     invoke("render", tmp_path / "ds")
     res = runner.invoke(app, ["export", str(tmp_path / "ds"), "--format", "sgmri-vqa", "--out",
-                              str(tmp_path / "x"), "--profile", "qwen2-vl"])
-    assert res.exit_code == 2 and "--profile pixel" in res.output
+                              str(tmp_path / "x"), "--profile", profile])
+    assert res.exit_code == 2 and "--profile sgmri" in res.output
 
 
 def test_every_importer_is_a_command_documented_with_its_licence() -> None:

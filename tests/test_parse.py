@@ -153,9 +153,11 @@ def _ranges(frames: list[int]) -> str:
 
 
 def minimal_reply(item: Item, frame_size: tuple[int, int], profile: Profile) -> str:
-    """The answer written the way the minimal prompt mode asks (voxqa.eval.prompts)."""
+    """The answer written the way the minimal prompt mode asks (voxqa.eval.prompts), frames
+    numbered as the profile labels them."""
     a = item.answer
     w, h = item.images[0].width, item.images[0].height
+    base = profile.frame_base
 
     def box(stored: tuple[int, ...]) -> str:
         return profile.write(map_box(stored, frame_size, (w, h)), w, h)
@@ -165,11 +167,11 @@ def minimal_reply(item: Item, frame_size: tuple[int, int], profile: Profile) -> 
     if a.type == "multi_choice":
         return ", ".join("ABCDEFGHIJ"[i] for i in a.value) or "none"
     if a.type == "frames":
-        return _ranges(a.value)
+        return _ranges([k + base for k in a.value])
     if a.type == "boxes":
-        return "\n".join(f"Frame {b.frame}: {box(b.box)}" for b in a.value)
+        return "\n".join(f"Frame {b.frame + base}: {box(b.box)}" for b in a.value)
     if a.type == "box3d":
-        return f"frames {a.value.frame_start}-{a.value.frame_end}, {box(a.value.box)}"
+        return f"frames {a.value.frame_start + base}-{a.value.frame_end + base}, {box(a.value.box)}"
     return str(a.value)
 
 
@@ -338,7 +340,7 @@ def test_boxes(raw: str, value: list[tuple[int, list[int]]]) -> None:
 
 @pytest.mark.parametrize("profile,raw,box", [
     # a 200 x 100 image: every convention, written by boxes.conventions itself, reads back to the same pixels
-    *[(p, f"Frame 4: {json.dumps(PROFILES[p].encode((20, 20, 100, 100), 200, 100))}",
+    *[(p, f"Frame {4 + PROFILES[p].frame_base}: {json.dumps(PROFILES[p].encode((20, 20, 100, 100), 200, 100))}",
        [20, 20, 100, 100]) for p in PROFILES if PROFILES[p].answer_form == "boxes" and PROFILES[p].space.max_error(200, 100) == 0],
     ("qwen2-vl", "Frame 4: [100, 200, 500, 1000]", [20, 20, 100, 100]),
     ("qwen2-vl", "Frame 4: <|box_start|>(100,200),(500,1000)<|box_end|>", [20, 20, 100, 100]),
@@ -357,7 +359,7 @@ def test_boxes_need_a_frame_and_a_size() -> None:
     assert "frame_size" in fails("Frame 3: [500, 500, 1000, 1000]", no_images, "qwen2-vl")
     assert ok("Frame 3: [500, 500, 1000, 1000]", no_images, "qwen2-vl", frame_size=(128, 128)) == [
         {"frame": 3, "box": [64, 64, 128, 128]}]
-    assert "not a frame index" in fails('{"bbox": [1, 2, 3, 4], "frame": "three"}', BOXES)
+    assert "not a frame number" in fails('{"bbox": [1, 2, 3, 4], "frame": "three"}', BOXES)
 
 
 @pytest.mark.parametrize("raw", ["I cannot see the image", "Frame 3: [1, 2, 3]", "Frame 3: [1.5, 2, 3, 4]",

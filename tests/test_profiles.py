@@ -62,8 +62,8 @@ def test_multi_object_examples() -> None:
 
 @pytest.mark.parametrize("name", [n for n, p in PROFILES.items() if "boxes" not in p.cannot])
 def test_round_trip_in_every_family_syntax(name: str) -> None:
-    """Boxes written by the profile's own writer (numbers, label, frame text) read back
-    within the profile's stated rounding on assorted image sizes."""
+    """Boxes written by the profile's own writer (numbers, label, frame text as the profile
+    numbers frames) read back within the profile's stated rounding on assorted image sizes."""
     p, r = PROFILES[name], random.Random(name)
     for w, h in ((1024, 1024), (160, 160), (96, 80), (640, 480), (300, 900)):
         for _ in range(20):
@@ -71,7 +71,7 @@ def test_round_trip_in_every_family_syntax(name: str) -> None:
             y0, y1 = sorted(r.sample(range(h + 1), 2))
             item = make_item({"type": "boxes", "value": [{"frame": 5, "box": [x0, y0, x1, y1]}]},
                              images=[(5, w, h), (6, w, h)])
-            got = ok(f"Frame 5: {p.write((x0, y0, x1, y1), w, h, 'meniscus tear')}", item, name)
+            got = ok(f"Frame {5 + p.frame_base}: {p.write((x0, y0, x1, y1), w, h, 'meniscus tear')}", item, name)
             assert len(got) == 1 and got[0]["frame"] == 5, (name, got)
             if p.answer_form == "points":
                 px, py = got[0]["point"]
@@ -121,10 +121,28 @@ def test_qwen25_grid_uses_the_released_processor_limits() -> None:
     ("qwen2.5-vl:max_pixels=lots", "bad option"), ("qwen2.5-vl:factor=14", "bad option"),
     ("gemini:max_pixels=10", "takes no options"), ("qwen9", "unknown box profile"),
     ("qwen2.5-vl:min_pixels=5000,max_pixels=4000", "min_pixels 5000 > max_pixels 4000"),
+    ("pixel:frame_base=2", "frame_base is 0"), ("sgmri:frame_base=one", "bad option"),
 ])
 def test_bad_specs(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         get_profile(spec)
+
+
+def test_frame_base_is_part_of_the_convention() -> None:
+    """Every profile takes frame_base=0|1 (recorded in its spec); the reply's frame numbers are
+    read from it: "Frame 4" is stored frame 3 when frames are numbered from 1, "Frame 0" is none."""
+    one = get_profile("qwen3-vl:frame_base=1")
+    assert (one.spec, one.frame_base, get_profile("qwen3-vl").frame_base) == ("qwen3-vl:frame_base=1", 1, 0)
+    assert ok("Frame 4: [438, 156, 703, 375]", ONE_IMAGE, one.spec) == [{"frame": 3, "box": [449, 160, 720, 384]}]
+    assert "numbered from 1" in fails("Frame 0: [438, 156, 703, 375]", ONE_IMAGE, one.spec)
+    assert ok('{"bbox_2d": [438, 156, 703, 375], "frame": 4}', ONE_IMAGE, one.spec)[0]["frame"] == 3
+    sgmri = get_profile("sgmri")
+    assert (sgmri.frame_base, sgmri.write(TEAR, W, H), sgmri.quoted(TEAR, W, H)) == (
+        1, "<bbx>[448,160,272,224]</bbx>", "<bbx>[448,160,272,224]</bbx>")
+    assert ok("Frame 3: <bbx>[448,160,272,224]</bbx>", ONE_IMAGE, "sgmri:frame_base=0")[0]["frame"] == 3
+    assert ok("[448, 160, 272, 224]", ONE_IMAGE, "sgmri") == [{"frame": 3, "box": TEAR}]  # JSON lists are xywh too
+    assert get_profile("qwen2.5-vl:max_pixels=1003520,frame_base=1").spec == (
+        "qwen2.5-vl:frame_base=1,max_pixels=1003520,min_pixels=3136")
 
 
 def test_check_processor(tmp_path) -> None:

@@ -17,8 +17,16 @@ which stop being true once `voxqa render` resizes the frame. A quoted box is rec
 as the exact text of a box the item itself holds (evidence, answer), never by guessing.
 
 How a box reaches the text is a ``BoxStyle``: numbers in the profile's convention
-(``InlineBoxes``), or a placeholder a trainer fills in later (ms-swift's export).
+(``InlineBoxes``; quoted in running text as the profile's ``quote`` says), or a placeholder a
+trainer fills in later (ms-swift's export).
 Image paths are absolute, so exports work from any working directory without copying PNGs.
+
+**Frame numbers.** Items store 0-based frame indices. The conversation numbers frames from
+the profile's ``frame_base``: ``Frame {k + base}:`` labels, every ``frame k`` / ``frames a-b,
+c`` in the question, options, reasoning and text answers (``label_frames``), and every
+``"frame"`` and frame list of the target. With voxqa's default (0) the text is the item's;
+with SGMRI-VQA's (1, profile ``sgmri``) a model reads and writes the numbers SGMRI's records
+use, and ``voxqa.answers`` subtracts the base again when it reads a reply.
 """
 
 from __future__ import annotations
@@ -41,6 +49,20 @@ from voxqa.schema import Item
 IMAGE_TOKEN = "<image>"
 BOX_TEXT = re.compile(r"\[(\d+), (\d+), (\d+), (\d+)\]")
 Box = tuple[int, int, int, int]
+_FRAME_NUMBER = r"\d+(?:\s*(?:-|–|\bto\b|\bthrough\b)\s*\d+)?"
+#: "Frame 7", "frame 7", "frames 3-5, 9", "frames 3, 5 and 7": the frame numbers items write
+FRAME_MENTION = re.compile(rf"\b(frames?\s+)({_FRAME_NUMBER}(?:(?:\s*,\s*|\s+and\s+){_FRAME_NUMBER})*)",
+                           re.IGNORECASE)
+_DIGITS = re.compile(r"\d+")
+
+
+def label_frames(text: str, base: int) -> str:
+    """``text`` with every frame number it writes (``FRAME_MENTION``: items' 0-based indices)
+    as the prompt labels frames, counted from ``base``."""
+    if not base:
+        return text
+    return FRAME_MENTION.sub(
+        lambda m: m[1] + _DIGITS.sub(lambda n: str(int(n[0]) + base), m[2]), text)
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,10 @@ class BoxStyle(Protocol):
         """JSON text standing for the box."""
         ...
 
+    def quote(self, ref: BoxRef) -> str:
+        """The box as running text quotes it (inside a JSON string: no quotes or backslashes)."""
+        ...
+
     def label(self, label: str) -> str:
         """The inside of a JSON string standing for a box's label."""
         ...
@@ -73,6 +99,9 @@ class InlineBoxes:
 
     def box(self, ref: BoxRef) -> str:
         return json.dumps(self.profile.encode(ref.image_box, ref.width, ref.height))
+
+    def quote(self, ref: BoxRef) -> str:
+        return self.profile.quoted(ref.image_box, ref.width, ref.height)
 
     def label(self, label: str) -> str:
         return json.dumps(label, ensure_ascii=False)[1:-1]
@@ -136,7 +165,7 @@ def _rewrite(text: str, boxes: _Boxes, style: BoxStyle, escape: Callable[[str], 
     out, last = [], 0
     for m in BOX_TEXT.finditer(text):
         ref = boxes.by_stored.get(tuple(int(g) for g in m.groups()))
-        out += [escape(text[last:m.start()]), m.group(0) if ref is None else style.box(ref)]
+        out += [escape(text[last:m.start()]), m.group(0) if ref is None else style.quote(ref)]
         last = m.end()
     out.append(escape(text[last:]))
     return "".join(out)
@@ -154,14 +183,17 @@ def _json_string(text: str, boxes: _Boxes, style: BoxStyle) -> str:
 class _Target:
     """The ``TargetWriter`` answer types write their target with (``voxqa.answers.base``)."""
 
-    def __init__(self, boxes: _Boxes, style: BoxStyle):
-        self.boxes, self.style = boxes, style
+    def __init__(self, boxes: _Boxes, style: BoxStyle, frame_base: int):
+        self.boxes, self.style, self.frame_base = boxes, style, frame_base
 
     def text(self, text: str) -> str:
-        return _json_string(text, self.boxes, self.style)
+        return _json_string(label_frames(text, self.frame_base), self.boxes, self.style)
 
     def box(self, frame: int, box: Sequence[int]) -> str:
         return self.style.box(self.boxes.stored(frame, box))
+
+    def frame(self, frame: int) -> int:
+        return frame + self.frame_base
 
 
 def wants_box_hint(item: Item) -> bool:
@@ -185,19 +217,20 @@ def build_sample(
     for frame, box in kind.boxes_of(item.answer.model_dump(mode="json")["value"]):
         boxes.stored(frame, box)  # answer boxes may be quoted before the answer is written
 
-    question = _plain(item.question, boxes, style)
-    options = None if item.options is None else [_plain(o, boxes, style) for o in item.options]
+    base = profile.frame_base
+    question = _plain(label_frames(item.question, base), boxes, style)
+    options = None if item.options is None else [_plain(label_frames(o, base), boxes, style) for o in item.options]
     body = [question] + [f"{marked(i)} {o}" for i, o in enumerate(options or [])]
     user: list[str | None] = []
     for n, im in enumerate(item.images):
-        user += [("\n" if n else "") + f"Frame {im.frame}: ", None]
+        user += [("\n" if n else "") + f"Frame {im.frame + base}: ", None]
     hint = [profile.hint] if wants_box_hint(item) else []  # yes/no, choice, ...: none
     user.append("\n" + "\n".join(body + hint))
 
-    reasoning = _json_string(item.reasoning, boxes, style)
-    answer = kind.target(item, _Target(boxes, style))
+    reasoning = _json_string(label_frames(item.reasoning, base), boxes, style)
+    answer = kind.target(item, _Target(boxes, style, base))
     cited = ", ".join(
-        f'{{"frame": {e.frame}, "label": "{style.label(e.label)}", "bbox": {style.box(ref)}}}'
+        f'{{"frame": {e.frame + base}, "label": "{style.label(e.label)}", "bbox": {style.box(ref)}}}'
         for e, ref in zip(item.evidence, boxes.evidence, strict=False)
     )
     target = f'{{"reasoning": {reasoning}, "answer": {answer}, {kind.target_fields(item)}"bboxes": [{cited}]}}'

@@ -52,6 +52,10 @@ class TargetWriter(Protocol):
         """A stored-frame box on ``frame`` as JSON text in the box style."""
         ...
 
+    def frame(self, frame: int) -> int:
+        """A stored (0-based) frame as the prompt labels it (the profile's ``frame_base``)."""
+        ...
+
 
 class AnswerType:
     """One kind of answer. Subclasses set ``name`` and ``instruction`` and implement
@@ -104,8 +108,9 @@ class AnswerType:
         """P(a uniform random answer is right), where the answer space is finite."""
         return None
 
-    def reply_text(self, value: Any) -> str:
-        """``value`` written as the minimal prompt asks (the blind baseline's reply)."""
+    def reply_text(self, value: Any, frame_base: int = 0) -> str:
+        """``value`` written as the minimal prompt asks (the blind baseline's reply), frame
+        numbers counted from ``frame_base`` (the profile's)."""
         return str(value)
 
     def display(self, item: Item, value: Any) -> str:

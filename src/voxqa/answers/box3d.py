@@ -3,7 +3,9 @@
 Reading: JSON {"frame_start", "frame_end", "bbox"|"bbox_2d"|"box"}, "frames a-b, <box>", or
 six numbers in the profile's 3D layout (3DReasonKnee's [start, end, x_min, x_max, y_min,
 y_max]; M3D's fractions for ``m3d``). The box is sized by the image of ``frame_start`` (see
-``voxqa.answers.boxes``). Scores: 3D IoU and accuracy at IoU thresholds.
+``voxqa.answers.boxes``). Frame numbers written in the reply (all but M3D's, which its
+transform maps) are read as the prompt labels frames, from the profile's ``frame_base``, and
+the target writes them so. Scores: 3D IoU and accuracy at IoU thresholds.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from voxqa.answers.base import AnswerType, Scores, ScoreContext, TargetWriter
-from voxqa.answers.boxes import BOX_KEYS, is_number, pixels, random_box, written_boxes
+from voxqa.answers.boxes import BOX_KEYS, is_number, pixels, random_box, stored_frame, written_boxes
 from voxqa.answers.reply import Number, ParseContext, ParseError, Reply, json_values
 from voxqa.boxes.profiles import Profile
 from voxqa.eval.metrics.boxes import BOX3D_THRESHOLDS, box3d_iou
@@ -80,8 +82,7 @@ class Box3DType(AnswerType):
                 raise ParseError('no "frames a-b, <box>", frame_start/frame_end/bbox or 6-number 3D box found')
             found = {"frame_start": int(m[1]), "frame_end": int(m[2]), "box": boxes[0].values}
         for key in ("frame_start", "frame_end"):
-            if not isinstance(found[key], int) or isinstance(found[key], bool) or found[key] < 0:
-                raise ParseError(f"{key} {found[key]!r} is not a frame index")
+            found[key] = stored_frame(found[key], ctx)
         found["box"] = pixels(found["box"], found["frame_start"], ctx)
         return found
 
@@ -91,13 +92,13 @@ class Box3DType(AnswerType):
 
     def target(self, item: Item, write: TargetWriter) -> str:
         v = cast(Box3DAnswer, item.answer).value
-        return (f'{{"frame_start": {v.frame_start}, "frame_end": {v.frame_end}, '
+        return (f'{{"frame_start": {write.frame(v.frame_start)}, "frame_end": {write.frame(v.frame_end)}, '
                 f'"bbox": {write.box(v.frame_start, v.box)}}}')
 
     def random_reply(self, item: Item, rng: random.Random, profile: Profile,
                      numbers: Sequence[float]) -> str:
         im, box = random_box(item, rng, profile)
-        return f"frames {im.frame}-{im.frame}, {box}"
+        return f"frames {im.frame + profile.frame_base}-{im.frame + profile.frame_base}, {box}"
 
     def on_image(self, value: Any, to_image: Callable[[Sequence[int]], list[int]]) -> Any:
         return {**value, "box": to_image(value["box"])}

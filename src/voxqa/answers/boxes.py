@@ -6,7 +6,9 @@ lists of them; bare lists of the profile's numbers; ``<bbx>[x, y, w, h]</bbx>`` 
 x-first profiles). Another family's syntax fails. Point profiles give {"frame", "point": [x,
 y]}. A box without its own "frame" takes the last "Frame k" written before it, else the only
 image's frame (items showing one image), else fails. The structured ``bboxes`` are read only
-when the answer field holds no box. "none" -> [].
+when the answer field holds no box. "none" -> []. Frame numbers are read as the prompt
+labels frames, from the profile's ``frame_base`` (voxqa's 0; SGMRI-VQA's 1 with ``sgmri``),
+and stored 0-based: with base 1, "Frame 1" is frame 0 and "Frame 0" is no frame.
 
 Every box's numbers, in whatever syntax, are in the profile's space (``voxqa.boxes.spaces``)
 on the rendered image of the box's frame (``item.images``; a frame the item did not show is
@@ -41,15 +43,15 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from voxqa.answers.base import AnswerType, Scores, ScoreContext, TargetWriter
-from voxqa.answers.reply import NONE_ANSWERS, Number, ParseContext, ParseError, Reply, json_values, normal
+from voxqa.answers.reply import NONE_ANSWERS, ParseContext, ParseError, Reply, json_values, normal
 from voxqa.boxes.profiles import Profile
 from voxqa.boxes.spaces import decode_point
+from voxqa.boxes.syntax import BbxTags
 from voxqa.eval.metrics.boxes import THRESHOLDS, as_dict, hits_at, iou_matrix, match_boxes
 from voxqa.eval.metrics.grounding import Grounded, keyword_scores
 from voxqa.schema import BoxesAnswer, ImageRef, Item, KeywordBox
 
-_NUM = r"(-?\d+(?:\.\d+)?)"
-_BBX = re.compile(rf"<bbx>\s*\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\]\s*</bbx>", re.IGNORECASE)
+BBX = BbxTags()  # SGMRI-VQA's <bbx>[x, y, w, h]</bbx>, read by every x-first profile
 _FRAME_MENTION = re.compile(r"\bframe\b\s*[#:]?\s*(\d+)", re.IGNORECASE)
 BOX_KEYS = ("bbox_2d", "bbox", "box", "box_2d")
 #: Keys a JSON box may name its keyword (its label) under.
@@ -68,10 +70,6 @@ class Written:
     frame: Any = None  # the frame written with the box itself (a JSON "frame"), if any
     label: str | None = None  # the label written with the box itself (JSON, the syntax's own)
     top: bool = True  # written on its own, not inside a JSON list or object: the words before it may name it
-
-
-def number(text: str) -> Number:
-    return float(text) if "." in text else int(text)
 
 
 def is_number(v: Any) -> bool:
@@ -111,26 +109,36 @@ def written_boxes(text: str, profile: Profile) -> list[Written]:
     found = [Written(f.pos, f.values, label=f.label) for f in profile.find(text)]
     spans = [(f.pos, f.end) for f in profile.find(text)]
     if profile.space.arity == 4 and getattr(profile.space, "order", "xy") == "xy":
-        for m in _BBX.finditer(text):
-            x, y, w, h = (number(g) for g in m.groups())
-            found.append(Written(m.start(), [x, y, x + w, y + h]))
-            spans.append(m.span())
+        for f in BBX.find(_blank(text, spans)):  # the sgmri profile's own syntax is read above
+            x, y, w, h = f.values
+            found.append(Written(f.pos, [x, y, x + w, y + h]))
+            spans.append((f.pos, f.end))
     arity = 2 if profile.answer_form == "points" else profile.space.arity
     for pos, value in json_values(_blank(text, spans)):
         found += json_boxes(pos, value, arity)
     return sorted(found, key=lambda b: b.pos)
 
 
+def stored_frame(label: Any, ctx: ParseContext) -> int:
+    """The stored 0-based frame of a frame number written as the prompt labels frames (from
+    the profile's ``frame_base``)."""
+    base = ctx.profile.frame_base
+    if not isinstance(label, int) or isinstance(label, bool) or label < base:
+        raise ParseError(f"frame {label!r} is not a frame number (frames are numbered from {base})")
+    return label - base
+
+
 def _frame_of(box: Written, text: str, ctx: ParseContext) -> int:
-    """The box's own frame, else the last "Frame k" before it, else the only image's frame."""
-    frame = box.frame
-    if frame is None:
-        mentions = list(_FRAME_MENTION.finditer(text, 0, box.pos))
-        frame = int(mentions[-1][1]) if mentions else ctx.only_frame()
+    """The box's own frame, else the last "Frame k" before it (both as labelled), else the
+    only image's frame."""
+    if box.frame is not None:
+        return stored_frame(box.frame, ctx)
+    mentions = list(_FRAME_MENTION.finditer(text, 0, box.pos))
+    if mentions:
+        return stored_frame(int(mentions[-1][1]), ctx)
+    frame = ctx.only_frame()
     if frame is None:
         raise ParseError(f"box {box.values} has no frame and the item shows several images")
-    if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
-        raise ParseError(f"frame {frame!r} is not a frame index")
     return frame
 
 
@@ -272,7 +280,7 @@ class Boxes(AnswerType):
         """``[{"frame": k, "bbox": [...]}, ...]``; a keyword box writes its keyword as the box's
         ``"label"``, as the target's ``bboxes`` do."""
         return "[" + ", ".join(
-            f'{{"frame": {b.frame}, '
+            f'{{"frame": {write.frame(b.frame)}, '
             + (f'"label": {write.text(b.keyword)}, ' if isinstance(b, KeywordBox) else "")
             + f'"bbox": {write.box(b.frame, b.box)}}}' for b in cast(BoxesAnswer, item.answer).value
         ) + "]"
@@ -280,7 +288,7 @@ class Boxes(AnswerType):
     def random_reply(self, item: Item, rng: random.Random, profile: Profile,
                      numbers: Sequence[float]) -> str:
         im, box = random_box(item, rng, profile)
-        return f"Frame {im.frame}: {box}"
+        return f"Frame {im.frame + profile.frame_base}: {box}"
 
     def on_image(self, value: Any, to_image: Callable[[Sequence[int]], list[int]]) -> Any:
         return [b | {"box": to_image(b["box"])} for b in value]

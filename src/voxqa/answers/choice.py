@@ -74,7 +74,7 @@ class Choice(AnswerType):
                      numbers: Sequence[float]) -> str:
         return letter(rng.randrange(len(item.options or [1])))
 
-    def reply_text(self, value: Any) -> str:
+    def reply_text(self, value: Any, frame_base: int = 0) -> str:
         return letter(int(value))
 
     def display(self, item: Item, value: Any) -> str:

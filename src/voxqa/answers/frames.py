@@ -2,7 +2,10 @@
 
 Reading: ints and inclusive ranges "3-5", "3 to 5", "3 through 5": "[3, 4, 5]", "frames 3-5,
 9", "frame 7"; "none" -> []. Sorted unique ints. A count given as context ("(of 24 frames
-shown)") is not a frame. Scores: frame precision, recall and F1.
+shown)") is not a frame. Numbers are frames as the prompt labels them, from the profile's
+``frame_base`` (0 for voxqa's profiles, 1 for ``sgmri``), and the value is stored 0-based; the
+target and the baselines' replies write them the same way. Scores: frame precision, recall
+and F1.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from voxqa.answers.base import AnswerType, Scores, ScoreContext
+from voxqa.answers.base import AnswerType, Scores, ScoreContext, TargetWriter
 from voxqa.answers.reply import NONE_ANSWERS, ParseContext, ParseError, Reply, normal
 from voxqa.boxes.profiles import Profile
 from voxqa.eval.metrics.statistics import set_prf
@@ -53,21 +56,27 @@ class Frames(AnswerType):
         frames.update(int(v) for v in _INT.findall(_FRAME_RANGE.sub(" ", scope)))
         if not frames:
             raise ParseError("no frame numbers found")
-        return sorted(frames)
+        base = ctx.profile.frame_base
+        if min(frames) < base:
+            raise ParseError(f"frame {min(frames)} is not a frame number (frames are numbered from {base})")
+        return sorted(f - base for f in frames)
 
     def score(self, gold: Sequence[int], pred: Sequence[int] | None, ctx: ScoreContext) -> Scores:
         p, r, f1 = set_prf(gold, pred)
         return {"frame_precision": p, "frame_recall": r, "frame_f1": f1}
+
+    def target(self, item: Item, write: TargetWriter) -> str:
+        return "[" + ", ".join(str(write.frame(k)) for k in cast(list[int], item.answer.value)) + "]"
 
     def random_reply(self, item: Item, rng: random.Random, profile: Profile,
                      numbers: Sequence[float]) -> str:
         """A random run of consecutive shown frames."""
         frames = [im.frame for im in item.images or []] or [0]
         a, b = sorted(rng.sample(range(len(frames)), 2)) if len(frames) > 1 else (0, 0)
-        return ", ".join(str(f) for f in frames[a:b + 1])
+        return self.reply_text(frames[a:b + 1], profile.frame_base)
 
-    def reply_text(self, value: Any) -> str:
-        return ", ".join(map(str, value))
+    def reply_text(self, value: Any, frame_base: int = 0) -> str:
+        return ", ".join(str(k + frame_base) for k in value)
 
 
 FRAMES = Frames()

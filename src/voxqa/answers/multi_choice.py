@@ -82,7 +82,7 @@ class MultiChoice(AnswerType):
         picked = [i for i in range(n) if rng.random() < 0.5] or [rng.randrange(max(n, 1))]
         return letters(picked)
 
-    def reply_text(self, value: Any) -> str:
+    def reply_text(self, value: Any, frame_base: int = 0) -> str:
         return letters(list(value)) or "none"
 
     def display(self, item: Item, value: Any) -> str:

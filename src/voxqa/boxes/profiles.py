@@ -12,6 +12,16 @@ what run.json and exports record, so a model served with non-default processor s
 read on its real grid; ``check_processor`` compares a local ``preprocessor_config.json``
 with the profile and refuses a mismatch.
 
+``frame_base`` is the number the prompt gives the first frame: voxqa labels frames with
+their 0-based index (``Frame 0:``, as fastMRI+'s 0-based ``slice``), SGMRI-VQA's records and
+models count from 1 (``Frame 1:`` is ``reconstruction_rss[0]``). It is part of the
+convention: the prompt's ``Frame k:`` labels, every frame number in its texts and targets,
+and the frames read from a reply all use it (``voxqa.conversation``, ``voxqa.answers``).
+Every profile takes the option ``frame_base=0|1`` (``qwen3-vl:frame_base=1``); ``sgmri``
+counts from 1 by default. ``quote`` says how a box quoted in running text (question,
+reasoning, a text answer) is written: its numbers as a JSON list, or in the family's own
+syntax (``sgmri``: ``<bbx>[x,y,w,h]</bbx>``, as SGMRI's texts quote boxes).
+
 ``answer_form`` is ``boxes`` or ``points`` (Molmo: a box answer is read as points, scored as
 "point inside the gold box"). ``box3d`` names how a bare 6-number 3D box is read:
 3DReasonKnee's ``[start_frame, end_frame, x_min, x_max, y_min, y_max]`` (x, y in the
@@ -21,6 +31,7 @@ model grid (converted with a ``voxqa render --recipe`` transform).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +54,7 @@ from voxqa.boxes.spaces import (
 )
 from voxqa.boxes.syntax import (
     MARKERS,
+    BbxTags,
     Brackets,
     FlorenceLocs,
     Found,
@@ -73,6 +85,8 @@ class Profile:
     family: str = ""  # whose markers are this profile's own (profiles sharing one syntax)
     cannot: tuple[str, ...] = ()  # answer types this family cannot express (refused before a run)
     options: dict[str, int] = field(default_factory=dict)
+    frame_base: int = 0  # the number of the first frame in prompts, targets and replies
+    quote: Literal["json", "syntax"] = "json"  # a box quoted in running text: JSON list or the syntax
 
     @property
     def spec(self) -> str:
@@ -96,6 +110,12 @@ class Profile:
     def write(self, box: Sequence[int], width: int, height: int, label: str | None = None) -> str:
         """The canonical box written in the family's own text form."""
         return self.syntax.write(self.encode(box, width, height), label)
+
+    def quoted(self, box: Sequence[int], width: int, height: int) -> str:
+        """The canonical box as running text quotes it (``quote``)."""
+        if self.quote == "syntax":
+            return self.write(box, width, height)
+        return json.dumps(self.encode(box, width, height))
 
     def find(self, text: str) -> list[Found]:
         return self.syntax.find(text)
@@ -245,11 +265,21 @@ _TABLE: tuple[Profile, ...] = (
             "Give the 3D box as [d1, h1, w1, d2, h2, w2]: fractions 0-1 of the volume's depth, "
             "height and width (minimum corner first).",
             "[0.25, 0.156, 0.438, 0.5, 0.375, 0.703]", box3d="m3d", cannot=("boxes",)),
+    Profile("sgmri", Pixels(xywh=True), BbxTags(),
+            "SGMRI-VQA: <bbx>[x, y, width, height]</bbx> in pixels of the shown image, frames numbered from 1",
+            "Give each box as Frame N: <bbx>[x, y, width, height]</bbx>, N the frame's number as labelled "
+            "(frames are numbered from 1), x and y the box's top-left corner and width and height its "
+            "size, all in pixels of the image, origin top-left; do not write [x1, y1, x2, y2]"
+            + _JSON_SAME.format(order="[x, y, width, height]") + ".",
+            "Meniscus Tear: Frame 4: <bbx>[448,160,272,224]</bbx>",
+            cannot=("box3d",), frame_base=1, quote="syntax"),
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in _TABLE}
 # profiles whose space depends on processor settings: their options and builders
 OPTIONS: dict[str, tuple[str, ...]] = {"qwen2.5-vl": ("min_pixels", "max_pixels")}
+#: the option every profile takes: the number of the first frame (0 or 1)
+FRAME_BASE = "frame_base"
 
 
 def get_profile(spec: str) -> Profile:
@@ -260,19 +290,28 @@ def get_profile(spec: str) -> Profile:
         raise InputError(f"unknown box profile {name!r}; known: {', '.join(PROFILES)}")
     if not opts:
         return PROFILES[name]
-    if name not in OPTIONS:
-        raise InputError(f"box profile {name!r} takes no options, got {opts!r}")
+    known = (*OPTIONS.get(name, ()), FRAME_BASE)
     values: dict[str, int] = {}
     for pair in opts.split(","):
         key, eq, value = pair.partition("=")
-        if key not in OPTIONS[name] or not eq or not value.strip().isdigit() or int(value) <= 0:
+        if name not in OPTIONS and key != FRAME_BASE:
+            raise InputError(f"box profile {name!r} takes no options but {FRAME_BASE}=0|1, got {opts!r}")
+        if key not in known or not eq or not value.strip().isdigit() or (key != FRAME_BASE and int(value) <= 0):
             raise InputError(f"bad option {pair!r} for box profile {name}: use "
-                             + ", ".join(f"{k}=<positive int>" for k in OPTIONS[name]))
+                             + ", ".join([*(f"{k}=<positive int>" for k in OPTIONS.get(name, ())), f"{FRAME_BASE}=0|1"]))
         values[key] = int(value)
-    merged = {"min_pixels": QWEN25_MIN_PIXELS, "max_pixels": QWEN25_MAX_PIXELS} | values
-    if merged["min_pixels"] > merged["max_pixels"]:
-        raise InputError(f"box profile {spec}: min_pixels {merged['min_pixels']} > max_pixels {merged['max_pixels']}")
-    return _qwen25(**merged)
+    base = values.pop(FRAME_BASE, PROFILES[name].frame_base)
+    if base not in (0, 1):
+        raise InputError(f"box profile {spec}: {FRAME_BASE} is 0 (frames numbered from 0) or 1, got {base}")
+    profile = PROFILES[name]
+    if values:
+        merged = {"min_pixels": QWEN25_MIN_PIXELS, "max_pixels": QWEN25_MAX_PIXELS} | values
+        if merged["min_pixels"] > merged["max_pixels"]:
+            raise InputError(f"box profile {spec}: min_pixels {merged['min_pixels']} > max_pixels {merged['max_pixels']}")
+        profile = _qwen25(**merged)
+    if base == profile.frame_base:
+        return profile
+    return dataclasses.replace(profile, frame_base=base, options={**profile.options, FRAME_BASE: base})
 
 
 def _processor_limits(config: dict[str, Any]) -> dict[str, int]:

@@ -146,8 +146,15 @@ def _xy(values: Sequence[Number], order: str) -> list[Number]:
 class Space(Protocol):
     """How one family's box numbers relate to canonical pixels of the shown image."""
 
-    name: str
-    arity: int  # numbers per box
+    @property
+    def name(self) -> str:
+        """The space's name (read-only: frozen dataclasses and properties provide it)."""
+        ...
+
+    @property
+    def arity(self) -> int:
+        """Numbers per box."""
+        ...
 
     def encode(self, box: Sequence[int], width: int, height: int) -> list[Number]:
         """The canonical ``box`` written as this space's numbers."""

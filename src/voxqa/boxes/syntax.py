@@ -235,6 +235,22 @@ class Brackets:
         return found
 
 
+_BBX = re.compile(rf"<bbx>\s*\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]\s*</bbx>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class BbxTags:
+    """SGMRI-VQA: ``<bbx>[x,y,w,h]</bbx>`` (its released records and models write no spaces);
+    the numbers are the space's (x, y, width, height), the label is written before the frame
+    ("Meniscus Tear: Frame 7: <bbx>[...]</bbx>"), so not by the box."""
+
+    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+        return "<bbx>[" + ",".join(_fmt(v) for v in values) + "]</bbx>"
+
+    def find(self, text: str) -> list[Found]:
+        return [Found(m.start(), m.end(), [_num(g) for g in m.groups()]) for m in _BBX.finditer(text)]
+
+
 _MOLMO_POINT = re.compile(r'<point\s+x="([^"]+)"\s+y="([^"]+)"[^>]*>(.*?)</point>', re.DOTALL)
 _MOLMO_POINTS = re.compile(r"<points\s+([^>]*)>(.*?)</points>", re.DOTALL)
 _MOLMO_COORD = re.compile(r'\b([xy])(\d+)="([^"]+)"')

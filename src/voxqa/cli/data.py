@@ -81,9 +81,9 @@ def render(
 
 def export(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A rendered voxqa dataset folder.")],
-    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="Training file format: hf, llamafactory, swift or trl; or sgmri-vqa (SGMRI-VQA records, 1-based frames).")],
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="Training file format: hf, llamafactory, swift or trl; or sgmri-vqa (SGMRI-VQA records: 1-based frames, <bbx> boxes; profile sgmri).")],
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder.")],
-    convention: Annotated[str, typer.Option("--profile", "--convention", metavar="PROFILE", help="Box profile spec of the model to train, e.g. qwen3-vl or qwen2.5-vl:max_pixels=1003520 (see `voxqa profiles`).")] = "pixel",
+    convention: Annotated[Optional[str], typer.Option("--profile", "--convention", metavar="PROFILE", help="Box profile spec of the model to train, e.g. qwen3-vl or qwen2.5-vl:max_pixels=1003520 (see `voxqa profiles`); default pixel (sgmri for --format sgmri-vqa).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", metavar="train|val|test", help="Export one split only (default: all).")] = None,
 ) -> None:
     """Training files for fine-tuning tools; the target is JSON {reasoning, answer, bboxes}."""

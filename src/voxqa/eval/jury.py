@@ -81,7 +81,8 @@ class Jury:
             for line in read_own(self.path).splitlines():  # a link planted in the run folder is refused
                 if line.strip():
                     rec = orjson.loads(line)
-                    self.cache[rec["key"]] = rec["verdict"]
+                    if "verdict" in rec:  # other lines: other protocols' replies (voxqa.eval.gptscore)
+                        self.cache[rec["key"]] = rec["verdict"]
 
     @staticmethod
     def _key(judge: OpenAIChat, *texts: str) -> str:

@@ -1,7 +1,9 @@
 """Prompts: what a model is shown for an item, the same for every adapter.
 
 The user turn is the one training exports write (voxqa.conversation.build_sample): each
-image after a text label "Frame k:" with k the 0-based frame index stored in the item, then
+image after a text label "Frame k:" with k the frame index stored in the item (0-based)
+plus the profile's ``frame_base`` (0 for voxqa's profiles, so k is the stored index; 1 for
+``sgmri``, SGMRI-VQA's numbering), frame numbers in the texts counted the same way, then
 the question with its boxes in the profile's convention, the options as (A), (B), ... and,
 for answers with boxes, the profile's box hint. The mode decides what follows:
 
@@ -85,16 +87,17 @@ def region_line(item: Item, profile: Profile, frame_size: tuple[int, int]) -> st
     if (why := region_refusal(item)) is not None:
         raise RegionIsTheAnswer(f"item {item.id}: --mode oracle_region cannot give its region: {why}")
     boxes, frames = asked_region(item)
+    base = profile.frame_base
     if boxes:
         if not item.images:
             raise InputError(f"item {item.id}: render the dataset first")
         size = {im.frame: (im.width, im.height) for im in item.images}
         first = next(iter(size.values()))  # every image of an item has one size
         given = "; ".join(
-            f"Frame {frame}: {profile.encode(shown or map_box(box, frame_size, size.get(frame, first)), *size.get(frame, first))}"
+            f"Frame {frame + base}: {profile.encode(shown or map_box(box, frame_size, size.get(frame, first)), *size.get(frame, first))}"
             for frame, box, shown in boxes)
     elif frames:
-        given = "; ".join(f"Frame {k} (the whole frame)" for k in frames)
+        given = "; ".join(f"Frame {k + base} (the whole frame)" for k in frames)
     else:
         given = "the whole volume (every frame shown)"
     return f"\nThe relevant region: {given}."

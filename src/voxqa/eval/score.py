@@ -320,7 +320,8 @@ def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = Fals
     """Score (or re-score) a run folder and write its results.json; a jury adds ``judge`` and
     ``ar_score`` to free-text items. A run with failed requests is incomplete: refused
     (``IncompleteRun``) unless ``allow_incomplete``, and then marked ``incomplete: true``.
-    ``as_published`` names a benchmark whose own metrics are added (``voxqa.importers.published_scores``)."""
+    ``as_published`` names a benchmark whose own metrics are added (``voxqa.importers.published_scores``;
+    the jury's first judge also gives SGMRI-VQA's GPTScore)."""
     sr = scored_run(run)
     status = [sr.preds.get(it.id, {}).get("status") for it in sr.items]
     failed, missing = status.count("failed"), status.count(None)
@@ -342,9 +343,7 @@ def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = Fals
     if as_published is not None:
         from voxqa.importers.published_scores import as_published as published
 
-        results["as_published"] = published(
-            as_published, sr.run, sr.records, {i: p.get("raw") for i, p in sr.preds.items()},
-            {it.id: gold for it, gold in zip(sr.items, sr.golds, strict=False)})
+        results["as_published"] = published(as_published, sr, jury)
     write_results(sr.run, results)
     return results
 

@@ -36,18 +36,21 @@ SUMMARY = "voxqa_export.json"
 
 
 def export_dataset(
-    folder: Path, fmt: str, out: Path, convention: str = "pixel", split: str | None = None
+    folder: Path, fmt: str, out: Path, convention: str | None = None, split: str | None = None
 ) -> dict[str, Any]:
     """Export ``folder`` (after `voxqa render`) as ``fmt`` into ``out``; returns the summary.
 
     ``convention`` is a box profile spec (``voxqa.boxes.profiles``: ``pixel``, ``qwen3-vl``,
-    ``qwen2.5-vl:max_pixels=1003520``, ...); ``split`` keeps one split (train/val/test), None keeps all.
+    ``qwen2.5-vl:max_pixels=1003520``, ...); None: the format's own (``sgmri-vqa``: ``sgmri``),
+    else ``pixel``. ``split`` keeps one split (train/val/test), None keeps all.
     """
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     if split not in (None, "train", "val", "test"):
         raise InputError(f"split must be train, val or test, got {split!r}")
-    exporter, profile = FORMATS[fmt], get_profile(convention)
+    exporter = FORMATS[fmt]
+    # a format written in one benchmark's convention names its profile (sgmri-vqa: sgmri)
+    profile = get_profile(convention or str(getattr(exporter, "profile", "pixel")))
     folder, out = Path(folder).resolve(), Path(out)
     frame_sizes = {s.id: s.frame_size for s in read_studies(folder)}
 

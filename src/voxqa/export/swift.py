@@ -63,6 +63,8 @@ class SwiftObjects:
         self.image_id.append(ref.image_index)
         return BBOX
 
+    quote = box  # a box in running text is a placeholder too
+
     def label(self, label: str) -> str:
         self.ref.append(json.dumps(label, ensure_ascii=False)[1:-1])
         return REF

@@ -23,9 +23,10 @@ frame_off_by_one_corrected``). Frames in voxqa are then 0-based indices into
 
 Question types map to answer types: closed_ended -> yes_no (or number for counts),
 single_choice -> choice, multiple_choice -> multi_choice, open_ended -> text, and
-localization (any type) -> boxes. Boxes and ``Frame N`` quoted in reasoning and text answers
-are rewritten into voxqa's form (``Frame k: [x0, y0, x1, y1]``, k 0-based) so that prompts and
-exports quote them in the model's box profile like every voxqa item.
+localization (any type) -> boxes. Boxes, ``Frame N`` and frame lists ("frames 7, 8 and
+10-12") quoted in reasoning and text answers are rewritten into voxqa's form (``Frame k: [x0,
+y0, x1, y1]``, k 0-based) so that prompts and exports quote them in the model's box profile
+like every voxqa item; ``--profile sgmri`` numbers them from 1 again, as SGMRI does.
 """
 
 from __future__ import annotations
@@ -72,7 +73,11 @@ BBX = re.compile(
     r"(?:\bframe\s+(?P<frame>\d+)\s*:?\s*)?<bbx>\s*\[\s*(?P<v>-?\d+(?:\.\d+)?(?:\s*,\s*-?\d+(?:\.\d+)?){3})\s*\]\s*</bbx>",
     re.IGNORECASE,
 )
-QUOTE = re.compile(BBX.pattern + r"|\bframe\s+(?P<alone>\d+)\b", re.IGNORECASE)
+_RUN = r"\d+(?:\s*(?:-|–|\bto\b)\s*\d+)?"
+#: a quoted box, "frames 7, 8 and 10-12" or "frame 7": every 1-based frame number a text writes
+QUOTE = re.compile(BBX.pattern + rf"|\bframes\s+(?P<list>{_RUN}(?:(?:\s*,\s*|\s+and\s+){_RUN})*)"
+                   r"|\bframe\s+(?P<alone>\d+)\b", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+")
 OPTION = re.compile(r"\(([A-J])\)\s*([^()\n]+?)(?=\s*\([A-J]\)|\s*$|\n)")
 LETTER = re.compile(r"^\(?([A-J])\)?(?:[\s.:)]|$)")
 KNEE_MODALITIES = ("knee",)
@@ -355,8 +360,12 @@ class _Frames:
 
 def _rewrite(text: str, r: Record, frames: _Frames, boxes: dict[tuple[int, tuple], tuple[int, tuple]]) -> str:
     """Published box quotes and 1-based frame numbers in voxqa's form, in one pass: ``Frame k:
-    [x0, y0, x1, y1]`` with k the corrected 0-based frame (a dropped box is left as published)."""
+    [x0, y0, x1, y1]`` with k the corrected 0-based frame (a dropped box is left as published),
+    and every frame number of "frame N" and "frames 7, 8 and 10-12" likewise."""
     def one(m: re.Match[str]) -> str:
+        if m.group("list") is not None:  # "frames 7, 8 and 10-12"
+            numbers = _NUMBER.sub(lambda n: str(frames.frame(r.volume, int(n[0]))), m.group("list"))
+            return m.group(0)[: m.start("list") - m.start()] + numbers
         if m.group("v") is None:  # a frame number alone
             return f"{m.group(0)[:5]} {frames.frame(r.volume, int(m.group('alone')))}"
         frame1 = int(m.group("frame")) if m.group("frame") else r.slice1

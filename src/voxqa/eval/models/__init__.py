@@ -47,7 +47,7 @@ def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: st
     if spec in ("random", "prior"):
         train = [it for it in read_items(dataset) if it.split == "train"]
         if spec == "prior":
-            return Prior(train, read_studies(dataset))
+            return Prior(train, read_studies(dataset), get_profile(profile).frame_base)
         numbers: dict[str, list[float]] = defaultdict(list)
         for it in train:
             if ANSWER_TYPES[it.answer.type].numeric:

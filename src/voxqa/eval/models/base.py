@@ -62,7 +62,7 @@ class ShownItem:
     answer_type: str  # the form the answer takes (the prompt's answer instruction says it)
     language: str | None
     images: tuple[str, ...]  # absolute paths of the PNGs shown, in order (the control's, if any)
-    image_frames: tuple[int, ...]  # the stored frame each shown image is labelled with
+    image_frames: tuple[int, ...]  # each shown image's stored frame (the prompt labels it + the profile's frame_base)
 
     @classmethod
     def of(cls, item: Item, prompt: Prompt) -> ShownItem:

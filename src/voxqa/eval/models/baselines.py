@@ -57,19 +57,19 @@ class Prior(ModelAdapter):
 
     spec = "prior"
 
-    def __init__(self, train: list[Item], studies: list[Study] | None = None):
+    def __init__(self, train: list[Item], studies: list[Study] | None = None, frame_base: int = 0):
         from voxqa.dataset.audit import TextOnlyGuesser
 
+        self.frame_base = frame_base  # the profile's: frame numbers as the prompt labels them
         counts: dict[str, Counter[str]] = defaultdict(Counter)
         for it in train:
             counts[it.template][self._text(it)] += 1
         self.best = {t: c.most_common(1)[0][0] for t, c in counts.items() if c}
         self.guesser = TextOnlyGuesser(train, {s.id: s for s in studies or []})
 
-    @staticmethod
-    def _text(it: Item) -> str:
+    def _text(self, it: Item) -> str:
         kind = ANSWER_TYPES[it.answer.type]
-        return kind.reply_text(it.answer.value) if kind.blind_prior else ""
+        return kind.reply_text(it.answer.value, self.frame_base) if kind.blind_prior else ""
 
     def identity(self) -> dict[str, Any]:
         return {"spec": self.spec, "templates": len(self.best), "learner": "audit text-only",
@@ -83,6 +83,6 @@ class Prior(ModelAdapter):
         if pred is not None:
             if isinstance(pred, float) and pred.is_integer():
                 pred = int(pred)
-            return kind.reply_text(pred)
+            return kind.reply_text(pred, self.frame_base)
         # a template never seen in train: a fixed guess per answer type
         return self.best.get(item.template, kind.constant_reply)
