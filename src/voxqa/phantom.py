@@ -304,7 +304,8 @@ def _lesion_slab(kind: str, region: str, grade: int, blocks: dict[str, tuple[tup
     if host.startswith("patella") and kind == "osteophyte":
         rows = {"patella_inferior": slice(k0, k0 + 2), "patella_superior": slice(k1 - 2, k1)}.get(
             region, slice(k0 + 3, k0 + 3 + grade))
-    return slice(i0 + 1, i1 - 1), slice(ja, ja + step), rows
+    frames = slice(i0 + 1, i1 - 1) if i1 - i0 > 2 else slice(i0, i1)  # the notch is 2 frames wide
+    return frames, slice(ja, ja + step), rows
 
 
 def knee_phantom(variant: int = 0, side: str = "right") -> tuple[np.ndarray, np.ndarray, np.ndarray,

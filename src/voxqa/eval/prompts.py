@@ -27,7 +27,7 @@ for answers with boxes, the profile's box hint. The mode decides what follows:
 
 An item whose question states its own reply JSON (``json_path``: 3DReasonKnee's released
 templates) ends, instead of the answer type's line, with the released system prompt's
-"Please provide your answer in JSON format." (code/zero_shot/qwen2vl.py, the system turn).
+"Please provide your answer in JSON format." (code/zero_shot/qwen2vl.py L48, the system turn).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ MODES = ("minimal", "structured", "guided", "oracle_region")
 #: ReasonKnee-Bench's names of its three settings -> the modes that are them.
 MODE_ALIASES = {"zero-shot": "minimal", "zeroshot": "minimal", "gt-region": "oracle_region",
                 "gt_region": "oracle_region"}
-#: 3DReasonKnee's system prompt's answer line (code/zero_shot/qwen2vl.py, o1.py: the system turn).
+#: 3DReasonKnee's system prompt's answer line (code/zero_shot/qwen2vl.py L48, the system turn).
 RELEASED_INSTRUCTION = "Please provide your answer in JSON format."
 STRUCTURED = (
     'Reply with JSON only: {"reasoning": "<your reasoning>", "answer": <your answer>, '

@@ -385,7 +385,7 @@ def _region(rec: Any, answer: dict[str, Any], template: Template, where_: str,
     if BOX_FIELD in rec:
         found.append(((BOX_FIELD,), f"{where_}: field {BOX_FIELD!r}", rec[BOX_FIELD]))
     boxes = [(path, _box3d(value, w, *known)) for path, w, value in found]
-    if len({b for _, b in boxes}) > 1:
+    if len({(b.frame_start, b.frame_end, b.box) for _, b in boxes}) > 1:
         raise BuildError(f"{where_}: the record and its answer give different 3D boxes")
     return (boxes[0][1], boxes[0][0]) if boxes else (None, ())
 
@@ -426,7 +426,7 @@ def _item(info: Split, template: Template, guided: str | None, comp: Component, 
         options, chance = None, 0.5
     elif comp.legend is not None:  # a nominal code: a choice among the legend, scored by accuracy
         value = {"type": "choice", "value": comp.scale.index(grade)}
-        options, chance = [f"{c} = {t}" for c, t in zip(comp.scale, comp.legend, strict=True)], None
+        options, chance = [f"{c} = {t}" for c, t in zip(comp.scale, comp.legend, strict=True)], 1 / len(comp.scale)
     else:
         value = {"type": "grade", "value": grade, "scale": list(comp.scale)}
         options, chance = None, None  # the template states the scale

@@ -17,7 +17,7 @@ Items per graded (region, feature) of a study (``voxqa.anatomy.knee.FEATURES``):
   are skewed towards 0, so a constant answer beats uniform chance: grade items carry no
   ``chance``, and the blind audit measures them against the best constant answer (its
   ``constant`` baseline); the build manifest states both per feature. A nominal feature (the
-  tear location) is a ``choice`` among its legend, equally without chance;
+  tear location) is a ``choice`` among its legend (chance 1 in 4), never an ordered grade;
 * ``grading/<kind>_presence`` (BML, cartilage loss, osteophyte): "any ... in the region?",
   yes iff the feature's grade > 0, balanced yes/no per (split, template, region);
 * binary findings (``acl_tear``, ...): yes/no, balanced the same way;
@@ -132,7 +132,7 @@ class Grading:
                 v, task=TASK, subtask=feature.name, frame=None, label=name,
                 question=feature.ask.format(where=place), options=list(legend),
                 answer={"type": "choice", "value": feature.scale.index(grade)}, answer_text=legend[grade],
-                evidence=evidence, chance=None,
+                evidence=evidence, chance=1 / len(legend),
                 reasoning=f"{trace} Decide: {feature.criterion}: {legend[grade]}. Answer: {legend[grade]}.",
             ))]
         verdict = f"Grade {grade}: {legend[grade]}"
