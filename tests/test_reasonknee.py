@@ -441,6 +441,7 @@ def _check_trace(it) -> None:  # noqa: ANN001 - an Item
     """Grammatical, region first, and never "none" beside a grade or answer that says "some"."""
     r = it.reasoning
     assert not re.search(r"\bno an? ", r) and "  " not in r and r.endswith("."), r
+    assert not re.search(r"so there is (?!a |an |cartilage loss|none)", r), r
     assert r.startswith("Locate: ") and r.index("Locate: ") < r.index("Inspect: "), r
     positive = it.answer.value not in (0, "no") if it.answer.type in ("grade", "yes_no") else None
     if positive:

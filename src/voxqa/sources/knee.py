@@ -13,9 +13,12 @@
 
 Region and lesion names go through one vocabulary (``region_name``): the canonical names of
 ``REGIONS`` in any word order and separator ("femur medial central", "Femur-Central-Medial"),
-plus the abbreviations of ``ABBREVIATIONS``. A label map may also hold lesion masks, named
-``<kind>_<region>`` with kind ``bml``, ``cartilage`` or ``osteophyte``: the reasoning traces
-then cite the frames the lesion is on. Medial and lateral are the knee's, so they must agree
+plus the abbreviations of ``ABBREVIATIONS``. A region the input does not name but whose parts
+it does (``COMPOSITES``: a meniscus by its horns and body, an osteophyte site by its
+subregions) is located by the union of its parts' boxes, per frame from a label map. A label
+map may also hold lesion masks, named ``<kind>_<region>`` with kind ``bml``, ``cartilage`` or
+``osteophyte`` and a region that kind is graded in: the reasoning traces then cite the frames
+the lesion is on. Medial and lateral are the knee's, so they must agree
 with ``knee_side``: frames run from the patient's right to left, so in a right knee medial
 structures lie on higher frames than lateral ones, in a left knee on lower ones; a study
 whose labels say otherwise is refused (wrong side, or a mirrored label map).

@@ -54,6 +54,7 @@ TASK = "grading"
 LOCALIZATION = "localization"
 Candidate = tuple[str | None, bool | None, Item]  # (balance key, yes?, item); free: (None, None, item)
 LESION_WORDS = {"bml": "bone marrow lesion", "cartilage": "cartilage loss", "osteophyte": "osteophyte"}
+FOUND = {"bml": "a bone marrow lesion", "cartilage": "cartilage loss", "osteophyte": "an osteophyte"}
 
 
 def _regions(v: StudyView) -> dict[str, Finding]:
@@ -126,7 +127,7 @@ class Grading:
                              answer_text=text, evidence=evidence, chance=0.5,
                              reasoning=f"{trace} Decide: {_decided(feature, grade)} Answer: {text}.")
             return [(name, grade == 1, item)]
-        if feature.nominal:  # a code, not an order: a choice among the legend, skewed like grades
+        if feature.nominal:  # a code, not an order: a choice among the legend
             assert feature.ask is not None
             return [(None, None, make_item(
                 v, task=TASK, subtask=feature.name, frame=None, label=name,
@@ -146,7 +147,7 @@ class Grading:
         ))]
         if feature.presence:
             answer, text = yes_no(grade > 0)
-            so = f"so there is {feature.presence.removeprefix('any ')}" if grade else "so there is none"
+            so = f"so there is {FOUND[feature.lesion or '']}" if grade else "so there is none"
             out.append((name, grade > 0, make_item(
                 v, task=TASK, subtask=f"{feature.lesion}_presence", frame=None, label=name,
                 question=f"Is there {feature.presence} in {place}?", answer=answer, answer_text=text,
