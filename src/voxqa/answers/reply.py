@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from voxqa.anatomy.knee import MOAKS_WRAPPERS
 from voxqa.boxes.profiles import Profile
 from voxqa.errors import VoxqaError
 from voxqa.schema import Item
@@ -127,12 +128,8 @@ def read_reply(raw: str) -> Reply:
 
 # --- a benchmark's own reply JSON ------------------------------------------------------------
 
-#: Top-level wrappers a released reply may add, drop or swap (3DReasonKnee writes "MOAKS_scores"
-#: in most templates, "MOAKS_grade" in Q45/51/52 and none in Q33/35/37).
-RELEASED_WRAPPERS = ("MOAKS_scores", "MOAKS_grade")
-
-
-def _key(key: str) -> str:
+def key_words(key: str) -> str:
+    """A JSON key compared case- and separator-insensitively ("Complete_Tear" = "complete tear")."""
     return " ".join(re.findall(r"[a-z0-9%/]+", key.lower()))
 
 
@@ -141,20 +138,21 @@ def _at(value: Any, path: list[str]) -> Any:
     for key in path:
         if not isinstance(value, dict):
             return None
-        found = {_key(k): v for k, v in value.items() if isinstance(k, str)}
-        if _key(key) not in found:
+        found = {key_words(k): v for k, v in value.items() if isinstance(k, str)}
+        if key_words(key) not in found:
             return None
-        value = found[_key(key)]
-    if isinstance(value, dict) and len(value) == 1 and _key(next(iter(value))) == "grade":
+        value = found[key_words(key)]
+    if isinstance(value, dict) and len(value) == 1 and key_words(next(iter(value))) == "grade":
         value = next(iter(value.values()))  # Q46/47 nest {"grade": g}, Q44/45 do not
     return value
 
 
 def released_value(text: str, path: list[str]) -> Any:
     """The value at ``path`` in the last JSON object of ``text`` that holds it (with or
-    without, or with the other of, the ``RELEASED_WRAPPERS``); None when none does."""
-    rest = path[1:] if path and path[0] in RELEASED_WRAPPERS else path
-    tries = [path, rest, *([w, *rest] for w in RELEASED_WRAPPERS)]
+    without, or with the other of, 3DReasonKnee's ``MOAKS_WRAPPERS``: "MOAKS_scores" in most
+    templates, "MOAKS_grade" in Q45/51/52, none in Q33/35/37); None when none does."""
+    rest = path[1:] if path and path[0] in MOAKS_WRAPPERS else path
+    tries = [path, rest, *([w, *rest] for w in MOAKS_WRAPPERS)]
     found = None
     for _, value in json_values(text):
         for p in tries:

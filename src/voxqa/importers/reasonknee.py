@@ -52,6 +52,7 @@ from typing import Any
 
 from voxqa.anatomy.frames import SAGITTAL_VIEW_AXIS
 from voxqa.anatomy.knee import MOAKS_WRAPPERS, TEMPLATES, released_components, where
+from voxqa.answers.reply import key_words
 from voxqa.dataset.build_report import BuildReport
 from voxqa.dataset.folder import check_out_folder, no_gc
 from voxqa.dataset.paths import check_study_id
@@ -172,8 +173,7 @@ def _check_pair(zero: dict[str, Template], guided: dict[str, Template], path: Pa
 
 
 def _norm(path: Sequence[str]) -> tuple[str, ...]:
-    """A key path with each key lower-cased and its words joined by spaces."""
-    return tuple(" ".join(re.findall(r"[a-z0-9%/]+", k.lower())) for k in path)
+    return tuple(key_words(k) for k in path)
 
 
 #: normalised released key path -> (feature, region): the knee table, one to one with the templates.
