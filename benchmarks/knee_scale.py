@@ -1,10 +1,10 @@
 """Benchmark: `voxqa build knee-grading` on synthetic box-only knee studies.
 
 3DReasonKnee has 7,970 knees with ~62 questions each; a build must not hold volumes, and a
-box-only study (regions from boxes.csv) holds only its 20 region boxes and its grades. This
+box-only study (regions from boxes.csv) holds only its region boxes and its grades. This
 writes ``--studies`` such studies (two knees per patient, right and left; every region a 3D box
 in the sagittal convention, medial on the side ``knee_side`` says; ``--grades`` random
-(region, feature) grades per study, half of them 0), builds them in-process and prints
+(region, feature) grades per study, half of them 0; tear-location codes uniform), builds them in-process and prints
 studies, items, seconds, items/s and the peak RSS of the process (``ru_maxrss``).
 
     python benchmarks/knee_scale.py [--studies 2000] [--grades 62] [--seed 0]
@@ -57,8 +57,11 @@ def write_inputs(folder: Path, n: int, grades_per_study: int, seed: int) -> dict
             for region in REGIONS:
                 boxes.writerow([sid, region, *region_box(region, side, r)])
             for region, feature in r.sample(pairs, grades_per_study):
-                scale = FEATURES[feature].scale
-                grades.writerow([sid, region, feature, 0 if r.random() < 0.5 else r.choice(scale[1:])])
+                f = FEATURES[feature]
+                if f.nominal:  # a code (the tear location), not a grade: no "0 = none" to skew towards
+                    grades.writerow([sid, region, feature, r.choice(f.scale)])
+                else:
+                    grades.writerow([sid, region, feature, 0 if r.random() < 0.5 else r.choice(f.scale[1:])])
     return paths
 
 

@@ -890,8 +890,8 @@ def test_reasonknee_import_one_item_per_component_and_oracle_scores_100(tmp_path
     invoke("import", "reasonknee", "--questions", src["questions"], "--answers", src["answers"],
            "--splits", src["split"], "--volumes-root", src["volumes"], "--out", ds)
     items = read_items(ds)
-    assert len(items) == 2 * 5  # Q1 two components, Q44, Q46, Q56; Q58's garbled template dropped
-    assert read_json(ds / "build_report.json")["dropped"]["template_answer_json_garbled"]["count"] == 2
+    assert len(items) == 2 * 6  # Q1 two components, Q44, Q46, Q56, Q58 (its answer JSON's head restored)
+    assert read_json(ds / "build_report.json")["info"]["template_answer_json_head_restored"]["count"] == 1
     study = "_".join(RK_STUDIES[0])
     mine = {it.subtask: it for it in items if it.study_id == study}
     # the knee family's MOAKS table names these components: its feature and region
@@ -900,7 +900,7 @@ def test_reasonknee_import_one_item_per_component_and_oracle_scores_100(tmp_path
     # Q44 writes a bare grade, Q46 nests {"grade": g}: both read
     assert {it.label: it.answer.value for it in items if it.subtask == "meniscal_extrusion_anterior"
             and it.study_id == study} == {"meniscus_medial": 0, "meniscus_lateral": 3}
-    assert mine["medial_meniscal_hypertrophy_presence"].answer.value == "yes"
+    assert mine["meniscal_hypertrophy"].answer.value == "yes" and mine["root_tear"].label == "meniscus_medial"
     assert json.loads(mine["bml_size"].answer_text) == {
         "MOAKS_scores": {"patella medial BML": {"Size of BML (including cyst)": 2}}}
     studies = {s.id: s for s in read_studies(ds)}
@@ -945,17 +945,19 @@ def test_reasonknee_refuses_unknown_shapes_naming_the_field(tmp_path: Path, chan
 
 
 def test_realdata_reasonknee_released_templates(reference: Path, tmp_path: Path) -> None:
-    """Both released question files: every template but the garbled Q58/59 yields its answer
-    shape; the sample answers import with one item per graded component, values as given."""
+    """Both released question files: every template yields its answer shape (Q58/59's head,
+    lost to the bbox stripping, restored with its 3D box); the sample answers import with one
+    item per graded component, values as given, both files' prompts in one dataset."""
     from voxqa.importers.reasonknee import import_reasonknee, read_templates
 
     sample = reference / "samples" / "reasonknee"
     for name in ("questions_nobbox_zeroshot.json", "questions_nobbox_guided.json"):
         templates = read_templates(sample / name)
         assert len(templates) == 69
-        assert sorted(q for q, (_, comps) in templates.items() if comps is None) == ["58", "59"]
+        assert sorted(q for q, t in templates.items() if t.repaired) == ["58", "59"]
+        assert [c.path for c in templates["58"].components] == [("bbox",), ("medial_meniscal_root_tear", "presence")]
     import_reasonknee(sample / "questions_nobbox_zeroshot.json", sample / "sample_answers.json", tmp_path / "ds",
-                      splits=[sample / "sample_split.csv"])
+                      guided=sample / "questions_nobbox_guided.json", splits=[sample / "sample_split.csv"])
     records = json.loads((sample / "sample_answers.json").read_text())
 
     def leaves(value: object) -> list[int]:

@@ -23,7 +23,7 @@ from voxqa.dataset.folder import read_items, read_studies
 from voxqa.eval.parse import parse_answer
 from voxqa.phantom import write_knee_phantom
 from voxqa.render import to_uint8
-from voxqa.anatomy.knee import FEATURES, label_name, moaks_scores, region_name
+from voxqa.anatomy.knee import COMPOSITES, FEATURES, REGIONS, label_name, moaks_scores, region_name
 
 runner = CliRunner()
 
@@ -65,6 +65,15 @@ def test_region_vocabulary_reads_any_word_order_and_abbreviations() -> None:
     assert region_name("femur central") is None  # no side: not a subregion
     assert label_name("BML femur medial central") == "bml_femur_central_medial"
     assert label_name("bml_acl") is None  # lesion masks are of bone subregions only
+    # MOAKS's osteophyte sites and meniscal parts, as 3DReasonKnee's templates write them
+    assert region_name("femur medial anterior") == "femur_anterior_medial" != region_name("femur medial trochlea")
+    assert region_name("patella superior") == "patella_superior" and region_name("tibia lateral") == "tibia_lateral"
+    assert region_name("medial meniscus body") == "meniscus_medial_body" == region_name("MMB")
+    assert region_name("LMP") == "meniscus_lateral_posterior"
+    # a lesion mask names a region its kind is graded in (MOAKS: no subspinous cartilage)
+    assert label_name("cartilage tibia subspinous") is None and label_name("bml tibia subspinous")
+    assert label_name("osteophyte patella superior") == "osteophyte_patella_superior"
+    assert label_name("osteophyte femur medial trochlea") is None  # a BML subregion, not an osteophyte site
 
 
 def test_reoriented_copy_gives_identical_items(small: SimpleNamespace, tmp_path: Path) -> None:
@@ -85,13 +94,14 @@ def test_box3d_answers_are_the_label_maps_boxes_on_sagittal_frames(small: Simple
     computed here from the label map's voxels, not by voxqa's measuring code."""
     boxes = [it for it in read_items(small.ds) if it.subtask == "region_box3d"]
     assert {it.study_id for it in boxes} == {"knee000", "knee001", "knee002", "knee003"}
-    assert len(boxes) == 4 * 20  # every region of the vocabulary has a box in the phantom
+    assert len(boxes) == 4 * len(REGIONS)  # every region has a box: labelled, or the union of its parts
     for study in {it.study_id for it in boxes}:
         labels = _canonical(small.ph / "labels" / f"{study}.nii.gz")
         names = {label_name(n): int(i) for i, n in json.loads((small.ph / "labels" / f"{study}.json").read_text()).items()}
         n_i, n_j, n_k = labels.shape
         for it in (b for b in boxes if b.study_id == study):
-            i, j, k = np.nonzero(labels == names[it.label])
+            ids = [names[p] for p in COMPOSITES[it.label]] if it.label not in names else [names[it.label]]
+            i, j, k = np.nonzero(np.isin(labels, ids))
             v = it.answer.value
             assert (v.frame_start, v.frame_end) == (n_i - 1 - i.max(), n_i - 1 - i.min())
             assert v.box == (n_j - 1 - j.max(), n_k - 1 - k.max(), n_j - j.min(), n_k - k.min())
@@ -150,11 +160,16 @@ def test_every_graded_region_feature_has_its_items(small: SimpleNamespace) -> No
                 assert it.answer.value == ("yes" if r["grade"] == "1" else "no")
             continue
         assert it is not None, r
-        assert it.answer.value == int(r["grade"]) and it.answer.scale == list(feature.scale)
-        assert it.options[int(r["grade"])].startswith(f"Grade {r['grade']}: ")
+        if feature.nominal:  # a tear location: a choice among the released legend, no order
+            assert it.answer.type == "choice" and it.options == list(feature.legend(r["region"]))
+            assert it.answer.value == int(r["grade"]) and it.chance == 1 / len(it.options)
+        else:
+            assert it.answer.value == int(r["grade"]) and it.answer.scale == list(feature.scale)
+            assert it.options[int(r["grade"])].startswith(f"Grade {r['grade']}: ")
         # region first: locate (frames and the cited box) -> inspect -> grade
         assert it.reasoning.startswith("Locate: ") and "Inspect: " in it.reasoning
-        assert it.reasoning.index("Locate") < it.reasoning.index("Inspect") < it.reasoning.index("Grade:")
+        verdict = "Decide:" if feature.nominal else "Grade:"
+        assert it.reasoning.index("Locate") < it.reasoning.index("Inspect") < it.reasoning.index(verdict)
         for e in it.evidence:
             assert f"Frame {e.frame}: [{e.box[0]}, {e.box[1]}, {e.box[2]}, {e.box[3]}]" in it.reasoning
     kept = Counter(it.subtask for it in items if it.subtask in binary)
@@ -174,14 +189,15 @@ def test_audit_flags_nothing_and_states_the_constant_baseline(tmp_path: Path) ->
     passed = [t for t, r in audit["templates"].items() if r["status"] == "pass"]
     assert {"grading/bml_size/volume", "grading/osteophyte/volume", "grading/bml_presence/volume"} <= set(passed)
     base = manifest["grade_baselines"]["bml_number"]
-    assert base["chance"] == 0.25 and base["constant_answer"] == 0 and base["constant_accuracy"] > 0.5
+    # half the regions have no BML (number 0), the rest 1-3 BMLs: the constant 0 beats chance by far
+    assert base["chance"] == 0.25 and base["constant_answer"] == 0 and base["constant_accuracy"] > 0.4
     assert audit["templates"]["grading/bml_number/volume"]["reference"] == "constant"
 
 
 def test_oracle_is_perfect_in_all_three_modes_and_the_uplift_is_shown(small: SimpleNamespace) -> None:
     runs = []
     per_study = len([it for it in read_items(small.ds) if it.study_id == "knee000"])
-    for mode in ("minimal", "structured", "oracle_region"):
+    for mode in ("minimal", "guided", "oracle_region"):
         run = small.root / "runs" / mode  # one knee's items (every feature), to stay fast
         cli("eval", small.ds, "--model", "oracle", "--mode", mode, "--split", "all", "--limit", per_study,
             "--out", run)
@@ -200,14 +216,14 @@ def test_oracle_is_perfect_in_all_three_modes_and_the_uplift_is_shown(small: Sim
             assert box["iou3d"]["mean"] == 1.0 and box["acc@0.5"]["mean"] == 1.0
         runs.append(run)
     out = cli("score", runs[2], "--uplift-from", runs[1])
-    assert "GT-region uplift (oracle_region - structured, macro over features): accuracy +0.000" in out
+    assert "GT-region uplift (oracle_region - guided, macro over features): accuracy +0.000" in out
     uplift = json.loads((runs[2] / "results.json").read_text())["region_uplift"]
-    assert uplift["features"]["bml_size"]["accuracy"] == {"structured": 1.0, "oracle_region": 1.0, "uplift": 0.0}
+    assert uplift["features"]["bml_size"]["accuracy"] == {"guided": 1.0, "gt_region": 1.0, "uplift": 0.0}
     refused = runner.invoke(app, ["score", str(runs[2]), "--uplift-from", str(runs[0])])
-    assert refused.exit_code == 2 and "not one model's structured and oracle_region runs" in refused.output
+    assert refused.exit_code == 2 and "not one model's guided and oracle_region runs" in refused.output
     out = cli("compare", *runs)
     assert "GT-region uplift per grading feature" in out
-    assert "| oracle | bml_size | 1.000 -> 1.000 (+0.000)" in out and "macro over features" in out
+    assert "| oracle | bml_size | 1.000 / 1.000 -> 1.000 (+0.000)" in out and "macro over features" in out
     cli("report", *runs, "--out", small.root / "report.html")
     html = (small.root / "report.html").read_text()
     assert 'id="uplift"' in html and "meniscal_morphology" in html
@@ -220,7 +236,7 @@ def test_bad_rows_are_counted_or_refused_under_strict(small: SimpleNamespace, tm
                       "knee000,femur medial central,bml_size,1\n"  # repeated
                       "knee000,femur medial central,bml_bigness,1\n"  # unknown feature
                       "knee000,acl,bml_size,1\n"  # not graded there
-                      "knee000,tibia subspinous,osteophyte,4\n"  # off the 0-3 scale
+                      "knee000,tibia medial,osteophyte,4\n"  # off the 0-3 scale
                       "knee999,acl,acl_tear,1\n")  # no such study
     out = tmp_path / "ds"
     cli("build", "knee-grading", "--studies", small.ph / "studies.csv", "--grades", grades, "--out", out)
@@ -243,18 +259,22 @@ def test_box_only_studies_from_boxes_csv(tmp_path: Path) -> None:
         "study_id,region,start_frame,end_frame,x_min,x_max,y_min,y_max\n"
         "a,femur medial central,90,120,100,180,150,210\n"
         "a,femur lateral central,20,50,100,180,150,210\n"
-        "b,medial meniscus,30,60,90,200,200,220\n")
+        "b,medial meniscus body,30,60,90,200,200,220\n")
     (tmp_path / "grades.csv").write_text("study_id,region,feature,grade\n"
                                          "a,femur medial central,cartilage_size,2\n"
-                                         "b,medial meniscus,meniscal_morphology,5\n")
+                                         "b,medial meniscus body,meniscal_morphology,5\n")
     cli("build", "knee-grading", "--studies", tmp_path / "studies.csv", "--grades", tmp_path / "grades.csv",
         "--boxes", tmp_path / "boxes.csv", "--out", tmp_path / "ds")
     items = {(it.study_id, it.subtask, it.label): it for it in read_items(tmp_path / "ds")}
     box = items[("a", "region_box3d", "femur_central_medial")].answer.value
     assert (box.frame_start, box.frame_end, box.box) == (90, 120, (100, 150, 180, 210))
-    morph = items[("b", "meniscal_morphology", "meniscus_medial")]
+    morph = items[("b", "meniscal_morphology", "meniscus_medial_body")]
     assert morph.answer.value == 5 and len(morph.options) == 9 and morph.evidence == []
-    assert morph.reasoning.startswith("Locate: the medial meniscus spans frames 30-60; 3D box [90, 200, 200, 220].")
+    assert morph.reasoning.startswith("Locate: the body of the medial meniscus spans frames 30-60; "
+                                      "3D box [90, 200, 200, 220].")
+    # the medial meniscus is located by its body (the only part given): a region of its own
+    whole = items[("b", "region_box3d", "meniscus_medial")].answer.value
+    assert (whole.frame_start, whole.frame_end, whole.box) == (30, 60, (90, 200, 200, 220))
     study = {s.id: s for s in read_studies(tmp_path / "ds")}["a"]
     assert study.volume is None and study.frame_count == 121 and study.frame_count_source == "annotations_lower_bound"
 
@@ -336,8 +356,9 @@ def test_structured_target_also_speaks_3dreasonknee(small: SimpleNamespace) -> N
     other = next(i for i in items if i.answer.type != "grade")
     p = PROFILES["pixel"]
     target = json.loads(build_sample(grade, small.ds.resolve(), sizes[grade.study_id], p, InlineBoxes(p)).target)
-    assert target["MOAKS_scores"] == moaks_scores(grade.label, grade.subtask, grade.answer.value)["MOAKS_scores"]
-    assert list(target) == ["reasoning", "answer", "MOAKS_scores", "bboxes"]
+    released = moaks_scores(grade.label, grade.subtask, grade.answer.value)
+    assert {k: target[k] for k in released} == released
+    assert list(target) == ["reasoning", "answer", *released, "bboxes"]
     assert parse_answer(json.dumps(target), grade).value == grade.answer.value
     plain = json.loads(build_sample(other, small.ds.resolve(), sizes[other.study_id], p, InlineBoxes(p)).target)
     assert "MOAKS_scores" not in plain

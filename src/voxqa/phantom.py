@@ -226,7 +226,9 @@ def write_segmentation_phantom(
 # --- knee phantom: sagittal knee MR with a MOAKS subregion label map and graded lesions -----------
 
 # region: (j range (posterior -> anterior), k range (inferior -> superior)) in voxels of KNEE_SHAPE;
-# the i range is the medial or lateral compartment (by knee side) or the central notch.
+# the i range is the medial or lateral compartment (by knee side) or the central notch. The
+# menisci are labelled by horn and body (their whole boxes are the union of those, as the knee
+# source locates a meniscus); so are the osteophyte sites MOAKS names beyond the subregions.
 KNEE_SHAPE = (16, 48, 48)  # RAS+: 16 sagittal frames, 48 anterior-posterior, 48 inferior-superior
 KNEE_SPACING = (3.0, 1.0, 1.0)
 _KNEE_BLOCKS = {
@@ -237,7 +239,9 @@ _KNEE_BLOCKS = {
     "tibia_anterior": ((28, 38), (6, 19)),
     "tibia_central": ((18, 28), (6, 19)),
     "tibia_posterior": ((8, 18), (6, 19)),
-    "meniscus": ((10, 36), (20, 23)),
+    "meniscus_posterior": ((10, 18), (20, 23)),
+    "meniscus_body": ((18, 28), (20, 23)),
+    "meniscus_anterior": ((28, 36), (20, 23)),
 }
 _KNEE_CENTRAL = {  # in the notch between the compartments
     "tibia_subspinous": ((19, 27), (12, 19)),
@@ -245,6 +249,63 @@ _KNEE_CENTRAL = {  # in the notch between the compartments
     "pcl": ((11, 19), (24, 32)),
     "patellar_tendon": ((40, 45), (18, 28)),
 }
+#: lesion kind -> which third (posterior to anterior) of its host block its mask fills
+_LESION_THIRD = {"bml": 0, "cartilage": 1, "osteophyte": 2}
+
+
+def _knee_grades(r: np.random.Generator) -> dict[tuple[str, str], int]:
+    """(region, feature) -> a grade every table entry gets, skewed to 0 like real MOAKS grades,
+    then made anatomically possible: no BML number or percent without a BML (and at least one
+    BML where there is one), no full-thickness loss without cartilage loss, no progressive
+    maceration at a first visit, at most one torn part per meniscus with the tear location
+    naming it (3 = no tear), no hypertrophy of a macerated meniscus."""
+    from voxqa.anatomy.knee import COMPOSITES, FEATURES, FOLLOW_UP_ONLY, TEAR_GRADES
+
+    grades: dict[tuple[str, str], int] = {}
+    for name in sorted(FEATURES):
+        f = FEATURES[name]
+        scale = [g for g in f.scale if g not in FOLLOW_UP_ONLY.get(name, ())]
+        for region in f.regions:
+            grades[(region, name)] = 0 if r.random() < 0.5 else int(r.choice(scale[1:]))
+    for (region, name), g in list(grades.items()):
+        if name in ("bml_number", "bml_percent") and grades[(region, "bml_size")] == 0:
+            grades[(region, name)] = 0
+        elif name == "bml_number" and g == 0:
+            grades[(region, name)] = int(r.integers(1, 4))
+        elif name == "cartilage_full_thickness" and grades[(region, "cartilage_size")] == 0:
+            grades[(region, name)] = 0
+    for meniscus in ("meniscus_medial", "meniscus_lateral"):
+        torn = None
+        for n, part in enumerate(COMPOSITES[meniscus]):  # anterior, body, posterior: codes 0, 1, 2
+            if grades[(part, "meniscal_morphology")] in TEAR_GRADES:
+                if torn is None:
+                    torn = n
+                else:
+                    grades[(part, "meniscal_morphology")] = 1  # signal abnormality, not a second tear
+        grades[(meniscus, "meniscal_tear_location")] = 3 if torn is None else torn
+        if any(grades[(p, "meniscal_morphology")] >= 6 for p in COMPOSITES[meniscus]):
+            grades[(meniscus, "meniscal_hypertrophy")] = 0
+    return grades
+
+
+def _lesion_slab(kind: str, region: str, grade: int, blocks: dict[str, tuple[tuple[int, int], ...]]
+                 ) -> tuple[slice, slice, slice]:
+    """Where a lesion of ``kind`` in ``region`` is drawn: a third of the region's block by
+    kind (a site the label map does not name: of its first part's block), thicker with the
+    grade; the patella's superior, inferior and own osteophytes share its third at the
+    block's top, bottom and middle, so no mask covers another."""
+    from voxqa.anatomy.knee import COMPOSITES
+
+    host = region if region in blocks else COMPOSITES[region][0]
+    (i0, i1), (j0, j1), (k0, k1) = blocks[host]
+    step = (j1 - j0 - 2) // 3
+    ja = j0 + 1 + _LESION_THIRD[kind] * step
+    rows = slice(k0 + 1, k0 + 1 + 2 * grade)
+    if host.startswith("patella") and kind == "osteophyte":
+        rows = {"patella_inferior": slice(k0, k0 + 2), "patella_superior": slice(k1 - 2, k1)}.get(
+            region, slice(k0 + 3, k0 + 3 + grade))
+    frames = slice(i0 + 1, i1 - 1) if i1 - i0 > 2 else slice(i0, i1)  # the notch is 2 frames wide
+    return frames, slice(ja, ja + step), rows
 
 
 def knee_phantom(variant: int = 0, side: str = "right") -> tuple[np.ndarray, np.ndarray, np.ndarray,
@@ -252,10 +313,11 @@ def knee_phantom(variant: int = 0, side: str = "right") -> tuple[np.ndarray, np.
     """(image, label map, RAS affine, id -> name, [(region, feature, grade)]) of one knee.
 
     Regions are blocks shifted by up to one voxel per ``variant``; every (region, feature) of
-    ``voxqa.anatomy.knee.FEATURES`` gets a random grade (0 half the time, as real grades skew), and a bone region with a BML,
-    cartilage loss or osteophyte grade > 0 gets that lesion as its own label
-    (``<kind>_<region>``, thickness growing with the grade). Medial is towards the body's
-    midline: the patient's left (low i) in a right knee, the right (high i) in a left knee.
+    ``voxqa.anatomy.knee.FEATURES`` gets a grade (``_knee_grades``: skewed to 0, only
+    anatomically possible combinations), and a BML, cartilage loss or osteophyte grade > 0
+    gets that lesion as its own label (``<kind>_<region>``, thickness growing with the grade).
+    Medial is towards the body's midline: the patient's left (low i) in a right knee, the
+    right (high i) in a left knee.
     """
     from voxqa.anatomy.knee import FEATURES
 
@@ -268,7 +330,7 @@ def knee_phantom(variant: int = 0, side: str = "right") -> tuple[np.ndarray, np.
     blocks: dict[str, tuple[tuple[int, int], ...]] = {}
     for base, (js, ks) in _KNEE_BLOCKS.items():
         for word, iis in (("medial", medial), ("lateral", lateral)):
-            name = f"meniscus_{word}" if base == "meniscus" else f"{base}_{word}"
+            name = f"meniscus_{word}_{base.split('_')[1]}" if base.startswith("meniscus") else f"{base}_{word}"
             blocks[name] = (iis, (js[0] + shift[0], js[1] + shift[0]), (ks[0] + shift[1], ks[1] + shift[1]))
     for name, (js, ks) in _KNEE_CENTRAL.items():
         blocks[name] = (centre, js, ks)
@@ -279,32 +341,19 @@ def knee_phantom(variant: int = 0, side: str = "right") -> tuple[np.ndarray, np.
         labels[iis[0]:iis[1], js[0]:js[1], ks[0]:ks[1]] = label_id
         image[iis[0]:iis[1], js[0]:js[1], ks[0]:ks[1]] = 80.0 + 5 * (label_id % 5)
         names[label_id] = name
-    grades = []
-    for feature in sorted(FEATURES):
-        f = FEATURES[feature]
-        for region in f.regions:
-            # skewed towards 0 like real MOAKS grades: half are 0, the rest uniform
-            grades.append((region, feature, 0 if r.random() < 0.5 else int(r.choice(f.scale[1:]))))
-    # dependent components: no lesion, no number / percent / full-thickness loss
-    first = {(reg, feat): g for reg, feat, g in grades}
-    for i, (reg, feat, _) in enumerate(grades):
-        lead = {"bml_number": "bml_size", "bml_percent": "bml_size",
-                "cartilage_full_thickness": "cartilage_size"}.get(feat)
-        if lead and first[(reg, lead)] == 0:
-            grades[i] = (reg, feat, 0)
-    lesion_of = {"bml_size": (0, 220.0), "cartilage_size": (1, 5.0), "osteophyte": (2, 160.0)}
+    graded = _knee_grades(r)
+    grades = [(region, feature, graded[(region, feature)]) for feature in sorted(FEATURES)
+              for region in FEATURES[feature].regions]
+    lesion_value = {"bml": 220.0, "cartilage": 5.0, "osteophyte": 160.0}
     next_id = len(names) + 1
     for reg, feat, g in grades:
-        if feat not in lesion_of or g == 0 or reg not in blocks:
+        kind = FEATURES[feat].lesion
+        if kind is None or FEATURES[feat].presence is None or g == 0:
             continue
-        third, value = lesion_of[feat]
-        (i0, i1), (j0, j1), (k0, k1) = blocks[reg]
-        step = (j1 - j0 - 2) // 3
-        ja = j0 + 1 + third * step
-        sl = (slice(i0 + 1, i1 - 1), slice(ja, ja + step), slice(k0 + 1, k0 + 1 + 2 * g))
+        sl = _lesion_slab(kind, reg, g, blocks)
         labels[sl] = next_id
-        image[sl] = value
-        names[next_id] = f"{FEATURES[feat].lesion}_{reg}"
+        image[sl] = lesion_value[kind]
+        names[next_id] = f"{kind}_{reg}"
         next_id += 1
     image += np.random.default_rng(variant).normal(0, 3, KNEE_SHAPE)
     affine = np.diag([*KNEE_SPACING, 1.0])

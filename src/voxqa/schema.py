@@ -265,9 +265,34 @@ class Item(Model):
         "byte-identical",
     )
 
+    region: Box3D | None = Field(
+        default=None,
+        description="the 3D box (frames inclusive, pixels of the stored frame) of the region the "
+        "question asks about, chosen without the answer: what GT-region mode (oracle_region) gives "
+        "a grading item; None: the item carries no region",
+    )
+    guided_question: str | None = Field(
+        default=None,
+        description="the question as guided mode asks it (3DReasonKnee's guided instructions: the "
+        "released guided template, or the question followed by the feature's released guidance); "
+        "None: guided mode asks `question`",
+    )
+    json_path: list[str] | None = Field(
+        default=None,
+        description="keys from the top of the benchmark's own reply JSON to this item's answer "
+        "(3DReasonKnee's MOAKS JSON, which its released question states): a reply in that form "
+        "is read there; None: voxqa's reply forms only",
+    )
+
     @model_serializer(mode="wrap")
     def _omit_default_language(self, handler):  # noqa: ANN001, ANN202 - pydantic's serializer hook
         data = handler(self)
-        if isinstance(data, dict) and data.get("language") is None:
-            data.pop("language", None)
+        if isinstance(data, dict):
+            for key in OMITTED_WHEN_NONE:
+                if data.get(key) is None:
+                    data.pop(key, None)
         return data
+
+
+#: Item fields left out of items.jsonl when unset, so datasets without them stay byte-identical.
+OMITTED_WHEN_NONE = ("language", "region", "guided_question", "json_path")

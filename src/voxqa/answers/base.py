@@ -113,6 +113,11 @@ class AnswerType:
         numbers counted from ``frame_base`` (the profile's)."""
         return str(value)
 
+    def released_text(self, value: Any) -> str:
+        """A value read at the item's ``json_path`` in a benchmark's own reply JSON, as the
+        text this type reads (a grade's number, a 3D box's six numbers)."""
+        return json.dumps(value)
+
     def display(self, item: Item, value: Any) -> str:
         """A parsed answer as people read it (the HTML report)."""
         return orjson.dumps(value).decode()

@@ -77,6 +77,13 @@ class Choice(AnswerType):
     def reply_text(self, value: Any, frame_base: int = 0) -> str:
         return letter(int(value))
 
+    def released_text(self, value: Any) -> str:
+        """A released code (3DReasonKnee's tear location 0-3) is the option at that index:
+        imported legends are listed in code order."""
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 26:
+            return letter(value)
+        return orjson.dumps(value).decode()
+
     def display(self, item: Item, value: Any) -> str:
         options = item.options or []
         if isinstance(value, int) and 0 <= value < len(options):

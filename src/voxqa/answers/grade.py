@@ -18,13 +18,13 @@ from typing import Any, cast
 
 from voxqa.answers.base import AnswerType, Scores, ScoreContext
 from voxqa.answers.number import random_number, the_number, unparsed_penalty, within
-from voxqa.answers.reply import ParseContext, ParseError, Reply, json_values
+from voxqa.answers.reply import ParseContext, ParseError, Reply, json_values, released_value
 from voxqa.anatomy.knee import FEATURES, moaks_key, moaks_scores
 from voxqa.boxes.profiles import Profile
 from voxqa.schema import GradeAnswer, Item
 
 _GRADE = re.compile(r"\bgrade\s*:?\s*(\d+)\b", re.IGNORECASE)
-MOAKS_KEYS = ("MOAKS_scores", "MOAKS_grade")  # 3DReasonKnee's Q45/Q51 write "MOAKS_grade"
+MOAKS_KEYS = ("MOAKS_scores", "MOAKS_grade")  # 3DReasonKnee's Q45/51/52 write "MOAKS_grade"
 
 
 def _norm_key(key: str) -> str:
@@ -35,7 +35,8 @@ def _moaks_entry(scores: dict[str, Any], item: Item) -> Any:
     """The item's grade in a ``MOAKS_scores`` object: its ``"<region> <group>"`` entry (or the
     only entry: 3DReasonKnee asks one region per question), then its component (or
     ``"grade"``, or the only value; Q46/47 nest ``{"grade": g}``, Q44/45 do not)."""
-    group, component = moaks_key(item.label or "", item.subtask) if item.subtask in FEATURES else ("", None)
+    known = item.subtask in FEATURES and item.label in FEATURES[item.subtask].regions
+    group, component = moaks_key(item.label or "", item.subtask) if known else ("", None)
     entries = {_norm_key(k): v for k, v in scores.items()}
     entry = entries.get(_norm_key(group), next(iter(entries.values())) if len(entries) == 1 else None)
     if isinstance(entry, dict):
@@ -48,7 +49,13 @@ def _moaks_entry(scores: dict[str, Any], item: Item) -> Any:
 
 
 def _moaks_grade(text: str, item: Item) -> Any:
-    """The grade a 3DReasonKnee-style ``{"MOAKS_scores": {...}}`` reply gives the item, or None."""
+    """The grade a 3DReasonKnee-style ``{"MOAKS_scores": {...}}`` reply gives the item (at its
+    template's key path, wrapper added, dropped or swapped; else its entry), or None."""
+    feature = FEATURES.get(item.subtask)
+    if feature is not None and item.label in feature.regions:
+        found = released_value(text, list(feature.released(item.label).path))
+        if found is not None:
+            return found
     for _, value in json_values(text):
         scores = next((value[k] for k in MOAKS_KEYS if k in value), None) if isinstance(value, dict) else None
         if isinstance(scores, dict) and (found := _moaks_entry(scores, item)) is not None:
@@ -98,7 +105,7 @@ class Grade(AnswerType):
     def target_fields(self, item: Item) -> str:
         """A knee grade's 3DReasonKnee structured target, ``"MOAKS_scores": {...}, ``, so exports
         and the structured mode speak ReasonKnee-Bench's format as well as voxqa's."""
-        if item.task != "grading" or item.subtask not in FEATURES:
+        if item.task != "grading" or item.subtask not in FEATURES or item.label not in FEATURES[item.subtask].regions:
             return ""
         grade = cast(GradeAnswer, item.answer).value
         region = cast(str, item.label)  # a grading item names its region

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from voxqa.anatomy.knee import MOAKS_WRAPPERS
 from voxqa.boxes.profiles import Profile
 from voxqa.errors import VoxqaError
 from voxqa.schema import Item
@@ -123,6 +124,52 @@ def read_reply(raw: str) -> Reply:
     if phrases:
         return Reply(text, text[phrases[-1].end():].strip(), True)
     return Reply(text, text, False)
+
+
+# --- a benchmark's own reply JSON ------------------------------------------------------------
+
+def key_words(key: str) -> str:
+    """A JSON key compared case- and separator-insensitively ("Complete_Tear" = "complete tear")."""
+    return " ".join(re.findall(r"[a-z0-9%/]+", key.lower()))
+
+
+def _at(value: Any, path: list[str]) -> Any:
+    """The value at ``path`` (keys compared case- and separator-insensitively), else None."""
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        found = {key_words(k): v for k, v in value.items() if isinstance(k, str)}
+        if key_words(key) not in found:
+            return None
+        value = found[key_words(key)]
+    if isinstance(value, dict) and len(value) == 1 and key_words(next(iter(value))) == "grade":
+        value = next(iter(value.values()))  # Q46/47 nest {"grade": g}, Q44/45 do not
+    return value
+
+
+def released_value(text: str, path: list[str]) -> Any:
+    """The value at ``path`` in the last JSON object of ``text`` that holds it (with or
+    without, or with the other of, 3DReasonKnee's ``MOAKS_WRAPPERS``: "MOAKS_scores" in most
+    templates, "MOAKS_grade" in Q45/51/52, none in Q33/35/37); None when none does."""
+    rest = path[1:] if path and path[0] in MOAKS_WRAPPERS else path
+    tries = [path, rest, *([w, *rest] for w in MOAKS_WRAPPERS)]
+    found = None
+    for _, value in json_values(text):
+        for p in tries:
+            if (v := _at(value, p)) is not None:
+                found = v
+                break
+    return found
+
+
+def read_released(reply: Reply, path: list[str], as_text: Callable[[Any], str]) -> Reply:
+    """``reply`` with its answer read at ``path`` of the benchmark's reply JSON (written by
+    ``as_text`` as the answer type reads it) when it has no structured ``"answer"`` or answer
+    phrase of its own, which then stands."""
+    if reply.explicit:
+        return reply
+    value = released_value(reply.text, path)
+    return reply if value is None else Reply(reply.text, as_text(value), True)
 
 
 # --- per-item facts the parsers need ----------------------------------------------------------

@@ -8,6 +8,7 @@ Scores: ``correct`` (= ``a_score``) and ``gold_class`` for balanced accuracy. Ch
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Sequence
@@ -54,6 +55,12 @@ class YesNo(AnswerType):
     def random_reply(self, item: Item, rng: random.Random, profile: Profile,
                      numbers: Sequence[float]) -> str:
         return rng.choice(["yes", "no"])
+
+    def released_text(self, value: Any) -> str:
+        """3DReasonKnee's ``"presence": 0 | 1``: 1 is yes, 0 no."""
+        if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            return "yes" if value else "no"
+        return json.dumps(value)
 
     def balance_key(self, value: Any) -> str | None:
         return str(value)

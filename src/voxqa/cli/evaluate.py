@@ -20,7 +20,7 @@ def eval_(
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Run folder (resumable).")],
     base_url: Annotated[Optional[list[str]], typer.Option("--base-url", metavar="URL", help="OpenAI-compatible server, e.g. http://localhost:8000/v1; repeat it for replicas of the model (load-balanced).")] = None,
     split: Annotated[str, typer.Option("--split", metavar="train|val|test|all", help="Which items to ask.")] = "test",
-    mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="Prompt mode: minimal, structured or oracle_region.")] = "minimal",
+    mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="Prompt mode: minimal (ReasonKnee-Bench's zero-shot), structured, guided or oracle_region (its GT region); zero-shot and gt-region are accepted too.")] = "minimal",
     control: Annotated[str, typer.Option("--control", metavar="CONTROL", help="Image control: none, blank (blank frames), shuffled (frames of another patient's study) or mirrored (the mirrored study).")] = "none",
     profile: Annotated[str, typer.Option("--profile", metavar="PROFILE", help="Box profile spec of the model, e.g. gemini or qwen2.5-vl:max_pixels=1003520 (see `voxqa profiles`).")] = "pixel",
     model_arg: Annotated[Optional[list[str]], typer.Option("--model-arg", metavar="KEY=VALUE", help="Keyword argument for a plug-in model's factory (repeatable; values are strings).")] = None,
@@ -40,6 +40,7 @@ def eval_(
 
     from voxqa.boxes.profiles import get_profile
     from voxqa.eval.models import ModelAdapter, make_model, parse_model_args
+    from voxqa.eval.prompts import canonical_mode
     from voxqa.eval.run import CORRUPT, PREDICTIONS, RunConfig, run_eval
 
     if out.exists() and not out.is_dir():
@@ -57,7 +58,7 @@ def eval_(
         adapter: ModelAdapter = RayModels(model, folder, workers, **model_kwargs)
     else:
         adapter = make_model(model, folder, **model_kwargs)
-    cfg = RunConfig(dataset=folder, out=out, split=None if split == "all" else split, mode=mode,
+    cfg = RunConfig(dataset=folder, out=out, split=None if split == "all" else split, mode=canonical_mode(mode),
                     control=control, profile=profile, limit=limit, concurrency=concurrency,
                     tasks=tuple(t.strip() for t in tasks.split(",")) if tasks else None, seed=seed)
     try:
@@ -100,7 +101,7 @@ def score(
     jury_protocol: Annotated[str, typer.Option("--jury-protocol", metavar="voxqa|ct-spatialvqa", help="How the judges are asked and vote: voxqa (one item per request, majority of 1-3) or ct-spatialvqa (the paper's fixed prompt, 5 items a request, 2 of 3 judges; docs/reports.md).")] = "voxqa",
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Score a run with failed requests anyway (labelled incomplete).")] = False,
     as_published: Annotated[Optional[str], typer.Option("--as-published", metavar="sgmri-vqa|ct-spatialvqa", help="Add the benchmark's own headline metrics, computed as published, beside voxqa's (docs/importers.md).")] = None,
-    uplift_from: Annotated[Optional[Path], typer.Option("--uplift-from", metavar="RUN", help="The same model's run in the other of the structured / oracle_region modes: adds the GT-region uplift per grading feature to results.json.")] = None,
+    uplift_from: Annotated[Optional[Path], typer.Option("--uplift-from", metavar="RUN", help="The same model's run in the other of the guided / oracle_region modes: adds the GT-region uplift per grading feature to results.json.")] = None,
 ) -> None:
     """Re-score a run without re-running it (writes RUN/results.json); optionally with an LLM jury."""
     jury = None
@@ -119,7 +120,7 @@ def score(
 
         uplift = add_region_uplift(run, uplift_from)
         macro = ", ".join(f"{k} {v:+.3f}" for k, v in sorted(uplift["macro"].items()))
-        console.print(f"GT-region uplift (oracle_region - structured, macro over features): {macro}", soft_wrap=True)
+        console.print(f"GT-region uplift (oracle_region - guided, macro over features): {macro}", soft_wrap=True)
 
 
 def compare(
@@ -127,7 +128,7 @@ def compare(
     out: Annotated[Optional[Path], typer.Option("--out", metavar="FILE", help="leaderboard.md or leaderboard.csv (default: print).")] = None,
 ) -> None:
     """Leaderboard: one row per run, headline metric per task with CIs, chance row first; for
-    grading runs in structured and oracle_region mode, the GT-region uplift per feature."""
+    grading runs in guided and oracle_region mode (and minimal: zero-shot), the GT-region uplift per feature."""
     from voxqa.eval.compare import UPLIFT_TITLE, leaderboard, load_results, region_uplift, render_table, uplift_table
     from voxqa.eval.run import check_one_dataset
 

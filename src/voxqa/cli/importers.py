@@ -76,15 +76,17 @@ def import_ct_spatialvqa_run(
 
 
 def import_reasonknee(
-    questions: Annotated[Path, typer.Option("--questions", metavar="JSON", help="Released question file (69 templates keyed 1..69).")],
-    answers: Annotated[Path, typer.Option("--answers", metavar="JSON", help="Records {image, question_id, answer: MOAKS JSON}.")],
+    questions: Annotated[Path, typer.Option("--questions", metavar="JSON", help="Released zero-shot question file (questions_nobbox_zeroshot.json: 69 templates keyed 1..69).")],
+    answers: Annotated[Path, typer.Option("--answers", metavar="JSON", help="Records {image, question_id, answer: MOAKS JSON [+ bbox, reasoning]}.")],
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output dataset folder.")],
+    guided: Annotated[Optional[Path], typer.Option("--guided", metavar="JSON", help="Released guided question file (questions_nobbox_guided.json): asked in `voxqa eval --mode guided`.")] = None,
     splits: Annotated[Optional[list[Path]], typer.Option("--splits", metavar="CSV", help="Split CSV(s) (train/val/test in the name; repeatable).")] = None,
     volumes_root: Annotated[Optional[Path], typer.Option("--volumes-root", metavar="DIR", help="Folder the image paths are relative to.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first dropped record or unreadable volume.")] = False,
 ) -> None:
-    """3DReasonKnee MOAKS JSON answers -> one grading item per graded component (MOAKS target kept)."""
+    """3DReasonKnee MOAKS JSON answers -> one grading item per graded component (zero-shot and guided prompts, 3D boxes)."""
     from voxqa.importers.reasonknee import import_reasonknee as run_import
 
-    manifest = run_import(questions, answers, out, splits=splits or [], volumes_root=volumes_root, strict=strict)
+    manifest = run_import(questions, answers, out, guided=guided, splits=splits or [], volumes_root=volumes_root,
+                          strict=strict)
     _imported(out, manifest)

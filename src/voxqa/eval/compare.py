@@ -240,72 +240,84 @@ def render_table(header: list[str], rows: list[list[Any]], fmt: str, legend: boo
     return "\n".join(out) + (f"\n\n{LEGEND}\n" if legend else "\n")
 
 
-#: Grade metrics whose oracle_region - structured difference is the GT-region uplift.
+#: Grade metrics whose oracle_region - guided difference is the GT-region uplift.
 UPLIFT_METRICS = ("accuracy", "qwk", "mae")
 UPLIFT_TASK = "grading/"
-UPLIFT_TITLE = "GT-region uplift per grading feature (oracle_region minus structured):"
+#: ReasonKnee-Bench's three settings as voxqa's modes: zero-shot, guided, GT region.
+UPLIFT_MODES = {"zero_shot": "minimal", "guided": "guided", "gt_region": "oracle_region"}
+UPLIFT_TITLE = ("GT-region uplift per grading feature (ReasonKnee-Bench: zero-shot = minimal, guided, "
+                "GT region = oracle_region; uplift = GT region minus guided):")
 
 
 def region_uplift(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """GT-region uplift (3DReasonKnee's finding that localisation is the bottleneck): for each
-    model run in both ``structured`` and ``oracle_region`` mode (same model, control, profile,
+    model run in both ``guided`` and ``oracle_region`` mode (same model, control, profile,
     split, tasks), per grading feature (results.json ``by["task/subtask"]``) the oracle_region
-    value minus the structured one of accuracy, QWK and MAE, plus their macro mean over the
-    features. One dict per run pair: ``{"model", "features": {feature: {metric: {"structured",
-    "oracle_region", "uplift"}}}, "macro": {metric: uplift}}``; [] when no pair exists."""
-    pairs: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+    value minus the guided one of accuracy, QWK and MAE, plus their macro mean over the
+    features; the same model's ``minimal`` (zero-shot) value beside them when that run is
+    given. The two prompts differ only by the region line. One dict per model:
+    ``{"model", "features": {feature: {metric: {"zero_shot"?, "guided", "gt_region",
+    "uplift"}}}, "macro": {metric: uplift}}``; [] when no pair exists."""
+    runs: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
     for r in results:
         ident = r["run"]
         key = (ident["model"]["spec"], str(ident.get("control")), str(ident.get("profile")),
                str(ident.get("split")), str(ident.get("tasks")))
-        pairs.setdefault(key, {})[ident.get("mode") or ""] = r
+        runs.setdefault(key, {})[ident.get("mode") or ""] = r
     out = []
-    for key, modes in sorted(pairs.items()):
-        if "structured" not in modes or "oracle_region" not in modes:
+    for key, modes in sorted(runs.items()):
+        if "guided" not in modes or "oracle_region" not in modes:
             continue
-        by = {m: modes[m]["by"].get("task/subtask", {}) for m in ("structured", "oracle_region")}
+        by = {name: modes[mode]["by"].get("task/subtask", {}) for name, mode in UPLIFT_MODES.items() if mode in modes}
         features: dict[str, dict[str, Any]] = {}
-        for group in sorted(set(by["structured"]) & set(by["oracle_region"])):
+        for group in sorted(set(by["guided"]) & set(by["gt_region"])):
             if not group.startswith(UPLIFT_TASK):
                 continue
             row = {}
             for metric in UPLIFT_METRICS:
-                s, o = (by[m][group]["metrics"].get(metric, {}).get("mean") for m in ("structured", "oracle_region"))
-                if s is not None and o is not None:
-                    row[metric] = {"structured": s, "oracle_region": o, "uplift": o - s}
+                values = {name: (groups.get(group) or {}).get("metrics", {}).get(metric, {}).get("mean")
+                          for name, groups in by.items()}
+                if values["guided"] is not None and values["gt_region"] is not None:
+                    row[metric] = {k: v for k, v in values.items() if v is not None} | {
+                        "uplift": values["gt_region"] - values["guided"]}
             features[group[len(UPLIFT_TASK):]] = row
         macro = {}
         for metric in UPLIFT_METRICS:
-            values = [f[metric]["uplift"] for f in features.values() if metric in f]
-            if values:
-                macro[metric] = sum(values) / len(values)
+            ups = [f[metric]["uplift"] for f in features.values() if metric in f]
+            if ups:
+                macro[metric] = sum(ups) / len(ups)
         if features:
             out.append({"model": key[0], "control": key[1], "profile": key[2], "features": features,
                         "macro": macro})
     return out
 
 
+def _uplift_cell(v: dict[str, float] | None) -> str:
+    if not v:
+        return ""
+    zero = f"{v['zero_shot']:.3f} / " if "zero_shot" in v else ""
+    return f"{zero}{v['guided']:.3f} -> {v['gt_region']:.3f} ({v['uplift']:+.3f})"
+
+
 def uplift_table(uplift: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The uplift as a table: one row per (model, feature), then the macro row per model;
-    cells "structured -> oracle_region (+uplift)". MAE falls when the region helps."""
-    header = ["model", "feature"] + [f"{m} (structured -> oracle_region)" for m in UPLIFT_METRICS]
+    cells "[zero-shot / ]guided -> GT region (+uplift)". MAE falls when the region helps."""
+    header = ["model", "feature"] + [f"{m} ([zero-shot /] guided -> GT region (uplift))" for m in UPLIFT_METRICS]
     rows = []
     for pair in uplift:
         for feature, metrics in pair["features"].items():
-            rows.append([pair["model"], feature] + [
-                f"{v['structured']:.3f} -> {v['oracle_region']:.3f} ({v['uplift']:+.3f})" if (v := metrics.get(m)) else ""
-                for m in UPLIFT_METRICS])
+            rows.append([pair["model"], feature] + [_uplift_cell(metrics.get(m)) for m in UPLIFT_METRICS])
         rows.append([pair["model"], "macro over features"]
                     + [f"({pair['macro'][m]:+.3f})" if m in pair["macro"] else "" for m in UPLIFT_METRICS])
     return header, rows
 
 
 def add_region_uplift(run: Path, other: Path) -> dict[str, Any]:
-    """Write ``region_uplift`` (oracle_region minus structured, per grading feature) of ``run``
+    """Write ``region_uplift`` (oracle_region minus guided, per grading feature) of ``run``
     and ``other`` (the same model in the other mode) into RUN/results.json; returns it."""
     pairs = region_uplift(load_results([other, run]))
     if not pairs:
-        raise InputError(f"{run} and {other} are not one model's structured and oracle_region runs "
+        raise InputError(f"{run} and {other} are not one model's guided and oracle_region runs "
                          "(same model, control, profile, split and tasks)")
     results = orjson.loads((run / RESULTS).read_bytes())
     results["region_uplift"] = pairs[0]

@@ -4,7 +4,9 @@ Scoring compares a typed prediction with the item's typed answer, so every reply
 through ``parse_answer`` first. A reply is reduced to its answer (``voxqa.answers.reply``:
 chain of thought dropped; the structured target's ``"answer"`` field, else the text after
 the last answer phrase, else the whole reply), then read by the item's answer type
-(``voxqa.answers``; each type's module documents the formats it accepts). The parser reads
+(``voxqa.answers``; each type's module documents the formats it accepts); an item whose
+question states its own reply JSON (``Item.json_path``) is read at that path when the reply
+gives no answer of voxqa's own. The parser reads
 exactly what the exports teach a model to write (``voxqa.conversation``: ``{"reasoning":
 ..., "answer": ..., "bboxes": [...]}``), what the prompt modes ask for
 (``voxqa.eval.prompts``) and the common free-text habits of vision-language models. It never
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxqa.answers import ANSWER_TYPES
-from voxqa.answers.reply import Number, ParseContext, ParseError, read_reply
+from voxqa.answers.reply import Number, ParseContext, ParseError, read_released, read_reply
 from voxqa.boxes.profiles import get_profile
 from voxqa.schema import Item
 
@@ -46,8 +48,12 @@ def parse_answer(
     images; ``volume_box`` maps a 3D box in a model's volume grid to stored frames (M3D).
     """
     ctx = ParseContext(item, get_profile(profile), frame_size, volume_box)
+    kind = ANSWER_TYPES[item.answer.type]
     try:
-        return ParseResult(True, ANSWER_TYPES[item.answer.type].parse(read_reply(raw or ""), ctx))
+        reply = read_reply(raw or "")
+        if item.json_path:  # the question stated its own reply JSON (3DReasonKnee's templates)
+            reply = read_released(reply, item.json_path, kind.released_text)
+        return ParseResult(True, kind.parse(reply, ctx))
     except ParseError as exc:
         return ParseResult(False, None, str(exc))
     except (RecursionError, ValueError, TypeError, OverflowError) as exc:  # text no reader expected

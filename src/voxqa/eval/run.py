@@ -47,7 +47,7 @@ from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png, shuffled_do
 from voxqa.eval.models.base import ModelAdapter, ServerConfigError
 from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.parse import parse_answer
-from voxqa.eval.prompts import MODES, Prompt, RegionIsTheAnswer, build_prompt, region_refusal
+from voxqa.eval.prompts import MODES, Prompt, RegionIsTheAnswer, build_prompt, check_mode, region_refusal
 from voxqa.eval.selection import check_selection
 from voxqa.fileio import (JsonlAppender, LockHeld, WriteFailed, append_bytes, atomic_write, held_lock,
                           read_own, truncate_own, write_bytes, write_json)
@@ -254,6 +254,7 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress, hel
         oracle_region_refusals(every, cfg)  # explains a selection the mode refused wholly
     check_selection(folder, every, items, cfg.split, cfg.tasks)  # before anything is written
     check_expressible(profile, items)
+    check_mode(items, cfg.mode)  # guided without guidance, GT region without regions: refused
     studies = {s.id: s for s in read_studies(folder)}
     frame_sizes = {sid: s.frame_size for sid, s in studies.items()}
     by_study = _frame_sets(every)

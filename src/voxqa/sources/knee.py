@@ -13,9 +13,12 @@
 
 Region and lesion names go through one vocabulary (``region_name``): the canonical names of
 ``REGIONS`` in any word order and separator ("femur medial central", "Femur-Central-Medial"),
-plus the abbreviations of ``ABBREVIATIONS``. A label map may also hold lesion masks, named
-``<kind>_<region>`` with kind ``bml``, ``cartilage`` or ``osteophyte``: the reasoning traces
-then cite the frames the lesion is on. Medial and lateral are the knee's, so they must agree
+plus the abbreviations of ``ABBREVIATIONS``. A region the input does not name but whose parts
+it does (``COMPOSITES``: a meniscus by its horns and body, an osteophyte site by its
+subregions) is located by the union of its parts' boxes, per frame from a label map. A label
+map may also hold lesion masks, named ``<kind>_<region>`` with kind ``bml``, ``cartilage`` or
+``osteophyte`` and a region that kind is graded in: the reasoning traces then cite the frames
+the lesion is on. Medial and lateral are the knee's, so they must agree
 with ``knee_side``: frames run from the patient's right to left, so in a right knee medial
 structures lie on higher frames than lateral ones, in a left knee on lower ones; a study
 whose labels say otherwise is refused (wrong side, or a mirrored label map).
@@ -42,6 +45,7 @@ from voxqa.anatomy.frames import (
     sagittal_view,
 )
 from voxqa.anatomy.knee import (
+    COMPOSITES,
     FEATURES,
     LESION_KINDS,
     REGIONS,
@@ -50,7 +54,7 @@ from voxqa.anatomy.knee import (
     name_key,
     region_name,
 )
-from voxqa.anatomy.structures import Structure, measure
+from voxqa.anatomy.structures import measure
 from voxqa.boxes.geometry import union_box
 from voxqa.dataset.build_report import BuildReport
 from voxqa.dataset.folder import sha256_file
@@ -196,12 +200,12 @@ def _sagittal_affine(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(affine, float) @ to_ras_index
 
 
-def _key_frame(s: Structure, shown: set[int]) -> int:
-    """The shown frame where the structure's box is largest (ties: the lowest frame)."""
-    frames = [k for k in s.frame_boxes if k in shown] or list(s.frame_boxes)
+def _key_frame(frame_boxes: dict[int, tuple[int, int, int, int]], shown: set[int]) -> int:
+    """The shown frame where the region's box is largest (ties: the lowest frame)."""
+    frames = [k for k in frame_boxes if k in shown] or list(frame_boxes)
 
     def area(k: int) -> int:
-        b = s.frame_boxes[k]
+        b = frame_boxes[k]
         return (b[2] - b[0]) * (b[3] - b[1])
 
     return max(frames, key=lambda k: (area(k), -k))
@@ -224,33 +228,60 @@ def _label_findings(spec: KneeSpec, labels: np.ndarray, affine: np.ndarray, raw:
             names[label_id] = canonical
     view = sagittal_view(labels)
     found = []
+    frames_of: dict[str, dict[int, tuple[int, int, int, int]]] = {}
     for s in measure(view, _sagittal_affine(affine, labels.shape), names):
         if s.label_id not in names:
             continue
-        boxes = [Box(frame=k, box=b) for k, b in sorted(s.frame_boxes.items())]
-        box3d = Box3D(frame_start=boxes[0].frame, frame_end=boxes[-1].frame,
-                      box=union_box([b.box for b in boxes]))
         lesion = s.name.split("_")[0] if s.name.split("_")[0] in LESION_KINDS else None
         if lesion is None:
-            key = _key_frame(s, shown)
-            boxes = [Box(frame=key, box=s.frame_boxes[key])]
-        found.append(Finding(
-            label=s.name, raw_label=raw[s.label_id], boxes=boxes, box3d=box3d,
-            attributes={"kind": lesion or "region", "voxels": s.voxels, "knee_side": spec.knee_side},
-        ))
+            frames_of[s.name] = dict(s.frame_boxes)
+        found.append(_measured(s.name, raw[s.label_id], dict(s.frame_boxes), shown, lesion,
+                               {"voxels": s.voxels, "knee_side": spec.knee_side}))
+    for region, parts in sorted(COMPOSITES.items()):
+        given = [p for p in parts if p in frames_of]
+        if region in frames_of or not given:
+            continue
+        union: dict[int, tuple[int, int, int, int]] = {}
+        for part in given:
+            for k, b in frames_of[part].items():
+                union[k] = union_box([union[k], b]) if k in union else b
+        found.append(_measured(region, region, union, shown, None,
+                               {"knee_side": spec.knee_side, "located_by": " ".join(given)}))
     return found
 
 
-def _box_findings(spec: KneeSpec, boxes: dict[str, Box3D], shown: set[int] | None) -> list[Finding]:
+def _measured(label: str, raw: str, frame_boxes: dict[int, tuple[int, int, int, int]], shown: set[int],
+              lesion: str | None, attributes: dict[str, Any]) -> Finding:
+    """A region (its 3D box, and its box on its key frame) or a lesion mask (a box per frame)."""
+    boxes = [Box(frame=k, box=b) for k, b in sorted(frame_boxes.items())]
+    box3d = Box3D(frame_start=boxes[0].frame, frame_end=boxes[-1].frame, box=union_box([b.box for b in boxes]))
+    if lesion is None:
+        key = _key_frame(frame_boxes, shown)
+        boxes = [Box(frame=key, box=frame_boxes[key])]
+    return Finding(label=label, raw_label=raw, boxes=boxes, box3d=box3d,
+                   attributes={"kind": lesion or "region", **attributes})
+
+
+def _box_findings(spec: KneeSpec, boxes: dict[str, Box3D], shown: set[int] | None,
+                  known: set[str] | frozenset[str] = frozenset()) -> list[Finding]:
     """Regions given as 3D boxes: without a label map the region's box on one frame is not
     known, so the 3D box's extent is cited on the middle shown frame of its range (none for
     a box-only study, which is never rendered)."""
+    located = {}
+    for region, parts in COMPOSITES.items():
+        given = [boxes[p] for p in parts if p in boxes]
+        if region not in boxes and region not in known and given:
+            located[region] = Box3D(frame_start=min(b.frame_start for b in given),
+                                    frame_end=max(b.frame_end for b in given),
+                                    box=union_box([b.box for b in given]))
     out = []
-    for region, b in sorted(boxes.items()):
+    for region, b in sorted((boxes | located).items()):
         frames = [k for k in range(b.frame_start, b.frame_end + 1) if shown is not None and k in shown]
         cited = [Box(frame=frames[len(frames) // 2], box=b.box)] if frames else []
-        out.append(Finding(label=region, raw_label=region, boxes=cited, box3d=b,
-                           attributes={"kind": "region", "knee_side": spec.knee_side}))
+        attributes: dict[str, Any] = {"kind": "region", "knee_side": spec.knee_side}
+        if region in located:
+            attributes["located_by"] = " ".join(p for p in COMPOSITES[region] if p in boxes)
+        out.append(Finding(label=region, raw_label=region, boxes=cited, box3d=b, attributes=attributes))
     return out
 
 
@@ -303,7 +334,7 @@ def load_study(spec: KneeSpec, grades: list[Grade], boxes: dict[str, Box3D] | No
     if boxes is not None:
         given = {f.label for f in findings}
         findings += _box_findings(spec, {r: b for r, b in boxes.items() if r not in given},
-                                  shown if volume is not None else None)
+                                  shown if volume is not None else None, given)
     if volume is None:
         ends = [f.box3d.frame_end for f in findings if f.box3d is not None]
         geometry = {"frame_count": max(ends) + 1 if ends else None,

@@ -4,34 +4,40 @@
 given the region. So every trace goes region first:
 
 1. **locate**: the region's frames and its box on its key frame (the largest among the frames
-   the item shows), as the other families cite boxes;
-2. **inspect**: the frames where the finding is labelled in the region (a lesion mask of the
-   label map, ``<kind>_<region>``), else the region's frames;
-3. **grade**: the MOAKS criterion the grade meets.
+   the item shows), as the other families cite boxes (a region located by its parts says so);
+2. **inspect**: what the evidence is: the frames the region's lesion mask covers (a lesion
+   mask of the label map, ``<kind>_<region>``), or that no mask of the region marks the
+   finding, so the grade is the MOAKS reading's (it then never claims the finding is absent
+   where the grade says it is there);
+3. **grade**: the grade with its MOAKS meaning (binary findings: present or absent).
 
 Items per graded (region, feature) of a study (``voxqa.anatomy.knee.FEATURES``):
 
 * ``grading/<feature>``: the grade, answer type ``grade``, the scale as options. Real grades
   are skewed towards 0, so a constant answer beats uniform chance: grade items carry no
   ``chance``, and the blind audit measures them against the best constant answer (its
-  ``constant`` baseline); the build manifest states both per feature.
+  ``constant`` baseline); the build manifest states both per feature. A nominal feature (the
+  tear location) is a ``choice`` among its legend (chance 1 in 4), never an ordered grade;
 * ``grading/<kind>_presence`` (BML, cartilage loss, osteophyte): "any ... in the region?",
   yes iff the feature's grade > 0, balanced yes/no per (split, template, region);
 * binary findings (``acl_tear``, ...): yes/no, balanced the same way;
 * ``localization/region_box3d``: the 3D box of each region with a box (frames inclusive,
   pixels max exclusive, on the sagittal frames), once per study and region.
 
-Balancing drops the surplus answer, counted in ``ctx.skipped``; grade and box items are never
-dropped. A grade whose region has no box (not in the label map or boxes.csv) is not asked
-(counted), as its trace could not locate it; ``joint`` features locate the whole knee.
+Every grading item carries its region's 3D box as ``Item.region`` (the whole volume for
+``joint`` features), which GT-region mode gives, and ``guided_question``: the question with
+the released guidance of its feature, which guided mode asks. Balancing drops the surplus
+answer, counted in ``ctx.skipped``; grade and box items are never dropped. A grade whose
+region has no box (not in the label map or boxes.csv, nor its parts) is not asked (counted).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
-from voxqa.schema import Evidence, Finding, Item
-from voxqa.anatomy.knee import BONE_REGIONS, FEATURES, JOINT, Feature, display
+from voxqa.anatomy.knee import FEATURES, JOINT, LESION_KINDS, Feature, where
+from voxqa.schema import Box3D, Evidence, Finding, Item, Study
 from voxqa.tasks.base import (
     BuildContext,
     StudyView,
@@ -47,26 +53,20 @@ from voxqa.tasks.base import (
 TASK = "grading"
 LOCALIZATION = "localization"
 Candidate = tuple[str | None, bool | None, Item]  # (balance key, yes?, item); free: (None, None, item)
-LESION_WORDS = {"bml": "a bone marrow lesion", "cartilage": "cartilage loss", "osteophyte": "an osteophyte"}
-
-
-def _where(region: str) -> str:
-    """The region as a question names it: "the femur medial central subregion"."""
-    if region == JOINT:
-        return "the whole knee joint"
-    return f"the {display(region)}" + (" subregion" if region in BONE_REGIONS else "")
+LESION_WORDS = {"bml": "bone marrow lesion", "cartilage": "cartilage loss", "osteophyte": "osteophyte"}
+FOUND = {"bml": "a bone marrow lesion", "cartilage": "cartilage loss", "osteophyte": "an osteophyte"}
 
 
 def _regions(v: StudyView) -> dict[str, Finding]:
     return {f.label: f for f in v.instances if f.attributes.get("kind") == "region"}
 
 
-def _lesion_frames(v: StudyView, kind: str | None, region: str, shown: set[int] | None) -> list[int]:
-    """Frames (among those shown) with the region's lesion mask of this kind."""
-    if kind is None:
-        return []
-    frames = {b.frame for f in v.instances_of(f"{kind}_{region}") for b in f.boxes}
-    return sorted(frames if shown is None else frames & shown)
+def _whole_volume(study: Study) -> Box3D | None:
+    """The whole knee as a 3D box (``joint`` features), when the frame count is known."""
+    if study.frame_count is None:
+        return None
+    width, height = study.frame_size
+    return Box3D(frame_start=0, frame_end=study.frame_count - 1, box=(0, 0, width, height))
 
 
 class Grading:
@@ -96,6 +96,7 @@ class Grading:
         found: list[Candidate] = []
         for name, region in sorted(regions.items()):
             found.append((None, None, self._box_item(v, name, region)))
+        masks = any(f.attributes.get("kind") in LESION_KINDS for f in v.instances)
         for g in (f for f in v.study.findings if f.study_level and "feature" in f.attributes):
             feature = FEATURES[str(g.attributes["feature"])]
             region_name, grade = str(g.attributes["region"]), int(g.attributes["grade"])
@@ -107,44 +108,50 @@ class Grading:
             if not ctx.shows(v, evidence):
                 ctx.skip(f"{TASK}/{feature.name}/volume")
                 continue
-            found += self._grade_items(v, feature, region_name, region, grade, evidence, ctx)
+            box = region.box3d if region is not None else _whole_volume(v.study)
+            trace = _locate(region_name, region) + " " + _inspect(v, feature, region_name, box, grade, masks, ctx)
+            found += [(key, side, item.model_copy(update={
+                "region": box, "guided_question": f"{item.question} {feature.guidance}"}))
+                for key, side, item in self._grade_items(v, feature, region_name, grade, evidence, trace)]
         return found
 
-    def _grade_items(self, v: StudyView, feature: Feature, name: str, region: Finding | None, grade: int,
-                     evidence: list[Evidence], ctx: BuildContext) -> list[Candidate]:
-        where = _where(name)
-        locate = _locate(name, region, evidence)
-        lesion = _lesion_frames(v, feature.lesion, name, ctx.frames.shown(v.study))
-        span = "" if region is None or region.box3d is None else \
-            f"frames {region.box3d.frame_start}-{region.box3d.frame_end}"
-        finding = LESION_WORDS.get(feature.lesion or "", "")
-        inspect = (f"Inspect: {finding} is labelled on frames {frames_text(lesion)} of the region."
-                   if lesion else f"Inspect: {span or 'every frame'} of {where}"
-                   + (f", with no {finding} labelled." if finding else "."))
-        verdict = f"Grade {grade}: {feature.grades[grade]}"
+    def _grade_items(self, v: StudyView, feature: Feature, name: str, grade: int, evidence: list[Evidence],
+                     trace: str) -> list[Candidate]:
+        place = where(name)
+        legend = feature.legend(name)
         if feature.binary:
             answer, text = yes_no(grade == 1)
             item = make_item(v, task=TASK, subtask=feature.name, frame=None, label=name,
-                             question=f"Is there {feature.criterion}{_in(feature, where)}?", answer=answer,
-                             answer_text=text, evidence=evidence,
-                             reasoning=f"{locate} {inspect} Decide: {feature.grades[grade].lower()}. Answer: {text}.",
-                             chance=0.5)
+                             question=(feature.ask or "Is there {criterion}{in_where}?").format(
+                                 criterion=feature.criterion, in_where=_in(feature, place)), answer=answer,
+                             answer_text=text, evidence=evidence, chance=0.5,
+                             reasoning=f"{trace} Decide: {_decided(feature, grade)} Answer: {text}.")
             return [(name, grade == 1, item)]
-        options = [f"Grade {g}: {t}" for g, t in zip(feature.scale, feature.grades, strict=False)]
+        if feature.nominal:  # a code, not an order: a choice among the legend
+            assert feature.ask is not None
+            return [(None, None, make_item(
+                v, task=TASK, subtask=feature.name, frame=None, label=name,
+                question=feature.ask.format(where=place), options=list(legend),
+                answer={"type": "choice", "value": feature.scale.index(grade)}, answer_text=legend[grade],
+                evidence=evidence, chance=1 / len(legend),
+                reasoning=f"{trace} Decide: {feature.criterion}: {legend[grade]}. Answer: {legend[grade]}.",
+            ))]
+        verdict = f"Grade {grade}: {legend[grade]}"
+        graded = f"the {feature.criterion} is Grade {grade} ({legend[grade]})"
         out: list[Candidate] = [(None, None, make_item(
             v, task=TASK, subtask=feature.name, frame=None, label=name,
-            question=f"Grade the {feature.criterion} in {where} on the MOAKS scale.",
-            options=options, answer={"type": "grade", "value": grade, "scale": list(feature.scale)},
-            answer_text=verdict, evidence=evidence,
-            reasoning=f"{locate} {inspect} Grade: the {feature.criterion} meets {verdict}.", chance=None,
+            question=f"Grade the {feature.criterion} in {place} on the MOAKS scale.",
+            options=[f"Grade {g}: {t}" for g, t in zip(feature.scale, legend, strict=False)],
+            answer={"type": "grade", "value": grade, "scale": list(feature.scale)},
+            answer_text=verdict, evidence=evidence, reasoning=f"{trace} Grade: {graded}.", chance=None,
         ))]
         if feature.presence:
             answer, text = yes_no(grade > 0)
+            so = f"so there is {FOUND[feature.lesion or '']}" if grade else "so there is none"
             out.append((name, grade > 0, make_item(
                 v, task=TASK, subtask=f"{feature.lesion}_presence", frame=None, label=name,
-                question=f"Is there {feature.presence} in {where}?", answer=answer, answer_text=text,
-                evidence=evidence, chance=0.5,
-                reasoning=f"{locate} {inspect} Decide: {feature.criterion} is {verdict}. Answer: {text}.",
+                question=f"Is there {feature.presence} in {place}?", answer=answer, answer_text=text,
+                evidence=evidence, chance=0.5, reasoning=f"{trace} Decide: {graded}, {so}. Answer: {text}.",
             )))
         return out
 
@@ -154,18 +161,18 @@ class Grading:
         text = f"frames {b.frame_start}-{b.frame_end}, {fmt_box(b.box)}"
         return make_item(
             v, task=LOCALIZATION, subtask="region_box3d", frame=None, label=name,
-            question=(f"Give the 3D bounding box of {_where(name)}: its first and last frame "
+            question=(f"Give the 3D bounding box of {where(name)}: its first and last frame "
                       "(as labelled) and its box on those frames."),
             answer={"type": "box3d", "value": b.model_dump()}, answer_text=text, evidence=[],
-            reasoning=f"Locate: the {display(name)} is labelled on frames {b.frame_start}-{b.frame_end}; "
+            reasoning=f"Locate: {where(name)} is {_labelled(region)} on frames {b.frame_start}-{b.frame_end}; "
                       f"its 3D box is {text}.", chance=None,
         )
 
 
-def _in(feature: Feature, where: str) -> str:
+def _in(feature: Feature, place: str) -> str:
     """" in the medial meniscus" where the feature is graded in several regions; "" where
     its one region is what it names ("a complete ACL tear", "loose bodies" in the joint)."""
-    return f" in {where}" if len(feature.regions) > 1 else ""
+    return f" in {place}" if len(feature.regions) > 1 else ""
 
 
 def _evidence(region: Finding | None) -> list[Evidence]:
@@ -175,9 +182,65 @@ def _evidence(region: Finding | None) -> list[Evidence]:
     return [Evidence(label=region.label, frame=b.frame, box=b.box) for b in region.boxes]
 
 
-def _locate(name: str, region: Finding | None, evidence: list[Evidence]) -> str:
+def _labelled(region: Finding) -> str:
+    """"labelled", or "located by ..." for a region given by the union of its parts."""
+    parts = [where(p) for p in str(region.attributes.get("located_by", "")).split()]
+    if not parts:
+        return "labelled"
+    return "located by " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
+
+
+def _locate(name: str, region: Finding | None) -> str:
+    """Where the region is: its frames and cited box (or its 3D box), or the whole knee."""
     if region is None or region.box3d is None:
         return "Locate: the whole knee joint, every frame."
     b = region.box3d
-    where = cite(evidence) if evidence else f"3D box {fmt_box(b.box)}"
-    return f"Locate: the {display(name)} spans frames {b.frame_start}-{b.frame_end}; {where}."
+    evidence = _evidence(region)
+    box = cite(evidence) if evidence else f"3D box {fmt_box(b.box)}"
+    by = f" ({_labelled(region)})" if region.attributes.get("located_by") else ""
+    return f"Locate: {where(name)}{by} spans frames {b.frame_start}-{b.frame_end}; {box}."
+
+
+def _inspect(v: StudyView, feature: Feature, name: str, box: Box3D | None, grade: int, masks: bool,
+             ctx: BuildContext) -> str:
+    """What the evidence is: the frames the region's lesion mask covers, or no mask of it, in
+    which case the grade comes from the MOAKS reading (never "none labelled" beside a grade)."""
+    frames = f"frames {box.frame_start}-{box.frame_end}" if box is not None else "every frame"
+    place = "the whole knee" if name == JOINT else "the region"
+    reading = f"so the {'grade' if feature.scale != (0, 1) or feature.nominal else 'finding'} comes from the MOAKS reading"
+    if feature.lesion is None:
+        return f"Inspect: {frames} of {place}; no mask labels this finding, {reading}."
+    words = LESION_WORDS[feature.lesion]
+    labelled = sorted({b.frame for f in v.instances_of(f"{feature.lesion}_{name}") for b in f.boxes})
+    if labelled:
+        shown = set(ctx.frames.shown(v.study) or labelled)
+        seen = [k for k in labelled if k in shown]
+        covers = (f"covers frames {frames_text(seen)}" if seen
+                  else f"covers frames {frames_text(labelled)}, none of them shown")
+        lead_zero = feature.presence is not None and grade == 0
+        return (f"Inspect: the {words} mask of the region {covers}"
+                + (", though the MOAKS reading grades none." if lead_zero else "."))
+    if not masks:
+        return f"Inspect: {frames} of the region; the study has no lesion masks, {reading}."
+    lead = grade if feature.presence is not None else _lead_grade(v, feature, name)
+    if grade == 0 and lead == 0:
+        return f"Inspect: {frames} of the region; no {words} is labelled there."
+    return f"Inspect: {frames} of the region; no {words} mask marks it, {reading}."
+
+
+def _lead_grade(v: StudyView, feature: Feature, name: str) -> int | None:
+    """The region's grade of the feature that says whether the lesion exists at all (BML
+    size, cartilage size): a dependent component (number, depth) of a region without a
+    lesion is "none labelled" only when that grade is 0."""
+    lead = next((f.name for f in FEATURES.values() if f.lesion == feature.lesion and f.presence), None)
+    for g in v.study.findings:
+        if g.study_level and g.attributes.get("feature") == lead and g.attributes.get("region") == name:
+            return int(g.attributes["grade"])
+    return None
+
+
+def _decided(feature: Feature, grade: int) -> str:
+    """The binary finding's verdict: "the MOAKS reading records a complete ACL tear." / "...
+    records no complete ACL tear."."""
+    what = feature.criterion if grade else "no " + re.sub(r"^(?:a|an) ", "", feature.criterion)
+    return f"the MOAKS reading records {what}."

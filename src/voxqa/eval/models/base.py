@@ -68,7 +68,7 @@ class ShownItem:
     def of(cls, item: Item, prompt: Prompt) -> ShownItem:
         """The shown part of ``item`` (already the control's reading) with ``prompt``'s images."""
         return cls(id=item.id, study_id=item.study_id, task=item.task, template=item.template,
-                   level=item.level, frames=tuple(item.frames), question=item.question,
+                   level=item.level, frames=tuple(item.frames), question=prompt.question or item.question,
                    options=None if item.options is None else tuple(item.options),
                    answer_type=item.answer.type, language=item.language,
                    images=tuple(v for kind, v in prompt.parts if kind == "image"),
