@@ -200,6 +200,9 @@ def test_guided_and_gt_region_prompts_add_one_thing_each(knee: SimpleNamespace) 
             seen.add(it.subtask)
             six = [b.frame_start, b.frame_end, box[0], box[2], box[1], box[3]]
             assert f"The relevant region: {six}" in text_of(build_prompt(it, knee.ds, size, rk, "oracle_region"))
+            # frames counted from 1 under a 1-based profile, like the prompt's Frame labels
+            one = text_of(build_prompt(it, knee.ds, size, get_profile("pixel:frame_base=1"), "oracle_region"))
+            assert f"frames {b.frame_start + 1}-{b.frame_end + 1}, box {box}" in one
     # the lesion is inside the region given, on every lesion-kind item with a mask (before: the
     # key frame of the one 2D box held the lesion in 0 of 1,440 such items of 16 knees)
     inside = total = 0

@@ -148,7 +148,8 @@ def region_line(item: Item, profile: Profile, frame_size: tuple[int, int]) -> st
 def region3d_line(item: Item, profile: Profile, frame_size: tuple[int, int]) -> str:
     """A graded region's 3D box as the ``oracle_region`` line: its frames (inclusive) and its
     in-plane box on the rendered images, in the profile's convention (the ``reasonknee``
-    profile: 3DReasonKnee's [start_frame, end_frame, x_min, x_max, y_min, y_max])."""
+    profile: 3DReasonKnee's [start_frame, end_frame, x_min, x_max, y_min, y_max]; frames
+    counted from the profile's frame base, like every frame the prompt names)."""
     if item.region is None:
         raise RegionNotGiven(f"item {item.id}: --mode oracle_region: the item carries no region")
     if not item.images:
@@ -156,10 +157,11 @@ def region3d_line(item: Item, profile: Profile, frame_size: tuple[int, int]) -> 
     size = (item.images[0].width, item.images[0].height)  # every image of an item has one size
     b = item.region
     x0, y0, x1, y1 = map_box(b.box, frame_size, size)
+    start, end = b.frame_start + profile.frame_base, b.frame_end + profile.frame_base
     if profile.name == "reasonknee":
-        given = f"{[b.frame_start, b.frame_end, x0, x1, y0, y1]} (3D box: start frame, end frame, x_min, x_max, y_min, y_max)"
+        given = f"{[start, end, x0, x1, y0, y1]} (3D box: start frame, end frame, x_min, x_max, y_min, y_max)"
     else:
-        given = f"frames {b.frame_start}-{b.frame_end}, box {profile.encode((x0, y0, x1, y1), *size)} on those frames"
+        given = f"frames {start}-{end}, box {profile.encode((x0, y0, x1, y1), *size)} on those frames"
     return f"\nThe relevant region: {given}."
 
 
