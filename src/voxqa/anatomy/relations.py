@@ -221,7 +221,7 @@ def owners(mask_in: MaskIn, structures: Sequence[Structure], points: Mapping[str
     for start in range(0, len(names), OWNER_CHUNK):  # (points, structures, axis) at a time
         chunk = names[start:start + OWNER_CHUNK]
         v = np.array([points[n] for n in chunk], dtype=np.int64).reshape(-1, 1, 3)
-        in_box = ((boxes[:, :3] <= v) & (v < boxes[:, 3:])).all(axis=2)
+        in_box = np.all((boxes[:, :3] <= v) & (v < boxes[:, 3:]), axis=2)
         for name, row in zip(chunk, in_box, strict=True):
             at = tuple(slice(x, x + 1) for x in points[name])
             out[name] = {structures[i].name for i in np.flatnonzero(row).tolist()

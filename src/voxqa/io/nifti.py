@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -29,7 +30,7 @@ def _load(p: Path) -> tuple[nib.spatialimages.SpatialImage, Header]:
     outlives the read. Scaled data (scl_slope/inter) decodes to float32.
     """
     with reading(p):
-        img = nib.load(p, mmap=False)
+        img = cast(nib.Nifti1Image, nib.load(p, mmap=False))  # Nifti2Image is one too
         header = img.header
         oriented = int(header["sform_code"]) > 0 or int(header["qform_code"]) > 0
         proxy = img.dataobj

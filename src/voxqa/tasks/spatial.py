@@ -114,7 +114,7 @@ def _sizes_differ(v_a, v_b):
 
 
 @dataclass(frozen=True)
-class _Table:
+class StructureTable:
     """A study's shown structures as arrays (row i: ``structures[i]``), so that a pairwise
     rule judges one structure against all later ones at once."""
 
@@ -126,7 +126,7 @@ class _Table:
     truncated: np.ndarray
 
     @classmethod
-    def shown(cls, g: SegGeometry) -> _Table:
+    def shown(cls, g: SegGeometry) -> StructureTable:
         """The structures a volume-level item of the study shows (pairs are asked of them)."""
         structures = [s for s in g.structures if _visible_frames(s, g)]
 
@@ -139,12 +139,73 @@ class _Table:
                    np.array([s.truncated for s in structures], dtype=bool))
 
 
-#: A pairwise rule for ``Spatial._pairs`` over a ``_Table``: row i -> (which of the rows after i
-#: pair with it, {reason: pairs not asked for it}).
+#: A pairwise rule for ``draw_pairs`` over a ``StructureTable``: row i -> (which of the rows
+#: after i pair with it, {reason: pairs not asked for it}).
 Judge = Callable[[int], tuple[np.ndarray, dict[str, int]]]
 
 
-class _Distractors:
+def axis_judge(t: StructureTable, axis: int) -> Judge:
+    """Pairs ordered along world ``axis`` as ``axis_order`` asks them."""
+    c, lo, hi = t.centroid[:, axis], t.lo[:, axis], t.hi[:, axis]
+
+    def judge(i: int) -> tuple[np.ndarray, dict[str, int]]:
+        ok = _ordered(c[i], c[i + 1:], lo[i], hi[i], lo[i + 1:], hi[i + 1:])
+        return ok, {"overlapping extents": ok.size - int(np.count_nonzero(ok))}
+
+    return judge
+
+
+def medial_judge(t: StructureTable, midline_x: float, is_midline: Callable[[str], bool]) -> Judge:
+    """Pairs of off-midline structures that ``centricity_order`` orders."""
+    on_midline = np.array([is_midline(s.name) for s in t.structures], dtype=bool)
+    d = np.abs(t.centroid[:, 0] - midline_x)
+    near, far = np.array([midline_span(s, midline_x) for s in t.structures], dtype=np.float64).reshape(-1, 2).T
+
+    def judge(i: int) -> tuple[np.ndarray, dict[str, int]]:
+        medial = _medial(d[i], d[i + 1:], near[i], far[i], near[i + 1:], far[i + 1:])
+        asked = ~(on_midline[i] | on_midline[i + 1:])  # midline structures: never asked, not counted
+        return asked & medial, {"overlapping distances": int(np.count_nonzero(asked & ~medial))}
+
+    return judge
+
+
+def size_judge(t: StructureTable) -> Judge:
+    """Pairs of whole (not cut off) structures whose volumes differ enough (``_sizes_differ``)."""
+
+    def judge(i: int) -> tuple[np.ndarray, dict[str, int]]:
+        cut = t.truncated[i] | t.truncated[i + 1:]
+        differ = _sizes_differ(t.volume[i], t.volume[i + 1:])
+        return ~cut & differ, {"structure cut off by the field of view": int(np.count_nonzero(cut)),
+                               "volumes too similar": int(np.count_nonzero(~cut & ~differ))}
+
+    return judge
+
+
+def draw_pairs(t: StructureTable, r, ctx: BuildContext, template: str, judge: Judge
+               ) -> list[tuple[Structure, Structure]]:
+    """Up to MAX_PAIRS_PER_STUDY pairs of ``t``'s structures that ``judge`` accepts, drawn
+    from all of them in ``itertools.combinations`` order (the draws ``r.sample`` makes from
+    that list); the pairs not asked are counted per reason. ``judge`` takes one structure
+    against all later ones at once, so thousands of structures (millions of pairs) cost one
+    array operation per structure and no list of pairs."""
+    counts = []
+    for i in range(len(t.structures)):
+        ok, skipped = judge(i)
+        counts.append(int(np.count_nonzero(ok)))
+        for reason, n in skipped.items():
+            if n:
+                ctx.skip(template, reason, n)
+    ends = np.cumsum(counts, dtype=np.int64)
+    total = int(ends[-1]) if len(ends) else 0
+    pairs = []
+    for p in r.sample(range(total), min(MAX_PAIRS_PER_STUDY, total)):
+        i = int(np.searchsorted(ends, p, side="right"))
+        j = i + 1 + int(np.flatnonzero(judge(i)[0])[p - (int(ends[i - 1]) if i else 0)])
+        pairs.append((t.structures[i], t.structures[j]))
+    return pairs
+
+
+class Distractors:
     """Other structures of a study by centroid distance (the hardest distractors), for many
     queries: distances to all structures at once, the exact order among the few nearest."""
 
@@ -386,41 +447,12 @@ class Spatial:
                 answer, text, _ev(s, g) + _ev(other, g), why, 0.5, options, variant="paired"))
         return out
 
-    @staticmethod
-    def _pairs(t: _Table, r, ctx: BuildContext, template: str, judge: Judge) -> list[tuple[Structure, Structure]]:
-        """Up to MAX_PAIRS_PER_STUDY pairs of ``t``'s structures that ``judge`` accepts, drawn
-        from all of them in ``itertools.combinations`` order; the pairs not asked are counted
-        per reason. ``judge`` takes one structure against all later ones at once, so thousands
-        of structures (millions of pairs) cost one array operation per structure."""
-        counts = []
-        for i in range(len(t.structures)):
-            ok, skipped = judge(i)
-            counts.append(int(np.count_nonzero(ok)))
-            for reason, n in skipped.items():
-                if n:
-                    ctx.skip(template, reason, n)
-        ends = np.cumsum(counts, dtype=np.int64)
-        total = int(ends[-1]) if len(ends) else 0
-        pairs = []
-        for p in r.sample(range(total), min(MAX_PAIRS_PER_STUDY, total)):  # as sampling the list of pairs
-            i = int(np.searchsorted(ends, p, side="right"))
-            j = i + 1 + int(np.flatnonzero(judge(i)[0])[p - (int(ends[i - 1]) if i else 0)])
-            pairs.append((t.structures[i], t.structures[j]))
-        return pairs
-
     def _axis_pairs(self, v: StudyView, g: SegGeometry, ctx: BuildContext, subtask: str, r):
         axis, hi_word, lo_word = AXES[subtask]
         out = []
-
-        t = _Table.shown(g)
-        c, lo, hi = t.centroid[:, axis], t.lo[:, axis], t.hi[:, axis]
-
-        def judge(i: int) -> tuple[np.ndarray, dict[str, int]]:
-            ok = _ordered(c[i], c[i + 1:], lo[i], hi[i], lo[i + 1:], hi[i + 1:])
-            return ok, {"overlapping extents": ok.size - int(np.count_nonzero(ok))}
-
+        t = StructureTable.shown(g)
         coord = "xyz"[axis]
-        for n, (a, b) in enumerate(self._pairs(t, r, ctx, f"spatial/{subtask}", judge)):
+        for n, (a, b) in enumerate(draw_pairs(t, r, ctx, f"spatial/{subtask}", axis_judge(t, axis))):
             hi, lo = axis_order(a, b, axis)  # type: ignore[misc]
             first, second = (hi, lo) if n % 2 == 0 else (lo, hi)
             word = hi_word if first is hi else lo_word
@@ -441,18 +473,10 @@ class Spatial:
 
     def _centricity(self, v: StudyView, g: SegGeometry, ctx: BuildContext, r):
         m = g.midline_x
-        t = _Table.shown(g)
-        on_midline = np.array([self.midline(s.name) for s in t.structures], dtype=bool)
-        d = np.abs(t.centroid[:, 0] - m)
-        near, far = np.array([midline_span(s, m) for s in t.structures], dtype=np.float64).reshape(-1, 2).T
-
-        def judge(i: int) -> tuple[np.ndarray, dict[str, int]]:
-            medial = _medial(d[i], d[i + 1:], near[i], far[i], near[i + 1:], far[i + 1:])
-            asked = ~(on_midline[i] | on_midline[i + 1:])  # no midline structure is asked
-            return asked & medial, {"overlapping distances": int(np.count_nonzero(asked & ~medial))}
-
+        t = StructureTable.shown(g)
         out = []
-        for n, (a, b) in enumerate(self._pairs(t, r, ctx, "spatial/medial_lateral", judge)):
+        for n, (a, b) in enumerate(draw_pairs(t, r, ctx, "spatial/medial_lateral",
+                                               medial_judge(t, m, self.midline))):
             near, far = centricity_order(a, b, m)  # type: ignore[misc]
             first, second = (near, far) if n % 2 == 0 else (far, near)
             answer, text, options = _choice([_n(first), _n(second)], _n(near))
@@ -471,7 +495,7 @@ class Spatial:
 
     def _adjacency(self, v: StudyView, g: SegGeometry, ctx: BuildContext, r):
         by = g.by_name()
-        distractors = _Distractors(g.structures)
+        distractors = Distractors(g.structures)
         out = []
         touching = sorted(sorted(p) for p in g.touching)
         near = sorted(sorted(p) for p in g.near_not_touching)
@@ -537,16 +561,9 @@ class Spatial:
         return out
 
     def _size(self, v: StudyView, g: SegGeometry, ctx: BuildContext, r):
-        t = _Table.shown(g)
-
-        def judge(i: int) -> tuple[np.ndarray, dict[str, int]]:
-            cut = t.truncated[i] | t.truncated[i + 1:]
-            differ = _sizes_differ(t.volume[i], t.volume[i + 1:])
-            return ~cut & differ, {"structure cut off by the field of view": int(np.count_nonzero(cut)),
-                                   "volumes too similar": int(np.count_nonzero(~cut & ~differ))}
-
+        t = StructureTable.shown(g)
         out = []
-        for n, (a, b) in enumerate(self._pairs(t, r, ctx, "spatial/size", judge)):
+        for n, (a, b) in enumerate(draw_pairs(t, r, ctx, "spatial/size", size_judge(t))):
             big, small = (a, b) if a.volume_ml > b.volume_ml else (b, a)
             first, second = (big, small) if n % 2 == 0 else (small, big)
             answer, text, options = _choice([_n(first), _n(second)], _n(big))
