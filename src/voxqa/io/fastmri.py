@@ -64,7 +64,7 @@ def read_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> Volume
     p = require_exists(path)
     with reading(p), h5py.File(p, "r") as f:
         data = _dataset(f, dataset, p)
-        _header(data, p)
+        _header(data, p)  # the declared size, checked before the read
         arr = data[()]
     arr = check_array(np.asarray(arr), p)
     data = np.ascontiguousarray(voxel_dtype(arr)[:, ::-1, :])
