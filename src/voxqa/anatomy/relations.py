@@ -128,9 +128,9 @@ def contacts(
     for a_i, a in enumerate(structures):
         close = a_i + 1 + np.flatnonzero(_meets(a.bbox_vox, boxes[a_i + 1:], near_vox, NO_PAD, shape)[0])
         reach, lo, hi = _meets(a.bbox_vox, boxes[close], tol_vox, tol_vox, shape)
-        if reach.any():
-            _, (origin,), (end,) = _meets(a.bbox_vox, boxes[a_i:a_i + 1], tol_vox, tol_vox, shape)  # A's grown box
-            grown = mask_in(a, _region(origin, end)).view(np.uint8)
+        if reach.any():  # A's mask dilated inside A's box grown by the tolerance
+            origin = np.maximum(boxes[a_i, :3] - tol_vox, 0)
+            grown = mask_in(a, _region(origin, np.minimum(boxes[a_i, 3:] + tol_vox, shape))).view(np.uint8)
             for axis, t in enumerate(tol_vox):
                 grown = ndimage.maximum_filter1d(grown, 2 * t + 1, axis=axis)
             grown = grown.view(bool)
