@@ -35,6 +35,12 @@ from voxqa.render import RenderSettings, render_dataset
 REFUSAL_PEAK_BYTES = 16 * 2**20
 
 
+@pytest.fixture(autouse=True)
+def default_limit(monkeypatch) -> None:
+    """The stated default, whatever the environment running the tests sets."""
+    monkeypatch.delenv(MAX_VOLUME_BYTES_ENV, raising=False)
+
+
 def _huge_h5(folder: Path) -> Path:
     """fastMRI-style: 150x2048x2048 float32 declared, no chunk written (1.4 KB)."""
     path = folder / "huge.h5"
@@ -120,7 +126,6 @@ def test_the_limit_is_a_stated_constant_overridable_by_the_environment(tmp_path,
     path = tmp_path / "small.h5"
     with h5py.File(path, "w") as f:  # 4x8x8 float32: 1 KiB decoded
         f["reconstruction_rss"] = np.ones((4, 8, 8), np.float32)
-    monkeypatch.delenv(MAX_VOLUME_BYTES_ENV, raising=False)
     assert max_volume_bytes() == MAX_VOLUME_BYTES == 2 * 2**30
     assert open_volume(path).shape == (4, 8, 8)
     monkeypatch.setenv(MAX_VOLUME_BYTES_ENV, "1023")
