@@ -2,7 +2,9 @@
 
 ``Structure`` (voxqa.anatomy.structures) has each structure's own geometry; questions about two
 structures or about a point also need the label map. Everything here is computed on crops
-around bounding boxes, never on one full-volume mask per label.
+around bounding boxes, never on one full-volume mask per label; which pairs of boxes meet is
+found for one structure against all others at once (arrays), so a map of thousands of labels
+loops in Python only over the pairs that are close.
 """
 
 from __future__ import annotations
@@ -77,16 +79,28 @@ def mask_folder(masks: Mapping[str, np.ndarray]) -> MaskIn:
     return lambda s, crop: masks[s.name][crop].astype(bool)
 
 
-def _crop(box_a, box_b, pad: tuple[int, int, int], shape) -> tuple[slice, ...] | None:
-    """Intersection of box_a grown by ``pad`` voxels with box_b, or None when empty."""
-    sl = []
-    for d in range(3):
-        lo = max(box_a[d] - pad[d], box_b[d], 0)
-        hi = min(box_a[d + 3] + pad[d], box_b[d + 3], shape[d])
-        if hi <= lo:
-            return None
-        sl.append(slice(lo, hi))
-    return tuple(sl)
+NO_PAD = (0, 0, 0)
+#: Points whose boxes are tested against every structure's box at once in ``owners``.
+OWNER_CHUNK = 256
+
+
+def _box_array(structures: Sequence[Structure]) -> np.ndarray:
+    """The structures' voxel boxes as one (n, 6) integer array (``Structure.bbox_vox`` rows)."""
+    return np.array([s.bbox_vox for s in structures], dtype=np.int64).reshape(-1, 6)
+
+
+def _meets(box_a, boxes_b: np.ndarray, pad_a: Sequence[int], pad_b: Sequence[int], shape
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(non-empty, lo, hi) of the intersection of box_a grown by ``pad_a`` voxels with each
+    row of ``boxes_b`` grown by ``pad_b``, clipped to the volume: one row per box of b."""
+    a = np.asarray(box_a, dtype=np.int64)
+    lo = np.maximum(np.maximum(a[:3] - pad_a, boxes_b[:, :3] - pad_b), 0)
+    hi = np.minimum(np.minimum(a[3:] + pad_a, boxes_b[:, 3:] + pad_b), shape)
+    return (hi > lo).all(axis=1), lo, hi
+
+
+def _region(lo: np.ndarray, hi: np.ndarray) -> tuple[slice, ...]:
+    return tuple(slice(int(lo[d]), int(hi[d])) for d in range(3))
 
 
 def contacts(
@@ -102,41 +116,40 @@ def contacts(
 
     "Touch" means some voxel of A and some voxel of B are at most ``tol_mm`` apart along
     every axis, gaps measured between voxel faces (face-adjacent voxels are 0 mm apart).
-    Only the overlap of the two bounding boxes grown by the tolerance can hold such voxels,
-    so A is dilated there alone (separable max filters). "Near" pairs are the informative
-    negatives: close enough that the question is not trivial.
+    A is dilated once, inside its bounding box grown by the tolerance (separable max
+    filters), and each B is looked for only where the two grown boxes overlap. "Near" pairs
+    are the informative negatives: close enough that the question is not trivial.
     """
     touch: set[frozenset[str]] = set()
     near: set[frozenset[str]] = set()
     tol_vox = tuple(int(np.floor(tol_mm / s)) + 1 for s in spacing)
     near_vox = tuple(int(np.ceil(near_mm / s)) + 1 for s in spacing)
+    boxes = _box_array(structures)
     for a_i, a in enumerate(structures):
-        for b in structures[a_i + 1:]:
-            if _crop(a.bbox_vox, b.bbox_vox, near_vox, shape) is None:
-                continue
+        close = a_i + 1 + np.flatnonzero(_meets(a.bbox_vox, boxes[a_i + 1:], near_vox, NO_PAD, shape)[0])
+        reach, lo, hi = _meets(a.bbox_vox, boxes[close], tol_vox, tol_vox, shape)
+        if reach.any():  # A's mask dilated inside A's box grown by the tolerance
+            origin = np.maximum(boxes[a_i, :3] - tol_vox, 0)
+            grown = mask_in(a, _region(origin, np.minimum(boxes[a_i, 3:] + tol_vox, shape))).view(np.uint8)
+            for axis, t in enumerate(tol_vox):
+                grown = ndimage.maximum_filter1d(grown, 2 * t + 1, axis=axis)
+            grown = grown.view(bool)
+        for n, b_i in enumerate(close):
+            b = structures[int(b_i)]
             pair = frozenset((a.name, b.name))
-            region = _grown_overlap(a.bbox_vox, b.bbox_vox, tol_vox, shape)
-            if region is not None:
-                grown = mask_in(a, region).view(np.uint8)
-                for axis, t in enumerate(tol_vox):
-                    grown = ndimage.maximum_filter1d(grown, 2 * t + 1, axis=axis)
-                if np.any(grown.view(bool) & mask_in(b, region)):
-                    touch.add(pair)
-                    continue
-            near.add(pair)
+            # only the overlap of both boxes grown by the tolerance can hold B's touching voxels
+            if reach[n] and np.any(grown[_region(lo[n] - origin, hi[n] - origin)]
+                                   & mask_in(b, _region(lo[n], hi[n]))):
+                touch.add(pair)
+            else:
+                near.add(pair)
     return touch, near
 
 
 def _grown_overlap(box_a, box_b, pad: tuple[int, int, int], shape) -> tuple[slice, ...] | None:
     """Intersection of both boxes grown by ``pad`` voxels (clipped to the volume)."""
-    sl = []
-    for d in range(3):
-        lo = max(box_a[d] - pad[d], box_b[d] - pad[d], 0)
-        hi = min(box_a[d + 3] + pad[d], box_b[d + 3] + pad[d], shape[d])
-        if hi <= lo:
-            return None
-        sl.append(slice(lo, hi))
-    return tuple(sl)
+    ok, lo, hi = _meets(box_a, np.asarray([box_b], dtype=np.int64), pad, pad, shape)
+    return _region(lo[0], hi[0]) if ok[0] else None
 
 
 MIN_CONTAINED = 0.5  # share of a lesion's voxels or border inside the organ that contains it
@@ -150,14 +163,19 @@ def containers(
     MIN_CONTAINED of the lesion: of its voxels (overlapping masks) or of the one-voxel shell
     around it (a label map, where the lesion's voxels replace the organ's)."""
     out: dict[str, tuple[str, float]] = {}
-    for lesion in (s for s in structures if s.name in set(lesions)):
+    wanted = set(lesions)
+    boxes = _box_array(structures)
+    for lesion in (s for s in structures if s.name in wanted):
         region = _grown_overlap(lesion.bbox_vox, lesion.bbox_vox, (1, 1, 1), shape)
         assert region is not None
         inside = mask_in(lesion, region)
         shell = ndimage.binary_dilation(inside) & ~inside
         best: tuple[str, float] | None = None
-        for other in structures:
-            if other is lesion or _crop(other.bbox_vox, lesion.bbox_vox, (1, 1, 1), shape) is None:
+        # structures whose box, grown by one voxel, meets the lesion's box
+        meets, _, _ = _meets(lesion.bbox_vox, boxes, NO_PAD, (1, 1, 1), shape)
+        for o_i in np.flatnonzero(meets):
+            other = structures[int(o_i)]
+            if other is lesion:
                 continue
             m = mask_in(other, region)
             share = max(float(m[inside].mean()), float(m[shell].mean()) if shell.any() else 0.0)
@@ -193,12 +211,19 @@ def side_conflicts(structures: Sequence[Structure], midline_x: float, margin_mm:
     return out
 
 
-def owners(mask_in: MaskIn, structures: Sequence[Structure], voxel: Voxel) -> set[str]:
-    """Every structure whose mask holds ``voxel`` (masks may overlap): none of them may be
-    offered as a wrong option when asking which structure contains that point."""
-    at = tuple(slice(v, v + 1) for v in voxel)
-    return {
-        s.name for s in structures
-        if all(s.bbox_vox[d] <= voxel[d] < s.bbox_vox[d + 3] for d in range(3))
-        and bool(mask_in(s, at).any())
-    }
+def owners(mask_in: MaskIn, structures: Sequence[Structure], points: Mapping[str, Voxel]
+           ) -> dict[str, set[str]]:
+    """For each named point, every structure whose mask holds it (masks may overlap): none of
+    them may be offered as a wrong option when asking which structure contains that point."""
+    boxes = _box_array(structures)
+    names = list(points)
+    out = {}
+    for start in range(0, len(names), OWNER_CHUNK):  # (points, structures, axis) at a time
+        chunk = names[start:start + OWNER_CHUNK]
+        v = np.array([points[n] for n in chunk], dtype=np.int64).reshape(-1, 1, 3)
+        in_box = np.all((boxes[:, :3] <= v) & (v < boxes[:, 3:]), axis=2)
+        for name, row in zip(chunk, in_box, strict=True):
+            at = tuple(slice(x, x + 1) for x in points[name])
+            out[name] = {structures[i].name for i in np.flatnonzero(row).tolist()
+                         if bool(mask_in(structures[i], at).any())}
+    return out

@@ -46,6 +46,8 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 SPACING_TOLERANCE = 0.01
 #: Geometry values are written as decimal strings; allow their rounding.
 GEOMETRY_ATOL = 1e-4
+#: Every slice is decoded to rescaled float32 (``_pixels``), whatever its stored bits.
+DECODED_DTYPE = np.dtype(np.float32)
 
 
 @dataclass
@@ -219,13 +221,14 @@ def _pixels(f: Path, ds: Dataset) -> np.ndarray:
         raise VolumeError(f, f"pixel array of shape {arr.shape}, expected one {ds.Rows}x{ds.Columns} grey frame")
     slope = float(ds.get("RescaleSlope") or 1.0)
     intercept = float(ds.get("RescaleIntercept") or 0.0)
-    return arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    return arr.astype(DECODED_DTYPE) * np.float32(slope) + np.float32(intercept)
 
 
 def _series(source: PathLike | Sequence[PathLike], series_uid: str | None
             ) -> tuple[Path, list[tuple[Path, Dataset]], Header]:
     """(path to report, the series' slices in position order, its grid) from the files'
-    attributes; pixel data of more than 64 KB per file is not read here."""
+    attributes; pixel data of more than 64 KB per file is not read here, and none is
+    decoded (the grid's decoded size, Rows x Columns x slices in float32, is checked first)."""
     path, files = _input_files(source)
     scan = _scan(files)
     if scan.not_dicom or scan.no_pixels:
@@ -245,7 +248,8 @@ def _series(source: PathLike | Sequence[PathLike], series_uid: str | None
     lps[:3, 3] = positions[0]
     ds0 = slices[0][1]
     shape = check_shape((int(ds0.Columns), int(ds0.Rows), len(slices)), path)
-    return path, slices, Header(shape=shape, affine=LPS_TO_RAS @ lps, world_known=True)
+    return path, slices, Header(path=str(path), shape=shape, affine=LPS_TO_RAS @ lps, world_known=True,
+                                dtype=DECODED_DTYPE)
 
 
 def read_dicom_header(source: PathLike | Sequence[PathLike], *, series_uid: str | None = None) -> Header:

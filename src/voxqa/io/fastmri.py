@@ -12,6 +12,7 @@ from .volume import (
     VolumeError,
     check_array,
     check_shape,
+    decoded_dtype,
     reading,
     require_exists,
     voxel_dtype,
@@ -39,12 +40,18 @@ def _dataset(f: h5py.File, dataset: str, path: PathLike) -> h5py.Dataset:
     return f[dataset]
 
 
+def _header(data: h5py.Dataset, path: PathLike) -> Header:
+    """The reconstruction's grid from the HDF5 metadata (no pixel read); its declared size
+    is checked here, before any caller reads pixels."""
+    return Header(path=str(path), shape=check_shape(data.shape, path), affine=np.eye(4), world_known=False,
+                  dtype=decoded_dtype(data.dtype), frame_axis=0)
+
+
 def read_fastmri_header(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> Header:
     """The grid of a reconstruction (as ``read_fastmri_h5`` returns it) without reading pixels."""
     p = require_exists(path)
     with reading(p), h5py.File(p, "r") as f:
-        shape = check_shape(_dataset(f, dataset, p).shape, p)
-    return Header(shape=shape, affine=np.eye(4), world_known=False, frame_axis=0)
+        return _header(_dataset(f, dataset, p), p)
 
 
 def read_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> Volume:
@@ -56,7 +63,9 @@ def read_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> Volume
     """
     p = require_exists(path)
     with reading(p), h5py.File(p, "r") as f:
-        arr = _dataset(f, dataset, p)[()]
+        data = _dataset(f, dataset, p)
+        _header(data, p)  # the declared size, checked before the read
+        arr = data[()]
     arr = check_array(np.asarray(arr), p)
     data = np.ascontiguousarray(voxel_dtype(arr)[:, ::-1, :])
     return Volume(data=data, affine=np.eye(4), path=str(p), format="fastmri_h5",
@@ -67,7 +76,8 @@ def probe_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> tuple
     """(slices, height, width) of the reconstruction, checked to be readable and finite.
 
     Pixels are read one slice at a time (memory stays one slice) and not kept: a volume that
-    would fail at render (NaN/inf voxels, a cut-short file) fails at build instead.
+    would fail at render (NaN/inf voxels, a cut-short file, a declared size over the limit)
+    fails at build instead.
     """
     p = require_exists(path)
     with reading(p), h5py.File(p, "r") as f:
@@ -78,6 +88,7 @@ def probe_fastmri_h5(path: PathLike, *, dataset: str = DEFAULT_DATASET) -> tuple
         if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_) or np.issubdtype(
                 data.dtype, np.complexfloating):
             raise VolumeError(p, f"unsupported voxel type {data.dtype}")
+        _header(data, p)  # a volume render could not read fails here
         if np.issubdtype(data.dtype, np.floating):
             bad = sum(int(np.count_nonzero(~np.isfinite(data[k]))) for k in range(shape[0]))
             if bad:

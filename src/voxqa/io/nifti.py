@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -13,6 +14,7 @@ from .volume import (
     Volume,
     check_array,
     check_shape,
+    decoded_dtype,
     reading,
     require_exists,
     voxel_dtype,
@@ -25,13 +27,17 @@ def _load(p: Path) -> tuple[nib.spatialimages.SpatialImage, Header]:
     nibabel's best affine (sform, else qform, else fallback). With qform_code = sform_code = 0
     the file states no patient orientation: the fallback affine is nominal, so
     ``world_known`` is False (no sides can be derived). ``mmap=False`` so no file handle
-    outlives the read.
+    outlives the read. Scaled data (scl_slope/inter) decodes to float32.
     """
     with reading(p):
-        img = nib.load(p, mmap=False)
+        img = cast(nib.Nifti1Image, nib.load(p, mmap=False))  # Nifti2Image is one too
         header = img.header
         oriented = int(header["sform_code"]) > 0 or int(header["qform_code"]) > 0
-        return img, Header(shape=check_shape(img.shape, p), affine=img.affine, world_known=oriented)
+        proxy = img.dataobj
+        scaled = getattr(proxy, "slope", 1.0) != 1.0 or getattr(proxy, "inter", 0.0) != 0.0
+        dtype = np.dtype(np.float32) if scaled else decoded_dtype(img.get_data_dtype())
+        return img, Header(path=str(p), shape=check_shape(img.shape, p), affine=img.affine,
+                           world_known=oriented, dtype=dtype)
 
 
 def read_nifti_header(path: PathLike) -> Header:

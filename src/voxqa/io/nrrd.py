@@ -21,6 +21,7 @@ from .volume import (
     VolumeError,
     check_array,
     check_shape,
+    decoded_dtype,
     reading,
     require_exists,
     voxel_dtype,
@@ -36,6 +37,22 @@ _RAS_SIGNS: dict[str, tuple[float, float, float]] = {
     "scanner-xyz": (1.0, 1.0, 1.0),
     "3d-right-handed": (1.0, 1.0, 1.0),
 }
+
+
+#: NRRD ``type`` spellings (the format's specification) and the numpy type of each.
+_TYPES = {name: np.dtype(code) for code, names in (
+    ("i1", ("signed char", "int8", "int8_t")),
+    ("u1", ("uchar", "unsigned char", "uint8", "uint8_t")),
+    ("i2", ("short", "short int", "signed short", "signed short int", "int16", "int16_t")),
+    ("u2", ("ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t")),
+    ("i4", ("int", "signed int", "int32", "int32_t")),
+    ("u4", ("uint", "unsigned int", "uint32", "uint32_t")),
+    ("i8", ("longlong", "long long", "long long int", "signed long long", "signed long long int", "int64",
+            "int64_t")),
+    ("u8", ("ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t")),
+    ("f4", ("float",)),
+    ("f8", ("double",)),
+) for name in names}
 
 
 def _space_signs(header: dict, path: PathLike) -> np.ndarray:
@@ -64,8 +81,12 @@ def _affine(header: dict, path: PathLike) -> tuple[np.ndarray, bool]:
 
 def _header(header: dict, path: PathLike) -> Header:
     shape = check_shape(tuple(header["sizes"]), path)
+    stored = _TYPES.get(str(header.get("type")))
+    if stored is None:
+        raise VolumeError(path, f"unsupported NRRD type {header.get('type')!r}")
     affine, world_known = _affine(header, path)
-    return Header(shape=shape, affine=affine, world_known=world_known)
+    return Header(path=str(path), shape=shape, affine=affine, world_known=world_known,
+                  dtype=decoded_dtype(stored))
 
 
 def read_nrrd_header(path: PathLike) -> Header:
@@ -76,11 +97,13 @@ def read_nrrd_header(path: PathLike) -> Header:
 
 
 def read_nrrd(path: PathLike) -> Volume:
-    """Read a NRRD/NHDR file in pynrrd's default (i, j, k) index order ('F')."""
+    """Read a NRRD/NHDR file in pynrrd's default (i, j, k) index order ('F'); the header
+    (``read_nrrd_header``'s checks) before the voxels."""
     p = require_exists(path)
-    with reading(p):
-        arr, fields = nrrd.read(str(p))
-    header = _header(fields, p)
+    with reading(p), open(p, "rb") as fh:
+        fields = nrrd.read_header(fh)
+        header = _header(fields, p)
+        arr = nrrd.read_data(fields, fh, str(p))
     data = voxel_dtype(check_array(arr, p))
     return Volume(data=data, affine=header.affine, path=str(p), format="nrrd", frame_axis=2,
                   world_known=header.world_known)

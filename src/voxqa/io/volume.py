@@ -10,7 +10,9 @@ files in LPS are converted by negating the first two world axes.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -27,6 +29,16 @@ PathLike = str | os.PathLike[str]
 #: Negating x and y turns an LPS affine into an RAS one (and back).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
+#: Largest volume a header may declare, in bytes of decoded voxels (voxel count times the
+#: bytes per voxel of the array voxqa reads them into, ``Header.dtype``): a file of a few KB
+#: can declare a grid that takes gigabytes once decoded, so the header is checked before any
+#: voxel is read. 2 GiB holds a 512x512x2000 int16 CT twice over.
+MAX_VOLUME_BYTES = 2 * 2**30
+#: The environment variable that replaces ``MAX_VOLUME_BYTES`` (bytes, or e.g. "8GiB");
+#: read where volumes are read, so worker processes started from the command see it too.
+MAX_VOLUME_BYTES_ENV = "VOXQA_MAX_VOLUME_BYTES"
+_BYTE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
 
 class VolumeError(VoxqaError, ValueError):
     """A volume could not be read or is unusable; the message names file and problem."""
@@ -35,6 +47,42 @@ class VolumeError(VoxqaError, ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class VolumeTooLarge(VolumeError):
+    """A header declares more decoded voxel bytes than the limit (``max_volume_bytes``);
+    raised before any voxel is read. A VolumeError, so a batch counts it as one bad study."""
+
+
+def max_volume_bytes() -> int:
+    """The limit on a volume's decoded voxel bytes: ``VOXQA_MAX_VOLUME_BYTES`` when set
+    (a byte count, optionally with a binary unit: "4GiB", "512M"), else MAX_VOLUME_BYTES."""
+    raw = os.environ.get(MAX_VOLUME_BYTES_ENV, "").strip()
+    if not raw:
+        return MAX_VOLUME_BYTES
+    m = re.fullmatch(r"(\d+)\s*([kmgt]?)(?:i?b)?", raw.lower())
+    if m is None or int(m[1]) == 0:
+        raise InputError(f"{MAX_VOLUME_BYTES_ENV}={raw!r} is not a positive byte count "
+                         "(e.g. 4294967296, 4GiB or 4096MiB)")
+    return int(m[1]) * _BYTE_UNITS[m[2]]
+
+
+def _size(n: int) -> str:
+    """Bytes in the largest binary unit they fill, to 3 significant digits ("2.34 GiB")."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
+
+
+def check_declared_size(path: PathLike, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse a grid whose decoded voxels would exceed ``max_volume_bytes()`` (VolumeTooLarge)."""
+    declared = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+    limit = max_volume_bytes()
+    if declared > limit:
+        raise VolumeTooLarge(path, f"declares {'x'.join(map(str, shape))} voxels of {np.dtype(dtype)} "
+                                   f"({_size(declared)} decoded), over the limit of {_size(limit)} per "
+                                   f"volume (raise it with {MAX_VOLUME_BYTES_ENV}=BYTES)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,13 +141,24 @@ def check_affine(affine: np.ndarray, path: PathLike) -> tuple[np.ndarray, tuple[
 
 @dataclass(frozen=True, eq=False)
 class Header:
-    """A file's voxel grid as stored (before any reorientation), read without its voxels."""
+    """A file's voxel grid as stored (before any reorientation), read without its voxels.
 
+    Every reader makes one before it reads a voxel, and making one checks the declared size
+    (``check_declared_size``): the one check of every format, in ``open_volume`` and
+    ``open_header`` alike.
+    """
+
+    path: str
     shape: tuple[int, int, int]
     affine: np.ndarray
     #: False when the file has no patient geometry (the affine is nominal pixel units).
     world_known: bool
+    #: The type of the array the reader decodes the voxels into (``decoded_dtype``).
+    dtype: np.dtype
     frame_axis: int = 2
+
+    def __post_init__(self) -> None:
+        check_declared_size(self.path, self.shape, self.dtype)
 
 
 def canonical_grid(shape: tuple[int, int, int], affine: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int], np.ndarray]:
@@ -212,13 +271,20 @@ def check_shape(shape: tuple[int, ...], path: PathLike) -> tuple[int, int, int]:
     return grid  # type: ignore[return-value]
 
 
+def decoded_dtype(stored: np.dtype) -> np.dtype:
+    """The type ``voxel_dtype`` gives voxels stored as ``stored``: integer (label) types kept,
+    bool as uint8, everything else float32, in native byte order."""
+    stored = np.dtype(stored)
+    if stored == np.bool_:
+        return np.dtype(np.uint8)
+    if np.issubdtype(stored, np.integer):
+        return stored.newbyteorder("=")
+    return np.dtype(np.float32)
+
+
 def voxel_dtype(data: np.ndarray) -> np.ndarray:
     """Keep integer (label) arrays integer, make everything else float32, in native byte order."""
-    if data.dtype == np.bool_:
-        return data.astype(np.uint8)
-    if np.issubdtype(data.dtype, np.integer):
-        return data.astype(data.dtype.newbyteorder("="), copy=False)
-    return data.astype(np.float32, copy=False)
+    return data.astype(decoded_dtype(data.dtype), copy=False)
 
 
 def require_exists(path: PathLike) -> Path:
@@ -231,10 +297,11 @@ def require_exists(path: PathLike) -> Path:
 
 @contextmanager
 def reading(path: PathLike) -> Iterator[None]:
-    """Turn any library exception raised while reading ``path`` into a VolumeError."""
+    """Turn any library exception raised while reading ``path`` into a VolumeError (voxqa's
+    own errors pass as they are)."""
     try:
         yield
-    except VolumeError:
+    except VoxqaError:
         raise
     except Exception as exc:  # noqa: BLE001 - readers promise VolumeError for bad files
         cause = str(exc).strip() or "no details"

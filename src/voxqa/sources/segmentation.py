@@ -296,7 +296,7 @@ def relate(seg: SegmentationInput, mirrored: bool = False) -> tuple[list[Structu
         structures=structures, shape=shape, midline_x=midline_x,
         midline_source=midline_src, touching=touching, near_not_touching=near,
         interior_points=interior,
-        point_owners={name: owners(mask_in, structures, v) for name, v in interior.items()},
+        point_owners=owners(mask_in, structures, interior),
         containers=containers(mask_in, shape, structures, [s.name for s in structures if is_lesion(s.name)]),
         absent=absent,
         tiny=tiny,

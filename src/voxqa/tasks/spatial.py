@@ -26,8 +26,10 @@ Subtasks and their CT-SpatialVQA categories are in CATEGORIES.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from voxqa.anatomy.frames import voxel_box_to_frame_box
 from voxqa.anatomy.labelnames import display_name, is_lesion, side_of
@@ -59,17 +61,25 @@ Candidate = tuple[tuple[str, ...] | None, bool | None, Item]
 AXES = {"vertical": (2, "superior", "inferior"), "anterior_posterior": (1, "anterior", "posterior")}
 
 
+def _ordered(c_a, c_b, min_a, max_a, min_b, max_b):
+    """Whether a and b (centroids ``c``, extents [min, max] along one world axis; numbers or
+    arrays, compared element-wise) are unambiguously ordered: centroids at least
+    MARGINS.min_centroid_separation_mm apart and extents overlapping by at most
+    MARGINS.max_extent_overlap_mm."""
+    a_up = c_a > c_b
+    gap = np.where(a_up, c_a - c_b, c_b - c_a)
+    overlap = np.where(a_up, min_a - max_b, min_b - max_a)
+    return ~(gap < MARGINS.min_centroid_separation_mm) & ~(overlap < -MARGINS.max_extent_overlap_mm)
+
+
 def axis_order(a: Structure, b: Structure, axis: int) -> tuple[Structure, Structure] | None:
     """(higher, lower) along world ``axis`` (0 x: right, 1 y: anterior, 2 z: superior) when
-    the margins make the order unambiguous: centroids at least MARGINS.min_centroid_separation_mm apart and
-    extents overlapping by at most MARGINS.max_extent_overlap_mm; None otherwise. Shared with report
+    the margins make the order unambiguous (``_ordered``); None otherwise. Shared with report
     verification (voxqa.radreports.verify), so a claim is judged as a question is asked."""
-    hi, lo = (a, b) if a.centroid_ras[axis] > b.centroid_ras[axis] else (b, a)
-    if hi.centroid_ras[axis] - lo.centroid_ras[axis] < MARGINS.min_centroid_separation_mm:
+    if not _ordered(a.centroid_ras[axis], b.centroid_ras[axis], a.bbox_ras_min[axis], a.bbox_ras_max[axis],
+                    b.bbox_ras_min[axis], b.bbox_ras_max[axis]):
         return None
-    if hi.bbox_ras_min[axis] - lo.bbox_ras_max[axis] < -MARGINS.max_extent_overlap_mm:
-        return None
-    return hi, lo
+    return (a, b) if a.centroid_ras[axis] > b.centroid_ras[axis] else (b, a)
 
 
 def midline_span(s: Structure, midline_x: float) -> tuple[float, float]:
@@ -80,15 +90,149 @@ def midline_span(s: Structure, midline_x: float) -> tuple[float, float]:
     return near, max(abs(lo), abs(hi))
 
 
+def _medial(d_a, d_b, near_a, far_a, near_b, far_b):
+    """Whether one of a and b is unambiguously nearer the midline (numbers or arrays): ``d``
+    the centroid's distance from it, ``near``/``far`` the extent's (``midline_span``); the
+    margins of ``_ordered``."""
+    a_in = d_a < d_b
+    return (~(np.abs(d_a - d_b) < MARGINS.min_centroid_separation_mm)
+            & ~(np.where(a_in, far_a - near_b, far_b - near_a) > MARGINS.max_extent_overlap_mm))
+
+
 def centricity_order(a: Structure, b: Structure, midline_x: float) -> tuple[Structure, Structure] | None:
-    """(medial, lateral) when one structure is unambiguously nearer the midline (same
-    margins as ``axis_order``, on distances from the midline); None otherwise."""
+    """(medial, lateral) when one structure is unambiguously nearer the midline
+    (``_medial``); None otherwise."""
     da, db = abs(a.centroid_ras[0] - midline_x), abs(b.centroid_ras[0] - midline_x)
-    near, far = (a, b) if da < db else (b, a)
-    if (abs(da - db) < MARGINS.min_centroid_separation_mm
-            or midline_span(near, midline_x)[1] - midline_span(far, midline_x)[0] > MARGINS.max_extent_overlap_mm):
+    if not _medial(da, db, *midline_span(a, midline_x), *midline_span(b, midline_x)):
         return None
-    return near, far
+    return (a, b) if da < db else (b, a)
+
+
+def _sizes_differ(v_a, v_b):
+    """Whether the larger volume is at least MARGINS.min_size_ratio times the smaller (numbers or arrays)."""
+    return np.maximum(v_a, v_b) >= MARGINS.min_size_ratio * np.minimum(v_a, v_b)
+
+
+@dataclass(frozen=True)
+class StructureTable:
+    """A study's shown structures as arrays (row i: ``structures[i]``), so that a pairwise
+    rule judges one structure against all later ones at once."""
+
+    structures: list[Structure]
+    centroid: np.ndarray  # (n, 3) RAS+ mm
+    lo: np.ndarray  # (n, 3) bbox_ras_min
+    hi: np.ndarray  # (n, 3) bbox_ras_max
+    volume: np.ndarray
+    truncated: np.ndarray
+
+    @classmethod
+    def shown(cls, g: SegGeometry) -> StructureTable:
+        """The structures a volume-level item of the study shows (pairs are asked of them)."""
+        structures = [s for s in g.structures if _visible_frames(s, g)]
+
+        def rows(values: list, width: int = 3) -> np.ndarray:
+            return np.array(values, dtype=np.float64).reshape(-1, width)
+
+        return cls(structures, rows([s.centroid_ras for s in structures]),
+                   rows([s.bbox_ras_min for s in structures]), rows([s.bbox_ras_max for s in structures]),
+                   rows([s.volume_ml for s in structures], 1)[:, 0],
+                   np.array([s.truncated for s in structures], dtype=bool))
+
+
+#: A pairwise rule for ``draw_pairs`` over a ``StructureTable``: row i -> (which of the rows
+#: after i pair with it, {reason: pairs not asked for it}).
+Judge = Callable[[int], tuple[np.ndarray, dict[str, int]]]
+
+
+def axis_judge(t: StructureTable, axis: int) -> Judge:
+    """Pairs ordered along world ``axis`` as ``axis_order`` asks them."""
+    c, lo, hi = t.centroid[:, axis], t.lo[:, axis], t.hi[:, axis]
+
+    def judge(i: int) -> tuple[np.ndarray, dict[str, int]]:
+        ok = _ordered(c[i], c[i + 1:], lo[i], hi[i], lo[i + 1:], hi[i + 1:])
+        return ok, {"overlapping extents": ok.size - int(np.count_nonzero(ok))}
+
+    return judge
+
+
+def medial_judge(t: StructureTable, midline_x: float, is_midline: Callable[[str], bool]) -> Judge:
+    """Pairs of off-midline structures that ``centricity_order`` orders."""
+    on_midline = np.array([is_midline(s.name) for s in t.structures], dtype=bool)
+    d = np.abs(t.centroid[:, 0] - midline_x)
+    near, far = np.array([midline_span(s, midline_x) for s in t.structures], dtype=np.float64).reshape(-1, 2).T
+
+    def judge(i: int) -> tuple[np.ndarray, dict[str, int]]:
+        medial = _medial(d[i], d[i + 1:], near[i], far[i], near[i + 1:], far[i + 1:])
+        asked = ~(on_midline[i] | on_midline[i + 1:])  # midline structures: never asked, not counted
+        return asked & medial, {"overlapping distances": int(np.count_nonzero(asked & ~medial))}
+
+    return judge
+
+
+def size_judge(t: StructureTable) -> Judge:
+    """Pairs of whole (not cut off) structures whose volumes differ enough (``_sizes_differ``)."""
+
+    def judge(i: int) -> tuple[np.ndarray, dict[str, int]]:
+        cut = t.truncated[i] | t.truncated[i + 1:]
+        differ = _sizes_differ(t.volume[i], t.volume[i + 1:])
+        return ~cut & differ, {"structure cut off by the field of view": int(np.count_nonzero(cut)),
+                               "volumes too similar": int(np.count_nonzero(~cut & ~differ))}
+
+    return judge
+
+
+def draw_pairs(t: StructureTable, r, ctx: BuildContext, template: str, judge: Judge
+               ) -> list[tuple[Structure, Structure]]:
+    """Up to MAX_PAIRS_PER_STUDY pairs of ``t``'s structures that ``judge`` accepts, drawn
+    from all of them in ``itertools.combinations`` order (the draws ``r.sample`` makes from
+    that list); the pairs not asked are counted per reason. ``judge`` takes one structure
+    against all later ones at once, so thousands of structures (millions of pairs) cost one
+    array operation per structure and no list of pairs."""
+    counts = []
+    for i in range(len(t.structures)):
+        ok, skipped = judge(i)
+        counts.append(int(np.count_nonzero(ok)))
+        for reason, n in skipped.items():
+            if n:
+                ctx.skip(template, reason, n)
+    ends = np.cumsum(counts, dtype=np.int64)
+    total = int(ends[-1]) if len(ends) else 0
+    pairs = []
+    for p in r.sample(range(total), min(MAX_PAIRS_PER_STUDY, total)):
+        i = int(np.searchsorted(ends, p, side="right"))
+        j = i + 1 + int(np.flatnonzero(judge(i)[0])[p - (int(ends[i - 1]) if i else 0)])
+        pairs.append((t.structures[i], t.structures[j]))
+    return pairs
+
+
+class Distractors:
+    """Other structures of a study by centroid distance (the hardest distractors), for many
+    queries: distances to all structures at once, the exact order among the few nearest."""
+
+    #: Relative slack between the array distances and the exact ones (a few ulp apart).
+    SLACK = 1e-9
+
+    def __init__(self, structures: Sequence[Structure]) -> None:
+        self.structures = list(structures)
+        self.centroids = np.array([s.centroid_ras for s in structures], dtype=np.float64).reshape(-1, 3)
+        self.index = {s.name: i for i, s in enumerate(structures)}
+        self.lesion = np.array([is_lesion(s.name) for s in structures], dtype=bool)
+
+    def nearest(self, s: Structure, exclude: Collection[str], k: int, lesions: bool = True) -> list[Structure]:
+        """The ``k`` structures nearest ``s`` by squared centroid distance, then name, leaving
+        out those named in ``exclude`` (and lesions unless ``lesions``)."""
+        allowed = np.ones(len(self.structures), dtype=bool) if lesions else ~self.lesion
+        allowed[[self.index[n] for n in exclude if n in self.index]] = False
+        idx = np.flatnonzero(allowed)
+        if k <= 0:
+            return []
+        if len(idx) > k:  # keep the k nearest (and any within rounding of the k-th) ...
+            approx = ((self.centroids[idx] - np.asarray(s.centroid_ras)) ** 2).sum(axis=1)
+            kth = np.partition(approx, k - 1)[k - 1]
+            idx = idx[approx <= kth * (1 + self.SLACK)]
+        # ... and order them exactly as all of them would be ordered
+        return sorted((self.structures[i] for i in idx), key=lambda o: (
+            sum((p - q) ** 2 for p, q in zip(o.centroid_ras, s.centroid_ras, strict=False)), o.name))[:k]
 
 
 def _key_frame(s: Structure, g: SegGeometry) -> int:
@@ -303,23 +447,12 @@ class Spatial:
                 answer, text, _ev(s, g) + _ev(other, g), why, 0.5, options, variant="paired"))
         return out
 
-    def _pairs(self, g: SegGeometry, r, keep: Callable[[Structure, Structure], bool]):
-        ss = [s for s in g.structures if _visible_frames(s, g)]
-        pairs = [(a, b) for a, b in itertools.combinations(ss, 2) if keep(a, b)]
-        return r.sample(pairs, min(MAX_PAIRS_PER_STUDY, len(pairs)))
-
     def _axis_pairs(self, v: StudyView, g: SegGeometry, ctx: BuildContext, subtask: str, r):
         axis, hi_word, lo_word = AXES[subtask]
         out = []
-
-        def clear(a: Structure, b: Structure) -> bool:
-            ok = axis_order(a, b, axis) is not None
-            if not ok:
-                ctx.skip(f"spatial/{subtask}", "overlapping extents")
-            return ok
-
+        t = StructureTable.shown(g)
         coord = "xyz"[axis]
-        for n, (a, b) in enumerate(self._pairs(g, r, clear)):
+        for n, (a, b) in enumerate(draw_pairs(t, r, ctx, f"spatial/{subtask}", axis_judge(t, axis))):
             hi, lo = axis_order(a, b, axis)  # type: ignore[misc]
             first, second = (hi, lo) if n % 2 == 0 else (lo, hi)
             word = hi_word if first is hi else lo_word
@@ -340,17 +473,10 @@ class Spatial:
 
     def _centricity(self, v: StudyView, g: SegGeometry, ctx: BuildContext, r):
         m = g.midline_x
-
-        def clear(a: Structure, b: Structure) -> bool:
-            if self.midline(a.name) or self.midline(b.name):
-                return False
-            ok = centricity_order(a, b, m) is not None
-            if not ok:
-                ctx.skip("spatial/medial_lateral", "overlapping distances")
-            return ok
-
+        t = StructureTable.shown(g)
         out = []
-        for n, (a, b) in enumerate(self._pairs(g, r, clear)):
+        for n, (a, b) in enumerate(draw_pairs(t, r, ctx, "spatial/medial_lateral",
+                                               medial_judge(t, m, self.midline))):
             near, far = centricity_order(a, b, m)  # type: ignore[misc]
             first, second = (near, far) if n % 2 == 0 else (far, near)
             answer, text, options = _choice([_n(first), _n(second)], _n(near))
@@ -369,6 +495,7 @@ class Spatial:
 
     def _adjacency(self, v: StudyView, g: SegGeometry, ctx: BuildContext, r):
         by = g.by_name()
+        distractors = Distractors(g.structures)
         out = []
         touching = sorted(sorted(p) for p in g.touching)
         near = sorted(sorted(p) for p in g.near_not_touching)
@@ -392,12 +519,12 @@ class Spatial:
                 variant=b.name, prior=_normal(a, b))))
         for n, (lesion_name, (organ, share)) in enumerate(sorted(g.containers.items())):
             lesion, host = by[lesion_name], by[organ]
-            others = [o.name for o in self._nearest(g, host, exclude={lesion_name, organ})
-                      if not is_lesion(o.name)]
+            others = [o.name for o in distractors.nearest(host, {lesion_name, organ}, ctx.n_options - 1,
+                                                          lesions=False)]
             if len(others) < ctx.n_options - 1:
                 continue
             pos = n % ctx.n_options
-            options = [_n(o) for o in others[: ctx.n_options - 1]]
+            options = [_n(o) for o in others]
             options.insert(pos, _n(organ))
             (pointer,) = _ev(lesion, g)
             why = (f"{_where(lesion, g)} lies within {_where(host, g)}: {share:.0%} of the lesion's "
@@ -415,7 +542,7 @@ class Spatial:
             taken = g.point_owners.get(name, {name}) | {name}
             if name in g.containers:
                 taken.add(g.containers[name][0])
-            others = [o for o in self._nearest(g, s, exclude=taken)][: ctx.n_options - 1]
+            others = distractors.nearest(s, taken, ctx.n_options - 1)
             if len(others) < ctx.n_options - 1:
                 continue
             options = [_n(o) for o in others]
@@ -433,27 +560,10 @@ class Spatial:
                 options, variant="point", frame=k, prior=_normal(s))))
         return out
 
-    @staticmethod
-    def _nearest(g: SegGeometry, s: Structure, exclude: set[str]) -> list[Structure]:
-        """Other structures by centroid distance: the hardest distractors."""
-        return sorted(
-            (o for o in g.structures if o.name not in exclude),
-            key=lambda o: (sum((p - q) ** 2 for p, q in zip(o.centroid_ras, s.centroid_ras, strict=False)), o.name),
-        )
-
     def _size(self, v: StudyView, g: SegGeometry, ctx: BuildContext, r):
-        def clear(a: Structure, b: Structure) -> bool:
-            if a.truncated or b.truncated:
-                ctx.skip("spatial/size", "structure cut off by the field of view")
-                return False
-            big, small = max(a.volume_ml, b.volume_ml), min(a.volume_ml, b.volume_ml)
-            ok = big >= MARGINS.min_size_ratio * small
-            if not ok:
-                ctx.skip("spatial/size", "volumes too similar")
-            return ok
-
+        t = StructureTable.shown(g)
         out = []
-        for n, (a, b) in enumerate(self._pairs(g, r, clear)):
+        for n, (a, b) in enumerate(draw_pairs(t, r, ctx, "spatial/size", size_judge(t))):
             big, small = (a, b) if a.volume_ml > b.volume_ml else (b, a)
             first, second = (big, small) if n % 2 == 0 else (small, big)
             answer, text, options = _choice([_n(first), _n(second)], _n(big))
