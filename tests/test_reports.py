@@ -341,9 +341,12 @@ def test_docs_list_the_whole_lexicon() -> None:
     from voxqa.radreports import lexicon
 
     doc = (Path(__file__).parents[1] / "docs" / "reports.md").read_text()
-    tables = [lexicon.STRUCTURES, lexicon.PROCEDURES, lexicon.RELATIONS, lexicon.SIDE_BEFORE, lexicon.SIDE_AFTER,
-              lexicon.SIDE_FREE]
+    tables = [lexicon.PROCEDURES, lexicon.RELATIONS, lexicon.SIDE_BEFORE, lexicon.SIDE_AFTER, lexicon.SIDE_FREE]
     patterns = [p for t in tables for lang in t.values() for p in lang]
-    patterns += [*lexicon.NEGATION.values(), *lexicon.TERMINATORS.values(), *lexicon.PARTIAL.values()]
-    missing = [p for p in patterns if "`" + p.replace("|", "\\|") + "`" not in doc]
+    patterns += [*lexicon.NEGATION.values(), *lexicon.TERMINATORS.values(), *lexicon.PARTIAL.values(),
+                 *lexicon.NEGATION_FILLER.values(), *lexicon.PRESENCE.values(), *lexicon.EN_SIDED]
+    patterns += [p for words in lexicon.EN_WORDS.values() for p in words if p]
+    patterns += [p for _, _, *words in lexicon.DE_WORDS.values() for p in words if p]
+    patterns += [f"`{stem}` = `{base}`" for stem, base in lexicon.DE_COMPOUNDS.items()]
+    missing = [p for p in patterns if "`" + p.replace("|", "\\|") + "`" not in doc and p not in doc]
     assert not missing, missing

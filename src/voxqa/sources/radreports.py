@@ -28,7 +28,7 @@ from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
 from voxqa.io import VolumeError
 from voxqa.radreports.claims import Claim
-from voxqa.radreports.extract_rules import RuleExtractor
+from voxqa.radreports.extract_rules import RuleExtractor, sentences
 from voxqa.radreports.inputs import read_reports
 from voxqa.radreports.items import MIN_FRAME_PIXELS, ReportQuestions, ReportStudy, frame_pixels, radgrounder_caption
 from voxqa.radreports.verify import verify
@@ -50,6 +50,8 @@ class RadiologyReports:
     min_pixels: int | None = None
     claims: list[Claim] = field(default_factory=list, init=False)  # every verified claim, by study
     facts: dict[str, ReportStudy] = field(default_factory=dict, init=False)  # study id -> its report's facts
+    #: sentences read, and those without a claim by reason
+    sentence_counts: dict[str, Any] = field(default_factory=lambda: {"total": 0, "without_claim": Counter()}, init=False)
     name = NAME
     command = "reports"
     split_unit = "patient_id"
@@ -87,6 +89,7 @@ class RadiologyReports:
             self.claims += verified
             for c in verified:
                 report.add("info", f"claim_{c.verdict}", study=c.study_id, sentence=c.sentence, why=c.reason)
+            self._count_sentences(spec.study_id, rep.text, rep.language, verified, report)
             self.facts[spec.study_id] = ReportStudy(
                 claims=verified, language=rep.language, findings=rep.findings,
                 frame_pixels=frame_pixels(seg.labels, seg.masks, seg.names),
@@ -98,10 +101,25 @@ class RadiologyReports:
             report.add("skipped", "report_without_study", study=sid)
         report.totals["studies"] = len(self.facts)
         report.totals["claims"] = len(self.claims)
+        report.totals["sentences"] = self.sentence_counts["total"]
+        report.totals["sentences_without_claim"] = sum(self.sentence_counts["without_claim"].values())
         views = seg_views(pairs, self.frames)
         for v in views:
             v.radreport = None if v.geometry.mirrored else self.facts.get(v.id)
         return views
+
+    def _count_sentences(self, study_id: str, text: str, language: str, claims: Sequence[Claim],
+                         report: BuildReport) -> None:
+        """Every sentence that yields no claim, counted by the extractor's reason (a report the
+        rules cannot read says so in the build report instead of giving fewer items)."""
+        claimed = {c.span for c in claims}
+        for a, b in sentences(text):
+            self.sentence_counts["total"] += 1
+            if (a, b) in claimed:
+                continue
+            reason = self.extractor.no_claim_reason(text[a:b], language) or "no_claim"
+            self.sentence_counts["without_claim"][reason] += 1
+            report.add("info", f"sentence_without_claim_{reason}", study=study_id, sentence=text[a:b])
 
     def families(self) -> list[TaskFamily]:
         return [self.questions]
@@ -118,6 +136,8 @@ class RadiologyReports:
                                                 "touch_tolerance_mm", "min_size_ratio"),
             "claims": {"total": len(self.claims),
                        **{v: verdicts.get(v, 0) for v in ("supported", "contradicted", "unverifiable")}},
+            "sentences": {"total": self.sentence_counts["total"],
+                          "without_claim": dict(sorted(self.sentence_counts["without_claim"].items()))},
         }
 
     def write_extra(self, out: Path, studies: Sequence[Study], items: Sequence[Item]) -> None:
