@@ -26,7 +26,7 @@ from voxqa.radreports.claims import Claim, Language
 from voxqa.radreports.lexicon import (
     ABBREVIATIONS, DE_COMPOUNDS, DE_WORDS, LESION, MIDLINE, NEGATION, NEGATION_FILLER, ONE_SIDED, ORDINAL_NOUNS,
     PAIRED, PARTIAL, PRESENCE, PROCEDURES, RELATIONS, SIDE_AFTER, SIDE_BEFORE, SIDE_FREE, STRUCTURES,
-    TERMINATORS, Entry, compile_alternatives, label_of, side_word,
+    TERMINATORS, Entry, alternatives, compile_alternatives, label_of, side_word,
 )
 
 NAME = "rules"
@@ -74,8 +74,10 @@ class RuleExtractor:
     name = NAME
 
     def __init__(self) -> None:
-        self._structures = {lang: compile_alternatives(t) for lang, t in STRUCTURES.items()}
-        self._procedures = {lang: compile_alternatives(t) for lang, t in PROCEDURES.items()}
+        self._structures = {lang: compile_alternatives({a: e for p, e in t.items() for a in alternatives(p)})
+                            for lang, t in STRUCTURES.items()}
+        self._procedures = {lang: compile_alternatives({a: e for p, e in t.items() for a in alternatives(p)})
+                            for lang, t in PROCEDURES.items()}
         self._relations = {lang: compile_alternatives(t) for lang, t in RELATIONS.items()}
         self._free_sides = {lang: compile_alternatives(t) for lang, t in SIDE_FREE.items()}
         self._before = {lang: [(re.compile(rf"\b(?:{p})\s+$", re.I), v) for p, v in t.items()]

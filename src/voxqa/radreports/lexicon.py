@@ -478,10 +478,29 @@ def compile_alternatives(table: dict[str, str]) -> list[tuple[re.Pattern[str], s
             for p, v in sorted(table.items(), key=lambda kv: -len(kv[0]))]
 
 
+def alternatives(pattern: str) -> list[str]:
+    """A pattern's top-level alternatives: a regex alternation takes the first that matches,
+    not the longest ("upper lobe|upper lobe of the left lung"), so they are tried apart."""
+    out, depth, start, escaped = [], 0, 0, False
+    for i, ch in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            out.append(pattern[start:i])
+            start = i + 1
+    return [*out, pattern[start:]]
+
+
 # --- how questions name things ---------------------------------------------------------------
 
-_DE_NAMES = {base: name for base, (name, *_rest) in DE_WORDS.items()}
-_DE_GENDER = {base: gender for base, (_n, gender, *_rest) in DE_WORDS.items()}
+_DE_NAMES = {base: name for base, (name, *_rest) in DE_WORDS.items()} | {"kidney_cyst": "Nierenzyste"}
+_DE_GENDER = {base: gender for base, (_n, gender, *_rest) in DE_WORDS.items()} | {"kidney_cyst": "f"}
 _DE_ARTICLE = {("nom", "f"): "die", ("nom", "m"): "der", ("nom", "n"): "das",
                ("dat", "f"): "der", ("dat", "m"): "dem", ("dat", "n"): "dem",
                ("acc", "f"): "die", ("acc", "m"): "den", ("acc", "n"): "das"}
