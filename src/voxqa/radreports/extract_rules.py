@@ -111,6 +111,17 @@ class RuleExtractor:
             return None
         return next((r for r in NO_CLAIM if r in reasons), "no_structure_word")
 
+    def mentions(self, sentence: str, language: str) -> list[Mention]:
+        """The structure words of ``sentence``, with their sides, at their places in it."""
+        out = []
+        for c0, c1 in self._clause_spans(sentence, language):
+            for men in self._mentions(sentence[c0:c1], language, set()):
+                men.start, men.end = men.start + c0, men.end + c0
+                men.after = men.after + c0 if men.after >= 0 else -1
+                men.side_span = None if men.side_span is None else (men.side_span[0] + c0, men.side_span[1] + c0)
+                out.append(men)
+        return out
+
     def _sentence(self, sentence: str, language: str) -> tuple[list, set[str]]:
         claims: list = []
         reasons: set[str] = set()

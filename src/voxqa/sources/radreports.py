@@ -30,7 +30,8 @@ from voxqa.io import VolumeError
 from voxqa.radreports.claims import Claim
 from voxqa.radreports.extract_rules import RuleExtractor, sentences
 from voxqa.radreports.inputs import read_reports
-from voxqa.radreports.items import MIN_FRAME_PIXELS, ReportQuestions, ReportStudy, frame_pixels, radgrounder_caption
+from voxqa.radreports.items import MIN_FRAME_PIXELS, ReportQuestions, ReportStudy, frame_pixels
+from voxqa.radreports.radgrounder import class_id, prefix
 from voxqa.radreports.verify import verify
 from voxqa.progress import SILENT, Progress
 from voxqa.schema import Item, Study
@@ -138,7 +139,14 @@ class RadiologyReports:
                        **{v: verdicts.get(v, 0) for v in ("supported", "contradicted", "unverifiable")}},
             "sentences": {"total": self.sentence_counts["total"],
                           "without_claim": dict(sorted(self.sentence_counts["without_claim"].items()))},
+            "radgrounder_targets": self._radgrounder_counts(items),
         }
+
+    def _radgrounder_counts(self, items: Sequence[Item]) -> dict[str, Any]:
+        """RefRad2D targets in grounding.jsonl: rows, tags, and visible keywords left untagged by why."""
+        targets = [self.questions.radgrounder[it.id] for it in items if it.id in self.questions.radgrounder]
+        return {"rows": len(targets), "tags": sum(len(t.tags) for t in targets),
+                "left_out": dict(sorted(Counter(x["reason"] for t in targets for x in t.left_out).items()))}
 
     def write_extra(self, out: Path, studies: Sequence[Study], items: Sequence[Item]) -> None:
         write_jsonl(out / "claims.jsonl", self.claims)
@@ -148,13 +156,14 @@ class RadiologyReports:
             sentence = self.questions.sentences.get(it.id)
             if sentence is None:
                 continue
-            width, height = by_study[it.study_id].frame_size
-            facts = self.facts[it.study_id]
-            rows.append({"item_id": it.id, "study_id": it.study_id, "frame": it.frames[0],
+            facts, target = self.facts[it.study_id], self.questions.radgrounder[it.id]
+            rows.append({"item_id": it.id, "study_id": it.study_id, "split": it.split, "frame": it.frames[0],
+                         "frame_size": list(by_study[it.study_id].frame_size),
                          "language": it.language, "sentence": sentence,
-                         "keywords": [{"label": e.label, "label_id": facts.label_ids[e.label], "box": list(e.box)}
+                         "keywords": [{"label": e.label, "label_id": facts.label_ids[e.label],
+                                       "radgrounder_id": class_id(e.label), "box": list(e.box)}
                                       for e in it.evidence],
-                         "target_radgrounder": radgrounder_caption(sentence, it.evidence, width, height,
-                                                                   facts.label_ids, facts.language),
+                         "prefix_radgrounder": prefix(facts.language), "target_radgrounder": target.text,
+                         "tags_radgrounder": target.tags, "left_out_radgrounder": target.left_out,
                          "target_voxqa": it.answer_text})
         write_lines(out / "grounding.jsonl", rows, lambda r: dumps(r).replace(b"\n", b"") + b"\n")
