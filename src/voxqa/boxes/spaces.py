@@ -151,8 +151,13 @@ def _xy(values: Sequence[Number], order: str) -> list[Number]:
 class Space(Protocol):
     """How one family's box numbers relate to canonical pixels of the shown image."""
 
-    name: str
-    arity: int  # numbers per box
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def arity(self) -> int:
+        """Numbers per box."""
+        ...
 
     def encode(self, box: Sequence[int], width: int, height: int) -> list[Number]:
         """The canonical ``box`` written as this space's numbers."""
@@ -366,7 +371,7 @@ class ResizedBins:
 
     def decode(self, values: Sequence[Number], width: int, height: int) -> Box:
         check_size(width, height)
-        v = _numbers(values, 4, self.name, integers=True)
+        v = [int(x) for x in _numbers(values, 4, self.name, integers=True)]
         out: list[int] = [0, 0, 0, 0]
         for i, side in ((0, width), (1, height)):
             lo, hi = v[i], v[i + 2]

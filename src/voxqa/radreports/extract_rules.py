@@ -239,7 +239,8 @@ class RuleExtractor:
         reaches a presence word or the end ("the spleen is not seen", "die Milz fehlt")."""
         out: set[int] = set()
         for t in self._negation[language].finditer(clause):
-            pos = self._filler[language].match(clause, t.end()).end()
+            filler = self._filler[language].match(clause, t.end())
+            pos = filler.end() if filler else t.end()
             later = [i for i, m in enumerate(mentions) if m.start >= t.end()]
             if later and mentions[later[0]].start == pos:
                 out.update(later)

@@ -28,12 +28,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import TypeVar
 
 from voxqa.anatomy.labelnames import SPINE_SEGMENTS, TOTALSEG_CT, TOTALSEG_MR, display_name, parse_name
 
 MIDLINE = "midline"  # not a structure: "to the right of the midline" is a side claim
 LESION = "lesion"  # any lesion label (``labelnames.is_lesion``)
 RIB = "rib"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -471,7 +473,7 @@ ABBREVIATIONS = ("z.n.", "z. n.", "v.a.", "z.b.", "ca.", "bzw.", "i.v.", "s.", "
 ORDINAL_NOUNS = r"rippen?|(?:hals|brust|lenden|sakral)?wirbel\w*"
 
 
-def compile_alternatives(table: dict[str, str]) -> list[tuple[re.Pattern[str], str]]:
+def compile_alternatives(table: dict[str, _T]) -> list[tuple[re.Pattern[str], _T]]:
     """Whole-word, case-insensitive patterns, the longest first (so "lower lobes of the
     lungs" wins over "lungs", "Nebenniere" over "Niere")."""
     return [(re.compile(rf"\b(?:{p})\b", re.IGNORECASE), v)
