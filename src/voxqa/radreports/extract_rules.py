@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from voxqa.radreports.claims import Claim, Language
 from voxqa.radreports.lexicon import (
     ABBREVIATIONS, DE_COMPOUNDS, DE_WORDS, LESION, MIDLINE, NEGATION, NEGATION_FILLER, ONE_SIDED, ORDINAL_NOUNS,
-    PAIRED, PARTIAL, PRESENCE, PROCEDURES, RELATIONS, SIDE_AFTER, SIDE_BEFORE, SIDE_FREE, STRUCTURES,
+    PAIRED, PARTIAL, PRESENCE, PROCEDURES, RELATIONS, RIB, SIDE_AFTER, SIDE_BEFORE, SIDE_FREE, STRUCTURES,
     TERMINATORS, Entry, alternatives, compile_alternatives, label_of, side_word,
 )
 
@@ -90,7 +90,7 @@ class RuleExtractor:
         self._clauses = {lang: re.compile(rf";|,?\s+\b(?:{p})\b", re.I) for lang, p in TERMINATORS.items()}
         self._partial = {lang: re.compile(rf"\b(?:{p})\S*\s*$", re.I) for lang, p in PARTIAL.items()}
         stems = "|".join(sorted(DE_COMPOUNDS, key=len, reverse=True))
-        self._compound = re.compile(rf"\b({stems})([a-zäöüß-]{{3,}})\b", re.I)
+        self._compound = re.compile(rf"\b({stems})([a-zäöüß]{{3,}})\b", re.I)
         self._lesion_de = re.compile(rf"(?:{DE_WORDS[LESION][2]})", re.I)
 
     def extract(self, study_id: str, text: str, language: Language) -> list[Claim]:
@@ -179,6 +179,11 @@ class RuleExtractor:
             if nxt is not None and nxt.base == LESION and not clause[after:nxt.start].strip():
                 after = nxt.end  # "renal cyst on the left": the side is the kidney's
             self._attach_side(men, clause, after, language)
+        for _ in found:  # "5. bis 7. Rippe rechts", "left 9th and 10th ribs": the list shares the side
+            for a, b in [*zip(found, found[1:], strict=False), *zip(found[1:], found, strict=False)]:
+                if a.base == b.base == RIB and a.side is None and b.side and _COORDINATED.fullmatch(
+                        clause[min(a.end, b.end):max(a.start, b.start)]):
+                    a.side = b.side
         return found
 
     def _attach_side(self, men: Mention, clause: str, after: int, language: str) -> None:
@@ -270,7 +275,8 @@ def _pairs(left: list[str], right: list[str]) -> list[list[str]]:
     return [[a, b] for a in left for b in right]
 
 
-_ORDINAL_PERIOD = re.compile(rf"\s+(?:{ORDINAL_NOUNS})\b", re.I)
+_ORDINAL_PERIOD = re.compile(rf"\s+(?:(?:und|oder|bis|-)\s+\d{{1,2}}\.\s+)*(?:{ORDINAL_NOUNS})\b", re.I)
+_COORDINATED = re.compile(r"\.?\s*(?:,|and|or|to|und|oder|bis|-)\s*", re.I)
 
 
 def sentences(text: str) -> list[tuple[int, int]]:

@@ -279,12 +279,19 @@ def _vertebra_words(letter: str, n: int) -> tuple[list[str], list[str]]:
     return en, de
 
 
+_EN_AND = r"(?:\s*(?:,|and|or|to|-)\s*(?:\d{1,2}(?:st|nd|rd|th)|[a-z]+th|first|second|third|fifth|eighth|ninth|twelfth))+"
+_DE_AND = r"(?:\s*(?:,|und|oder|bis|-)\s*\d{1,2}\.)+"
+
+
 def _rib_words(n: int) -> tuple[list[str], list[str], list[str], list[str]]:
-    """(English singular, plural, German singular, plural) patterns of rib ``n``."""
+    """(English singular, plural, German singular, plural) patterns of rib ``n``; an ordinal
+    in a list before the rib word ("9th and 10th ribs", "9. und 10. Rippe") is rib ``n`` too."""
     de_ord = rf"(?:{n}\.\s*|{_DE_ORDINALS[n - 1]}[nrs]?\s+)"
-    return ([rf"{_en_ordinal(n)}(?:\s+(?P<side>left|right))?\s+rib", rf"rib\s+{n}"],
+    return ([rf"{_en_ordinal(n)}(?:\s+(?P<side>left|right))?\s+rib", rf"rib\s+{n}",
+             rf"{_en_ordinal(n)}(?={_EN_AND}\s+(?:(?:left|right)\s+)?ribs?\b)"],
             [rf"{_en_ordinal(n)}\s+ribs"],
-            [rf"{de_ord}(?:(?P<side>linke|rechte)[nrs]?\s+)?rippe", rf"rippe\s+{n}"],
+            [rf"{de_ord}(?:(?P<side>linke|rechte)[nrs]?\s+)?rippe", rf"rippe\s+{n}",
+             rf"{n}(?=\.{_DE_AND}\s*(?:(?:linke|rechte)[nrs]?\s+)?rippen?\b)"],
             [rf"{de_ord}rippen"])
 
 

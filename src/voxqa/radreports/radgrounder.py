@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from voxqa.anatomy.labelnames import TOTALSEG_CT, TOTALSEG_MR, canonical_name
 from voxqa.boxes.profiles import PROFILES
@@ -66,6 +66,11 @@ def _extractor():  # noqa: ANN202 - a RuleExtractor (imported late: it imports t
 
 def keyword_spans(sentence: str, language: str, names: Sequence[str]) -> list[Span]:
     """The keywords of ``sentence`` by the rule lexicon, whichever extractor read its claims."""
+    return list(_keyword_spans(sentence, language, tuple(names)))
+
+
+@lru_cache(maxsize=4096)  # one sentence is tagged on every frame that shows its keywords
+def _keyword_spans(sentence: str, language: str, names: tuple[str, ...]) -> tuple[Span, ...]:
     from voxqa.radreports.verify import parts
 
     spans: list[Span] = []
@@ -80,7 +85,7 @@ def keyword_spans(sentence: str, language: str, names: Sequence[str]) -> list[Sp
         terms = [LESION] if men.base == LESION else men.labels()
         found = tuple(dict.fromkeys(p for t in terms for p in parts(t, names)))
         spans.append(Span(start, end, found))
-    return spans
+    return tuple(spans)
 
 
 @dataclass(frozen=True)
