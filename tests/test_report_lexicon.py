@@ -57,6 +57,7 @@ EN = {
     "No suspicious mass.": "lesion_or_midline_only",
     "Status post partial nephrectomy.": "partial_resection",
     "The left middle lobe is seen.": "side_not_in_label_vocabulary",
+    "The left middle lobe lies above the liver.": "side_not_in_label_vocabulary",
 }
 DE = {
     "Der rechte Oberarmknochen ist abgebildet.": [(["humerus_right"], "present", P)],

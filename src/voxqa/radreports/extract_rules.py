@@ -126,8 +126,7 @@ class RuleExtractor:
         claims: list = []
         reasons: set[str] = set()
         for c0, c1 in self._clause_spans(sentence, language):
-            found = list(self._clause(sentence[c0:c1], language, reasons))
-            claims += found
+            claims += list(self._clause(sentence[c0:c1], language, reasons))
         return claims, reasons
 
     def _clause_spans(self, sentence: str, language: str) -> list[tuple[int, int]]:
@@ -203,6 +202,8 @@ class RuleExtractor:
         if not mentions:
             reasons.add("no_structure_word")
             return
+        if any(not m.labels() for m in mentions if m.base not in (MIDLINE, LESION)):
+            reasons.add("side_not_in_label_vocabulary")  # why, should the clause yield nothing
         negated = bool(self._negation[language].search(clause))
         first = mentions[0]
         if len(mentions) >= 2:
@@ -233,10 +234,7 @@ class RuleExtractor:
         for i, men in enumerate(mentions):
             if men.base in (MIDLINE, LESION):
                 continue
-            labels = men.labels()
-            if not labels:
-                reasons.add("side_not_in_label_vocabulary")
-            yield from (([lab], "present", None, i in absent or men.removed) for lab in labels)
+            yield from (([lab], "present", None, i in absent or men.removed) for lab in men.labels())
 
     def _absent(self, clause: str, mentions: list[Mention], language: str) -> set[int]:
         """Indices of the mentions a negation claims absent: those right after a trigger

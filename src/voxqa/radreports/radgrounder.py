@@ -22,7 +22,9 @@ from functools import cache, lru_cache
 from voxqa.anatomy.labelnames import TOTALSEG_CT, TOTALSEG_MR, canonical_name
 from voxqa.boxes.profiles import PROFILES
 from voxqa.boxes.syntax import RadGrounderTags
+from voxqa.radreports.extract_rules import RuleExtractor
 from voxqa.radreports.lexicon import LESION, MIDLINE
+from voxqa.radreports.verify import parts
 
 #: RadGrounder's class ids: TotalSegmentator CT ids 1-117, then the MR-only classes in the
 #: order ``merged_label_map.json`` ships (not the sorted order ``step2_unify_labels.py`` would
@@ -58,9 +60,7 @@ class Span:
 
 
 @cache
-def _extractor():  # noqa: ANN202 - a RuleExtractor (imported late: it imports the lexicon tables)
-    from voxqa.radreports.extract_rules import RuleExtractor
-
+def _extractor() -> RuleExtractor:
     return RuleExtractor()
 
 
@@ -71,8 +71,6 @@ def keyword_spans(sentence: str, language: str, names: Sequence[str]) -> list[Sp
 
 @lru_cache(maxsize=4096)  # one sentence is tagged on every frame that shows its keywords
 def _keyword_spans(sentence: str, language: str, names: tuple[str, ...]) -> tuple[Span, ...]:
-    from voxqa.radreports.verify import parts
-
     spans: list[Span] = []
     for men in _extractor().mentions(sentence, language):
         if men.base == MIDLINE:
