@@ -368,7 +368,7 @@ SIDE_BEFORE = {
 }
 #: Side words right after one ("Niere links", "11th rib on the right", "Nephrektomie links").
 SIDE_AFTER = {
-    "en": {r"on the left(?: side)?(?! of)": "left", r"on the right(?: side)?(?! of)": "right",
+    "en": {r"on the left(?! (?:side )?of)(?: side)?": "left", r"on the right(?! (?:side )?of)(?: side)?": "right",
            r"bilaterally|on both sides": "both"},
     "de": {r"links|linksseitig": "left", r"rechts|rechtsseitig": "right", r"beidseits": "both"},
 }
