@@ -36,7 +36,8 @@ def test_documented_example_reads_to_the_right_pixels(name: str) -> None:
         return
     want = KOSMOS if name == "kosmos-2" else TEAR
     # 2 px, or the family's own quantum where it is coarser (LLaVA's two decimals: 10 px here)
-    tolerance = max(2, p.space.max_error(W, H)) if name == "llava" else 2
+    # (RadGrounder's truncation at the 224 px resize: up to 8 px here)
+    tolerance = max(2, p.space.max_error(W, H)) if name in ("llava", "radgrounder") else 2
     assert max(abs(a - b) for a, b in zip(got[0]["box"], want, strict=False)) <= tolerance, (name, got)
     assert got[0]["frame"] == 3
 

@@ -208,3 +208,46 @@ def test_keyword_swapped_model_scored_by_giou_on_the_shared_reports(reports_dir:
     assert swapped["miou"] == swapped["v_score"] == swapped["f1@0.5"] == 1.0
     assert swapped["g_iou"] == pytest.approx(swapped_giou(grounding)) and round(swapped["g_iou"], 3) == 0.675
     assert round(swapped["keyword_f1@0.5"], 3) == 0.506 and swapped["keyword_f1"] == 1.0
+
+
+# Sentences about structures the lexicon read before only as "no claim" (README of the
+# TotalSegmentator data lists the labels present): (study, sentence, verdict, why).
+MORE = [
+    ("ts_ct_en", "The right humerus is visible.", "unverifiable", "no humerus label in the CT's field of view"),
+    ("ts_ct_en", "The 11th left rib is seen.", "supported", "rib_left_11 (label 102) is segmented"),
+    ("ts_ct_en", "The L1 vertebra is visualized.", "supported", "vertebrae_L1 (label 31) is segmented"),
+    ("ts_ct_en", "The L5 vertebra is seen.", "unverifiable", "L5 is below the 30 slices"),
+    ("ts_ct_en", "The portal vein is identified.", "supported", "portal_vein_and_splenic_vein (64) is segmented"),
+    ("ts_ct_en", "Both iliopsoas muscles are visible.", "supported", "iliopsoas_left (88) and _right (89)"),
+    ("ts_ct_en", "The left kidney lies lateral to the left psoas muscle.", "supported",
+     "kidney_left centroid 67 mm from the midline, iliopsoas_left 29 mm"),
+    ("ts_ct_de", "Die 11. Rippe links ist abgebildet.", "supported", "rib_left_11; '11.' does not end the sentence"),
+    ("ts_ct_de", "LWK 1 ist abgebildet.", "supported", "vertebrae_L1"),
+    ("ts_ct_de", "Der rechte Oberarmknochen ist abgebildet.", "unverifiable", "no humerus label"),
+    ("ts_mr_en", "The intervertebral discs are visible.", "supported", "intervertebral_discs (MR label 20)"),
+    ("ts_mr_en", "The L1 vertebra is seen.", "unverifiable", "the MR task has one 'vertebrae' label, no levels"),
+    ("ts_mr_en", "The aorta lies anterior to the vertebrae.", "supported",
+     "aorta y 1..28 mm, vertebrae y -41..1 mm"),
+]
+NO_CLAIM = {"ts_ct_en": "No free fluid.", "ts_ct_de": "Keine freie Flüssigkeit.", "ts_mr_en": "No suspicious mass."}
+
+
+def test_more_structures_and_sentences_without_claims(reports_dir: Path, tmp_path: Path) -> None:
+    """Humerus, ribs, vertebrae, psoas, portal vein, discs in English and German get claims
+    with the verdicts the masks give; the shared reports' own 25 sentences all still give
+    claims, and each added sentence without one is counted by reason in the build report."""
+    rows = [json.loads(line) for line in (reports_dir / "reports.jsonl").read_text().splitlines()]
+    extra = {sid: " ".join([s for st, s, _, _ in MORE if st == sid] + [NO_CLAIM[sid]]) for sid in NO_CLAIM}
+    reports = tmp_path / "reports.jsonl"
+    reports.write_text("".join(json.dumps({**r, "text": r["text"] + " " + extra[r["study_id"]]}) + "\n" for r in rows))
+    manifest = build_reports(read_studies_csv(reports_dir / "studies.csv"), reports, tmp_path / "ds",
+                             fractions=(1.0, 0.0, 0.0))
+    claims = [json.loads(line) for line in (tmp_path / "ds" / "claims.jsonl").open()]
+    got = [(sid, s, combine(c["verdict"] for c in claims if c["study_id"] == sid and c["sentence"] == s))
+           for sid, s, _, _ in MORE]
+    assert got == [(sid, s, v) for sid, s, v, _ in MORE]
+    assert manifest["sentences"] == {"total": 25 + len(MORE) + 3,
+                                     "without_claim": {"lesion_or_midline_only": 1, "no_structure_word": 2}}
+    info = json.loads((tmp_path / "ds" / "build_report.json").read_text())["info"]
+    assert {e["sentence"] for e in info["sentence_without_claim_no_structure_word"]["examples"]} == {
+        "No free fluid.", "Keine freie Flüssigkeit."}

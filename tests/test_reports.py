@@ -7,6 +7,7 @@ lesion in the liver, no gallbladder voxels."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -27,7 +28,7 @@ from voxqa.render import RenderSettings, render_dataset
 from voxqa.radreports.check import check_reports
 from voxqa.radreports.claims import combine
 from voxqa.radreports.extract_rules import RuleExtractor, sentences
-from voxqa.radreports.items import keyword
+from voxqa.radreports.radgrounder import CLASS_IDS as RADGROUNDER_IDS
 from voxqa.schema import Item
 from voxqa.sources.segmentation import SegSpec
 
@@ -177,12 +178,16 @@ def test_grounding_boxes_equal_mask_boxes_and_round_trip(phantom: dict, built: P
                                                    labels.shape)
         width, height = labels.shape[0], labels.shape[1]
         found = radgrounder.find(row["target_radgrounder"])
-        assert [f.label for f in found] == [keyword(kw["label"], row["language"]) for kw in row["keywords"]]
-        assert len(found) == len(item.evidence)
-        for f, e in zip(found, item.evidence, strict=False):
+        tags = row["tags_radgrounder"]
+        assert [f.label for f in found] == [t["keyword"] for t in tags]  # the sentence's own words, tagged in place
+        assert re.sub(r"<p bbox=(?:<loc\d{4}>){4} id=<seg\d{3}>>(.*?)</p>", r"\1", row["target_radgrounder"]) == row["sentence"]
+        by_label = {e.label: e for e in item.evidence}
+        assert {t["label"] for t in tags} | {x["label"] for x in row["left_out_radgrounder"]} == set(by_label)
+        for f, t in zip(found, tags, strict=True):
             back = radgrounder.decode(f.values, width, height)
-            assert all(abs(a - b) <= 1 for a, b in zip(back, e.box, strict=False)), (back, e.box)
-        assert f"id=<seg{row['keywords'][0]['label_id']:03d}>" in row["target_radgrounder"]
+            err = radgrounder.space.max_error(width, height)
+            assert all(abs(a - b) <= err for a, b in zip(back, by_label[t["label"]].box, strict=False))
+            assert f"id=<seg{RADGROUNDER_IDS[t['label']]:03d}>" in row["target_radgrounder"]  # not the study's label id
     # rendered at native size, the target parses back as the item's boxes (voxqa.eval.parse)
     render_dataset(built, RenderSettings(size=None), workers=1)
     items = {it.id: it for it in read_items(built)}
@@ -190,9 +195,11 @@ def test_grounding_boxes_equal_mask_boxes_and_round_trip(phantom: dict, built: P
         item = items[row["item_id"]]
         parsed = parse_answer(row["target_radgrounder"], item, profile="radgrounder")
         assert parsed.ok, parsed.error
-        assert [p["frame"] for p in parsed.value] == [e.frame for e in item.evidence]
-        for p, e in zip(parsed.value, item.evidence, strict=False):
-            assert all(abs(a - b) <= 1 for a, b in zip(p["box"], e.image_box, strict=False))
+        by_label = {e.label: e for e in item.evidence}
+        assert [p["frame"] for p in parsed.value] == [by_label[t["label"]].frame for t in row["tags_radgrounder"]]
+        err = PROFILES["radgrounder"].space.max_error(*row["frame_size"])
+        for p, t in zip(parsed.value, row["tags_radgrounder"], strict=True):
+            assert all(abs(a - b) <= err for a, b in zip(p["box"], by_label[t["label"]].image_box, strict=False))
     detect = [it for it in items.values() if it.subtask == "report_detect"]
     for it in detect:
         assert (it.answer.value == "yes") == bool(it.evidence)
@@ -425,9 +432,12 @@ def test_docs_list_the_whole_lexicon() -> None:
     from voxqa.radreports import lexicon
 
     doc = (Path(__file__).parents[1] / "docs" / "reports.md").read_text()
-    tables = [lexicon.STRUCTURES, lexicon.PROCEDURES, lexicon.RELATIONS, lexicon.SIDE_BEFORE, lexicon.SIDE_AFTER,
-              lexicon.SIDE_FREE]
+    tables = [lexicon.PROCEDURES, lexicon.RELATIONS, lexicon.SIDE_BEFORE, lexicon.SIDE_AFTER, lexicon.SIDE_FREE]
     patterns = [p for t in tables for lang in t.values() for p in lang]
-    patterns += [*lexicon.NEGATION.values(), *lexicon.TERMINATORS.values(), *lexicon.PARTIAL.values()]
-    missing = [p for p in patterns if "`" + p.replace("|", "\\|") + "`" not in doc]
+    patterns += [*lexicon.NEGATION.values(), *lexicon.TERMINATORS.values(), *lexicon.PARTIAL.values(),
+                 *lexicon.NEGATION_FILLER.values(), *lexicon.PRESENCE.values(), *lexicon.EN_SIDED]
+    patterns += [p for words in lexicon.EN_WORDS.values() for p in words if p]
+    patterns += [p for _, _, *words in lexicon.DE_WORDS.values() for p in words if p]
+    patterns += [f"`{stem}` = `{base}`" for stem, base in lexicon.DE_COMPOUNDS.items()]
+    missing = [p for p in patterns if "`" + p.replace("|", "\\|") + "`" not in doc and p not in doc]
     assert not missing, missing

@@ -56,10 +56,45 @@ MIDLINE = frozenset({
     "lumbar_spine", "urinary_bladder", "prostate", "thyroid_gland", "pancreas", "colon",
     "small_bowel", "portal_vein_and_splenic_vein", "brain", "brainstem", "skull",
 })
+#: TotalSegmentator's ``total`` task (CT, v2: 117 classes), label id ``i + 1`` -> name, as its
+#: ``map_to_binary.class_map["total"]`` and the label table in its NIfTI header list them.
+TOTALSEG_CT: tuple[str, ...] = (
+    "spleen", "kidney_right", "kidney_left", "gallbladder", "liver", "stomach", "pancreas",
+    "adrenal_gland_right", "adrenal_gland_left", "lung_upper_lobe_left", "lung_lower_lobe_left",
+    "lung_upper_lobe_right", "lung_middle_lobe_right", "lung_lower_lobe_right", "esophagus", "trachea",
+    "thyroid_gland", "small_bowel", "duodenum", "colon", "urinary_bladder", "prostate", "kidney_cyst_left",
+    "kidney_cyst_right", "sacrum", "vertebrae_S1", *(f"vertebrae_L{n}" for n in range(5, 0, -1)),
+    *(f"vertebrae_T{n}" for n in range(12, 0, -1)), *(f"vertebrae_C{n}" for n in range(7, 0, -1)),
+    "heart", "aorta", "pulmonary_vein", "brachiocephalic_trunk", "subclavian_artery_right",
+    "subclavian_artery_left", "common_carotid_artery_right", "common_carotid_artery_left",
+    "brachiocephalic_vein_left", "brachiocephalic_vein_right", "atrial_appendage_left", "superior_vena_cava",
+    "inferior_vena_cava", "portal_vein_and_splenic_vein", "iliac_artery_left", "iliac_artery_right",
+    "iliac_vena_left", "iliac_vena_right", "humerus_left", "humerus_right", "scapula_left", "scapula_right",
+    "clavicula_left", "clavicula_right", "femur_left", "femur_right", "hip_left", "hip_right", "spinal_cord",
+    "gluteus_maximus_left", "gluteus_maximus_right", "gluteus_medius_left", "gluteus_medius_right",
+    "gluteus_minimus_left", "gluteus_minimus_right", "autochthon_left", "autochthon_right", "iliopsoas_left",
+    "iliopsoas_right", "brain", "skull", *(f"rib_left_{n}" for n in range(1, 13)),
+    *(f"rib_right_{n}" for n in range(1, 13)), "sternum", "costal_cartilages",
+)
+#: TotalSegmentator's ``total_mr`` task (MR: 50 classes), label id ``i + 1`` -> name.
+TOTALSEG_MR: tuple[str, ...] = (
+    "spleen", "kidney_right", "kidney_left", "gallbladder", "liver", "stomach", "pancreas",
+    "adrenal_gland_right", "adrenal_gland_left", "lung_left", "lung_right", "esophagus", "small_bowel",
+    "duodenum", "colon", "urinary_bladder", "prostate", "sacrum", "vertebrae", "intervertebral_discs",
+    "spinal_cord", "heart", "aorta", "inferior_vena_cava", "portal_vein_and_splenic_vein", "iliac_artery_left",
+    "iliac_artery_right", "iliac_vena_left", "iliac_vena_right", "humerus_left", "humerus_right", "scapula_left",
+    "scapula_right", "clavicula_left", "clavicula_right", "femur_left", "femur_right", "hip_left", "hip_right",
+    "gluteus_maximus_left", "gluteus_maximus_right", "gluteus_medius_left", "gluteus_medius_right",
+    "gluteus_minimus_left", "gluteus_minimus_right", "autochthon_left", "autochthon_right", "iliopsoas_left",
+    "iliopsoas_right", "brain",
+)
+#: Spine segments a report names as a whole ("lumbar spine", "LWS"): their vertebrae.
+SPINE_SEGMENTS = {"cervical_spine": "C", "thoracic_spine": "T", "lumbar_spine": "L"}
 _SIDES = {"left": "left", "l": "left", "lt": "left", "right": "right", "r": "right", "rt": "right"}
 _SWAP = {"left": "right", "right": "left"}
 _VERTEBRA = re.compile(r"vertebrae?_([clts])_?(\d{1,2})|([clts])_?(\d{1,2})_vertebrae?")
 _RIB = re.compile(r"rib_(\d{1,2})_(left|right)")
+_RIB_CANONICAL = re.compile(r"rib_(left|right)_(\d{1,2})")
 
 
 def fallback_name(label_id: int) -> str:
@@ -94,6 +129,18 @@ def side_of(name: str) -> str | None:
     tokens = set(canonical_name(name).split("_"))
     sides = tokens & {"left", "right"}
     return sides.pop() if len(sides) == 1 else None
+
+
+def parse_name(name: str) -> tuple[str, str | None, int | None]:
+    """(base, side, rib number) of a canonical name: "kidney_left" -> ("kidney", "left", None),
+    "rib_right_7" -> ("rib", "right", 7), "vertebrae_L1" -> ("vertebrae_L1", None, None)."""
+    c = canonical_name(name)
+    if m := _RIB_CANONICAL.fullmatch(c):
+        return "rib", m[1], int(m[2])
+    tokens = c.split("_")
+    if len(tokens) > 1 and tokens[-1] in ("left", "right") and c not in SIDE_FIRST:
+        return "_".join(tokens[:-1]), tokens[-1], None
+    return c, None, None
 
 
 def pair_of(name: str) -> str | None:

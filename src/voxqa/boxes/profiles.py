@@ -48,6 +48,7 @@ from voxqa.boxes.spaces import (
     Patches,
     Pixels,
     Resized,
+    ResizedBins,
     Scaled,
     Space,
     encode_point,
@@ -247,12 +248,13 @@ _TABLE: tuple[Profile, ...] = (
             '<points x1="" y1="" x2="" y2="" ...>.',
             '<point x="57.0" y="26.6" alt="meniscus tear">meniscus tear</point>',
             answer_form="points", cannot=("box3d",)),
-    Profile("radgrounder", Scaled("loc512", 512, clamp=True), RadGrounderTags(),
-            "xyxy on 512 bins of the 224x224 resize (aspect not kept: bins of each image side)",
+    Profile("radgrounder", ResizedBins(), RadGrounderTags(),
+            "xyxy on 512 bins of the 224x224 resize (aspect not kept), the box truncated to the resize "
+            "first (float32), bin 512 at the far edge: RadGrounder's add_detection_tokens",
             "Mark each keyword as <p bbox=<locX_MIN><locY_MIN><locX_MAX><locY_MAX>>keyword</p>, "
-            "four-digit numbers 0-511 (x times 512/width, y times 512/height), x first"
+            "four-digit numbers 0-512 (x times 512/width, y times 512/height, rounded down), x first"
             + _JSON_SAME.format(order=_XYXY) + ".",
-            "<p bbox=<loc0224><loc0080><loc0360><loc0192> id=<seg042>>meniscus</p>"),
+            "<p bbox=<loc0224><loc0080><loc0358><loc0192> id=<seg042>>meniscus</p>"),
     Profile("reasonknee", Pixels(), JsonBox(),
             "3D boxes [start_frame, end_frame, x_min, x_max, y_min, y_max] (3DReasonKnee's layout): frames "
             "inclusive, x/y pixels of the shown image, max exclusive (3D boxes only, as 3DReasonKnee)",

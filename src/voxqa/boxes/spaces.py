@@ -19,12 +19,15 @@ Spaces (``encode`` output, ``decode`` input):
   ``smart_resize`` (factor 28, ``min_pixels`` / ``max_pixels`` as given).
 * ``Bins(n)``: Florence-2's quantiser: ``floor(x * n / side)`` clamped to ``n - 1``, read
   back as the bin centre ``(b + 1/2) * side / n``.
+* ``ResizedBins(n, size)``: RadGrounder's tokens: the box scaled to the ``size`` x ``size``
+  resize in float32 and truncated, then ``int(v / size * n)``; the far edge is bin ``n``.
 * ``Patches(n)``: Kosmos-2's ``<patch_index_k>`` pairs on an n x n grid, with HF transformers'
   ``coordinate_to_patch_index`` / ``patch_index_to_coordinate`` rules.
 
 Rounding: every rounding to an integer is round-half-up on exact fractions, so results never
 depend on float ties. Never degenerate: an encoded box keeps ``max > min`` on each axis (a
-box narrower than one grid cell is widened to whole cells), and so does a decoded one.
+box narrower than one grid cell is widened to whole cells), and so does a decoded one; except
+that ``ResizedBins`` writes exactly what RadGrounder's code writes, equal bins included.
 ``decode`` neither clips nor reorders a model's box, so an invalid box stays visibly invalid
 for the metric to judge. ``max_error`` bounds ``|decode(encode(b)) - b|`` per coordinate.
 """
@@ -37,6 +40,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from numbers import Integral, Real
 from typing import Literal, Protocol
+
+import numpy as np
 
 Box = tuple[int, int, int, int]
 Number = int | float
@@ -340,6 +345,47 @@ class Bins:
 
     def max_error(self, width: int, height: int) -> int:
         return max(math.ceil(Fraction(side, self.n)) for side in (width, height))
+
+
+@dataclass(frozen=True)
+class ResizedBins:
+    """RadGrounder's ``<locNNNN>`` numbers (``refrad2d_detect.py`` @ a8f332b: ``load_image``
+    L246-251 scales the pixel box to the 224 x 224 resize in float32 and truncates it with
+    ``astype(int)``; ``add_detection_tokens`` L328-345 divides by 224, clips to [0, 1], and
+    truncates ``* 512``). A box touching the right or bottom edge gets bin 512
+    (``<loc0512>``); a box narrower than a bin gets two equal bins, as the reference writes
+    it. Read back as ``v * side / n`` rounded half up (the reference's evaluator reads
+    ``v / 512`` of the image), equal bins as that one bin."""
+
+    name: str = "loc512-224"
+    n: int = 512
+    size: int = 224
+    arity: int = 4
+
+    def encode(self, box: Sequence[int], width: int, height: int) -> list[Number]:
+        x0, y0, x1, y1 = check_box(box, width, height)
+        sx, sy = np.float32(self.size / width), np.float32(self.size / height)
+        out: list[Number] = []
+        for v, scale in ((x0, sx), (y0, sy), (x1, sx), (y1, sy)):
+            resized = int(np.float32(v) * scale)  # float32 x float32, truncated, as the reference
+            out.append(int(min(max(resized / self.size, 0.0), 1.0) * self.n))
+        return out
+
+    def decode(self, values: Sequence[Number], width: int, height: int) -> Box:
+        check_size(width, height)
+        v = [int(x) for x in _numbers(values, 4, self.name, integers=True)]
+        out: list[int] = [0, 0, 0, 0]
+        for i, side in ((0, width), (1, height)):
+            lo, hi = v[i], v[i + 2]
+            out[i], out[i + 2] = _div_half_up(lo * side, self.n), _div_half_up((hi + (hi == lo)) * side, self.n)
+            if out[i + 2] <= out[i]:
+                out[i + 2] = out[i] + 1
+        return tuple(out)  # type: ignore[return-value]
+
+    def max_error(self, width: int, height: int) -> int:
+        # truncation at the resize (< side / size px) and at the bin (< side / n px), then half a pixel
+        return max(math.ceil(Fraction(side, self.size) + Fraction(side, self.n) + Fraction(1, 2))
+                   for side in (width, height))
 
 
 @dataclass(frozen=True)

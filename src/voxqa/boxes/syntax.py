@@ -287,9 +287,11 @@ _RADGROUNDER = re.compile(r"<p bbox=<loc(\d{4})><loc(\d{4})><loc(\d{4})><loc(\d{
 class RadGrounderTags:
     """RadGrounder: ``<p bbox=<locX1><locY1><locX2><locY2> id=<segNNN>>keyword</p>``, x first."""
 
-    def write(self, values: Sequence[Number], label: str | None = None) -> str:
+    def write(self, values: Sequence[Number], label: str | None = None, class_id: int | None = None) -> str:
+        """The tag; with ``class_id`` its ``id=<segNNN>`` (``add_detection_tokens``' f"<seg{class_id:03d}>")."""
         locs = "".join(f"<loc{int(v):04d}>" for v in values)
-        return f"<p bbox={locs}>{label or ''}</p>"
+        ident = "" if class_id is None else f" id=<seg{class_id:03d}>"
+        return f"<p bbox={locs}{ident}>{label or ''}</p>"
 
     def find(self, text: str) -> list[Found]:
         return [Found(m.start(), m.end(), [int(g) for g in m.groups()[:4]], m[5].strip() or None)

@@ -87,6 +87,10 @@ class OpenAIExtractor:
                                      f"({exc.__class__.__name__})") from None
         return out
 
+    def no_claim_reason(self, sentence: str, language: Language) -> str | None:
+        """Why ``sentence`` yields no claim: the model returned none (cached replies only)."""
+        return None if self._claims(sentence, language) else "model_returned_none"
+
     def _key(self, sentence: str, language: str) -> str:
         return hashlib.sha256("\x1f".join([self.model, self.base_url, language, sentence]).encode()).hexdigest()
 

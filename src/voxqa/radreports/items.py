@@ -27,9 +27,9 @@ import numpy as np
 from voxqa.anatomy.labelnames import display_name, is_lesion, side_of
 from voxqa.anatomy.relations import SegGeometry
 from voxqa.anatomy.structures import Structure
-from voxqa.boxes.profiles import PROFILES
 from voxqa.radreports.claims import Claim
 from voxqa.radreports import lexicon
+from voxqa.radreports.radgrounder import Target, caption_target
 from voxqa.radreports.verify import AXES, parts
 from voxqa.schema import Evidence, Item
 from voxqa.tasks.base import BuildContext, StudyView, balance_candidates, make_item
@@ -122,8 +122,9 @@ class ReportQuestions:
 
     def __init__(self, min_pixels: int = MIN_FRAME_PIXELS):
         self.min_pixels = min_pixels
-        #: caption-grounding item id -> its report sentence (for the RadGrounder target)
+        #: caption-grounding item id -> its report sentence, and its RefRad2D target
         self.sentences: dict[str, str] = {}
+        self.radgrounder: dict[str, Target] = {}
 
     def generate(self, views: Sequence[StudyView], ctx: BuildContext) -> list[Item]:
         by_id = {v.id: v for v in views}
@@ -370,14 +371,19 @@ class ReportQuestions:
                 grounded = [n for n in keywords if rep.frame_pixels.get(n, {}).get(k, 0) >= self.min_pixels
                             and n in by and k in by[n].frame_boxes]
                 if grounded:
-                    out.append((None, None, self._grounding(v, sentence, keywords, grounded, k, lang)))
+                    item = self._grounding(v, sentence, keywords, grounded, k, lang)
+                    self.radgrounder[item.id] = caption_target(
+                        sentence, lang, {n: by[n].frame_boxes[k] for n in grounded},
+                        {n: rep.frame_pixels[n][k] for n in grounded}, names, *v.study.frame_size)
+                    out.append((None, None, item))
         return out
 
     def _grounding(self, v: StudyView, sentence: str, keywords: list[str], grounded: list[str], k: int,
                    lang: str) -> Item:
         """The boxes of the sentence's keywords visible on frame ``k``. The question states the
         sentence and all its keywords (visible or not), so a prompt has one gold: a frame shows
-        keywords of several sentences, and "caption this image" could mean any of them."""
+        keywords of several sentences, and "caption this image" could mean any of them
+        (RadGrounder's own target for the frame is ``self.radgrounder``)."""
         by = v.geometry.by_name()
         ev = [Evidence(label=n, frame=k, box=by[n].frame_boxes[k]) for n in grounded]
         caption = sentence + " " + "; ".join(f"{keyword(e.label, lang)} [{', '.join(map(str, e.box))}]" for e in ev)
@@ -429,17 +435,3 @@ def keyword(label: str, language: str) -> str:
 def hash_text(text: str) -> int:
     """A stable integer for a sentence (item ids must not depend on Python's hash seed)."""
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-
-
-def radgrounder_caption(sentence: str, evidence: Sequence[Evidence], width: int, height: int,
-                        label_ids: Mapping[str, int], language: str = "en") -> str:
-    """A caption-grounding target in RadGrounder's syntax: the sentence, then each grounded
-    keyword as ``<p bbox=<loc..>x4 id=<segNNN>>keyword</p>`` (512 bins of the frame,
-    ``PROFILES["radgrounder"]``; NNN is the label id, as RadGrounder's class id)."""
-    profile = PROFILES["radgrounder"]
-    tags = []
-    for e in evidence:
-        word = keyword(e.label, language)
-        tag = profile.write(e.box, width, height, word)
-        tags.append(tag.replace(f">{word}</p>", f" id=<seg{label_ids[e.label]:03d}>>{word}</p>", 1))
-    return sentence + " " + " ".join(tags)

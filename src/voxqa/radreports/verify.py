@@ -19,9 +19,10 @@ A claim about a group ("lung_left": the lobes) or a plural holds if it holds for
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
-from voxqa.anatomy.labelnames import is_lesion, midline, pair_of, side_of
+from voxqa.anatomy.labelnames import SPINE_SEGMENTS, is_lesion, midline, pair_of, side_of
 from voxqa.anatomy.margins import MARGINS
 from voxqa.anatomy.relations import NEAR_MM, SegGeometry
 from voxqa.anatomy.structures import Structure
@@ -41,15 +42,21 @@ Result = tuple[Verdict, str, list[str]]  # verdict, reason, structures it rests 
 def parts(term: str, names: Sequence[str]) -> list[str]:
     """The segmented structures a claimed name stands for: itself, else its parts
     ("lung_left" -> lung_upper_lobe_left, lung_lower_lobe_left; "kidney" -> both kidneys;
-    "lesion" -> every lesion label)."""
+    "rib_7" -> both 7th ribs; "lumbar_spine" -> vertebrae L1-L5; "lesion" -> every lesion label)."""
     if term in names:
         return [term]
     if term == LESION:
         return sorted(n for n in names if is_lesion(n))
-    side = side_of(term)
-    base = "_".join(t for t in term.split("_") if t not in ("left", "right"))
-    return sorted(n for n in names if n.startswith(base + "_") and not is_lesion(n)
-                  and (side is None or side_of(n) == side))
+    if term in SPINE_SEGMENTS:
+        return sorted(n for n in names if re.fullmatch(rf"vertebrae_{SPINE_SEGMENTS[term]}\d+", n))
+    side, base = side_of(term), _unsided(term)
+    return sorted(n for n in names if (_unsided(n) == base or _unsided(n).startswith(base + "_"))
+                  and not is_lesion(n) and (side is None or side_of(n) == side))
+
+
+def _unsided(name: str) -> str:
+    """A name without its side tokens ("rib_left_7" -> "rib_7", "lung_upper_lobe_left" -> "lung_upper_lobe")."""
+    return "_".join(t for t in name.split("_") if t not in ("left", "right"))
 
 
 def verify(claim: Claim, geometry: SegGeometry, voxels: Mapping[str, int]) -> Claim:

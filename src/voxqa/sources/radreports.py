@@ -28,9 +28,10 @@ from voxqa.dataset.paths import check_study_id
 from voxqa.errors import BuildError
 from voxqa.io import VolumeError
 from voxqa.radreports.claims import Claim
-from voxqa.radreports.extract_rules import RuleExtractor
+from voxqa.radreports.extract_rules import RuleExtractor, sentences
 from voxqa.radreports.inputs import read_reports
-from voxqa.radreports.items import MIN_FRAME_PIXELS, ReportQuestions, ReportStudy, frame_pixels, radgrounder_caption
+from voxqa.radreports.items import MIN_FRAME_PIXELS, ReportQuestions, ReportStudy, frame_pixels
+from voxqa.radreports.radgrounder import class_id, prefix
 from voxqa.radreports.verify import verify
 from voxqa.progress import SILENT, Progress
 from voxqa.schema import Item, Study
@@ -50,6 +51,8 @@ class RadiologyReports:
     min_pixels: int | None = None
     claims: list[Claim] = field(default_factory=list, init=False)  # every verified claim, by study
     facts: dict[str, ReportStudy] = field(default_factory=dict, init=False)  # study id -> its report's facts
+    #: sentences read, and those without a claim by reason
+    sentence_counts: dict[str, Any] = field(default_factory=lambda: {"total": 0, "without_claim": Counter()}, init=False)
     name = NAME
     command = "reports"
     split_unit = "patient_id"
@@ -87,6 +90,7 @@ class RadiologyReports:
             self.claims += verified
             for c in verified:
                 report.add("info", f"claim_{c.verdict}", study=c.study_id, sentence=c.sentence, why=c.reason)
+            self._count_sentences(spec.study_id, rep.text, rep.language, verified, report)
             self.facts[spec.study_id] = ReportStudy(
                 claims=verified, language=rep.language, findings=rep.findings,
                 frame_pixels=frame_pixels(seg.labels, seg.masks, seg.names),
@@ -98,10 +102,25 @@ class RadiologyReports:
             report.add("skipped", "report_without_study", study=sid)
         report.totals["studies"] = len(self.facts)
         report.totals["claims"] = len(self.claims)
+        report.totals["sentences"] = self.sentence_counts["total"]
+        report.totals["sentences_without_claim"] = sum(self.sentence_counts["without_claim"].values())
         views = seg_views(pairs, self.frames)
         for v in views:
             v.radreport = None if v.geometry.mirrored else self.facts.get(v.id)
         return views
+
+    def _count_sentences(self, study_id: str, text: str, language: str, claims: Sequence[Claim],
+                         report: BuildReport) -> None:
+        """Every sentence that yields no claim, counted by the extractor's reason (a report the
+        rules cannot read says so in the build report instead of giving fewer items)."""
+        claimed = {c.span for c in claims}
+        for a, b in sentences(text):
+            self.sentence_counts["total"] += 1
+            if (a, b) in claimed:
+                continue
+            reason = self.extractor.no_claim_reason(text[a:b], language) or "no_claim"
+            self.sentence_counts["without_claim"][reason] += 1
+            report.add("info", f"sentence_without_claim_{reason}", study=study_id, sentence=text[a:b])
 
     def families(self) -> list[TaskFamily]:
         return [self.questions]
@@ -118,7 +137,16 @@ class RadiologyReports:
                                                 "touch_tolerance_mm", "min_size_ratio"),
             "claims": {"total": len(self.claims),
                        **{v: verdicts.get(v, 0) for v in ("supported", "contradicted", "unverifiable")}},
+            "sentences": {"total": self.sentence_counts["total"],
+                          "without_claim": dict(sorted(self.sentence_counts["without_claim"].items()))},
+            "radgrounder_targets": self._radgrounder_counts(items),
         }
+
+    def _radgrounder_counts(self, items: Sequence[Item]) -> dict[str, Any]:
+        """RefRad2D targets in grounding.jsonl: rows, tags, and visible keywords left untagged by why."""
+        targets = [self.questions.radgrounder[it.id] for it in items if it.id in self.questions.radgrounder]
+        return {"rows": len(targets), "tags": sum(len(t.tags) for t in targets),
+                "left_out": dict(sorted(Counter(x["reason"] for t in targets for x in t.left_out).items()))}
 
     def write_extra(self, out: Path, studies: Sequence[Study], items: Sequence[Item]) -> None:
         write_jsonl(out / "claims.jsonl", self.claims)
@@ -128,13 +156,14 @@ class RadiologyReports:
             sentence = self.questions.sentences.get(it.id)
             if sentence is None:
                 continue
-            width, height = by_study[it.study_id].frame_size
-            facts = self.facts[it.study_id]
-            rows.append({"item_id": it.id, "study_id": it.study_id, "frame": it.frames[0],
+            facts, target = self.facts[it.study_id], self.questions.radgrounder[it.id]
+            rows.append({"item_id": it.id, "study_id": it.study_id, "split": it.split, "frame": it.frames[0],
+                         "frame_size": list(by_study[it.study_id].frame_size),
                          "language": it.language, "sentence": sentence,
-                         "keywords": [{"label": e.label, "label_id": facts.label_ids[e.label], "box": list(e.box)}
+                         "keywords": [{"label": e.label, "label_id": facts.label_ids[e.label],
+                                       "radgrounder_id": class_id(e.label), "box": list(e.box)}
                                       for e in it.evidence],
-                         "target_radgrounder": radgrounder_caption(sentence, it.evidence, width, height,
-                                                                   facts.label_ids, facts.language),
+                         "prefix_radgrounder": prefix(facts.language), "target_radgrounder": target.text,
+                         "tags_radgrounder": target.tags, "left_out_radgrounder": target.left_out,
                          "target_voxqa": it.answer_text})
         write_lines(out / "grounding.jsonl", rows, lambda r: dumps(r).replace(b"\n", b"") + b"\n")
