@@ -22,6 +22,7 @@ Scores: mean IoU (= SGMRI-VQA's V-score) and TP/FP/FN per IoU threshold; point a
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
 import re
@@ -75,9 +76,15 @@ def json_boxes(pos: int, value: Any, arity: int, frame: Any = None) -> list[Writ
 
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:
-    for a, b in spans:
-        text = text[:a] + " " * (b - a) + text[b:]
-    return text
+    """``text`` with each span replaced by as many spaces, in one pass (spans may overlap)."""
+    parts, pos = [], 0
+    for a, b in sorted(spans):
+        if b > pos:
+            a = max(a, pos)
+            parts += [text[pos:a], " " * (b - a)]
+            pos = b
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def written_boxes(text: str, profile: Profile) -> list[Written]:
@@ -87,8 +94,9 @@ def written_boxes(text: str, profile: Profile) -> list[Written]:
     family = profile.foreign(text)
     if family is not None:
         raise ParseError(f"the reply writes boxes the way {family} does, but the profile is {profile.name}")
-    found = [Written(f.pos, f.values) for f in profile.find(text)]
-    spans = [(f.pos, f.end) for f in profile.find(text)]
+    own = profile.find(text)
+    found = [Written(f.pos, f.values) for f in own]
+    spans = [(f.pos, f.end) for f in own]
     if profile.space.arity == 4 and getattr(profile.space, "order", "xy") == "xy":
         for m in _BBX.finditer(text):
             x, y, w, h = (number(g) for g in m.groups())
@@ -100,12 +108,31 @@ def written_boxes(text: str, profile: Profile) -> list[Written]:
     return sorted(found, key=lambda b: b.pos)
 
 
-def _frame_of(box: Written, text: str, ctx: ParseContext) -> int:
+class FrameMentions:
+    """The "Frame k" mentions of a text, found once: the last one before any offset in
+    logarithmic time (a reply with thousands of boxes is read in one pass, not one per box)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.found = list(_FRAME_MENTION.finditer(text))
+        self.ends = [m.end() for m in self.found]
+
+    def last_before(self, pos: int) -> re.Match[str] | None:
+        """What ``_FRAME_MENTION.finditer(text, 0, pos)`` finds last."""
+        i = bisect.bisect_right(self.ends, pos)
+        if i < len(self.found) and self.found[i].start() < pos:  # a mention across pos: read it as cut there
+            cut = list(_FRAME_MENTION.finditer(self.text, self.found[i].start(), pos))
+            if cut:
+                return cut[-1]
+        return self.found[i - 1] if i else None
+
+
+def _frame_of(box: Written, mentions: FrameMentions, ctx: ParseContext) -> int:
     """The box's own frame, else the last "Frame k" before it, else the only image's frame."""
     frame = box.frame
     if frame is None:
-        mentions = list(_FRAME_MENTION.finditer(text, 0, box.pos))
-        frame = int(mentions[-1][1]) if mentions else ctx.only_frame()
+        mention = mentions.last_before(box.pos)
+        frame = int(mention[1]) if mention else ctx.only_frame()
     if frame is None:
         raise ParseError(f"box {box.values} has no frame and the item shows several images")
     if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
@@ -198,8 +225,9 @@ class Boxes(AnswerType):
         if not written:
             raise ParseError("no box found")
         out = []
+        mentions = FrameMentions(text)
         for box in written:
-            frame = _frame_of(box, text, ctx)
+            frame = _frame_of(box, mentions, ctx)
             if ctx.profile.answer_form == "points":
                 out.append({"frame": frame, "point": _point(box.values, frame, ctx)})
             else:
