@@ -11,8 +11,9 @@ Verdicts are keyed by item id, never by position: CT-SpatialVQA combined its jud
 position, and one judge that dropped three items shifted every later verdict (published
 accuracies moved by up to 0.009). With ``batch`` > 1 a judge grades several items in one
 request and replies with a JSON list of ``{"id", "correct"}``; a reply that leaves an item
-out, answers an id it was not asked, or cannot be read, and a request that fails, is a
-recorded failure of that judge for that item: the item gets no jury score (None, left out
+out, answers an id it was not asked, or cannot be read (not text, nested past the JSON
+depth, ...), and a request that fails (broken gzip, a timeout, ...), is a recorded failure
+of that judge for that item: the item gets no jury score (None, left out
 of the means) and its failures are listed, instead of the item silently taking a
 neighbour's verdict. Failures are not cached, so re-scoring asks again.
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 import orjson
 
 from voxqa.errors import InputError
-from voxqa.eval.models.base import PermanentError
+from voxqa.eval.models.base import ServerConfigError
 from voxqa.eval.models.openai_chat import OpenAIChat
 from voxqa.eval.prompts import Prompt
 from voxqa.fileio import JsonlAppender
@@ -89,8 +90,12 @@ class Jury:
         try:
             async with gate:
                 reply = await judge.answer(Prompt(item_id=next(iter(cases)), parts=(("text", text),), target=""), None)
-        except (PermanentError, RuntimeError) as exc:
-            return dict.fromkeys(cases, f"{judge.spec}: request failed ({exc})")
+        except ServerConfigError:  # the judges' server cannot judge at all: scoring stops
+            raise
+        except Exception as exc:  # any other failure is these items' (not cached: asked again)
+            return dict.fromkeys(cases, judge.redact(f"{judge.spec}: request failed ({type(exc).__name__}: {exc})"))
+        if not isinstance(reply, str):  # e.g. a JSON number or list as the content
+            return dict.fromkeys(cases, f"{judge.spec}: the reply is a {type(reply).__name__}, not text")
         found = _read_reply(reply, list(cases), single=len(cases) == 1 and self.batch == 1)
         verdicts: dict[str, bool | str] = {}
         for item_id, case in cases.items():

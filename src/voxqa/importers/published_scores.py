@@ -120,10 +120,11 @@ _FINAL = re.compile(r"Therefore, the final answer is:\s*(-?\d+)")
 
 
 def _reply_answer(raw: str) -> str:
-    """The reply's ``answer`` when it is SGMRI's JSON contract, else the whole text."""
+    """The reply's ``answer`` when it is SGMRI's JSON contract, else the whole text (also for
+    JSON nested past the reader's depth)."""
     try:
         value = json.loads(raw)
-    except (json.JSONDecodeError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return raw
     if isinstance(value, dict) and "answer" in value:
         return str(value["answer"])
@@ -199,6 +200,7 @@ def sgmri_vqa(records: Sequence[Mapping[str, Any]], replies: Mapping[str, str | 
               golds: Mapping[str, Any]) -> dict[str, Any]:
     """The README table's columns as published, beside voxqa's strict A-Score."""
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    not_text = 0
     for r in records:
         if r["failed"]:
             continue
@@ -208,6 +210,8 @@ def sgmri_vqa(records: Sequence[Mapping[str, Any]], replies: Mapping[str, str | 
         s = r["scores"]
         if r["answer_type"] in ("yes_no", "number", "choice", "multi_choice"):
             reply = replies.get(r["item_id"])
+            if reply is not None and not isinstance(reply, str):  # a stored number or list: no answer
+                not_text, reply = not_text + 1, None
             per[task]["a_score"].append(released_a_score(reply, r["answer_type"], golds[r["item_id"]])
                                         if reply is not None else 0.0)
             per[task]["voxqa_a_score"].append(s.get("a_score") or 0.0)
@@ -239,7 +243,7 @@ def sgmri_vqa(records: Sequence[Mapping[str, Any]], replies: Mapping[str, str | 
             "a_score": {t: 100 * m for t, v in per.items() if (m := _mean(v["voxqa_a_score"])) is not None},
         },
         "n": {t: {k: len(v) for k, v in m.items()} for t, m in sorted(per.items())},
-    }
+    } | ({"replies_not_text": not_text} if not_text else {})
 
 
 def as_published(name: str, run: Path, records: Sequence[Mapping[str, Any]],
