@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from voxqa.anatomy.labelnames import canonical_name
 from voxqa.errors import BuildError
-from voxqa.eval.redact import redact
+from voxqa.eval.redact import redact, url_secrets
 from voxqa.fileio import JsonlAppender
 from voxqa.radreports.claims import Claim, Language, Relation
 from voxqa.radreports.extract_rules import sentences
@@ -111,6 +111,7 @@ class OpenAIExtractor:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         last = "no attempt"
+        secrets = [*([key] if key else []), *url_secrets(self.base_url)]
         with httpx.Client(timeout=self.timeout) as client:
             for _ in range(self.max_retries + 1):
                 try:
@@ -119,7 +120,7 @@ class OpenAIExtractor:
                     last = f"{type(exc).__name__}: {exc}"
                     continue
                 if resp.status_code != 200:
-                    last = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                    last = f"HTTP {resp.status_code}: {redact(resp.text, secrets)[:200]}"  # redacted, then cut
                     continue
                 try:
                     claims = orjson.loads(resp.json()["choices"][0]["message"]["content"])["claims"]
@@ -128,5 +129,4 @@ class OpenAIExtractor:
                 if not isinstance(claims, list):
                     raise BuildError(f"{self.name}: reply for {sentence!r} has no list of claims")
                 return claims
-        raise BuildError(redact(f"{self.name}: no reply for {sentence!r} from {self.base_url}: {last}",
-                                [key] if key else []))
+        raise BuildError(redact(f"{self.name}: no reply for {sentence!r} from {self.base_url}: {last}", secrets))
