@@ -29,7 +29,7 @@ import os
 import random
 import time
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 from typing import Any
 
 import httpx
@@ -56,14 +56,17 @@ class OpenAIChat(ModelAdapter):
                  timeout: float = 120.0, max_retries: int = 5, max_tokens: int = 1024,
                  backoff: float = 1.0, seed: int = 0):
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
-        self.model, self.base_urls = model, [u.rstrip("/") for u in urls]
+        self._url_secrets = [s for u in urls for s in url_secrets(u)]
+        # user:password@ travels as Basic authorization, never in a URL a log line or error may show
+        bare = [_without_userinfo(u.rstrip("/")) for u in urls]
+        self._auth = {u: auth for u, auth in bare if auth is not None}
+        self.model, self.base_urls = model, [u for u, _ in bare]
         self.base_url = self.base_urls[0]
         self._in_flight = dict.fromkeys(self.base_urls, 0)
         self._turn = 0
         self.api_key_env, self.timeout = api_key_env, timeout
         self.max_retries, self.max_tokens, self.backoff = max_retries, max_tokens, backoff
         self.max_retry_after = max_retry_after()
-        self._url_secrets = [s for u in self.base_urls for s in url_secrets(u)]
         self.spec = f"openai:{model}"
         self._jitter = random.Random(seed)
         self._client: httpx.AsyncClient | None = None
@@ -135,7 +138,8 @@ class OpenAIChat(ModelAdapter):
         limit = min(self.timeout, PREFLIGHT_TIMEOUT)
         try:
             async with httpx.AsyncClient(timeout=limit) as client:
-                resp = await asyncio.wait_for(client.get(f"{base_url}/models", headers=self._headers()), limit)
+                resp = await asyncio.wait_for(client.get(f"{base_url}/models", headers=self._headers(),
+                                                         auth=self._auth.get(base_url, httpx.USE_CLIENT_DEFAULT)), limit)
         except (httpx.TimeoutException, TimeoutError):
             raise ServerConfigError(self.redact(f"{safe_url(base_url)}: no reply within {limit:g} s")) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -166,7 +170,8 @@ class OpenAIChat(ModelAdapter):
             try:
                 # the whole request, body included, within the timeout (httpx's own is per read)
                 resp = await asyncio.wait_for(
-                    self._client.post(f"{url}/chat/completions", content=payload, headers=headers), self.timeout)
+                    self._client.post(f"{url}/chat/completions", content=payload, headers=headers,
+                                      auth=self._auth.get(url, httpx.USE_CLIENT_DEFAULT)), self.timeout)
                 if resp.status_code == 200:
                     return resp.json()["choices"][0]["message"]["content"] or ""
                 if resp.status_code in FATAL_STATUS:
@@ -200,6 +205,20 @@ def _data_url(path: str) -> str:
     """A PNG as a data URL, read for each request: reading and encoding a frame costs microseconds
     next to the request, and a frame re-rendered since the last request is sent as it is now."""
     return "data:image/png;base64," + base64.b64encode(read_png(path, "image")).decode()
+
+
+def _without_userinfo(url: str) -> tuple[str, httpx.BasicAuth | None]:
+    """``url`` without ``user:password@``, and those as Basic authorization (as httpx would
+    send them from the URL)."""
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:  # not a URL: preflight says so
+        return url, None
+    if "@" not in parts.netloc:
+        return url, None
+    bare = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
+    return bare, httpx.BasicAuth(unquote(user or ""), unquote(password or ""))
 
 
 def max_retry_after() -> float:
