@@ -52,6 +52,8 @@ CASES: dict[str, tuple[str, Item, str, Callable[[int], str]]] = {
                     _repeat("Frame 3: [10, 20, 30, 40]\n")),
     "unclosed-json": ("900 open brackets, then numbers that never close", BOX3D, "pixel",
                       _repeat("1, ", "[" * 900)),
+    "json-starts": ('{"a repeated: a JSON object starting every 3 characters, none valid', BOX3D, "pixel",
+                    _repeat('{"a')),
     "open-think": ("<think> repeated, never closed", YES_NO, "pixel", _repeat("<think> x ")),
     "open-ref": ("<|object_ref_start|> repeated, never closed, qwen2-vl profile", BOXES, "qwen2-vl",
                  _repeat("<|object_ref_start|> x ")),

@@ -333,6 +333,42 @@ def _old_json_values(text: str) -> list[tuple[int, Any]]:
     return out
 
 
+def _old_structured(text: str) -> tuple[Any, Any] | None:
+    objects = [v for _, v in _old_json_values(text) if isinstance(v, dict) and "answer" in v]
+    if objects:
+        return objects[-1]["answer"], objects[-1].get("bboxes")
+    for key in reversed(list(re.finditer(r'"answer"\s*:\s*', text))):
+        try:
+            return json.JSONDecoder().raw_decode(text, key.end())[0], None
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> Any:
+    roll = rng.random()
+    if depth > 3 or roll < 0.3:
+        return rng.choice([1, -2.5, 1e5, True, None, 's"x', "[{", "a" * rng.randint(0, 300), "\u00e9\n"])
+    if roll < 0.65:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 6))]
+    return {rng.choice(["answer", "bboxes", "k", "frame"]) + str(i): _random_json(rng, depth + 1)
+            for i in range(rng.randint(0, 6))} | ({"answer": _random_json(rng, 3)} if roll > 0.9 else {})
+
+
+def test_json_values_read_long_documents_exactly_as_before() -> None:
+    """Valid JSON of hundreds to thousands of characters (the reader's window grows over them),
+    cut short, nested in junk: the values found and the structured answer are as before."""
+    rng = random.Random(7)
+    for _ in range(400):
+        parts = []
+        for _ in range(rng.randint(1, 6)):
+            doc = json.dumps(_random_json(rng), indent=rng.choice([None, 1]))
+            parts.append(rng.choice([doc, doc[: rng.randint(0, len(doc))], "x ", "[", "{", '"answer": ', "Frame 3: "]))
+        text = "".join(parts)
+        assert list(json_values(text)) == _old_json_values(text), text
+        assert reply_mod._structured(text) == _old_structured(text), text
+
+
 def test_linear_readers_find_exactly_what_the_old_patterns_found() -> None:
     rng = random.Random(25)
     for _ in range(600):

@@ -63,7 +63,9 @@ _THOUGHT_BLOCK = re.compile(r"<unused94>.*?(?:<unused95>|$)", re.DOTALL)  # MedG
 _FENCE = re.compile(r"```[\w+-]*")
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _PHRASE = re.compile(r"\b(?:final\s+answer|answer)\**\s*(?:is\b\s*:?|:)", re.IGNORECASE)
-_JSON_START = re.compile(r"[{\[]")
+# an object or array whose first token can start one (JSON whitespace, then a key, a value or
+# the closing bracket): any other "{" or "[" fails at once, so it is not handed to the reader
+_JSON_START = re.compile(r'\{(?=[ \t\n\r]*["}])|\[(?=[ \t\n\r]*[\]\[{"\-0-9tfnNI])')
 _MARKDOWN = re.compile(r"[*`]")
 _ANSWER_KEY = re.compile(r'"answer"\s*:\s*')
 # a JSON string (to its closing quote, or to where the scan stops) or a bracket
@@ -97,8 +99,40 @@ def clean_reply(raw: str) -> str:
     return _BOXED.sub(r"\1", _FENCE.sub("", text)).strip()
 
 
+_OPENING = re.compile(r"[\[{]")
+_DECODER = json.JSONDecoder()
+_WINDOW = 256  # characters first read of a JSON value
+_MARGIN = 32  # more than any token the JSON reader looks ahead for (-Infinity, \uXXXX)
+
+
+def _decode(text: str, start: int) -> tuple[bool, Any, int]:
+    """``raw_decode(text, start)`` as (True, value, end) or (False, None, error offset).
+
+    The reader sees a window of the text that grows (fourfold) until its outcome cannot depend
+    on what lies beyond it, so one try costs time in proportion to what it reads, never to
+    ``start``: a JSONDecodeError counts the lines before its offset, which over a long reply
+    with a failing start at every bracket took quadratic time."""
+    size, total = _WINDOW, len(text)
+    while True:
+        whole = start + size >= total
+        trusted = size - _MARGIN  # a window's outcome before this offset is the whole text's
+        try:
+            value, end = _DECODER.scan_once(text[start:start + size], 0)
+            if whole or end <= trusted:
+                return True, value, start + end
+        except StopIteration as stop:  # no value where one must start ("Expecting value")
+            if whole or stop.value <= trusted:
+                return False, None, start + stop.value
+        except json.JSONDecodeError as exc:
+            if whole or (exc.pos <= trusted and not exc.msg.startswith("Unterminated string")):
+                return False, None, start + exc.pos
+        size *= 4
+
+
 def _open_at(text: str, start: int, stop: int) -> list[int]:
     """The brackets of the JSON prefix ``text[start:stop]`` still open at ``stop``."""
+    if _OPENING.search(text, start + 1, stop) is None:  # the common case: none but the first
+        return [start]
     stack: list[int] = []
     for m in _JSON_TOKEN.finditer(text, start, stop):
         token = m.group()
@@ -115,8 +149,8 @@ def json_values(text: str, failed: set[int] | None = None) -> Iterator[tuple[int
     Each ``{`` or ``[`` not inside a value already found is tried as a start. A start that
     fails at offset e fails every bracket still open at e with it (a nested value reads the
     same from its own start), so those are not read again: text such as ``[[[[1, 1, 1, ...``
-    costs linear time, not one pass per bracket. ``failed`` collects the starts known to fail."""
-    decoder = json.JSONDecoder()
+    costs linear time, not one pass per bracket (``_decode`` keeps each try in proportion
+    to what it reads). ``failed`` collects the starts known to fail."""
     doomed = set() if failed is None else failed
     pos = 0
     while (m := _JSON_START.search(text, pos)) is not None:
@@ -124,10 +158,9 @@ def json_values(text: str, failed: set[int] | None = None) -> Iterator[tuple[int
         if start in doomed:
             pos = start + 1
             continue
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError as exc:
-            doomed.update(_open_at(text, start, exc.pos))
+        ok, value, end = _decode(text, start)
+        if not ok:
+            doomed.update(_open_at(text, start, end))
             pos = start + 1
             continue
         yield start, value
@@ -168,10 +201,9 @@ def _structured(text: str) -> tuple[Any, Any] | None:
     for key in reversed(list(_ANSWER_KEY.finditer(text))):
         if key.end() in failed:  # an array or object already known not to close
             continue
-        try:
-            return json.JSONDecoder().raw_decode(text, key.end())[0], None
-        except json.JSONDecodeError:
-            continue
+        ok, value, _ = _decode(text, key.end())
+        if ok:
+            return value, None
     return None
 
 
