@@ -117,12 +117,9 @@ def _decode(text: str, start: int) -> tuple[bool, Any, int]:
         whole = start + size >= total
         trusted = size - _MARGIN  # a window's outcome before this offset is the whole text's
         try:
-            value, end = _DECODER.scan_once(text[start:start + size], 0)
+            value, end = _DECODER.raw_decode(text[start:start + size])
             if whole or end <= trusted:
                 return True, value, start + end
-        except StopIteration as stop:  # no value where one must start ("Expecting value")
-            if whole or stop.value <= trusted:
-                return False, None, start + stop.value
         except json.JSONDecodeError as exc:
             if whole or (exc.pos <= trusted and not exc.msg.startswith("Unterminated string")):
                 return False, None, start + exc.pos
