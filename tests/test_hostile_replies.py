@@ -413,3 +413,25 @@ def _unbounded(finder: Any, text: str) -> list[syntax.Found]:
     box, _ = finder._patterns()
     return [syntax.Found(m.start(), m.end(), [syntax._num(v) for v in values]) for m in box.finditer(text)
             for values in re.findall(rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]", m[1])]
+
+
+def test_the_report_extractor_keeps_url_credentials_and_cut_keys_out_of_its_errors(tmp_path, monkeypatch) -> None:
+    """``build reports --extractor openai:MODEL``: credentials in --base-url go as Basic
+    authorization, and its error line (HTTP 400 echoing the key across the 200-character cut)
+    holds neither them nor any part of the key."""
+    from voxqa.errors import BuildError
+    from voxqa.radreports.extract_openai import OpenAIExtractor
+
+    monkeypatch.setenv("VOXQA_CUT_KEY", SECRET)
+    password = "pw-7e1d-secret"
+    basic = base64.b64encode(f"alice:{password}".encode()).decode()
+    messages = []
+    with StubServer(lambda content: "{}", echo_auth=400, echo_text=_echo_across_the_cut) as srv:
+        for url, env in ((srv.url, "VOXQA_CUT_KEY"), (srv.url.replace("http://", f"http://alice:{password}@"), "NONE")):
+            with pytest.raises(BuildError) as err:
+                OpenAIExtractor("m", url, api_key_env=env, max_retries=0).extract("s", "The liver is enlarged.", "en")
+            messages.append(str(err.value))
+        assert [h["Authorization"] for h in srv.headers] == [f"Bearer {SECRET}", f"Basic {basic}"]
+    assert all("HTTP 400" in m for m in messages) and "bad key [REDA" in messages[0]
+    _no_part_of(SECRET, messages[0])
+    assert password not in messages[1] and basic not in messages[1] and "alice" not in messages[1]

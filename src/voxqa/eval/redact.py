@@ -62,6 +62,20 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without ``user:password@``, and those (decoded) for Basic authorization: an
+    HTTP client given the bare URL logs and reports no credentials."""
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:  # not a URL: whoever checks URLs says so
+        return url, None
+    if "@" not in parts.netloc:
+        return url, None
+    bare = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
+    return bare, (unquote(user or ""), unquote(password or ""))
+
+
 def url_secrets(url: str) -> list[str]:
     """The credentials ``url`` carries (the password, or a user name standing alone as a token;
     the Basic authorization an HTTP client makes of them; secret query values): masked

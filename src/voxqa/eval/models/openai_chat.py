@@ -29,7 +29,7 @@ import os
 import random
 import time
 from email.utils import parsedate_to_datetime
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from typing import Any
 
 import httpx
@@ -38,7 +38,7 @@ import orjson
 from voxqa.dataset.paths import read_png
 from voxqa.errors import InputError
 from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
-from voxqa.eval.redact import env_secrets, redact, safe_url, url_secrets
+from voxqa.eval.redact import env_secrets, redact, safe_url, split_credentials, url_secrets
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 
@@ -210,15 +210,8 @@ def _data_url(path: str) -> str:
 def _without_userinfo(url: str) -> tuple[str, httpx.BasicAuth | None]:
     """``url`` without ``user:password@``, and those as Basic authorization (as httpx would
     send them from the URL)."""
-    try:
-        parts = urlsplit(url)
-        user, password = parts.username, parts.password
-    except ValueError:  # not a URL: preflight says so
-        return url, None
-    if "@" not in parts.netloc:
-        return url, None
-    bare = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
-    return bare, httpx.BasicAuth(unquote(user or ""), unquote(password or ""))
+    bare, credentials = split_credentials(url)
+    return bare, httpx.BasicAuth(*credentials) if credentials is not None else None
 
 
 def max_retry_after() -> float:
