@@ -35,6 +35,7 @@ keyword for is no predicted keyword.
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
 import re
@@ -59,6 +60,9 @@ LABEL_KEYS = ("label", "keyword")
 #: Where a box written earlier on the same line ends: the words after it are the next box's.
 _BOX_END = re.compile(r".*[\]}>]", re.DOTALL)
 _EDGE = " \t:;,.-=*\"'`"
+#: How far before a box its keyword is looked for (bounded: a reply with thousands of boxes on
+#: one line is read in linear time).
+KEYWORD_SPAN = 200
 
 
 @dataclass(frozen=True)
@@ -94,9 +98,15 @@ def json_boxes(pos: int, value: Any, arity: int, frame: Any = None, top: bool = 
 
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:
-    for a, b in spans:
-        text = text[:a] + " " * (b - a) + text[b:]
-    return text
+    """``text`` with each span replaced by as many spaces, in one pass (spans may overlap)."""
+    parts, pos = [], 0
+    for a, b in sorted(spans):
+        if b > pos:
+            a = max(a, pos)
+            parts += [text[pos:a], " " * (b - a)]
+            pos = b
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def written_boxes(text: str, profile: Profile) -> list[Written]:
@@ -106,8 +116,9 @@ def written_boxes(text: str, profile: Profile) -> list[Written]:
     family = profile.foreign(text)
     if family is not None:
         raise ParseError(f"the reply writes boxes the way {family} does, but the profile is {profile.name}")
-    found = [Written(f.pos, f.values, label=f.label) for f in profile.find(text)]
-    spans = [(f.pos, f.end) for f in profile.find(text)]
+    own = profile.find(text)
+    found = [Written(f.pos, f.values, label=f.label) for f in own]
+    spans = [(f.pos, f.end) for f in own]
     if profile.space.arity == 4 and getattr(profile.space, "order", "xy") == "xy":
         for f in BBX.find(_blank(text, spans)):  # the sgmri profile's own syntax is read above
             x, y, w, h = f.values
@@ -128,14 +139,33 @@ def stored_frame(label: Any, ctx: ParseContext) -> int:
     return label - base
 
 
-def _frame_of(box: Written, text: str, ctx: ParseContext) -> int:
+class FrameMentions:
+    """The "Frame k" mentions of a text, found once: the last one before any offset in
+    logarithmic time (a reply with thousands of boxes is read in one pass, not one per box)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.found = list(_FRAME_MENTION.finditer(text))
+        self.ends = [m.end() for m in self.found]
+
+    def last_before(self, pos: int) -> re.Match[str] | None:
+        """What ``_FRAME_MENTION.finditer(text, 0, pos)`` finds last."""
+        i = bisect.bisect_right(self.ends, pos)
+        if i < len(self.found) and self.found[i].start() < pos:  # a mention across pos: read it as cut there
+            cut = list(_FRAME_MENTION.finditer(self.text, self.found[i].start(), pos))
+            if cut:
+                return cut[-1]
+        return self.found[i - 1] if i else None
+
+
+def _frame_of(box: Written, mentions: FrameMentions, ctx: ParseContext) -> int:
     """The box's own frame, else the last "Frame k" before it (both as labelled), else the
     only image's frame."""
     if box.frame is not None:
         return stored_frame(box.frame, ctx)
-    mentions = list(_FRAME_MENTION.finditer(text, 0, box.pos))
-    if mentions:
-        return stored_frame(int(mentions[-1][1]), ctx)
+    mention = mentions.last_before(box.pos)
+    if mention:
+        return stored_frame(int(mention[1]), ctx)
     frame = ctx.only_frame()
     if frame is None:
         raise ParseError(f"box {box.values} has no frame and the item shows several images")
@@ -150,7 +180,7 @@ def _named(box: Written, text: str) -> str | None:
         return box.label.strip(_EDGE)
     if not box.top:
         return None
-    before = text[text.rfind("\n", 0, box.pos) + 1:box.pos]
+    before = text[max(text.rfind("\n", 0, box.pos) + 1, box.pos - KEYWORD_SPAN):box.pos]
     if (end := _BOX_END.match(before)) is not None:
         before = before[end.end():]
     words = " ".join(_FRAME_MENTION.sub(" ", before).split()).strip(_EDGE)
@@ -258,8 +288,9 @@ class Boxes(AnswerType):
             raise ParseError("no box found")
         out: list[dict[str, Any]] = []
         keywords = grounds_keywords(ctx.item)
+        mentions = FrameMentions(text)
         for box in written:
-            frame = _frame_of(box, text, ctx)
+            frame = _frame_of(box, mentions, ctx)
             if ctx.profile.answer_form == "points":
                 out.append({"frame": frame, "point": _point(box.values, frame, ctx)})
             else:

@@ -21,7 +21,9 @@ from voxqa.boxes.profiles import Profile
 from voxqa.eval.metrics.statistics import set_prf
 from voxqa.schema import Item
 
-_FRAME_RANGE = re.compile(r"(\d+)\s*(?:-|–|—|\bto\b|\bthrough\b)\s*(\d+)", re.IGNORECASE)
+# a range starts where a run of digits starts (matching from inside a run could only repeat
+# the run's own attempt: without the look-behind a long digit run took quadratic time)
+_FRAME_RANGE = re.compile(r"(?<!\d)(\d+)\s*(?:-|–|—|\bto\b|\bthrough\b)\s*(\d+)", re.IGNORECASE)
 _INT = re.compile(r"\b\d+\b")
 _DECIMAL = re.compile(r"\d\.\d")
 MAX_RANGE = 10_000  # frames in one range; more is a misread, not a volume
@@ -33,8 +35,10 @@ def _range(first: int, last: int) -> range:
     return range(first, last + 1)
 
 
-_CONTEXT_COUNT = re.compile(r"\([^()]*\b(?:of|out of|total)\b[^()]*\)|\b(?:out\s+)?of\s+\d+\s+(?:frames|slices|images)\b",
-                            re.IGNORECASE)
+# the look-ahead first checks that the parenthesis closes, so an unclosed "(of of of ..." is
+# refused in one pass instead of once per "of"
+_CONTEXT_COUNT = re.compile(r"\((?=[^()]*\))[^()]*\b(?:of|out of|total)\b[^()]*\)"
+                            r"|\b(?:out\s+)?of\s+\d+\s+(?:frames|slices|images)\b", re.IGNORECASE)
 
 
 class Frames(AnswerType):

@@ -1,6 +1,8 @@
 """Reading a model's reply down to its answer: the part of parsing every answer type shares.
 
-Every reply is first reduced to its answer (``read_reply``):
+Every reply is first reduced to its answer (``read_reply``); at most ``MAX_REPLY_CHARS``
+characters of it (after chain-of-thought blocks are dropped) are read, the rest is cut off
+and the ``Reply`` says so (``truncated``). Every step takes time linear in the reply's length.
 
 1. ``<think>...</think>`` and MedGemma's ``<unused94>thought ... <unused95>`` blocks are dropped, as is everything up to a ``</think>`` whose
    ``<think>`` was in the prompt and everything after an unclosed ``<think>`` (a truncated
@@ -21,6 +23,7 @@ Each answer type (``voxqa.answers``) then reads its value from the ``Reply`` wit
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from typing import Any
 
 from voxqa.anatomy.knee import MOAKS_WRAPPERS
 from voxqa.boxes.profiles import Profile
-from voxqa.errors import VoxqaError
+from voxqa.errors import InputError, VoxqaError
 from voxqa.schema import Item
 
 Number = int | float
@@ -38,21 +41,56 @@ class ParseError(VoxqaError, ValueError):
     """Why a reply holds no answer of the expected type (becomes ``ParseResult.error``)."""
 
 
+#: characters of a reply (chain of thought dropped) that are read; ``VOXQA_MAX_REPLY_CHARS``
+#: overrides. A reply beyond it is read from its start, and recorded as truncated.
+MAX_REPLY_CHARS = 64 * 1024
+
+
+def max_reply_chars() -> int:
+    """``MAX_REPLY_CHARS``, or ``VOXQA_MAX_REPLY_CHARS`` when set (a positive integer)."""
+    value = os.environ.get("VOXQA_MAX_REPLY_CHARS")
+    if value is None:
+        return MAX_REPLY_CHARS
+    if not value.strip().isdigit() or int(value) < 1:
+        raise InputError(f"VOXQA_MAX_REPLY_CHARS={value!r} is not a positive number of characters")
+    return int(value)
+
+
 # --- reducing a reply to its answer -----------------------------------------------------------
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 _THOUGHT_BLOCK = re.compile(r"<unused94>.*?(?:<unused95>|$)", re.DOTALL)  # MedGemma's thinking
 _FENCE = re.compile(r"```[\w+-]*")
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _PHRASE = re.compile(r"\b(?:final\s+answer|answer)\**\s*(?:is\b\s*:?|:)", re.IGNORECASE)
-_JSON_START = re.compile(r"[{\[]")
+# an object or array whose first token can start one (JSON whitespace, then a key, a value or
+# the closing bracket): any other "{" or "[" fails at once, so it is not handed to the reader
+_JSON_START = re.compile(r'\{(?=[ \t\n\r]*["}])|\[(?=[ \t\n\r]*[\]\[{"\-0-9tfnNI])')
 _MARKDOWN = re.compile(r"[*`]")
 _ANSWER_KEY = re.compile(r'"answer"\s*:\s*')
+# a JSON string (to its closing quote, or to where the scan stops) or a bracket
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
+
+
+def _drop_think_blocks(text: str) -> str:
+    """``text`` without ``<think>...</think>`` blocks (any case): each opening tag with the first
+    closing one after it. Once an opening tag has no closing one after it, no later one has,
+    so the scan stops there: linear time however many tags a reply repeats."""
+    kept, pos = [], 0
+    while (opening := _THINK_OPEN.search(text, pos)) is not None:
+        closing = _THINK_CLOSE.search(text, opening.end())
+        if closing is None:
+            break
+        kept.append(text[pos:opening.start()])
+        pos = closing.end()
+    kept.append(text[pos:])
+    return "".join(kept)
 
 
 def clean_reply(raw: str) -> str:
     """``raw`` without chain-of-thought, code fences and ``\\boxed{}``, stripped."""
-    text = _THINK_BLOCK.sub("", _THOUGHT_BLOCK.sub("", raw))
+    text = _drop_think_blocks(_THOUGHT_BLOCK.sub("", raw))
     closing = text.lower().rfind("</think>")
     if closing >= 0:  # the <think> was part of the prompt (chat templates that open it)
         text = text[closing + len("</think>"):]
@@ -62,17 +100,68 @@ def clean_reply(raw: str) -> str:
     return _BOXED.sub(r"\1", _FENCE.sub("", text)).strip()
 
 
-def json_values(text: str) -> Iterator[tuple[int, Any]]:
-    """Every top-level JSON object or array embedded in ``text``, with its start offset."""
-    decoder = json.JSONDecoder()
+_OPENING = re.compile(r"[\[{]")
+_DECODER = json.JSONDecoder()
+_WINDOW = 256  # characters first read of a JSON value
+_MARGIN = 32  # more than any token the JSON reader looks ahead for (-Infinity, \uXXXX)
+
+
+def _decode(text: str, start: int) -> tuple[bool, Any, int]:
+    """``raw_decode(text, start)`` as (True, value, end) or (False, None, error offset).
+
+    The reader sees a window of the text that grows (fourfold) until its outcome cannot depend
+    on what lies beyond it, so one try costs time in proportion to what it reads, never to
+    ``start``: a JSONDecodeError counts the lines before its offset, which over a long reply
+    with a failing start at every bracket took quadratic time."""
+    size, total = _WINDOW, len(text)
+    while True:
+        whole = start + size >= total
+        trusted = size - _MARGIN  # a window's outcome before this offset is the whole text's
+        try:
+            value, end = _DECODER.raw_decode(text[start:start + size])
+            if whole or end <= trusted:
+                return True, value, start + end
+        except json.JSONDecodeError as exc:
+            if whole or (exc.pos <= trusted and not exc.msg.startswith("Unterminated string")):
+                return False, None, start + exc.pos
+        size *= 4
+
+
+def _open_at(text: str, start: int, stop: int) -> list[int]:
+    """The brackets of the JSON prefix ``text[start:stop]`` still open at ``stop``."""
+    if _OPENING.search(text, start + 1, stop) is None:  # the common case: none but the first
+        return [start]
+    stack: list[int] = []
+    for m in _JSON_TOKEN.finditer(text, start, stop):
+        token = m.group()
+        if token in "[{":
+            stack.append(m.start())
+        elif token in "]}" and stack:
+            stack.pop()
+    return stack
+
+
+def json_values(text: str, failed: set[int] | None = None) -> Iterator[tuple[int, Any]]:
+    """Every top-level JSON object or array embedded in ``text``, with its start offset.
+
+    Each ``{`` or ``[`` not inside a value already found is tried as a start. A start that
+    fails at offset e fails every bracket still open at e with it (a nested value reads the
+    same from its own start), so those are not read again: text such as ``[[[[1, 1, 1, ...``
+    costs linear time, not one pass per bracket (``_decode`` keeps each try in proportion
+    to what it reads). ``failed`` collects the starts known to fail."""
+    doomed = set() if failed is None else failed
     pos = 0
     while (m := _JSON_START.search(text, pos)) is not None:
-        try:
-            value, end = decoder.raw_decode(text, m.start())
-        except json.JSONDecodeError:
-            pos = m.start() + 1
+        start = m.start()
+        if start in doomed:
+            pos = start + 1
             continue
-        yield m.start(), value
+        ok, value, end = _decode(text, start)
+        if not ok:
+            doomed.update(_open_at(text, start, end))
+            pos = start + 1
+            continue
+        yield start, value
         pos = end
 
 
@@ -89,6 +178,7 @@ class Reply:
     answer: str
     explicit: bool
     bboxes: Any = None
+    truncated: bool = False  # only the reply's first ``MAX_REPLY_CHARS`` were read
 
     def scope(self) -> str:
         """Where a short answer is read: the first non-empty line of an explicit answer, else
@@ -102,28 +192,42 @@ class Reply:
 def _structured(text: str) -> tuple[Any, Any] | None:
     """(answer, bboxes) of the last JSON object with an "answer" key; else of a structured
     reply cut off after its answer (a long ``bboxes`` list hitting the token limit)."""
-    objects = [v for _, v in json_values(text) if isinstance(v, dict) and "answer" in v]
+    failed: set[int] = set()
+    objects = [v for _, v in json_values(text, failed) if isinstance(v, dict) and "answer" in v]
     if objects:
         return objects[-1]["answer"], objects[-1].get("bboxes")
     for key in reversed(list(_ANSWER_KEY.finditer(text))):
-        try:
-            return json.JSONDecoder().raw_decode(text, key.end())[0], None
-        except json.JSONDecodeError:
+        if key.end() in failed:  # an array or object already known not to close
             continue
+        ok, value, _ = _decode(text, key.end())
+        if ok:
+            return value, None
     return None
+
+
+def bounded_reply(raw: str, limit: int | None = None) -> tuple[str, bool]:
+    """``clean_reply(raw)``, cut to its first ``limit`` (``max_reply_chars()``) characters, and
+    whether it was cut."""
+    text = clean_reply(raw)
+    limit = max_reply_chars() if limit is None else limit
+    return (text[:limit], True) if len(text) > limit else (text, False)
 
 
 def read_reply(raw: str) -> Reply:
     """``raw`` reduced to its answer (see the module docstring)."""
-    text = clean_reply(raw)
+    return reduce_reply(*bounded_reply(raw))
+
+
+def reduce_reply(text: str, truncated: bool = False) -> Reply:
+    """A cleaned reply (``bounded_reply``) reduced to its answer."""
     structured = _structured(text)
     if structured is not None:
         answer, bboxes = structured
-        return Reply(text, answer if isinstance(answer, str) else json.dumps(answer), True, bboxes)
+        return Reply(text, answer if isinstance(answer, str) else json.dumps(answer), True, bboxes, truncated)
     phrases = list(_PHRASE.finditer(text))
     if phrases:
-        return Reply(text, text[phrases[-1].end():].strip(), True)
-    return Reply(text, text, False)
+        return Reply(text, text[phrases[-1].end():].strip(), True, truncated=truncated)
+    return Reply(text, text, False, truncated=truncated)
 
 
 # --- a benchmark's own reply JSON ------------------------------------------------------------

@@ -9,10 +9,15 @@ JSON reader for every profile; ``JsonBox`` only writes them.
 
 ``MARKERS`` are the tokens that identify a family's syntax beyond doubt, so a reply written
 in another family's form is refused instead of read in the wrong space.
+
+Every ``find`` takes time linear in the text's length, whatever the text repeats: no pattern
+is tried again from inside a run it has already scanned (an opening tag without its closing
+one, prose without a tag, a run of spaces), and labels are sought back only to the previous box.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Sequence
@@ -71,12 +76,52 @@ class JsonBox:
         return []
 
 
-_QWEN_TOKENS = re.compile(
-    rf"(?:<\|object_ref_start\|>(?P<label>.*?)<\|object_ref_end\|>)?\s*"
-    rf"<\|box_start\|>\s*\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*,\s*\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*<\|box_end\|>",
-    re.DOTALL,
-)
+_QWEN_REF = ("<|object_ref_start|>", "<|object_ref_end|>")
+# a box with the spaces before it, from where they start (never from inside the run of spaces)
+_QWEN_BOX = re.compile(
+    rf"(?<!\s)\s*<\|box_start\|>\s*\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*,\s*\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*<\|box_end\|>")
 _QWEN_DECODED = re.compile(rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*,\s*\(\s*({NUM})\s*,\s*({NUM})\s*\)")
+
+
+def _occurrences(text: str, needle: str) -> list[int]:
+    found, i = [], text.find(needle)
+    while i >= 0:
+        found.append(i)
+        i = text.find(needle, i + len(needle))
+    return found
+
+
+def _qwen_tokens(text: str) -> list[tuple[int, int, list[str], str | None]]:
+    """(start, end, numbers, label) of every ``[<|object_ref_start|>label<|object_ref_end|>]
+    <|box_start|>(x1,y1),(x2,y2)<|box_end|>``, exactly as the regular expression
+    ``(?:REF_START(.*?)REF_END)?\\s*BOX`` finds them left to right (a label runs from a
+    reference start to the first reference end that a box follows), in linear time."""
+    boxes = list(_QWEN_BOX.finditer(text))
+    box_at = {m.start(): m for m in boxes}  # keyed by where the spaces before the box start
+    opens = _occurrences(text, _QWEN_REF[0])
+    closes = [c for c in _occurrences(text, _QWEN_REF[1]) if c + len(_QWEN_REF[1]) in box_at]
+    found: list[tuple[int, int, list[str], str | None]] = []
+    pos = b = o = c = 0
+    while True:
+        while b < len(boxes) and boxes[b].start() < pos:
+            b += 1
+        while o < len(opens) and opens[o] < pos:
+            o += 1
+        labelled = None
+        if o < len(opens):
+            c = bisect.bisect_left(closes, opens[o] + len(_QWEN_REF[0]), c)
+            if c < len(closes):
+                labelled = opens[o]
+        if labelled is None and b == len(boxes):
+            return found
+        if labelled is not None and (b == len(boxes) or labelled < boxes[b].start()):
+            close = closes[c]
+            m = box_at[close + len(_QWEN_REF[1])]
+            found.append((labelled, m.end(), list(m.groups()), text[labelled + len(_QWEN_REF[0]):close]))
+        else:
+            m = boxes[b]
+            found.append((m.start(), m.end(), list(m.groups()), None))
+        pos = m.end()
 
 
 @dataclass(frozen=True)
@@ -90,17 +135,37 @@ class QwenBoxTokens:
         return f"{ref}<|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>"
 
     def find(self, text: str) -> list[Found]:
-        found = [Found(m.start(), m.end(), [_num(g) for g in m.groups()[1:]], m["label"])
-                 for m in _QWEN_TOKENS.finditer(text)]
-        blanked = _QWEN_TOKENS.sub(lambda m: " " * len(m[0]), text)
+        tokens = _qwen_tokens(text)
+        found = [Found(a, b, [_num(g) for g in values], label) for a, b, values, label in tokens]
+        parts, pos = [], 0  # the tokens blanked, so their numbers are not read again as decoded text
+        for a, b, _, _ in tokens:
+            parts += [text[pos:a], " " * (b - a)]
+            pos = b
+        blanked = "".join(parts) + text[pos:]
         found += [Found(m.start(), m.end(), [_num(g) for g in m.groups()]) for m in _QWEN_DECODED.finditer(blanked)]
         return sorted(found, key=lambda f: f.pos)
 
 
-def _label_before(text: str, pos: int, pattern: re.Pattern[str]) -> str | None:
-    """The label a ``pattern`` (one group) closes right before ``pos``, if any."""
-    m = pattern.search(text[:pos].rstrip())
-    return m[1].strip() if m else None
+def _label_before(text: str, start: int, pos: int, tags: tuple[str, str]) -> str | None:
+    """The label a tag pair (``<ref>``, ``</ref>``) closes right before ``pos`` (spaces
+    between allowed), sought back no further than ``start`` (the previous box's end)."""
+    opening, closing = tags
+    end = pos
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end - len(closing) < start or not text.startswith(closing, end - len(closing)):
+        return None
+    at = text.rfind(opening, start, end - len(closing))
+    return text[at + len(opening):end - len(closing)].strip() if at >= 0 else None
+
+
+def _last_end(text: str, pattern: re.Pattern[str]) -> int:
+    """Where the last match of ``pattern`` ends (0 without one): no match of a pattern ending
+    in it can end later, so scans stop there instead of at the end of the text."""
+    end = 0
+    for m in pattern.finditer(text):
+        end = m.end()
+    return end
 
 
 @dataclass(frozen=True)
@@ -113,25 +178,26 @@ class TaggedList:
     box: tuple[str, str]
 
     def _patterns(self) -> tuple[re.Pattern[str], re.Pattern[str]]:
-        (r0, r1), (b0, b1) = (map(re.escape, self.ref)), (map(re.escape, self.box))
-        return re.compile(rf"{r0}(.*?){r1}$", re.DOTALL), re.compile(rf"{b0}\s*(\[.*?\])\s*{b1}", re.DOTALL)
+        """The box (``<box>[...]</box>``) and its end (``]</box>``)."""
+        b0, b1 = map(re.escape, self.box)
+        return re.compile(rf"{b0}\s*(\[.*?\])\s*{b1}", re.DOTALL), re.compile(rf"\]\s*{b1}")
 
     def write(self, values: Sequence[Number], label: str | None = None) -> str:
         ref = f"{self.ref[0]}{label}{self.ref[1]}" if label else ""
         return f"{ref}{self.box[0]}[{json.dumps(list(values))}]{self.box[1]}"
 
     def find(self, text: str) -> list[Found]:
-        ref, box = self._patterns()
-        found = []
-        for m in box.finditer(text):
-            label = _label_before(text, m.start(), ref)
+        box, box_end = self._patterns()
+        found, previous = [], 0
+        for m in box.finditer(text, 0, _last_end(text, box_end)):
+            label = _label_before(text, previous, m.start(), self.ref)
+            previous = m.end()
             for values in re.findall(rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]", m[1]):
                 found.append(Found(m.start(), m.end(), [_num(v) for v in values], label))
         return found
 
 
 _MINICPM = re.compile(rf"<box>\s*({NUM})\s+({NUM})\s+({NUM})\s+({NUM})\s*</box>")
-_REF = re.compile(r"<ref>(.*?)</ref>$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -143,11 +209,15 @@ class SpacedBox:
         return f"{ref}<box>{' '.join(_fmt(v) for v in values)}</box>"
 
     def find(self, text: str) -> list[Found]:
-        return [Found(m.start(), m.end(), [_num(g) for g in m.groups()], _label_before(text, m.start(), _REF))
-                for m in _MINICPM.finditer(text)]
+        found, previous = [], 0
+        for m in _MINICPM.finditer(text):
+            found.append(Found(m.start(), m.end(), [_num(g) for g in m.groups()],
+                               _label_before(text, previous, m.start(), ("<ref>", "</ref>"))))
+            previous = m.end()
+        return found
 
 
-_FLORENCE = re.compile(r"([^<>]*?)<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
+_FLORENCE = re.compile(r"<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
 
 
 @dataclass(frozen=True)
@@ -158,8 +228,14 @@ class FlorenceLocs:
         return (label or "") + "".join(f"<loc_{int(v)}>" for v in values)
 
     def find(self, text: str) -> list[Found]:
-        return [Found(m.start(2) - 5, m.end(), [int(g) for g in m.groups()[1:]], m[1].strip() or None)
-                for m in _FLORENCE.finditer(text)]
+        """Each box with its label: the text before it back to the previous tag or box (what
+        ``([^<>]*?)<loc_..>`` matches, without trying that pattern from every character)."""
+        found, previous = [], 0
+        for m in _FLORENCE.finditer(text):
+            start = max(previous, text.rfind("<", previous, m.start()) + 1, text.rfind(">", previous, m.start()) + 1)
+            found.append(Found(m.start(), m.end(), [int(g) for g in m.groups()], text[start:m.start()].strip() or None))
+            previous = m.end()
+        return found
 
 
 _PALIGEMMA = re.compile(r"(?<!bbox=)(?<!\d>)<loc(\d{4})><loc(\d{4})><loc(\d{4})><loc(\d{4})>\s*([^;<>\n]*)")
@@ -179,7 +255,6 @@ class PaliGemmaLocs:
 
 _KOSMOS_OBJECT = re.compile(r"<object>(.*?)</object>", re.DOTALL)
 _KOSMOS_PAIR = re.compile(r"<patch_index_(\d+)>\s*<patch_index_(\d+)>")
-_PHRASE = re.compile(r"<phrase>(.*?)</phrase>$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -193,9 +268,10 @@ class KosmosPatches:
         return f"{phrase}<object><patch_index_{ul:04d}><patch_index_{lr:04d}></object>"
 
     def find(self, text: str) -> list[Found]:
-        found = []
-        for m in _KOSMOS_OBJECT.finditer(text):
-            label = _label_before(text, m.start(), _PHRASE)
+        found, previous = [], 0
+        for m in _KOSMOS_OBJECT.finditer(text, 0, text.rfind("</object>") + len("</object>")):
+            label = _label_before(text, previous, m.start(), ("<phrase>", "</phrase>"))
+            previous = m.end()
             found += [Found(m.start(), m.end(), [int(p[0]), int(p[1])], label) for p in _KOSMOS_PAIR.findall(m[1])]
         return found
 
@@ -251,9 +327,39 @@ class BbxTags:
         return [Found(m.start(), m.end(), [_num(g) for g in m.groups()]) for m in _BBX.finditer(text)]
 
 
-_MOLMO_POINT = re.compile(r'<point\s+x="([^"]+)"\s+y="([^"]+)"[^>]*>(.*?)</point>', re.DOTALL)
-_MOLMO_POINTS = re.compile(r"<points\s+([^>]*)>(.*?)</points>", re.DOTALL)
+# the start of ``<point x="X" y="Y" ...>label</point>`` and of ``<points x1="" ...>label</points>``
+_MOLMO_POINT = re.compile(r'<point\s+x="([^"]+)"\s+y="([^"]+)"')
+_MOLMO_POINTS = re.compile(r"<points\s+")
 _MOLMO_COORD = re.compile(r'\b([xy])(\d+)="([^"]+)"')
+
+
+class _Next:
+    """The first ``needle`` at or after an offset, for offsets that only grow: each stretch of
+    text is searched once, however many tags share it (linear, not one search per tag)."""
+
+    def __init__(self, text: str, needle: str):
+        self.text, self.needle = text, needle
+        self.since, self.at = 0, text.find(needle)  # the first needle at or after ``since`` (-1: none)
+
+    def __call__(self, pos: int) -> int:
+        if pos < self.since or (self.at >= 0 and pos > self.at):
+            self.since, self.at = pos, self.text.find(self.needle, pos)
+        return self.at
+
+
+def _molmo_tags(text: str, head: re.Pattern[str], closing: str) -> list[tuple[re.Match[str], int, int]]:
+    """(head, end of its opening tag, start of its closing tag) of every ``head ... > label
+    closing``, as ``head[^>]*>(.*?)closing`` finds them left to right, in linear time."""
+    gt, close = _Next(text, ">"), _Next(text, closing)
+    found, pos = [], 0
+    while (m := head.search(text, pos)) is not None:
+        tag_end = gt(m.end())
+        end = close(tag_end + 1) if tag_end >= 0 else -1
+        if end < 0:  # no later tag can close either
+            break
+        found.append((m, tag_end, end))
+        pos = end + len(closing)
+    return found
 
 
 @dataclass(frozen=True)
@@ -267,14 +373,14 @@ class MolmoPoints:
         return f'<point x="{x}" y="{y}" alt="{text}">{text}</point>'
 
     def find(self, text: str) -> list[Found]:
-        found = [Found(m.start(), m.end(), [float(m[1]), float(m[2])], m[3].strip() or None)
-                 for m in _MOLMO_POINT.finditer(text)]
-        for m in _MOLMO_POINTS.finditer(text):
+        found = [Found(m.start(), end + len("</point>"), [float(m[1]), float(m[2])], text[tag_end + 1:end].strip() or None)
+                 for m, tag_end, end in _molmo_tags(text, _MOLMO_POINT, "</point>")]
+        for m, tag_end, end in _molmo_tags(text, _MOLMO_POINTS, "</points>"):
             coords: dict[str, dict[str, float]] = {}
-            for axis, k, v in _MOLMO_COORD.findall(m[1]):
+            for axis, k, v in _MOLMO_COORD.findall(text, m.end(), tag_end):
                 coords.setdefault(k, {})[axis] = float(v)
-            label = m[2].strip() or None
-            found += [Found(m.start(), m.end(), [c["x"], c["y"]], label)
+            label = text[tag_end + 1:end].strip() or None
+            found += [Found(m.start(), end + len("</points>"), [c["x"], c["y"]], label)
                       for k, c in sorted(coords.items(), key=lambda kv: int(kv[0])) if {"x", "y"} <= c.keys()]
         return sorted(found, key=lambda f: f.pos)
 
@@ -295,7 +401,7 @@ class RadGrounderTags:
 
     def find(self, text: str) -> list[Found]:
         return [Found(m.start(), m.end(), [int(g) for g in m.groups()[:4]], m[5].strip() or None)
-                for m in _RADGROUNDER.finditer(text)]
+                for m in _RADGROUNDER.finditer(text, 0, text.rfind("</p>") + len("</p>"))]
 
 
 # Tokens that belong to exactly one family's syntax (profile names): a reply containing

@@ -16,8 +16,9 @@ position, and one judge that dropped three items shifted every later verdict (pu
 accuracies moved by up to 0.009). With ``batch`` > 1 a judge grades several items in one
 request and its reply names each verdict's item (voxqa: ``{"id", "correct"}``; ct-spatialvqa:
 ``{"index", "is_correct"}``, the item's number in the request); a reply that leaves an item
-out, answers an id it was not asked, or cannot be read, and a request that fails, is a
-recorded failure of that judge for that item: the item gets no jury score (None, left out
+out, answers an id it was not asked, or cannot be read (not text, nested past the JSON
+depth, ...), and a request that fails (broken gzip, a timeout, ...), is a recorded failure
+of that judge for that item: the item gets no jury score (None, left out
 of the means) and its failures are listed, instead of the item silently taking a
 neighbour's verdict. Failures are not cached, so re-scoring asks again.
 """
@@ -35,7 +36,7 @@ import orjson
 
 from voxqa.errors import InputError
 from voxqa.eval.jury_protocols import PROTOCOLS, VOXQA, Case, JuryProtocol
-from voxqa.eval.models.base import PermanentError
+from voxqa.eval.models.base import ServerConfigError
 from voxqa.eval.models.openai_chat import OpenAIChat
 from voxqa.eval.prompts import Prompt
 from voxqa.fileio import JsonlAppender, read_own
@@ -103,8 +104,12 @@ class Jury:
         try:
             async with gate:
                 reply = await judge.answer(Prompt(item_id=next(iter(cases)), parts=(("text", text),), target=""), None)
-        except (PermanentError, RuntimeError) as exc:
-            return dict.fromkeys(cases, f"{judge.spec}: request failed ({exc})")
+        except ServerConfigError:  # the judges' server cannot judge at all: scoring stops
+            raise
+        except Exception as exc:  # any other failure is these items' (not cached: asked again)
+            return dict.fromkeys(cases, judge.redact(f"{judge.spec}: request failed ({type(exc).__name__}: {exc})"))
+        if not isinstance(reply, str):  # e.g. a JSON number or list as the content
+            return dict.fromkeys(cases, f"{judge.spec}: the reply is a {type(reply).__name__}, not text")
         found = self.protocol.read(reply, list(cases), batched)
         verdicts: dict[str, bool | str] = {}
         for item_id, case in cases.items():

@@ -12,7 +12,9 @@ exactly what the exports teach a model to write (``voxqa.conversation``: ``{"rea
 (``voxqa.eval.prompts``) and the common free-text habits of vision-language models. It never
 guesses: a box is read in the profile's own form and space (``voxqa.boxes.profiles``; never
 inferred from the numbers' size, and another family's form is refused), and a reply naming
-two different answers fails.
+two different answers fails. Parsing takes time linear in the reply's length, and reads at
+most ``voxqa.answers.reply.MAX_REPLY_CHARS`` of it (``ParseResult.truncated`` says when a
+reply was longer).
 """
 
 from __future__ import annotations
@@ -22,18 +24,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxqa.answers import ANSWER_TYPES
-from voxqa.answers.reply import Number, ParseContext, ParseError, read_released, read_reply
+from voxqa.answers.reply import (Number, ParseContext, ParseError, bounded_reply, max_reply_chars, read_released,
+                                 reduce_reply)
 from voxqa.boxes.profiles import get_profile
 from voxqa.schema import Item
 
 
 @dataclass(frozen=True)
 class ParseResult:
-    """A reply read as the item's answer type: ``value`` when ``ok``, else ``error`` says why."""
+    """A reply read as the item's answer type: ``value`` when ``ok``, else ``error`` says why;
+    ``truncated`` when only the reply's first ``MAX_REPLY_CHARS`` were read."""
 
     ok: bool
     value: Any = None
     error: str | None = None
+    truncated: bool = False
 
 
 def parse_answer(
@@ -49,12 +54,17 @@ def parse_answer(
     """
     ctx = ParseContext(item, get_profile(profile), frame_size, volume_box)
     kind = ANSWER_TYPES[item.answer.type]
+    text, truncated, limit = "", False, max_reply_chars()  # a bad VOXQA_MAX_REPLY_CHARS is the caller's error
     try:
-        reply = read_reply(raw or "")
+        text, truncated = bounded_reply(raw or "", limit)
+        reply = reduce_reply(text, truncated)
         if item.json_path:  # the question stated its own reply JSON (3DReasonKnee's templates)
             reply = read_released(reply, item.json_path, kind.released_text)
-        return ParseResult(True, kind.parse(reply, ctx))
+        return ParseResult(True, kind.parse(reply, ctx), truncated=truncated)
     except ParseError as exc:
-        return ParseResult(False, None, str(exc))
+        error = str(exc)
     except (RecursionError, ValueError, TypeError, OverflowError) as exc:  # text no reader expected
-        return ParseResult(False, None, f"unreadable reply ({type(exc).__name__}: {exc})")
+        error = f"unreadable reply ({type(exc).__name__}: {exc})"
+    if truncated:
+        error += f" (only the reply's first {len(text)} characters were read)"
+    return ParseResult(False, None, error, truncated)

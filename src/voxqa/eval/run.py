@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ LOCK = "run.lock"  # held while an eval writes the folder
 CONTROLS_DIR = "controls"  # the control images a run made (blank, mirrored)
 FLUSH_EVERY = 16  # lines between fsyncs
 FLUSH_SECONDS = 2.0
+INLINE_PARSE_CHARS = 8192  # replies up to this long are parsed on the event loop (a few ms at most)
 
 
 @dataclass(frozen=True)
@@ -294,9 +296,13 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress, hel
                                   "raw": raw, "parsed": None, "parse_ok": False, "parse_error": None,
                                   "error": error, "seconds": round(time.monotonic() - t0, 3)}
         if raw is not None:
-            parsed = parse_answer(raw, shown, cfg.profile, frame_size=frame_sizes[item.study_id],
-                                  volume_box=volume_box_reader(profile, studies[item.study_id], item))
+            parse = partial(parse_answer, raw, shown, cfg.profile, frame_size=frame_sizes[item.study_id],
+                            volume_box=volume_box_reader(profile, studies[item.study_id], item))
+            # a long reply is read on a worker thread: the requests in flight go on meanwhile
+            parsed = await asyncio.to_thread(parse) if len(raw) > INLINE_PARSE_CHARS else parse()
             record.update(parsed=parsed.value, parse_ok=parsed.ok, parse_error=parsed.error)
+            if parsed.truncated:  # only the reply's first MAX_REPLY_CHARS were read
+                record["parse_truncated"] = True
         writer.write(record)
         counts[record["status"]] += 1
 

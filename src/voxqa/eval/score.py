@@ -32,6 +32,7 @@ from voxqa.dataset.folder import ITEMS, read_items, read_studies
 from voxqa.errors import InputError, MissingFileError, VoxqaError
 from voxqa.eval.controls import mirror_item
 from voxqa.eval.jury import Jury
+from voxqa.eval.redact import safe_identity
 from voxqa.eval.metrics.aggregate import aggregate, all_groups
 from voxqa.eval.metrics.items import score_item
 from voxqa.eval.metrics.statistics import holm, wilson
@@ -335,7 +336,7 @@ def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = Fals
     results = results_of(sr)
     if jury is not None:
         results["jury"] = jury.describe()
-    results["run"] = sr.identity
+    results["run"] = safe_identity(sr.identity)  # no URL credentials, even from an older run.json
     results["answered"] = status.count("ok")
     results["failed"] = failed
     results["missing"] = missing

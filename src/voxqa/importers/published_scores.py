@@ -34,7 +34,7 @@ import functools
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,7 +131,6 @@ def ct_spatialvqa(run: Path, records: Sequence[Mapping[str, Any]]) -> dict[str, 
 
 # --- SGMRI-VQA ---------------------------------------------------------------------------------
 
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _VIDEO_FINAL = re.compile(r"[Tt]herefore,?\s+the\s+final\s+answer\s+is:\s*(.+)")
 _FINAL = re.compile(r"[Tt]herefore,?\s+the\s+final\s+answer\s+is:\s*\*{0,2}(\d+)\*{0,2}")
 _INTS = re.compile(r"\b(\d+)\b")
@@ -149,7 +148,14 @@ THRESHOLDS_SGMRI = (0.1, 0.25, 0.5)  # v_score.py L154
 
 def released_answer_text(text: str) -> str:
     """``extract_answer_text`` (``metrics/utils.py`` L319-322): ``<think>`` blocks dropped, stripped."""
-    return _THINK.sub("", text).strip()
+    # re.sub(r"<think>.*?</think>", "", text, flags=re.DOTALL) in linear time: each "<think>"
+    # with the first "</think>" after it; once one has none, no later one has
+    kept, pos = [], 0
+    while (opening := text.find("<think>", pos)) >= 0 and (closing := text.find("</think>", opening + 7)) >= 0:
+        kept.append(text[pos:opening])
+        pos = closing + len("</think>")
+    kept.append(text[pos:])
+    return "".join(kept).strip()
 
 
 def released_video_answer(prediction: str, qa_type: str) -> str:
@@ -389,8 +395,11 @@ def sgmri_vqa(items: Sequence[SgmriItem], frame_base: int, gpt: Mapping[str, Gpt
     v_reason = None if frame_base == 1 else (
         f"the run was prompted with frames numbered from {frame_base}, SGMRI-VQA numbers them from 1: "
         "score a run made with --profile sgmri (or PROFILE:frame_base=1)")
+    not_text = 0
     for it in items:
         r = it.record
+        if it.reply is not None and not isinstance(it.reply, str):  # a stored number or list: no answer
+            not_text, it = not_text + 1, replace(it, reply=None)
         if r["failed"]:
             continue
         task = _sgmri_task(r["template"], r["task"], r["subtask"])
@@ -463,7 +472,7 @@ def sgmri_vqa(items: Sequence[SgmriItem], frame_base: int, gpt: Mapping[str, Gpt
             "a_score": {t: 100 * m for t, v in per.items() if (m := _mean(v["voxqa_a_score"])) is not None},
         },
         "n": {t: {k: len(v) for k, v in m.items()} for t, m in sorted(per.items())},
-    }
+    } | ({"replies_not_text": not_text} if not_text else {})
 
 
 def sgmri_items(sr: ScoredRun) -> list[SgmriItem]:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from voxqa.anatomy.labelnames import canonical_name
 from voxqa.errors import BuildError
-from voxqa.eval.redact import redact
+from voxqa.eval.redact import redact, split_credentials, url_secrets
 from voxqa.fileio import JsonlAppender
 from voxqa.radreports.claims import Claim, Language, Relation
 from voxqa.radreports.extract_rules import sentences
@@ -61,7 +61,9 @@ class OpenAIExtractor:
 
     def __init__(self, model: str, base_url: str, *, api_key_env: str = "OPENAI_API_KEY",
                  cache: Path | None = None, timeout: float = 120.0, max_retries: int = 2):
-        self.model, self.base_url = model, base_url.rstrip("/")
+        # user:password@ go as Basic authorization: no URL httpx logs or an error names holds them
+        self.model, (self.base_url, self._credentials) = model, split_credentials(base_url.rstrip("/"))
+        self._secrets = url_secrets(base_url)
         self.name = f"openai:{model}"
         self.api_key_env, self.timeout, self.max_retries = api_key_env, timeout, max_retries
         self.cache_path = cache
@@ -115,7 +117,9 @@ class OpenAIExtractor:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         last = "no attempt"
-        with httpx.Client(timeout=self.timeout) as client:
+        secrets = [*([key] if key else []), *self._secrets]
+        auth = httpx.BasicAuth(*self._credentials) if self._credentials is not None else None
+        with httpx.Client(timeout=self.timeout, auth=auth) as client:
             for _ in range(self.max_retries + 1):
                 try:
                     resp = client.post(f"{self.base_url}/chat/completions", content=orjson.dumps(body), headers=headers)
@@ -123,7 +127,7 @@ class OpenAIExtractor:
                     last = f"{type(exc).__name__}: {exc}"
                     continue
                 if resp.status_code != 200:
-                    last = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                    last = f"HTTP {resp.status_code}: {redact(resp.text, secrets)[:200]}"  # redacted, then cut
                     continue
                 try:
                     claims = orjson.loads(resp.json()["choices"][0]["message"]["content"])["claims"]
@@ -132,5 +136,4 @@ class OpenAIExtractor:
                 if not isinstance(claims, list):
                     raise BuildError(f"{self.name}: reply for {sentence!r} has no list of claims")
                 return claims
-        raise BuildError(redact(f"{self.name}: no reply for {sentence!r} from {self.base_url}: {last}",
-                                [key] if key else []))
+        raise BuildError(redact(f"{self.name}: no reply for {sentence!r} from {self.base_url}: {last}", secrets))

@@ -2,12 +2,17 @@
 
 Images go as base64 PNG data URLs, each after its "Frame k:" text part. Decoding is greedy
 (temperature 0). Transient failures (429, 5xx, timeouts, connection errors, malformed JSON
-replies) are retried with exponential backoff and full jitter, honouring Retry-After; other
-4xx are permanent. 401, 403 and 404 (key refused, model or endpoint not found) stop the run
-(``ServerConfigError``), and so does ``preflight``: an invalid URL, an unreachable server,
-a refused key or a model the server does not list stop it before anything is written. The
-API key is read from an environment variable only and is never written anywhere (run.json
-records the variable's name, not its value; every error text goes through ``redact``).
+replies or bodies that cannot be decoded, e.g. broken gzip) are retried with exponential
+backoff and full jitter, honouring Retry-After up to ``max_retry_after`` seconds
+(``MAX_RETRY_AFTER``, ``VOXQA_MAX_RETRY_AFTER``; seconds or an HTTP date, anything else
+ignored); other 4xx are permanent. ``timeout`` bounds each whole request, headers and body
+together, so a server trickling bytes cannot hold an item beyond it. 401, 403 and 404 (key
+refused, model or endpoint not found) stop the run (``ServerConfigError``), and so does
+``preflight``: an invalid URL, an unreachable server, a refused key or a model the server
+does not list stop it before anything is written. The API key is read from an environment
+variable only and is never written anywhere (run.json records the variable's name, not its
+value, and the base URL without ``user:password@`` or secret query values; every error text
+goes through ``redact`` before it is cut to length).
 
 Several base URLs (``--base-url`` repeated: replicas of one model) are load-balanced: each
 attempt goes to the endpoint with the fewest requests in flight, and a retry moves on to the
@@ -18,8 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
+import math
 import os
 import random
+import time
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 from typing import Any
 
@@ -27,14 +36,19 @@ import httpx
 import orjson
 
 from voxqa.dataset.paths import read_png
+from voxqa.errors import InputError
 from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError
-from voxqa.eval.redact import env_secrets, redact
+from voxqa.eval.redact import env_secrets, redact, safe_url, split_credentials, url_secrets
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 FATAL_STATUS = {401, 403, 404}  # not about one item: the key, the model or the URL
 PREFLIGHT_TIMEOUT = 10.0
+#: the longest wait a Retry-After header can ask for, in seconds (``VOXQA_MAX_RETRY_AFTER``
+#: overrides); a longer (or infinite) one waits this long, then the retry policy goes on
+MAX_RETRY_AFTER = 60.0
+ERROR_BODY_CHARS = 200  # of a server's error body kept in a message (after redaction)
 
 
 class OpenAIChat(ModelAdapter):
@@ -42,19 +56,24 @@ class OpenAIChat(ModelAdapter):
                  timeout: float = 120.0, max_retries: int = 5, max_tokens: int = 1024,
                  backoff: float = 1.0, seed: int = 0):
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
-        self.model, self.base_urls = model, [u.rstrip("/") for u in urls]
+        self._url_secrets = [s for u in urls for s in url_secrets(u)]
+        # user:password@ travels as Basic authorization, never in a URL a log line or error may show
+        bare = [_without_userinfo(u.rstrip("/")) for u in urls]
+        self._auth = {u: auth for u, auth in bare if auth is not None}
+        self.model, self.base_urls = model, [u for u, _ in bare]
         self.base_url = self.base_urls[0]
         self._in_flight = dict.fromkeys(self.base_urls, 0)
         self._turn = 0
         self.api_key_env, self.timeout = api_key_env, timeout
         self.max_retries, self.max_tokens, self.backoff = max_retries, max_tokens, backoff
+        self.max_retry_after = max_retry_after()
         self.spec = f"openai:{model}"
         self._jitter = random.Random(seed)
         self._client: httpx.AsyncClient | None = None
 
     def identity(self) -> dict[str, Any]:
         # one URL as before; replicas as a sorted list (their order does not change answers)
-        where = self.base_url if len(self.base_urls) == 1 else sorted(self.base_urls)
+        where = safe_url(self.base_url) if len(self.base_urls) == 1 else sorted(map(safe_url, self.base_urls))
         return {"spec": self.spec, "base_url": where, "temperature": 0.0,
                 "max_tokens": self.max_tokens, "api_key_env": self.api_key_env}
 
@@ -75,17 +94,22 @@ class OpenAIChat(ModelAdapter):
         return headers
 
     def redact(self, text: str) -> str:
-        """``text`` without the API key (or any Bearer / sk- token)."""
-        return redact(text, env_secrets(self.api_key_env))
+        """``text`` without the API key, the base URLs' credentials (or any Bearer / sk- token)."""
+        return redact(text, [*env_secrets(self.api_key_env), *self._url_secrets])
+
+    def _body(self, resp: httpx.Response) -> str:
+        """The start of an error body, redacted whole before it is cut: a key crossing the cut
+        is masked, never kept in part."""
+        return self.redact(resp.text)[:ERROR_BODY_CHARS]
 
     def _fatal(self, resp: httpx.Response, url: str) -> ServerConfigError:
-        body = self.redact(resp.text[:200].replace("\n", " "))
+        body = self._body(resp).replace("\n", " ")
         if resp.status_code in (401, 403):
             key = "set" if os.environ.get(self.api_key_env) else "not set"
-            return ServerConfigError(f"{url} refused the API key (HTTP {resp.status_code}; "
-                                     f"key from ${self.api_key_env}, {key}): {body}")
-        return ServerConfigError(f"{url}: HTTP {resp.status_code} for model {self.model!r} "
-                                 f"(wrong --base-url or model name?): {body}")
+            return ServerConfigError(self.redact(f"{url} refused the API key (HTTP {resp.status_code}; "
+                                                 f"key from ${self.api_key_env}, {key}): {body}"))
+        return ServerConfigError(self.redact(f"{url}: HTTP {resp.status_code} for model {self.model!r} "
+                                             f"(wrong --base-url or model name?): {body}"))
 
     def _pick(self, failed: str | None) -> str:
         """The endpoint with the fewest requests in flight, ties in turn; a retry never goes
@@ -103,18 +127,23 @@ class OpenAIChat(ModelAdapter):
         """Stop before a run that cannot work: an invalid URL, connection refused or DNS
         failure, a refused key (401/403) or a model missing from ``GET {base}/models``. A
         server without a model list (404/405/501) passes; its first request decides."""
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ServerConfigError(f"--base-url {base_url!r} is not an http(s) URL "
-                                    "(e.g. http://localhost:8000/v1)")
         try:
-            async with httpx.AsyncClient(timeout=min(self.timeout, PREFLIGHT_TIMEOUT)) as client:
-                resp = await client.get(f"{base_url}/models", headers=self._headers())
-        except httpx.TimeoutException:
-            raise ServerConfigError(f"{base_url}: no reply within "
-                                    f"{min(self.timeout, PREFLIGHT_TIMEOUT):g} s") from None
+            parts = urlsplit(base_url)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:  # e.g. an unclosed [IPv6 bracket
+            valid = False
+        if not valid:
+            raise ServerConfigError(self.redact(f"--base-url {safe_url(base_url)!r} is not an http(s) URL "
+                                                "(e.g. http://localhost:8000/v1)"))
+        limit = min(self.timeout, PREFLIGHT_TIMEOUT)
+        try:
+            async with httpx.AsyncClient(timeout=limit) as client:
+                resp = await asyncio.wait_for(client.get(f"{base_url}/models", headers=self._headers(),
+                                                         auth=self._auth.get(base_url, httpx.USE_CLIENT_DEFAULT)), limit)
+        except (httpx.TimeoutException, TimeoutError):
+            raise ServerConfigError(self.redact(f"{safe_url(base_url)}: no reply within {limit:g} s")) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise ServerConfigError(self.redact(f"cannot reach {base_url}: {type(exc).__name__}: {exc}")) from None
+            raise ServerConfigError(self.redact(f"cannot reach {safe_url(base_url)}: {type(exc).__name__}: {exc}")) from None
         if resp.status_code in (401, 403):
             raise self._fatal(resp, base_url)
         if resp.status_code != 200:
@@ -124,8 +153,8 @@ class OpenAIChat(ModelAdapter):
         except (ValueError, KeyError, TypeError):
             return
         if served and self.model not in served:
-            raise ServerConfigError(f"model {self.model!r} is not served by {base_url} "
-                                    f"(served: {', '.join(served[:10])})")
+            raise ServerConfigError(self.redact(f"model {self.model!r} is not served by {safe_url(base_url)} "
+                                                f"(served: {', '.join(served[:10])})"))
 
     async def answer(self, prompt: Prompt, item: Item) -> str:
         if self._client is None:
@@ -139,20 +168,25 @@ class OpenAIChat(ModelAdapter):
             url = self._pick(url)
             self._in_flight[url] += 1
             try:
-                resp = await self._client.post(f"{url}/chat/completions", content=payload, headers=headers)
+                # the whole request, body included, within the timeout (httpx's own is per read)
+                resp = await asyncio.wait_for(
+                    self._client.post(f"{url}/chat/completions", content=payload, headers=headers,
+                                      auth=self._auth.get(url, httpx.USE_CLIENT_DEFAULT)), self.timeout)
                 if resp.status_code == 200:
                     return resp.json()["choices"][0]["message"]["content"] or ""
                 if resp.status_code in FATAL_STATUS:
                     raise self._fatal(resp, url)
-                last = self.redact(f"HTTP {resp.status_code}: {resp.text[:200]}")
+                last = f"HTTP {resp.status_code}: {self._body(resp)}"
                 if resp.status_code not in RETRY_STATUS:
                     raise PermanentError(last)
-                wait = _retry_after(resp)
+                wait = retry_after(resp.headers.get("retry-after"), self.max_retry_after)
+            except TimeoutError:
+                last = f"timeout: no complete reply within {self.timeout:g} s"
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 last = self.redact(f"{type(exc).__name__}: {exc}")
             except ServerConfigError:
                 raise
-            except (ValueError, KeyError, IndexError, TypeError) as exc:  # malformed reply
+            except (ValueError, KeyError, IndexError, TypeError, httpx.DecodingError) as exc:  # malformed reply
                 last = self.redact(f"malformed reply: {type(exc).__name__}: {exc}")
             finally:
                 self._in_flight[url] -= 1
@@ -173,9 +207,45 @@ def _data_url(path: str) -> str:
     return "data:image/png;base64," + base64.b64encode(read_png(path, "image")).decode()
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after")
+def _without_userinfo(url: str) -> tuple[str, httpx.BasicAuth | None]:
+    """``url`` without ``user:password@``, and those as Basic authorization (as httpx would
+    send them from the URL)."""
+    bare, credentials = split_credentials(url)
+    return bare, httpx.BasicAuth(*credentials) if credentials is not None else None
+
+
+def max_retry_after() -> float:
+    """``MAX_RETRY_AFTER``, or ``VOXQA_MAX_RETRY_AFTER`` (seconds, finite, not negative) when set."""
+    value = os.environ.get("VOXQA_MAX_RETRY_AFTER")
+    if value is None:
+        return MAX_RETRY_AFTER
     try:
-        return max(0.0, float(value)) if value is not None else None
+        seconds = float(value)
     except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InputError(f"VOXQA_MAX_RETRY_AFTER={value!r} is not a number of seconds (finite, not negative)")
+    return seconds
+
+
+def retry_after(value: str | None, cap: float, now: float | None = None) -> float | None:
+    """Seconds a Retry-After header asks to wait (delta seconds or an HTTP date), at most
+    ``cap`` (an infinite or huge value waits ``cap``); None when absent or unreadable, so the
+    backoff decides."""
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), cap)
