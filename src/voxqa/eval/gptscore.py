@@ -30,10 +30,10 @@ from typing import Any
 import orjson
 
 from voxqa.eval.jury import Jury
-from voxqa.eval.models.base import PermanentError
+from voxqa.eval.models.base import ServerConfigError
 from voxqa.eval.models.openai_chat import OpenAIChat
 from voxqa.eval.prompts import Prompt
-from voxqa.fileio import JsonlAppender
+from voxqa.fileio import JsonlAppender, read_own
 
 PROTOCOL = "sgmri-gptscore"
 MAX_TOKENS = 20  # ar_score.py L133
@@ -117,7 +117,7 @@ class GptScorer:
         self.path, self.concurrency = jury.path, jury.concurrency
         self.cache: dict[str, str] = {}
         if self.path.is_file():
-            for line in self.path.read_bytes().splitlines():
+            for line in read_own(self.path).splitlines():  # never read through a planted link
                 if line.strip() and (rec := orjson.loads(line)).get("protocol") == PROTOCOL:
                     self.cache[rec["key"]] = rec["reply"]
 
@@ -141,9 +141,14 @@ class GptScorer:
             try:
                 async with gate:
                     prompt = Prompt(item_id=PROTOCOL, parts=(("text", text),), target="")
-                    return await self.judge.answer(prompt, None)  # type: ignore[arg-type]  # text only: no item
-            except (PermanentError, RuntimeError) as exc:
-                return exc
+                    reply = await self.judge.answer(prompt, None)  # type: ignore[arg-type]  # text only: no item
+            except ServerConfigError:  # the judge's server cannot judge at all: scoring stops
+                raise
+            except Exception as exc:  # any other failure is this item's (not cached: asked again)
+                return RuntimeError(self.judge.redact(f"{type(exc).__name__}: {exc}"))
+            if not isinstance(reply, str):  # e.g. a JSON number or list as the content
+                return RuntimeError(f"the reply is a {type(reply).__name__}, not text")
+            return reply
 
         for text, reply in zip(todo, await asyncio.gather(*(ask(t) for t in todo)), strict=True):
             found[text] = reply
