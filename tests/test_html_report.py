@@ -209,14 +209,18 @@ def test_report_in_a_real_browser(runs, tmp_path) -> None:
         opened = page.locator("#" + anchor)
         assert "target" in opened.get_attribute("class") and opened.is_visible()
         assert opened.evaluate("e => { const r = e.getBoundingClientRect(); return r.top >= -1 && r.top < innerHeight; }")
-        # every frame of an item, and a larger view on click
+        # every frame of an item, and a larger view on click; frames near the viewport are decoded
         assert page.locator(".item").first.locator(".frame").count() >= 1
+        page.locator(".item").first.scroll_into_view_if_needed()
+        page.wait_for_function("""() => { const i = document.querySelector('.item img[data-frame]');
+                                         return i && i.complete && i.naturalWidth > 0; }""")
         shown = dict(page.locator(".item").evaluate_all(
             "els => els.map(e => [e.querySelector('b').textContent, e.querySelectorAll('.frame').length])"))
         from voxqa.dataset.folder import read_items
         assert all(shown[it.id] == len(it.images or []) for it in read_items(runs[0]) if it.id in shown)
         page.locator(".item .pic").first.click()
         assert page.locator("#zoom").is_visible() and page.locator("#zoom img").count() == 1
+        assert page.locator("#zoom img").evaluate("i => i.src.startsWith('data:image/webp;base64,')")
         page.locator("#zoom").click()
         assert not page.locator("#zoom").is_visible()
         # charts: CI whiskers, a chance line per task with a chance, every text inside its
@@ -245,6 +249,40 @@ def test_report_in_a_real_browser(runs, tmp_path) -> None:
         browser.close()
     assert errors == [] and dialogs == []  # the probe's alert() never ran
     assert len(shot) > 20_000  # a real picture, not a blank page
+
+
+def test_report_embeds_each_frame_once_as_a_thumbnail(runs, tmp_path) -> None:
+    """Items that share a frame share one embedded copy; every copy is a WebP at most THUMB_PX on
+    its long side with the frame's aspect ratio; the page is a fraction of the PNGs it shows."""
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    from voxqa.dataset.folder import read_items
+    from voxqa.views.html_report import THUMB_PX, build_report
+
+    ds, run_dirs = runs
+    page = build_report(run_dirs, tmp_path / "r.html", max_items=1000).read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="frame-data">(.*?)</script>', page, re.S)[1])
+    used = re.findall(r'<img data-frame="([0-9a-f]{16})"', page)
+    items = read_items(ds)
+    paths = [im.path for it in items for im in it.images or []]
+    assert len(used) == len(paths) > len(set(paths)) == len(data)  # one copy per distinct frame
+    assert set(used) == set(data)
+    sizes = {}
+    for url in data.values():
+        assert url.startswith("data:image/webp;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as im:
+            assert im.format == "WEBP" and max(im.size) <= THUMB_PX
+            sizes[im.size] = True
+    first = next(im for it in items for im in it.images or [])
+    with Image.open(ds / first.path) as png:
+        w, h = png.size
+    assert any(abs(tw / th - w / h) < 0.05 for tw, th in sizes)
+    raw = sum((ds / p).stat().st_size for p in paths)  # what embedding every shown PNG costs
+    assert len(page) < raw
 
 
 def test_report_shows_the_blind_audit_and_pair_accuracy_when_present(runs, tmp_path) -> None:

@@ -1,7 +1,11 @@
 """`voxqa report`: one self-contained HTML file for people to look at runs.
 
-Everything is inline (CSS, JS, PNG frames as data URLs, SVG charts), so the file opens
-offline. Every string that came from a model or a dataset passes through jinja2's
+Everything is inline (CSS, JS, frames as data URLs, SVG charts), so the file opens
+offline. Each distinct frame is embedded once (items sharing a frame share its entry), as a
+WebP thumbnail at most ``THUMB_PX`` on its long side (quality ``THUMB_QUALITY``; boxes are drawn
+as SVG in rendered-image pixels, so they stay exact whatever the thumbnail's size), and
+decoded only when its item scrolls near the viewport: a report of hundreds of items stays a few
+MB and paints at once. Every string that came from a model or a dataset passes through jinja2's
 autoescaping: a model answer like ``<script>`` or ``onerror=`` shows as text. The chart is
 built from numbers only; its labels are escaped with ``html.escape``.
 
@@ -18,7 +22,9 @@ ones: for a run under the mirrored control, its predicted boxes refer to the mir
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,23 @@ from voxqa.fileio import write_text
 # Okabe-Ito (colour-blind safe), without its bluish green: ground truth is drawn green
 COLORS = ["#E69F00", "#0072B2", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 GT_COLOR = "#0a0"
+THUMB_PX = 512  # long side of an embedded frame (the strip shows 160 px, the zoom at most the window)
+THUMB_QUALITY = 80  # WebP quality of embedded frames
+
+
+def thumbnail(png: bytes) -> str:
+    """A frame as a WebP data URL, downscaled (Lanczos) to at most ``THUMB_PX`` on its long
+    side; deterministic for the same PNG."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        im = im.convert("L" if im.mode in ("L", "I", "I;16", "F", "1") else "RGB")
+        if max(im.size) > THUMB_PX:
+            scale = THUMB_PX / max(im.size)
+            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
+        buf = io.BytesIO()
+        im.save(buf, format="WEBP", quality=THUMB_QUALITY, method=6)
+    return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _parsed_text(item: Item, parsed: Any) -> str:
@@ -413,6 +436,14 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
 
     frame_size = {st.id: st.frame_size for st in read_studies(folder)}
     entries = []
+    embedded: dict[str, str] = {}  # sha256 of a frame's PNG -> its thumbnail, each frame once
+
+    def frame_key(path: str, what: str) -> str:
+        png = read_png(inside(folder, path, what), what)
+        key = hashlib.sha256(png).hexdigest()[:16]
+        if key not in embedded:
+            embedded[key] = thumbnail(png)
+        return key
     for it in shown:
         kind = ANSWER_TYPES[it.answer.type]
         gold = by_id[0][it.id][0]
@@ -448,7 +479,7 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
             "frame": im.frame, "width": im.width, "height": im.height, "stored": f"{fw}×{fh}",
             "tw": round(im.width * 160 / max(im.width, im.height)),
             "th": round(im.height * 160 / max(im.width, im.height)),
-            "png": base64.b64encode(read_png(inside(folder, im.path, f"item {it.id}"), f"item {it.id}")).decode(),
+            "key": frame_key(im.path, f"item {it.id}"),
             "gt": gt_boxes.get(im.frame, []), "pred": pred_boxes.get(im.frame, []),
         } for im in images]
         marks = [p["correct"] for p in run_preds if p["correct"] != ""]
@@ -478,6 +509,8 @@ def build_report(runs: list[Path], out: Path, max_items: int = 200) -> Path:
         context_chart=_context_chart(scored, names, frame_size),
         train_chart=_training_chart(training_logs(scored, names)),
         subtasks=_subtask_rows(results), items=entries, pairs=_pair_rows(results, names),
+        # hex keys and base64 data URLs only; "</" escaped all the same, so nothing ends the script early
+        frame_data=orjson.dumps(embedded, option=orjson.OPT_SORT_KEYS).decode().replace("</", "<\\/"),
         uplift=uplift_table(region_uplift(results)),
         audit_status=audit_status, audit=audit,
         tasks=sorted({e["task"] for e in entries}), labels=sorted({e["label"] for e in entries if e["label"]}),
