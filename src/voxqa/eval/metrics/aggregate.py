@@ -120,15 +120,26 @@ def _ap_stat(s: np.ndarray) -> np.ndarray:
     return coco_ap(tp[..., None], fp[..., None], tp + fn)
 
 
+def _counts(records: Sequence[Mapping[str, Any]], keys: tuple[str, str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """(items, 3) columns of the scores ``keys`` (TP, FP, FN; zero rows for records without
+    them) and which records have them, in one pass over the records."""
+    cols = np.zeros((len(records), 3))
+    has = np.zeros(len(records), bool)
+    tp, fp, fn = keys
+    for i, r in enumerate(records):
+        s = r["scores"]
+        if s.get(tp) is not None:
+            cols[i] = (s[tp], s[fp], s[fn])
+            has[i] = True
+    return cols, has
+
+
 def _box_metrics(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
     out = []
     for t in THRESHOLDS:
-        rows = [[_score(r, f"{k}@{t}") for k in ("tp", "fp", "fn")] for r in records]
-        has = np.array([row[0] is not None for row in rows])
+        cols, has = _counts(records, (f"tp@{t}", f"fp@{t}", f"fn@{t}"))
         if not has.any():
             continue
-        cols = np.array([row if h else [0.0] * 3 for row, h in zip(rows, has, strict=True)],
-                        dtype=float)
         out += [_Metric(f"{kind}@{t}", cols, _micro_stat(kind), has)
                 for kind in ("precision", "recall", "f1")]
         if t == AP_IOU:
@@ -141,11 +152,9 @@ def _keyword_metrics(records: Sequence[Mapping[str, Any]]) -> list[_Metric]:
     predicted / gold ones, overall and counting a match only at IoU >= 0.5 (``@0.5``)."""
     out = []
     for at in ("", f"@{IOU_AT:g}"):
-        rows = [[_score(r, f"keyword_{k}{at}") for k in ("tp", "fp", "fn")] for r in records]
-        has = np.array([row[0] is not None for row in rows])
+        cols, has = _counts(records, (f"keyword_tp{at}", f"keyword_fp{at}", f"keyword_fn{at}"))
         if not has.any():
             continue
-        cols = np.array([row if h else [0.0] * 3 for row, h in zip(rows, has, strict=True)], dtype=float)
         out += [_Metric(f"keyword_{kind}{at}", cols, _micro_stat(kind), has) for kind in ("precision", "recall", "f1")]
     return out
 
@@ -320,11 +329,6 @@ def _group_stats(metrics: Sequence[_Metric], rows: np.ndarray, chance: np.ndarra
     }
 
 
-def _group_value(r: Mapping[str, Any], key: str | tuple[str, ...]) -> str | None:
-    parts = [r.get(k) for k in ((key,) if isinstance(key, str) else key)]
-    return None if any(p is None for p in parts) else "/".join(map(str, parts))
-
-
 def aggregate(records: Sequence[Mapping[str, Any]],
               group_keys: Sequence[str | tuple[str, ...]] = DEFAULT_GROUP_KEYS, *,
               n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict[str, Any]:
@@ -366,10 +370,10 @@ def aggregate(records: Sequence[Mapping[str, Any]],
     by: dict[str, dict[str, Any]] = {}
     for key in group_keys:
         groups: dict[str, list[int]] = {}
-        for i, r in enumerate(records):
-            value = _group_value(r, key)
-            if value is not None:
-                groups.setdefault(value, []).append(i)
+        parts = (key,) if isinstance(key, str) else key
+        for i, values in enumerate(zip(*([r.get(k) for r in records] for k in parts), strict=True)):
+            if None not in values:
+                groups.setdefault("/".join(map(str, values)), []).append(i)
         name = key if isinstance(key, str) else "/".join(key)
         by[name] = {v: stats(rows) for v, rows in sorted(groups.items())}
     out = {"overall": stats(range(len(records))), "by": by}
