@@ -53,13 +53,14 @@ def thumbnail(png: bytes) -> str:
     side; deterministic for the same PNG."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(png)) as im:
-        im = im.convert("L" if im.mode in ("L", "I", "I;16", "F", "1") else "RGB")
-        if max(im.size) > THUMB_PX:
-            scale = THUMB_PX / max(im.size)
-            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
-        buf = io.BytesIO()
-        im.save(buf, format="WEBP", quality=THUMB_QUALITY, method=6)
+    with Image.open(io.BytesIO(png)) as source:
+        frame = source.convert("L" if source.mode in ("L", "I", "I;16", "F", "1") else "RGB")
+    if max(frame.size) > THUMB_PX:
+        scale = THUMB_PX / max(frame.size)
+        frame = frame.resize((max(1, round(frame.width * scale)), max(1, round(frame.height * scale))),
+                             Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    frame.save(buf, format="WEBP", quality=THUMB_QUALITY, method=6)
     return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
