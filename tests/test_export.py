@@ -154,6 +154,9 @@ def check_rows(folder: Path, rows: list[Row], profile: str, split: str | None = 
     for r in rows:
         it: Item = items[r.id]
         expected = [str(root / im.path) for im in it.images]
+        if get_profile(profile).pads_square:  # padded copies (tests/test_square_padding.py)
+            assert all(Path(p).parent.name == "square" for p in r.images)
+            expected = r.images
         if r.embedded:
             assert r.images == [Path(p).name for p in expected]
         else:

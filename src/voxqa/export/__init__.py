@@ -4,12 +4,15 @@
 picks the items that have rendered images, builds each item's prompt and JSON target once
 (``voxqa.conversation.build_sample``) with boxes in the chosen profile's convention (``voxqa.boxes.profiles``),
 and hands them to the format grouped by split. Items without images are skipped and counted.
-Every export also writes ``voxqa_export.json``, the summary this function returns.
+Every export also writes ``voxqa_export.json``, the summary this function returns. For a
+profile measured on the image padded to a square (``medgemma``, ``shikra``, ``llava``) the rows
+name padded copies under ``OUT/square/`` and the summary records the padding (``voxqa.padding``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from voxqa.export.llamafactory import LlamaFactoryFormat
 from voxqa.export.sgmri_vqa import SgmriVqaFormat
 from voxqa.export.swift import SwiftFormat
 from voxqa.export.trl import TrlFormat
+from voxqa.padding import padding_record, shown_images
 
 FORMATS: dict[str, ExportFormat] = {
     "hf": HfFormat(),
@@ -76,6 +80,9 @@ def export_dataset(
                          if skipped else f"{folder}: no item{where} to export")
 
     out.mkdir(parents=True, exist_ok=True)
+    if profile.pads_square:  # the model is shown the padded square its boxes are measured on
+        samples = {split: [replace(s, images=shown_images(s.images, profile, out)) for s in rows]
+                   for split, rows in samples.items()}
     files = exporter.write(samples, out, profile)
     summary = {
         "format": fmt,
@@ -89,6 +96,7 @@ def export_dataset(
         "by_split": {k: len(v) for k, v in sorted(samples.items())},
         "by_answer_type": dict(sorted(Counter(
             s.item.answer.type for rows in samples.values() for s in rows).items())),
+        **({"image_padding": pad} if (pad := padding_record(profile)) else {}),
         "image_paths": "absolute",
         "files": files,
     }
