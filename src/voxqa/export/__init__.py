@@ -21,12 +21,13 @@ from voxqa.dataset.folder import read_items, read_studies
 from voxqa.dataset.paths import check_png, resolve_once
 from voxqa.conversation import Sample, build_sample
 from voxqa.errors import InputError
-from voxqa.export.base import ExportFormat, write_json
+from voxqa.export.base import ExportFormat, TunerConfigFormat, write_json
 from voxqa.export.hf import HfFormat
 from voxqa.export.llamafactory import LlamaFactoryFormat
 from voxqa.export.sgmri_vqa import SgmriVqaFormat
 from voxqa.export.swift import SwiftFormat
 from voxqa.export.trl import TrlFormat
+from voxqa.export.tuners import TunerSetup
 from voxqa.padding import padding_record, shown_images
 
 FORMATS: dict[str, ExportFormat] = {
@@ -40,13 +41,17 @@ SUMMARY = "voxqa_export.json"
 
 
 def export_dataset(
-    folder: Path, fmt: str, out: Path, convention: str | None = None, split: str | None = None
+    folder: Path, fmt: str, out: Path, convention: str | None = None, split: str | None = None,
+    setup: TunerSetup | None = None,
 ) -> dict[str, Any]:
     """Export ``folder`` (after `voxqa render`) as ``fmt`` into ``out``; returns the summary.
 
     ``convention`` is a box profile spec (``voxqa.boxes.profiles``: ``pixel``, ``qwen3-vl``,
     ``qwen2.5-vl:max_pixels=1003520``, ...); None: the format's own (``sgmri-vqa``: ``sgmri``),
-    else ``pixel``. ``split`` keeps one split (train/val/test), None keeps all.
+    else ``pixel``. ``split`` keeps one split (train/val/test), None keeps all. A tuner format
+    (``llamafactory``, ``swift``: ``TunerConfigFormat``) also writes its runnable config, for
+    ``setup``'s base model, measured with its processor (``voxqa.export.tuners``); the summary's
+    ``tuner`` records it.
     """
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
@@ -84,6 +89,10 @@ def export_dataset(
         samples = {split: [replace(s, images=shown_images(s.images, profile, out)) for s in rows]
                    for split, rows in samples.items()}
     files = exporter.write(samples, out, profile)
+    tuner = None
+    if isinstance(exporter, TunerConfigFormat):
+        written, tuner = exporter.tuner_config(samples, out, profile, setup or TunerSetup())
+        files = files + written
     summary = {
         "format": fmt,
         "profile": profile.spec,
@@ -99,6 +108,7 @@ def export_dataset(
         **({"image_padding": pad} if (pad := padding_record(profile)) else {}),
         "image_paths": "absolute",
         "files": files,
+        **({"tuner": tuner} if tuner is not None else {}),
     }
     write_json(out / SUMMARY, summary)
     return summary
