@@ -113,7 +113,7 @@ class LlamaFactoryFormat:
             "### output", f"output_dir: {json.dumps(str(folder / 'llamafactory_output'))}", "logging_steps: 10",
             "save_steps: 500", "plot_loss: true", "report_to: none",
             "### train", "per_device_train_batch_size: 1", "gradient_accumulation_steps: 8", "learning_rate: 1.0e-4",
-            "num_train_epochs: 3.0", "lr_scheduler_type: cosine", "warmup_ratio: 0.1", "bf16: true",
+            "num_train_epochs: 3.0", "lr_scheduler_type: cosine", "bf16: true",
         ]
         write_text(out / ARGS, "\n".join(head + body) + "\n")
         return [ARGS], {"tuner": "llamafactory", "config": ARGS, "command": f"llamafactory-cli train {folder / ARGS}",

@@ -148,7 +148,7 @@ class SwiftFormat:
         body += [f"max_length: {longest.limit}", "truncation_strategy: delete", "tuner_type: lora",
                  "torch_dtype: bfloat16", "num_train_epochs: 3", "per_device_train_batch_size: 1",
                  "gradient_accumulation_steps: 16", "learning_rate: 1.0e-4", "lora_rank: 8", "lora_alpha: 32",
-                 "target_modules: all-linear", "freeze_vit: true", "warmup_ratio: 0.05", "logging_steps: 5",
+                 "target_modules: all-linear", "freeze_vit: true", "logging_steps: 5",
                  "save_steps: 100", "dataset_num_proc: 4", f"output_dir: {json.dumps(str(folder / 'swift_output'))}"]
         write_text(out / CONFIG, "\n".join(head + body) + "\n")
         record = {"env": env, "template": TEMPLATES[profile.name], "profile": profile.spec,

@@ -133,29 +133,55 @@ def estimate(rows: Sequence[Row], profile: Profile) -> Longest:
                    "pass --processor MODEL_DIR to measure")
 
 
+def _chat(processor: Any, user: Sequence[str | None], target: str | None) -> str:
+    turns = [{"role": "user", "content": [{"type": "image"} if p is None else {"type": "text", "text": p}
+                                          for p in user]}]
+    if target is not None:
+        turns.append({"role": "assistant", "content": [{"type": "text", "text": target}]})
+    return str(processor.apply_chat_template(turns, tokenize=False))
+
+
+def _rgb(path: str) -> Any:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def processor_length(processor: Any, row: Row) -> int:
+    """The tokens ``processor`` makes of ``row`` (chat template applied, images fed): one call."""
+    enc = processor(text=[_chat(processor, row.user, row.target)],
+                    images=[_rgb(p) for p in row.images] or None, return_tensors="np")
+    return int(enc["input_ids"].shape[1])
+
+
 def measure(rows: Sequence[Row], profile: Profile, processor_dir: Path) -> Longest:
-    """Every row through the local processor of ``processor_dir`` (chat template applied, images
-    fed), as ``voxqa train`` counts; a processor whose grid differs from the profile's is refused."""
+    """Every row's length as the local processor of ``processor_dir`` makes it (chat template
+    applied, images fed), as ``voxqa train`` counts; a processor whose grid differs from the
+    profile's is refused. A processor that expands one image placeholder into that image's tokens
+    is asked once per image (its count) and the texts are tokenized alone, which gives the same
+    lengths as one call per row without processing a frame again for every item that shows it."""
     problems = check_processor(profile, processor_dir)
     if problems:
         raise InputError(f"{processor_dir}: the processor does not resize as profile {profile.spec} assumes "
                          f"({'; '.join(problems)}): export with the matching profile options")
     with needs_extra("train"):
-        from PIL import Image
         from transformers import AutoProcessor
     processor = AutoProcessor.from_pretrained(processor_dir, local_files_only=True)
-    best: tuple[int, str] = (-1, "")
-    for r in rows:
-        messages = [{"role": "user", "content": [{"type": "image"} if p is None else {"type": "text", "text": p}
-                                                 for p in r.user]},
-                    {"role": "assistant", "content": [{"type": "text", "text": r.target}]}]
-        text = processor.apply_chat_template(messages, tokenize=False)
-        images = []
+    token = getattr(processor, "image_token_id", None)
+    per_image: dict[str, int] = {}
+
+    def length(r: Row) -> int:
+        if token is None:
+            return processor_length(processor, r)
+        ids = processor.tokenizer(_chat(processor, r.user, r.target))["input_ids"]
         for p in r.images:
-            with Image.open(p) as im:
-                images.append(im.convert("RGB"))
-        enc = processor(text=[text], images=images or None, return_tensors="np")
-        best = max(best, (int(enc["input_ids"].shape[1]), r.id))
+            if p not in per_image:
+                enc = processor(text=[_chat(processor, [None], None)], images=[_rgb(p)], return_tensors="np")
+                per_image[p] = int((enc["input_ids"] == token).sum())
+        return len(ids) - ids.count(token) + sum(per_image[p] for p in r.images)
+
+    best = max((length(r), r.id) for r in rows)
     return Longest(best[1], best[0], "measured", f"processor of {Path(processor_dir).resolve()}, chat template applied")
 
 
