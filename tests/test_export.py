@@ -11,6 +11,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+import yaml
 from helpers import rendered_phantom, rendered_segmentation
 
 from voxqa.boxes.profiles import PROFILES, Profile, get_profile
@@ -154,6 +155,9 @@ def check_rows(folder: Path, rows: list[Row], profile: str, split: str | None = 
     for r in rows:
         it: Item = items[r.id]
         expected = [str(root / im.path) for im in it.images]
+        if get_profile(profile).pads_square:  # padded copies (tests/test_square_padding.py)
+            assert all(Path(p).parent.name == "square" for p in r.images)
+            expected = r.images
         if r.embedded:
             assert r.images == [Path(p).name for p in expected]
         else:
@@ -317,15 +321,16 @@ def test_trainer_settings_keep_the_profiles_boxes_true(rendered, tmp_path) -> No
     as JSON lists (QWENVL_BBOX_FORMAT=new) with a template of the profile's scale."""
     sizes = [im.width * im.height for it in read_items(rendered["knee"]) for im in it.images or []]
     export_dataset(rendered["knee"], "llamafactory", tmp_path / "lf", convention="qwen2.5-vl")
-    args = dict(line.split(": ") for line in (tmp_path / "lf" / "llamafactory_args.yaml").read_text().splitlines()
-                if not line.startswith("#"))
+    args = yaml.safe_load((tmp_path / "lf" / "llamafactory_args.yaml").read_text())
     assert int(args["image_max_pixels"]) == max(sizes) and int(args["image_min_pixels"]) == min(sizes)
     assert "min_pixels 3136, max_pixels 12845056" in (tmp_path / "lf" / "llamafactory_args.yaml").read_text()
 
     summary = export_dataset(rendered["knee"], "swift", tmp_path / "sw", convention="qwen2.5-vl")
     assert {"swift_args.json", "swift_env.sh"} <= set(summary["files"])
     args = json.loads((tmp_path / "sw" / "swift_args.json").read_text())
-    assert args == {"env": {"QWENVL_BBOX_FORMAT": "new"}, "template": "qwen2_5_vl", "profile": "qwen2.5-vl"}
-    assert (tmp_path / "sw" / "swift_env.sh").read_text() == "export QWENVL_BBOX_FORMAT=new\n"
+    env = {"QWENVL_BBOX_FORMAT": "new", "MAX_PIXELS": "12845056", "MIN_PIXELS": "3136"}
+    assert {k: args[k] for k in ("env", "template", "profile", "eval_profile")} == {
+        "env": env, "template": "qwen2_5_vl", "profile": "qwen2.5-vl", "eval_profile": "qwen2.5-vl"}
+    assert (tmp_path / "sw" / "swift_env.sh").read_text() == "".join(f"export {k}={v}\n" for k, v in env.items())
     with pytest.raises(ValueError, match="profile gemini has no ms-swift template"):
         export_dataset(rendered["knee"], "swift", tmp_path / "sw2", convention="gemini")

@@ -88,6 +88,13 @@ class Profile:
     options: dict[str, int] = field(default_factory=dict)
     frame_base: int = 0  # the number of the first frame in prompts, targets and replies
     quote: Literal["json", "syntax"] = "json"  # a box quoted in running text: JSON list or the syntax
+    pad_fill: tuple[int, int, int] = (0, 0, 0)  # RGB of the padding, for spaces measured on a padded square
+
+    @property
+    def pads_square(self) -> bool:
+        """Boxes are fractions of the image padded to a centred square: the model must be shown
+        that square (``voxqa.padding``)."""
+        return getattr(self.space, "pad", "none") == "center"
 
     @property
     def spec(self) -> str:
@@ -231,12 +238,13 @@ _TABLE: tuple[Profile, ...] = (
             "xyxy fractions 0-1 of the image padded to a square (centred), 3 decimals, ';'-joined",
             "Give each box as [x_min,y_min,x_max,y_max], fractions 0-1 with three decimals of the "
             "image padded to a square (centred), origin top-left; several boxes as [a,b,c,d;e,f,g,h].",
-            "meniscus tear[0.438,0.156,0.703,0.375]"),
+            "meniscus tear[0.438,0.156,0.703,0.375]", pad_fill=(255, 255, 255)),  # Expand2square's default
     Profile("llava", Scaled("norm1-square", 1, 2, pad="center"), Brackets(),
             "xyxy fractions 0-1 of the image padded to a square (centred), 2 decimals",
             "Give each box as [x_min, y_min, x_max, y_max], fractions 0-1 of the image padded to a "
             "square (centred), origin top-left.",
-            "[0.44, 0.16, 0.70, 0.38]", family="shikra"),
+            "[0.44, 0.16, 0.70, 0.38]", family="shikra",
+            pad_fill=(122, 116, 104)),  # expand2square with int(x * 255) of CLIP's image_mean
     Profile("ferret", Scaled("norm1000", 1000), Brackets(),
             "xyxy ints on 0-1000 after the phrase",
             f"Give each box after its phrase as [x_min, y_min, x_max, y_max] with coordinates {_N1000}.",

@@ -85,12 +85,16 @@ def export(
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder.")],
     convention: Annotated[Optional[str], typer.Option("--profile", "--convention", metavar="PROFILE", help="Box profile spec of the model to train, e.g. qwen3-vl or qwen2.5-vl:max_pixels=1003520 (see `voxqa profiles`); default pixel (sgmri for --format sgmri-vqa).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", metavar="train|val|test", help="Export one split only (default: all).")] = None,
+    base_model: Annotated[Optional[str], typer.Option("--base-model", metavar="MODEL", help="llamafactory/swift: the model the written config trains (hub id or folder; default: the profile family's released model).")] = None,
+    processor: Annotated[Optional[Path], typer.Option("--processor", metavar="DIR", help="llamafactory/swift: a local model folder whose processor measures the longest example (default: a stated upper bound).")] = None,
 ) -> None:
     """Training files for fine-tuning tools; the target is JSON {reasoning, answer, bboxes}."""
     with needs_extra("export"):
         from voxqa.export import export_dataset
+        from voxqa.export.tuners import TunerSetup
 
-    summary = export_dataset(folder, fmt, out, convention=convention, split=split)
+    summary = export_dataset(folder, fmt, out, convention=convention, split=split,
+                             setup=TunerSetup(base_model=base_model, processor=processor))
     console.print(
         f"[green]exported[/] {summary['exported']} items of {markup_safe(folder)} as {markup_safe(fmt)} "
         f"({markup_safe(summary['profile'])} boxes, {summary['space']}) to {markup_safe(out)}: "

@@ -44,6 +44,7 @@ from voxqa.boxes.profiles import Profile
 from voxqa.dataset.paths import check_png
 from voxqa.conversation import BOX_TEXT, InlineBoxes, build_sample, wants_box_hint
 from voxqa.errors import InputError
+from voxqa.padding import shown_images
 from voxqa.render import map_box
 from voxqa.schema import Item
 
@@ -176,15 +177,17 @@ class Prompt:
 
 
 def build_prompt(item: Item, folder: Path, frame_size: tuple[int, int], profile: Profile,
-                 mode: str = "minimal", images: list[str] | None = None) -> Prompt:
-    """The prompt of a rendered item; ``images`` replaces the PNG paths (controls)."""
+                 mode: str = "minimal", images: list[str] | None = None, padded: Path | None = None) -> Prompt:
+    """The prompt of a rendered item; ``images`` replaces the PNG paths (controls). A profile
+    measured on the padded square shows padded copies kept under ``padded/square/``
+    (``voxqa.padding``: the run, export or training folder)."""
     if mode not in MODES:
         raise ValueError(f"unknown prompt mode {mode!r}; known: {', '.join(MODES)}")
     asked = item
     if mode in ("guided", "oracle_region") and item.guided_question:
         asked = item.model_copy(update={"question": item.guided_question})
     sample = build_sample(asked, Path(folder).resolve(), frame_size, profile, InlineBoxes(profile))
-    paths = [str(check_png(p, f"item {item.id}")) for p in (images or sample.images)]
+    paths = shown_images([str(check_png(p, f"item {item.id}")) for p in (images or sample.images)], profile, padded)
     parts: list[tuple[str, str]] = []
     n = 0
     for piece in sample.user:

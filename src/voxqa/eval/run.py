@@ -3,7 +3,8 @@
 Design (the run folder is the unit of truth):
 
 * ``run.json`` holds the run's identity: dataset hash (items.jsonl sha256), model identity,
-  prompt mode, control, box profile, split, task filter, limit, seed. A run folder whose
+  prompt mode, control, box profile (and, for a profile measured on the padded square, how its
+  images are padded: ``voxqa.padding``), split, task filter, limit, seed. A run folder whose
   identity differs is refused, so two configurations never mix in one file.
 * ``predictions.jsonl`` gets one line per answered item, written as one ``write`` of a whole
   line and flushed to the OS at once, fsynced in batches. A kill -9 can lose only in-flight
@@ -41,6 +42,7 @@ from PIL import Image
 
 from voxqa import __version__
 from voxqa.boxes.profiles import Profile, get_profile
+from voxqa.padding import padding_record
 from voxqa.dataset.folder import ITEMS, read_items, read_studies
 from voxqa.dataset.paths import dataset_png, inside, resolve_once
 from voxqa.errors import InputError, VoxqaError
@@ -132,6 +134,7 @@ def identity(cfg: RunConfig, model: ModelAdapter) -> dict[str, Any]:
         "mode": cfg.mode,
         "control": cfg.control,
         "profile": cfg.profile,
+        **({"image_padding": pad} if (pad := padding_record(get_profile(cfg.profile))) else {}),
         "split": cfg.split,
         "tasks": list(cfg.tasks) if cfg.tasks else None,
         "limit": cfg.limit,
@@ -279,7 +282,7 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress, hel
     async def one(item: Item) -> None:
         shown = mirror_item(item, frame_sizes[item.study_id]) if cfg.control == "mirrored" else item
         prompt: Prompt = build_prompt(shown, folder, frame_sizes[item.study_id], profile, cfg.mode,
-                                      _control_images(cfg, item, by_study, donors, folder))
+                                      _control_images(cfg, item, by_study, donors, folder), cfg.out)
         t0 = time.monotonic()
         async with gate:
             try:

@@ -4,12 +4,15 @@
 picks the items that have rendered images, builds each item's prompt and JSON target once
 (``voxqa.conversation.build_sample``) with boxes in the chosen profile's convention (``voxqa.boxes.profiles``),
 and hands them to the format grouped by split. Items without images are skipped and counted.
-Every export also writes ``voxqa_export.json``, the summary this function returns.
+Every export also writes ``voxqa_export.json``, the summary this function returns. For a
+profile measured on the image padded to a square (``medgemma``, ``shikra``, ``llava``) the rows
+name padded copies under ``OUT/square/`` and the summary records the padding (``voxqa.padding``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +21,14 @@ from voxqa.dataset.folder import read_items, read_studies
 from voxqa.dataset.paths import check_png, resolve_once
 from voxqa.conversation import Sample, build_sample
 from voxqa.errors import InputError
-from voxqa.export.base import ExportFormat, write_json
+from voxqa.export.base import ExportFormat, TunerConfigFormat, write_json
 from voxqa.export.hf import HfFormat
 from voxqa.export.llamafactory import LlamaFactoryFormat
 from voxqa.export.sgmri_vqa import SgmriVqaFormat
 from voxqa.export.swift import SwiftFormat
 from voxqa.export.trl import TrlFormat
+from voxqa.export.tuners import TunerSetup
+from voxqa.padding import padding_record, shown_images
 
 FORMATS: dict[str, ExportFormat] = {
     "hf": HfFormat(),
@@ -36,13 +41,17 @@ SUMMARY = "voxqa_export.json"
 
 
 def export_dataset(
-    folder: Path, fmt: str, out: Path, convention: str | None = None, split: str | None = None
+    folder: Path, fmt: str, out: Path, convention: str | None = None, split: str | None = None,
+    setup: TunerSetup | None = None,
 ) -> dict[str, Any]:
     """Export ``folder`` (after `voxqa render`) as ``fmt`` into ``out``; returns the summary.
 
     ``convention`` is a box profile spec (``voxqa.boxes.profiles``: ``pixel``, ``qwen3-vl``,
     ``qwen2.5-vl:max_pixels=1003520``, ...); None: the format's own (``sgmri-vqa``: ``sgmri``),
-    else ``pixel``. ``split`` keeps one split (train/val/test), None keeps all.
+    else ``pixel``. ``split`` keeps one split (train/val/test), None keeps all. A tuner format
+    (``llamafactory``, ``swift``: ``TunerConfigFormat``) also writes its runnable config, for
+    ``setup``'s base model, measured with its processor (``voxqa.export.tuners``); the summary's
+    ``tuner`` records it.
     """
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
@@ -76,7 +85,14 @@ def export_dataset(
                          if skipped else f"{folder}: no item{where} to export")
 
     out.mkdir(parents=True, exist_ok=True)
+    if profile.pads_square:  # the model is shown the padded square its boxes are measured on
+        samples = {split: [replace(s, images=shown_images(s.images, profile, out)) for s in rows]
+                   for split, rows in samples.items()}
     files = exporter.write(samples, out, profile)
+    tuner = None
+    if isinstance(exporter, TunerConfigFormat):
+        written, tuner = exporter.tuner_config(samples, out, profile, setup or TunerSetup())
+        files = files + written
     summary = {
         "format": fmt,
         "profile": profile.spec,
@@ -89,8 +105,10 @@ def export_dataset(
         "by_split": {k: len(v) for k, v in sorted(samples.items())},
         "by_answer_type": dict(sorted(Counter(
             s.item.answer.type for rows in samples.values() for s in rows).items())),
+        **({"image_padding": pad} if (pad := padding_record(profile)) else {}),
         "image_paths": "absolute",
         "files": files,
+        **({"tuner": tuner} if tuner is not None else {}),
     }
     write_json(out / SUMMARY, summary)
     return summary

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from voxqa import fileio
 from voxqa.boxes.profiles import Profile
 from voxqa.conversation import BoxStyle, Sample
+
+if TYPE_CHECKING:
+    from voxqa.export.tuners import TunerSetup
 
 
 class ExportFormat(Protocol):
@@ -28,6 +31,17 @@ class ExportFormat(Protocol):
     def write(self, samples: dict[str, list[Sample]], out: Path, profile: Profile) -> list[str]:
         """Write samples grouped by split under ``out`` (and the settings the trainer needs for
         ``profile``'s boxes to stay true); returns the paths written."""
+        ...
+
+
+@runtime_checkable
+class TunerConfigFormat(Protocol):
+    """A format read by a fine-tuning tool that also takes a config (LLaMA-Factory, ms-swift)."""
+
+    def tuner_config(self, samples: dict[str, list[Sample]], out: Path, profile: Profile,
+                     setup: TunerSetup) -> tuple[list[str], dict[str, Any]]:
+        """Write the tool's complete, runnable config for ``samples`` as written; returns the
+        files written and what the export summary records of them (``voxqa.export.tuners``)."""
         ...
 
 

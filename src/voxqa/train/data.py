@@ -33,6 +33,7 @@ from voxqa.boxes.spaces import Resized
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.errors import VoxqaError
 from voxqa.eval.prompts import build_prompt
+from voxqa.padding import padding_record
 
 EXPORT_SUMMARY = "voxqa_export.json"
 
@@ -56,13 +57,13 @@ def _row(item_id: str, user: list[dict[str, Any]], target: str, images: list[str
             "images": images}
 
 
-def _from_dataset(folder: Path, profile: Profile, split: str, mode: str) -> list[dict[str, Any]]:
+def _from_dataset(folder: Path, profile: Profile, split: str, mode: str, padded: Path | None) -> list[dict[str, Any]]:
     sizes = {s.id: s.frame_size for s in read_studies(folder)}
     rows = []
     for item in read_items(folder):
         if item.split != split or not item.images:
             continue
-        prompt = build_prompt(item, folder, sizes[item.study_id], profile, mode=mode)
+        prompt = build_prompt(item, folder, sizes[item.study_id], profile, mode=mode, padded=padded)
         user = [{"type": "image"} if kind == "image" else {"type": "text", "text": value}
                 for kind, value in prompt.parts]
         rows.append(_row(item.id, user, prompt.target,
@@ -83,8 +84,12 @@ def _from_trl_export(folder: Path, split: str) -> list[dict[str, Any]]:
 
 
 def load_examples(source: Path, *, profile: str | None = None, split: str = "train",
-                  mode: str = "structured", max_frames: int | None = None) -> Examples:
+                  mode: str = "structured", max_frames: int | None = None, padded: Path | None = None) -> Examples:
     """The training rows of ``source`` (a rendered dataset folder or a trl export).
+
+    A profile measured on the image padded to a square trains on padded copies kept under
+    ``padded/square/`` (the training folder), as eval shows them; a trl export must have been
+    written padded (its summary's ``image_padding``).
 
     ``max_frames`` leaves out (and lists) items with more images: cutting frames would show
     the model a different study than evaluation does.
@@ -100,9 +105,12 @@ def load_examples(source: Path, *, profile: str | None = None, split: str = "tra
             raise TrainDataError(f"{source}: exported with profile {summary['profile']!r}, "
                                  f"not {profile!r}; export again or drop --profile")
         prof, rows = get_profile(summary["profile"]), _from_trl_export(source, split)
+        if summary.get("image_padding") != padding_record(prof):
+            raise TrainDataError(f"{source}: profile {prof.spec} measures boxes on the image padded to a square, "
+                                 "but this export shows the frames unpadded; export again")
     else:
         prof = get_profile(profile or "pixel")
-        rows = _from_dataset(source, prof, split, mode)
+        rows = _from_dataset(source, prof, split, mode, padded)
     skipped = []
     if max_frames is not None:
         skipped = [r["id"] for r in rows if len(r["images"]) > max_frames]

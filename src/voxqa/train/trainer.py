@@ -26,6 +26,7 @@ from typing import Any
 
 from voxqa.errors import InputError
 from voxqa.fileio import append_bytes, write_text
+from voxqa.padding import padding_record
 from voxqa.train.data import Examples, check_examples, check_pixel_limits, load_examples, to_dataset
 from voxqa.train.launch import write_accelerate_configs
 from voxqa.train.recipes import Lora, Recipe, get_recipe
@@ -168,7 +169,8 @@ def build_trainer(cfg: TrainConfig, examples: Examples | None = None, callbacks:
 
     recipe = resolve_recipe(cfg)
     if examples is None:
-        examples = load_examples(cfg.source, profile=cfg.profile, mode=cfg.mode, max_frames=recipe.max_frames)
+        examples = load_examples(cfg.source, profile=cfg.profile, mode=cfg.mode, max_frames=recipe.max_frames,
+                                 padded=Path(cfg.out))
     base = Path(cfg.model).resolve()  # a LoRA adapter names its base by this path
     check_pixel_limits(examples.profile, base)
     gpu = torch.cuda.is_available()
@@ -215,7 +217,7 @@ def build_trainer(cfg: TrainConfig, examples: Examples | None = None, callbacks:
                                     *(callbacks or [])])
     longest_id, longest = lengths.longest()
     facts = {"examples": len(examples.rows), "skipped_too_many_frames": examples.skipped_too_many_frames,
-             "profile": examples.profile.spec, "max_length": limit,
+             "profile": examples.profile.spec, "image_padding": padding_record(examples.profile), "max_length": limit,
              "longest": {"id": longest_id, "tokens": longest},
              "tokens_total": sum(lengths.total), "tokens_trained": sum(lengths.trained),
              "trainable_parameters": trainable if recipe.lora is None else "lora", "world_size": world}
