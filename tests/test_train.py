@@ -199,7 +199,7 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(ds, llava, t
     args = ["train", str(export), "--model", str(llava), "--full", "--epochs", "2", "--lr", "1e-3"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29517", "-m", "voxqa", *args, "--out", str(tmp_path / "two"),
+                          "--master_port", str(_free_port()), "-m", "voxqa", *args, "--out", str(tmp_path / "two"),
                           "--batch-size", "1"], env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     one = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one"), "--batch-size", "2"])
@@ -256,3 +256,12 @@ def test_training_prompt_is_the_eval_prompt(ds, llava):
         assert rendered["prompt"] == asked
         assert rendered["completion"].startswith(prompt.target)
         assert row["images"] == [v for k, v in prompt.parts if k == "image"]
+
+
+def _free_port() -> int:
+    """A TCP port free on loopback now (a fixed one collides with other runs on the machine)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -133,6 +133,12 @@ class LocalExecutor:
             proc.kill()
         for proc in procs:
             proc.join(timeout=5)
+        # let the pool's manager thread finish closing its pipes: at interpreter exit,
+        # concurrent.futures wakes it through them, unlocked, and a pipe closed under that
+        # call prints an "Exception ignored ... Bad file descriptor" traceback
+        manager = getattr(pool, "_executor_manager_thread", None)
+        if manager is not None:
+            manager.join(timeout=5)
 
 
 class RayExecutor:
