@@ -11,9 +11,9 @@ Spaces (``encode`` output, ``decode`` input):
 
 * ``Pixels``: the canonical box itself (or x, y, width, height).
 * ``Scaled(steps)``: each coordinate times ``steps / side``: 1 with decimals (fractions), 1000
-  (Qwen2-VL, Qwen3-VL, InternVL, Gemini, ...), 999 (DeepSeek-VL2), 1024 (PaliGemma), 512
-  (RadGrounder). ``order="yx"`` writes y first; ``pad="center"`` measures on the image padded to
-  a square (LLaVA's ``expand2square``: the image centred, offset ``(side - w) // 2``);
+  (Qwen2-VL, Qwen3-VL, InternVL, Gemini, ...), 999 (DeepSeek-VL2), 1023 (PaliGemma:
+  big_vision's ``round(v * 1023)``, its far edge 1023), 512 (RadGrounder). ``order="yx"``
+  writes y first; ``pad="center"`` measures on the image padded to a square (LLaVA's ``expand2square``: the image centred, offset ``(side - w) // 2``);
   ``clamp`` keeps the last grid value at ``steps - 1`` (token vocabularies end there).
 * ``Resized``: pixels of the input Qwen2.5-VL actually sees after qwen-vl-utils'
   ``smart_resize`` (factor 28, ``min_pixels`` / ``max_pixels`` as given).
