@@ -294,3 +294,23 @@ def test_ctchat_shows_ras_axes_as_ct_clip_reads_a_nifti(single: Path) -> None:
         model_mm = (lit[:, axis].mean() + 0.5 - array.shape[axis] / 2) * mm
         ras_mm = (kidney[:, ras_axis].mean() + 0.5 - ras.shape[ras_axis] / 2) * spacing[ras_axis]
         assert abs(model_mm - ras_mm) <= 2 * mm, (axis, model_mm, ras_mm)
+
+
+def test_m3d_refseg_percentiles_crop_and_file_axes() -> None:
+    """M3D's grounding data (m3d_refseg_data_prepare.py L11-15, L26): NIfTI axes (k, i, j),
+    percentiles 0.5-99.5 to [0, 1], CropForeground, Resize. On a stack whose bright cube is 2 % of
+    the volume (so the 99.5th percentile is the cube), the cube lies where its box maps."""
+    stack = np.full((20, 30, 40), -1000.0, np.float32)  # (frame, y, x), radiological
+    stack[2:18, 3:27, 4:36] = -990.0  # the body: the foreground crop
+    stack[5:12, 6:15, 25:33] = 1000.0  # the cube: frames 5-11, y 6-15, x 25-33 (patient left)
+    recipe = RECIPES["m3d-refseg"]
+    array, transform, extra = recipe.make(stack, None, "CT")
+    assert array.shape == (1, 32, 256, 256) and extra["foreground"] == {"frame": [2, 18], "y": [3, 27], "x": [4, 36]}
+    assert [a.source for a in transform.spatial] == ["frame", "x", "y"]  # rows: RAS i, columns: RAS j
+    assert [a.scale < 0 for a in transform.spatial] == [False, True, True]
+    box = Box3D(frame_start=5, frame_end=11, box=(25, 6, 33, 15))
+    lit = array[0] > 0.5
+    for axis, (lo, hi) in enumerate(box_to_model(box, transform)):
+        hits = np.flatnonzero(lit.any(axis=tuple(d for d in range(3) if d != axis)))
+        assert abs(hits[0] - lo) <= 1 and abs(hits[-1] + 1 - hi) <= 1, (axis, hits[[0, -1]], lo, hi)
+    assert from_m3d_normalized(m3d_normalized(box, transform), transform) == box

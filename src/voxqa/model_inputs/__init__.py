@@ -74,6 +74,10 @@ CT_WINDOWS = (Window(-1024.0, 1024.0), Window(-135.0, 215.0), Window(0.0, 80.0))
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     VolumeRecipe("m3d", "M3D-LaMed (M3D Data/process m3d_seg_data_prepare.py: min-max, CropForeground, Resize)",
                  ("channel", "frame", "y", "x"), (32, 256, 256), Window(), crop_foreground=True),
+    VolumeRecipe("m3d-refseg", "M3D-LaMed's 3D grounding data (M3D Data/process m3d_refseg_data_prepare.py: "
+                 "NIfTI axes k, i, j; percentiles 0.5-99.5; CropForeground; Resize)",
+                 ("channel", "frame", "-x", "-y"), (32, 256, 256), Window(percentiles=(0.5, 99.5)),
+                 crop_foreground=True),
     VolumeRecipe("med3dvlm", "Med3DVLM (src/utils/m3d_cap_data_prepare_128.py: min-max, CropForeground, Resize)",
                  ("frame", "y", "x"), (128, 256, 256), Window(), crop_foreground=True),
     VolumeRecipe("radfm", "RadFM (radiopaedia.py depth cap 64, multi_dataset_test.py depths 4-64; "
@@ -114,7 +118,7 @@ def _pixel_transform(name: str, volume_json: str, study_json: str) -> Transform:
     stack, spacing = _stored(study)
     recipe = RECIPES[name]
     if isinstance(recipe, VolumeRecipe) and recipe.crop_foreground:
-        return recipe.plan(stack.shape, spacing, foreground(stack))
+        return recipe.plan(stack.shape, spacing, foreground(stack, recipe.window.bounds(stack)[0]))
     return recipe.plan(stack.shape, spacing)
 
 

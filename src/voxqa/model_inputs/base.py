@@ -153,13 +153,18 @@ def from_m3d_normalized(values: Sequence[float], transform: Transform) -> Box3D:
 
 @dataclass(frozen=True)
 class Window:
-    """A linear intensity map [lo, hi] -> out, clipped; lo/hi None = the volume's min/max (min-max)."""
+    """A linear intensity map [lo, hi] -> out, clipped; lo/hi None = the volume's min/max (min-max),
+    or with ``percentiles`` its (lower, upper) percentiles (MONAI ``ScaleIntensityRangePercentiles``)."""
 
     lo: float | None = None
     hi: float | None = None
     out: tuple[float, float] = (0.0, 1.0)
+    percentiles: tuple[float, float] | None = None
 
     def bounds(self, data: np.ndarray) -> tuple[float, float]:
+        if self.percentiles is not None:
+            lo, hi = (float(v) for v in np.percentile(data, self.percentiles))
+            return lo, (hi if hi > lo else lo + 1.0)
         lo = float(data.min()) if self.lo is None else self.lo
         hi = float(data.max()) if self.hi is None else self.hi
         return lo, (hi if hi > lo else lo + 1.0)  # a constant volume maps to out[0]

@@ -35,10 +35,10 @@ def nearest_step(n: int, step: int, cap: int) -> int:
     return best
 
 
-def foreground(stack: np.ndarray) -> Crop | None:
-    """MONAI ``CropForeground``'s box after M3D's min-max: [lo, hi) per stored axis of the
-    voxels above the volume's minimum (None: a constant volume, nothing to crop to)."""
-    fg = stack > stack.min()
+def foreground(stack: np.ndarray, floor: float) -> Crop | None:
+    """MONAI ``CropForeground``'s box after the intensity map sends ``floor`` to 0: [lo, hi) per
+    stored axis of the voxels above it (None: nothing above, nothing to crop to)."""
+    fg = stack > floor
     if not fg.any():
         return None
     box = []
@@ -56,7 +56,7 @@ class VolumeRecipe:
     that spacing (mm per spatial axis) and centre cropped / padded (with air) to ``size``.
     ``frame_step`` > 0: the frame axis is not resized to its ``size`` but to the multiple of
     ``frame_step`` nearest the frame count, at most ``size`` (RadFM). ``crop_foreground``: the
-    stack is first cropped to its voxels above the minimum (M3D's and Med3DVLM's MONAI
+    stack is first cropped to its voxels the window maps above 0 (M3D's and Med3DVLM's MONAI
     ``CropForeground``), so the transform depends on the pixels: read it from the record."""
 
     name: str
@@ -117,9 +117,9 @@ class VolumeRecipe:
 
     def make(self, stack: np.ndarray, spacing: tuple[float, float, float] | None,
              modality: str) -> tuple[np.ndarray, Transform, dict[str, Any]]:
-        crop = foreground(stack) if self.crop_foreground else None
-        transform = self.plan(stack.shape, spacing, crop)
         lo, hi = self.window.bounds(stack)  # min-max recipes: over the full stored volume
+        crop = foreground(stack, lo) if self.crop_foreground else None
+        transform = self.plan(stack.shape, spacing, crop)
         if crop is not None:
             stack = stack[tuple(slice(a, b) for a, b in crop)]
         spatial = self._spatial()
