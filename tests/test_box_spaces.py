@@ -224,6 +224,9 @@ def test_paligemma_locs_as_big_vision_writes_and_reads_them() -> None:
     assert space.decode([105, 0, 1023, 320], 320, 320) == (0, 33, 100, 320)
     assert space.decode([0, 0, 1023, 1023], 640, 480) == (0, 0, 640, 480)
     assert space.max_error(1024, 1024) == 1 and space.max_error(320, 320) == 0
+    # tf.round on the float32 fraction: ties to even. 372 px: x 6 -> 16.5 -> 16, y 2 -> 5.5 -> 6,
+    # y 10 -> 27.5 -> 28
+    assert space.encode([6, 2, 372, 10], 372, 372) == [6, 16, 28, 1023]
     for side in (5, 320, 1023, 2046):
         err = max(abs(a - b) for v in range(side + 1)
                   for a, b in zip(space.decode(space.encode([0, 0, max(v, 1), side], side, side), side, side),
@@ -238,6 +241,10 @@ def test_internvl_rounds_as_its_data_format_documents() -> None:
     space = PROFILES["internvl"].space
     assert space.encode([2, 0, 3, 3], 3, 3) == [667, 0, 1000, 1000]  # 666.67 rounds to 667 (a floor gives 666)
     assert space.decode([667, 0, 1000, 1000], 3, 3) == (2, 0, 3, 3)
+    # Python's round on the float: ties to even. On a 320 px fastMRI frame 4 -> 12.5 -> 12,
+    # 12 -> 37.5 -> 38, 20 -> 62.5 -> 62, 36 -> 112.5 -> 112 (half up wrote 13, 38, 63, 113)
+    assert space.encode([4, 12, 20, 36], 320, 320) == [12, 38, 62, 112]
+    assert space.decode([12, 38, 62, 112], 320, 320) == (4, 12, 20, 36)
 
 
 def test_cogvlm_right_edge_is_1000() -> None:
