@@ -210,3 +210,48 @@ def test_any_box_bound_holds_and_is_reached() -> None:
         worsts[side] = worst
     assert worsts[2999] == 3  # reached: the stated bound is tight there
     assert worsts[1001] == 1
+
+
+def test_paligemma_locs_as_big_vision_writes_and_reads_them() -> None:
+    """big_vision: ``round(fraction * 1023)`` clipped to 0..1023 (pp/proj/paligemma/segmentation.py
+    L72-73), read back as ``loc / 1023`` (evaluators/.../segmentation.py L102), y first."""
+    space = PROFILES["paligemma"].space
+    # 320 x 320: x 0 -> 0; x 100 -> 319.6875 -> 320; y 33 -> 105.497 -> 105;
+    # the far edge 320 -> 1023 (on a 1024 grid it was clamped from 1024 to 1023)
+    assert space.encode([0, 33, 100, 320], 320, 320) == [105, 0, 1023, 320]
+    assert space.encode([448, 160, 720, 384], 1024, 1024) == [160, 448, 384, 719]  # 719.3, not 720
+    # read back: 1023 is the far edge, 320 * 320 / 1023 = 100.1 -> 100, 105 * 320 / 1023 = 32.8 -> 33
+    assert space.decode([105, 0, 1023, 320], 320, 320) == (0, 33, 100, 320)
+    assert space.decode([0, 0, 1023, 1023], 640, 480) == (0, 0, 640, 480)
+    assert space.max_error(1024, 1024) == 1 and space.max_error(320, 320) == 0
+    # tf.round on the float32 fraction: ties to even. 372 px: x 6 -> 16.5 -> 16, y 2 -> 5.5 -> 6,
+    # y 10 -> 27.5 -> 28
+    assert space.encode([6, 2, 372, 10], 372, 372) == [6, 16, 28, 1023]
+    for side in (5, 320, 1023, 2046):
+        err = max(abs(a - b) for v in range(side + 1)
+                  for a, b in zip(space.decode(space.encode([0, 0, max(v, 1), side], side, side), side, side),
+                                  (0, 0, max(v, 1), side), strict=True))
+        assert err <= space.max_error(side, side), side
+
+
+def test_internvl_rounds_as_its_data_format_documents() -> None:
+    """InternVL's chat data format: ``round(x1 / image_width * 1000)`` (InternVL-doc
+    docs/en/get_started/chat_data_format.md L152-163), read back as ``v / 1000 * w``
+    (internvl_chat/eval/refcoco/evaluate_grounding.py L197-200)."""
+    space = PROFILES["internvl"].space
+    assert space.encode([2, 0, 3, 3], 3, 3) == [667, 0, 1000, 1000]  # 666.67 rounds to 667 (a floor gives 666)
+    assert space.decode([667, 0, 1000, 1000], 3, 3) == (2, 0, 3, 3)
+    # Python's round on the float: ties to even. On a 320 px fastMRI frame 4 -> 12.5 -> 12,
+    # 12 -> 37.5 -> 38, 20 -> 62.5 -> 62, 36 -> 112.5 -> 112 (half up wrote 13, 38, 63, 113)
+    assert space.encode([4, 12, 20, 36], 320, 320) == [12, 38, 62, 112]
+    assert space.decode([12, 38, 62, 112], 320, 320) == (4, 12, 20, 36)
+
+
+def test_cogvlm_right_edge_is_1000() -> None:
+    """CogVLM: "relative coordinates multiplied by 1000 (prefixed with zeros to three digits)"
+    (README.md L589-591) and read back as ``int(v) / 1000`` (utils/utils/grounding_parser.py
+    L43): nothing clamps to 999, so the far edge is written ``1000`` and read back as the edge."""
+    p = PROFILES["cogvlm"]
+    assert p.write([0, 27, 320, 320], 320, 320) == "[[000,084,1000,1000]]"
+    assert [f.values for f in p.find("tear[[000,084,1000,1000]]")] == [[0, 84, 1000, 1000]]
+    assert p.decode([0, 84, 1000, 1000], 320, 320) == (0, 27, 320, 320)

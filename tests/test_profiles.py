@@ -45,7 +45,7 @@ def test_documented_example_reads_to_the_right_pixels(name: str) -> None:
 def test_multi_object_examples() -> None:
     """Several objects in one answer, joined as each family joins them."""
     assert [b["box"] for b in ok(PROFILES["paligemma"].example, ONE_IMAGE, "paligemma")] == [
-        TEAR, [100, 600, 200, 700]]  # y-first 1024 grid on 1024 px: the numbers are pixels, swapped
+        TEAR, [100, 601, 200, 701]]  # y first, loc / 1023 of 1024 px: 600 -> 600.59 -> 601
     cog = ok(PROFILES["cogvlm"].example, ONE_IMAGE, "cogvlm")  # "[[438,156,703,375;086,540,400,760]]"
     assert [b["box"] for b in cog] == [[449, 160, 720, 384], [88, 553, 410, 778]]
     kosmos = ("<phrase>tears</phrase><object><patch_index_0174><patch_index_0374>"

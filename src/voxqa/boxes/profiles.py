@@ -191,8 +191,9 @@ _TABLE: tuple[Profile, ...] = (
             'Give each box as {"bbox_2d": [x_min, y_min, x_max, y_max], "label": "<finding>"} with '
             f"coordinates {_N1000}.",
             '[{"bbox_2d": [438, 156, 703, 375], "label": "meniscus tear"}]'),
-    Profile("internvl", Scaled("norm1000", 1000), TaggedList(("<ref>", "</ref>"), ("<box>", "</box>")),
-            "xyxy ints on 0-1000, rounded half up, in <box>[[...]]</box>",
+    # InternVL's data format: round((x1 / image_width) * 1000) (InternVL-doc chat_data_format.md L152-163)
+    Profile("internvl", Scaled("norm1000", 1000, rounding="python"), TaggedList(("<ref>", "</ref>"), ("<box>", "</box>")),
+            "xyxy ints on 0-1000, round(x / width * 1000) as InternVL's data format, in <box>[[...]]</box>",
             "Give each box as <ref>finding</ref><box>[[x_min, y_min, x_max, y_max]]</box> with "
             f"coordinates {_N1000}" + _JSON_SAME.format(order=_XYXY) + ".",
             "<ref>meniscus tear</ref><box>[[438, 156, 703, 375]]</box>"),
@@ -213,12 +214,14 @@ _TABLE: tuple[Profile, ...] = (
             "as its bin number 0-999 (floor of x times 1000/width, y times 1000/height)"
             + _JSON_SAME.format(order=_XYXY) + ".",
             "meniscus tear<loc_437><loc_156><loc_703><loc_375>"),
-    Profile("paligemma", Scaled("loc1024-yx", 1024, order="yx", clamp=True), PaliGemmaLocs(),
-            "[y_min, x_min, y_max, x_max] on a 1024 grid (coordinate * 1024 / side, at most 1023), y first",
+    # big_vision: round(fraction * 1023) (pp/proj/paligemma/segmentation.py L72-73), read back as
+    # loc / 1023 (evaluators/proj/paligemma/transfers/segmentation.py L102): the far edge is 1023
+    Profile("paligemma", Scaled("loc1023-yx", 1023, order="yx", rounding="float32"), PaliGemmaLocs(),
+            "[y_min, x_min, y_max, x_max] as round(coordinate * 1023 / side), 0-1023, y first (big_vision)",
             "Give each box as <locY_MIN><locX_MIN><locY_MAX><locX_MAX> finding, with four-digit "
-            "location numbers (y times 1024/height, x times 1024/width, at most 1023), y before x; "
+            "location numbers (y times 1023/height, x times 1023/width, rounded, 0 to 1023), y before x; "
             "join several objects with ' ; '" + _JSON_SAME.format(order=_YXYX) + ".",
-            "<loc0160><loc0448><loc0384><loc0720> meniscus tear ; <loc0600><loc0100><loc0700><loc0200> effusion"),
+            "<loc0160><loc0448><loc0384><loc0719> meniscus tear ; <loc0600><loc0100><loc0700><loc0200> effusion"),
     _gemini("gemini", "none", '[{"box_2d": [156, 438, 375, 703], "label": "meniscus tear"}]'),
     _gemini("medgemma", "center",
             '<unused94>thought\nThe tear is in the posterior horn.<unused95>'

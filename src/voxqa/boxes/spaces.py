@@ -11,9 +11,9 @@ Spaces (``encode`` output, ``decode`` input):
 
 * ``Pixels``: the canonical box itself (or x, y, width, height).
 * ``Scaled(steps)``: each coordinate times ``steps / side``: 1 with decimals (fractions), 1000
-  (Qwen2-VL, Qwen3-VL, InternVL, Gemini, ...), 999 (DeepSeek-VL2), 1024 (PaliGemma), 512
-  (RadGrounder). ``order="yx"`` writes y first; ``pad="center"`` measures on the image padded to
-  a square (LLaVA's ``expand2square``: the image centred, offset ``(side - w) // 2``);
+  (Qwen2-VL, Qwen3-VL, InternVL, Gemini, ...), 999 (DeepSeek-VL2), 1023 (PaliGemma:
+  big_vision's ``round(v * 1023)``, its far edge 1023), 512 (RadGrounder). ``order="yx"``
+  writes y first; ``pad="center"`` measures on the image padded to a square (LLaVA's ``expand2square``: the image centred, offset ``(side - w) // 2``);
   ``clamp`` keeps the last grid value at ``steps - 1`` (token vocabularies end there).
 * ``Resized``: pixels of the input Qwen2.5-VL actually sees after qwen-vl-utils'
   ``smart_resize`` (factor 28, ``min_pixels`` / ``max_pixels`` as given).
@@ -25,7 +25,8 @@ Spaces (``encode`` output, ``decode`` input):
   ``coordinate_to_patch_index`` / ``patch_index_to_coordinate`` rules.
 
 Rounding: every rounding to an integer is round-half-up on exact fractions, so results never
-depend on float ties. Never degenerate: an encoded box keeps ``max > min`` on each axis (a
+depend on float ties; except where a family's own code rounds floats (``Scaled.rounding``:
+InternVL's ``round(x / w * 1000)``, big_vision's float32 ``tf.round``), which is then re-enacted. Never degenerate: an encoded box keeps ``max > min`` on each axis (a
 box narrower than one grid cell is widened to whole cells), and so does a decoded one; except
 that ``ResizedBins`` writes exactly what RadGrounder's code writes, equal bins included.
 ``decode`` neither clips nor reorders a model's box, so an invalid box stays visibly invalid
@@ -198,11 +199,25 @@ class Pixels:
         return 0
 
 
+Rounding = Literal["half_up", "python", "float32"]
+
+
+def _to_grid(v: int, side: int, steps: int, rounding: Rounding) -> int:
+    """``v * steps / side`` to an integer: exactly, half up (voxqa's rule); or as a family's code
+    computes it: ``round((v / side) * steps)`` in Python floats (InternVL), or
+    ``tf.round(float32(v / side) * steps)`` (big_vision's float32 fraction, ties to even)."""
+    if rounding == "python":
+        return round((v / side) * steps)
+    if rounding == "float32":
+        return int(np.round(np.float32(v / side) * np.float32(steps)))
+    return _div_half_up(v * steps, side)
+
+
 def _grid_axis(lo: int, hi: int, off: int, side: int, steps: int,
-               clamp: int | None) -> tuple[int, int]:
+               clamp: int | None, rounding: Rounding = "half_up") -> tuple[int, int]:
     """``[lo, hi)`` (pixels, shifted by ``off`` on a ``side``-long axis) on a ``steps`` grid:
-    rounded half up, clamped, and widened to whole cells where that would collapse it."""
-    a, b = _div_half_up((lo + off) * steps, side), _div_half_up((hi + off) * steps, side)
+    rounded, clamped, and widened to whole cells where that would collapse it."""
+    a, b = _to_grid(lo + off, side, steps, rounding), _to_grid(hi + off, side, steps, rounding)
     if clamp is not None:
         a, b = min(a, clamp), min(b, clamp)
     if b <= a:
@@ -218,6 +233,8 @@ class Scaled:
 
     ``side`` is the image side, or with ``pad="center"`` the side of the image padded to a
     square (centred, offset ``(side - w) // 2``). ``clamp`` keeps values <= ``steps - 1``.
+    ``rounding`` (integer grids): half up on the exact value, or as the family's own code
+    rounds in floating point (``_to_grid``), so fine-tuning targets equal the family's own.
     """
 
     name: str
@@ -227,6 +244,7 @@ class Scaled:
     pad: Literal["none", "center"] = "none"
     clamp: bool = False
     arity: int = 4
+    rounding: Rounding = "half_up"
 
     def _frame(self, width: int, height: int) -> tuple[int, int, int, int]:
         """(x offset, y offset, x side, y side) the numbers are measured on."""
@@ -240,8 +258,8 @@ class Scaled:
         ox, oy, sx, sy = self._frame(width, height)
         if self.decimals is None:
             clamp = self.steps - 1 if self.clamp else None
-            ax0, ax1 = _grid_axis(x0, x1, ox, sx, self.steps, clamp)
-            ay0, ay1 = _grid_axis(y0, y1, oy, sy, self.steps, clamp)
+            ax0, ax1 = _grid_axis(x0, x1, ox, sx, self.steps, clamp, self.rounding)
+            ay0, ay1 = _grid_axis(y0, y1, oy, sy, self.steps, clamp, self.rounding)
             return _xy([ax0, ay0, ax1, ay1], self.order)
         grid = 10**self.decimals  # floats: a grid of steps * 10**decimals cells, written / 10**decimals
         ax0, ax1 = _grid_axis(x0, x1, ox, sx, self.steps * grid, None)

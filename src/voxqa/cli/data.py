@@ -42,7 +42,7 @@ def render(
     mp4: Annotated[Optional[float], typer.Option("--mp4", min=0.1, metavar="FPS", help="Also write one MP4 per study at this frame rate (needs the 'video' extra).")] = None,
     executor_name: Annotated[str, typer.Option("--executor", metavar="local|ray", help=EXECUTOR_HELP)] = "local",
     address: Annotated[Optional[str], typer.Option("--address", metavar="auto|ray://HOST:PORT", help=ADDRESS_HELP)] = None,
-    recipe: Annotated[Optional[str], typer.Option("--recipe", metavar="NAME", help="Instead of PNG frames, write 3D-model inputs: m3d, med3dvlm, radfm, merlin, ctchat, medgemma-ct or lingshu (docs/recipes.md).")] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", metavar="NAME", help="Instead of PNG frames, write 3D-model inputs: m3d, m3d-refseg, med3dvlm, radfm, merlin, ctchat, medgemma-ct or lingshu (docs/recipes.md).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="With --recipe: stop at the first refused or unreadable study.")] = False,
     volumes_root: Annotated[Optional[list[Path]], typer.Option("--volumes-root", metavar="DIR", help="Also allow volumes in this folder (repeatable); by default a study's volume must lie in the dataset folder or a folder its manifest records as the build's input.")] = None,
 ) -> None:

@@ -225,14 +225,13 @@ def volume_box_reader(profile: Profile, study: Study, item: Item) -> Callable[[l
     (``render --recipe m3d``) to frames and a box on the item's rendered image."""
     if profile.box3d != "m3d" or study.frame_count is None:
         return None
-    from voxqa.model_inputs import RECIPES, from_m3d_normalized
+    from voxqa.model_inputs import from_m3d_normalized, study_transform
 
-    width, height = study.frame_size
-    transform = RECIPES["m3d"].plan((study.frame_count, height, width), None)
     shown = (item.images[0].width, item.images[0].height) if item.images else study.frame_size
 
     def read(values: list) -> dict[str, Any]:
-        b = from_m3d_normalized(values, transform)
+        # the grid M3D was shown: with a volume, its foreground crop (read once per study)
+        b = from_m3d_normalized(values, study_transform(study, "m3d"))
         return {"frame_start": b.frame_start, "frame_end": b.frame_end,
                 "box": list(map_box(b.box, study.frame_size, shown))}
 

@@ -13,6 +13,7 @@ parallel over studies; a refused or unreadable study is counted, and fatal only 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ from voxqa.model_inputs.base import (
     m3d_normalized,
 )
 from voxqa.model_inputs.slices import SliceRecipe
-from voxqa.model_inputs.volume import VolumeRecipe
+from voxqa.model_inputs.volume import VolumeRecipe, foreground
 from voxqa.progress import SILENT, Progress, tracking
 from voxqa.schema import Study
 
@@ -57,6 +58,7 @@ __all__ = [
     "from_m3d_normalized",
     "m3d_normalized",
     "render_recipe",
+    "study_transform",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,19 +66,26 @@ log = logging.getLogger(__name__)
 RECIPES_DIR = "recipes"
 SUMMARY = "recipe.json"
 RECORD = ".record.json"  # per-study sidecar; never "recipe.json", whatever the study id
-FORMAT = 1  # bump when an unchanged setting starts to produce other bytes
-CT_WINDOWS = (Window(-1225.0, 1025.0), Window(-135.0, 215.0), Window(0.0, 80.0))  # MedGemma's R, G, B
+FORMAT = 2  # bump when an unchanged setting starts to produce other bytes
+# MedGemma's R, G, B: its CT notebook's WINDOW_CLIPS (as CT-SpatialVQA copies it, "Windowing as in
+# the official notebook", medgemma_ct_ourdata.ipynb, and as its Lingshu run uses them)
+CT_WINDOWS = (Window(-1024.0, 1024.0), Window(-135.0, 215.0), Window(0.0, 80.0))
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    VolumeRecipe("m3d", "M3D-LaMed (CT-SpatialVQA preprocess_m3d)", ("channel", "frame", "y", "x"),
-                 (32, 256, 256), Window()),
-    VolumeRecipe("med3dvlm", "Med3DVLM (CT-SpatialVQA run_med3dvlm)", ("frame", "y", "x"),
-                 (128, 256, 256), Window()),
-    VolumeRecipe("radfm", "RadFM (CT-SpatialVQA preprocess_radfm)", ("channel", "y", "x", "frame"),
-                 (512, 512, 128), Window(-1024.0, 1024.0), channels=3),
+    VolumeRecipe("m3d", "M3D-LaMed (M3D Data/process m3d_seg_data_prepare.py: min-max, CropForeground, Resize)",
+                 ("channel", "frame", "y", "x"), (32, 256, 256), Window(), crop_foreground=True),
+    VolumeRecipe("m3d-refseg", "M3D-LaMed's 3D grounding data (M3D Data/process m3d_refseg_data_prepare.py: "
+                 "NIfTI axes k, i, j; percentiles 0.5-99.5; CropForeground; Resize)",
+                 ("channel", "frame", "-x", "-y"), (32, 256, 256), Window(percentiles=(0.5, 99.5)),
+                 crop_foreground=True),
+    VolumeRecipe("med3dvlm", "Med3DVLM (src/utils/m3d_cap_data_prepare_128.py: min-max, CropForeground, Resize)",
+                 ("frame", "y", "x"), (128, 256, 256), Window(), crop_foreground=True),
+    VolumeRecipe("radfm", "RadFM (radiopaedia.py depth cap 64, multi_dataset_test.py depths 4-64; "
+                 "CT-SpatialVQA preprocess_radfm window)", ("channel", "y", "x", "frame"),
+                 (512, 512, 64), Window(-1024.0, 1024.0), channels=3, frame_step=4),
     VolumeRecipe("merlin", "Merlin's own MONAI pipeline (RAS, x y z)", ("-x", "-y", "frame"),
                  (224, 224, 160), Window(-1000.0, 1000.0), spacing=(1.5, 1.5, 3.0)),
-    VolumeRecipe("ctchat", "CT-CLIP encoder of CT-CHAT (D, H, W)", ("frame", "y", "x"),
+    VolumeRecipe("ctchat", "CT-CLIP encoder of CT-CHAT (data_inference_nii.py: NIfTI axes k, i, j)", ("frame", "-x", "-y"),
                  (240, 480, 480), Window(-1000.0, 1000.0, out=(-1.0, 1.0)), spacing=(1.5, 0.75, 0.75)),
     SliceRecipe("medgemma-ct", "MedGemma-1.5-4B (CT-SpatialVQA run_medgemma)", 85, CT_WINDOWS,
                 size=(896, 896)),
@@ -94,15 +103,43 @@ def _volume_id(study: Study) -> dict[str, Any]:
     return study.volume.model_dump()
 
 
+def _stored(study: Study) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+    """A study's stored frame stack and its spacing (mm per stored axis; None without geometry)."""
+    assert study.volume is not None
+    vol = open_volume(study.volume.path, assume=study.volume.assumed_orientation)
+    data = vol.data[::-1] if study.volume.mirrored else vol.data  # a twin flipped along patient x
+    spacing = (vol.spacing[2], vol.spacing[1], vol.spacing[0]) if vol.world_known else None
+    return frame_stack(data, study), spacing
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_transform(name: str, volume_json: str, study_json: str) -> Transform:
+    study = Study.model_validate_json(study_json)
+    stack, spacing = _stored(study)
+    recipe = RECIPES[name]
+    if isinstance(recipe, VolumeRecipe) and recipe.crop_foreground:
+        return recipe.plan(stack.shape, spacing, foreground(stack, recipe.window.bounds(stack)[0]))
+    return recipe.plan(stack.shape, spacing)
+
+
+def study_transform(study: Study, name: str) -> Transform:
+    """The transform recipe ``name`` records for this study, computed without writing it. A
+    foreground-cropping recipe (``m3d``, ``med3dvlm``) reads the volume, since its crop depends on
+    the pixels; others, and a study without a volume, need only the stored geometry."""
+    recipe = RECIPES[name]
+    if study.volume is not None and isinstance(recipe, VolumeRecipe) and recipe.crop_foreground:
+        return _pixel_transform(name, study.volume.model_dump_json(), study.model_dump_json())
+    if study.frame_count is None or study.frame_size is None:
+        raise ValueError(f"study {study.id!r} has no stored frame geometry")
+    width, height = study.frame_size
+    return recipe.plan((study.frame_count, height, width), None)
+
+
 def _render_study(job: tuple[Study, str, Path, str]) -> dict[str, Any]:
     """Write one study's array and sidecar (in a worker process); returns its record."""
     study, name, folder, key = job
-    assert study.volume is not None
     recipe = RECIPES[name]
-    vol = open_volume(study.volume.path, assume=study.volume.assumed_orientation)
-    data = vol.data[::-1] if study.volume.mirrored else vol.data  # a twin flipped along patient x
-    stack = frame_stack(data, study)
-    spacing = (vol.spacing[2], vol.spacing[1], vol.spacing[0]) if vol.world_known else None
+    stack, spacing = _stored(study)
     array, transform, extra = recipe.make(stack, spacing, study.modality)
     rel = f"{RECIPES_DIR}/{name}/{study.id}.npy"
     path = inside(folder, rel, f"study {study.id!r}")

@@ -153,13 +153,18 @@ def from_m3d_normalized(values: Sequence[float], transform: Transform) -> Box3D:
 
 @dataclass(frozen=True)
 class Window:
-    """A linear intensity map [lo, hi] -> out, clipped; lo/hi None = the volume's min/max (min-max)."""
+    """A linear intensity map [lo, hi] -> out, clipped; lo/hi None = the volume's min/max (min-max),
+    or with ``percentiles`` its (lower, upper) percentiles (MONAI ``ScaleIntensityRangePercentiles``)."""
 
     lo: float | None = None
     hi: float | None = None
     out: tuple[float, float] = (0.0, 1.0)
+    percentiles: tuple[float, float] | None = None
 
     def bounds(self, data: np.ndarray) -> tuple[float, float]:
+        if self.percentiles is not None:
+            lo, hi = (float(v) for v in np.percentile(data, self.percentiles))
+            return lo, (hi if hi > lo else lo + 1.0)
         lo = float(data.min()) if self.lo is None else self.lo
         hi = float(data.max()) if self.hi is None else self.hi
         return lo, (hi if hi > lo else lo + 1.0)  # a constant volume maps to out[0]
@@ -220,6 +225,21 @@ def check_study(study: Study, recipe: str, needs_spacing: bool, needs_hu: bool) 
                             f"and the study is {study.modality}")
 
 
-def frames_shown(n: int, count: int) -> list[int]:
-    """The stored frame under the centre of each of ``count`` equal slabs of n frames."""
-    return [min(n - 1, math.floor((s + 0.5) * n / count)) for s in range(count)]
+def frames_sampled(n: int, count: int) -> list[int]:
+    """The frames a slice model is shown, as MedGemma's CT notebook and the CT-SpatialVQA
+    harness pick them: every frame when there are at most ``count``, else
+    ``round(np.linspace(0, n - 1, count))`` (Python's round, as theirs)."""
+    if n <= count:
+        return list(range(n))
+    return [int(round(float(i))) for i in np.linspace(0, n - 1, count)]
+
+
+def sampled_axis(n: int, count: int) -> AxisMap:
+    """The frame axis of ``frames_sampled``: model slice s shows frame ``s * (n - 1) / (count - 1)``
+    (rounded), so a stored frame centre c maps to the model centre ``(c - 1/2) * scale + 1/2``."""
+    if n <= count:
+        return AxisMap("frame", n, 1.0, 0.0)
+    if count < 2:
+        raise ValueError(f"sampling {count} of {n} frames needs at least 2 slices")
+    scale = (count - 1) / (n - 1)
+    return AxisMap("frame", count, scale, 0.5 - 0.5 * scale)
