@@ -9,6 +9,7 @@ run.json is the underlying adapter's, so a run may be resumed with or without Ra
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ class _Holder:
 
     async def preflight(self) -> None:
         await self.model.preflight()
+
+    def size_replies(self, targets: list[str]) -> dict[str, Any]:
+        self.model.size_replies(targets)
+        return self.model.identity()
 
     async def answer(self, prompt: Prompt, item: Item) -> str:
         return await self.model.answer(prompt, item)
@@ -61,6 +66,11 @@ class RayModels(ModelAdapter):
 
     async def preflight(self) -> None:
         await self.actors[0].preflight.remote()
+
+    def size_replies(self, targets: Iterable[str]) -> None:
+        """Every replica sizes its reply cap alike; the identity becomes the sized one."""
+        shown = list(targets)
+        self._identity = self.ray.get([a.size_replies.remote(shown) for a in self.actors])[0]
 
     async def answer(self, prompt: Prompt, item: Item) -> str:
         i = min(range(len(self.actors)), key=self._in_flight.__getitem__)
