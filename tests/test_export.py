@@ -74,7 +74,8 @@ def read_trl(out: Path, convention: Profile) -> list[Row]:
     for path in sorted(out.glob("*.jsonl")):
         for line in path.read_text().splitlines():
             r = json.loads(line)
-            user, answer = r["messages"]
+            assert "messages" not in r  # prompt-completion: TRL masks the prompt
+            (user,), (answer,) = r["prompt"], r["completion"]
             assert user["role"] == "user" and answer["role"] == "assistant"
             parts = user["content"]
             assert all(p == {"type": "image"} or (p["type"] == "text" and set(p) == {"type", "text"})
@@ -227,7 +228,7 @@ def test_trl_jsonl_loads_with_datasets_and_images_decode(rendered, tmp_path) -> 
     ds = ds.cast_column("images", datasets.Sequence(datasets.Image()))
     row = ds[0]
     assert row["images"][0].size == (96, 80)
-    assert sum(p["type"] == "image" for p in row["messages"][0]["content"]) == len(row["images"])
+    assert sum(p["type"] == "image" for p in row["prompt"][0]["content"]) == len(row["images"])
 
 
 def test_quoted_boxes_are_rewritten_to_the_rendered_image(rendered, tmp_path) -> None:

@@ -124,7 +124,8 @@ def test_hf_local_answers_deterministically(setup):
             asyncio.run(adapter.answer(p, it))
         second.append(cut.value.text)
     assert second == first
-    assert [r.text for r in adapter.generate([chosen[0][0]])] == [first[0]]
+    assert adapter.generate([chosen[0][0]]) == [first[0]]
+    assert adapter.replies([chosen[0][0]]) == [(first[0], True)]
 
 
 def test_hf_local_through_run_eval(setup, tmp_path):
@@ -190,7 +191,7 @@ def test_reply_cap_sized_from_the_longest_target(setup, tmp_path):
 
     # through run_eval: sized on the run's own selection (mode structured, 2 items) before run.json
     sized = HFLocal(str(model_dir))
-    sized.generate = lambda ps: ["{}"] * len(ps)  # no generation needed to check the sizing
+    sized.replies = lambda ps: [("{}", False)] * len(ps)  # no generation needed to check the sizing
     out = tmp_path / "run"
     asyncio.run(run_eval(RunConfig(dataset=ds, out=out, split=None, limit=2, mode="structured"), sized))
     ident = json.loads((out / RUN).read_text())["identity"]["model"]

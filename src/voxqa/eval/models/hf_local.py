@@ -189,20 +189,20 @@ class HFLocal(ModelAdapter):
             if not batch:
                 break
             try:
-                outs = await asyncio.to_thread(self.generate, [p for p, _ in batch])
+                outs = await asyncio.to_thread(self.replies, [p for p, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every item of the batch fails the same way
                 err = exc if isinstance(exc, (RuntimeError, OSError)) else RuntimeError(f"{type(exc).__name__}: {exc}")
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(err)
                 continue
-            for (_, fut), out in zip(batch, outs, strict=False):
+            for (_, fut), (text, cut) in zip(batch, outs, strict=False):
                 if fut.done():
                     continue
-                if isinstance(out, TruncatedReply):
-                    fut.set_exception(out)
+                if cut:
+                    fut.set_exception(TruncatedReply(text, self.max_new_tokens or 0))
                 else:
-                    fut.set_result(out)
+                    fut.set_result(text)
 
     def inputs(self, prompts: list[Prompt]) -> Any:
         """The processor's tensors for a batch of prompts (images in prompt order)."""
@@ -223,9 +223,13 @@ class HFLocal(ModelAdapter):
             kwargs["images"] = images
         return self.processor(**kwargs), len(images)
 
-    def generate(self, prompts: list[Prompt]) -> list[str | TruncatedReply]:
-        """Greedy answers for a batch of prompts (blocking; called in a worker thread); a reply
-        that used all ``max_new_tokens`` without ending is a ``TruncatedReply``."""
+    def generate(self, prompts: list[Prompt]) -> list[str]:
+        """Greedy answers for a batch of prompts, cut off or not (blocking)."""
+        return [text for text, _ in self.replies(prompts)]
+
+    def replies(self, prompts: list[Prompt]) -> list[tuple[str, bool]]:
+        """Greedy answers for a batch of prompts (blocking; called in a worker thread), each
+        with whether it used all ``max_new_tokens`` without an end-of-sequence token (cut off)."""
         torch = self._torch
         if self.max_new_tokens is None:
             raise PermanentError(f"{self.spec}: max_new_tokens is neither given nor sized (size_replies)")
@@ -242,9 +246,8 @@ class HFLocal(ModelAdapter):
         ended = torch.isin(new, torch.tensor(self.eos_ids, device=new.device)).any(dim=1).tolist()
         decode = self._tokenizer.batch_decode if self._tokenizer is not None else self.processor.batch_decode
         texts = [t.strip() for t in decode(new, skip_special_tokens=True)]
-        cut = new.shape[1] >= self.max_new_tokens
-        return [TruncatedReply(t, self.max_new_tokens) if cut and not e else t
-                for t, e in zip(texts, ended, strict=True)]
+        full = new.shape[1] >= self.max_new_tokens
+        return [(t, full and not e) for t, e in zip(texts, ended, strict=True)]
 
     async def close(self) -> None:
         """Nothing to release between runs (the weights stay loaded for the next run)."""
