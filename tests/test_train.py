@@ -307,3 +307,36 @@ def test_trl_export_is_trained_on_the_completion_only(ds, qwen, tmp_path):
     assert trainer.completion_only_loss is False
     real = batch["attention_mask"] == 1
     assert bool((batch["labels"][real] != -100).all())
+
+
+def test_a_recipe_trains_in_its_model_familys_profile(ds, tmp_path):
+    """--recipe sets the family's profile (not pixel whatever the recipe) and names its model;
+    --target-style native writes the family's own box tokens; --profile and a trl export's own
+    profile still win."""
+    from voxqa.export import export_dataset
+    from voxqa.train.trainer import resolve_recipe, target_profile
+
+    def spec(**kw) -> str | None:
+        cfg = TrainConfig(model=tmp_path, out=tmp_path / "o", **{"source": ds, **kw})
+        return target_profile(cfg, resolve_recipe(cfg))
+
+    assert spec() == "pixel"
+    assert spec(recipe="sgmri-qwen3vl-8b") == "qwen3-vl"
+    assert spec(recipe="reasonknee-qwen25vl-3b") == "qwen2.5-vl"
+    assert spec(recipe="radgrounder-paligemma2-3b") == "paligemma"
+    assert {n: r.model_id for n, r in RECIPES.items() if n != "default"} == {
+        "sgmri-qwen3vl-8b": "Qwen/Qwen3-VL-8B-Instruct", "reasonknee-qwen25vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct",
+        "radgrounder-paligemma2-3b": "google/paligemma2-3b-pt-224"}
+    assert spec(recipe="radgrounder-paligemma2-3b", profile="radgrounder") == "radgrounder"
+    native = spec(recipe="radgrounder-paligemma2-3b", target_style="native")
+    assert native == "paligemma:target=native"
+    answers = [json.loads(r["completion"][0]["content"][0]["text"])["answer"]
+               for r in load_examples(ds, profile=native).rows]
+    assert any(isinstance(a, str) and "<loc" in a for a in answers)
+
+    export = tmp_path / "trl"
+    export_dataset(ds, "trl", export, convention=native, split="train")
+    assert spec(source=export, recipe="reasonknee-qwen25vl-3b") is None  # the export's own profile
+    assert load_examples(export).profile.spec == native
+    with pytest.raises(TrainDataError, match="exported with profile"):
+        load_examples(export, profile=spec(source=export, target_style="json"))
