@@ -305,7 +305,7 @@ def get_profile(spec: str) -> Profile:
         return PROFILES[name]
     known = (*OPTIONS.get(name, ()), FRAME_BASE)
     values: dict[str, int] = {}
-    target = "json"
+    target: Literal["json", "native"] = "json"
     for pair in opts.split(","):
         key, eq, value = pair.partition("=")
         if key == TARGET:
@@ -314,7 +314,7 @@ def get_profile(spec: str) -> Profile:
             if value == "native" and not PROFILES[name].native:
                 raise InputError(f"box profile {name}: its own form is JSON already; {TARGET}=native is for "
                                  f"families with box tokens or tags ({', '.join(p.name for p in _TABLE if p.native)})")
-            target = value
+            target = "native" if value == "native" else "json"
             continue
         if name not in OPTIONS and key != FRAME_BASE:
             raise InputError(f"box profile {name!r} takes no options but {FRAME_BASE}=0|1, got {opts!r}")

@@ -67,7 +67,7 @@ def resolve_recipe(cfg: TrainConfig) -> Recipe:
     if cfg.lora is not None and cfg.full:
         raise InputError("--lora and --full exclude each other")
     recipe = get_recipe(cfg.recipe)
-    overrides = {k: v for k, v in {"epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
+    overrides: dict[str, Any] = {k: v for k, v in {"epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
                                    "grad_accum": cfg.grad_accum, "max_frames": cfg.max_frames,
                                    "train_vision": cfg.train_vision}.items() if v is not None}
     if cfg.full:

@@ -51,7 +51,7 @@ class RayModels(ModelAdapter):
 
         holder = ray.remote(_Holder)
         self.ray, self.spec = ray, spec
-        self.actors = [holder.remote(spec, str(Path(dataset).resolve()), kwargs) for _ in range(max(1, replicas))]
+        self.actors: list[Any] = [holder.remote(spec, str(Path(dataset).resolve()), kwargs) for _ in range(max(1, replicas))]
         try:
             self._identity = ray.get(self.actors[0].identity.remote())  # load errors surface here
         except ray.exceptions.RayActorError as exc:  # make_model failed on the worker: its own error
