@@ -252,3 +252,11 @@ def test_model_args_reach_the_hf_adapter(setup):
             make_model(f"hf:{model_dir}", ds, model_args=bad)
     with pytest.raises(InputError, match="not this built-in spec"):
         make_model("random", ds, model_args={"device": "cpu"})
+
+
+def test_truncated_reply_survives_pickling():
+    """A Ray replica's TruncatedReply reaches the driver whole (Ray pickles exceptions)."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps(TruncatedReply("{\"reasoning\": \"the", 12)))
+    assert isinstance(back, TruncatedReply) and (back.text, back.limit) == ("{\"reasoning\": \"the", 12)

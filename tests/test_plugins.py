@@ -121,7 +121,7 @@ def test_model_args_reach_the_factory_and_the_identity(ds: Path, plugin_dir: Pat
     other = make_model("py:echo_args:make", ds, model_args={"temperature": "0.9"})
     with pytest.raises(ValueError, match="different run"):
         asyncio.run(run_eval(RunConfig(dataset=ds, out=out, split=None, limit=2), other))
-    with pytest.raises(ValueError, match="model args are for plug-ins"):
+    with pytest.raises(ValueError, match="model args are for hf:PATH and plug-ins"):
         make_model("oracle", ds, model_args={"temperature": "0.5"})
 
 

@@ -305,8 +305,8 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress, hel
                                   "raw": raw, "parsed": None, "parse_ok": False, "parse_error": None,
                                   "error": error, "seconds": round(time.monotonic() - t0, 3)}
         if cut is not None:
-            record.update(truncated=True, parse_error=f"truncated: {cut} before the reply ended; "
-                          "not read as the model's answer")
+            record.update(truncated=True, parse_error=f"truncated: the reply was cut off at max_new_tokens="
+                          f"{cut.limit} before it ended; not read as the model's answer")
         elif raw is not None:
             parse = partial(parse_answer, raw, shown, cfg.profile, frame_size=frame_sizes[item.study_id],
                             volume_box=volume_box_reader(profile, studies[item.study_id], item))

@@ -50,7 +50,7 @@ class ModelAdapter(ABC):
         return None
 
 
-class TruncatedReply(Exception):  # noqa: N818 - a reply, not an error of the run
+class TruncatedReply(VoxqaError):  # noqa: N818 - a reply, not an error of the run
     """The model stopped because it hit its reply-length cap: ``text`` is what it wrote so far.
     The runner records it as truncated (not read as the model's answer), never retried: the
     same greedy decoding would stop at the same place."""
@@ -58,6 +58,9 @@ class TruncatedReply(Exception):  # noqa: N818 - a reply, not an error of the ru
     def __init__(self, text: str, limit: int):
         super().__init__(f"the reply was cut off at max_new_tokens={limit}")
         self.text, self.limit = text, limit
+
+    def __reduce__(self) -> tuple[type[TruncatedReply], tuple[str, int]]:
+        return TruncatedReply, (self.text, self.limit)  # pickled whole (a reply from a Ray replica)
 
 
 @dataclass(frozen=True)

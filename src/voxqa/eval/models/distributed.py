@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from voxqa.eval.models.base import ModelAdapter
+from voxqa.eval.models.base import ModelAdapter, TruncatedReply
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 
@@ -77,6 +77,8 @@ class RayModels(ModelAdapter):
         self._in_flight[i] += 1
         try:
             return await self.actors[i].answer.remote(prompt, item)
+        except TruncatedReply as exc:  # Ray's wrapper of the replica's: raised as a local one
+            raise TruncatedReply(exc.text, exc.limit) from None
         except self.ray.exceptions.RayActorError as exc:  # the replica died: a failed request, retried on resume
             raise RuntimeError(f"model replica {i} lost: {str(exc).splitlines()[0]}") from None
         finally:
