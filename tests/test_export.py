@@ -75,7 +75,8 @@ def read_trl(out: Path, convention: Profile) -> list[Row]:
     for path in sorted(out.glob("*.jsonl")):
         for line in path.read_text().splitlines():
             r = json.loads(line)
-            user, answer = r["messages"]
+            assert "messages" not in r  # prompt-completion: TRL masks the prompt
+            (user,), (answer,) = r["prompt"], r["completion"]
             assert user["role"] == "user" and answer["role"] == "assistant"
             parts = user["content"]
             assert all(p == {"type": "image"} or (p["type"] == "text" and set(p) == {"type", "text"})
@@ -231,7 +232,7 @@ def test_trl_jsonl_loads_with_datasets_and_images_decode(rendered, tmp_path) -> 
     ds = ds.cast_column("images", datasets.Sequence(datasets.Image()))
     row = ds[0]
     assert row["images"][0].size == (96, 80)
-    assert sum(p["type"] == "image" for p in row["messages"][0]["content"]) == len(row["images"])
+    assert sum(p["type"] == "image" for p in row["prompt"][0]["content"]) == len(row["images"])
 
 
 def test_quoted_boxes_are_rewritten_to_the_rendered_image(rendered, tmp_path) -> None:
@@ -334,3 +335,24 @@ def test_trainer_settings_keep_the_profiles_boxes_true(rendered, tmp_path) -> No
     assert (tmp_path / "sw" / "swift_env.sh").read_text() == "".join(f"export {k}={v}\n" for k, v in env.items())
     with pytest.raises(ValueError, match="profile gemini has no ms-swift template"):
         export_dataset(rendered["knee"], "swift", tmp_path / "sw2", convention="gemini")
+
+
+def test_export_target_style_native_writes_the_familys_tokens(rendered, tmp_path) -> None:
+    """`voxqa export --target-style native`: answer boxes as the family's own tokens, the spec
+    in the summary; formats that write boxes their own way refuse it."""
+    from typer.testing import CliRunner
+
+    from voxqa.cli import app
+
+    out = tmp_path / "pg"
+    res = CliRunner().invoke(app, ["export", str(rendered["knee"]), "--format", "trl", "--out", str(out),
+                                   "--profile", "paligemma", "--target-style", "native"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "voxqa_export.json").read_text())["profile"] == "paligemma:target=native"
+    answers = [json.loads(json.loads(line)["completion"][0]["content"][0]["text"])["answer"]
+               for path in out.glob("*.jsonl") for line in path.read_text().splitlines()]
+    assert any(isinstance(a, str) and re.search(r"Frame \d+: <loc\d{4}><loc\d{4}><loc\d{4}><loc\d{4}>", a)
+               for a in answers)
+    res = CliRunner().invoke(app, ["export", str(rendered["knee"]), "--format", "swift", "--out",
+                                   str(tmp_path / "sw"), "--profile", "qwen2-vl", "--target-style", "native"])
+    assert res.exit_code == 2 and "writes boxes its own way" in res.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from helpers import rendered_phantom
 
 from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
+from voxqa.eval.models.base import TruncatedReply
 from voxqa.eval.models.hf_local import HFLocal
 from voxqa.eval.prompts import build_prompt
 from voxqa.eval.run import PREDICTIONS, RUN, RunConfig, read_predictions, run_eval
@@ -97,9 +99,10 @@ def test_hf_local_answers_deterministically(setup):
     chosen = list(zip(prompts, items, strict=False))[:3]
 
     async def all_at_once():
-        return await asyncio.gather(*(adapter.answer(p, it) for p, it in chosen))
+        return await asyncio.gather(*(adapter.answer(p, it) for p, it in chosen), return_exceptions=True)
 
-    first = asyncio.run(all_at_once())
+    # 8 new tokens of a random model: every reply is cut off, raised with what it wrote
+    first = [r.text for r in asyncio.run(all_at_once())]
     assert all(isinstance(a, str) for a in first)
     # concurrent calls were batched (batch_size 2: 3 prompts -> 2 generate calls)
     assert [s["prompts"] for s in adapter.stats] == [2, 1]
@@ -115,9 +118,14 @@ def test_hf_local_answers_deterministically(setup):
         assert text.count("<image>") == sum(1 for k, _ in p.parts if k == "image")
 
     # deterministic: again, one at a time (no batching, so no padding), same answers
-    second = [asyncio.run(adapter.answer(p, it)) for p, it in chosen]
+    second = []
+    for p, it in chosen:
+        with pytest.raises(TruncatedReply) as cut:
+            asyncio.run(adapter.answer(p, it))
+        second.append(cut.value.text)
     assert second == first
     assert adapter.generate([chosen[0][0]]) == [first[0]]
+    assert adapter.replies([chosen[0][0]]) == [(first[0], True)]
 
 
 def test_hf_local_through_run_eval(setup, tmp_path):
@@ -150,8 +158,105 @@ def test_cli_eval_with_hf_spec(setup, tmp_path):
 
     ds, _, _, model_dir = setup
     res = CliRunner().invoke(app, ["eval", str(ds), "--model", f"hf:{model_dir}", "--out",
-                                   str(tmp_path / "run"), "--split", "all", "--limit", "2"])
+                                   str(tmp_path / "run"), "--split", "all", "--limit", "2",
+                                   "--model-arg", "max_new_tokens=4", "--model-arg", "dtype=float32"])
     assert res.exit_code == 0, res.output
+    ident = json.loads((tmp_path / "run" / "run.json").read_text())["identity"]["model"]
+    assert ident["max_new_tokens"] == 4 and ident["dtype"] == "float32"
     lines = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all('"status":"ok"' in line for line in lines)
     assert (tmp_path / "run" / "results.json").is_file()
+
+
+def _target_tokens(adapter: HFLocal, prompts) -> list[int]:
+    tok = adapter.processor.tokenizer
+    return [len(tok(p.target, add_special_tokens=False)["input_ids"]) for p in prompts]
+
+
+def test_reply_cap_sized_from_the_longest_target(setup, tmp_path):
+    """Without max_new_tokens the cap is the longest selected target in this model's tokens plus
+    a margin, stated in run.json: a perfect answer fits, where the old fixed 64 cut most off."""
+    from voxqa.eval.models.hf_local import MIN_MARGIN
+
+    ds, items, prompts, model_dir = setup
+    adapter = HFLocal(str(model_dir), batch_size=4)
+    lengths = _target_tokens(adapter, prompts)  # every rendered item, structured targets
+    assert sum(n > 64 for n in lengths) > len(lengths) // 2  # the old cap cut off most perfect answers
+    adapter.size_replies(p.target for p in prompts)
+    longest = max(lengths)
+    assert adapter.reply_cap == {"rule": "longest target + margin", "targets": len(prompts),
+                                 "longest_target_tokens": longest, "margin": max(MIN_MARGIN, -(-longest // 4))}
+    assert adapter.max_new_tokens == longest + adapter.reply_cap["margin"]
+    assert sum(n >= adapter.max_new_tokens for n in lengths) == 0
+
+    # through run_eval: sized on the run's own selection (mode structured, 2 items) before run.json
+    sized = HFLocal(str(model_dir))
+    sized.replies = lambda ps: [("{}", False)] * len(ps)  # no generation needed to check the sizing
+    out = tmp_path / "run"
+    asyncio.run(run_eval(RunConfig(dataset=ds, out=out, split=None, limit=2, mode="structured"), sized))
+    ident = json.loads((out / RUN).read_text())["identity"]["model"]
+    sizes = {s.id: s.frame_size for s in read_studies(ds)}
+    chosen = [build_prompt(it, ds, sizes[it.study_id], get_profile("pixel"), "structured") for it in items[:2]]
+    want = max(_target_tokens(sized, chosen))
+    assert ident["reply_cap"]["longest_target_tokens"] == want and ident["reply_cap"]["targets"] == 2
+    assert ident["max_new_tokens"] == want + ident["reply_cap"]["margin"]
+    assert ident["device"] == "cpu" and ident["dtype"] == "float32"
+
+
+def test_truncated_generation_recorded_as_truncated(setup, tmp_path):
+    """A reply that hits max_new_tokens without its end-of-sequence token is stored with
+    truncated: true and a parse error saying so, never parsed as the answer; one that ends is
+    read as usual."""
+    from voxqa.eval.score import score_run
+
+    ds, _, _, model_dir = setup
+    adapter = HFLocal(str(model_dir), max_new_tokens=4)
+    out = tmp_path / "cut"
+    counts = asyncio.run(run_eval(RunConfig(dataset=ds, out=out, split=None, limit=3), adapter))
+    assert counts["ok"] == 3  # not a failed request: retrying greedy decoding would stop at the same place
+    records = read_predictions(out / PREDICTIONS)
+    for r in records.values():
+        assert r["truncated"] is True and r["parse_ok"] is False and r["parsed"] is None
+        assert "truncated" in r["parse_error"] and "max_new_tokens=4" in r["parse_error"]
+        assert isinstance(r["raw"], str)
+    results = score_run(out)
+    assert results["truncated"] == 3 and results["overall"]["parse_failures"]["count"] == 3
+
+    # a model whose every token ends the reply: nothing is truncated
+    ended = HFLocal(str(model_dir), max_new_tokens=4)
+    every = list(range(ended.model.config.text_config.vocab_size))
+    ended.model.generation_config.eos_token_id = every
+    ended.eos_ids = every
+    out2 = tmp_path / "ended"
+    asyncio.run(run_eval(RunConfig(dataset=ds, out=out2, split=None, limit=3), ended))
+    assert not any(r.get("truncated") for r in read_predictions(out2 / PREDICTIONS).values())
+    assert score_run(out2)["truncated"] == 0
+
+
+def test_model_args_reach_the_hf_adapter(setup):
+    from voxqa.errors import InputError
+    from voxqa.eval.models import make_model
+
+    ds, _, _, model_dir = setup
+    adapter = make_model(f"hf:{model_dir}", ds, model_args={
+        "device": "cpu", "dtype": "bfloat16", "attn_implementation": "eager", "batch_size": "2",
+        "max_new_tokens": "300"})
+    assert isinstance(adapter, HFLocal)
+    assert (adapter.device, adapter.dtype, adapter.batch_size, adapter.max_new_tokens) == ("cpu", "bfloat16", 2, 300)
+    assert adapter.model.dtype.__str__() == "torch.bfloat16"
+    assert adapter.model.config._attn_implementation == "eager"
+    ident = adapter.identity()
+    assert ident["reply_cap"] == {"rule": "given"} and ident["attn_implementation"] == "eager"
+    for bad in ({"max_tokens": "5"}, {"batch_size": "0"}, {"dtype": "float8"}):
+        with pytest.raises(InputError):
+            make_model(f"hf:{model_dir}", ds, model_args=bad)
+    with pytest.raises(InputError, match="not this built-in spec"):
+        make_model("random", ds, model_args={"device": "cpu"})
+
+
+def test_truncated_reply_survives_pickling():
+    """A Ray replica's TruncatedReply reaches the driver whole (Ray pickles exceptions)."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps(TruncatedReply("{\"reasoning\": \"the", 12)))
+    assert isinstance(back, TruncatedReply) and (back.text, back.limit) == ("{\"reasoning\": \"the", 12)

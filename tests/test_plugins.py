@@ -121,7 +121,7 @@ def test_model_args_reach_the_factory_and_the_identity(ds: Path, plugin_dir: Pat
     other = make_model("py:echo_args:make", ds, model_args={"temperature": "0.9"})
     with pytest.raises(ValueError, match="different run"):
         asyncio.run(run_eval(RunConfig(dataset=ds, out=out, split=None, limit=2), other))
-    with pytest.raises(ValueError, match="model args are for plug-ins"):
+    with pytest.raises(ValueError, match="model args are for hf:PATH and plug-ins"):
         make_model("oracle", ds, model_args={"temperature": "0.5"})
 
 
@@ -355,3 +355,27 @@ def test_a_plugin_cannot_see_the_gold(ds: Path, plugin_dir: Path, control: str) 
     oracle = eval_cli(ds, "oracle", plugin_dir / "oracle", "--limit", "12", "--control", control)
     assert oracle.exit_code == 0, oracle.output
     assert score_run(plugin_dir / "oracle")["overall"]["metrics"]["accuracy"]["mean"] == 1.0
+
+
+def test_a_plugins_truncated_reply_is_recorded_as_truncated(ds: Path, plugin_dir: Path) -> None:
+    """A plug-in that raises TruncatedReply: recorded as truncated (ok, not retried), not an answer."""
+    write_module(plugin_dir, "capped", """
+        from voxqa.eval.models.base import TruncatedReply
+
+        class Capped:
+            def identity(self):
+                return {"name": "capped"}
+
+            def answer(self, prompt, item):
+                raise TruncatedReply('{"reasoning": "Frame', 3)
+
+        def make():
+            return Capped()
+    """)
+    out = plugin_dir / "run"
+    res = eval_cli(ds, "py:capped:make", out, "--limit", "2")
+    assert res.exit_code == 0, res.output
+    records = read_predictions(out / PREDICTIONS)
+    assert len(records) == 2 and all(r["status"] == "ok" and r["truncated"] and r["raw"] == '{"reasoning": "Frame'
+                                     and "max_new_tokens=3" in r["parse_error"] for r in records.values())
+    assert json.loads((out / "results.json").read_text())["truncated"] == 2

@@ -222,3 +222,55 @@ def test_a_family_that_cannot_write_an_answer_type_is_refused_before_any_request
         check_expressible(PROFILES["molmo"], [box3d, ONE_IMAGE])
     with pytest.raises(ValueError, match="profile m3d cannot express boxes answers"):
         check_expressible(PROFILES["m3d"], [box3d, ONE_IMAGE])
+
+
+NATIVE = [name for name, p in PROFILES.items() if p.native and "boxes" not in p.cannot]
+
+
+@pytest.fixture(scope="module")
+def box_items(tmp_path_factory):
+    from helpers import rendered_phantom
+
+    from voxqa.dataset.folder import read_items, read_studies
+
+    ds = rendered_phantom(tmp_path_factory.mktemp("native"), n=4, seed=0, size=64, context=2)
+    sizes = {s.id: s.frame_size for s in read_studies(ds)}
+    items = [it for it in read_items(ds) if it.images and it.answer.type == "boxes"]
+    assert any(len(it.images) > 1 for it in items)  # frames are read from "Frame k:" lines
+    return ds, sizes, items
+
+
+def test_native_target_style_is_offered_for_every_family_with_its_own_form():
+    assert {"paligemma", "qwen2-vl", "florence-2", "internvl", "minicpm-v"} <= set(NATIVE)
+    assert get_profile("paligemma:target=native").spec == "paligemma:target=native"
+    assert get_profile("paligemma:target=json").spec == "paligemma"
+    assert get_profile("sgmri:frame_base=0,target=native").spec == "sgmri:frame_base=0,target=native"
+    with pytest.raises(ValueError, match="JSON already"):
+        get_profile("qwen3-vl:target=native")
+    with pytest.raises(ValueError, match="target=json|native"):
+        get_profile("paligemma:target=tokens")
+
+
+@pytest.mark.parametrize("name", NATIVE)
+def test_native_target_parses_back_to_the_same_boxes(box_items, name):
+    """Each family's answer boxes written natively (<loc0123>, <|box_start|>(x1,y1),(x2,y2)<|box_end|>,
+    <loc_123>, <ref>..</ref><box>..</box>, ...) are read back by the same profile as the same
+    canonical boxes the JSON target gives, on the same frames."""
+    from voxqa.answers.boxes import written_boxes
+    from voxqa.eval.parse import parse_answer
+    from voxqa.eval.prompts import build_prompt
+
+    ds, sizes, items = box_items
+    plain, native = get_profile(name), get_profile(f"{name}:target=native")
+    for it in items:
+        as_json = build_prompt(it, ds, sizes[it.study_id], plain, "structured").target
+        as_native = build_prompt(it, ds, sizes[it.study_id], native, "structured").target
+        answer = json.loads(as_native)["answer"]
+        assert isinstance(answer, str) and answer.startswith(f"Frame {it.answer.value[0].frame + plain.frame_base}: ")
+        assert len(written_boxes(answer, plain)) == len(it.answer.value)  # each box in the family's syntax
+        assert all(isinstance(e["bbox"], str) and written_boxes(e["bbox"], plain)
+                   for e in json.loads(as_native)["bboxes"])
+        a = parse_answer(as_json, it, plain.spec, frame_size=sizes[it.study_id])
+        b = parse_answer(as_native, it, native.spec, frame_size=sizes[it.study_id])
+        assert a.ok and b.ok and b.value == a.value, (name, it.id, b.error, answer)
+        assert [d["frame"] for d in b.value] == [bx.frame for bx in it.answer.value]

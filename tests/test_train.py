@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -265,3 +266,86 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _trl_collated(rows_file: Path, model_dir: Path, out: Path) -> tuple[dict, Any, Any]:
+    """The first two rows of a JSONL file as TRL 1.16's SFTTrainer batches them, with the
+    collator and completion-only setting TRL picks itself (SFTConfig defaults, no collator given)."""
+    import datasets
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from trl import SFTConfig, SFTTrainer
+
+    data = datasets.load_dataset("json", data_files=str(rows_file), split="train", cache_dir=str(out / "cache"))
+    data = data.cast_column("images", datasets.Sequence(datasets.Image()))
+    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, local_files_only=True)
+    trainer = SFTTrainer(model=model, args=SFTConfig(output_dir=str(out / "ckpt"), use_cpu=True, max_length=None,
+                                                     report_to="none"),
+                         train_dataset=data, processing_class=processor)
+    return trainer.data_collator([trainer.train_dataset[i] for i in range(2)]), trainer, processor
+
+
+def test_trl_export_is_trained_on_the_completion_only(ds, qwen, tmp_path):
+    """The trl export's rows through TRL's own SFTTrainer (default SFTConfig, its own collator)
+    and the tiny Qwen2.5-VL (whose chat template has no generation tags): every prompt token,
+    image pads included, is labelled -100 and exactly the assistant turn is trained. The same
+    rows as `messages` (the old export) train on every token."""
+    from voxqa.export import export_dataset
+
+    export_dataset(ds, "trl", tmp_path / "trl", convention="qwen2.5-vl", split="train")
+    batch, trainer, processor = _trl_collated(tmp_path / "trl" / "train.jsonl", qwen, tmp_path)
+    assert trainer.completion_only_loss is True  # resolved by TRL from the prompt/completion columns
+    rows = [json.loads(line) for line in (tmp_path / "trl" / "train.jsonl").read_text().splitlines()[:2]]
+    pad_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    for i, row in enumerate(rows):
+        ids, labels = batch["input_ids"][i], batch["labels"][i]
+        trained = labels != -100
+        assert int((ids == pad_id).sum()) > 0 and not trained[ids == pad_id].any()
+        target = row["completion"][0]["content"][0]["text"]
+        # the trained tokens are the assistant turn as the chat template closes it, nothing else
+        assert processor.tokenizer.decode(ids[trained]) == target + "<|im_end|>\n"
+        assert torch.equal(labels[trained], ids[trained])
+        first = int(trained.nonzero()[0])
+        assert trained[first:].sum() + (batch["attention_mask"][i][first:] == 0).sum() == len(ids) - first
+
+    # before: the same rows in the messages form are trained on every real token
+    old = tmp_path / "messages.jsonl"
+    old.write_text("".join(json.dumps({"id": r["id"], "messages": r["prompt"] + r["completion"],
+                                       "images": r["images"]}) + "\n" for r in rows))
+    batch, trainer, _ = _trl_collated(old, qwen, tmp_path / "old")
+    assert trainer.completion_only_loss is False
+    real = batch["attention_mask"] == 1
+    assert bool((batch["labels"][real] != -100).all())
+
+
+def test_a_recipe_trains_in_its_model_familys_profile(ds, tmp_path):
+    """--recipe sets the family's profile (not pixel whatever the recipe) and names its model;
+    --target-style native writes the family's own box tokens; --profile and a trl export's own
+    profile still win."""
+    from voxqa.export import export_dataset
+    from voxqa.train.trainer import resolve_recipe, target_profile
+
+    def spec(**kw) -> str | None:
+        cfg = TrainConfig(model=tmp_path, out=tmp_path / "o", **{"source": ds, **kw})
+        return target_profile(cfg, resolve_recipe(cfg))
+
+    assert spec() == "pixel"
+    assert spec(recipe="sgmri-qwen3vl-8b") == "qwen3-vl"
+    assert spec(recipe="reasonknee-qwen25vl-3b") == "qwen2.5-vl"
+    assert spec(recipe="radgrounder-paligemma2-3b") == "paligemma"
+    assert {n: r.model_id for n, r in RECIPES.items() if n != "default"} == {
+        "sgmri-qwen3vl-8b": "Qwen/Qwen3-VL-8B-Instruct", "reasonknee-qwen25vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct",
+        "radgrounder-paligemma2-3b": "google/paligemma2-3b-pt-224"}
+    assert spec(recipe="radgrounder-paligemma2-3b", profile="radgrounder") == "radgrounder"
+    native = spec(recipe="radgrounder-paligemma2-3b", target_style="native")
+    assert native == "paligemma:target=native"
+    answers = [json.loads(r["completion"][0]["content"][0]["text"])["answer"]
+               for r in load_examples(ds, profile=native).rows]
+    assert any(isinstance(a, str) and "<loc" in a for a in answers)
+
+    export = tmp_path / "trl"
+    export_dataset(ds, "trl", export, convention=native, split="train")
+    assert spec(source=export, recipe="reasonknee-qwen25vl-3b") is None  # the export's own profile
+    assert load_examples(export).profile.spec == native
+    with pytest.raises(TrainDataError, match="exported with profile"):
+        load_examples(export, profile=spec(source=export, target_style="json"))

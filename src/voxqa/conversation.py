@@ -183,8 +183,8 @@ def _json_string(text: str, boxes: _Boxes, style: BoxStyle) -> str:
 class _Target:
     """The ``TargetWriter`` answer types write their target with (``voxqa.answers.base``)."""
 
-    def __init__(self, boxes: _Boxes, style: BoxStyle, frame_base: int):
-        self.boxes, self.style, self.frame_base = boxes, style, frame_base
+    def __init__(self, boxes: _Boxes, style: BoxStyle, frame_base: int, native: Profile | None = None):
+        self.boxes, self.style, self.frame_base, self.profile = boxes, style, frame_base, native
 
     def text(self, text: str) -> str:
         return _json_string(label_frames(text, self.frame_base), self.boxes, self.style)
@@ -194,6 +194,15 @@ class _Target:
 
     def frame(self, frame: int) -> int:
         return frame + self.frame_base
+
+    def native(self, boxes: Sequence[tuple[int, Sequence[int], str | None]]) -> str | None:
+        if self.profile is None or not boxes:
+            return None
+        lines = []
+        for frame, box, label in boxes:
+            ref = self.boxes.stored(frame, box)
+            lines.append(f"Frame {self.frame(frame)}: {self.profile.write(ref.image_box, ref.width, ref.height, label)}")
+        return json.dumps("\n".join(lines), ensure_ascii=False)
 
 
 def wants_box_hint(item: Item) -> bool:
@@ -228,9 +237,17 @@ def build_sample(
     user.append("\n" + "\n".join(body + hint))
 
     reasoning = _json_string(label_frames(item.reasoning, base), boxes, style)
-    answer = kind.target(item, _Target(boxes, style, base))
+    # native target style: answer and evidence boxes in the family's own text form (inline boxes only)
+    native = profile if profile.target == "native" and isinstance(style, InlineBoxes) else None
+    answer = kind.target(item, _Target(boxes, style, base, native))
+
+    def bbox(ref: BoxRef) -> str:
+        if native is None:
+            return style.box(ref)
+        return json.dumps(native.write(ref.image_box, ref.width, ref.height), ensure_ascii=False)
+
     cited = ", ".join(
-        f'{{"frame": {e.frame + base}, "label": "{style.label(e.label)}", "bbox": {style.box(ref)}}}'
+        f'{{"frame": {e.frame + base}, "label": "{style.label(e.label)}", "bbox": {bbox(ref)}}}'
         for e, ref in zip(item.evidence, boxes.evidence, strict=False)
     )
     target = f'{{"reasoning": {reasoning}, "answer": {answer}, {kind.target_fields(item)}"bboxes": [{cited}]}}'

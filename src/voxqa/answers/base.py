@@ -56,6 +56,12 @@ class TargetWriter(Protocol):
         """A stored (0-based) frame as the prompt labels it (the profile's ``frame_base``)."""
         ...
 
+    def native(self, boxes: Sequence[tuple[int, Sequence[int], str | None]]) -> str | None:
+        """Stored-frame boxes (frame, box, label) in the family's own text form, one
+        ``Frame k: <box>`` line each, as a JSON string literal; None unless the profile's
+        target style is ``native`` (or without boxes): then boxes are JSON numbers."""
+        ...
+
 
 class AnswerType:
     """One kind of answer. Subclasses set ``name`` and ``instruction`` and implement

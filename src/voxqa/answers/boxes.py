@@ -309,7 +309,13 @@ class Boxes(AnswerType):
 
     def target(self, item: Item, write: TargetWriter) -> str:
         """``[{"frame": k, "bbox": [...]}, ...]``; a keyword box writes its keyword as the box's
-        ``"label"``, as the target's ``bboxes`` do."""
+        ``"label"``, as the target's ``bboxes`` do. In the native target style, one string of
+        ``Frame k: <box>`` lines in the family's own syntax (the keyword as its label), which
+        ``parse`` reads back in the same profile."""
+        boxes = cast(BoxesAnswer, item.answer).value
+        native = write.native([(b.frame, b.box, b.keyword if isinstance(b, KeywordBox) else None) for b in boxes])
+        if native is not None:
+            return native
         return "[" + ", ".join(
             f'{{"frame": {write.frame(b.frame)}, '
             + (f'"label": {write.text(b.keyword)}, ' if isinstance(b, KeywordBox) else "")

@@ -89,6 +89,7 @@ class Profile:
     frame_base: int = 0  # the number of the first frame in prompts, targets and replies
     quote: Literal["json", "syntax"] = "json"  # a box quoted in running text: JSON list or the syntax
     pad_fill: tuple[int, int, int] = (0, 0, 0)  # RGB of the padding, for spaces measured on a padded square
+    target: Literal["json", "native"] = "json"  # answer boxes in the target: JSON numbers or the syntax
 
     @property
     def pads_square(self) -> bool:
@@ -99,8 +100,15 @@ class Profile:
     @property
     def spec(self) -> str:
         """``name`` or ``name:key=value,...``: what run.json and exports record."""
-        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        opts = ",".join([*(f"{k}={v}" for k, v in sorted(self.options.items())),
+                         *([f"{TARGET}=native"] if self.target == "native" else [])])
         return f"{self.name}:{opts}" if opts else self.name
+
+    @property
+    def native(self) -> bool:
+        """Whether the family writes boxes in a text form of its own (not JSON numbers), which
+        ``target=native`` puts in training targets."""
+        return not isinstance(self.syntax, JsonBox)
 
     @property
     def markers(self) -> str:
@@ -293,6 +301,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in _TABLE}
 OPTIONS: dict[str, tuple[str, ...]] = {"qwen2.5-vl": ("min_pixels", "max_pixels")}
 #: the option every profile takes: the number of the first frame (0 or 1)
 FRAME_BASE = "frame_base"
+#: the option of every family with a text form of its own: targets write answer boxes in it
+TARGET = "target"
+TARGET_STYLES = ("json", "native")
 
 
 def get_profile(spec: str) -> Profile:
@@ -305,8 +316,17 @@ def get_profile(spec: str) -> Profile:
         return PROFILES[name]
     known = (*OPTIONS.get(name, ()), FRAME_BASE)
     values: dict[str, int] = {}
+    target: Literal["json", "native"] = "json"
     for pair in opts.split(","):
         key, eq, value = pair.partition("=")
+        if key == TARGET:
+            if value not in TARGET_STYLES:
+                raise InputError(f"bad option {pair!r} for box profile {name}: {TARGET}=json|native")
+            if value == "native" and not PROFILES[name].native:
+                raise InputError(f"box profile {name}: its own form is JSON already; {TARGET}=native is for "
+                                 f"families with box tokens or tags ({', '.join(p.name for p in _TABLE if p.native)})")
+            target = "native" if value == "native" else "json"
+            continue
         if name not in OPTIONS and key != FRAME_BASE:
             raise InputError(f"box profile {name!r} takes no options but {FRAME_BASE}=0|1, got {opts!r}")
         if key not in known or not eq or not value.strip().isdigit() or (key != FRAME_BASE and int(value) <= 0):
@@ -322,9 +342,20 @@ def get_profile(spec: str) -> Profile:
         if merged["min_pixels"] > merged["max_pixels"]:
             raise InputError(f"box profile {spec}: min_pixels {merged['min_pixels']} > max_pixels {merged['max_pixels']}")
         profile = _qwen25(**merged)
-    if base == profile.frame_base:
-        return profile
-    return dataclasses.replace(profile, frame_base=base, options={**profile.options, FRAME_BASE: base})
+    if base != profile.frame_base:
+        profile = dataclasses.replace(profile, frame_base=base, options={**profile.options, FRAME_BASE: base})
+    return profile if target == profile.target else dataclasses.replace(profile, target=target)
+
+
+def with_target_style(spec: str, style: str | None) -> str:
+    """``spec`` with the target style ``style`` (``--target-style``; None keeps the spec's)."""
+    if style is None:
+        return get_profile(spec).spec
+    if style not in TARGET_STYLES:
+        raise InputError(f"--target-style {style!r}; known: {', '.join(TARGET_STYLES)}")
+    name, _, opts = spec.partition(":")
+    kept = [o for o in opts.split(",") if o and o.partition("=")[0] != TARGET]
+    return get_profile(f"{name}:{','.join([*kept, f'{TARGET}={style}'])}").spec
 
 
 def _processor_limits(config: dict[str, Any]) -> dict[str, int]:

@@ -84,6 +84,7 @@ def export(
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="Training file format: hf, llamafactory, swift or trl; or sgmri-vqa (SGMRI-VQA records: 1-based frames, <bbx> boxes; profile sgmri).")],
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder.")],
     convention: Annotated[Optional[str], typer.Option("--profile", "--convention", metavar="PROFILE", help="Box profile spec of the model to train, e.g. qwen3-vl or qwen2.5-vl:max_pixels=1003520 (see `voxqa profiles`); default pixel (sgmri for --format sgmri-vqa).")] = None,
+    target_style: Annotated[Optional[str], typer.Option("--target-style", metavar="json|native", help="Answer boxes in the targets as JSON numbers (default) or in the profile's own tokens/tags (hf, llamafactory, trl).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", metavar="train|val|test", help="Export one split only (default: all).")] = None,
     base_model: Annotated[Optional[str], typer.Option("--base-model", metavar="MODEL", help="llamafactory/swift: the model the written config trains (hub id or folder; default: the profile family's released model).")] = None,
     processor: Annotated[Optional[Path], typer.Option("--processor", metavar="DIR", help="llamafactory/swift: a local model folder whose processor measures the longest example (default: a stated upper bound).")] = None,
@@ -93,6 +94,11 @@ def export(
         from voxqa.export import export_dataset
         from voxqa.export.tuners import TunerSetup
 
+    if target_style is not None:
+        from voxqa.boxes.profiles import with_target_style
+        from voxqa.export import FORMATS
+
+        convention = with_target_style(convention or str(getattr(FORMATS.get(fmt), "profile", "pixel")), target_style)
     summary = export_dataset(folder, fmt, out, convention=convention, split=split,
                              setup=TunerSetup(base_model=base_model, processor=processor))
     console.print(

@@ -23,7 +23,7 @@ def eval_(
     mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="Prompt mode: minimal (ReasonKnee-Bench's zero-shot), structured, guided or oracle_region (its GT region); zero-shot and gt-region are accepted too.")] = "minimal",
     control: Annotated[str, typer.Option("--control", metavar="CONTROL", help="Image control: none, blank (blank frames), shuffled (frames of another patient's study) or mirrored (the mirrored study).")] = "none",
     profile: Annotated[str, typer.Option("--profile", metavar="PROFILE", help="Box profile spec of the model, e.g. gemini or qwen2.5-vl:max_pixels=1003520 (see `voxqa profiles`).")] = "pixel",
-    model_arg: Annotated[Optional[list[str]], typer.Option("--model-arg", metavar="KEY=VALUE", help="Keyword argument for a plug-in model's factory (repeatable; values are strings).")] = None,
+    model_arg: Annotated[Optional[list[str]], typer.Option("--model-arg", metavar="KEY=VALUE", help="Keyword argument for a plug-in model's factory, or an hf:PATH option: device, dtype, attn_implementation, batch_size, max_new_tokens (repeatable).")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, metavar="N", help="Requests in flight at once.")] = 4,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="Ask at most N items (default: all selected).")] = None,
     tasks: Annotated[Optional[str], typer.Option("--tasks", metavar="TASKS", help="Comma-separated tasks, e.g. detection,localization")] = None,

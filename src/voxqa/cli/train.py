@@ -16,7 +16,8 @@ def train(
     source: Annotated[Path, typer.Argument(metavar="DATASET_OR_EXPORT", help="A rendered dataset folder or a trl export.")],
     model: Annotated[Path, typer.Option("--model", metavar="PATH", help="Base model folder (save_pretrained output).")],
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder: model/, checkpoints/, train_log.jsonl.")],
-    profile: Annotated[Optional[str], typer.Option("--profile", metavar="PROFILE", help="Box profile of the targets (default: the export's, else pixel).")] = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", metavar="PROFILE", help="Box profile of the targets (default: the export's, else the recipe's model family: pixel for default).")] = None,
+    target_style: Annotated[Optional[str], typer.Option("--target-style", metavar="json|native", help="Answer boxes in the targets as JSON numbers (default) or in the family's own tokens/tags (e.g. <loc0123>, <|box_start|>).")] = None,
     recipe: Annotated[str, typer.Option("--recipe", metavar="NAME", help="Preset: default, sgmri-qwen3vl-8b, reasonknee-qwen25vl-3b, radgrounder-paligemma2-3b.")] = "default",
     lora: Annotated[Optional[int], typer.Option("--lora", min=1, metavar="R", help="LoRA rank (alpha 2R) on the language model.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Full fine-tune (no LoRA), overriding the recipe.")] = False,
@@ -35,7 +36,8 @@ def train(
     with needs_extra("train"):
         from voxqa.train import TrainConfig
         from voxqa.train import train as run_train
-    cfg = TrainConfig(source=source, model=model, out=out, profile=profile, recipe=recipe, lora=lora, full=full,
+    cfg = TrainConfig(source=source, model=model, out=out, profile=profile, recipe=recipe, target_style=target_style,
+                      lora=lora, full=full,
                       epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_frames=max_frames,
                       train_vision=train_vision, max_length=max_length, resume=resume, mode=mode,
                       save_steps=save_steps)

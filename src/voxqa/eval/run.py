@@ -19,7 +19,11 @@ Design (the run folder is the unit of truth):
   (``RunInUse``), naming the holder.
 * Error texts (and raw replies) are stored through ``voxqa.eval.redact``: no API key.
 * Every answer, baselines included, is parsed by ``voxqa.eval.parse`` into the item's answer
-  type (boxes in pixels of the rendered image) and stored next to the raw text.
+  type (boxes in pixels of the rendered image) and stored next to the raw text. A reply the
+  model stopped at its length cap (``TruncatedReply``) is stored with ``"truncated": true``
+  and a parse error that says so, never read as its answer.
+* Before run.json is written the model may size its reply cap from the selection's ideal
+  replies (``ModelAdapter.size_replies``), so the identity states it.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from voxqa.dataset.folder import ITEMS, read_items, read_studies
 from voxqa.dataset.paths import dataset_png, inside, resolve_once
 from voxqa.errors import InputError, VoxqaError
 from voxqa.eval.controls import CONTROLS, mirror_item, mirrored_png, shuffled_donors
-from voxqa.eval.models.base import ModelAdapter, ServerConfigError
+from voxqa.eval.models.base import ModelAdapter, ServerConfigError, TruncatedReply
 from voxqa.eval.redact import env_secrets, redact
 from voxqa.eval.parse import parse_answer
 from voxqa.eval.prompts import MODES, Prompt, RegionIsTheAnswer, build_prompt, check_mode, region_refusal
@@ -265,6 +269,8 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress, hel
     donors = shuffled_donors({sid: studies[sid].patient_id for sid in by_study}) if cfg.control == "shuffled" else {}
     _check_images(folder, items, by_study if cfg.control == "shuffled" else {})
     await model.preflight()
+    model.size_replies(build_prompt(it, folder, frame_sizes[it.study_id], profile, cfg.mode).target
+                       for it in items)  # lazily: only an adapter with a reply cap reads them
     secrets = env_secrets(model.identity().get("api_key_env"))
 
     created = not cfg.out.exists()
@@ -283,11 +289,14 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress, hel
         prompt: Prompt = build_prompt(shown, folder, frame_sizes[item.study_id], profile, cfg.mode,
                                       _control_images(cfg, item, by_study, donors, folder), cfg.out)
         t0 = time.monotonic()
+        cut: TruncatedReply | None = None
         async with gate:
             try:
                 raw, error = await model.answer(prompt, shown), None
             except ServerConfigError:  # the server cannot serve this run at all: stop it
                 raise
+            except TruncatedReply as exc:  # hit the reply cap: kept, but not read as an answer
+                raw, error, cut = exc.text, None, exc
             except Exception as exc:  # any other failure is this item's: recorded, asked again on resume
                 raw, error = None, redact(f"{type(exc).__name__}: {exc}", secrets)
         if error is None and not isinstance(raw, str):  # e.g. a JSON number or list as the content
@@ -297,7 +306,10 @@ async def _run_eval(cfg: RunConfig, model: ModelAdapter, progress: Progress, hel
         record: dict[str, Any] = {"item_id": item.id, "status": "failed" if error else "ok",
                                   "raw": raw, "parsed": None, "parse_ok": False, "parse_error": None,
                                   "error": error, "seconds": round(time.monotonic() - t0, 3)}
-        if raw is not None:
+        if cut is not None:
+            record.update(truncated=True, parse_error=f"truncated: the reply was cut off at max_new_tokens="
+                          f"{cut.limit} before it ended; not read as the model's answer")
+        elif raw is not None:
             parse = partial(parse_answer, raw, shown, cfg.profile, frame_size=frame_sizes[item.study_id],
                             volume_box=volume_box_reader(profile, studies[item.study_id], item))
             # a long reply is read on a worker thread: the requests in flight go on meanwhile

@@ -341,6 +341,8 @@ def score_run(run: Path, jury: Jury | None = None, allow_incomplete: bool = Fals
     results["failed"] = failed
     results["missing"] = missing
     results["incomplete"] = failed + missing > 0
+    # replies cut off at the model's length cap: scored as unparsed, counted so a cap too low shows
+    results["truncated"] = sum(1 for it in sr.items if sr.preds.get(it.id, {}).get("truncated"))
     if as_published is not None:
         from voxqa.importers.published_scores import as_published as published
 

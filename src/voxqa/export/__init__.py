@@ -19,7 +19,7 @@ from typing import Any
 from voxqa.boxes.profiles import get_profile
 from voxqa.dataset.folder import read_items, read_studies
 from voxqa.dataset.paths import check_png, resolve_once
-from voxqa.conversation import Sample, build_sample
+from voxqa.conversation import InlineBoxes, Sample, build_sample
 from voxqa.errors import InputError
 from voxqa.export.base import ExportFormat, TunerConfigFormat, write_json
 from voxqa.export.hf import HfFormat
@@ -60,6 +60,9 @@ def export_dataset(
     exporter = FORMATS[fmt]
     # a format written in one benchmark's convention names its profile (sgmri-vqa: sgmri)
     profile = get_profile(convention or str(getattr(exporter, "profile", "pixel")))
+    if profile.target == "native" and not isinstance(exporter.box_style(profile), InlineBoxes):
+        raise InputError(f"--format {fmt} writes boxes its own way; the native target style "
+                         f"({profile.spec}) is for hf, llamafactory and trl")
     folder, out = Path(folder).resolve(), Path(out)
     frame_sizes = {s.id: s.frame_size for s in read_studies(folder)}
 

@@ -1,10 +1,21 @@
-"""TRL: conversational vision JSONL per split, as SFTTrainer's vision examples expect.
+"""TRL: prompt-completion vision JSONL per split, as SFTTrainer's vision examples expect.
 
-Schema (TRL ``docs/source/dataset_formats.md``, "Vision datasets"): a ``messages`` column
-whose ``content`` is a list of ``{"type": "image"}`` and ``{"type": "text", "text": ...}``
-parts, and an ``images`` column in the same order. The assistant content is a one-part
-list too, so the column has one Arrow type; ``id`` names the item. ``images`` holds absolute PNG paths; cast it
-with ``dataset.cast_column("images", Sequence(Image()))`` to get PIL images.
+Schema (TRL ``docs/source/dataset_formats.md``, "Vision datasets", conversational
+prompt-completion): a ``prompt`` column holding the user turn, whose ``content`` is a list of
+``{"type": "image"}`` and ``{"type": "text", "text": ...}`` parts, a ``completion`` column
+holding the assistant turn (a one-part list, so the column has one Arrow type), and an
+``images`` column in prompt order; ``id`` names the item. These are the rows ``voxqa train``
+builds (``voxqa.train.data``). ``images`` holds absolute PNG paths; cast it with
+``dataset.cast_column("images", Sequence(Image()))`` to get PIL images.
+
+Why prompt-completion and not ``messages``: TRL 1.16 computes the loss on the completion only
+when the dataset has ``prompt`` and ``completion`` columns (``SFTConfig.completion_only_loss``
+defaults to None, resolved in ``trl/trainer/sft_trainer.py`` L961-962), and its vision
+collator then sets the prompt's labels, image tokens included, to -100
+(``DataCollatorForVisionLanguageModeling._collate_prompt_completion``, L499-501). A
+``messages`` row is trained on every token unless ``assistant_only_loss=True`` and the chat
+template has ``{% generation %}`` markers, which Qwen's lacks (960 of 960 tokens trained,
+672 of them image pads).
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ class TrlFormat:
     def write(self, samples: dict[str, list[Sample]], out: Path, profile: Profile) -> list[str]:
         return write_split_jsonl(samples, out, lambda s: {
             "id": s.item.id,
-            "messages": [{"role": "user", "content": content_parts(s)},
-                         {"role": "assistant", "content": [{"type": "text", "text": s.target}]}],
+            "prompt": [{"role": "user", "content": content_parts(s)}],
+            "completion": [{"role": "assistant", "content": [{"type": "text", "text": s.target}]}],
             "images": s.images,
         })

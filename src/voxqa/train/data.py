@@ -78,7 +78,8 @@ def _from_trl_export(folder: Path, split: str) -> list[dict[str, Any]]:
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
-        user, assistant = rec["messages"]
+        # prompt-completion rows; a `messages` row (a trl export of an earlier voxqa) is read alike
+        user, assistant = (rec["prompt"][0], rec["completion"][0]) if "prompt" in rec else rec["messages"]
         rows.append(_row(rec["id"], user["content"], assistant["content"][0]["text"], rec["images"]))
     return rows
 

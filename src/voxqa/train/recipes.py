@@ -57,6 +57,10 @@ class Recipe:
     gradient_checkpointing: bool = False
     distributed: Distributed = "none"
     max_frames: int | None = None
+    # the model family: its box profile (the targets' convention unless --profile says
+    # otherwise) and the released base model the seed trained (a local copy goes to --model)
+    profile: str = "pixel"
+    model_id: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -72,7 +76,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         lr=2e-5, epochs=3, scheduler="cosine", warmup_ratio=0.03, weight_decay=0.01,
         batch_size=1, grad_accum=8, train_vision=False, train_projector=False, train_llm=True,
         bf16=True, gradient_checkpointing=True, distributed="zero3",
+        profile="qwen3-vl", model_id="Qwen/Qwen3-VL-8B-Instruct",
         notes=("LLM only (tune_mm_llm True, vision and merger frozen)",
+               "profile qwen3-vl, the model family's 0-1000 boxes; the seed's own <bbx>[x, y, w, h]</bbx> "
+               "targets with 1-based frames are --profile sgmri",
                "the seed showed 16 video frames while its prompt named every slice; voxqa shows "
                "the item's frames with their `Frame k:` labels, as in evaluation"),
     ),
@@ -83,6 +90,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         batch_size=2, grad_accum=8, train_vision=False, train_projector=False, train_llm=True,
         lora=Lora(r=16, alpha=32, dropout=0.05, targets=ATTENTION_MLP),
         bf16=True, gradient_checkpointing=True, distributed="none",
+        profile="qwen2.5-vl", model_id="Qwen/Qwen2.5-VL-3B-Instruct",
         notes=("the seed padded text to 2,048 tokens beside 8,192 image embeddings and trained on "
                "prompt and padding; voxqa sizes the sequence from the processor and masks the prompt",),
     ),
@@ -92,7 +100,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         lr=5e-5, epochs=6, scheduler="cosine", warmup_ratio=0.1, weight_decay=0.01, optim="adafactor",
         batch_size=24, grad_accum=12, train_vision=False, train_projector=True, train_llm=True,
         bf16=True, gradient_checkpointing=True, distributed="fsdp",
-        notes=("vision tower frozen, projector and language model fully trained (no LoRA)",),
+        profile="paligemma", model_id="google/paligemma2-3b-pt-224",
+        notes=("vision tower frozen, projector and language model fully trained (no LoRA)",
+               "profile paligemma, the family's <locYYYY> grid (with --target-style native its own "
+               "tokens); RadGrounder's 512-bin <p bbox=...> tags are --profile radgrounder"),
     ),
 )}
 

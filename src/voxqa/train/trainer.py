@@ -24,10 +24,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from voxqa.boxes.profiles import with_target_style
 from voxqa.errors import InputError
 from voxqa.fileio import append_bytes, write_text
 from voxqa.padding import padding_record
-from voxqa.train.data import Examples, check_examples, check_pixel_limits, load_examples, to_dataset
+from voxqa.train.data import EXPORT_SUMMARY, Examples, check_examples, check_pixel_limits, load_examples, to_dataset
 from voxqa.train.launch import write_accelerate_configs
 from voxqa.train.recipes import Lora, Recipe, get_recipe
 
@@ -44,8 +45,9 @@ class TrainConfig:
     source: Path
     model: Path
     out: Path
-    profile: str | None = None
+    profile: str | None = None  # None: the export's, else the recipe's model family
     recipe: str = "default"
+    target_style: str | None = None  # json | native (the family's box tokens); None: the spec's
     lora: int | None = None
     full: bool = False
     epochs: float | None = None
@@ -66,7 +68,7 @@ def resolve_recipe(cfg: TrainConfig) -> Recipe:
     if cfg.lora is not None and cfg.full:
         raise InputError("--lora and --full exclude each other")
     recipe = get_recipe(cfg.recipe)
-    overrides = {k: v for k, v in {"epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
+    overrides: dict[str, Any] = {k: v for k, v in {"epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
                                    "grad_accum": cfg.grad_accum, "max_frames": cfg.max_frames,
                                    "train_vision": cfg.train_vision}.items() if v is not None}
     if cfg.full:
@@ -77,6 +79,19 @@ def resolve_recipe(cfg: TrainConfig) -> Recipe:
     if recipe.lora is not None and recipe.train_vision:
         raise InputError("LoRA adapts the language model only; use --full to train the vision tower")
     return recipe
+
+
+def target_profile(cfg: TrainConfig, recipe: Recipe) -> str | None:
+    """The profile spec of the targets: ``--profile``, else a trl export's own (None: read from
+    it), else the recipe's model family; with ``--target-style`` applied."""
+    spec = cfg.profile
+    if spec is None and not (Path(cfg.source) / EXPORT_SUMMARY).is_file():
+        spec = recipe.profile
+    if spec is None:  # a trl export: its summary names the profile, a style must match it
+        if cfg.target_style is None:
+            return None
+        spec = json.loads((Path(cfg.source) / EXPORT_SUMMARY).read_text(encoding="utf-8"))["profile"]
+    return with_target_style(spec, cfg.target_style)
 
 
 def part_of(name: str) -> str:
@@ -169,8 +184,8 @@ def build_trainer(cfg: TrainConfig, examples: Examples | None = None, callbacks:
 
     recipe = resolve_recipe(cfg)
     if examples is None:
-        examples = load_examples(cfg.source, profile=cfg.profile, mode=cfg.mode, max_frames=recipe.max_frames,
-                                 padded=Path(cfg.out))
+        examples = load_examples(cfg.source, profile=target_profile(cfg, recipe), mode=cfg.mode,
+                                 max_frames=recipe.max_frames, padded=Path(cfg.out))
     base = Path(cfg.model).resolve()  # a LoRA adapter names its base by this path
     check_pixel_limits(examples.profile, base)
     gpu = torch.cuda.is_available()

@@ -27,7 +27,8 @@ def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: st
                max_retries: int = 5, model_args: Mapping[str, Any] | None = None) -> ModelAdapter:
     """The adapter for ``spec``; baselines learn what they need from the train split.
 
-    ``model_args`` go to a plug-in's factory as keyword arguments (built-ins take none);
+    ``model_args`` go to a plug-in's factory as keyword arguments, or to ``hf:PATH`` as its
+    options (device, dtype, attn_implementation, batch_size, max_new_tokens; other built-ins take none);
     several ``base_url``s are replicas of one served model, load-balanced."""
     name = spec.partition(":")[0]
     context = {"dataset": Path(dataset).resolve(), "profile": profile, "seed": seed}  # see docs/plugins.md
@@ -38,9 +39,9 @@ def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: st
         if ep is None:
             raise InputError(f"unknown model spec {spec!r}; known: {_known()}")
         return load_entry_point(spec, ep, context, model_args or {})
-    if model_args:
-        raise InputError(f"{spec}: model args are for plug-ins (py:MODULE:FACTORY or an installed "
-                         f"plug-in), not built-in specs; got {', '.join(sorted(model_args))}")
+    if model_args and name != "hf":
+        raise InputError(f"{spec}: model args are for hf:PATH and plug-ins (py:MODULE:FACTORY or an "
+                         f"installed plug-in), not this built-in spec; got {', '.join(sorted(model_args))}")
     warn_clash(name)
     if spec == "oracle":
         return Oracle()
@@ -59,9 +60,9 @@ def make_model(spec: str, dataset: Path, *, profile: str = "pixel", base_url: st
         return OpenAIChat(spec.split(":", 1)[1], base_url, api_key_env=api_key_env,
                           timeout=timeout, max_retries=max_retries, seed=seed)
     if spec.startswith("hf:"):
-        from voxqa.eval.models.hf_local import HFLocal  # transformers is an optional extra
+        from voxqa.eval.models.hf_local import HFLocal, hf_options  # transformers is an optional extra
 
-        return HFLocal(spec.split(":", 1)[1])
+        return HFLocal(spec.split(":", 1)[1], **hf_options(model_args or {}))
     raise InputError(f"unknown model spec {spec!r}; known: {_known()}")
 
 

@@ -8,6 +8,7 @@ must score 100%).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,25 @@ class ModelAdapter(ABC):
         """Release what the run used (connections, actors); called once when the run's
         answering ends, also when it ends in an error. Default: nothing to release."""
         return None
+
+    def size_replies(self, targets: Iterable[str]) -> None:
+        """Called once before run.json is written with the selection's ideal replies (the
+        structured targets, lazily): an adapter whose reply length is capped sizes the cap so
+        that a perfect answer fits, and states it in ``identity``. Default: nothing to size."""
+        return None
+
+
+class TruncatedReply(VoxqaError):  # noqa: N818 - a reply, not an error of the run
+    """The model stopped because it hit its reply-length cap: ``text`` is what it wrote so far.
+    The runner records it as truncated (not read as the model's answer), never retried: the
+    same greedy decoding would stop at the same place."""
+
+    def __init__(self, text: str, limit: int):
+        super().__init__(f"the reply was cut off at max_new_tokens={limit}")
+        self.text, self.limit = text, limit
+
+    def __reduce__(self) -> tuple[type[TruncatedReply], tuple[str, int]]:
+        return TruncatedReply, (self.text, self.limit)  # pickled whole (a reply from a Ray replica)
 
 
 @dataclass(frozen=True)

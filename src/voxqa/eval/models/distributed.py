@@ -9,10 +9,11 @@ run.json is the underlying adapter's, so a run may be resumed with or without Ra
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from voxqa.eval.models.base import ModelAdapter
+from voxqa.eval.models.base import ModelAdapter, TruncatedReply
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 
@@ -31,6 +32,10 @@ class _Holder:
     async def preflight(self) -> None:
         await self.model.preflight()
 
+    def size_replies(self, targets: list[str]) -> dict[str, Any]:
+        self.model.size_replies(targets)
+        return self.model.identity()
+
     async def answer(self, prompt: Prompt, item: Item) -> str:
         return await self.model.answer(prompt, item)
 
@@ -46,7 +51,7 @@ class RayModels(ModelAdapter):
 
         holder = ray.remote(_Holder)
         self.ray, self.spec = ray, spec
-        self.actors = [holder.remote(spec, str(Path(dataset).resolve()), kwargs) for _ in range(max(1, replicas))]
+        self.actors: list[Any] = [holder.remote(spec, str(Path(dataset).resolve()), kwargs) for _ in range(max(1, replicas))]
         try:
             self._identity = ray.get(self.actors[0].identity.remote())  # load errors surface here
         except ray.exceptions.RayActorError as exc:  # make_model failed on the worker: its own error
@@ -62,11 +67,18 @@ class RayModels(ModelAdapter):
     async def preflight(self) -> None:
         await self.actors[0].preflight.remote()
 
+    def size_replies(self, targets: Iterable[str]) -> None:
+        """Every replica sizes its reply cap alike; the identity becomes the sized one."""
+        shown = list(targets)
+        self._identity = self.ray.get([a.size_replies.remote(shown) for a in self.actors])[0]
+
     async def answer(self, prompt: Prompt, item: Item) -> str:
         i = min(range(len(self.actors)), key=self._in_flight.__getitem__)
         self._in_flight[i] += 1
         try:
             return await self.actors[i].answer.remote(prompt, item)
+        except TruncatedReply as exc:  # Ray's wrapper of the replica's: raised as a local one
+            raise TruncatedReply(exc.text, exc.limit) from None
         except self.ray.exceptions.RayActorError as exc:  # the replica died: a failed request, retried on resume
             raise RuntimeError(f"model replica {i} lost: {str(exc).splitlines()[0]}") from None
         finally:

@@ -46,7 +46,7 @@ import orjson
 
 from voxqa.errors import VoxqaError
 from voxqa.eval.redact import redact
-from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError, ShownItem
+from voxqa.eval.models.base import ModelAdapter, PermanentError, ServerConfigError, ShownItem, TruncatedReply
 from voxqa.eval.prompts import Prompt
 from voxqa.schema import Item
 
@@ -210,7 +210,7 @@ class PluginModel(ModelAdapter):
                 raw = await self.inner.answer(blind, shown)
             else:
                 raw = await asyncio.to_thread(self._answer_in_thread, blind, shown)
-        except (PermanentError, RuntimeError, OSError, ServerConfigError):
+        except (PermanentError, RuntimeError, OSError, ServerConfigError, TruncatedReply):
             raise  # the runner's own classes: recorded (or stopping the run) as for any adapter
         except Exception as exc:  # noqa: BLE001 - a plug-in bug fails its item, not the run
             raise RuntimeError(_one_line(exc)) from exc
