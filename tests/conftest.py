@@ -62,3 +62,12 @@ def shared_reference(shared_data: Path) -> Path:
     if not (path / "samples").is_dir():
         data_unavailable(f"{path} has no samples/ (set VOXQA_TEST_REFERENCE=../shared/reference)")
     return path
+
+
+@pytest.fixture(scope="module")
+def reports_dir(shared_reference: Path) -> Path:
+    """The shared English and German reports with the verdict each sentence should get."""
+    root = shared_reference / "reports"
+    if not all((root / name).is_file() for name in ("studies.csv", "reports.jsonl", "expected_verdicts.jsonl")):
+        data_unavailable(f"{root} lacks studies.csv, reports.jsonl or expected_verdicts.jsonl (set VOXQA_TEST_REFERENCE)")
+    return root

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import data_unavailable
 
 from voxqa.boxes.profiles import PROFILES
 from voxqa.boxes.spaces import ResizedBins, Scaled
@@ -69,13 +68,6 @@ def test_caption_target_tags_keywords_in_place() -> None:
     assert lesion.text == "There is a lesion in the <p bbox=<loc0000><loc0000><loc0256><loc0256> id=<seg005>>liver</p>."
     assert lesion.left_out == [{"label": "liver_lesion", "reason": "no RadGrounder class"}]
 
-
-@pytest.fixture(scope="module")
-def reports_dir(shared_reference: Path) -> Path:
-    root = shared_reference / "reports"
-    if not (root / "studies.csv").is_file():
-        data_unavailable(f"{root}/studies.csv not found (set VOXQA_TEST_REFERENCE)")
-    return root
 
 
 @pytest.mark.realdata

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import data_unavailable
 
 from voxqa.build import build_reports
 from voxqa.dataset.folder import read_items
@@ -22,13 +21,6 @@ from voxqa.sources.segmentation import read_studies_csv
 
 pytestmark = pytest.mark.realdata
 
-
-@pytest.fixture(scope="module")
-def reports_dir(shared_reference: Path) -> Path:
-    root = shared_reference / "reports"
-    if not (root / "expected_verdicts.jsonl").is_file():
-        data_unavailable(f"{root}/expected_verdicts.jsonl not found (set VOXQA_TEST_REFERENCE)")
-    return root
 
 
 def test_every_expected_verdict_reproduced(reports_dir: Path) -> None:
