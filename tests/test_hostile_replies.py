@@ -370,6 +370,8 @@ def test_json_values_read_long_documents_exactly_as_before() -> None:
 
 
 def test_linear_readers_find_exactly_what_the_old_patterns_found() -> None:
+    from voxqa.importers.published_scores import released_answer_text
+
     rng = random.Random(25)
     for _ in range(600):
         pool = rng.sample(TOKENS, rng.randint(2, 14))
@@ -397,7 +399,9 @@ def test_linear_readers_find_exactly_what_the_old_patterns_found() -> None:
             assert list(json_values(text)) == old, text
         except RecursionError:
             assert old is RecursionError
-        assert reply_mod._drop_think_blocks(text) == REFERENCE["think"].sub("", text), text
+        assert reply_mod.drop_think_blocks(text) == REFERENCE["think"].sub("", text), text
+        # SGMRI-VQA's released extract_answer_text: the same, case-sensitive
+        assert released_answer_text(text) == re.sub(r"<think>.*?</think>", "", text, flags=re.DOTALL).strip(), text
         assert _FRAME_RANGE.findall(text) == REFERENCE["range"].findall(text), text
         assert _CONTEXT_COUNT.sub(" ", text) == REFERENCE["context"].sub(" ", text), text
 

@@ -60,6 +60,8 @@ def max_reply_chars() -> int:
 
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+_THINK_OPEN_EXACT = re.compile(r"<think>")
+_THINK_CLOSE_EXACT = re.compile(r"</think>")
 _THOUGHT_BLOCK = re.compile(r"<unused94>.*?(?:<unused95>|$)", re.DOTALL)  # MedGemma's thinking
 _FENCE = re.compile(r"```[\w+-]*")
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
@@ -73,13 +75,16 @@ _ANSWER_KEY = re.compile(r'"answer"\s*:\s*')
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
 
 
-def _drop_think_blocks(text: str) -> str:
-    """``text`` without ``<think>...</think>`` blocks (any case): each opening tag with the first
-    closing one after it. Once an opening tag has no closing one after it, no later one has,
-    so the scan stops there: linear time however many tags a reply repeats."""
+def drop_think_blocks(text: str, ignore_case: bool = True) -> str:
+    """``text`` without ``<think>...</think>`` blocks (any case, unless ``ignore_case`` is
+    False): each opening tag with the first closing one after it, as ``re.sub`` of
+    ``<think>.*?</think>`` (DOTALL) removes them. Once an opening tag has no closing one after
+    it, no later one has, so the scan stops there: linear time however many tags a reply
+    repeats."""
+    opening_tag, closing_tag = (_THINK_OPEN, _THINK_CLOSE) if ignore_case else (_THINK_OPEN_EXACT, _THINK_CLOSE_EXACT)
     kept, pos = [], 0
-    while (opening := _THINK_OPEN.search(text, pos)) is not None:
-        closing = _THINK_CLOSE.search(text, opening.end())
+    while (opening := opening_tag.search(text, pos)) is not None:
+        closing = closing_tag.search(text, opening.end())
         if closing is None:
             break
         kept.append(text[pos:opening.start()])
@@ -90,7 +95,7 @@ def _drop_think_blocks(text: str) -> str:
 
 def clean_reply(raw: str) -> str:
     """``raw`` without chain-of-thought, code fences and ``\\boxed{}``, stripped."""
-    text = _drop_think_blocks(_THOUGHT_BLOCK.sub("", raw))
+    text = drop_think_blocks(_THOUGHT_BLOCK.sub("", raw))
     closing = text.lower().rfind("</think>")
     if closing >= 0:  # the <think> was part of the prompt (chat templates that open it)
         text = text[closing + len("</think>"):]

@@ -43,6 +43,7 @@ import orjson
 from scipy.optimize import linear_sum_assignment
 
 from voxqa.answers.options import marked
+from voxqa.answers.reply import drop_think_blocks
 from voxqa.boxes.profiles import get_profile
 from voxqa.errors import InputError
 from voxqa.eval.gptscore import GptScore, GptScorer
@@ -148,14 +149,7 @@ THRESHOLDS_SGMRI = (0.1, 0.25, 0.5)  # v_score.py L154
 
 def released_answer_text(text: str) -> str:
     """``extract_answer_text`` (``metrics/utils.py`` L319-322): ``<think>`` blocks dropped, stripped."""
-    # re.sub(r"<think>.*?</think>", "", text, flags=re.DOTALL) in linear time: each "<think>"
-    # with the first "</think>" after it; once one has none, no later one has
-    kept, pos = [], 0
-    while (opening := text.find("<think>", pos)) >= 0 and (closing := text.find("</think>", opening + 7)) >= 0:
-        kept.append(text[pos:opening])
-        pos = closing + len("</think>")
-    kept.append(text[pos:])
-    return "".join(kept).strip()
+    return drop_think_blocks(text, ignore_case=False).strip()  # the released re.sub is case-sensitive
 
 
 def released_video_answer(prediction: str, qa_type: str) -> str:
