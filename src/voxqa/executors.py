@@ -133,12 +133,18 @@ class LocalExecutor:
             proc.kill()
         for proc in procs:
             proc.join(timeout=5)
-        # let the pool's manager thread finish closing its pipes: at interpreter exit,
-        # concurrent.futures wakes it through them, unlocked, and a pipe closed under that
-        # call prints an "Exception ignored ... Bad file descriptor" traceback
+        # at interpreter exit concurrent.futures wakes every pool's manager thread through a
+        # pipe, unlocked; the pipe of a pool whose workers were killed may be closed by then
+        # ("Exception ignored ... Bad file descriptor" on stderr). Once that thread has ended
+        # there is nothing to wake: take it off the exit list (Python 3.11's
+        # ``_threads_wakeups``; absent elsewhere, then nothing to do).
         manager = getattr(pool, "_executor_manager_thread", None)
         if manager is not None:
             manager.join(timeout=5)
+            if not manager.is_alive():
+                import concurrent.futures.process as pool_module
+
+                getattr(pool_module, "_threads_wakeups", {}).pop(manager, None)
 
 
 class RayExecutor:
